@@ -1,0 +1,23 @@
+"""prospect-sbi: amortised simulation-based inference for Prospector SED models.
+
+Importing the package lets Prospector's ``SpecModel`` build without ``$SPS_HOME`` (see
+:mod:`prospect_sbi.sources.emlines`); nothing else happens at import time.
+"""
+
+from .filters import JADES_BANDS, JADES_MEDIUM_BANDS, jades_filters, resolve_band_names
+from .sources import BC03MilesBasis, emission_line_info
+from .sources.emlines import patch_specmodel as _patch_specmodel
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BC03MilesBasis",
+    "JADES_BANDS",
+    "JADES_MEDIUM_BANDS",
+    "__version__",
+    "emission_line_info",
+    "jades_filters",
+    "resolve_band_names",
+]
+
+_patch_specmodel()

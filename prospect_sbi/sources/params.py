@@ -1,0 +1,221 @@
+"""FSPS parameter names, what BC03MilesBasis implements of them, and one-line input errors."""
+
+from __future__ import annotations
+
+__all__ = ["FSPS_DEFAULTS", "IMPLEMENTED", "Resolved", "resolve_params"]
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .dust import SUPPORTED_DUST_TYPES
+from .grids import GRID_LOGU, GRID_LOGZSOL
+from .sfh import SUPPORTED_SFH
+
+#: python-fsps ``StellarPopulation`` parameters and their defaults (python-fsps 0.5).
+FSPS_DEFAULTS: dict[str, object] = dict(
+    add_agb_dust_model=True, add_dust_emission=True, add_igm_absorption=False,
+    add_neb_emission=False, add_neb_continuum=True, add_stellar_remnants=True,
+    redshift_colors=False, compute_light_ages=False, nebemlineinspec=True, smooth_velocity=True,
+    smooth_lsf=False, agb_dust=1.0, tpagb_norm_type=2, dell=0.0, delt=0.0, redgb=1.0, agb=1.0,
+    fcstar=1.0, fbhb=0.0, sbss=0.0, pagb=1.0, frac_xrb=1.0, zred=0.0, zmet=1, logzsol=0.0,
+    pmetals=2.0, afeindx=1, afe=0.0, imf_type=2, imf_upper_limit=120, imf_lower_limit=0.08,
+    imf1=1.3, imf2=2.3, imf3=2.3, vdmc=0.08, mdave=0.5, evtype=-1, use_wr_spectra=1,
+    use_lw_tpagb=0, logt_wmb_hot=0.0, add_xrb_emission=0, masscut=150.0, sigma_smooth=0.0,
+    min_wave_smooth=1e3, max_wave_smooth=1e4, gas_logu=-2, gas_logz=0.0, igm_factor=1.0, sfh=0,
+    tau=1.0, const=0.0, sf_start=0.0, sf_trunc=0.0, tage=0.0, dust_tesc=7.0, fburst=0.0,
+    tburst=11.0, sf_slope=0.0, dust_type=0, dust1=0.0, dust2=0.0, dust3=0.0, dust_clumps=-99.0,
+    frac_nodust=0.0, frac_obrun=0.0, dust_index=-0.7, dust1_index=-1.0, mwr=3.1, uvb=1.0,
+    wgp1=1, wgp2=1, wgp3=1, duste_gamma=0.01, duste_umin=1.0, duste_qpah=3.5, fagn=0.0,
+    agn_tau=10.0,
+)  # fmt: skip
+
+#: FSPS parameters with the same meaning here.
+IMPLEMENTED = frozenset({
+    "zred", "logzsol", "imf_type", "sfh", "tage", "tau", "dust_type", "dust1", "dust2",
+    "dust_index", "dust1_index", "dust_tesc", "add_neb_emission", "add_neb_continuum",
+    "nebemlineinspec", "gas_logz", "gas_logu", "add_igm_absorption", "igm_factor",
+})  # fmt: skip
+
+# Parameters that only matter with physics switched on elsewhere, or that Prospector applies
+# itself (smoothing): any value is harmless here.
+_INERT = frozenset({
+    "sigma_smooth", "smooth_velocity", "smooth_lsf", "min_wave_smooth", "max_wave_smooth",
+    "redshift_colors", "compute_light_ages", "tburst", "duste_gamma", "duste_umin",
+    "duste_qpah", "agn_tau", "mwr", "uvb", "wgp1", "wgp2", "wgp3", "pmetals", "zmet",
+})  # fmt: skip
+
+# Everything else FSPS knows is accepted only at the value where it changes nothing: switches
+# off, and FSPS defaults for the isochrone and IMF knobs (the BC03 grids are fixed).
+_NEUTRAL = {
+    k: v for k, v in FSPS_DEFAULTS.items() if k not in IMPLEMENTED and k not in _INERT
+} | {
+    "add_dust_emission": False,
+    "add_agb_dust_model": False,
+    "add_stellar_remnants": False,
+    "add_xrb_emission": 0,
+}
+
+_IMF = {0: "Salpeter", 1: "Chabrier", 2: "Kroupa", 3: "van Dokkum", 4: "Dave", 5: "tabulated"}
+
+
+@dataclass
+class Resolved:
+    """Parameters of a batch of B objects, checked and broadcast.
+
+    ``switches`` holds integer and boolean settings shared by the whole batch; ``values``
+    holds float arrays with the batch on axis 0: ``mass`` (B, nbin) (nbin = 1 unless the SFH
+    is stepped), ``agebins`` (B, nbin, 2) for step SFHs, all others (B,).
+    """
+
+    n: int
+    switches: dict[str, int | bool] = field(default_factory=dict)
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _scalar_switch(name: str, value: object) -> int | bool:
+    arr = np.unique(np.ravel(np.asarray(value)))
+    if arr.size != 1:
+        raise ValueError(f"{name} must be the same for every object in a batch, got {arr}")
+    return arr.item()
+
+
+def _check_unsupported(params: Mapping[str, object]) -> None:
+    for name, value in params.items():
+        if name not in _NEUTRAL:
+            continue
+        neutral = _NEUTRAL[name]
+        if not np.all(np.asarray(value) == neutral):
+            raise ValueError(
+                f"FSPS parameter {name}={np.asarray(value).tolist()} is not implemented by "
+                f"BC03MilesBasis (only {name}={neutral!r} is); use an FSPS source for it"
+            )
+
+
+def _range(name: str, value: np.ndarray, lo: float, hi: float, why: str) -> None:
+    bad = ~((value >= lo) & (value <= hi))
+    if bad.any():
+        raise ValueError(
+            f"{name}={np.ravel(value)[np.ravel(bad)][0]:.4g} is outside {why} [{lo:.3g}, {hi:.3g}]"
+        )
+
+
+def resolve_params(params: Mapping[str, object], n: int | None = None) -> Resolved:
+    """Check Prospector/FSPS parameters and broadcast them to a batch.
+
+    Parameters
+    ----------
+    params : mapping
+        Parameter values by FSPS/Prospector name. With ``n=None`` they describe one object
+        (as Prospector passes them); otherwise each numeric value has the batch on axis 0,
+        except ``agebins`` which may be shared, (nbin, 2).
+    n : int, optional
+        Batch size.
+
+    Returns
+    -------
+    Resolved
+
+    Raises
+    ------
+    ValueError
+        Naming the first parameter that is unsupported, off the grids, or malformed.
+    """
+    _check_unsupported(params)
+    single = n is None
+    n = 1 if single else int(n)
+
+    def get(name: str) -> np.ndarray:
+        value = np.asarray(params.get(name, FSPS_DEFAULTS[name]), dtype=float)
+        if single:
+            value = value.reshape(-1)[:1] if value.size == 1 else value[None]
+        else:
+            value = np.broadcast_to(value, (n,)) if value.ndim == 0 else value
+        if value.shape[0] != n:
+            raise ValueError(f"{name} has {value.shape[0]} values for a batch of {n}")
+        return value
+
+    sw = {
+        "sfh": int(_scalar_switch("sfh", params.get("sfh", FSPS_DEFAULTS["sfh"]))),
+        "dust_type": int(_scalar_switch("dust_type", params.get("dust_type", 0))),
+        "imf_type": int(_scalar_switch("imf_type", params.get("imf_type", 1))),
+    }
+    for name in ("add_neb_emission", "add_neb_continuum", "nebemlineinspec",
+                 "add_igm_absorption"):  # fmt: skip
+        sw[name] = bool(_scalar_switch(name, params.get(name, FSPS_DEFAULTS[name])))
+
+    if sw["sfh"] not in SUPPORTED_SFH:
+        raise ValueError(f"sfh={sw['sfh']} is not supported by BC03MilesBasis; use {SUPPORTED_SFH}")
+    if sw["dust_type"] not in SUPPORTED_DUST_TYPES:
+        raise ValueError(
+            f"dust_type={sw['dust_type']} is not supported by BC03MilesBasis; "
+            f"use {SUPPORTED_DUST_TYPES}"
+        )
+    imf = sw["imf_type"]
+    if imf == 2:
+        warnings.warn(
+            "imf_type=2 (Kroupa): the BC03-MILES grids are Chabrier (imf_type=1); stellar masses "
+            "differ by a few hundredths of a dex",
+            stacklevel=3,
+        )
+    elif imf != 1:
+        raise ValueError(
+            f"imf_type={imf} ({_IMF.get(imf, 'unknown')}) is not available: the BC03-MILES grids "
+            "are Chabrier (imf_type=1; Kroupa, 2, is accepted with a warning)"
+        )
+
+    out = Resolved(n=n, switches=sw)
+    v = out.values
+    for name in ("zred", "logzsol", "dust1", "dust2", "dust_index", "dust1_index", "dust_tesc",
+                 "gas_logu", "igm_factor"):  # fmt: skip
+        v[name] = get(name)
+    # Prospector's nebular template ties gas_logz to logzsol; FSPS's default is solar.
+    v["gas_logz"] = get("gas_logz") if "gas_logz" in params else v["logzsol"].copy()
+
+    _range("zred", v["zred"], 0.0, 30.0, "the supported redshifts")
+    _range("logzsol", v["logzsol"], GRID_LOGZSOL[0], GRID_LOGZSOL[-1], "the BC03 metallicities")
+    _range("dust2", v["dust2"], 0.0, np.inf, "the allowed optical depths")
+    _range("dust1", v["dust1"], 0.0, np.inf, "the allowed optical depths")
+    if sw["add_neb_emission"]:
+        _range("gas_logz", v["gas_logz"], GRID_LOGZSOL[0], GRID_LOGZSOL[-1],
+               "the Cloudy-grid metallicities")  # fmt: skip
+        _range("gas_logu", v["gas_logu"], GRID_LOGU[0], GRID_LOGU[-1], "the Cloudy-grid logU")
+
+    if "lumdist" in params:
+        v["lumdist"] = np.asarray(params["lumdist"], dtype=float).reshape(-1) * np.ones(n)
+    if sw["sfh"] == 3:
+        _resolve_step(params, out, single)
+    else:
+        mass = np.asarray(params.get("mass", 1.0), dtype=float)
+        v["mass"] = (mass.reshape(-1)[:1] if single else np.broadcast_to(mass, (n,)))[:, None]
+        v["tage"] = get("tage")
+        v["tau"] = get("tau")
+        _range("tage", v["tage"], 1e-5, 20.0, "the SSP ages (Gyr)")
+        if sw["sfh"] in (1, 4):
+            _range("tau", v["tau"], 1e-5, np.inf, "the allowed e-folding times (Gyr)")
+    return out
+
+
+def _resolve_step(params: Mapping[str, object], out: Resolved, single: bool) -> None:
+    if "agebins" not in params or "mass" not in params:
+        raise ValueError("sfh=3 needs 'agebins' (nbin, 2; log10 yr) and per-bin 'mass'")
+    agebins = np.asarray(params["agebins"], dtype=float)
+    mass = np.asarray(params["mass"], dtype=float)
+    if single:
+        agebins, mass = agebins[None], np.atleast_1d(mass)[None]
+    if agebins.ndim == 2:
+        agebins = np.broadcast_to(agebins, (out.n,) + agebins.shape)
+    if agebins.shape[0] != out.n or agebins.ndim != 3 or agebins.shape[-1] != 2:
+        raise ValueError(f"agebins must be (nbin, 2) or (B, nbin, 2), got {agebins.shape}")
+    if mass.shape != agebins.shape[:2]:
+        raise ValueError(
+            f"mass has shape {mass.shape[1:]} but agebins has {agebins.shape[1]} bins"
+        )
+    if np.any(agebins[..., 1] <= agebins[..., 0]):
+        raise ValueError("agebins must have younger edge < older edge in every bin")
+    if np.any(mass < 0) or np.any(mass.sum(-1) <= 0) or not np.all(np.isfinite(mass)):
+        raise ValueError("mass per bin must be finite, >= 0, with a positive total")
+    out.values["agebins"] = agebins
+    out.values["mass"] = mass
