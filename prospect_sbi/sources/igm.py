@@ -88,15 +88,22 @@ def _madau_tau(lam: np.ndarray, z1: np.ndarray) -> np.ndarray:
 
 def _madau_tau_capped(lam: np.ndarray, z1: np.ndarray) -> np.ndarray:
     # The LyC fit turns over at short wavelengths; FSPS holds tau at its maximum blueward of
-    # the peak. The peak is found on a fixed grid so the answer does not depend on ``lam``.
-    tau = _madau_tau(lam, z1)
-    ref_tau = _madau_tau(_REF_WAVE[None, :], z1)
-    peak = np.argmax(ref_tau, axis=-1)
-    blueward = lam < _REF_WAVE[peak][:, None]
-    return np.where(blueward, ref_tau.max(axis=-1, keepdims=True), tau)
+    # the peak. The peak comes from a fixed table in z so the answer does not depend on ``lam``.
+    z_grid, peak_wave, peak_tau = _madau_peak_table()
+    zs = z1[:, 0] - 1.0
+    cut = np.interp(zs, z_grid, peak_wave)[:, None]
+    cap = np.interp(zs, z_grid, peak_tau)[:, None]
+    return np.where(lam < cut, cap, _madau_tau(lam, z1))
 
 
-_REF_WAVE = np.geomspace(1.0, _LYA, 4000)
+@functools.lru_cache(maxsize=1)
+def _madau_peak_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rest wavelength and value of the maximum Madau tau on a z grid (0 to 30, step 0.01)."""
+    z_grid = np.arange(0.0, 30.005, 0.01)
+    ref = np.geomspace(1.0, _LYLIM_MADAU, 1500)[None, :]
+    tau = np.concatenate([_madau_tau(ref, 1.0 + z[:, None]) for z in np.array_split(z_grid, 30)])
+    peak = tau.argmax(axis=-1)
+    return z_grid, ref[0, peak], tau.max(axis=-1)
 
 
 @functools.lru_cache(maxsize=1)
