@@ -68,8 +68,9 @@ class BC03MilesBasis:
     (14,)
     """
 
-    def __init__(self, igm: str = "madau1995", wave: np.ndarray | None = None,
-                 **params: object) -> None:  # fmt: skip
+    def __init__(
+        self, igm: str = "madau1995", wave: np.ndarray | None = None, **params: object
+    ) -> None:
         if igm not in IGM_MODELS:
             raise ValueError(f"unknown IGM model {igm!r}; use one of {IGM_MODELS}")
         self.igm = igm
@@ -103,7 +104,10 @@ class BC03MilesBasis:
     def description(self) -> str:
         """One line naming the SPS ingredients, for provenance."""
         res = "native" if self._wave_request is None else f"{len(self._wave_request)} pixels"
-        return f"BC03MilesBasis(BC03 SSPs + MILES, Chabrier IMF, Cloudy nebular, IGM={self.igm}, wave={res})"
+        return (
+            "BC03MilesBasis(BC03 SSPs + MILES, Chabrier IMF, Cloudy nebular, "
+            f"IGM={self.igm}, wave={res})"
+        )
 
     def _line_deposit(self) -> np.ndarray:
         """(E, L) matrix adding line luminosities (Lsun) to an L_nu spectrum, flux-conserving."""
@@ -180,8 +184,13 @@ class BC03MilesBasis:
             return table["wave"].copy(), np.zeros(len(table))
         return table["wave"].copy(), self._line_lum @ mapping
 
-    def get_spectrum(self, outwave: np.ndarray | None = None, filters: Sequence | None = None,
-                     peraa: bool = False, **params: object) -> tuple:  # fmt: skip
+    def get_spectrum(
+        self,
+        outwave: np.ndarray | None = None,
+        filters: Sequence | None = None,
+        peraa: bool = False,
+        **params: object,
+    ) -> tuple:
         """Observed spectrum and photometry, as ``prospect.sources.SSPBasis.get_spectrum``.
 
         Returns ``(spec, phot, mfrac)``: spectrum in maggies (or erg/s/cm^2/AA with
@@ -206,8 +215,12 @@ class BC03MilesBasis:
         return spec, phot, mfrac
 
     # ------------------------------------------------------------------ batched interface
-    def spectra(self, params: Mapping[str, object], n: int | None = None,
-                wave_range: tuple[float, float] | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+    def spectra(
+        self,
+        params: Mapping[str, object],
+        n: int | None = None,
+        wave_range: tuple[float, float] | None = None,
+    ) -> dict[str, np.ndarray]:
         """Rest-frame spectra of a batch of parameter vectors.
 
         Parameters
@@ -236,8 +249,14 @@ class BC03MilesBasis:
         spec, mfrac, lines = self._sed(res, sl)
         return {"wave": wave[sl].copy(), "spectrum": spec, "mfrac": mfrac, "line_lum": lines}
 
-    def photometry(self, params: Mapping[str, object], filters: Sequence, n: int | None = None,
-                   chunk_size: int = 256, single: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    def photometry(
+        self,
+        params: Mapping[str, object],
+        filters: Sequence,
+        n: int | None = None,
+        chunk_size: int = 256,
+        single: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Observed-frame photometry of a batch of parameter vectors, in maggies.
 
         Equals what ``SpecModel.predict`` returns for each vector with this source (same
@@ -316,36 +335,16 @@ class BC03MilesBasis:
         g = self.grids
         v, sw = res.values, res.switches
         wave = g.wave[sl]
-        tesc = 10.0 ** v["dust_tesc"]
-        young, old = split_young_old(g.age_edges, tesc, sw["sfh"], v)
-        zi, zf = _interp_index(g.logzsol, v["logzsol"])
-
-        stars_young = np.empty((res.n, len(wave)))
-        stars_old = np.empty((res.n, len(wave)))
-        mfrac = np.empty(res.n)
-        for k in np.unique(zi):
-            rows = np.flatnonzero(zi == k)
-            lo, hi = g.ssp[k][:, sl], g.ssp[k + 1][:, sl]
-            f = zf[rows, None]
-            both = np.concatenate([young[rows], old[rows]])
-            s_lo, s_hi = both @ lo, both @ hi
-            ff = np.concatenate([f, f])
-            mixed = (1 - ff) * s_lo + ff * s_hi
-            stars_young[rows], stars_old[rows] = mixed[: len(rows)], mixed[len(rows) :]
-            live = (1 - f) * g.live_frac[k] + f * g.live_frac[k + 1]
-            mfrac[rows] = ((young[rows] + old[rows]) * live).sum(-1)
-
+        young, old, mfrac = self._stars(res, sl)
         lines = np.zeros((res.n, len(g.line_wave)))
         if sw["add_neb_emission"]:
-            stars_young[:, wave < _LYMAN_LIMIT] = 0.0  # ionising photons go into the nebula
-            clipped = np.minimum(g.neb_age_edges[None, :], tesc[:, None])
-            neb_mass = np.diff(cumulative_mass(clipped, sw["sfh"], v), axis=-1)
-            cont, lines = self._nebular(res, neb_mass, sl, sw["add_neb_continuum"])
-            stars_young += cont
+            young[:, wave < _LYMAN_LIMIT] = 0.0  # ionising photons go into the nebula
+            cont, lines = self._nebular(res, sl)
+            young += cont
 
         tau2 = diffuse_tau(wave, sw["dust_type"], v["dust2"], v["dust_index"])
         tau1 = birth_cloud_tau(wave, v["dust1"], v["dust1_index"])
-        spec = stars_young * np.exp(-(tau1 + tau2)) + stars_old * np.exp(-tau2)
+        spec = young * np.exp(-(tau1 + tau2)) + old * np.exp(-tau2)
         if sw["add_neb_emission"]:
             lw = g.line_wave
             tau_lines = diffuse_tau(lw, sw["dust_type"], v["dust2"], v["dust_index"])
@@ -354,30 +353,68 @@ class BC03MilesBasis:
             if sw["nebemlineinspec"]:
                 spec += lines @ self._line_deposit()[:, sl]
         if sw["add_igm_absorption"]:
-            spec *= igm_transmission(wave, v["zred"], self.igm, v["igm_factor"])
+            spec *= self._igm(wave, v["zred"], v["igm_factor"])
         return spec, mfrac, lines
 
-    def _nebular(self, res: Resolved, neb_mass: np.ndarray, sl: slice,
-                 continuum: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-        """Nebular continuum (B, L) and line luminosities (B, E), bilinear in (gas Z, logU)."""
+    def _igm(self, wave: np.ndarray, zred: np.ndarray, factor: np.ndarray) -> np.ndarray:
+        return igm_transmission(wave, zred, self.igm, factor)
+
+    def _stars(self, res: Resolved, sl: slice) -> tuple[np.ndarray, ...]:
+        """Young and old starlight (B, L) and mfrac (B,) from exact per-SSP mass weights."""
         g = self.grids
-        zi, zf = _interp_index(g.logzsol, res.values["gas_logz"])
-        ui, uf = _interp_index(g.logu, res.values["gas_logu"])
+        v = res.values
+        young, old = split_young_old(g.age_edges, 10.0 ** v["dust_tesc"], res.switches["sfh"], v)
+        zi, zf = _interp_index(g.logzsol, v["logzsol"])
         nwave = len(g.wave[sl])
-        cont = np.zeros((res.n, nwave))
+        stars_young, stars_old = np.empty((res.n, nwave)), np.empty((res.n, nwave))
+        mfrac = np.empty(res.n)
+        for k in np.unique(zi):
+            rows = np.flatnonzero(zi == k)
+            f = zf[rows, None]
+            both = np.concatenate([young[rows], old[rows]])
+            ff = np.concatenate([f, f])
+            mixed = (1 - ff) * (both @ g.ssp[k][:, sl]) + ff * (both @ g.ssp[k + 1][:, sl])
+            stars_young[rows], stars_old[rows] = mixed[: len(rows)], mixed[len(rows) :]
+            live = (1 - f) * g.live_frac[k] + f * g.live_frac[k + 1]
+            mfrac[rows] = ((young[rows] + old[rows]) * live).sum(-1)
+        return stars_young, stars_old, mfrac
+
+    def _nebular(self, res: Resolved, sl: slice) -> tuple[np.ndarray, np.ndarray]:
+        """Nebular continuum (B, L) and lines (B, E) from exact nebular-age mass weights."""
+        g = self.grids
+        v = res.values
+        clipped = np.minimum(g.neb_age_edges[None, :], 10.0 ** v["dust_tesc"][:, None])
+        neb_mass = np.diff(cumulative_mass(clipped, res.switches["sfh"], v), axis=-1)
+        cont = np.zeros((res.n, len(g.wave[sl])))
         lines = np.zeros((res.n, g.line_lum.shape[-1]))
-        key = zi * len(g.logu) + ui
-        for k in np.unique(key):
-            rows = np.flatnonzero(key == k)
-            z0, u0 = divmod(int(k), len(g.logu))
+        continuum = res.switches["add_neb_continuum"]
+        for rows, corners in _neb_corners(g, v):
             m = neb_mass[rows]
-            for dz, wz in ((0, 1 - zf[rows]), (1, zf[rows])):
-                for du, wu in ((0, 1 - uf[rows]), (1, uf[rows])):
-                    w = (wz * wu)[:, None]
-                    lines[rows] += w * (m @ g.line_lum[z0 + dz, u0 + du])
-                    if continuum:
-                        cont[rows] += w * (m @ g.neb_cont[z0 + dz, u0 + du][:, sl])
+            for (zk, uk), w in corners:
+                lines[rows] += w[:, None] * (m @ g.line_lum[zk, uk])
+                if continuum:
+                    cont[rows] += w[:, None] * (m @ g.neb_cont[zk, uk][:, sl])
         return cont, lines
+
+
+def _neb_corners(g: SSPGrids, v: dict) -> list:
+    """Objects grouped by their (gas Z, logU) grid cell, with bilinear corner weights."""
+    zi, zf = _interp_index(g.logzsol, v["gas_logz"])
+    ui, uf = _interp_index(g.logu, v["gas_logu"])
+    key = zi * len(g.logu) + ui
+    groups = []
+    for k in np.unique(key):
+        rows = np.flatnonzero(key == k)
+        z0, u0 = divmod(int(k), len(g.logu))
+        wz, wu = zf[rows], uf[rows]
+        corners = [
+            ((z0, u0), (1 - wz) * (1 - wu)),
+            ((z0, u0 + 1), (1 - wz) * wu),
+            ((z0 + 1, u0), wz * (1 - wu)),
+            ((z0 + 1, u0 + 1), wz * wu),
+        ]
+        groups.append((rows, corners))
+    return groups
 
 
 def _interp_index(grid: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Dust attenuation with FSPS's parameter meanings (``dust_type`` 0, 2, 4; ``dust1``, ``dust2``)."""
+"""Dust attenuation with FSPS's parameter meanings: dust_type 0, 2, 4, dust1, dust2."""
 
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def diffuse_tau(
         return dust2 * calzetti(wave)
     if dust_type == 4:
         bump_strength = 0.85 - 1.9 * index
-        bump = bump_strength * (wave * 350.0) ** 2 / ((wave**2 - 2175.0**2) ** 2 + (wave * 350.0) ** 2)
+        width2 = (wave * 350.0) ** 2
+        bump = bump_strength * width2 / ((wave**2 - 2175.0**2) ** 2 + width2)
         return dust2 * (calzetti(wave) + bump / 4.05) * (wave / _V) ** index
     raise ValueError(
         f"dust_type={dust_type} is not supported by BC03MilesBasis; use one of "
@@ -70,6 +71,7 @@ def birth_cloud_tau(wave: np.ndarray, dust1: np.ndarray, dust1_index: np.ndarray
     ``dust1 * (wave / 5500) ** dust1_index`` as in FSPS (Charlot & Fall 2000), (B, L).
     """
     wave = np.asarray(wave, dtype=float)[None, :]
-    return np.asarray(dust1, dtype=float)[:, None] * (
-        wave / _V
-    ) ** np.asarray(dust1_index, dtype=float)[:, None]
+    return (
+        np.asarray(dust1, dtype=float)[:, None]
+        * (wave / _V) ** np.asarray(dust1_index, dtype=float)[:, None]
+    )

@@ -1,4 +1,4 @@
-"""Emission-line tables in FSPS's layout, and Prospector's ``SpecModel`` made to work without SPS_HOME.
+"""Emission-line tables in FSPS's layout; Prospector's ``SpecModel`` without SPS_HOME.
 
 Prospector's ``SpecModel.__init__`` reads ``$SPS_HOME/data/emlines_info.dat`` and fails with a
 TypeError when SPS_HOME is unset; its nebular-line code then indexes the source's line
@@ -45,7 +45,7 @@ def _fsps_table_path(eline_file: str = "emlines_info.dat") -> str | None:
 
 
 def emission_line_info(eline_file: str = "emlines_info.dat") -> np.ndarray:
-    """The emission-line table Prospector's ``SpecModel`` uses after ``import prospect_sbi``.
+    """Return the emission-line table ``SpecModel`` uses after ``import prospect_sbi``.
 
     Parameters
     ----------

@@ -14,7 +14,6 @@ __all__ = [
 
 import functools
 from dataclasses import dataclass, replace
-
 from pathlib import Path
 
 import numpy as np
@@ -160,8 +159,10 @@ def _midpoint_edges(ages: np.ndarray) -> np.ndarray:
 
 
 def _rebin(values: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Average the piecewise-linear interpolant of ``values`` (last axis on ``old``) over the
-    pixels of ``new`` (edges at geometric midpoints), exactly."""
+    """Average the linear interpolant of ``values`` (last axis on ``old``) over new pixels.
+
+    The new pixels have edges at the geometric midpoints of ``new``; the average is exact.
+    """
     from scipy.integrate import cumulative_trapezoid
 
     edges = np.empty(len(new) + 1)
@@ -203,9 +204,10 @@ def load_grids() -> SSPGrids:
     ssp = _to_lnu(ssp, wave)
 
     nz, nu = len(GRID_ZSOL), len(GRID_LOGU)
-    with fits.open(path / _NEB_LINE, memmap=False) as lines, fits.open(
-        path / _NEB_CONT, memmap=False
-    ) as cont:
+    with (
+        fits.open(path / _NEB_LINE, memmap=False) as lines,
+        fits.open(path / _NEB_CONT, memmap=False) as cont,
+    ):
         neb_ages = np.asarray(lines[1].data[1:, 0], dtype=float)
         neb_wave = np.asarray(cont[1].data[0, 1:], dtype=float)
         line_lum = np.empty((nz, nu, len(neb_ages), lines[1].data.shape[1] - 1))
@@ -253,5 +255,3 @@ def load_line_list() -> tuple[np.ndarray, np.ndarray]:
 def inoue_coefficients() -> np.ndarray:
     """Inoue et al. (2014) Table 2 Lyman-series coefficients shipped with bagpipes, (39, 7)."""
     return np.loadtxt(grid_dir() / "lyman_series_coefs_inoue_2014_table2.txt")
-
-

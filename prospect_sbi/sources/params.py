@@ -49,9 +49,7 @@ _INERT = frozenset({
 
 # Everything else FSPS knows is accepted only at the value where it changes nothing: switches
 # off, and FSPS defaults for the isochrone and IMF knobs (the BC03 grids are fixed).
-_NEUTRAL = {
-    k: v for k, v in FSPS_DEFAULTS.items() if k not in IMPLEMENTED and k not in _INERT
-} | {
+_NEUTRAL = {k: v for k, v in FSPS_DEFAULTS.items() if k not in IMPLEMENTED and k not in _INERT} | {
     "add_dust_emission": False,
     "add_agb_dust_model": False,
     "add_stellar_remnants": False,
@@ -147,7 +145,7 @@ def resolve_params(params: Mapping[str, object], n: int | None = None) -> Resolv
         sw[name] = bool(_scalar_switch(name, params.get(name, FSPS_DEFAULTS[name])))
 
     if sw["sfh"] not in SUPPORTED_SFH:
-        raise ValueError(f"sfh={sw['sfh']} is not supported by BC03MilesBasis; use {SUPPORTED_SFH}")
+        raise ValueError(f"sfh={sw['sfh']} is not supported by BC03MilesBasis: {SUPPORTED_SFH}")
     if sw["dust_type"] not in SUPPORTED_DUST_TYPES:
         raise ValueError(
             f"dust_type={sw['dust_type']} is not supported by BC03MilesBasis; "

@@ -98,8 +98,9 @@ class FilterProjector:
             out[:, k] = (lnu[rows, idx - start] * weight).sum(-1)
         return out * (_LIGHTSPEED * _MAGGIE_CGS) / self._zero
 
-    def line_counts(self, line_lum: np.ndarray, line_wave: np.ndarray,
-                    zred: np.ndarray) -> np.ndarray:  # fmt: skip
+    def line_counts(
+        self, line_lum: np.ndarray, line_wave: np.ndarray, zred: np.ndarray
+    ) -> np.ndarray:
         """Band flux of emission lines, as Prospector's ``SpecModel.nebline_photometry``.
 
         Parameters
