@@ -128,8 +128,9 @@ class BC03MilesBasis:
         return self._deposit
 
     def _table_lines(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._line_table is None:
-            table = emission_line_info()
+        # Follow SPS_HOME as SpecModel does when it is built, even if it changes later.
+        table = emission_line_info()
+        if self._line_table is None or not np.array_equal(table, self._line_table):
             self._line_table = table
             self._line_map = line_mapping(self.grids.line_wave, table["wave"])
         return self._line_table, self._line_map
@@ -143,7 +144,7 @@ class BC03MilesBasis:
             except (TypeError, ValueError):
                 self.params[k] = v
         if params:
-            resolve_params(self.params)
+            resolve_params(self.params, partial=True)
 
     def get_galaxy_spectrum(self, **params: object) -> tuple[np.ndarray, np.ndarray, float]:
         """Rest-frame spectrum per solar mass formed.
@@ -345,15 +346,22 @@ class BC03MilesBasis:
         tau2 = diffuse_tau(wave, sw["dust_type"], v["dust2"], v["dust_index"])
         tau1 = birth_cloud_tau(wave, v["dust1"], v["dust1_index"])
         spec = young * np.exp(-(tau1 + tau2)) + old * np.exp(-tau2)
+        if sw["add_igm_absorption"]:
+            spec *= self._igm(wave, v["zred"], v["igm_factor"])
         if sw["add_neb_emission"]:
             lw = g.line_wave
             tau_lines = diffuse_tau(lw, sw["dust_type"], v["dust2"], v["dust_index"])
             tau_lines += birth_cloud_tau(lw, v["dust1"], v["dust1_index"])
             lines = lines * np.exp(-tau_lines)
             if sw["nebemlineinspec"]:
-                spec += lines @ self._line_deposit()[:, sl]
-        if sw["add_igm_absorption"]:
-            spec *= self._igm(wave, v["zred"], v["igm_factor"])
+                in_spec = lines
+                if sw["add_igm_absorption"]:
+                    # Lines see the IGM just blueward of their centre (Lyman-alpha is absorbed
+                    # whatever pixels it is deposited into).
+                    blue_side = np.nextafter(lw, 0.0)
+                    in_spec = lines * igm_transmission(blue_side, v["zred"], self.igm,
+                                                       v["igm_factor"])  # fmt: skip
+                spec += in_spec @ self._line_deposit()[:, sl]
         return spec, mfrac, lines
 
     def _igm(self, wave: np.ndarray, zred: np.ndarray, factor: np.ndarray) -> np.ndarray:

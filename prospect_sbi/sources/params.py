@@ -100,7 +100,9 @@ def _range(name: str, value: np.ndarray, lo: float, hi: float, why: str) -> None
         )
 
 
-def resolve_params(params: Mapping[str, object], n: int | None = None) -> Resolved:
+def resolve_params(
+    params: Mapping[str, object], n: int | None = None, partial: bool = False
+) -> Resolved:
     """Check Prospector/FSPS parameters and broadcast them to a batch.
 
     Parameters
@@ -111,6 +113,9 @@ def resolve_params(params: Mapping[str, object], n: int | None = None) -> Resolv
         except ``agebins`` which may be shared, (nbin, 2).
     n : int, optional
         Batch size.
+    partial : bool
+        Check only what is given: the SFH's own parameters (``tage``, ``agebins``, ...) may
+        still be missing, as when a source is built before the model sets them.
 
     Returns
     -------
@@ -183,6 +188,9 @@ def resolve_params(params: Mapping[str, object], n: int | None = None) -> Resolv
 
     if "lumdist" in params:
         v["lumdist"] = np.asarray(params["lumdist"], dtype=float).reshape(-1) * np.ones(n)
+    own = {"agebins", "mass"} if sw["sfh"] == 3 else {"tage"}
+    if partial and not (own & set(params)):
+        return out
     if sw["sfh"] == 3:
         _resolve_step(params, out, single)
     else:

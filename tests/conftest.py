@@ -1,0 +1,122 @@
+"""Shared fixtures: one BC03MilesBasis per session, JADES filters, SpecModel builder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import prospect_sbi  # noqa: F401  (patches SpecModel so it builds without SPS_HOME)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _seed_numpy() -> None:
+    """Seed numpy's global generator so every test is reproducible."""
+    np.random.seed(1234)
+
+
+@pytest.fixture(autouse=True)
+def _no_sps_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run every test without SPS_HOME (tests that need one set it themselves)."""
+    monkeypatch.delenv("SPS_HOME", raising=False)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20240601)
+
+
+@pytest.fixture(scope="session")
+def _sps_instance() -> prospect_sbi.BC03MilesBasis:
+    source = prospect_sbi.BC03MilesBasis()
+    _ = source.grids  # load the grids once (~2 s)
+    return source
+
+
+@pytest.fixture
+def sps(_sps_instance: prospect_sbi.BC03MilesBasis) -> prospect_sbi.BC03MilesBasis:
+    """The session's BC03MilesBasis, with its stored parameters cleared.
+
+    Like Prospector's FSPS sources, the source remembers every parameter it was ever given
+    (``sps.params``), so a switch set by one model (e.g. ``add_neb_emission``) would leak into
+    the next model that does not name it. Clearing the dict keeps tests independent while the
+    expensive grids and filter projectors are reused.
+    """
+    _sps_instance.params.clear()
+    return _sps_instance
+
+
+@pytest.fixture(scope="session")
+def jades() -> list:
+    return prospect_sbi.jades_filters()
+
+
+def model_spec(*templates: str, **overrides: object) -> dict:
+    """Prospector model specification from ``TemplateLibrary`` names plus overrides.
+
+    ``imf_type`` is set to 1 (Chabrier, the grids' IMF). Each override is
+
+    - ``None``: drop the parameter;
+    - a mapping: merged into the parameter's specification (created if absent), e.g.
+      ``zred={"isfree": True, "prior": TopHat(mini=0.2, maxi=8)}``;
+    - anything else: the parameter becomes fixed at that value (``N`` from its length).
+    """
+    from prospect.models.templates import TemplateLibrary
+
+    spec: dict = {}
+    for name in templates:
+        spec.update(TemplateLibrary[name])
+    if "imf_type" in spec:
+        spec["imf_type"]["init"] = 1
+    for name, value in overrides.items():
+        if value is None:
+            spec.pop(name, None)
+        elif isinstance(value, Mapping):
+            entry = dict(spec.get(name, {"N": 1, "isfree": False}))
+            entry.update(value)
+            spec[name] = entry
+        else:
+            arr = np.asarray(value)
+            n = 1 if arr.ndim == 0 else arr.shape[0]
+            spec[name] = {"N": n, "isfree": False, "init": value}
+    return spec
+
+
+def build_model(*templates: str, **overrides: object) -> object:
+    """A ``SpecModel`` from template names and overrides (see :func:`model_spec`)."""
+    from prospect.models import SpecModel
+
+    return SpecModel(model_spec(*templates, **overrides))
+
+
+@pytest.fixture(scope="session")
+def make_model() -> Callable[..., object]:
+    """Fixture form of :func:`build_model`."""
+    return build_model
+
+
+def predict_phot(model: object, sps: object, filters: list, theta: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, float]:  # fmt: skip
+    """Photometry (maggies) and mfrac from ``SpecModel.predict`` at ``theta`` (default: init)."""
+    theta = model.theta.copy() if theta is None else theta
+    _, phot, mfrac = model.predict(theta, obs={"filters": filters, "wavelength": None}, sps=sps)
+    return np.array(phot, dtype=float), float(mfrac)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` next to the repository; skips the test when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder {SHARED_DATA} is not present on this machine")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def predict() -> Callable[..., tuple[np.ndarray, float]]:
+    """Fixture form of :func:`predict_phot`: ``predict(model, sps, filters, theta=None)``."""
+    return predict_phot
