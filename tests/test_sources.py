@@ -426,3 +426,11 @@ def test_batch_switch_must_be_shared(sps, jades):
     with pytest.raises(ValueError, match="sfh must be the same for every object") as info:
         sps.photometry(params, jades)
     _one_line(info)
+
+
+def test_batch_accepts_prospector_length_one_arrays(sps, jades, make_model, predict):
+    model = make_model("parametric_sfh", "nebular", "igm", zred=2.0)
+    phot, _ = predict(model, sps, jades)
+    params = dict(model.params, zred=np.array([2.0, 2.0, 2.0]))  # other values stay (1,)
+    maggies, _ = sps.photometry(params, jades)
+    np.testing.assert_allclose(maggies, np.broadcast_to(phot, (3, 14)), rtol=1e-10)

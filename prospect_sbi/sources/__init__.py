@@ -6,6 +6,8 @@ from .dust import *  # noqa: F403
 from .dust import __all__ as _dust
 from .emlines import *  # noqa: F403
 from .emlines import __all__ as _emlines
+from .fast import *  # noqa: F403
+from .fast import __all__ as _fast
 from .grids import *  # noqa: F403
 from .grids import __all__ as _grids
 from .igm import *  # noqa: F403
@@ -15,4 +17,4 @@ from .params import __all__ as _params
 from .sfh import *  # noqa: F403
 from .sfh import __all__ as _sfh
 
-__all__ = _basis + _dust + _emlines + _grids + _igm + _params + _sfh
+__all__ = _basis + _dust + _emlines + _fast + _grids + _igm + _params + _sfh

@@ -22,7 +22,7 @@ class FastPhotometry:
     for the fraction), and every band is one dot product: no per-object interpolation of
     filter curves. The IGM is read from a table in redshift. Results agree with
     :meth:`BC03MilesBasis.photometry` (Prospector's own projection) to a few 1e-4 at R = 1000
-    in bands not blueward of Lyman-alpha (``benchmarks/simulate.py`` and the tests measure it).
+    in bands not blueward of Lyman-alpha (``tests/test_fast.py`` asserts < 0.5%).
 
     Parameters
     ----------

@@ -134,8 +134,8 @@ def resolve_params(
         value = np.asarray(params.get(name, FSPS_DEFAULTS[name]), dtype=float)
         if single:
             value = value.reshape(-1)[:1] if value.size == 1 else value[None]
-        else:
-            value = np.broadcast_to(value, (n,)) if value.ndim == 0 else value
+        else:  # scalars and length-1 arrays (as in Prospector's model.params) are shared
+            value = np.broadcast_to(value.reshape(-1), (n,)) if value.size == 1 else value
         if value.shape[0] != n:
             raise ValueError(f"{name} has {value.shape[0]} values for a batch of {n}")
         return value
@@ -195,7 +195,9 @@ def resolve_params(
         _resolve_step(params, out, single)
     else:
         mass = np.asarray(params.get("mass", 1.0), dtype=float)
-        v["mass"] = (mass.reshape(-1)[:1] if single else np.broadcast_to(mass, (n,)))[:, None]
+        if mass.size == 1:
+            mass = np.broadcast_to(mass.reshape(-1), (n,))
+        v["mass"] = mass.reshape(n, 1)
         v["tage"] = get("tage")
         v["tau"] = get("tau")
         _range("tage", v["tage"], 1e-5, 20.0, "the SSP ages (Gyr)")
