@@ -138,13 +138,16 @@ class BC03MilesBasis:
     # ------------------------------------------------------------------ Prospector interface
     def update(self, **params: object) -> None:
         """Store parameter values (scalars squeezed, as Prospector's sources do) and check them."""
+        self._store(params)
+        if params:
+            resolve_params(self.params, partial=True)
+
+    def _store(self, params: Mapping[str, object]) -> None:
         for k, v in params.items():
             try:
                 self.params[k] = np.squeeze(v) if not callable(v) else v
             except (TypeError, ValueError):
                 self.params[k] = v
-        if params:
-            resolve_params(self.params, partial=True)
 
     def get_galaxy_spectrum(self, **params: object) -> tuple[np.ndarray, np.ndarray, float]:
         """Rest-frame spectrum per solar mass formed.
@@ -163,7 +166,7 @@ class BC03MilesBasis:
         mfrac : float
             Surviving stellar mass / mass formed.
         """
-        self.update(**params)
+        self._store(params)  # checked in full just below, once per call
         res = resolve_params(self.params)
         spec, mfrac, lines = self._sed(res, slice(None))
         self._line_lum = lines[0]
