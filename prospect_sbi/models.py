@@ -1,0 +1,84 @@
+"""Ready-made Prospector models for JADES-like photometry (templates + the usual edits)."""
+
+from __future__ import annotations
+
+__all__ = ["build_model", "MODEL_TEMPLATES"]
+
+import numpy as np
+
+#: Star-formation-history templates :func:`build_model` knows.
+MODEL_TEMPLATES = ("parametric_sfh", "continuity_sfh")
+
+
+def build_model(
+    template: str = "continuity_sfh",
+    zred: float | tuple[float, float] = (0.0, 12.0),
+    nbins: int = 6,
+    nebular: bool = True,
+    dust_type: int = 0,
+) -> object:
+    """A Prospector ``SpecModel`` from one of its templates, set up for BC03MilesBasis.
+
+    Starts from ``TemplateLibrary[template]`` (plus ``"nebular"``) and changes only what the
+    grids or a free redshift require: Chabrier IMF (``imf_type=1``); ``gas_logz`` tied to
+    ``logzsol``; ``gas_logu`` free in [-4, -1]; with a free redshift, step-SFH ``agebins``
+    follow ``zred`` (:func:`prospect_sbi.transforms.zred_to_agebins`: 0-30 Myr, 30-100 Myr,
+    then log-spaced to 85% of the age of the universe, and a last bin to its age), and the
+    ``logzsol`` prior stays within the grids.
+
+    Parameters
+    ----------
+    template : {"parametric_sfh", "continuity_sfh"}
+        Prospector template of the SFH.
+    zred : float or (float, float)
+        Fixed redshift, or the range of a uniform prior (free redshift).
+    nbins : int
+        Step-SFH bins (``continuity_sfh``), >= 3.
+    nebular : bool
+        Add Prospector's ``"nebular"`` template.
+    dust_type : int
+        FSPS dust law (0 power law, 2 Calzetti, 4 Kriek & Conroy with free ``dust_index``).
+
+    Returns
+    -------
+    prospect.models.SpecModel
+    """
+    from prospect.models import SpecModel, priors
+    from prospect.models import transforms as pt
+    from prospect.models.templates import TemplateLibrary
+
+    from .transforms import zred_to_agebins
+
+    if template not in MODEL_TEMPLATES:
+        raise ValueError(f"unknown template {template!r}; use one of {MODEL_TEMPLATES}")
+    spec = TemplateLibrary[template]
+    if nebular:
+        spec.update(TemplateLibrary["nebular"])
+        spec["gas_logz"]["depends_on"] = pt.stellar_logzsol
+        spec["gas_logu"].update(isfree=True, prior=priors.TopHat(mini=-4.0, maxi=-1.0))
+    spec["imf_type"]["init"] = 1
+    spec["dust_type"]["init"] = dust_type
+    if dust_type == 4:
+        spec["dust_index"] = {"N": 1, "isfree": True, "init": 0.0,
+                              "prior": priors.TopHat(mini=-1.0, maxi=0.4)}  # fmt: skip
+    if np.ndim(zred) == 0:
+        spec["zred"].update(isfree=False, init=float(zred))
+    else:
+        lo, hi = (float(z) for z in zred)
+        spec["zred"].update(isfree=True, init=0.5 * (lo + hi), prior=priors.TopHat(mini=lo, maxi=hi))
+    if template == "continuity_sfh":
+        if nbins < 3:
+            raise ValueError(f"nbins={nbins}: a step SFH needs at least 3 bins")
+        # zred_to_agebins keeps the first bin and the top of the second, and fills the rest.
+        base = np.array([[0.0, 7.5], [7.5, 8.0]] + [[8.0, 9.0]] * (nbins - 2))
+        agebins = zred_to_agebins(np.atleast_1d(spec["zred"]["init"]), base)
+        spec["agebins"].update(N=nbins, init=agebins, depends_on=zred_to_agebins)
+        spec["mass"].update(N=nbins, init=np.full(nbins, 1e6))
+        spec["logsfr_ratios"].update(
+            N=nbins - 1, init=np.zeros(nbins - 1),
+            prior=priors.StudentT(mean=np.zeros(nbins - 1), scale=np.full(nbins - 1, 0.3),
+                                  df=np.full(nbins - 1, 2)),
+        )  # fmt: skip
+        # Prospector evaluates dependent parameters in order: bins before the masses.
+        spec = {k: spec[k] for k in sorted(spec, key=lambda k: k == "mass")}
+    return SpecModel(spec)

@@ -1,0 +1,490 @@
+"""Training sets: draws from a Prospector model's priors and their noiseless photometry.
+
+The work is cut into chunks of ``chunk_rows`` draws. Chunk ``c`` takes its random numbers
+from ``SeedSequence(seed, spawn_key=(c,))`` only, so its content does not depend on which
+worker computed it, in what order, or how many restarts it took. Each finished chunk is written
+atomically (temporary file + rename) into ``<path>.parts/``; when all chunks exist they are
+assembled, again through a temporary file, into the final HDF5 file, and the parts are removed.
+Killing the job at any moment loses at most the chunks in flight; rerunning the same call
+finishes the rest.
+"""
+
+from __future__ import annotations
+
+__all__ = ["simulate", "SIMULATION_METHODS"]
+
+import json
+import os
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+from .cosmology import age_of_universe
+from .derived import DERIVED, STEP_DERIVED, derived_quantities
+from .filters import resolve_band_names
+from .provenance import filter_names, model_hash, model_spec, versions
+from .sources import BC03MilesBasis
+from .sources.params import resolve_params
+from .trainingset import TrainingSet
+
+#: ``method`` values: "fast" (batched :class:`FastPhotometry`, BC03MilesBasis only),
+#: "generic" (``model.predict`` one vector at a time, any ``sps``), "auto" (fast when it can).
+SIMULATION_METHODS = ("auto", "fast", "generic")
+_MAX_REDRAWS = 100
+_FORMAT_VERSION = 1
+
+
+@dataclass
+class _Job:
+    """Everything a worker needs to compute a chunk (pickled once per task)."""
+
+    model: object
+    sps: object  # an SPS object, or a zero-argument callable that builds one
+    filters: list[str]
+    method: str
+    chunk_rows: int
+    seed: int
+    fast_options: dict = field(default_factory=dict)
+
+
+_WORKER_STATE: dict = {}  # per process: (sps, filters, fast photometry) built once
+
+
+def simulate(
+    model: object,
+    sps: object,
+    filters: Sequence,
+    n: int,
+    path: str | os.PathLike,
+    seed: int = 0,
+    executor: object = None,
+    batch_size: int = 4096,
+    method: str = "auto",
+    progress: bool = True,
+    fast_options: dict | None = None,
+) -> TrainingSet:
+    """Simulate a training set from a Prospector model's priors, resumably, into one HDF5 file.
+
+    Parameters
+    ----------
+    model : prospect.models.SpecModel
+        The model: its priors are sampled (``prior_transform``), its ``depends_on``
+        transforms applied. A ``tage`` older than the universe at its ``zred`` is redrawn
+        from its prior, the other parameters kept (so ``zred`` keeps its prior and ``tage``
+        follows its prior truncated to the physical range; the number of redraws is the
+        file's ``redrawn`` attribute).
+    sps : object or callable
+        The SPS source (``BC03MilesBasis``, or Prospector's FSPS sources), or a
+        zero-argument callable that builds one in each worker (use that for FSPS sources,
+        which do not pickle).
+    filters : sequence
+        sedpy filters, a ``FilterSet`` or band names (``"F444W"``, ``"jwst_f444w"``).
+    n : int
+        Number of draws wanted. Rerunning with a larger ``n`` extends the file.
+    path : path-like
+        Output HDF5 file.
+    seed : int
+        Random seed; the same seed gives the same content for any executor or restarts.
+    executor : None, int, concurrent.futures.Executor or dask.distributed.Client
+        Where chunks run: this process (None), that many local processes (int), or any
+        object with ``submit(fn, *args)`` returning futures with ``result()``.
+    batch_size : int
+        Draws per chunk, fixed when the file is started (a rerun keeps the original value).
+        Memory is bounded by it, not by ``n``.
+    method : {"auto", "fast", "generic"}
+        "fast": batched photometry on a log-wavelength grid (``BC03MilesBasis`` only, within
+        0.5% of the exact projection); "generic": ``model.predict`` per draw, exactly what
+        Prospector would compute, for any ``sps``; "auto": fast when possible.
+    progress : bool
+        Show a progress bar with SEDs/s.
+    fast_options : dict, optional
+        Keyword arguments for :class:`~prospect_sbi.sources.FastPhotometry`.
+
+    Returns
+    -------
+    TrainingSet
+        The finished file, opened for reading.
+
+    Raises
+    ------
+    ValueError
+        Unknown filters, a model with no free parameters, priors outside the SPS grids,
+        ``n <= 0``, a file made with another model, filters, SPS, method or seed.
+    PermissionError
+        The output folder is not writable.
+    """
+    n = _check_count(n)
+    path = Path(path)
+    filters = _filter_names(filters)
+    if model.ndim == 0:
+        raise ValueError("the model has no free parameters: nothing to simulate")
+    if method not in SIMULATION_METHODS:
+        raise ValueError(f"method={method!r}; use one of {SIMULATION_METHODS}")
+    fast_ok = isinstance(sps, BC03MilesBasis)
+    if method == "fast" and not fast_ok:
+        raise ValueError("method='fast' needs a BC03MilesBasis sps; use method='generic'")
+    method = "fast" if method == "auto" and fast_ok else method.replace("auto", "generic")
+    _check_writable(path)
+
+    spec = model_spec(model)
+    header = {
+        "model_hash": model_hash(spec),
+        "filters": filters,
+        "sps": _describe_sps(sps),
+        "method": method,
+        "seed": int(seed),
+    }
+    job = _Job(model, sps, filters, method, int(batch_size), int(seed), dict(fast_options or {}))
+    done_rows = _existing_rows(path, header)
+    if done_rows >= n:
+        return TrainingSet.open(path)
+    parts = _parts_dir(path)
+    manifest = _start_parts(parts, header, job, done_rows)
+    job.chunk_rows = manifest["chunk_rows"]
+    _check_support(job)
+
+    first = done_rows // job.chunk_rows
+    todo = [c for c in range(first, -(-n // job.chunk_rows)) if not _part(parts, c).exists()]
+    have = done_rows + sum(_rows_in(parts, c, job.chunk_rows, done_rows, n)
+                           for c in range(first, -(-n // job.chunk_rows)) if c not in todo)  # fmt: skip
+    bar = tqdm(total=n, initial=min(have, n), unit="SED", unit_scale=True, desc="simulate",
+               disable=not progress, smoothing=0.1)  # fmt: skip
+    try:
+        for c, result in _run(job, todo, executor):
+            _write_part(parts, c, result)
+            bar.update(_rows_in(parts, c, job.chunk_rows, done_rows, n))
+    finally:
+        bar.close()
+    _assemble(path, parts, header, spec, job, n, done_rows)
+    return TrainingSet.open(path)
+
+
+# ---------------------------------------------------------------------- checks
+def _check_count(n: object) -> int:
+    if isinstance(n, bool) or not float(n).is_integer() or int(n) <= 0:
+        raise ValueError(f"n={n!r}: the number of draws must be a positive integer")
+    return int(n)
+
+
+def _filter_names(filters: Sequence) -> list[str]:
+    if isinstance(filters, str):
+        filters = [filters]
+    items = list(getattr(filters, "filters", filters))
+    if not items:
+        raise ValueError("no filters given")
+    names = [f if isinstance(f, str) else f.name for f in items]
+    return resolve_band_names(names)
+
+
+def _check_writable(path: Path) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise PermissionError(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise PermissionError(f"cannot write {path}: permission denied")
+
+
+def _describe_sps(sps: object) -> str:
+    if callable(sps) and not hasattr(sps, "get_galaxy_spectrum"):
+        return f"factory {getattr(sps, '__module__', '?')}.{getattr(sps, '__qualname__', sps)}"
+    return getattr(sps, "description", type(sps).__name__)
+
+
+def _check_support(job: _Job) -> None:
+    """Fail before any work if the priors reach outside what the SPS can compute."""
+    model = job.model
+    rng = np.random.default_rng(12345)
+    # Random draws, plus each parameter pushed to both ends of its prior in turn.
+    unit = [rng.uniform(size=(64, model.ndim))]
+    for i in range(model.ndim):
+        for edge in (1e-9, 1 - 1e-9):
+            u = np.full((1, model.ndim), 0.5)
+            u[0, i] = edge
+            unit.append(u)
+    params = _draw(model, np.concatenate(unit), np.random.default_rng(0), strict=False)[1]
+    if job.method == "fast":
+        try:
+            resolve_params(params, len(params["zred"]))
+        except ValueError as err:
+            raise ValueError(f"the model's priors reach outside BC03MilesBasis: {err}") from None
+        if np.max(params["zred"]) > job.fast_options.get("zmax", 20.0):
+            raise ValueError(f"the zred prior reaches {np.max(params['zred']):.3g}, beyond "
+                             f"FastPhotometry zmax={job.fast_options.get('zmax', 20.0)}")  # fmt: skip
+
+
+# ---------------------------------------------------------------------- draws and chunks
+def _draw(model: object, unit: np.ndarray, rng: np.random.Generator, strict: bool = True) -> tuple:
+    """Theta and batched params, with ``tage`` redrawn where it exceeds the age of the universe.
+
+    Only ``tage`` is redrawn (from its own prior, keeping the other parameters), so the
+    redshift keeps its prior and ``tage`` follows its prior truncated to the physical range.
+    """
+    from .transforms import batch_params, draw_theta
+
+    theta = draw_theta(model, unit)
+    params = batch_params(model, theta)
+    redrawn = 0
+    for _ in range(_MAX_REDRAWS):
+        bad = _unphysical(params)
+        if not bad.any() or not strict:
+            break
+        if "tage" not in model.theta_index:
+            raise ValueError("tage is fixed but exceeds the age of the universe at some zred "
+                             "of the prior; narrow the zred prior or free tage")  # fmt: skip
+        redrawn += int(bad.sum())
+        cols = model.theta_index["tage"]
+        unit[bad, cols] = rng.uniform(size=(int(bad.sum()), cols.stop - cols.start))
+        theta[bad] = draw_theta(model, unit[bad])
+        sub = batch_params(model, theta[bad])
+        for k, v in params.items():
+            if isinstance(v, np.ndarray):
+                v[bad] = sub[k]
+    else:
+        raise ValueError(f"after {_MAX_REDRAWS} redraws some tage still exceed the age of the "
+                         "universe: the tage prior barely overlaps the physical range")  # fmt: skip
+    _check_agebins(params)
+    return theta, params, redrawn
+
+
+def _unphysical(params: dict) -> np.ndarray:
+    zred = np.asarray(params.get("zred", 0.0), dtype=float).reshape(-1)
+    tage = params.get("tage")
+    sfh = int(np.asarray(params.get("sfh", 0)).flat[0])
+    if tage is None or sfh == 3:
+        return np.zeros(len(zred), dtype=bool)
+    return np.asarray(tage, dtype=float) > age_of_universe(zred) * (1 + 1e-9)
+
+
+def _check_agebins(params: dict) -> None:
+    if int(np.asarray(params.get("sfh", 0)).flat[0]) != 3 or "agebins" not in params:
+        return
+    bins = np.asarray(params["agebins"], dtype=float)
+    zred = np.asarray(params["zred"], dtype=float).reshape(-1)
+    bad = np.flatnonzero(np.any(bins[..., 1] <= bins[..., 0], axis=-1))
+    if bad.size:
+        i = bad[0]
+        raise ValueError(f"agebins are not increasing at zred={zred[i]:.3g} "
+                         f"({bins[i].round(3).tolist()}): the bins do not fit in the age of "
+                         "the universe there; narrow the zred prior or change agebins")  # fmt: skip
+    tuniv = np.log10(age_of_universe(zred) * 1e9)
+    old = np.flatnonzero(bins[:, -1, 1] > tuniv + 1e-6)
+    if old.size:
+        i = old[0]
+        raise ValueError(f"agebins reach 10^{bins[i, -1, 1]:.3f} yr, older than the universe "
+                         f"at zred={zred[i]:.3g}; make them follow zred with model_params"
+                         "['agebins']['depends_on'] = prospect_sbi.transforms.zred_to_agebins")  # fmt: skip
+
+
+def _chunk(job: _Job, c: int) -> dict:
+    """Draws, derived quantities and photometry of chunk ``c`` (a pure function of c)."""
+    rng = np.random.default_rng(np.random.SeedSequence(job.seed, spawn_key=(c,)))
+    unit = rng.uniform(size=(job.chunk_rows, job.model.ndim))
+    theta, params, redrawn = _draw(job.model, unit, rng)
+    sps, filters, fast = _worker_state(job)
+    if job.method == "fast":
+        phot, mfrac = fast(params, n=len(theta))
+    else:
+        phot, mfrac = _predict_each(job.model, sps, filters, theta)
+    bad = ~np.all(np.isfinite(phot), axis=1)
+    if bad.any():
+        i = np.flatnonzero(bad)[0]
+        raise ValueError(f"non-finite photometry for theta={theta[i].tolist()}")
+    out = {"theta": theta, "photometry": phot, "mfrac": mfrac, "redrawn": np.array(redrawn),
+           "zred": np.asarray(params["zred"], dtype=float).reshape(-1)}  # fmt: skip
+    out.update({f"derived/{k}": v for k, v in derived_quantities(params, mfrac).items()})
+    return out
+
+
+def _predict_each(model: object, sps: object, filters: list, theta: np.ndarray) -> tuple:
+    obs = {"filters": filters, "wavelength": None, "spectrum": None}
+    phot = np.empty((len(theta), len(filters)))
+    mfrac = np.empty(len(theta))
+    for i, th in enumerate(theta):
+        model.set_parameters(th)
+        model.propagate_parameter_dependencies()  # dependents listed before their inputs
+        _, phot[i], mfrac[i] = model.predict(th, obs=obs, sps=sps)
+    return phot, mfrac
+
+
+def _worker_state(job: _Job) -> tuple:
+    key = (id(job.sps), job.method, tuple(job.filters), json.dumps(job.fast_options))
+    if _WORKER_STATE.get("key") != key:
+        from sedpy.observate import load_filters
+
+        from .sources.fast import FastPhotometry
+
+        sps = job.sps
+        if callable(sps) and not hasattr(sps, "get_galaxy_spectrum"):
+            sps = sps()
+        filters = load_filters(job.filters)
+        fast = FastPhotometry(filters, sps=sps, **job.fast_options) if job.method == "fast" else None
+        _WORKER_STATE.update(key=key, state=(sps, filters, fast))
+    return _WORKER_STATE["state"]
+
+
+def _run(job: _Job, todo: list[int], executor: object) -> object:
+    """Yield (chunk, result) in order, with at most a few chunks in flight."""
+    if executor is None:
+        for c in todo:
+            yield c, _chunk(job, c)
+        return
+    owned = None
+    if isinstance(executor, int):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("spawn")
+        owned = executor = ProcessPoolExecutor(max_workers=executor, mp_context=ctx)
+    width = 2 * _n_workers(executor)
+    pending: deque = deque()
+    try:
+        queue = iter(todo)
+        for c in queue:
+            pending.append((c, _submit(executor, job, c)))
+            if len(pending) >= width:
+                c0, fut = pending.popleft()
+                yield c0, fut.result()
+        while pending:
+            c0, fut = pending.popleft()
+            yield c0, fut.result()
+    finally:
+        for _, fut in pending:
+            fut.cancel()
+        if owned is not None:
+            owned.shutdown(cancel_futures=True)
+
+
+def _submit(executor: object, job: _Job, c: int) -> object:
+    if type(executor).__module__.startswith("distributed"):
+        return executor.submit(_chunk, job, c, pure=False)
+    return executor.submit(_chunk, job, c)
+
+
+def _n_workers(executor: object) -> int:
+    if hasattr(executor, "nthreads"):  # dask.distributed.Client
+        return max(1, sum(executor.nthreads().values()))
+    return max(1, getattr(executor, "_max_workers", os.cpu_count() or 1))
+
+
+# ---------------------------------------------------------------------- files
+def _parts_dir(path: Path) -> Path:
+    return path.with_name(path.name + ".parts")
+
+
+def _part(parts: Path, c: int) -> Path:
+    return parts / f"chunk_{c:07d}.npz"
+
+
+def _rows_in(parts: Path, c: int, rows: int, done: int, n: int) -> int:
+    return max(0, min((c + 1) * rows, n) - max(c * rows, done))
+
+
+def _atomic_bytes(target: Path, write: Callable) -> None:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+
+
+def _write_part(parts: Path, c: int, result: dict) -> None:
+    _atomic_bytes(_part(parts, c), lambda fh: np.savez(fh, **result))
+
+
+def _existing_rows(path: Path, header: dict) -> int:
+    if not path.exists():
+        return 0
+    try:
+        with h5py.File(path, "r") as f:
+            _compare(dict(f.attrs), header, path)
+            return int(f["theta"].shape[0])
+    except OSError as err:
+        raise ValueError(f"{path} exists but is not a readable HDF5 training set: {err}") from None
+
+
+def _compare(found: dict, header: dict, where: object) -> None:
+    for key, want in header.items():
+        have = found.get(key)
+        if isinstance(have, bytes):
+            have = have.decode()
+        if key == "filters" and isinstance(have, str):
+            have = json.loads(have)
+        if isinstance(have, np.generic):
+            have = have.item()
+        if have != want:
+            raise ValueError(f"{where} was made with {key}={have!r}, not {want!r}; "
+                             "use another path or the original settings")  # fmt: skip
+
+
+def _start_parts(parts: Path, header: dict, job: _Job, done_rows: int) -> dict:
+    manifest_path = parts / "manifest.json"
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        _compare(manifest, header, parts)
+        if manifest.get("done_rows") != done_rows:
+            shutil.rmtree(parts)  # parts of an extension that the final file already holds
+        else:
+            return manifest
+    parts.mkdir(exist_ok=True)
+    manifest = dict(header, chunk_rows=job.chunk_rows, done_rows=done_rows)
+    if done_rows:
+        with h5py.File(_final_path(parts), "r") as f:
+            manifest["chunk_rows"] = int(f.attrs["chunk_rows"])
+    _atomic_bytes(manifest_path, lambda fh: fh.write(json.dumps(manifest).encode()))
+    return manifest
+
+
+def _final_path(parts: Path) -> Path:
+    return parts.with_name(parts.name[: -len(".parts")])
+
+
+def _assemble(path: Path, parts: Path, header: dict, spec: dict, job: _Job, n: int,
+              done_rows: int) -> None:  # fmt: skip
+    """Write the final file through a temporary one, then drop the parts."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    rows = job.chunk_rows
+    first = done_rows // rows
+    keep = first * rows  # rows of an existing file kept as they are
+    with np.load(_part(parts, first)) as probe:
+        names = [k for k in probe.files if k not in ("redrawn",)]
+        shapes = {k: probe[k].shape[1:] for k in names}
+    redrawn = 0
+    with h5py.File(tmp, "w") as out:
+        for k in names:
+            out.create_dataset(k, shape=(n, *shapes[k]), dtype="f8",
+                               chunks=(min(n, 4096), *shapes[k]))  # fmt: skip
+        if keep:
+            with h5py.File(path, "r") as old:
+                redrawn = int(old.attrs.get("redrawn", 0))
+                for start in range(0, keep, rows):
+                    for k in names:
+                        out[k][start : start + rows] = old[k][start : min(start + rows, keep)]
+        for c in range(first, -(-n // rows)):
+            with np.load(_part(parts, c)) as part:
+                take = min(rows, n - c * rows)
+                for k in names:
+                    out[k][c * rows : c * rows + take] = part[k][:take]
+                redrawn += int(part["redrawn"])
+        out.attrs.update({
+            **{k: v for k, v in header.items() if k != "filters"},
+            "filters": json.dumps(header["filters"]),
+            "labels": json.dumps(list(job.model.theta_labels())),
+            "model_spec": json.dumps(spec),
+            "derived_units": json.dumps({**DERIVED, **STEP_DERIVED}),
+            "chunk_rows": rows,
+            "redrawn": redrawn,
+            "versions": json.dumps(versions()),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "format_version": _FORMAT_VERSION,
+            "photometry_units": "maggies",
+        })  # fmt: skip
+    os.replace(tmp, path)
+    shutil.rmtree(parts, ignore_errors=True)
