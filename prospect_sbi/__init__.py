@@ -5,19 +5,26 @@ Importing the package lets Prospector's ``SpecModel`` build without ``$SPS_HOME`
 """
 
 from .filters import JADES_BANDS, JADES_MEDIUM_BANDS, jades_filters, resolve_band_names
-from .sources import BC03MilesBasis, emission_line_info
+from .models import build_model
+from .simulate import simulate
+from .sources import BC03MilesBasis, FastPhotometry, emission_line_info
 from .sources.emlines import patch_specmodel as _patch_specmodel
+from .trainingset import TrainingSet
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BC03MilesBasis",
     "JADES_BANDS",
+    "FastPhotometry",
     "JADES_MEDIUM_BANDS",
+    "TrainingSet",
     "__version__",
+    "build_model",
     "emission_line_info",
     "jades_filters",
     "resolve_band_names",
+    "simulate",
 ]
 
 _patch_specmodel()

@@ -32,7 +32,7 @@ LOG_SSFR_FLOOR = -14.0
 
 
 def derived_quantities(params: Mapping[str, np.ndarray], mfrac: np.ndarray) -> dict:
-    """Derived quantities of a batch of parameter vectors.
+    """Compute the derived quantities of a batch of parameter vectors.
 
     Parameters
     ----------
@@ -53,8 +53,12 @@ def derived_quantities(params: Mapping[str, np.ndarray], mfrac: np.ndarray) -> d
     mass = np.asarray(params["mass"], dtype=float)
     formed = mass.sum(-1) if mass.ndim > 1 else mass
     n = len(formed)
-    sfh_params = {"mass": mass, "agebins": params.get("agebins"),
-                  "tage": _vector(params.get("tage"), n), "tau": _vector(params.get("tau"), n)}  # fmt: skip
+    sfh_params = {
+        "mass": mass,
+        "agebins": params.get("agebins"),
+        "tage": _vector(params.get("tage"), n),
+        "tau": _vector(params.get("tau"), n),
+    }
     out = {"log_mstar": np.log10(formed * np.asarray(mfrac, dtype=float))}
     floor = out["log_mstar"] + LOG_SSFR_FLOOR
     for label, window in (("log_sfr10", 1e7), ("log_sfr100", 1e8)):

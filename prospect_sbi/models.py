@@ -17,7 +17,7 @@ def build_model(
     nebular: bool = True,
     dust_type: int = 0,
 ) -> object:
-    """A Prospector ``SpecModel`` from one of its templates, set up for BC03MilesBasis.
+    """Build a Prospector ``SpecModel`` from one of its templates, set up for BC03MilesBasis.
 
     Starts from ``TemplateLibrary[template]`` (plus ``"nebular"``) and changes only what the
     grids or a free redshift require: Chabrier IMF (``imf_type=1``); ``gas_logz`` tied to
@@ -65,7 +65,8 @@ def build_model(
         spec["zred"].update(isfree=False, init=float(zred))
     else:
         lo, hi = (float(z) for z in zred)
-        spec["zred"].update(isfree=True, init=0.5 * (lo + hi), prior=priors.TopHat(mini=lo, maxi=hi))
+        prior = priors.TopHat(mini=lo, maxi=hi)
+        spec["zred"].update(isfree=True, init=0.5 * (lo + hi), prior=prior)
     if template == "continuity_sfh":
         if nbins < 3:
             raise ValueError(f"nbins={nbins}: a step SFH needs at least 3 bins")

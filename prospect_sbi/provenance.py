@@ -28,7 +28,7 @@ def _jsonable(value: object) -> object:
 
 
 def model_spec(model: object) -> dict:
-    """The model's parameter specification as JSON-able data.
+    """Describe the model's parameter specification as JSON-able data.
 
     Parameters
     ----------

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from .cosmology import age_of_universe
 from .derived import DERIVED, STEP_DERIVED, derived_quantities
 from .filters import resolve_band_names
-from .provenance import filter_names, model_hash, model_spec, versions
+from .provenance import model_hash, model_spec, versions
 from .sources import BC03MilesBasis
 from .sources.params import resolve_params
 from .trainingset import TrainingSet
@@ -37,7 +37,6 @@ from .trainingset import TrainingSet
 #: ``method`` values: "fast" (batched :class:`FastPhotometry`, BC03MilesBasis only),
 #: "generic" (``model.predict`` one vector at a time, any ``sps``), "auto" (fast when it can).
 SIMULATION_METHODS = ("auto", "fast", "generic")
-_MAX_REDRAWS = 100
 _FORMAT_VERSION = 1
 
 
@@ -77,9 +76,8 @@ def simulate(
     model : prospect.models.SpecModel
         The model: its priors are sampled (``prior_transform``), its ``depends_on``
         transforms applied. A ``tage`` older than the universe at its ``zred`` is redrawn
-        from its prior, the other parameters kept (so ``zred`` keeps its prior and ``tage``
-        follows its prior truncated to the physical range; the number of redraws is the
-        file's ``redrawn`` attribute).
+        from its prior truncated at that age, the other parameters kept (so ``zred`` keeps
+        its prior; the number of redraws is the file's ``redrawn`` attribute).
     sps : object or callable
         The SPS source (``BC03MilesBasis``, or Prospector's FSPS sources), or a
         zero-argument callable that builds one in each worker (use that for FSPS sources,
@@ -145,21 +143,21 @@ def simulate(
     done_rows = _existing_rows(path, header)
     if done_rows >= n:
         return TrainingSet.open(path)
+    _check_support(job)
     parts = _parts_dir(path)
     manifest = _start_parts(parts, header, job, done_rows)
     job.chunk_rows = manifest["chunk_rows"]
-    _check_support(job)
 
-    first = done_rows // job.chunk_rows
-    todo = [c for c in range(first, -(-n // job.chunk_rows)) if not _part(parts, c).exists()]
-    have = done_rows + sum(_rows_in(parts, c, job.chunk_rows, done_rows, n)
-                           for c in range(first, -(-n // job.chunk_rows)) if c not in todo)  # fmt: skip
+    chunks = range(done_rows // job.chunk_rows, -(-n // job.chunk_rows))
+    todo = [c for c in chunks if not _part(parts, c).exists()]
+    have = done_rows + sum(_rows_in(c, job.chunk_rows, done_rows, n)
+                           for c in chunks if c not in todo)  # fmt: skip
     bar = tqdm(total=n, initial=min(have, n), unit="SED", unit_scale=True, desc="simulate",
                disable=not progress, smoothing=0.1)  # fmt: skip
     try:
         for c, result in _run(job, todo, executor):
             _write_part(parts, c, result)
-            bar.update(_rows_in(parts, c, job.chunk_rows, done_rows, n))
+            bar.update(_rows_in(c, job.chunk_rows, done_rows, n))
     finally:
         bar.close()
     _assemble(path, parts, header, spec, job, n, done_rows)
@@ -214,41 +212,45 @@ def _check_support(job: _Job) -> None:
             resolve_params(params, len(params["zred"]))
         except ValueError as err:
             raise ValueError(f"the model's priors reach outside BC03MilesBasis: {err}") from None
-        if np.max(params["zred"]) > job.fast_options.get("zmax", 20.0):
+        zmax = job.fast_options.get("zmax", 20.0)
+        if np.max(params["zred"]) > zmax:
             raise ValueError(f"the zred prior reaches {np.max(params['zred']):.3g}, beyond "
-                             f"FastPhotometry zmax={job.fast_options.get('zmax', 20.0)}")  # fmt: skip
+                             f"FastPhotometry zmax={zmax}")  # fmt: skip
 
 
 # ---------------------------------------------------------------------- draws and chunks
-def _draw(model: object, unit: np.ndarray, rng: np.random.Generator, strict: bool = True) -> tuple:
+def _draw(
+    model: object, unit: np.ndarray, rng: np.random.Generator, strict: bool = True
+) -> tuple:
     """Theta and batched params, with ``tage`` redrawn where it exceeds the age of the universe.
 
-    Only ``tage`` is redrawn (from its own prior, keeping the other parameters), so the
-    redshift keeps its prior and ``tage`` follows its prior truncated to the physical range.
+    Only ``tage`` is redrawn, from its own prior truncated at the age of the universe (inverse
+    CDF on the shortened unit interval), so the redshift and the other parameters keep their
+    priors.
     """
     from .transforms import batch_params, draw_theta
 
     theta = draw_theta(model, unit)
     params = batch_params(model, theta)
-    redrawn = 0
-    for _ in range(_MAX_REDRAWS):
-        bad = _unphysical(params)
-        if not bad.any() or not strict:
-            break
+    bad = _unphysical(params)
+    redrawn = int(bad.sum())
+    if redrawn and strict:
         if "tage" not in model.theta_index:
             raise ValueError("tage is fixed but exceeds the age of the universe at some zred "
                              "of the prior; narrow the zred prior or free tage")  # fmt: skip
-        redrawn += int(bad.sum())
-        cols = model.theta_index["tage"]
-        unit[bad, cols] = rng.uniform(size=(int(bad.sum()), cols.stop - cols.start))
+        col = model.theta_index["tage"].start
+        prior = model.config_dict["tage"]["prior"]
+        tuniv = age_of_universe(np.asarray(params["zred"], dtype=float).reshape(-1)[bad])
+        top = np.asarray(prior.inverse_unit_transform(tuniv * (1 - 1e-9)), dtype=float)
+        unit[bad, col] = rng.uniform(size=redrawn) * top
         theta[bad] = draw_theta(model, unit[bad])
         sub = batch_params(model, theta[bad])
         for k, v in params.items():
             if isinstance(v, np.ndarray):
                 v[bad] = sub[k]
-    else:
-        raise ValueError(f"after {_MAX_REDRAWS} redraws some tage still exceed the age of the "
-                         "universe: the tage prior barely overlaps the physical range")  # fmt: skip
+        if _unphysical(params).any():
+            raise ValueError("the tage prior does not reach below the age of the universe at "
+                             "some zred of the prior")  # fmt: skip
     _check_agebins(params)
     return theta, params, redrawn
 
@@ -272,14 +274,15 @@ def _check_agebins(params: dict) -> None:
         i = bad[0]
         raise ValueError(f"agebins are not increasing at zred={zred[i]:.3g} "
                          f"({bins[i].round(3).tolist()}): the bins do not fit in the age of "
-                         "the universe there; narrow the zred prior or change agebins")  # fmt: skip
+                         "the universe there; narrow the zred prior or change agebins")
     tuniv = np.log10(age_of_universe(zred) * 1e9)
     old = np.flatnonzero(bins[:, -1, 1] > tuniv + 1e-6)
     if old.size:
         i = old[0]
         raise ValueError(f"agebins reach 10^{bins[i, -1, 1]:.3f} yr, older than the universe "
                          f"at zred={zred[i]:.3g}; make them follow zred with model_params"
-                         "['agebins']['depends_on'] = prospect_sbi.transforms.zred_to_agebins")  # fmt: skip
+                         "['agebins']['depends_on'] = "
+                         "prospect_sbi.transforms.zred_to_agebins")  # fmt: skip
 
 
 def _chunk(job: _Job, c: int) -> dict:
@@ -324,7 +327,9 @@ def _worker_state(job: _Job) -> tuple:
         if callable(sps) and not hasattr(sps, "get_galaxy_spectrum"):
             sps = sps()
         filters = load_filters(job.filters)
-        fast = FastPhotometry(filters, sps=sps, **job.fast_options) if job.method == "fast" else None
+        fast = None
+        if job.method == "fast":
+            fast = FastPhotometry(filters, sps=sps, **job.fast_options)
         _WORKER_STATE.update(key=key, state=(sps, filters, fast))
     return _WORKER_STATE["state"]
 
@@ -382,7 +387,8 @@ def _part(parts: Path, c: int) -> Path:
     return parts / f"chunk_{c:07d}.npz"
 
 
-def _rows_in(parts: Path, c: int, rows: int, done: int, n: int) -> int:
+def _rows_in(c: int, rows: int, done: int, n: int) -> int:
+    """Rows of chunk ``c`` that are new (not in the existing file) and wanted (below n)."""
     return max(0, min((c + 1) * rows, n) - max(c * rows, done))
 
 

@@ -1,0 +1,198 @@
+"""Training-set simulation: content, determinism, resume after kill -9, scale-out, errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from prospect_sbi import BC03MilesBasis, TrainingSet, build_model, simulate
+from prospect_sbi.cosmology import age_of_universe
+from prospect_sbi.provenance import model_hash, model_spec
+
+JOB = Path(__file__).with_name("simulate_job.py")
+ARRAYS = ("theta", "photometry", "zred", "mfrac")
+
+
+def _content(ts):
+    out = {k: np.asarray(getattr(ts, k)) for k in ARRAYS}
+    out.update({k: np.asarray(v) for k, v in ts.derived.items()})
+    return out
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model("continuity_sfh", zred=(0.2, 10.0), nbins=5)
+
+
+@pytest.fixture(scope="module")
+def fast_set(tmp_path_factory, model, jades):
+    path = tmp_path_factory.mktemp("sim") / "fast.h5"
+    return simulate(model, BC03MilesBasis(), jades, 300, path, seed=7, batch_size=100,
+                    progress=False)  # fmt: skip
+
+
+def test_training_set_content(fast_set, model, jades):
+    ts = fast_set
+    assert len(ts) == 300 and ts.labels == model.theta_labels()
+    assert ts.filters == [f.name for f in jades]
+    assert ts.theta.shape == (300, model.ndim) and ts.photometry.shape == (300, 14)
+    assert set(ts.derived) == {"log_mstar", "log_sfr10", "log_sfr100", "log_ssfr100", "mwa",
+                               "t25", "t50", "t75"}  # fmt: skip
+    assert isinstance(ts.theta, h5py.Dataset)  # lazy: slices read only their rows
+    rows = ts[10:20]
+    assert rows["theta"].shape == (10, model.ndim) and rows["log_mstar"].shape == (10,)
+    theta = np.asarray(ts.theta)
+    # Draws follow the priors: zred uniform in [0.2, 10], logzsol in [-2, 0.19].
+    zred = theta[:, ts.labels.index("zred")]
+    assert 0.2 <= zred.min() and zred.max() <= 10.0 and abs(zred.mean() - 5.1) < 0.5
+    np.testing.assert_array_equal(np.asarray(ts.zred), zred)
+    # Derived quantities are consistent with the free parameters and with each other.
+    logmass = theta[:, ts.labels.index("logmass")]
+    np.testing.assert_allclose(ts.derived["log_mstar"][:], logmass + np.log10(ts.mfrac[:]))
+    assert np.all(np.asarray(ts.mfrac) > 0.3) and np.all(np.asarray(ts.mfrac) <= 1.0)
+    t25, t50, t75 = (np.asarray(ts.derived[k]) for k in ("t25", "t50", "t75"))
+    assert np.all(t25 >= t50) and np.all(t50 >= t75)
+    assert np.all(t25 <= age_of_universe(zred) + 1e-9)
+    # Provenance: what a user needs to know where the set came from.
+    prov = ts.provenance
+    assert prov["model_hash"] == model_hash(model_spec(model))
+    assert prov["seed"] == 7 and prov["method"] == "fast"
+    assert "BC03MilesBasis" in prov["sps"] and "prospect-sbi" in prov["versions"]
+    assert prov["model_spec"]["params"]["agebins"]["depends_on"].endswith("zred_to_agebins")
+
+
+def test_fast_path_matches_generic_path(fast_set, model, tmp_path, jades):
+    # Same seed -> same draws; photometry from model.predict one by one vs the batched path.
+    ts = simulate(model, BC03MilesBasis(), jades, 40, tmp_path / "g.h5", seed=7,
+                  batch_size=100, method="generic", progress=False)  # fmt: skip
+    np.testing.assert_array_equal(ts.theta[:], fast_set.theta[:40])
+    exact, fast = ts.photometry[:], fast_set.photometry[:40]
+    blue_edge = np.array([f.wavelength[f.transmission > 0.01 * f.transmission.max()].min()
+                          for f in jades])  # fmt: skip
+    redward = blue_edge[None, :] > 1216.0 * (1 + ts.zred[:][:, None])
+    rel = np.abs(fast / exact - 1)[redward]
+    assert rel.max() < 5e-3, f"worst band differs by {rel.max():.2e}"
+    # Dropout bands: both ~0 relative to the object's brightest band.
+    drop = np.abs(fast - exact)[~redward] / exact.max(1, keepdims=True).repeat(14, 1)[~redward]
+    assert drop.max() < 5e-3
+    for k in ts.derived:
+        np.testing.assert_allclose(ts.derived[k][:], fast_set.derived[k][:40], rtol=1e-8)
+
+
+def test_same_seed_same_content_for_any_executor(fast_set, model, tmp_path, jades):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from distributed import Client, LocalCluster
+
+    ref = _content(fast_set)
+    with ProcessPoolExecutor(2) as pool:
+        ts = simulate(model, BC03MilesBasis(), jades, 300, tmp_path / "pool.h5", seed=7,
+                      batch_size=100, executor=pool, progress=False)  # fmt: skip
+    _assert_same(_content(ts), ref)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+        ts = simulate(model, BC03MilesBasis(), jades, 300, tmp_path / "dask.h5", seed=7,
+                      batch_size=100, executor=client, progress=False)  # fmt: skip
+    _assert_same(_content(ts), ref)
+    other = simulate(model, BC03MilesBasis(), jades, 100, tmp_path / "seed8.h5", seed=8,
+                     progress=False)  # fmt: skip
+    assert not np.array_equal(other.theta[:], fast_set.theta[:100])
+
+
+def test_extending_a_file_gives_the_same_rows(fast_set, model, tmp_path, jades):
+    path = tmp_path / "grow.h5"
+    simulate(model, BC03MilesBasis(), jades, 150, path, seed=7, batch_size=100, progress=False)
+    ts = simulate(model, BC03MilesBasis(), jades, 300, path, seed=7, batch_size=64,
+                  progress=False)  # fmt: skip
+    _assert_same(_content(ts), _content(fast_set))
+    assert not path.with_name("grow.h5.parts").exists()
+
+
+def test_resume_after_kill_9(tmp_path):
+    path = tmp_path / "killed.h5"
+    parts = tmp_path / "killed.h5.parts"
+    args = [sys.executable, str(JOB), str(path), "120", "10"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while len(list(parts.glob("chunk_*.npz"))) < 3 and proc.poll() is None:
+        assert time.time() < deadline, "the job never wrote a chunk"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    done_before = len(list(parts.glob("chunk_*.npz")))
+    assert not path.exists() and 3 <= done_before < 12
+    # Rerun the same call (a fresh process, as a user would) and compare with a clean run.
+    subprocess.run(args, check=True, capture_output=True)
+    clean = tmp_path / "clean.h5"
+    subprocess.run([*args[:2], str(clean), *args[3:]], check=True, capture_output=True)
+    with TrainingSet.open(path) as resumed, TrainingSet.open(clean) as ref:
+        assert len(resumed) == 120
+        _assert_same(_content(resumed), _content(ref))
+    assert not parts.exists()
+
+
+def test_redshift_limits_tage(tmp_path, jades):
+    model = build_model("parametric_sfh", zred=(3.0, 10.0))
+    ts = simulate(model, BC03MilesBasis(), jades, 400, tmp_path / "p.h5", progress=False)
+    theta = ts.theta[:]
+    zred, tage = theta[:, ts.labels.index("zred")], theta[:, ts.labels.index("tage")]
+    assert np.all(tage <= age_of_universe(zred))
+    assert ts.provenance["redrawn"] > 350  # the tage prior reaches 13.8 Gyr
+    assert abs(zred.mean() - 6.5) < 0.3  # the redshift prior is not distorted by the redraws
+    tuniv = age_of_universe(zred)
+    assert 0.4 < np.mean(tage / tuniv) < 0.6  # tage uniform below the age of the universe
+
+
+def test_mismatched_rerun_is_refused(model, jades, tmp_path):
+    src = tmp_path / "m.h5"
+    simulate(model, BC03MilesBasis(), jades, 50, src, seed=7, progress=False)
+    before = src.read_bytes()
+    other_model = build_model("continuity_sfh", zred=(0.2, 10.0), nbins=4)
+    with pytest.raises(ValueError, match="was made with model_hash="):
+        simulate(other_model, BC03MilesBasis(), jades, 100, src, seed=7, progress=False)
+    with pytest.raises(ValueError, match="was made with filters="):
+        simulate(model, BC03MilesBasis(), jades[:5], 100, src, seed=7, progress=False)
+    with pytest.raises(ValueError, match="was made with seed=7, not 8"):
+        simulate(model, BC03MilesBasis(), jades, 100, src, seed=8, progress=False)
+    assert src.read_bytes() == before
+
+
+def test_bad_input_errors(model, jades, tmp_path, make_model):
+    from prospect.models import priors
+
+    sps = BC03MilesBasis()
+    with pytest.raises(ValueError, match="unknown filter .F999W."):
+        simulate(model, sps, ["F444W", "F999W"], 10, tmp_path / "a.h5")
+    with pytest.raises(ValueError, match="n=0: the number of draws must be a positive integer"):
+        simulate(model, sps, jades, 0, tmp_path / "a.h5")
+    fixed = make_model("parametric_sfh", mass=1e10, logzsol=0.0, dust2=0.1, tage=1.0, tau=1.0)
+    with pytest.raises(ValueError, match="the model has no free parameters"):
+        simulate(fixed, sps, jades, 10, tmp_path / "a.h5")
+    wide = make_model("parametric_sfh", logzsol={"prior": priors.TopHat(mini=-2, maxi=1.0)})
+    with pytest.raises(ValueError, match="priors reach outside BC03MilesBasis: .*logzsol"):
+        simulate(wide, sps, jades, 10, tmp_path / "a.h5")
+    with pytest.raises(PermissionError, match="folder .*nowhere does not exist"):
+        simulate(model, sps, jades, 10, tmp_path / "nowhere" / "a.h5")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if not os.access(locked, os.W_OK):  # root can write anywhere
+            with pytest.raises(PermissionError, match="permission denied"):
+                simulate(model, sps, jades, 10, locked / "a.h5")
+    finally:
+        locked.chmod(0o700)
+    assert not list(tmp_path.glob("a.h5*"))
