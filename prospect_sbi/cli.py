@@ -21,7 +21,57 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"prospect-sbi {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     add_predict_args(sub.add_parser("predict", help="JADES photometry of a Prospector template"))
+    add_simulate_args(sub.add_parser("simulate", help="simulate a training set (HDF5)"))
     return parser
+
+
+def add_simulate_args(parser: argparse.ArgumentParser) -> None:
+    """Options of ``prospect-sbi simulate``."""
+    parser.description = (
+        "Draw N parameter vectors from a Prospector template's priors (with nebular "
+        "emission, Chabrier IMF) and write them with their noiseless photometry and derived "
+        "quantities to an HDF5 training set. Interrupt it at any time; rerunning the same "
+        "command resumes."
+    )
+    parser.add_argument("out", help="output HDF5 file")
+    parser.add_argument("-n", "--n", type=int, required=True, help="number of draws")
+    parser.add_argument("--template", choices=TEMPLATES, default="continuity_sfh")
+    parser.add_argument("--zred", type=float, nargs="+", default=[0.0, 12.0],
+                        help="fixed redshift, or MIN MAX of a uniform prior (default 0 12)")
+    parser.add_argument("--nbins", type=int, default=6, help="step-SFH bins (continuity_sfh)")
+    parser.add_argument("--dust-type", type=int, default=0, choices=(0, 2, 4))
+    parser.add_argument("--bands", nargs="+", default=None, help="bands (default: the 14 JADES)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=4096, help="draws per chunk")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="local worker processes (default: run in this process)")  # fmt: skip
+    parser.add_argument("--scheduler", default=None,
+                        help="address of a dask.distributed scheduler for the chunks")  # fmt: skip
+    parser.add_argument("--method", choices=("fast", "generic"), default="fast")
+    parser.set_defaults(func=run_simulate)
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    """Run ``prospect-sbi simulate``."""
+    from .filters import jades_filters
+    from .models import build_model
+    from .simulate import simulate
+    from .sources import BC03MilesBasis
+
+    if len(args.zred) not in (1, 2):
+        raise ValueError(f"--zred takes one value or MIN MAX, got {len(args.zred)} values")
+    zred = args.zred[0] if len(args.zred) == 1 else tuple(args.zred)
+    model = build_model(args.template, zred=zred, nbins=args.nbins, dust_type=args.dust_type)
+    executor = args.workers or None
+    if args.scheduler:
+        from distributed import Client
+
+        executor = Client(args.scheduler)
+    ts = simulate(model, BC03MilesBasis(), jades_filters(bands=args.bands), args.n, args.out,
+                  seed=args.seed, executor=executor, batch_size=args.batch_size,
+                  method=args.method)  # fmt: skip
+    print(f"{args.out}: {len(ts)} draws of {', '.join(ts.labels)}; {len(ts.filters)} bands")
+    return 0
 
 
 def add_predict_args(parser: argparse.ArgumentParser) -> None:

@@ -32,3 +32,23 @@ def test_console_script_version():
         [sys.executable, "-m", "prospect_sbi.cli", "--version"], capture_output=True, text=True
     )
     assert proc.returncode == 0 and proc.stdout.startswith("prospect-sbi ")
+
+
+def test_simulate_command_writes_and_resumes(tmp_path, capsys):
+    from prospect_sbi import TrainingSet
+
+    out = tmp_path / "t.h5"
+    argv = ["simulate", str(out), "-n", "200", "--template", "parametric_sfh", "--zred", "1",
+            "4", "--batch-size", "64", "--bands", "F200W", "F444W"]  # fmt: skip
+    assert cli.main(argv) == 0
+    with TrainingSet.open(out) as ts:
+        assert len(ts) == 200 and ts.filters == ["jwst_f200w", "jwst_f444w"]
+        zred = ts.zred[:]
+    assert zred.min() >= 1 and zred.max() <= 4
+    assert "200 draws of zred, mass, logzsol" in capsys.readouterr().out
+    assert cli.main([*argv[:3], "300", *argv[4:]]) == 0  # extend the same file
+    with TrainingSet.open(out) as ts:
+        assert len(ts) == 300
+        np.testing.assert_array_equal(ts.zred[:200], zred)
+    assert cli.main([*argv[:4], "--seed", "1", *argv[4:]]) == 2
+    assert "was made with seed=0, not 1" in capsys.readouterr().err
