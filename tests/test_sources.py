@@ -434,3 +434,15 @@ def test_batch_accepts_prospector_length_one_arrays(sps, jades, make_model, pred
     params = dict(model.params, zred=np.array([2.0, 2.0, 2.0]))  # other values stay (1,)
     maggies, _ = sps.photometry(params, jades)
     np.testing.assert_allclose(maggies, np.broadcast_to(phot, (3, 14)), rtol=1e-10)
+
+
+def test_pickling_sends_settings_not_grids(sps):
+    import pickle
+
+    sps.update(logzsol=-0.5)
+    _ = sps.grids
+    blob = pickle.dumps(sps)
+    assert len(blob) < 100_000
+    clone = pickle.loads(blob)
+    assert clone.igm == sps.igm and clone.params["logzsol"] == -0.5
+    np.testing.assert_array_equal(clone.wavelengths, sps.wavelengths)

@@ -84,6 +84,14 @@ class BC03MilesBasis:
         self._line_lum = None
         self.update(**params)
 
+    def __getstate__(self) -> dict:
+        # Pickled to worker processes: send the settings, not the ~300 MB of loaded grids
+        # and caches, which each worker reloads lazily.
+        state = self.__dict__.copy()
+        state.update(_grids=None, _deposit=None, _line_map=None, _line_table=None,
+                     _projectors={}, _line_lum=None)  # fmt: skip
+        return state
+
     # ------------------------------------------------------------------ grids, lazily
     @property
     def grids(self) -> SSPGrids:
