@@ -7,6 +7,7 @@ Importing the package lets Prospector's ``SpecModel`` build without ``$SPS_HOME`
 from .filters import JADES_BANDS, JADES_MEDIUM_BANDS, jades_filters, resolve_band_names
 from .models import build_model
 from .noise import EmpiricalNoise, JadesPixelNoise, NoiseModel, noise_from_dict
+from .posterior import AmortizedPosterior, train
 from .simulate import simulate
 from .sources import BC03MilesBasis, FastPhotometry, emission_line_info
 from .sources.emlines import patch_specmodel as _patch_specmodel
@@ -15,6 +16,7 @@ from .trainingset import TrainingSet
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmortizedPosterior",
     "BC03MilesBasis",
     "EmpiricalNoise",
     "JadesPixelNoise",
@@ -30,6 +32,7 @@ __all__ = [
     "jades_filters",
     "resolve_band_names",
     "simulate",
+    "train",
 ]
 
 _patch_specmodel()

@@ -1,0 +1,129 @@
+"""Batched posterior sampling speed: pixels/s and ms per pixel, one core and all cores.
+
+Workload (issue 5): an estimator for Prospector's ``parametric_sfh`` (zred 0.5-4, known), the
+14 JADES bands and ``JadesPixelNoise``; 1000 held-out mock pixels; ``posterior.sample`` with 100
+and 1000 draws per pixel, batched, on one thread and on all cores (and on the GPU when there is
+one). Speed depends on the architecture, not on how well the estimator is trained, so the
+estimator here is trained briefly unless ``--estimator`` names a saved one.
+
+The timings run in a separate process that only loads the estimator and samples, so its peak
+resident memory is that of inference.
+
+Usage: ``python benchmarks/inference.py [--quick] [--estimator FILE] [--pixels N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ZRED = (0.5, 4.0)
+
+
+def build(folder: Path, quick: bool) -> Path:
+    """Simulate, train briefly and save an estimator; return its path."""
+    import torch
+
+    from prospect_sbi import BC03MilesBasis, JadesPixelNoise, build_model, jades_filters, simulate
+    from prospect_sbi.posterior import train
+
+    torch.set_num_threads(1)
+    n = 12_000 if quick else 60_000
+    model = build_model("parametric_sfh", zred=ZRED)
+    ts = simulate(model, BC03MilesBasis(), jades_filters(), n, folder / "train.h5", seed=1,
+                  progress=False)  # fmt: skip
+    post = train(ts, JadesPixelNoise(), max_epochs=3 if quick else 20, progress=False)
+    return post.save(folder / "estimator.sbi")
+
+
+def mocks(estimator: Path, folder: Path, pixels: int) -> Path:
+    """Held-out mock pixels (another seed than any training set) as an npz file."""
+    from prospect_sbi import BC03MilesBasis, build_model, jades_filters, simulate
+    from prospect_sbi.posterior import AmortizedPosterior, held_out
+
+    post = AmortizedPosterior.load(estimator)
+    model = build_model("parametric_sfh", zred=ZRED)
+    ts = simulate(model, BC03MilesBasis(), jades_filters(), pixels, folder / "mocks.h5",
+                  seed=987, progress=False)  # fmt: skip
+    obs = held_out(post, ts, slice(0, pixels), seed=5)
+    path = folder / "mocks.npz"
+    np.savez(path, flux=obs["flux"], err=obs["err"], zred=obs["zred"])
+    return path
+
+
+def worker(estimator: str, data: str, out: str) -> None:
+    """Time sample() for every (draws, threads, device) setting; write JSON to ``out``."""
+    import torch
+
+    from prospect_sbi.posterior import AmortizedPosterior
+
+    obs = np.load(data)
+    post = AmortizedPosterior.load(estimator)
+    cores = os.cpu_count() or 1
+    settings = [("cpu", 1), ("cpu", cores)] if cores > 1 else [("cpu", 1)]
+    if torch.cuda.is_available():
+        settings.append(("cuda", cores))
+    rows = []
+    for device, threads in settings:
+        torch.set_num_threads(threads)
+        post.to(device)
+        for n in (100, 1000):
+            post.sample(obs["flux"][:16], obs["err"][:16], n, zred=obs["zred"][:16])  # warm up
+            best = np.inf
+            for _ in range(3):
+                start = time.perf_counter()
+                post.sample(obs["flux"], obs["err"], n, zred=obs["zred"])
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                best = min(best, time.perf_counter() - start)
+            pixels = len(obs["flux"])
+            rows.append({"device": device, "threads": threads, "draws": n,
+                         "pixels_per_s": pixels / best,
+                         "ms_per_pixel": 1e3 * best / pixels})  # fmt: skip
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
+    Path(out).write_text(json.dumps({"rows": rows, "peak_rss_gb": peak,
+                                     "network": post.network.config}))  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small training set, 3 epochs")
+    parser.add_argument("--estimator", help="a saved AmortizedPosterior (parametric_sfh, JADES)")
+    parser.add_argument("--pixels", type=int, default=1000, help="pixels per batch")
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(*args.worker)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        estimator = Path(args.estimator) if args.estimator else build(folder, args.quick)
+        data = mocks(estimator, folder, args.pixels)
+        out = folder / "timings.json"
+        subprocess.run([sys.executable, __file__, "--worker", str(estimator), str(data),
+                        str(out)], check=True)  # fmt: skip
+        result = json.loads(out.read_text())
+    net = result["network"]
+    print(f"\nparametric_sfh, 14 JADES bands, JadesPixelNoise, zred known; {args.pixels} pixels; "
+          f"flow {net['flow']} x{net['transforms']} hidden {net['hidden']}")  # fmt: skip
+    print(f"{'device':8s} {'threads':>7s} {'draws':>6s} {'pixels/s':>10s} {'ms/pixel':>9s}")
+    for r in result["rows"]:
+        print(f"{r['device']:8s} {r['threads']:7d} {r['draws']:6d} {r['pixels_per_s']:10.1f} "
+              f"{r['ms_per_pixel']:9.3f}")  # fmt: skip
+    print(f"peak RSS of the sampling process: {result['peak_rss_gb']:.2f} GB")
+    one = {r["draws"]: r["ms_per_pixel"] for r in result["rows"] if r["threads"] == 1}
+    print(f"RESULT ms_per_pixel_100={one[100]:.3f} ms_per_pixel_1000={one[1000]:.3f} "
+          f"peak_rss_gb={result['peak_rss_gb']:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,406 @@
+"""The trained amortised posterior: batched sampling, densities, summaries, save and load."""
+
+from __future__ import annotations
+
+__all__ = ["AmortizedPosterior", "FORMAT"]
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from astropy.table import Table
+
+from ..noise import NoiseModel, noise_from_dict
+from .bounds import TargetSpace
+from .checks import check_observations, check_zred, warn_faint
+from .encoding import ObservationEncoder
+from .network import PosteriorNetwork
+from .storage import read_tensors, write_tensors
+from .summary import summary_table
+
+#: Version of the estimator file layout; files of a newer format are refused.
+FORMAT = 1
+#: Draws per batch in sample(): small enough to stay in a CPU's cache, large for a GPU.
+_ROWS_PER_CHUNK = {"cpu": 8192, "cuda": 1 << 20}
+
+
+class AmortizedPosterior:
+    """A neural posterior estimator for one Prospector model, filter set and noise model.
+
+    Build one with :func:`prospect_sbi.posterior.train` or :meth:`load`. B stands for the
+    number of objects (galaxies, pixels), F for the number of bands, n for draws per object,
+    D for ``len(labels)``. Fluxes and errors are in maggies (Jy / 3631); a missing band is NaN
+    in both.
+
+    Attributes
+    ----------
+    labels : list of str
+        Names of the last axis of :meth:`sample`: the free parameters (theta labels; ``zred``
+        only when it is inferred), the derived quantities learned with them, then quantities
+        computed from those (``log_ssfr100 = log_sfr100 - log_mstar``).
+    filters : list of str
+        sedpy names of the F bands, in the order of the flux's last axis.
+    redshift : {"known", "infer"}
+        Whether ``zred`` is an input (``sample(..., zred=...)``) or a target.
+    noise : NoiseModel
+        The noise model the estimator was trained with.
+    model_spec, model_hash
+        The Prospector model the training set came from.
+    training : dict
+        Training history and settings.
+
+    Examples
+    --------
+    >>> post = AmortizedPosterior.load("parametric.sbi")  # doctest: +SKIP
+    >>> samples = post.sample(flux, err, 1000, zred=zred)  # (B, 1000, D)  # doctest: +SKIP
+    >>> table = post.summarize(flux, err, zred=zred)  # one row per object  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        network: PosteriorNetwork,
+        space: TargetSpace,
+        encoder: ObservationEncoder,
+        header: dict[str, Any],
+    ) -> None:
+        self.network = network.eval()
+        self.space = space
+        self.encoder = encoder
+        self.header = header
+        self.computed: dict[str, list[str]] = dict(header.get("computed", {}))
+        self.labels: list[str] = list(space.names) + list(self.computed)
+        self.filters: list[str] = list(header["filters"])
+        self.redshift: str = header["redshift"]
+        self.noise: NoiseModel = noise_from_dict(header["noise"])
+        self.model_spec: dict = header["model_spec"]
+        self.model_hash: str = header["model_hash"]
+        self.training: dict = header.get("training", {})
+
+    @property
+    def targets(self) -> list[str]:
+        """Names of the flow's targets (:attr:`labels` without the computed quantities)."""
+        return list(self.space.names)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network's weights live."""
+        return next(self.network.parameters()).device
+
+    def to(self, device: str | torch.device) -> AmortizedPosterior:
+        """Move the network to ``device`` ("cpu", "cuda", ...); returns ``self``."""
+        self.network.to(device)
+        return self
+
+    # -- inference --------------------------------------------------------------------------
+
+    def _prepare(self, flux: Any, err: Any, zred: Any) -> tuple:
+        single = np.ndim(flux) == 1
+        stats = self.header["flux_stats"]
+        flux, err = check_observations(flux, err, self.filters, stats)
+        warn_faint(flux, stats)
+        zr = self.header.get("zred_range")
+        z = check_zred(zred, len(flux), self.redshift == "known", None if zr is None else zr)
+        return flux, err, z, single
+
+    def _inputs(self, flux: np.ndarray, err: np.ndarray, z: Any, rows: slice) -> torch.Tensor:
+        zr = None if z is None else z[rows]
+        return self.encoder.encode(flux[rows], err[rows], zr).to(self.device)
+
+    def _physical(self, draws: torch.Tensor) -> torch.Tensor:
+        x = self.space.to_physical(draws)
+        extra = [x[..., self.labels.index(a)] - x[..., self.labels.index(b)]
+                 for a, b in self.computed.values()]  # fmt: skip
+        return torch.cat([x, torch.stack(extra, -1)], -1) if extra else x
+
+    def sample(
+        self,
+        flux: Any,
+        err: Any,
+        n: int = 1000,
+        zred: Any = None,
+        *,
+        seed: int | None = None,
+        chunk_size: int | None = None,
+    ) -> np.ndarray:
+        """Draw from the posterior of every object, in batches.
+
+        Parameters
+        ----------
+        flux, err : array_like, (B, F) or (F,)
+            Fluxes and 1-sigma errors, maggies; NaN in both for a missing band.
+        n : int
+            Draws per object.
+        zred : float or array_like, (B,), optional
+            Redshifts; required when :attr:`redshift` is ``"known"``, refused otherwise.
+        seed : int, optional
+            Seed for reproducible draws (the global torch generator is left untouched).
+        chunk_size : int, optional
+            Objects per batch (default: 8192 draws a batch on CPU, 2^20 on GPU).
+
+        Returns
+        -------
+        numpy.ndarray, float32, (B, n, D) or (n, D) for one object
+            Draws in the order of :attr:`labels`, inside the prior box of every bounded
+            parameter.
+
+        Raises
+        ------
+        ValueError
+            Bad observations (see :func:`~prospect_sbi.posterior.checks.check_observations`),
+            a missing or unexpected ``zred``, ``n < 1``.
+        """
+        flux, err, z, single = self._prepare(flux, err, zred)
+        with _seeded(seed, self.device):
+            out = self._draw(flux, err, z, n, chunk_size)
+        return out[0] if single else out
+
+    def _draw(
+        self, flux: np.ndarray, err: np.ndarray, z: Any, n: int, chunk_size: int | None = None
+    ) -> np.ndarray:
+        """Draws (B, n, D) for checked observations."""
+        if int(n) < 1:
+            raise ValueError(f"n must be >= 1; got {n}")
+        rows_per_chunk = _ROWS_PER_CHUNK.get(self.device.type, _ROWS_PER_CHUNK["cpu"])
+        chunk = int(chunk_size or max(1, rows_per_chunk // int(n)))
+        out = np.empty((len(flux), int(n), len(self.labels)), dtype=np.float32)
+        with torch.no_grad():
+            for rows in _chunks(len(flux), chunk):
+                draws = self.network.sample(self._inputs(flux, err, z, rows), int(n))
+                out[rows] = self._physical(draws).cpu().numpy()
+        return out
+
+    def log_prob(
+        self,
+        theta: Any,
+        flux: Any,
+        err: Any,
+        zred: Any = None,
+        *,
+        chunk_size: int = 4096,
+    ) -> np.ndarray:
+        """Log posterior density of parameter values, in the physical units of the targets.
+
+        Parameters
+        ----------
+        theta : array_like, (*, B, D) or (*, B, len(targets))
+            Values in the order of :attr:`labels` (computed columns, if given, are ignored:
+            they are functions of the targets).
+        flux, err, zred
+            As in :meth:`sample`.
+        chunk_size : int
+            Objects per batch.
+
+        Returns
+        -------
+        numpy.ndarray, float64, (*, B)
+            ``log q(theta | x)``, including the Jacobian of the bounded transforms; ``-inf``
+            outside the prior support.
+        """
+        flux, err, z, single = self._prepare(flux, err, zred)
+        theta = np.asarray(theta, dtype=float)
+        if single:
+            theta = theta[..., None, :]
+        d = len(self.space)
+        if (
+            theta.ndim < 2
+            or theta.shape[-1] not in (d, len(self.labels))
+            or (theta.shape[-2] != len(flux))
+        ):
+            raise ValueError(f"theta has shape {theta.shape}; expected (*, {len(flux)}, {d}) or "
+                             f"(*, {len(flux)}, {len(self.labels)})")  # fmt: skip
+        x_all = torch.from_numpy(theta[..., :d])
+        out = torch.empty(x_all.shape[:-1], dtype=torch.float64)
+        with torch.no_grad():
+            for rows in _chunks(len(flux), chunk_size):
+                x = x_all[..., rows, :]
+                inside = self.space.in_support(x)
+                safe = torch.where(inside[..., None], x, self._centre(x))
+                zt = self.space.to_flow(safe).float().to(self.device)
+                lp = self.network.log_prob(zt, self._inputs(flux, err, z, rows)).double().cpu()
+                lp = lp + self.space.log_abs_det(safe)
+                out[..., rows] = torch.where(inside, lp, -torch.inf)
+        result = out.numpy()
+        return result[..., 0] if single else result
+
+    def _centre(self, like: torch.Tensor) -> torch.Tensor:
+        """Return a point inside the support (the flow's origin) for rows that lie outside."""
+        return self.space.to_physical(torch.zeros(like.shape[-1], dtype=like.dtype))
+
+    def summarize(
+        self,
+        flux: Any,
+        err: Any,
+        zred: Any = None,
+        n: int = 1000,
+        *,
+        seed: int | None = None,
+        chunk_size: int = 256,
+    ) -> Table:
+        """Posterior summaries of every object: one table row each.
+
+        Parameters
+        ----------
+        flux, err, zred, seed
+            As in :meth:`sample`.
+        n : int
+            Draws per object behind each summary.
+        chunk_size : int
+            Objects per batch: memory is bounded by ``chunk_size * n * D`` floats whatever B.
+
+        Returns
+        -------
+        astropy.table.Table
+            B rows; per name in :attr:`labels`, columns ``<name>_p50``, ``<name>_p16``,
+            ``<name>_p84``, ``<name>_mean``, ``<name>_std``.
+        """
+        flux, err, z, _ = self._prepare(flux, err, zred)
+        stats = np.empty((len(flux), len(self.labels), 5))
+        with _seeded(seed, self.device):
+            for rows in _chunks(len(flux), int(chunk_size)):
+                zr = None if z is None else z[rows]
+                stats[rows] = _moments(self._draw(flux[rows], err[rows], zr, n))
+        return summary_table(self.labels, stats, meta={"n_draws": int(n), "seed": seed})
+
+    # -- files ------------------------------------------------------------------------------
+
+    def check(self, filters: Sequence | None = None, model: object = None) -> None:
+        """Raise if ``filters`` or ``model`` differ from those the estimator was trained on.
+
+        Parameters
+        ----------
+        filters : sequence, optional
+            sedpy filters, a ``FilterSet`` or band names (``"F444W"`` or ``"jwst_f444w"``).
+        model : prospect.models.ProspectorParams, optional
+            Compared through the hash of its specification.
+
+        Raises
+        ------
+        ValueError
+            Naming the first band that differs, or the model hashes and parameters.
+        """
+        if filters is not None:
+            names = _band_names(filters)
+            if names != self.filters:
+                pairs = zip(names, self.filters, strict=False)
+                diff = next((i for i, (a, b) in enumerate(pairs) if a != b),
+                            min(len(names), len(self.filters)))  # fmt: skip
+                got = names[diff] if diff < len(names) else "nothing"
+                want = self.filters[diff] if diff < len(self.filters) else "nothing"
+                raise ValueError(
+                    f"filters differ from the estimator's at position {diff}: got {got}, "
+                    f"expected {want} ({len(names)} bands given, {len(self.filters)} expected)"
+                )
+        if model is not None:
+            from ..provenance import model_hash, model_spec
+
+            spec = model_spec(model)
+            if model_hash(spec) != self.model_hash:
+                ours, theirs = self.model_spec["theta_labels"], spec["theta_labels"]
+                raise ValueError(
+                    f"model differs from the estimator's (hash {model_hash(spec)} vs "
+                    f"{self.model_hash}); free parameters {theirs} vs {ours}"
+                )
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write weights and everything needed to use them to one safetensors file.
+
+        Raises
+        ------
+        FileExistsError
+            ``path`` exists and ``overwrite`` is False.
+        """
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+        header = dict(self.header, format=FORMAT, network=self.network.config,
+                      targets=self.space.to_dict(), encoder=self.encoder.to_dict())  # fmt: skip
+        write_tensors(path, self.network.state_dict(), header)
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        *,
+        filters: Sequence | None = None,
+        model: object = None,
+    ) -> AmortizedPosterior:
+        """Read an estimator written by :meth:`save` (safetensors + JSON; nothing is unpickled).
+
+        Parameters
+        ----------
+        path : path-like
+            The file.
+        device : str or torch.device
+            Where to put the network.
+        filters, model : optional
+            Checked with :meth:`check` before the estimator is returned.
+
+        Raises
+        ------
+        ValueError
+            Not an estimator file, one of a newer format, or filters or model that differ.
+        """
+        tensors, header = read_tensors(path, device)
+        if "network" not in header or "targets" not in header:
+            raise ValueError(f"{path} is not a prospect-sbi estimator (a checkpoint?)")
+        if int(header.get("format", 0)) > FORMAT:
+            raise ValueError(f"{path} has format {header['format']}, newer than this code "
+                             f"({FORMAT}): upgrade prospect-sbi")  # fmt: skip
+        network = PosteriorNetwork.from_config(header["network"])
+        try:
+            network.load_state_dict(tensors)
+        except RuntimeError:
+            raise ValueError(
+                f"{path}: the weights do not fit the network its header describes "
+                "(a damaged file, or one from an incompatible version)"
+            ) from None
+        space = TargetSpace.from_dict(header["targets"])
+        encoder = ObservationEncoder.from_dict(header["encoder"])
+        posterior = cls(network.to(device), space, encoder, header)
+        posterior.check(filters=filters, model=model)
+        return posterior
+
+    def __repr__(self) -> str:
+        return (f"AmortizedPosterior({self.network.config['flow']}, {len(self.labels)} labels, "
+                f"{len(self.filters)} bands, redshift={self.redshift!r}, "
+                f"model {self.model_hash})")  # fmt: skip
+
+
+def _band_names(filters: Sequence) -> list[str]:
+    """Return the sedpy names of sedpy filters, a ``FilterSet`` or band names."""
+    from ..filters import resolve_band_names
+    from ..provenance import filter_names
+
+    items = list(getattr(filters, "filters", filters))
+    if all(isinstance(f, str) for f in items):
+        return resolve_band_names(items)
+    return filter_names(items)
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    size = max(1, int(size))
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def _moments(draws: np.ndarray) -> np.ndarray:
+    """p50, p16, p84, mean, std over axis 1 of (b, n, D) -> (b, D, 5)."""
+    q = np.percentile(draws, [50, 16, 84], axis=1)  # (3, b, D)
+    return np.stack([q[0], q[1], q[2], draws.mean(1), draws.std(1)], axis=-1)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
+    if seed is None:
+        yield
+        return
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield

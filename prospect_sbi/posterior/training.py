@@ -1,0 +1,326 @@
+"""Training loop: validation split, early stopping, learning-rate schedule, checkpoints."""
+
+from __future__ import annotations
+
+__all__ = ["train", "DEFAULT_DERIVED", "COMPUTED"]
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from lampe.inference import NPELoss
+from lampe.utils import GDStep
+from tqdm.auto import tqdm
+
+from ..noise import NoiseModel
+from ..provenance import versions
+from ..trainingset import TrainingSet
+from .bounds import TargetSpace
+from .checkpoint import Checkpoint
+from .data import Examples
+from .encoding import ObservationEncoder
+from .estimator import AmortizedPosterior
+from .network import FLOWS, PosteriorNetwork
+
+#: Derived quantities learned with the free parameters by default (``t50`` when present).
+DEFAULT_DERIVED = ("log_mstar", "log_sfr100", "mwa", "t50")
+#: Quantities computed from two targets (``a - b``) rather than learned: learning them too
+#: would make the joint density degenerate (they lie exactly on a plane).
+COMPUTED = {"log_ssfr100": ("log_sfr100", "log_mstar")}
+REDSHIFT_MODES = ("known", "infer")
+_ENCODER_ROWS = 200_000  # noisy draws used to fit the input standardisation
+
+
+def train(
+    trainingset: str | os.PathLike | TrainingSet,
+    noise: NoiseModel,
+    redshift: str = "known",
+    *,
+    derived: Sequence[str] | None = None,
+    flow: str = "realnvp",
+    network: dict[str, Any] | None = None,
+    max_epochs: int = 300,
+    batch_size: int = 512,
+    learning_rate: float = 3e-3,
+    patience: int = 15,
+    validation_fraction: float = 0.1,
+    band_dropout: float = 0.2,
+    jitter: float = 0.01,
+    max_rows: int | None = None,
+    seed: int = 0,
+    checkpoint: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> AmortizedPosterior:
+    """Train an amortised posterior (neural posterior estimation) on a simulated training set.
+
+    Every epoch, each training example gets a fresh noise draw from ``noise`` and random band
+    dropout, so the estimator handles noise, non-detections and any subset of bands. Targets
+    are the model's free parameters (theta labels) and ``derived`` quantities, jointly.
+
+    Parameters
+    ----------
+    trainingset : path-like or TrainingSet
+        Written by :func:`prospect_sbi.simulate`; read into memory.
+    noise : NoiseModel
+        Noise of the observations to analyse; restricted to the training set's bands.
+    redshift : {"known", "infer"}
+        ``"known"``: the estimator is conditioned on ``zred`` (an input; not a target).
+        ``"infer"``: ``zred`` is a target (the model's ``zred`` must be free).
+    derived : sequence of str, optional
+        Derived quantities to learn; default :data:`DEFAULT_DERIVED` (those present).
+        ``log_ssfr100`` is then computed from the draws (:data:`COMPUTED`).
+    flow : str
+        Flow family (:data:`prospect_sbi.posterior.network.FLOWS`); ``"realnvp"`` (affine
+        coupling) is the fastest to sample, ``"nsf"`` (spline coupling) the most flexible.
+    network : dict, optional
+        Other :class:`PosteriorNetwork` arguments (``transforms``, ``hidden``, ...).
+    max_epochs : int
+        Total number of epochs, counting those of a resumed run.
+    batch_size : int
+        Examples per gradient step.
+    learning_rate : float
+        Initial Adam learning rate, halved when the validation loss stalls for 3 epochs.
+    patience : int
+        Stop after this many epochs without a better validation loss; the best weights are
+        kept.
+    validation_fraction : float
+        Fraction of the rows held out for validation (fixed noise draw).
+    band_dropout : float
+        In half of the examples, each band is dropped with this probability.
+    jitter : float
+        Standard deviation (in units of each target's spread) of Gaussian noise added to the
+        derived targets. Derived quantities are exact functions of the free parameters, so
+        their joint density with them is degenerate; this small noise keeps it a density.
+    max_rows : int, optional
+        Use only the first ``max_rows`` rows.
+    seed : int
+        Seed of the split, initial weights, noise draws and batches.
+    checkpoint : path-like, optional
+        File written atomically after every epoch; rerunning the same call resumes from it
+        (after ``kill -9`` too). A checkpoint of another configuration is refused.
+    device : str or torch.device
+        "cpu", "cuda", ... or "auto" (CUDA when available).
+    progress : bool
+        Show progress bars with train and validation losses.
+
+    Returns
+    -------
+    AmortizedPosterior
+        With the best weights; ``posterior.training["history"]`` lists the epochs.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``redshift`` or ``flow``; a noise model without the training set's bands;
+        unknown derived quantities; ``redshift="infer"`` with a fixed redshift; a checkpoint
+        from another configuration.
+    """
+    if redshift not in REDSHIFT_MODES:
+        raise ValueError(f"redshift={redshift!r}; use one of {REDSHIFT_MODES}")
+    if flow not in FLOWS:
+        raise ValueError(f"unknown flow {flow!r}; use one of {sorted(FLOWS)}")
+    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
+                          else "cpu" if device == "auto" else device)  # fmt: skip
+    ts = trainingset if isinstance(trainingset, TrainingSet) else TrainingSet.open(trainingset)
+    try:
+        setup = _Setup(ts, noise, redshift, derived, max_rows, validation_fraction, seed)
+    finally:
+        if ts is not trainingset:
+            ts.close()
+    arch = {"flow": flow, **(network or {})}
+    config = setup.describe() | {
+        "network": arch, "batch_size": int(batch_size), "learning_rate": float(learning_rate),
+        "band_dropout": float(band_dropout), "jitter": float(jitter), "seed": int(seed),
+    }  # fmt: skip
+    net = PosteriorNetwork(len(setup.space), setup.encoder.n_features, seed=seed, **arch)
+    net.to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3,
+                                                           min_lr=1e-6)  # fmt: skip
+    state = Checkpoint(checkpoint, config)
+    state.restore(net, optimizer, scheduler)
+    loop = _Loop(setup, net, optimizer, scheduler, state, device, batch_size, band_dropout,
+                 jitter, seed)  # fmt: skip
+    loop.run(max_epochs, patience, progress)
+    net.load_state_dict(state.best_weights or net.state_dict())
+    return setup.posterior(net.cpu(), config, state)
+
+
+class _Setup:
+    """Everything fixed before the first epoch: targets, split, encoder, validation inputs."""
+
+    def __init__(
+        self,
+        ts: TrainingSet,
+        noise: NoiseModel,
+        redshift: str,
+        derived: Sequence[str] | None,
+        max_rows: int | None,
+        validation_fraction: float,
+        seed: int,
+    ) -> None:
+        self.ts_info = {"path": str(ts._file.filename), "rows": len(ts),
+                        "model_hash": ts.model_hash,
+                        "seed": ts.provenance.get("seed")}  # fmt: skip
+        self.filters, self.spec = list(ts.filters), ts.provenance["model_spec"]
+        self.redshift = redshift
+        self.noise = _select_noise(noise, ts.filters)
+        labels = [name for name in ts.labels if name != "zred"]
+        if redshift == "infer":
+            if "zred" not in ts.labels:
+                raise ValueError("redshift='infer' needs a model with a free zred; this "
+                                 "training set has a fixed redshift")  # fmt: skip
+            labels = ["zred", *labels]
+        wanted = [d for d in DEFAULT_DERIVED if d in ts.derived] if derived is None else derived
+        self.computed = {
+            k: list(v)
+            for k, v in COMPUTED.items()
+            if set(v) <= set(wanted) and (derived is None or k in derived)
+        }
+        learned = [d for d in wanted if d not in self.computed]
+        unknown = [d for d in learned if d not in ts.derived]
+        if unknown:
+            raise ValueError(f"unknown derived quantities {unknown}; the training set has "
+                             f"{sorted(ts.derived)}")  # fmt: skip
+        self.n_derived = len(learned)
+        self.data = Examples.load(ts, labels + learned, max_rows)
+        n = len(self.data)
+        if not 0 < validation_fraction < 1 or n < 10:
+            raise ValueError(f"need >= 10 rows and 0 < validation_fraction < 1; got {n} rows, "
+                             f"{validation_fraction}")  # fmt: skip
+        order = np.random.default_rng([seed, 0]).permutation(n)
+        n_val = max(1, int(round(validation_fraction * n)))
+        self.val_rows, self.train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
+        self.space = TargetSpace.from_model_spec(self.spec, labels, learned)
+        self.space.fit(self.data.theta[self.train_rows])
+        self.encoder = ObservationEncoder(
+            self.noise.bands,
+            self.noise.depth,
+            self.noise.limit_sigma,
+            known_zred=redshift == "known",
+        )
+        fit_rows = self.train_rows[:_ENCODER_ROWS]
+        flux, err = self.data.noisy(fit_rows, self.noise, np.random.default_rng([seed, 1]))
+        self.encoder.fit(flux, err, self.data.zred[fit_rows])
+        phot = self.data.photometry[self.train_rows]
+        p01, p99 = np.percentile(phot[phot > 0], [0.1, 99])
+        self.flux_stats = {"p0.1": float(p01), "p99": float(p99), "max": float(phot.max())}
+        zred = self.data.zred
+        self.zred_range = [float(zred.min()), float(zred.max())] if redshift == "known" else None
+
+    def describe(self) -> dict[str, Any]:
+        """Describe what a checkpoint must match: data, targets and split (not the path)."""
+        data = {k: v for k, v in self.ts_info.items() if k != "path"}
+        return {"trainingset": data, "rows": len(self.data), "redshift": self.redshift,
+                "targets": self.space.names, "computed": self.computed,
+                "noise": self.noise.to_dict(), "n_val": len(self.val_rows)}  # fmt: skip
+
+    def posterior(
+        self, net: PosteriorNetwork, config: dict, state: Checkpoint
+    ) -> AmortizedPosterior:
+        training = {k: config[k] for k in ("batch_size", "learning_rate", "band_dropout",
+                                           "jitter", "seed")}  # fmt: skip
+        training |= {"trainingset": self.ts_info, "rows": len(self.data),
+                     "n_train": len(self.train_rows), "n_val": len(self.val_rows),
+                     "history": state.history, "best_epoch": state.best_epoch,
+                     "best_val_loss": state.best_val, "resumed_at_epoch": state.resumed_at,
+                     "stopped_early": state.stopped}  # fmt: skip
+        header = {
+            "filters": self.filters, "noise": self.noise.to_dict(), "model_spec": self.spec,
+            "model_hash": self.ts_info["model_hash"], "redshift": self.redshift,
+            "zred_range": self.zred_range, "flux_stats": self.flux_stats,
+            "computed": self.computed, "training": training, "versions": versions(),
+        }  # fmt: skip
+        return AmortizedPosterior(net, self.space, self.encoder, header)
+
+
+class _Loop:
+    """Epochs: fresh noise and dropout, shuffled batches, validation, schedule, checkpoint."""
+
+    def __init__(
+        self,
+        setup: _Setup,
+        net: PosteriorNetwork,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        state: Checkpoint,
+        device: torch.device,
+        batch_size: int,
+        dropout: float,
+        jitter: float,
+        seed: int,
+    ) -> None:
+        self.setup, self.net, self.optimizer, self.scheduler = setup, net, optimizer, scheduler
+        self.state, self.device, self.batch_size = state, device, int(batch_size)
+        self.dropout, self.jitter, self.seed = float(dropout), float(jitter), int(seed)
+        z = setup.space.to_flow(torch.from_numpy(setup.data.theta)).float()
+        self.z_train, z_val = z[setup.train_rows], z[setup.val_rows]
+        self.z_val = self._jittered(z_val, torch.Generator().manual_seed(seed)).to(device)
+        rng = np.random.default_rng([seed, 2])
+        self.x_val = setup.data.inputs(setup.val_rows, setup.noise, setup.encoder, rng,
+                                       self.dropout).to(device)  # fmt: skip
+        self.loss = NPELoss(net)
+        self.step = GDStep(optimizer, clip=5.0)
+
+    def _jittered(self, z: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        k = self.setup.n_derived
+        if k == 0 or self.jitter == 0:
+            return z
+        z = z.clone()
+        z[:, -k:] += self.jitter * torch.randn(len(z), k, generator=gen)
+        return z
+
+    def run(self, max_epochs: int, patience: int, progress: bool) -> None:
+        state = self.state
+        bar = tqdm(total=max_epochs, initial=state.epoch, unit="epoch", disable=not progress)
+        with bar:
+            while state.epoch < max_epochs and not state.stopped:
+                start = time.perf_counter()
+                train_loss = self._epoch(state.epoch, progress)
+                val_loss = self._validate()
+                self.scheduler.step(val_loss)
+                state.record(self.net, train_loss, val_loss, self.optimizer.param_groups[0]["lr"],
+                             time.perf_counter() - start, patience)  # fmt: skip
+                state.save(self.net, self.optimizer, self.scheduler)
+                bar.update(1)
+                bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}",
+                                best=f"{state.best_val:.3f}")  # fmt: skip
+
+    def _epoch(self, epoch: int, progress: bool) -> float:
+        setup = self.setup
+        rng = np.random.default_rng([self.seed, 3, epoch])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        x = setup.data.inputs(setup.train_rows, setup.noise, setup.encoder, rng, self.dropout)
+        z = self._jittered(self.z_train, gen)
+        order = torch.randperm(len(z), generator=gen)
+        x, z, order = x.to(self.device), z.to(self.device), order.to(self.device)
+        self.net.train()
+        total, count = 0.0, 0
+        batches = range(0, len(z), self.batch_size)
+        for i in tqdm(batches, leave=False, unit="batch", disable=not progress):
+            rows = order[i : i + self.batch_size]
+            loss = self.step(self.loss(z[rows], x[rows]))
+            if torch.isfinite(loss):
+                total, count = total + float(loss) * len(rows), count + len(rows)
+        self.net.eval()
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def _validate(self) -> float:
+        losses = [self.loss(self.z_val[i : i + 4096], self.x_val[i : i + 4096]) * len(
+            self.z_val[i : i + 4096]) for i in range(0, len(self.z_val), 4096)]  # fmt: skip
+        return float(torch.stack(losses).sum() / len(self.z_val))
+
+
+def _select_noise(noise: NoiseModel, filters: Sequence[str]) -> NoiseModel:
+    try:
+        return noise.select(filters)
+    except ValueError as exc:
+        raise ValueError(
+            f"the noise model does not cover the training set's bands ({exc}); "
+            f"training set bands: {', '.join(filters)}"
+        ) from None

@@ -1,0 +1,294 @@
+"""Training and using an amortised posterior, end to end, on a small parametric-SFH set."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from prospect_sbi import JadesPixelNoise, build_model, jades_filters, simulate
+from prospect_sbi.posterior import AmortizedPosterior, evaluate, held_out, train
+from prospect_sbi.trainingset import TrainingSet
+
+N_SIM, N_TRAIN = 16_000, 15_000  # rows N_TRAIN.. are held out: never seen in training
+ZRED = (0.5, 4.0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Two shared cores: one torch thread is faster than two contending ones."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model("parametric_sfh", zred=ZRED)
+
+
+@pytest.fixture(scope="module")
+def trainset_path(tmp_path_factory):
+    return tmp_path_factory.mktemp("posterior") / "parametric.h5"
+
+
+@pytest.fixture(scope="module")
+def trainset(trainset_path, model, _sps_instance):
+    ts = simulate(model, _sps_instance, jades_filters(), N_SIM, trainset_path, seed=3,
+                  progress=False)  # fmt: skip
+    yield ts
+    ts.close()
+
+
+@pytest.fixture(scope="module")
+def trained(trainset, tmp_path_factory):
+    start = time.perf_counter()
+    post = train(trainset, JadesPixelNoise(), max_rows=N_TRAIN, max_epochs=40, progress=False)
+    post.training["wall_s"] = time.perf_counter() - start
+    return post
+
+
+@pytest.fixture(scope="module")
+def mocks(trained, trainset):
+    return held_out(trained, trainset, slice(N_TRAIN, N_SIM), seed=11)
+
+
+def test_labels_and_training_record(trained):
+    assert trained.labels == ["mass", "logzsol", "dust2", "tage", "tau", "gas_logu",
+                              "log_mstar", "log_sfr100", "mwa", "t50", "log_ssfr100"]  # fmt: skip
+    assert trained.redshift == "known" and "zred" not in trained.labels
+    info = trained.training
+    assert info["n_train"] + info["n_val"] == N_TRAIN and info["best_epoch"] >= 10
+    assert info["wall_s"] < 120, info["wall_s"]
+
+
+def test_accuracy_and_calibration_on_held_out_mocks(trained, mocks):
+    table = evaluate(trained, mocks["flux"], mocks["err"], mocks["truth"], mocks["zred"], n=500)
+    row = {name: i for i, name in enumerate(table["name"])}
+    r2_mass = table["r2"][row["log_mstar"]]
+    # Measured: R^2(log M*) ~ 0.98, coverage error <= ~0.05 (1000 mocks, 15k training sims).
+    assert r2_mass > 0.95, table
+    assert table["r2"][row["log_sfr100"]] > 0.7, table
+    assert np.max(table["coverage_err"]) < 0.1, table
+    assert abs(table["bias"][row["log_mstar"]]) < 0.05, table
+
+
+def test_samples_stay_in_the_prior_box(trained, mocks):
+    draws = trained.sample(mocks["flux"][:300], mocks["err"][:300], 300, zred=mocks["zred"][:300])
+    assert draws.shape == (300, 300, len(trained.labels)) and draws.dtype == np.float32
+    assert np.all(np.isfinite(draws))
+    for j in range(len(trained.targets)):
+        lo, hi = trained.space.lo[j], trained.space.hi[j]
+        if np.isfinite(lo):
+            assert draws[..., j].min() >= np.float32(lo) and draws[..., j].max() <= np.float32(hi)
+    mwa = trained.labels.index("mwa")
+    assert draws[..., mwa].min() > 0
+    ssfr = trained.labels.index("log_ssfr100")
+    expected = draws[..., trained.labels.index("log_sfr100")] - draws[..., 6]
+    assert np.allclose(draws[..., ssfr], expected)
+
+
+def test_single_object_and_seed(trained, mocks):
+    one = trained.sample(mocks["flux"][0], mocks["err"][0], 50, zred=mocks["zred"][0], seed=5)
+    again = trained.sample(mocks["flux"][:1], mocks["err"][:1], 50, zred=mocks["zred"][:1], seed=5)
+    assert one.shape == (50, len(trained.labels)) and np.array_equal(one, again[0])
+
+
+def test_missing_bands_give_finite_wider_posteriors(trained, mocks):
+    flux, err, zred = mocks["flux"][:200], mocks["err"][:200], mocks["zred"][:200]
+    cut = flux.copy(), err.copy()
+    for arr in cut:
+        arr[:, 3:12] = np.nan  # keep 5 of 14 bands
+    full = trained.sample(flux, err, 300, zred=zred, seed=1)
+    part = trained.sample(*cut, 300, zred=zred, seed=1)
+    assert np.all(np.isfinite(part))
+    m = trained.labels.index("log_mstar")
+    assert np.median(part[..., m].std(1)) > np.median(full[..., m].std(1))
+
+
+def test_summarize_table(trained, mocks):
+    table = trained.summarize(mocks["flux"][:40], mocks["err"][:40], zred=mocks["zred"][:40],
+                              n=200, seed=2, chunk_size=7)  # fmt: skip
+    assert len(table) == 40
+    assert table.colnames[:5] == ["mass_p50", "mass_p16", "mass_p84", "mass_mean", "mass_std"]
+    assert len(table.colnames) == 5 * len(trained.labels)
+    assert np.all(table["log_mstar_p16"] <= table["log_mstar_p50"])
+    assert np.all(table["log_mstar_p50"] <= table["log_mstar_p84"])
+    truth = mocks["truth"][:40, trained.labels.index("log_mstar")]
+    assert np.median(np.abs(table["log_mstar_p50"] - truth)) < 0.2
+
+
+def test_log_prob(trained, mocks):
+    flux, err, zred = mocks["flux"][:20], mocks["err"][:20], mocks["zred"][:20]
+    draws = trained.sample(flux, err, 30, zred=zred, seed=0)
+    lp = trained.log_prob(draws.transpose(1, 0, 2), flux, err, zred=zred)
+    assert lp.shape == (30, 20) and np.all(np.isfinite(lp))
+    # The truth of an object is more probable under its own posterior than under another's.
+    truth = mocks["truth"][:20]
+    own = trained.log_prob(truth, flux, err, zred=zred)
+    other = trained.log_prob(truth[::-1].copy(), flux, err, zred=zred)
+    assert np.median(own) > np.median(other)
+    outside = truth.copy()
+    outside[0, trained.labels.index("dust2")] = 2.5  # beyond the TopHat(0, 2) prior
+    assert trained.log_prob(outside, flux, err, zred=zred)[0] == -np.inf
+
+
+def test_save_load_round_trip(trained, mocks, tmp_path):
+    path = trained.save(tmp_path / "est.sbi")
+    with pytest.raises(FileExistsError):
+        trained.save(path)
+    loaded = AmortizedPosterior.load(path, filters=jades_filters())
+    args = (mocks["flux"][:10], mocks["err"][:10], 100)
+    assert np.array_equal(trained.sample(*args, zred=mocks["zred"][:10], seed=4),
+                          loaded.sample(*args, zred=mocks["zred"][:10], seed=4))  # fmt: skip
+    assert loaded.labels == trained.labels and loaded.filters == trained.filters
+    assert loaded.noise.to_dict() == trained.noise.to_dict()
+    # One safetensors file: an 8-byte header length, then a JSON header; no pickle opcodes.
+    raw = path.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    meta = json.loads(raw[8 : 8 + size])["__metadata__"]
+    header = json.loads(meta["prospect_sbi"])
+    assert header["model_hash"] == trained.model_hash and header["filters"] == trained.filters
+    assert {"network", "targets", "encoder", "noise", "model_spec", "versions"} <= set(header)
+
+
+def test_check_mismatches(trained, model):
+    trained.check(filters=jades_filters(), model=model)
+    trained.check(filters=[f.upper() for f in trained.filters])
+    with pytest.raises(ValueError, match="filters differ .* position 13: got nothing"):
+        trained.check(filters=jades_filters()[:13])
+    with pytest.raises(ValueError, match="model differs"):
+        trained.check(model=build_model("continuity_sfh", zred=ZRED))
+    with pytest.raises(ValueError, match="model differs"):
+        trained.check(model=build_model("parametric_sfh", zred=(0.5, 5.0)))
+
+
+def test_load_refuses_other_files_and_filters(trained, tmp_path):
+    path = trained.save(tmp_path / "est.sbi")
+    with pytest.raises(ValueError, match="filters differ"):
+        AmortizedPosterior.load(path, filters=jades_filters()[::-1])
+    with pytest.raises(FileNotFoundError):
+        AmortizedPosterior.load(tmp_path / "none.sbi")
+    (tmp_path / "pickle.pt").write_bytes(b"\x80\x04\x95")  # a pickle is never opened
+    with pytest.raises(ValueError, match="not a safetensors file"):
+        AmortizedPosterior.load(tmp_path / "pickle.pt")
+
+
+def test_bad_inputs(trained, mocks):
+    flux, err, zred = mocks["flux"][:5], mocks["err"][:5], mocks["zred"][:5]
+    with pytest.raises(ValueError, match=r"expected \(14,\) or \(B, 14\)"):
+        trained.sample(flux[:, :12], err[:, :12], 10, zred=zred)
+    with pytest.raises(ValueError, match="err must be > 0"):
+        trained.sample(flux, -err, 10, zred=zred)
+    bad = flux.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="flux is NaN but err is not"):
+        trained.sample(bad, err, 10, zred=zred)
+    many = mocks["flux"][:200], mocks["err"][:200], 10
+    trained.sample(*many, zred=mocks["zred"][:200])  # maggies pass
+    with pytest.raises(ValueError, match="brighter than 99% of the training fluxes"):
+        trained.sample(many[0] * 3631, many[1] * 3631, 10, zred=mocks["zred"][:200])  # Jy
+    with pytest.raises(ValueError, match="AB magnitudes"):
+        trained.sample(-2.5 * np.log10(np.abs(flux)), np.full_like(err, 0.05), 10, zred=zred)
+    with pytest.raises(ValueError, match="pass zred"):
+        trained.sample(flux, err, 10)
+    with pytest.raises(ValueError, match="outside the training range"):
+        trained.sample(flux, err, 10, zred=6.0)
+
+
+def test_noise_must_cover_the_bands(trainset):
+    with pytest.raises(ValueError, match="does not cover the training set's bands"):
+        train(trainset, JadesPixelNoise(bands=jades_filters_names()[:10]), max_epochs=1,
+              progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="redshift="):
+        train(trainset, JadesPixelNoise(), redshift="fit", progress=False)
+
+
+def jades_filters_names():
+    return [f.name for f in jades_filters()]
+
+
+def test_redshift_inferred(trainset):
+    post = train(trainset, JadesPixelNoise(), redshift="infer", max_rows=4000, max_epochs=3,
+                 progress=False)  # fmt: skip
+    assert post.labels[0] == "zred"
+    obs = held_out(post, trainset, slice(N_TRAIN, N_TRAIN + 50))
+    assert obs["zred"] is None
+    draws = post.sample(obs["flux"], obs["err"], 100)
+    assert ZRED[0] <= draws[..., 0].min() and draws[..., 0].max() <= ZRED[1]
+    with pytest.raises(ValueError, match="infers the redshift"):
+        post.sample(obs["flux"], obs["err"], 10, zred=1.0)
+
+
+def test_checkpoint_resume_is_exact(trainset, tmp_path):
+    kwargs = {"max_rows": 3000, "progress": False, "network": {"transforms": 4}}
+    ckpt = tmp_path / "run.ckpt"
+    first = train(trainset, JadesPixelNoise(), max_epochs=2, checkpoint=ckpt, **kwargs)
+    assert [h["epoch"] for h in first.training["history"]] == [1, 2]
+    resumed = train(trainset, JadesPixelNoise(), max_epochs=4, checkpoint=ckpt, **kwargs)
+    assert resumed.training["resumed_at_epoch"] == 2
+    assert [h["epoch"] for h in resumed.training["history"]] == [1, 2, 3, 4]
+    assert resumed.training["history"][:2] == first.training["history"]
+    straight = train(trainset, JadesPixelNoise(), max_epochs=4, **kwargs)
+    for key, value in straight.network.state_dict().items():
+        assert torch.equal(value, resumed.network.state_dict()[key]), key
+    # A finished run returns at once; another configuration is refused.
+    again = train(trainset, JadesPixelNoise(), max_epochs=4, checkpoint=ckpt, **kwargs)
+    assert again.training["resumed_at_epoch"] == 4
+    with pytest.raises(ValueError, match="another training configuration .*batch_size"):
+        train(trainset, JadesPixelNoise(), max_epochs=4, checkpoint=ckpt, batch_size=64,
+              **kwargs)  # fmt: skip
+
+
+def test_kill_and_resume(trainset, trainset_path, tmp_path):
+    """A run killed with SIGKILL mid-training resumes from its last checkpoint."""
+    ckpt = tmp_path / "killed.ckpt"
+    script = textwrap.dedent(f"""
+        import sys, torch
+        torch.set_num_threads(1)
+        from prospect_sbi import JadesPixelNoise
+        from prospect_sbi.posterior import train
+        train({str(trainset_path)!r}, JadesPixelNoise(), max_rows=3000,
+              max_epochs=int(sys.argv[1]), checkpoint={str(ckpt)!r}, progress=False,
+              network={{"transforms": 4}})
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script, "1000"])
+    try:
+        deadline = time.time() + 120
+        while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        time.sleep(1.0)  # let it write a few more epochs
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL and ckpt.exists()
+    from prospect_sbi.posterior.storage import read_tensors
+
+    done = read_tensors(ckpt)[1]["epoch"]
+    post = train(trainset_path, JadesPixelNoise(), max_rows=3000, max_epochs=done + 1,
+                 checkpoint=ckpt, progress=False, network={"transforms": 4})  # fmt: skip
+    assert post.training["resumed_at_epoch"] == done
+    assert len(post.training["history"]) == done + 1
+    assert not list(Path(tmp_path).glob("*.tmp"))  # a write cut by the kill is cleaned up
+
+
+def test_trainingset_path_is_accepted(trainset, trainset_path):
+    path = trainset_path
+    post = train(path, JadesPixelNoise(), max_rows=1000, max_epochs=1, progress=False,
+                 derived=["log_mstar"])  # fmt: skip
+    assert post.labels[-1] == "log_mstar" and "log_ssfr100" not in post.labels
+    with pytest.raises(ValueError, match="unknown derived"):
+        train(path, JadesPixelNoise(), max_rows=1000, max_epochs=1, derived=["t90"],
+              progress=False)  # fmt: skip
+    with TrainingSet.open(path) as ts:
+        assert len(ts) == N_SIM

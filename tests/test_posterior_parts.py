@@ -1,0 +1,199 @@
+"""Parts of prospect_sbi.posterior that need no training: bounds, encoding, checks, network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import prospect_sbi.posterior as posterior_pkg
+from prospect_sbi.posterior import (
+    FLOWS,
+    ObservationEncoder,
+    PosteriorNetwork,
+    TargetSpace,
+    check_observations,
+    check_zred,
+    coverage,
+    regression_metrics,
+)
+from prospect_sbi.posterior.data import drop_bands
+from prospect_sbi.posterior.storage import (
+    flatten_optimizer,
+    read_tensors,
+    unflatten_optimizer,
+    write_tensors,
+)
+
+BANDS = ["jwst_f090w", "jwst_f200w", "jwst_f444w"]
+
+
+def test_all_exports_import():
+    for name in posterior_pkg.__all__:
+        assert hasattr(posterior_pkg, name), name
+
+
+def _space() -> TargetSpace:
+    spec = {"params": {
+        "mass": {"prior": {"name": "LogUniform", "params": {"mini": 1e8, "maxi": 1e12}}},
+        "dust2": {"prior": {"name": "TopHat", "params": {"mini": 0.0, "maxi": 2.0}}},
+        "ratio": {"prior": {"name": "StudentT", "params": {"mean": [0, 0], "scale": [0.3, 0.3],
+                                                           "df": [2, 2]}}},
+    }}  # fmt: skip
+    return TargetSpace.from_model_spec(spec, ["mass", "dust2", "ratio_1", "ratio_2"], ["mwa"])
+
+
+def test_target_kinds_from_priors():
+    space = _space()
+    assert space.kinds == ["logbox", "box", "real", "real", "positive"]
+    assert space.lo[:2].tolist() == [1e8, 0.0] and space.hi[:2].tolist() == [1e12, 2.0]
+    with pytest.raises(ValueError, match="not a parameter"):
+        TargetSpace.from_model_spec({"params": {}}, ["nope"])
+
+
+def test_bijection_round_trip_and_box():
+    space = _space()
+    rng = np.random.default_rng(0)
+    x = np.column_stack([10 ** rng.uniform(8, 12, 500), rng.uniform(0, 2, 500),
+                         rng.standard_t(2, (500, 2)) * 0.3, rng.lognormal(0, 1, 500)])  # fmt: skip
+    space.fit(x)
+    z = space.to_flow(torch.from_numpy(x))
+    assert torch.allclose(space.to_physical(z), torch.from_numpy(x), rtol=1e-6)
+    # Any flow output, however extreme, lands inside the box (closed, in float32 too).
+    wild = torch.tensor([[-1e4, -1e4, 0, 0, -50], [1e4, 1e4, 0, 0, 5]], dtype=torch.float32)
+    phys = space.to_physical(wild)
+    assert phys[:, 0].min() >= 1e8 and phys[:, 0].max() <= 1e12
+    assert phys[:, 1].min() >= 0.0 and phys[:, 1].max() <= 2.0 and phys[:, 4].min() >= 0
+    assert space.in_support(torch.from_numpy(x)).all()
+    assert not space.in_support(torch.tensor([[1e13, 1.0, 0.0, 0.0, 1.0]])).any()
+
+
+def test_log_abs_det_matches_finite_differences():
+    space = _space()
+    x = torch.tensor([[3e9, 0.7, 0.1, -0.2, 1.3]], dtype=torch.float64)
+    space.fit(np.array([[1e9, 0.5, 0, 0, 1.0], [1e11, 1.5, 1, -1, 3.0]]))
+    jac = torch.autograd.functional.jacobian(lambda v: space.to_flow(v), x)[0, :, 0, :]
+    expected = torch.log(torch.abs(torch.diagonal(jac))).sum()
+    assert torch.allclose(space.log_abs_det(x)[0], expected, rtol=1e-8)
+
+
+def test_encoder_features():
+    enc = ObservationEncoder(BANDS, [1e-13] * 3, 1.0, known_zred=True)
+    flux = np.array([[1e-10, 5e-14, np.nan]])
+    err = np.array([[1e-12, 1e-13, np.nan]])
+    x = enc.encode(flux, err, np.array([2.0]))
+    assert x.shape == (1, 13) and x.dtype == torch.float32
+    mag, log_err, limit, missing = x[0, :3], x[0, 3:6], x[0, 6:9], x[0, 9:12]
+    assert limit.tolist() == [0, 1, 0] and missing.tolist() == [0, 0, 1]
+    assert mag[2] == 0 and log_err[2] == 0  # missing band: values zeroed
+    assert mag[0] == pytest.approx(np.arcsinh(1e-10 / 2e-13)) and x[0, 12] == 2.0
+    again = ObservationEncoder.from_dict(enc.to_dict()).encode(flux, err, np.array([2.0]))
+    assert torch.equal(x, again)
+
+
+def test_drop_bands_never_empties_a_row():
+    rng = np.random.default_rng(1)
+    flux = np.ones((20000, 5))
+    out, err = drop_bands(flux, flux.copy(), rng, 0.5)
+    missing = np.isnan(out)
+    assert np.array_equal(missing, np.isnan(err)) and not missing.all(axis=1).any()
+    untouched = ~missing.any(axis=1)
+    assert 0.5 < untouched.mean() < 0.56  # half the rows keep every band (+ lucky ones)
+    assert missing.mean() == pytest.approx(0.5 * 0.5, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda f, e: (f[:, :2], e[:, :2]), r"shape \(4, 2\); expected \(3,\) or \(B, 3\)"),
+        (lambda f, e: (f, -e), "err must be > 0"),
+        (lambda f, e: (f, e * 0), "err must be > 0"),
+        (lambda f, e: (np.where([[True, False, False]], np.nan, f), e), "flux is NaN but err"),
+        (lambda f, e: (f, np.where([[True, False, False]], np.nan, e)), "err is NaN but flux"),
+        (lambda f, e: (np.full_like(f, np.nan), np.full_like(e, np.nan)), "no valid band"),
+        (lambda f, e: (-2.5 * np.log10(f), e * 1e9), "looks like AB magnitudes"),
+        (lambda f, e: (f * 3631 * 1e6, e * 3631 * 1e6), "not maggies"),
+        (lambda f, e: (f * 3631, e * 3631), "brighter than every training flux"),
+        (lambda f, e: (f, np.full_like(e, np.inf)), "err is infinite"),
+    ],
+)
+def test_bad_observations(change, match):
+    flux = np.full((4, 3), 1e-9)
+    err = np.full((4, 3), 1e-11)
+    with pytest.raises(ValueError, match=match):
+        check_observations(*change(flux, err), BANDS, {"p99": 1e-9, "max": 1e-8})
+
+
+def test_good_observations_pass():
+    flux = np.array([1e-9, -1e-13, np.nan])
+    out, err = check_observations(flux, np.array([1e-11, 1e-13, np.nan]), BANDS, {"max": 1e-8})
+    assert out.shape == err.shape == (1, 3)
+
+
+def test_zred_checks():
+    assert check_zred(1.5, 3, True, (0.5, 4.0)).tolist() == [1.5] * 3
+    with pytest.raises(ValueError, match="pass zred"):
+        check_zred(None, 3, True, None)
+    with pytest.raises(ValueError, match="do not pass zred"):
+        check_zred(1.0, 3, False, None)
+    with pytest.raises(ValueError, match="outside the training range"):
+        check_zred([1.0, 5.0, 1.0], 3, True, (0.5, 4.0))
+    with pytest.raises(ValueError, match=r"expected \(\) or \(3,\)"):
+        check_zred([1.0, 2.0], 3, True, None)
+
+
+@pytest.mark.parametrize("flow", sorted(FLOWS))
+def test_network_shapes_and_fast_sampling(flow):
+    net = PosteriorNetwork(4, 9, flow=flow, transforms=3, hidden=(32,), embedding=(32,),
+                           context=8).eval()  # fmt: skip
+    x = torch.randn(6, 9)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        fast = net.sample(x, 50)
+        torch.manual_seed(3)
+        slow = net.sample(x, 50, fast=False)
+        assert fast.shape == (6, 50, 4)
+        assert torch.allclose(fast, slow, atol=1e-4)
+        assert net.log_prob(fast.movedim(1, 0), x).shape == (50, 6)
+    loss = -net.log_prob(torch.randn(6, 4), x).mean()
+    loss.backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+    again = PosteriorNetwork.from_config(net.config)
+    again.load_state_dict(net.state_dict())
+    assert torch.equal(again.log_prob(fast[:, 0], x), net.log_prob(fast[:, 0], x))
+
+
+def test_unknown_flow():
+    with pytest.raises(ValueError, match="unknown flow"):
+        PosteriorNetwork(2, 3, flow="glow")
+
+
+def test_storage_round_trip(tmp_path):
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters())
+    net(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    tensors, data = flatten_optimizer(opt.state_dict(), "optim")
+    write_tensors(tmp_path / "f.st", tensors, {"optim": data})
+    read, header = read_tensors(tmp_path / "f.st")
+    other = torch.optim.Adam(torch.nn.Linear(3, 2).parameters())
+    other.load_state_dict(unflatten_optimizer(read, header["optim"]))
+    a, b = opt.state_dict()["state"][0], other.state_dict()["state"][0]
+    assert torch.equal(a["exp_avg"], b["exp_avg"]) and float(a["step"]) == float(b["step"])
+    (tmp_path / "junk").write_bytes(b"\x80\x04not safetensors")
+    with pytest.raises(ValueError, match="not a safetensors file"):
+        read_tensors(tmp_path / "junk")
+
+
+def test_metrics():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(2000, 2))
+    # Calibrated draws: truth and draws from the same posterior N(mu, 1).
+    mu = truth + rng.normal(size=truth.shape)
+    draws = mu[:, None, :] + rng.normal(size=(2000, 400, 2))
+    cov = coverage(draws, truth, np.array([0.5, 0.9]))
+    assert np.allclose(cov, [[0.5, 0.9]] * 2, atol=0.04)
+    narrow = mu[:, None, :] + 0.3 * rng.normal(size=(2000, 400, 2))
+    assert coverage(narrow, truth, np.array([0.9]))[0, 0] < 0.5  # overconfident
+    stats = regression_metrics(truth + 0.1, truth)
+    assert np.allclose(stats["r2"], 1 - 0.01 / truth.var(0)) and np.allclose(stats["bias"], 0.1)
