@@ -7,7 +7,6 @@ Importing the package lets Prospector's ``SpecModel`` build without ``$SPS_HOME`
 from .filters import JADES_BANDS, JADES_MEDIUM_BANDS, jades_filters, resolve_band_names
 from .models import build_model
 from .noise import EmpiricalNoise, JadesPixelNoise, NoiseModel, noise_from_dict
-from .posterior import AmortizedPosterior, train
 from .simulate import simulate
 from .sources import BC03MilesBasis, FastPhotometry, emission_line_info
 from .sources.emlines import patch_specmodel as _patch_specmodel
@@ -19,20 +18,31 @@ __all__ = [
     "AmortizedPosterior",
     "BC03MilesBasis",
     "EmpiricalNoise",
+    "FastPhotometry",
+    "JADES_BANDS",
+    "JADES_MEDIUM_BANDS",
     "JadesPixelNoise",
     "NoiseModel",
-    "noise_from_dict",
-    "JADES_BANDS",
-    "FastPhotometry",
-    "JADES_MEDIUM_BANDS",
     "TrainingSet",
     "__version__",
     "build_model",
     "emission_line_info",
     "jades_filters",
+    "noise_from_dict",
     "resolve_band_names",
     "simulate",
     "train",
 ]
 
 _patch_specmodel()
+
+
+def __getattr__(name: str) -> object:
+    # The estimator needs torch; import it only when asked for, so that simulating, the
+    # sources and the command line start quickly.
+    if name in ("AmortizedPosterior", "train"):
+        from . import posterior
+
+        return getattr(posterior, name)
+    raise AttributeError(f"module 'prospect_sbi' has no attribute {name!r}")
+
