@@ -60,6 +60,22 @@ def mocks(estimator: Path, folder: Path, pixels: int) -> Path:
     return path
 
 
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process, GB.
+
+    On Linux ``ru_maxrss`` survives ``fork`` + ``exec``, so a worker started by a process that
+    trained a network would report the parent's peak; ``VmHWM`` belongs to the new address
+    space only.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / 1e9
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
+
+
 def worker(estimator: str, data: str, out: str) -> None:
     """Time sample() for every (draws, threads, device) setting; write JSON to ``out``."""
     import torch
@@ -89,7 +105,7 @@ def worker(estimator: str, data: str, out: str) -> None:
             rows.append({"device": device, "threads": threads, "draws": n,
                          "pixels_per_s": pixels / best,
                          "ms_per_pixel": 1e3 * best / pixels})  # fmt: skip
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9  # KiB on Linux
+    peak = peak_rss_gb()
     Path(out).write_text(json.dumps({"rows": rows, "peak_rss_gb": peak,
                                      "network": post.network.config}))  # fmt: skip
 

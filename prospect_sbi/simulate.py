@@ -295,6 +295,9 @@ def _chunk(job: _Job, c: int) -> dict:
         phot, mfrac = fast(params, n=len(theta))
     else:
         phot, mfrac = _predict_each(job.model, sps, filters, theta)
+    # The fast path's float32 sums can leave dropout bands at -1e-20 maggies; a noiseless
+    # flux is never negative.
+    phot = np.maximum(phot, 0.0)
     bad = ~np.all(np.isfinite(phot), axis=1)
     if bad.any():
         i = np.flatnonzero(bad)[0]

@@ -83,6 +83,11 @@ class TrainingSet:
         return cls(handle)
 
     @property
+    def path(self) -> Path:
+        """The HDF5 file."""
+        return Path(self._file.filename)
+
+    @property
     def model_hash(self) -> str:
         """Hash of the model specification the set was drawn from."""
         return str(self.provenance["model_hash"])

@@ -196,3 +196,8 @@ def test_bad_input_errors(model, jades, tmp_path, make_model):
     finally:
         locked.chmod(0o700)
     assert not list(tmp_path.glob("a.h5*"))
+
+
+def test_noiseless_fluxes_are_never_negative(fast_set):
+    assert np.asarray(fast_set.photometry).min() >= 0.0
+    assert fast_set.path.name == "fast.h5"

@@ -149,19 +149,34 @@ class PosteriorNetwork(nn.Module):
         if not (fast and self.is_coupling):
             return flow(c).sample((n,)).movedim(0, -2)
         y = flow.base(c).expand(c.shape[:-1]).sample((n,))  # (n, B, D), same draws as zuko
+        # Columns are kept in the order each coupling wants (its constant half first), so a
+        # transform costs one gather and one concatenation; ``order`` maps columns to targets.
+        order = torch.arange(y.shape[-1], device=y.device)
         for t in reversed(flow.transform.transforms):
-            # An element-wise transform depends on the context only: zuko computes its
-            # parameters once per observation and broadcasts them over the draws.
-            y = t(c).inv(y) if isinstance(t, ElementWiseTransform) else _coupling_inverse(t, y, c)
-        return y.movedim(0, -2)
+            if isinstance(t, ElementWiseTransform):
+                # Depends on the context only: zuko computes its parameters once per
+                # observation and broadcasts them over the draws.
+                y, order = y[..., torch.argsort(order)], torch.sort(order).values
+                y = t(c).inv(y)
+            else:
+                y, order = _coupling_inverse(t, y, order, c)
+        return y[..., torch.argsort(order)].movedim(0, -2)
 
 
-def _coupling_inverse(t: GeneralCouplingTransform, y: Tensor, c: Tensor) -> Tensor:
-    """Inverse of one coupling transform for draws ``y`` (n, B, D), context ``c`` (B, E)."""
+def _coupling_inverse(
+    t: GeneralCouplingTransform, y: Tensor, order: Tensor, c: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Inverse of one coupling transform for draws ``y`` (n, B, D), context ``c`` (B, E).
+
+    ``y[..., k]`` holds target ``order[k]``; returns the result and its column order.
+    """
     idx_a, idx_b = t.mask.nonzero().squeeze(-1), (~t.mask).nonzero().squeeze(-1)
-    y_a, y_b = y[..., idx_a], y[..., idx_b]
-    first = t.hyper[0]
+    new = torch.cat([idx_a, idx_b])
+    position = torch.argsort(order)
+    y = y[..., position[new]]
     n_a = idx_a.numel()
+    y_a, y_b = y[..., :n_a], y[..., n_a:]
+    first = t.hyper[0]
     # zuko feeds cat(y_a, c) to the first layer: split its weight and apply the context part once.
     h = torch.matmul(y_a, first.weight[:, :n_a].T)
     h += c @ first.weight[:, n_a:].T + first.bias
@@ -169,6 +184,4 @@ def _coupling_inverse(t: GeneralCouplingTransform, y: Tensor, c: Tensor) -> Tens
         h = h.relu_() if isinstance(layer, nn.ReLU) else layer(h)
     phi = h.unflatten(-1, (-1, t.total))
     x_b = t.univariate(*unpack(phi, t.shapes)).inv(y_b)
-    out = torch.empty_like(y)
-    out[..., idx_a], out[..., idx_b] = y_a, x_b
-    return out
+    return torch.cat([y_a, x_b], dim=-1), new

@@ -132,12 +132,13 @@ def train(
         if ts is not trainingset:
             ts.close()
     arch = {"flow": flow, **(network or {})}
-    config = setup.describe() | {
-        "network": arch, "batch_size": int(batch_size), "learning_rate": float(learning_rate),
-        "band_dropout": float(band_dropout), "jitter": float(jitter), "seed": int(seed),
-    }  # fmt: skip
     net = PosteriorNetwork(len(setup.space), setup.encoder.n_features, seed=seed, **arch)
     net.to(device)
+    config = setup.describe() | {
+        "network": net.config, "batch_size": int(batch_size),
+        "learning_rate": float(learning_rate), "band_dropout": float(band_dropout),
+        "jitter": float(jitter), "seed": int(seed),
+    }  # fmt: skip
     optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3,
                                                            min_lr=1e-6)  # fmt: skip
@@ -163,7 +164,7 @@ class _Setup:
         validation_fraction: float,
         seed: int,
     ) -> None:
-        self.ts_info = {"path": str(ts._file.filename), "rows": len(ts),
+        self.ts_info = {"path": str(ts.path), "rows": len(ts),
                         "model_hash": ts.model_hash,
                         "seed": ts.provenance.get("seed")}  # fmt: skip
         self.filters, self.spec = list(ts.filters), ts.provenance["model_spec"]
