@@ -7,6 +7,7 @@ Importing the package lets Prospector's ``SpecModel`` build without ``$SPS_HOME`
 from .filters import JADES_BANDS, JADES_MEDIUM_BANDS, jades_filters, resolve_band_names
 from .models import build_model
 from .noise import EmpiricalNoise, JadesPixelNoise, NoiseModel, noise_from_dict
+from .pretrained import PRETRAINED, pretrained_model
 from .simulate import simulate
 from .sources import BC03MilesBasis, FastPhotometry, emission_line_info
 from .sources.emlines import patch_specmodel as _patch_specmodel
@@ -23,12 +24,14 @@ __all__ = [
     "JADES_MEDIUM_BANDS",
     "JadesPixelNoise",
     "NoiseModel",
+    "PRETRAINED",
     "TrainingSet",
     "__version__",
     "build_model",
     "emission_line_info",
     "jades_filters",
     "noise_from_dict",
+    "pretrained_model",
     "resolve_band_names",
     "simulate",
     "train",

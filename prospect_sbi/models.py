@@ -16,6 +16,7 @@ def build_model(
     nbins: int = 6,
     nebular: bool = True,
     dust_type: int = 0,
+    logmass: tuple[float, float] | None = None,
 ) -> object:
     """Build a Prospector ``SpecModel`` from one of its templates, set up for BC03MilesBasis.
 
@@ -38,6 +39,10 @@ def build_model(
         Add Prospector's ``"nebular"`` template.
     dust_type : int
         FSPS dust law (0 power law, 2 Calzetti, 4 Kriek & Conroy with free ``dust_index``).
+    logmass : (float, float), optional
+        Range of log10 stellar mass formed (Msun) instead of the template's (log-uniform
+        ``mass`` 1e8-1e12 for ``parametric_sfh``, uniform ``logmass`` 7-12 for
+        ``continuity_sfh``). Pixels of deep imaging need lower masses, e.g. ``(4, 12)``.
 
     Returns
     -------
@@ -61,6 +66,15 @@ def build_model(
     if dust_type == 4:
         spec["dust_index"] = {"N": 1, "isfree": True, "init": 0.0,
                               "prior": priors.TopHat(mini=-1.0, maxi=0.4)}  # fmt: skip
+    if logmass is not None:
+        lo, hi = (float(m) for m in logmass)
+        if not lo < hi:
+            raise ValueError(f"logmass={logmass}: the lower bound must be below the upper one")
+        if template == "parametric_sfh":
+            spec["mass"].update(init=10 ** (0.5 * (lo + hi)),
+                                prior=priors.LogUniform(mini=10**lo, maxi=10**hi))  # fmt: skip
+        else:
+            spec["logmass"].update(init=0.5 * (lo + hi), prior=priors.TopHat(mini=lo, maxi=hi))
     if np.ndim(zred) == 0:
         spec["zred"].update(isfree=False, init=float(zred))
     else:

@@ -120,3 +120,31 @@ def shared_data() -> Path:
 def predict() -> Callable[..., tuple[np.ndarray, float]]:
     """Fixture form of :func:`predict_phot`: ``predict(model, sps, filters, theta=None)``."""
     return predict_phot
+
+
+@pytest.fixture(scope="session")
+def small_estimator(tmp_path_factory: pytest.TempPathFactory, _sps_instance: object) -> object:
+    """A small real estimator shared by the fitter, pixel-map and report tests (~40 s).
+
+    ``parametric_sfh``, zred 0.5-5 known, stellar mass formed 10^5-10^12 Msun (pixels and
+    galaxies), 14 JADES bands, ``JadesPixelNoise``; 20k simulations, 30 epochs, one thread.
+    Its accuracy is that of a quick run (R^2(log M*) ~0.98), enough for tests to tell a
+    right answer from a wrong one, not the shipped estimators' accuracy.
+    """
+    import torch
+
+    from prospect_sbi import JadesPixelNoise, build_model, jades_filters, simulate, train
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = build_model("parametric_sfh", zred=(0.5, 5.0), logmass=(5.0, 12.0))
+        folder = tmp_path_factory.mktemp("small_estimator")
+        ts = simulate(model, _sps_instance, jades_filters(), 20_000, folder / "train.h5", seed=5,
+                      progress=False)  # fmt: skip
+        post = train(ts, JadesPixelNoise(), max_epochs=30, progress=False, seed=5)
+        ts.close()
+    finally:
+        torch.set_num_threads(before)
+    post.save(folder / "small.sbi")
+    return post

@@ -322,6 +322,22 @@ class AmortizedPosterior:
         return path
 
     @classmethod
+    def pretrained(cls, name: str, device: str | torch.device = "cpu") -> AmortizedPosterior:
+        """Load a pretrained estimator shipped with the package.
+
+        Parameters
+        ----------
+        name : str
+            One of :data:`prospect_sbi.pretrained.PRETRAINED` (``"jades-parametric"``,
+            ``"jades-continuity"``); :func:`prospect_sbi.pretrained_model` gives its
+            Prospector model.
+        device : str or torch.device
+        """
+        from ..pretrained import pretrained_path
+
+        return cls.load(pretrained_path(name), device)
+
+    @classmethod
     def load(
         cls,
         path: str | os.PathLike,
