@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .cosmology import age_of_universe
 from .derived import DERIVED, STEP_DERIVED, derived_quantities
 from .filters import resolve_band_names
+from .forward import predict_each
 from .provenance import model_hash, model_spec, versions
 from .sources import BC03MilesBasis
 from .sources.params import resolve_params
@@ -294,7 +295,7 @@ def _chunk(job: _Job, c: int) -> dict:
     if job.method == "fast":
         phot, mfrac = fast(params, n=len(theta))
     else:
-        phot, mfrac = _predict_each(job.model, sps, filters, theta)
+        phot, mfrac = predict_each(job.model, sps, filters, theta)
     # The fast path's float32 sums can leave dropout bands at -1e-20 maggies; a noiseless
     # flux is never negative.
     phot = np.maximum(phot, 0.0)
@@ -306,17 +307,6 @@ def _chunk(job: _Job, c: int) -> dict:
            "zred": np.asarray(params["zred"], dtype=float).reshape(-1)}  # fmt: skip
     out.update({f"derived/{k}": v for k, v in derived_quantities(params, mfrac).items()})
     return out
-
-
-def _predict_each(model: object, sps: object, filters: list, theta: np.ndarray) -> tuple:
-    obs = {"filters": filters, "wavelength": None, "spectrum": None}
-    phot = np.empty((len(theta), len(filters)))
-    mfrac = np.empty(len(theta))
-    for i, th in enumerate(theta):
-        model.set_parameters(th)
-        model.propagate_parameter_dependencies()  # dependents listed before their inputs
-        _, phot[i], mfrac[i] = model.predict(th, obs=obs, sps=sps)
-    return phot, mfrac
 
 
 def _worker_state(job: _Job) -> tuple:
