@@ -146,5 +146,10 @@ def small_estimator(tmp_path_factory: pytest.TempPathFactory, _sps_instance: obj
         ts.close()
     finally:
         torch.set_num_threads(before)
-    post.save(folder / "small.sbi")
     return post
+
+
+@pytest.fixture(scope="session")
+def small_estimator_file(small_estimator: object, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``small_estimator`` saved to a file (for command-line tests)."""
+    return small_estimator.save(tmp_path_factory.mktemp("small_file") / "small.sbi")

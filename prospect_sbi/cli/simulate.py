@@ -1,28 +1,12 @@
-"""``prospect-sbi`` command line: one subcommand per stage, thin over the Python API."""
+"""``prospect-sbi simulate`` and ``prospect-sbi predict``: training sets and model photometry."""
 
 from __future__ import annotations
 
-__all__ = ["main"]
+__all__ = ["add_predict_args", "add_simulate_args", "run_predict", "run_simulate"]
 
 import argparse
-import sys
-from collections.abc import Sequence
 
-TEMPLATES = ("parametric_sfh", "continuity_sfh")
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="prospect-sbi",
-        description="Amortised simulation-based inference for Prospector SED models.",
-    )
-    parser.add_argument("--version", action="version", version=f"prospect-sbi {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_predict_args(sub.add_parser("predict", help="JADES photometry of a Prospector template"))
-    add_simulate_args(sub.add_parser("simulate", help="simulate a training set (HDF5)"))
-    return parser
+from .common import TEMPLATES
 
 
 def add_simulate_args(parser: argparse.ArgumentParser) -> None:
@@ -48,15 +32,14 @@ def add_simulate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", default=None,
                         help="address of a dask.distributed scheduler for the chunks")  # fmt: skip
     parser.add_argument("--method", choices=("fast", "generic"), default="fast")
-    parser.set_defaults(func=run_simulate)
 
 
 def run_simulate(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi simulate``."""
-    from .filters import jades_filters
-    from .models import build_model
-    from .simulate import simulate
-    from .sources import BC03MilesBasis
+    from ..filters import jades_filters
+    from ..models import build_model
+    from ..simulate import simulate
+    from ..sources import BC03MilesBasis
 
     if len(args.zred) not in (1, 2):
         raise ValueError(f"--zred takes one value or MIN MAX, got {len(args.zred)} values")
@@ -84,7 +67,6 @@ def add_predict_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zred", type=float, default=3.0, help="redshift (default: 3)")
     parser.add_argument("--bands", nargs="+", default=None, help="bands (default: the 14 JADES)")
     parser.add_argument("--out", default=None, help="also write the table to this ECSV file")
-    parser.set_defaults(func=run_predict)
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -95,8 +77,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from prospect.models.templates import TemplateLibrary, adjust_continuity_agebins
     from prospect.sources.constants import cosmo
 
-    from .filters import jades_filters
-    from .sources import BC03MilesBasis
+    from ..filters import jades_filters
+    from ..sources import BC03MilesBasis
 
     if not 0 <= args.zred <= 20:
         raise ValueError(f"--zred {args.zred} is outside [0, 20]")
@@ -134,18 +116,3 @@ def run_predict(args: argparse.Namespace) -> int:
         table.write(args.out, format="ascii.ecsv", overwrite=True)
         print(f"wrote {args.out}")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``prospect-sbi`` console script."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, OSError) as err:
-        print(f"prospect-sbi {args.command}: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,75 @@
+"""``prospect-sbi`` command line: one subcommand per stage, thin over the Python API.
+
+Every subcommand takes ``--config RUN.toml`` (or ``.yaml``): a run file of options in the
+spirit of Prospector's ``run_params``; options given on the command line win. Errors in the
+input are one line on stderr and exit code 2; an interrupted command exits with 130 and
+resumes when rerun.
+"""
+
+from __future__ import annotations
+
+__all__ = ["main"]
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+
+#: subcommand -> (module, help)
+COMMANDS = {
+    "predict": ("simulate", "JADES photometry of a Prospector template"),
+    "simulate": ("simulate", "simulate a training set (HDF5) from a template's priors"),
+    "train": ("train", "train an amortised posterior on a training set"),
+    "fit": ("fit", "fit a photometric catalogue (FITS/ECSV) with an estimator"),
+}
+
+
+def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="prospect-sbi",
+        description="Amortised simulation-based inference for Prospector SED models.",
+    )
+    parser.add_argument("--version", action="version", version=f"prospect-sbi {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    subparsers = {}
+    for name, (module_name, help_) in COMMANDS.items():
+        module = import_module(f".{module_name}", __name__)
+        p = sub.add_parser(name, help=help_)
+        getattr(module, f"add_{name}_args")(p)
+        p.add_argument("--config", metavar="RUN_FILE",
+                       help="TOML or YAML file of options (command-line options win)")  # fmt: skip
+        p.set_defaults(func=getattr(module, f"run_{name}"))
+        subparsers[name] = p
+    return parser, subparsers
+
+
+def _apply_run_file(sub: argparse.ArgumentParser, path: str, command: str) -> None:
+    from .common import read_run_file
+
+    options = read_run_file(path, command)
+    known = {a.dest for a in sub._actions if a.option_strings}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown option(s) for {command}: {', '.join(unknown)}")
+    sub.set_defaults(**options)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``prospect-sbi`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, subparsers = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.config:
+            _apply_run_file(subparsers[args.command], args.config, args.command)
+            args = parser.parse_args(argv)
+        return args.func(args)
+    except (ValueError, OSError) as err:
+        print(f"prospect-sbi {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"prospect-sbi {args.command}: interrupted; rerun the same command to resume",
+              file=sys.stderr)  # fmt: skip
+        return 130
