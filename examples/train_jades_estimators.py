@@ -37,7 +37,8 @@ def train_one(name: str, folder: Path, n: int, max_epochs: int, device: str) -> 
                  checkpoint=folder / f"{name}.ckpt")  # fmt: skip
     post.training["recipe"] = (f"examples/train_jades_estimators.py --n {n}: "
                                f"build_model(**{PRETRAINED[name]}), seed {seed}")  # fmt: skip
-    print(f"{name}: {len(post.training['history'])} epochs in {time.perf_counter() - start:.0f} s")
+    post.training["wall_s"] = time.perf_counter() - start
+    print(f"{name}: {len(post.training['history'])} epochs in {post.training['wall_s']:.0f} s")
     return post.save(folder / f"{name}.sbi", overwrite=True)
 
 

@@ -6,7 +6,7 @@ specification lets a training set or an estimator refuse to be used with another
 
 from __future__ import annotations
 
-__all__ = ["model_spec", "model_hash", "filter_names", "versions"]
+__all__ = ["model_spec", "model_hash", "model_from_spec", "filter_names", "versions"]
 
 import hashlib
 import json
@@ -61,6 +61,52 @@ def model_spec(model: object) -> dict:
         "theta_labels": list(model.theta_labels()),
         "params": params,
     }
+
+
+#: Modules whose functions a stored ``depends_on`` may name (nothing else is imported).
+_TRANSFORM_MODULES = ("prospect.models.transforms", "prospect_sbi.transforms")
+
+
+def model_from_spec(spec: dict) -> object:
+    """Rebuild the Prospector ``SpecModel`` that a :func:`model_spec` describes.
+
+    Priors are looked up by class name in ``prospect.models.priors`` and ``depends_on``
+    functions by qualified name, only in Prospector's and prospect-sbi's transform modules,
+    so a file cannot make this import or run anything else. The result is checked: its
+    specification must hash to the same value.
+
+    Raises
+    ------
+    ValueError
+        A prior class or transform that cannot be found, or a model that does not hash back.
+    """
+    import importlib
+
+    from prospect.models import SpecModel, priors
+
+    config = {}
+    for name, entry in spec["params"].items():
+        info = {"N": entry["N"], "isfree": entry["isfree"], "units": entry.get("units", "")}
+        init = entry.get("init")
+        info["init"] = np.asarray(init, dtype=float) if isinstance(init, list) else init
+        if "prior" in entry:
+            cls = getattr(priors, entry["prior"]["name"], None)
+            if cls is None:
+                raise ValueError(f"{name}: unknown prior class {entry['prior']['name']!r}")
+            args = {k: np.asarray(v) if isinstance(v, list) else v
+                    for k, v in entry["prior"]["params"].items()}  # fmt: skip
+            info["prior"] = cls(**args)
+        if "depends_on" in entry:
+            module, _, func = entry["depends_on"].rpartition(".")
+            if module not in _TRANSFORM_MODULES:
+                raise ValueError(f"{name}: depends_on {entry['depends_on']!r} is not a transform "
+                                 f"of {' or '.join(_TRANSFORM_MODULES)}")  # fmt: skip
+            info["depends_on"] = getattr(importlib.import_module(module), func)
+        config[name] = info
+    model = SpecModel(config)
+    if model_hash(model_spec(model)) != model_hash(spec):
+        raise ValueError("the rebuilt model does not match the stored specification")
+    return model
 
 
 def model_hash(spec: dict) -> str:

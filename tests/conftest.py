@@ -150,6 +150,8 @@ def small_estimator(tmp_path_factory: pytest.TempPathFactory, _sps_instance: obj
 
 
 @pytest.fixture(scope="session")
-def small_estimator_file(small_estimator: object, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def small_estimator_file(
+    small_estimator: object, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """``small_estimator`` saved to a file (for command-line tests)."""
     return small_estimator.save(tmp_path_factory.mktemp("small_file") / "small.sbi")

@@ -197,3 +197,19 @@ def test_metrics():
     assert coverage(narrow, truth, np.array([0.9]))[0, 0] < 0.5  # overconfident
     stats = regression_metrics(truth + 0.1, truth)
     assert np.allclose(stats["r2"], 1 - 0.01 / truth.var(0)) and np.allclose(stats["bias"], 0.1)
+
+
+def test_model_rebuilt_from_a_stored_specification():
+    import prospect_sbi as ps
+    from prospect_sbi.provenance import model_from_spec, model_hash, model_spec
+
+    for model in (ps.build_model("continuity_sfh", zred=(0.5, 6.0)),
+                  ps.build_model("parametric_sfh", zred=2.0, dust_type=4)):  # fmt: skip
+        spec = model_spec(model)
+        again = model_from_spec(spec)
+        assert model_hash(model_spec(again)) == model_hash(spec)
+        assert again.theta_labels() == model.theta_labels()
+        np.testing.assert_array_equal(again.theta, model.theta)
+    spec["params"]["dust2"]["depends_on"] = "os.system"  # nothing outside the transforms
+    with pytest.raises(ValueError, match="is not a transform of"):
+        model_from_spec(spec)

@@ -305,6 +305,17 @@ class AmortizedPosterior:
                     f"{self.model_hash}); free parameters {theirs} vs {ours}"
                 )
 
+    def model(self) -> object:
+        """Rebuild the Prospector ``SpecModel`` this estimator was trained on.
+
+        From the stored specification (:func:`prospect_sbi.provenance.model_from_spec`):
+        standard priors and transforms of Prospector and prospect-sbi; the result hashes to
+        :attr:`model_hash`.
+        """
+        from ..provenance import model_from_spec
+
+        return model_from_spec(self.model_spec)
+
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write weights and everything needed to use them to one safetensors file.
 

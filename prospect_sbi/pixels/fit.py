@@ -1,0 +1,323 @@
+"""Fit every selected pixel with an amortised posterior: bounded-memory chunks, optional dask.
+
+Pixels are cut into chunks of ``chunk_size`` in row-major order. Chunk ``c`` draws with the
+torch seed of ``SeedSequence(seed, spawn_key=(c,))`` only, so the result does not depend on
+where or in which order the chunks ran: serial and dask runs with the same seed agree.
+Only summaries leave a chunk (quantiles per label, the predictive check, and per segment the
+sum of the pixels' stellar-mass draws), so memory is bounded by ``chunk_size * n_draws * D``
+floats per worker, plus a few tens of bytes per pixel for the summaries.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PixelFit", "fit_pixels"]
+
+import threading
+import uuid
+import warnings
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from astropy.table import Table
+from tqdm.auto import tqdm
+
+from .images import PixelImages
+from .select import select_pixels
+
+#: Quantiles kept per pixel and label, in this order along the last axis.
+QUANTILES = (16, 50, 84)
+
+
+@dataclass
+class PixelFit:
+    """Posterior summaries of B pixels of one (ny, nx) grid.
+
+    Attributes
+    ----------
+    labels : list of str
+        The estimator's labels (D).
+    shape : (int, int)
+        (ny, nx) of the images.
+    index : numpy.ndarray, int, (B, 2)
+        (y, x) of each pixel.
+    quantiles : numpy.ndarray, float32, (B, D, 3)
+        16th, 50th and 84th percentiles of each label.
+    zred : numpy.ndarray, (B,) or None
+        Redshift given for each pixel (None when the estimator infers it).
+    groups : numpy.ndarray, int, (B,)
+        Segment of each pixel (0 without a segmentation map).
+    mass_draws : dict of int -> numpy.ndarray (n,)
+        Per segment, draws of the summed surviving stellar mass of its pixels (Msun): draw k
+        is the sum over pixels of each pixel's draw k (pixels are independent).
+    chi2_red, ood : numpy.ndarray (B,) or None
+        Predictive check (:class:`~prospect_sbi.ppc.PredictiveCheck`); None without a model.
+    n_valid : numpy.ndarray, int, (B,)
+        Bands with data.
+    meta : dict
+        Settings and the estimator's provenance.
+    """
+
+    labels: list[str]
+    shape: tuple[int, int]
+    index: np.ndarray
+    quantiles: np.ndarray
+    zred: np.ndarray | None
+    groups: np.ndarray
+    mass_draws: dict[int, np.ndarray]
+    chi2_red: np.ndarray | None
+    ood: np.ndarray | None
+    n_valid: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def values(self, label: str, q: int = 50) -> np.ndarray:
+        """Percentile ``q`` (16, 50 or 84) of ``label`` for every pixel, (B,)."""
+        if label not in self.labels:
+            raise ValueError(f"no label {label!r}; the estimator's are {self.labels}")
+        if q not in QUANTILES:
+            raise ValueError(f"q={q}; use one of {QUANTILES}")
+        return self.quantiles[:, self.labels.index(label), QUANTILES.index(q)]
+
+    def image(self, values: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        """Put per-pixel values (B,) on the (ny, nx) grid, ``fill`` elsewhere."""
+        out = np.full(self.shape, fill, dtype=np.result_type(values, np.float32))
+        out[self.index[:, 0], self.index[:, 1]] = values
+        return out
+
+    def table(self) -> Table:
+        """One row per pixel: y, x, segment, zred, ``<label>_p16/p50/p84``, chi2_red, ood."""
+        cols: dict[str, Any] = {"y": self.index[:, 0], "x": self.index[:, 1],
+                                "segment": self.groups}  # fmt: skip
+        if self.zred is not None:
+            cols["zred"] = self.zred
+        for j, label in enumerate(self.labels):
+            for k, q in enumerate(QUANTILES):
+                cols[f"{label}_p{q}"] = self.quantiles[:, j, k]
+        cols["n_bands"] = self.n_valid
+        if self.chi2_red is not None:
+            cols["chi2_red"], cols["ood"] = self.chi2_red, self.ood
+        meta = {k.upper()[:8]: v for k, v in self.meta.items() if k != "ppc"}
+        return Table(cols, meta=meta)
+
+
+@dataclass
+class _Job:
+    """What a worker needs for any chunk (sent once per worker)."""
+
+    post: Any
+    model: Any
+    sps: Any
+    n_draws: int
+    seed: int
+    token: str
+    p_value: float
+    torch_threads: int | None
+
+
+_LOCAL = threading.local()  # per worker thread: the last PredictiveCheck and its photometry
+
+
+def _checker(job: _Job) -> Any:
+    """Return the predictive check of ``job``, built once per thread and fit."""
+    if job.model is None:
+        return None
+    from ..forward import ModelPhotometry
+    from ..ppc import PredictiveCheck
+
+    if getattr(_LOCAL, "token", None) != job.token:
+        # The photometry tables take seconds to build: keep them across fits of one model.
+        key = (job.post.model_hash, tuple(job.post.filters), type(job.sps).__name__)
+        if getattr(_LOCAL, "key", None) != key:
+            _LOCAL.key = key
+            _LOCAL.photometry = ModelPhotometry(job.model, job.sps, job.post.filters)
+        _LOCAL.check = PredictiveCheck(job.post, job.model, job.sps, job.p_value,
+                                       photometry=_LOCAL.photometry)  # fmt: skip
+
+        _LOCAL.token = job.token
+    return _LOCAL.check
+
+
+def _chunk_seed(seed: int, c: int) -> int:
+    return int(np.random.SeedSequence(int(seed), spawn_key=(int(c),)).generate_state(1)[0])
+
+
+def _fit_chunk(job: _Job, c: int, flux: np.ndarray, err: np.ndarray, zred: Any,
+               groups: np.ndarray) -> dict:  # fmt: skip
+    """Summaries of one chunk of pixels (b, F)."""
+    if job.torch_threads:
+        import torch
+
+        torch.set_num_threads(int(job.torch_threads))
+    post = job.post
+    draws = post.sample(flux, err, job.n_draws, zred=zred, seed=_chunk_seed(job.seed, c))
+    out = {"quantiles": np.percentile(draws, QUANTILES, axis=1).transpose(1, 2, 0)
+           .astype(np.float32)}  # fmt: skip
+    mass = 10.0 ** draws[..., post.labels.index("log_mstar")].astype(np.float64)  # (b, n)
+    ids, inverse = np.unique(groups, return_inverse=True)
+    sums = np.zeros((len(ids), job.n_draws))
+    np.add.at(sums, inverse, mass)
+    out["mass"] = dict(zip(ids.tolist(), sums, strict=True))
+    check = _checker(job)
+    if check is not None:
+        out["chi2_red"], out["ood"] = check(flux, err, zred, draws)
+    return out
+
+
+def _chunks(n: int, size: int) -> Iterator[tuple[int, slice]]:
+    for c, start in enumerate(range(0, n, size)):
+        yield c, slice(start, min(start + size, n))
+
+
+def _run(job: _Job, pieces: list, client: Any) -> Iterator[tuple[int, dict]]:
+    """Yield (chunk, result) in chunk order, with at most 2 chunks per worker in flight."""
+    if client is None:
+        for c, args in pieces:
+            yield c, _fit_chunk(job, c, *args)
+        return
+    shared = client.scatter(job, broadcast=True)
+    width = 2 * max(1, sum(client.nthreads().values()))
+    pending: deque = deque()
+    try:
+        for c, args in pieces:
+            pending.append((c, client.submit(_fit_chunk, shared, c, *args, pure=False)))
+            if len(pending) >= width:
+                c0, fut = pending.popleft()
+                yield c0, fut.result()
+        while pending:
+            c0, fut = pending.popleft()
+            yield c0, fut.result()
+    finally:
+        for _, fut in pending:
+            fut.cancel()
+
+
+def _pixel_zred(images: PixelImages, mask: np.ndarray, known: bool) -> np.ndarray | None:
+    if not known:
+        return None
+    if images.zred is None:
+        raise ValueError("this estimator is conditioned on the redshift: give the images a "
+                         "zred (a float or a (ny, nx) map)")  # fmt: skip
+    z = np.asarray(images.zred, dtype=float)
+    if z.ndim == 0:
+        return np.full(int(mask.sum()), float(z))
+    if z.shape != mask.shape:
+        raise ValueError(f"zred map has shape {z.shape}; the images are {mask.shape}")
+    return z[mask]
+
+
+def fit_pixels(
+    post: Any,
+    images: PixelImages,
+    mask: np.ndarray | None = None,
+    *,
+    n_draws: int = 200,
+    model: Any = None,
+    sps: Any = None,
+    seed: int = 0,
+    chunk_size: int = 1024,
+    client: Any = None,
+    p_value: float = 1e-3,
+    torch_threads: int | None = None,
+    progress: bool = True,
+) -> PixelFit:
+    """Fit every selected pixel with an amortised posterior.
+
+    Parameters
+    ----------
+    post : AmortizedPosterior
+        The estimator; its bands must be those of ``images`` (any order).
+    images : PixelImages
+        Fluxes and errors in maggies (:func:`load_fits`, :func:`load_cube`).
+    mask : numpy.ndarray, bool, (ny, nx), optional
+        Pixels to fit; default :func:`select_pixels` with its defaults.
+    n_draws : int
+        Posterior draws per pixel behind each summary.
+    model : prospect.models.SpecModel or False, optional
+        The estimator's Prospector model, for the predictive check (chi-square and OOD
+        flag); default :meth:`AmortizedPosterior.model` (rebuilt from the estimator file).
+        ``False`` skips the check (as does a model that cannot be rebuilt, with a warning).
+    sps : object, optional
+        Its SPS source; default a new ``BC03MilesBasis``.
+    seed : int
+        Same seed, same result, serial or distributed.
+    chunk_size : int
+        Pixels per chunk (bounds memory at ``chunk_size * n_draws * D`` floats per worker).
+    client : dask.distributed.Client, optional
+        Run the chunks on its workers (the estimator, model and SPS are sent once).
+    p_value : float
+        False-alarm probability of the OOD flag (see :class:`~prospect_sbi.ppc.PredictiveCheck`).
+    torch_threads : int, optional
+        ``torch.set_num_threads`` in each worker (e.g. 1 on a dask cluster of one thread per
+        core); left alone when None.
+    progress : bool
+        Show a progress bar (pixels/s).
+
+    Returns
+    -------
+    PixelFit
+
+    Raises
+    ------
+    ValueError
+        Bands that differ from the estimator's, a mask of the wrong shape or selecting
+        nothing, a missing redshift, a model that differs from the estimator's.
+    """
+    images = images.matched(post.filters)
+    mask = select_pixels(images) if mask is None else np.asarray(mask, dtype=bool)
+    if mask.shape != images.shape:
+        raise ValueError(f"mask has shape {mask.shape}; the images are {images.shape}")
+    empty = np.all(np.isnan(images.flux), axis=0) & mask
+    if empty.any():
+        warnings.warn(f"{int(empty.sum())} selected pixels have no valid band; skipped",
+                      UserWarning, stacklevel=2)  # fmt: skip
+        mask = mask & ~empty
+    if not mask.any():
+        raise ValueError("no pixel selected: lower snr_min or check the segment")
+    if model is None:
+        try:
+            model = post.model()
+        except ValueError as err:
+            warnings.warn(f"the predictive check (chi2_red, OOD flag) is skipped: {err}; "
+                          "pass model=", UserWarning, stacklevel=2)  # fmt: skip
+    model = model or None
+    if model is not None:
+        post.check(model=model)
+        if sps is None:
+            from ..sources import BC03MilesBasis
+
+            sps = BC03MilesBasis()
+    flux, err = images.pixels(mask)
+    zred = _pixel_zred(images, mask, post.redshift == "known")
+    groups = images.segmap[mask] if images.segmap is not None else np.zeros(len(flux), int)
+    job = _Job(post, model, sps, int(n_draws), int(seed), uuid.uuid4().hex, float(p_value),
+               torch_threads)  # fmt: skip
+    n, size = len(flux), max(1, int(chunk_size))
+    pieces = ((c, (flux[rows], err[rows], None if zred is None else zred[rows], groups[rows]))
+              for c, rows in _chunks(n, size))  # fmt: skip
+    quantiles = np.empty((n, len(post.labels), len(QUANTILES)), dtype=np.float32)
+    chi2 = np.full(n, np.nan) if model is not None else None
+    ood = np.zeros(n, bool) if model is not None else None
+    mass: dict[int, np.ndarray] = {}
+    bar = tqdm(total=n, unit="pix", unit_scale=True, desc="fit pixels", disable=not progress)
+    try:
+        for c, res in _run(job, pieces, client):
+            rows = slice(c * size, min((c + 1) * size, n))
+            quantiles[rows] = res["quantiles"]
+            if chi2 is not None:
+                chi2[rows], ood[rows] = res["chi2_red"], res["ood"]
+            for g, s in res["mass"].items():
+                mass[g] = mass[g] + s if g in mass else s
+            bar.update(rows.stop - rows.start)
+    finally:
+        bar.close()
+    meta = {"n_draws": int(n_draws), "seed": int(seed), "model_hash": post.model_hash,
+            "redshift": post.redshift, "n_pixels": int(n),
+            "ppc": "chi2 of the posterior-median photometry" if model is not None
+            else "skipped"}  # fmt: skip
+    return PixelFit(list(post.labels), images.shape, np.argwhere(mask), quantiles, zred,
+                    groups, mass, chi2, ood, np.isfinite(flux).sum(1), meta)  # fmt: skip

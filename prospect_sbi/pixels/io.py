@@ -1,0 +1,97 @@
+"""Atomic writes of map FITS files and per-pixel tables, and reading the maps back."""
+
+from __future__ import annotations
+
+__all__ = ["atomic_path", "read_maps", "write_maps", "write_table"]
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
+
+    A crash leaves no half-written file under the final name.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_maps(path: str | os.PathLike, maps: Any, overwrite: bool = False) -> Path:
+    """Write :class:`~prospect_sbi.pixels.PixelMaps` as one multi-extension FITS file.
+
+    The primary HDU holds only the provenance; then one image HDU per map, named after it in
+    upper case (``LOG_SIGMA_MSTAR_P50``), with the WCS of the images and ``BUNIT``.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from astropy.io import fits
+
+    primary = fits.PrimaryHDU()
+    for key, (value, comment) in maps.header.items():
+        primary.header[key] = (value, comment)
+    wcs_header = maps.wcs.to_header() if maps.wcs is not None else None
+    hdus = [primary]
+    for name, data in maps.maps.items():
+        hdu = fits.ImageHDU(np.asarray(data), name=name.upper())
+        if wcs_header is not None:
+            hdu.header.update(wcs_header)
+        hdu.header["BUNIT"] = maps.units.get(name, "")[:68]
+        hdus.append(hdu)
+    with atomic_path(path, overwrite) as tmp:
+        fits.HDUList(hdus).writeto(tmp)
+    return Path(path)
+
+
+def read_maps(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Any, dict]:
+    """Read a file of :func:`write_maps`: ``(maps, wcs, primary header)``.
+
+    Map names come back in lower case; ``wcs`` is that of the first map (None without one).
+    """
+    import warnings
+
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    maps, wcs = {}, None
+    with fits.open(path) as hdul:
+        header = dict(hdul[0].header)
+        for hdu in hdul[1:]:
+            maps[hdu.name.lower()] = np.asarray(hdu.data)
+            if wcs is None and "CTYPE1" in hdu.header:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    wcs = WCS(hdu.header)
+    return maps, wcs, header
+
+
+def write_table(path: str | os.PathLike, table: Any, overwrite: bool = False) -> Path:
+    """Write an astropy table atomically; the format follows the suffix (.fits, .ecsv, .csv)."""
+    path = Path(path)
+    formats = {".fits": "fits", ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}
+    if path.suffix.lower() not in formats:
+        raise ValueError(f"table suffix {path.suffix!r}; use one of {sorted(formats)}")
+    with atomic_path(path, overwrite) as tmp:
+        table.write(tmp, format=formats[path.suffix.lower()])
+    return path

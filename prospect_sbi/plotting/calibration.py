@@ -1,0 +1,100 @@
+"""Calibration figures: coverage curves, TARP, SBC rank histograms, predicted vs true.
+
+Every function takes :class:`~prospect_sbi.validate.CalibrationReport` objects (anything with
+their attributes) and returns a ``matplotlib.figure.Figure`` built without pyplot, so it works
+on headless machines and leaves pyplot's global state alone; save it with ``fig.savefig``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["plot_coverage", "plot_predicted", "plot_sbc", "plot_tarp"]
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+
+def _figure(n_panels: int, ncols: int = 4, size: float = 2.6) -> tuple[Any, np.ndarray]:
+    from matplotlib.figure import Figure
+
+    ncols = min(ncols, n_panels)
+    nrows = -(-n_panels // ncols)
+    # Fixed margins: a constrained layout costs more than drawing the points.
+    fig = Figure(figsize=(size * ncols, size * nrows + 0.3))
+    fig.subplots_adjust(left=0.8 / (size * ncols), right=1 - 0.2 / (size * ncols),
+                        bottom=0.55 / (size * nrows), top=1 - 0.5 / (size * nrows),
+                        wspace=0.35, hspace=0.5)  # fmt: skip
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes[:n_panels]
+
+
+def plot_coverage(report: Any) -> Any:
+    """Plot the coverage of central credible intervals against credibility, one line a label.
+
+    Lines below the diagonal mean an overconfident posterior (intervals too narrow).
+    """
+    fig, (ax,) = _figure(1, size=4.2)
+    ax.plot([0, 1], [0, 1], color="k", lw=1, ls="--")
+    for label, cov in zip(report.labels, report.coverage, strict=True):
+        ax.plot(report.levels, cov, lw=1.2, label=label)
+    ax.set(xlabel="credibility level", ylabel="expected coverage", xlim=(0, 1), ylim=(0, 1),
+           title=f"coverage: {report.name}")  # fmt: skip
+    ax.legend(fontsize=6, ncols=2, loc="upper left")
+    return fig
+
+
+def plot_tarp(reports: Sequence[Any]) -> Any:
+    """TARP expected coverage probability against credibility, one line a test set."""
+    fig, (ax,) = _figure(1, size=4.2)
+    ax.plot([0, 1], [0, 1], color="k", lw=1, ls="--")
+    for report in reports:
+        levels, ecp = report.tarp
+        ax.plot(levels, ecp, lw=1.5, label=f"{report.name} (err {report.tarp_err:.3f})")
+    ax.set(xlabel="credibility level", ylabel="expected coverage (TARP)", xlim=(0, 1),
+           ylim=(0, 1), title="TARP")  # fmt: skip
+    ax.legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def plot_sbc(report: Any, bins: int | None = None) -> Any:
+    """SBC rank histograms per label with the 99% band of uniform ranks and the p-value."""
+    n_obj, n = len(report), report.n_draws
+    bins = report.sbc_bins if bins is None else int(bins)
+    fig, axes = _figure(len(report.labels))
+    lo, hi = stats.binom.ppf([0.005, 0.995], n_obj, 1.0 / bins)
+    for ax, label, ranks, p in zip(axes, report.labels, report.ranks.T, report.sbc_p,
+                                   strict=True):  # fmt: skip
+        ax.axhspan(lo, hi, color="0.85")
+        ax.hist(ranks / (n + 1), bins=bins, range=(0, 1), histtype="step", color="C0")
+        ax.set_title(f"{label}  p={p:.2g}", fontsize=8)
+        ax.set_yticks([])
+    fig.suptitle(f"SBC ranks: {report.name}", fontsize=9)
+    return fig
+
+
+def plot_predicted(report: Any, max_points: int = 1000) -> Any:
+    """Posterior median (with 16-84% bars) against the true value, per label."""
+    fig, axes = _figure(len(report.labels))
+    table = report.table
+    rows = np.arange(len(report))[:max_points]
+    for i, (ax, label) in enumerate(zip(axes, report.labels, strict=True)):
+        t, m = report.truth[rows, i], report.p50[rows, i]
+        ax.vlines(t, report.p16[rows, i], report.p84[rows, i], lw=0.3, alpha=0.4, color="C0")
+        ax.plot(t, m, ".", ms=1.5, color="C0")
+        lims = [min(t.min(), m.min()), max(t.max(), m.max())]
+        ax.plot(lims, lims, color="k", lw=0.8)
+        if lims[0] > 0 and np.median(t) < 0.01 * lims[1]:  # log-uniform, e.g. mass in Msun
+            ax.set(xscale="log", yscale="log")
+        r = table[i]
+        ax.text(0.04, 0.96, f"R2={r['r2']:.3f}\nbias={r['bias']:.3f}\nscatter={r['scatter']:.3f}",
+                transform=ax.transAxes, va="top", fontsize=6)  # fmt: skip
+        ax.set_title(label, fontsize=8)
+        ax.set_xlabel("true", fontsize=7)
+        ax.set_ylabel("posterior median", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.suptitle(f"predicted vs true: {report.name}", fontsize=9)
+    return fig

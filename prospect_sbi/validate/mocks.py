@@ -1,0 +1,132 @@
+"""Held-out mocks for an estimator: its model rebuilt from its header, simulated, made noisy."""
+
+from __future__ import annotations
+
+__all__ = ["estimator_model", "estimator_model_kwargs", "mock_observations", "mock_seed"]
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..models import MODEL_TEMPLATES, build_model
+from ..provenance import model_hash, model_spec
+
+
+def estimator_model_kwargs(posterior: Any) -> dict:
+    """Arguments of :func:`prospect_sbi.build_model` that rebuild the estimator's model.
+
+    Read from the model specification stored in the estimator, and accepted only when the
+    rebuilt model has the same hash, so the mocks come from exactly the training prior.
+
+    Parameters
+    ----------
+    posterior : AmortizedPosterior
+
+    Returns
+    -------
+    dict
+        ``template``, ``zred``, ``nbins``, ``nebular``, ``dust_type``, ``logmass``.
+
+    Raises
+    ------
+    ValueError
+        The estimator's model was not made by :func:`prospect_sbi.build_model` (pass the
+        model, or a held-out training set, instead).
+    """
+    params = posterior.model_spec["params"]
+    template = "continuity_sfh" if "logsfr_ratios" in params else "parametric_sfh"
+    zspec = params["zred"]
+    zred = (tuple(zspec["prior"]["params"][k] for k in ("mini", "maxi"))
+            if zspec["isfree"] else zspec["init"])  # fmt: skip
+    kwargs = {"template": template, "zred": zred, "nebular": "gas_logu" in params,
+              "dust_type": int(np.ravel(params["dust_type"]["init"])[0])}  # fmt: skip
+    if template == "continuity_sfh":
+        kwargs["nbins"] = int(params["agebins"]["N"])
+        prior = params["logmass"].get("prior", {}).get("params", {})
+        logmass = (prior.get("mini"), prior.get("maxi"))
+    else:
+        prior = params["mass"].get("prior", {}).get("params", {})
+        logmass = tuple(np.log10(prior[k]) if k in prior else None for k in ("mini", "maxi"))
+    candidates = [kwargs]
+    if None not in logmass:
+        candidates.insert(0, dict(kwargs, logmass=tuple(float(m) for m in logmass)))
+    for candidate in candidates:
+        try:
+            model = build_model(**candidate)
+        except (ValueError, KeyError, TypeError):
+            continue
+        if model_hash(model_spec(model)) == posterior.model_hash:
+            return candidate
+    raise ValueError(f"the estimator's model (hash {posterior.model_hash}) is not one that "
+                     f"build_model makes from {MODEL_TEMPLATES}; pass model= or "
+                     "testset=")  # fmt: skip
+
+
+def estimator_model(posterior: Any) -> object:
+    """Build the Prospector ``SpecModel`` of the estimator (see :func:`estimator_model_kwargs`)."""
+    return build_model(**estimator_model_kwargs(posterior))
+
+
+def mock_seed(posterior: Any, seed: int) -> int:
+    """Seed of mock simulations, never that of the estimator's training set.
+
+    Two simulations of one model with one seed share their rows, so mocks drawn with the
+    training seed would be training objects.
+    """
+    train = posterior.training.get("trainingset", {}).get("seed")
+    mock = 1_000_003 + int(seed)
+    return mock + 1 if train is not None and mock == int(train) else mock
+
+
+def mock_observations(
+    posterior: Any,
+    model: object,
+    sps: object,
+    n: int,
+    path: str | os.PathLike,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Simulate ``n`` mocks of ``model`` in the estimator's bands and add its noise.
+
+    Parameters
+    ----------
+    posterior : AmortizedPosterior
+        Gives the bands, the noise model and the redshift range.
+    model : prospect.models.SpecModel
+        The model the mocks come from: the estimator's, or another one (misspecification).
+    sps : BC03MilesBasis or any Prospector source
+    n : int
+        Number of mocks.
+    path : path-like
+        HDF5 file of the simulations (an existing one made the same way is reused).
+    seed : int
+        Seed of the simulation (through :func:`mock_seed`) and of the noise.
+
+    Returns
+    -------
+    dict
+        ``flux``, ``err`` (B, F) maggies; ``zred`` (B,) or None for an estimator that infers
+        it; ``truth`` dict of (B,) arrays: the free parameters, ``zred`` and the derived
+        quantities. Mocks whose redshift lies outside the estimator's training range are
+        dropped, so B <= n.
+    """
+    from ..simulate import simulate
+
+    s = mock_seed(posterior, seed)
+    with simulate(model, sps, posterior.filters, int(n), Path(path), seed=s,
+                  progress=False) as ts:  # fmt: skip
+        data = ts[slice(0, int(n))]
+        labels = list(ts.labels)
+    maggies = np.maximum(data["photometry"], 0.0)
+    flux, err = posterior.noise.apply(maggies, np.random.default_rng(s))
+    truth = {name: data["theta"][:, i] for i, name in enumerate(labels)}
+    truth |= {k: v for k, v in data.items() if k not in ("theta", "photometry")}
+    keep = np.ones(len(flux), dtype=bool)
+    zrange = posterior.header.get("zred_range")
+    if zrange is not None:
+        keep = (data["zred"] >= zrange[0]) & (data["zred"] <= zrange[1])
+    zred = data["zred"][keep] if posterior.redshift == "known" else None
+    return {"flux": flux[keep], "err": err[keep], "zred": zred,
+            "truth": {k: np.asarray(v)[keep] for k, v in truth.items()}}  # fmt: skip

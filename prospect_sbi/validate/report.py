@@ -1,0 +1,326 @@
+"""The calibration report of an estimator: held-out mocks, misspecified mocks, PNGs, Markdown."""
+
+from __future__ import annotations
+
+__all__ = ["ValidationReport", "validate"]
+
+import os
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .misspecification import MISSPECIFICATIONS, misspecified_kwargs, prior_logmass, shared_labels
+from .mocks import estimator_model, estimator_model_kwargs, mock_observations
+from .results import CalibrationReport, calibrate
+
+#: Labels summarised side by side in the misspecification table (those the mocks have).
+KEY_LABELS = ("log_mstar", "log_sfr100", "mwa", "logzsol", "dust2")
+
+
+@dataclass
+class ValidationReport:
+    """Calibration of one estimator on held-out mocks, and on misspecified mocks.
+
+    Attributes
+    ----------
+    estimator : str
+        Name or path of the estimator, with its model hash.
+    matched : CalibrationReport
+        Mocks from the training model (never used in training).
+    misspecified : dict of str to CalibrationReport
+        Mocks from other models, by kind (:data:`MISSPECIFICATIONS`).
+    meta : dict
+        Settings of the run.
+    """
+
+    estimator: str
+    matched: CalibrationReport
+    misspecified: dict[str, CalibrationReport] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def reports(self) -> list[CalibrationReport]:
+        """The matched report, then the misspecified ones."""
+        return [self.matched, *self.misspecified.values()]
+
+    def summary_table(self, labels: Sequence[str] = KEY_LABELS) -> Any:
+        """Summarise every test set in one row.
+
+        Returns
+        -------
+        astropy.table.Table
+            ``test_set``, ``n``, ``tarp_err``, ``ood_share`` (NaN when not computed), and
+            ``<label>_bias``, ``<label>_scatter``, ``<label>_coverage_err`` for each of
+            ``labels`` (NaN where the set lacks it).
+        """
+        from astropy.table import Table
+
+        rows = []
+        for rep in self.reports:
+            table = rep.table
+            names = list(table["name"])
+            row = {"test_set": rep.name, "n": len(rep), "tarp_err": rep.tarp_err,
+                   "ood_share": np.nan if rep.ood is None else rep.ood_share}  # fmt: skip
+            for label in labels:
+                i = names.index(label) if label in names else None
+                for col in ("bias", "scatter", "coverage_err"):
+                    row[f"{label}_{col}"] = np.nan if i is None else float(table[col][i])
+            rows.append(row)
+        return Table(rows=rows)
+
+    def write(self, folder: str | os.PathLike) -> Path:
+        """Write the PNGs, one ECSV table per test set and ``report.md`` into ``folder``.
+
+        Returns
+        -------
+        pathlib.Path
+            The Markdown file.
+        """
+        from ..plotting.calibration import plot_coverage, plot_predicted, plot_sbc, plot_tarp
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        figures: dict[str, list[str]] = {}
+        for rep in self.reports:
+            slug = _slug(rep.name)
+            names = []
+            for kind, plot in (("predicted", plot_predicted), ("coverage", plot_coverage),
+                               ("sbc", plot_sbc)):  # fmt: skip
+                name = f"{kind}_{slug}.png"
+                plot(rep).savefig(folder / name, dpi=110)
+                names.append(name)
+            figures[rep.name] = names
+            rep.table.write(folder / f"metrics_{slug}.ecsv", overwrite=True)
+        plot_tarp(self.reports).savefig(folder / "tarp.png", dpi=110)
+        path = folder / "report.md"
+        path.write_text(self.to_markdown(figures))
+        return path
+
+    def to_markdown(self, figures: dict[str, list[str]] | None = None) -> str:
+        """Render the one-page summary: metric tables, misspecification summary, figure links."""
+        m = self.meta
+        lines = [f"# Calibration report: {self.estimator}", "",
+                 f"{len(self.matched)} held-out mocks ({m.get('source', '?')}), "
+                 f"{self.matched.n_draws} posterior draws each, seed {m.get('seed', 0)}; "
+                 f"written {time.strftime('%Y-%m-%d %H:%M')}.", "",
+                 "R2, bias (median of posterior median - truth) and scatter (1.4826 MAD) of the "
+                 "posterior median; outliers: residual > 3 scatter from the bias; cov68: "
+                 "coverage of the central 68% interval; cov err: largest |coverage - level| "
+                 "over levels 0.02-0.98; SBC p: chi2 uniformity p-value of the ranks; TARP err: "
+                 "largest distance of the TARP curve from the diagonal (joint calibration); "
+                 "OOD: share flagged by the posterior-predictive check.", ""]  # fmt: skip
+        if self.misspecified:
+            lines += ["## Summary: held-out and misspecified mocks", "",
+                      _summary_markdown(self), ""]  # fmt: skip
+            if figures:
+                lines += ["![tarp](tarp.png)", ""]
+        for rep in self.reports:
+            lines += [f"## {rep.name}", "", _markdown_table(rep), "",
+                      f"TARP err {rep.tarp_err:.3f}; "
+                      + ("OOD share not computed" if rep.ood is None
+                         else f"OOD share {rep.ood_share:.3f} (median reduced chi2 "
+                              f"{np.median(rep.chi2_red):.3g})")
+                      + f"; {len(rep)} objects.", ""]  # fmt: skip
+            for name in (figures or {}).get(rep.name, []):
+                lines.append(f"![{name}]({name})")
+            lines.append("")
+        if figures and not self.misspecified:
+            lines += ["![tarp](tarp.png)", ""]
+        return "\n".join(lines)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def _markdown_table(rep: CalibrationReport) -> str:
+    table = rep.table
+    head = "| label | R2 | bias | scatter | outliers | cov68 | cov err | SBC p |"
+    lines = [head, "|" + "---|" * 8]
+    for r in table:
+        lines.append(f"| {r['name']} | {r['r2']:.3f} | {r['bias']:+.3f} | {r['scatter']:.3f} | "
+                     f"{r['outlier_frac']:.3f} | {r['coverage_68']:.3f} | "
+                     f"{r['coverage_err']:.3f} | {r['sbc_p']:.2g} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _summary_markdown(report: ValidationReport) -> str:
+    table = report.summary_table()
+    labels = [x for x in KEY_LABELS if np.isfinite(table[f"{x}_bias"]).any()]
+    head = ["test set", "N", "OOD", "TARP err"] + [f"{x} bias / scatter / cov err"
+                                                   for x in labels]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table:
+        cells = [str(r["test_set"]), str(r["n"]),
+                 "-" if not np.isfinite(r["ood_share"]) else f"{r['ood_share']:.3f}",
+                 f"{r['tarp_err']:.3f}"]  # fmt: skip
+        for x in labels:
+            b, s, c = (r[f"{x}_{k}"] for k in ("bias", "scatter", "coverage_err"))
+            cells.append("-" if not np.isfinite(b) else f"{b:+.3f} / {s:.3f} / {c:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _resolve(estimator: Any, model: object) -> tuple:
+    """Return the posterior, a display name, and the model (for a pretrained name)."""
+    from ..posterior import AmortizedPosterior
+    from ..pretrained import PRETRAINED, pretrained_model
+
+    if isinstance(estimator, AmortizedPosterior):
+        return estimator, "estimator", model
+    if isinstance(estimator, str) and estimator in PRETRAINED and not Path(estimator).exists():
+        post = AmortizedPosterior.pretrained(estimator)
+        return post, estimator, pretrained_model(estimator) if model is None else model
+    path = Path(estimator)
+    if not path.is_file():
+        raise FileNotFoundError(f"no estimator file {path} (pretrained names: "
+                                f"{sorted(PRETRAINED)})")  # fmt: skip
+    return AmortizedPosterior.load(path), str(path), model
+
+
+def _run_check(check: Any, rep: CalibrationReport, obs: dict) -> None:
+    """Set the posterior-predictive chi-square and OOD flags of a report's objects."""
+    if check is None:
+        return
+    chi2_red, ood = check(obs["flux"], obs["err"], obs["zred"], rep.medians,
+                          spread_draws=rep.spread_draws)  # fmt: skip
+    rep.chi2_red, rep.ood = np.asarray(chi2_red), np.asarray(ood, dtype=bool)
+
+
+def validate(
+    estimator: str | os.PathLike | Any,
+    folder: str | os.PathLike | None = None,
+    *,
+    testset: str | os.PathLike | Any = None,
+    model: object = None,
+    n_mocks: int = 1000,
+    draws: int = 1000,
+    seed: int = 0,
+    misspecification: bool | Sequence[str] = False,
+    sps: object = None,
+    ppc: bool = True,
+) -> ValidationReport:
+    """Calibration report of an estimator on held-out (and optionally misspecified) mocks.
+
+    Parameters
+    ----------
+    estimator : str, path-like or AmortizedPosterior
+        An estimator file, a pretrained name (``"jades-parametric"``) or the estimator.
+    folder : path-like, optional
+        Where to write the PNGs, the ECSV tables, ``report.md`` and the mock simulations
+        (``mocks/``). Nothing is written when None.
+    testset : path-like or TrainingSet, optional
+        Simulations of the estimator's model never used in training; its first ``n_mocks``
+        rows are used. Without it, ``n_mocks`` mocks are simulated from ``model``.
+    model : prospect.models.SpecModel, optional
+        The estimator's model (checked against its hash). Default: the pretrained model for a
+        pretrained name, else rebuilt from the estimator's header
+        (:func:`~prospect_sbi.validate.estimator_model_kwargs`).
+    n_mocks : int
+        Test objects per test set.
+    draws : int
+        Posterior draws per object.
+    seed : int
+        Seed of the mocks, their noise and the draws.
+    misspecification : bool or sequence of str
+        Also test on misspecified mocks: True for every kind of :data:`MISSPECIFICATIONS`
+        (``"sfh"``, ``"dust"``, ``"nebular"``), or a list of kinds.
+    sps : object, optional
+        SPS source of the mocks (default: a new ``BC03MilesBasis``).
+    ppc : bool
+        Run the posterior-predictive check on each set of mocks and report the share flagged
+        out of distribution (needs the model).
+
+    Returns
+    -------
+    ValidationReport
+
+    Raises
+    ------
+    ValueError
+        A model or test set that does not match the estimator, an estimator whose model cannot
+        be rebuilt when neither is given, an unknown misspecification kind.
+    FileNotFoundError
+        No estimator file or test set at the path given.
+
+    Examples
+    --------
+    >>> report = validate("jades-parametric", "report/", n_mocks=500,
+    ...                   misspecification=True)  # doctest: +SKIP
+    >>> report.matched.table  # R2, bias, scatter, ... per label  # doctest: +SKIP
+    """
+    from ..posterior.metrics import held_out
+    from ..trainingset import TrainingSet
+
+    post, name, model = _resolve(estimator, model)
+    kinds = list(MISSPECIFICATIONS) if misspecification is True else list(misspecification or [])
+    for kind in kinds:
+        if kind not in MISSPECIFICATIONS:
+            raise ValueError(f"unknown misspecification {kind!r}; use {list(MISSPECIFICATIONS)}")
+    if model is not None:
+        post.check(model=model)
+    elif testset is None or kinds or ppc:
+        try:
+            model = estimator_model(post)
+        except ValueError:
+            if testset is None or kinds:
+                raise
+    scratch = None if folder is not None else tempfile.TemporaryDirectory()
+    mock_dir = Path(folder) / "mocks" if folder is not None else Path(scratch.name)
+    mock_dir.mkdir(parents=True, exist_ok=True)
+    if sps is None and (testset is None or kinds or (ppc and model is not None)):
+        from ..sources import BC03MilesBasis
+
+        sps = BC03MilesBasis()
+    try:
+        if testset is not None:
+            ts = testset if isinstance(testset, TrainingSet) else TrainingSet.open(testset)
+            if len(ts) < n_mocks:
+                raise ValueError(f"test set {ts.path} has {len(ts)} rows; n_mocks={n_mocks}")
+            obs = held_out(post, ts, slice(0, int(n_mocks)), seed=seed)
+            source = f"test set {ts.path}"
+        else:
+            mocks = mock_observations(post, model, sps, n_mocks, mock_dir / "matched.h5", seed)
+            truth = np.stack([mocks["truth"][x] for x in post.labels], 1)
+            obs = dict(mocks, truth=truth)
+            source = "simulated from the training model"
+        check = None
+        if ppc and model is not None:
+            from ..ppc import PredictiveCheck
+
+            check = PredictiveCheck(post, model, sps)
+        matched = calibrate(post, obs["flux"], obs["err"], obs["truth"], obs["zred"], n=draws,
+                            seed=seed, name="held-out mocks")  # fmt: skip
+        _run_check(check, matched, obs)
+        misspecified = {}
+        if kinds:
+            base = estimator_model_kwargs(post)
+            logmass = prior_logmass(post)
+            for kind in kinds:
+                from ..models import build_model
+
+                label, kwargs = misspecified_kwargs(base, kind, logmass)
+                other = build_model(**kwargs)
+                mocks = mock_observations(post, other, sps, n_mocks,
+                                          mock_dir / f"{_slug(label)}.h5", seed)  # fmt: skip
+                labels = shared_labels(post, mocks["truth"])
+                truth = np.stack([mocks["truth"][x] for x in labels], 1)
+                rep = calibrate(post, mocks["flux"], mocks["err"], truth, mocks["zred"], labels,
+                                n=draws, seed=seed, name=label)  # fmt: skip
+                _run_check(check, rep, mocks)
+                misspecified[kind] = rep
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    report = ValidationReport(f"{name} (model {post.model_hash})", matched, misspecified,
+                              meta={"source": source, "seed": int(seed), "draws": int(draws),
+                                    "n_mocks": int(n_mocks)})  # fmt: skip
+    if folder is not None:
+        report.write(folder)
+    return report

@@ -1,0 +1,236 @@
+"""Calibration report: TARP, SBC and coverage on exact posteriors; the report on a real estimator;
+misspecified mocks."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import prospect_sbi.validate as pv
+from prospect_sbi.posterior.metrics import LEVELS, coverage
+from prospect_sbi.validate import (
+    calibrate,
+    estimator_model_kwargs,
+    misspecified_kwargs,
+    mock_seed,
+    outlier_fraction,
+    sbc_pvalues,
+    sbc_ranks,
+    tarp_coverage,
+    tarp_fractions,
+    tarp_references,
+    validate,
+)
+
+
+# ---------------------------------------------------------------- exact Gaussian posteriors
+def gaussian_case(rng: np.random.Generator, width: float = 1.0, shift: float = 0.0,
+                  b: int = 1000, n: int = 500, d: int = 2) -> tuple:  # fmt: skip
+    """Posteriors N(mu_i, s_i^2) per object, truths drawn from them; draws of width * s_i."""
+    mu = rng.normal(0, 3, size=(b, d))
+    s = rng.uniform(0.3, 1.0, size=(b, d))
+    truth = mu + s * rng.normal(size=(b, d))
+    draws = mu[:, None] + shift * s[:, None] + width * s[:, None] * rng.normal(size=(b, n, d))
+    return draws, truth
+
+
+def tarp_error(draws: np.ndarray, truth: np.ndarray, rng: np.random.Generator) -> tuple:
+    refs = tarp_references(len(truth), truth.shape[1], rng)
+    f = tarp_fractions(draws, truth, refs, truth.min(0), truth.max(0))
+    return tarp_coverage(f)
+
+
+def test_calibrated_posterior_passes(rng):
+    draws, truth = gaussian_case(rng)
+    ecp, err = tarp_error(draws, truth, rng)
+    assert ecp[0] == 0.0 and ecp[-1] == 1.0
+    assert err < 0.06  # measured 0.026
+    assert np.abs(ecp[[5, 25, 45]] - [0.1, 0.5, 0.9]).max() < 0.03
+    cov_err = np.abs(coverage(draws, truth) - LEVELS).max(1)
+    assert cov_err.max() < 0.06  # measured 0.03
+    p = sbc_pvalues(sbc_ranks(draws, truth), draws.shape[1])
+    assert p.shape == (2,) and p.min() > 1e-3  # measured 0.40, 0.35
+
+
+def test_overconfident_posterior_fails(rng):
+    draws, truth = gaussian_case(rng, width=0.3)
+    ecp, err = tarp_error(draws, truth, rng)
+    assert err > 0.2  # measured 0.29
+    assert ecp[5] > 0.25 and ecp[45] < 0.75  # flatter than the diagonal: 0.34 at 0.1, 0.62 at 0.9
+    cov_err = np.abs(coverage(draws, truth) - LEVELS).max(1)
+    assert cov_err.min() > 0.3  # measured 0.52
+    assert sbc_pvalues(sbc_ranks(draws, truth), draws.shape[1]).max() < 1e-10
+
+
+def test_underconfident_and_biased_posteriors(rng):
+    draws, truth = gaussian_case(rng, width=2.5)
+    ecp, err = tarp_error(draws, truth, rng)
+    assert err > 0.15 and ecp[5] < 0.05 and ecp[45] > 0.95  # steeper: measured 0.24
+    assert sbc_pvalues(sbc_ranks(draws, truth), draws.shape[1]).max() < 1e-10
+    draws, truth = gaussian_case(rng, shift=1.0)
+    assert sbc_pvalues(sbc_ranks(draws, truth), draws.shape[1]).max() < 1e-10
+
+
+def test_sbc_ranks_ties_and_uniform_pvalue(rng):
+    draws = np.zeros((2000, 9, 1))
+    truth = np.zeros((2000, 1))  # every draw ties with the truth: ranks spread over 0..9
+    ranks = sbc_ranks(draws, truth, rng)
+    assert ranks.min() == 0 and ranks.max() == 9
+    assert sbc_pvalues(ranks, 9)[0] > 1e-3
+    # 1001 possible ranks in 20 bins: the expected counts account for the uneven bins.
+    uniform = rng.integers(0, 1001, size=(50_000, 1))
+    assert sbc_pvalues(uniform, 1000)[0] > 1e-3
+    assert sbc_pvalues(np.full((500, 1), 3), 1000)[0] < 1e-50
+
+
+def test_outlier_fraction():
+    rng = np.random.default_rng(3)
+    truth = rng.normal(size=(2000, 1))
+    est = truth + 0.1 * rng.normal(size=(2000, 1))
+    est[:200] += 5.0  # 10% catastrophic failures
+    frac = outlier_fraction(est, truth)
+    assert frac[0] == pytest.approx(0.1 + 0.9 * 0.0027, abs=0.01)
+
+
+class GaussianPosterior:
+    """Exact posterior of x = theta + N(0, 1) with a N(0, 3^2) prior, per coordinate."""
+
+    labels = ["a", "b"]
+
+    def __init__(self, width: float = 1.0) -> None:
+        self.width = width
+
+    def sample(self, flux, err, n, zred=None, seed=None):
+        rng = np.random.default_rng(seed)
+        var = 1.0 / (1.0 + 1.0 / 9.0)
+        mu = var * flux
+        return mu[:, None] + self.width * np.sqrt(var) * rng.normal(size=(len(flux), n, 2))
+
+
+def gaussian_observations(b: int = 800) -> tuple:
+    rng = np.random.default_rng(7)
+    theta = 3.0 * rng.normal(size=(b, 2))
+    return theta + rng.normal(size=(b, 2)), theta
+
+
+def test_calibrate_report_and_files(tmp_path):
+    flux, truth = gaussian_observations()
+    good = calibrate(GaussianPosterior(), flux, np.ones_like(flux), truth, n=300, chunk_size=100)
+    bad = calibrate(GaussianPosterior(0.4), flux, np.ones_like(flux), truth, n=300,
+                    name="too narrow")  # fmt: skip
+    t_good, t_bad = good.table, bad.table
+    assert list(t_good["name"]) == ["a", "b"]
+    assert np.all(t_good["r2"] > 0.85)  # 1 - 1/9 / (1 + 1/9) ~ 0.9
+    assert np.all(np.abs(t_good["coverage_68"] - 0.68) < 0.05)
+    assert np.all(t_bad["coverage_68"] < 0.4)
+    assert good.tarp_err < 0.07 < 0.2 < bad.tarp_err
+    assert np.all(t_bad["sbc_p"] < 1e-6) and np.all(t_good["sbc_p"] > 1e-3)
+    assert good.medians.shape == (800, 2) and good.ood_share is None
+    report = pv.ValidationReport("gaussian", good, {"narrow": bad})
+    md = report.write(tmp_path).read_text()
+    for name in ("tarp.png", "sbc_matched.png", "coverage_too_narrow.png",
+                 "predicted_matched.png"):  # fmt: skip
+        assert (tmp_path / name).stat().st_size > 5_000, name
+    from astropy.table import Table
+
+    back = Table.read(tmp_path / "metrics_too_narrow.ecsv")
+    assert np.allclose(back["sbc_p"], t_bad["sbc_p"]) and back.meta["name"] == "too narrow"
+    assert f"{t_good['r2'][0]:.3f}" in md and f"{bad.tarp_err:.3f}" in md
+    assert "Summary: held-out and misspecified mocks" in md
+
+
+def test_calibrate_checks_labels_and_shapes():
+    flux, truth = gaussian_observations(10)
+    with pytest.raises(ValueError, match="not among the estimator's"):
+        calibrate(GaussianPosterior(), flux, flux, truth, labels=["a", "zz"], n=10)
+    with pytest.raises(ValueError, match=r"expected \(10, 1\)"):
+        calibrate(GaussianPosterior(), flux, flux, truth, labels=["a"], n=10)
+
+
+def test_public_names_exist():
+    for name in pv.__all__:
+        assert hasattr(pv, name), name
+
+
+def test_misspecified_kwargs():
+    base = {"template": "parametric_sfh", "zred": (0.5, 5.0), "nebular": True, "dust_type": 0}
+    name, kw = misspecified_kwargs(base, "sfh", (5.0, 12.0))
+    assert name == "continuity_sfh mocks" and kw["logmass"] == (5.0, 12.0)
+    assert misspecified_kwargs(base, "dust")[1]["dust_type"] == 2
+    assert misspecified_kwargs(base, "nebular") == ("no-nebular mocks", dict(base, nebular=False))
+    with pytest.raises(ValueError, match="unknown misspecification 'agn'"):
+        misspecified_kwargs(base, "agn")
+
+
+# ---------------------------------------------------------------- a real estimator
+def test_estimator_model_is_rebuilt(small_estimator):
+    assert estimator_model_kwargs(small_estimator) == {
+        "template": "parametric_sfh", "zred": (0.5, 5.0), "nebular": True, "dust_type": 0,
+        "logmass": (5.0, 12.0)}  # fmt: skip
+    assert mock_seed(small_estimator, 0) != small_estimator.training["trainingset"]["seed"]
+    other = copy.copy(small_estimator)
+    other.model_hash = "0000000000000000"
+    with pytest.raises(ValueError, match="pass model= or testset="):
+        estimator_model_kwargs(other)
+
+
+@pytest.fixture(scope="module")
+def small_report(small_estimator, tmp_path_factory):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        folder = tmp_path_factory.mktemp("validate")
+        report = validate(small_estimator, folder, n_mocks=300, draws=200, seed=1,
+                          misspecification=["dust", "nebular"])  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    return report, folder
+
+
+def test_report_on_small_estimator(small_report):
+    report, folder = small_report
+    row = report.matched.row("log_mstar")
+    assert row["r2"] > 0.95  # measured 0.987
+    assert abs(row["bias"]) < 0.05 and row["scatter"] < 0.3  # 0.012, 0.18
+    assert row["coverage_err"] < 0.1 and row["sbc_p"] > 1e-3  # 0.057, 0.010
+    assert report.matched.tarp_err < 0.1
+    assert 0.0 <= report.matched.ood_share <= 1.0
+    md = (folder / "report.md").read_text()
+    assert f"| log_mstar | {row['r2']:.3f} | {row['bias']:+.3f} | {row['scatter']:.3f} |" in md
+    for name in ("tarp.png", "predicted_held_out_mocks.png", "coverage_held_out_mocks.png",
+                 "sbc_held_out_mocks.png", "predicted_calzetti_dust_mocks.png",
+                 "metrics_no_nebular_mocks.ecsv"):  # fmt: skip
+        assert (folder / name).stat().st_size > 1000, name
+    assert (folder / "mocks" / "matched.h5").exists()
+
+
+def test_misspecified_mocks_are_worse(small_report):
+    report, _ = small_report
+    matched = report.matched.row("log_mstar")
+    assert set(report.misspecified) == {"dust", "nebular"}
+    for kind, rep in report.misspecified.items():
+        assert "gas_logu" not in rep.labels or kind != "nebular"
+        row = rep.row("log_mstar")
+        # Calzetti: +0.16 dex, no nebular: -0.045 dex (matched: +0.012)
+        assert abs(row["bias"]) > abs(matched["bias"]) + 0.025, kind
+        assert row["coverage_err"] > matched["coverage_err"] + 0.02, kind  # 0.18, 0.09 vs 0.06
+        assert row["sbc_p"] < 1e-3 < matched["sbc_p"], kind  # 6e-44, 6e-4 vs 0.010
+        assert rep.ood is not None and rep.ood.shape == (len(rep),)
+    summary = report.summary_table()
+    assert list(summary["test_set"]) == ["held-out mocks", "Calzetti dust mocks",
+                                         "no-nebular mocks"]  # fmt: skip
+
+
+def test_validate_errors(small_estimator, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no estimator file"):
+        validate(tmp_path / "missing.sbi")
+    with pytest.raises(ValueError, match="unknown misspecification"):
+        validate(small_estimator, misspecification=["agn"])
+    from prospect_sbi import build_model
+
+    with pytest.raises(ValueError, match="model differs"):
+        validate(small_estimator, model=build_model("continuity_sfh", zred=(0.5, 5.0)))
