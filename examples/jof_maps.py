@@ -21,22 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jof_psfmatched_cutouts.npz"
-IDS = (36, 370, 778)
-SCALE = 0.03  # arcsec per pixel
-
-
-def tan_wcs(ra: float, dec: float, n: int, scale: float = SCALE):
-    from astropy.wcs import WCS
-
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [ra, dec]
-    w.wcs.crpix = [(n + 1) / 2, (n + 1) / 2]  # FITS pixels are 1-based
-    w.wcs.cdelt = [-scale / 3600, scale / 3600]
-    w.wcs.cunit = ["deg", "deg"]
-    return w
-
 
 def load_estimator(args):
     """The estimator and its Prospector model (rebuilt from the file, for the check)."""
@@ -56,7 +40,7 @@ def fmt(row, key: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, help="JADES data folder (default ../shared/data)")
     parser.add_argument("--out", type=Path, default=Path("jof_maps"))
     parser.add_argument("--pretrained", default="jades-parametric")
     parser.add_argument("--estimator", type=Path, help="an estimator file instead")
@@ -64,29 +48,28 @@ def main(argv=None) -> int:
     parser.add_argument("--n-draws", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    if not args.data.is_file():
-        print(f"{args.data} not found: this example needs the shared JOF cutouts", file=sys.stderr)
+    from prospect_sbi.jades_data import CUTOUTS, find_data_dir, read_jof_cutouts
+
+    data = find_data_dir(args.data)
+    if data is None or not (data / CUTOUTS).is_file():
+        print(f"needs {CUTOUTS} in ../shared/data beside the repository or $PROSPECT_SBI_DATA;"
+              " pass --data FOLDER", file=sys.stderr)  # fmt: skip
         return 1
     import torch
 
     from prospect_sbi import BC03MilesBasis
-    from prospect_sbi.pixels import fit_pixels, load_cube, make_maps, outshining, select_pixels
+    from prospect_sbi.pixels import fit_pixels, make_maps, outshining, select_pixels
     from prospect_sbi.plotting.maps import plot_outshining
 
     torch.set_num_threads(args.threads)
     post, model = load_estimator(args)
     sps = BC03MilesBasis()
     args.out.mkdir(parents=True, exist_ok=True)
-    d = np.load(args.data)
     tables = []
     print(f"{'id':>5} {'z':>6} {'pixels':>6} {'logM_pix':>17} {'logM_int':>17} {'OOD':>6} "
           f"{'ms/pix':>6}")
-    for gid in IDS:
-        flux = d[f"id{gid}_phot_uJy"]
-        ra, dec = d[f"id{gid}_radec"]
-        images = load_cube(flux, d[f"id{gid}_err_uJy"], list(d["bands"]), "uJy",
-                           wcs=tan_wcs(ra, dec, flux.shape[-1]), segmap=d[f"id{gid}_segmap_det"],
-                           zred=float(d[f"id{gid}_redshift"]))  # fmt: skip
+    cutouts = read_jof_cutouts(data)
+    for gid, images in cutouts.items():
         mask = select_pixels(images, bands=args.snr_bands)
         t0 = time.perf_counter()
         with warnings.catch_warnings():
@@ -103,7 +86,7 @@ def main(argv=None) -> int:
         ood = float(np.mean(fit.ood)) if fit.ood is not None else float("nan")
         print(f"{gid:>5} {images.zred:6.3f} {len(fit):>6} {fmt(r, 'log_mstar_resolved'):>17} "
               f"{fmt(r, 'log_mstar_integrated'):>17} {ood:6.1%} {1e3 * dt / len(fit):6.2f}")
-    fig = plot_outshining(tables, names=[f"JOF {g}" for g in IDS])
+    fig = plot_outshining(tables, names=[f"JOF {g}" for g in cutouts])
     fig.savefig(args.out / "jof_outshining.png", dpi=120)
     print(f"wrote {args.out}/jof_<id>_maps.fits, _maps.png, _pixels.fits, jof_outshining.png")
     return 0

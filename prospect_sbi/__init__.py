@@ -4,7 +4,9 @@ Importing the package lets Prospector's ``SpecModel`` build without ``$SPS_HOME`
 :mod:`prospect_sbi.sources.emlines`); nothing else happens at import time.
 """
 
+from .catalog import read_catalog
 from .filters import JADES_BANDS, JADES_MEDIUM_BANDS, jades_filters, resolve_band_names
+from .forward import ModelPhotometry
 from .models import build_model
 from .noise import EmpiricalNoise, JadesPixelNoise, NoiseModel, noise_from_dict
 from .pretrained import PRETRAINED, pretrained_model
@@ -15,14 +17,24 @@ from .trainingset import TrainingSet
 
 __version__ = "0.1.0"
 
+#: Public names that need torch or Prospector's fitting code: imported on first use.
+_LAZY = {
+    "AmortizedPosterior": "posterior", "train": "posterior",
+    "fit_model": "fitting", "compare": "fitting", "write_results": "fitting",
+    "register_fitter": "fitting", "get_fitter": "fitting", "available_fitters": "fitting",
+    "fit_pixels": "pixels", "make_maps": "pixels", "load_fits": "pixels",
+    "load_cube": "pixels", "select_pixels": "pixels", "outshining": "pixels",
+    "predictive_check": "ppc", "ValidationReport": "validate",
+}  # fmt: skip
+
 __all__ = [
-    "AmortizedPosterior",
     "BC03MilesBasis",
     "EmpiricalNoise",
     "FastPhotometry",
     "JADES_BANDS",
     "JADES_MEDIUM_BANDS",
     "JadesPixelNoise",
+    "ModelPhotometry",
     "NoiseModel",
     "PRETRAINED",
     "TrainingSet",
@@ -32,9 +44,10 @@ __all__ = [
     "jades_filters",
     "noise_from_dict",
     "pretrained_model",
+    "read_catalog",
     "resolve_band_names",
     "simulate",
-    "train",
+    *_LAZY,
 ]
 
 _patch_specmodel()
@@ -43,9 +56,9 @@ _patch_specmodel()
 def __getattr__(name: str) -> object:
     # The estimator needs torch; import it only when asked for, so that simulating, the
     # sources and the command line start quickly.
-    if name in ("AmortizedPosterior", "train"):
-        from . import posterior
+    if name in _LAZY:
+        from importlib import import_module
 
-        return getattr(posterior, name)
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'prospect_sbi' has no attribute {name!r}")
 

@@ -153,3 +153,63 @@ def test_train_command_with_a_run_file(tmp_path, capsys):
     run.write_text("[train]\nepoch = 2\n")
     assert cli.main(["train", str(ts), str(out), "--config", str(run)]) == 2
     assert "unknown option(s) for train: epoch" in capsys.readouterr().err
+
+
+def test_map_command_on_a_fits_cube(tmp_path, small_estimator, small_estimator_file, capsys):
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from prospect_sbi import BC03MilesBasis
+    from prospect_sbi.forward import ModelPhotometry
+
+    model = small_estimator.model()
+    theta = np.tile(model.theta, (36, 1))
+    cols = {k: model.theta_index[k].start for k in ("zred", "mass", "tage", "dust2")}
+    rng = np.random.default_rng(3)
+    theta[:, cols["zred"]] = 2.0
+    theta[:, cols["tage"]] = 1.0
+    theta[:, cols["dust2"]] = rng.uniform(0.1, 0.8, 36)
+    theta[:, cols["mass"]] = 10 ** rng.uniform(7.5, 8.5, 36)
+    maggies, _ = ModelPhotometry(model, BC03MilesBasis(), small_estimator.filters)(theta)
+    flux, err = small_estimator.noise.apply(maggies, rng)
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype, wcs.wcs.cdelt = ["RA---TAN", "DEC--TAN"], [-0.03 / 3600, 0.03 / 3600]
+    wcs.wcs.crval, wcs.wcs.crpix = [53.1, -27.8], [3.5, 3.5]
+    cube = (flux.T.reshape(14, 6, 6) * 3631e9).astype(np.float32)  # nJy
+    header = wcs.to_header()
+    header["BUNIT"] = "nJy"
+    fits.writeto(tmp_path / "flux.fits", cube, header)
+    fits.writeto(tmp_path / "err.fits", (err.T.reshape(14, 6, 6) * 3631e9).astype(np.float32))
+    bands = [b.rsplit("_", 1)[-1].upper() for b in small_estimator.filters]
+    argv = ["map", str(small_estimator_file), "-o", str(tmp_path / "maps"), "--cube",
+            str(tmp_path / "flux.fits"), "--err-cube", str(tmp_path / "err.fits"), "--bands",
+            *bands, "--zred", "2", "--segment", "none", "--snr-min", "3",
+            "--draws", "100"]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert "36 pixels fitted" in capsys.readouterr().out
+    with fits.open(tmp_path / "maps" / "galaxy_maps.fits") as hdul:
+        assert WCS(hdul["LOG_SIGMA_MSTAR_P50"].header).wcs.crval.tolist() == [53.1, -27.8]
+        sigma = hdul["LOG_SIGMA_MSTAR_P50"].data
+    truth = np.log10(theta[:, cols["mass"]]).reshape(6, 6)  # formed mass: same ranking
+    assert np.corrcoef(sigma.ravel(), truth.ravel())[0, 1] > 0.9
+    assert (tmp_path / "maps" / "galaxy_maps.png").exists()
+    assert cli.main(argv) == 0 and "exists: skipped" in capsys.readouterr().out
+    assert cli.main([*argv[:3], str(tmp_path / "other"), "--image", "F444W"]) == 2
+    assert "--image takes BAND=PATH" in capsys.readouterr().err
+
+
+def test_validate_and_quickstart_commands(tmp_path, small_estimator_file, capsys):
+    out = tmp_path / "val"
+    assert cli.main(["validate", str(small_estimator_file), "-o", str(out), "--mocks", "80",
+                     "--draws", "100"]) == 0  # fmt: skip
+    report = (out / "report.md").read_text()
+    assert "log_mstar" in report and (out / "tarp.png").exists()
+    qs = tmp_path / "qs"
+    argv = ["quickstart", "-o", str(qs), "--estimator", str(small_estimator_file), "--mocks",
+            "60", "--draws", "60", "--no-data"]  # fmt: skip
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    r2 = float(text.split("log M*: R^2 ")[1].split(",")[0])
+    assert r2 > 0.9, text
+    assert (qs / "calibration" / "report.md").exists()
+    assert cli.main(argv) == 0 and "exists, kept" in capsys.readouterr().out

@@ -21,6 +21,9 @@ COMMANDS = {
     "simulate": ("simulate", "simulate a training set (HDF5) from a template's priors"),
     "train": ("train", "train an amortised posterior on a training set"),
     "fit": ("fit", "fit a photometric catalogue (FITS/ECSV) with an estimator"),
+    "map": ("maps", "fit every pixel of multi-band images: FITS maps and PNGs"),
+    "validate": ("validate", "calibration report of an estimator on held-out mocks"),
+    "quickstart": ("quickstart", "pretrained estimator: calibration, real catalogue, maps"),
 }
 
 

@@ -52,11 +52,18 @@ def read_run_file(path: str | os.PathLike, command: str) -> dict[str, Any]:
     path = Path(path)
     text = path.read_text()
     if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
+        try:
+            import yaml
+        except ModuleNotFoundError as err:
+            raise ValueError(f"{path}: YAML run files need PyYAML (pip install pyyaml); "
+                             "or write the run file as TOML") from err
 
         data = yaml.safe_load(text) or {}
     else:
-        import tomllib
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
 
         data = tomllib.loads(text)
     if not isinstance(data, dict):

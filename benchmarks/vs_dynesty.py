@@ -1,0 +1,157 @@
+"""SBI against dynesty on mock JADES galaxies drawn from the prior (known redshift).
+
+For each estimator (template=path or a pretrained name) draws mocks from the model's prior
+(tage cut at the age of the universe, as in training), adds the estimator's noise, fits each
+with dynesty (Prospector, the noise model's likelihood) and with SBI, and prints per model
+and parameter the medians over mocks of |delta median| / sigma_dynesty, the 68% width ratio,
+the 1-D Wasserstein distance and the wall times.
+
+Targets (issue 6): median |dmed|/sigma <= 0.3 for log M*, log SFR, dust; width ratio in
+[0.8, 1.25]; SBI >= 1e4 times faster per object. Last line:
+``RESULT dmed_over_sigma=... width_ratio=... speedup=...`` (medians over mocks and the named
+parameters of every model; speedup = dynesty time / SBI time per object in a batch of all
+mocks; the single-object speed-up is printed in the table).
+
+    python benchmarks/vs_dynesty.py --quick
+    python benchmarks/vs_dynesty.py --n-mocks 20 \
+        --estimator parametric_sfh=/tmp/psbi/acc/parametric_sfh.sbi
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DEFAULTS = ["parametric_sfh=/tmp/psbi/acc/parametric_sfh.sbi",
+            "continuity_sfh=/tmp/psbi/acc/continuity_sfh.sbi"]  # fmt: skip
+NAMED = ("log_mstar", "log_sfr100", "dust2")
+
+
+def load(spec: str, zred: tuple[float, float]):
+    from prospect_sbi import build_model, pretrained_model
+    from prospect_sbi.posterior import AmortizedPosterior
+
+    if "=" in spec:
+        template, path = spec.split("=", 1)
+        post, model = AmortizedPosterior.load(path), build_model(template, zred=zred)
+    else:
+        template, post, model = spec, AmortizedPosterior.pretrained(spec), pretrained_model(spec)
+    post.check(model=model)
+    return template, post, model
+
+
+def mocks(model, post, sps, n: int, rng: np.random.Generator) -> list:
+    from prospect_sbi.fitting import fixed_redshift_model
+    from prospect_sbi.forward import ModelPhotometry
+
+    lo, hi = post.header["zred_range"]
+    out = []
+    while len(out) < n:
+        z = float(rng.uniform(lo, hi))
+        fixed = fixed_redshift_model(model, z)
+        theta = fixed.prior_transform(rng.random(fixed.ndim))
+        maggies, _ = ModelPhotometry(fixed, sps, post.filters)(theta)
+        flux, err = post.noise.apply(maggies, rng)
+        truth = dict(zip(fixed.theta_labels(), theta, strict=True))
+        out.append(({"maggies": flux, "maggies_unc": err, "filters": post.filters, "zred": z},
+                    truth))  # fmt: skip
+    return out
+
+
+def run_model(spec, args, sps, rng) -> dict:
+    from prospect_sbi.fitting import compare
+
+    template, post, model = load(spec, tuple(args.zred))
+    objs = mocks(model, post, sps, args.n_mocks, rng)
+    post.sample(objs[0][0]["maggies"], objs[0][0]["maggies_unc"], 10, zred=objs[0][0]["zred"])
+    flux = np.stack([o["maggies"] for o, _ in objs])
+    err = np.stack([o["maggies_unc"] for o, _ in objs])
+    t0 = time.perf_counter()
+    post.sample(flux, err, args.n_draws, zred=[o["zred"] for o, _ in objs])
+    t_batch = (time.perf_counter() - t0) / len(objs)
+    rows, t_dyn, t_one = [], [], []
+    for i, (obs, truth) in enumerate(objs):
+        plot = args.out / f"{template}_{i}.png" if i < args.plots else None
+        c = compare(obs, model, sps, post, n_draws=args.n_draws, seed=i, plot=plot,
+                    truths=truth, nested_nlive_init=args.nlive,
+                    nested_dlogz_init=args.dlogz, nested_sample="rwalk",
+                    nested_walks=args.walks)  # fmt: skip
+        rows.append({r["param"]: r for r in c.table})
+        t_dyn.append(c.t_dynesty)
+        t_one.append(c.t_sbi)
+        print(
+            f"  {template} mock {i}: z={obs['zred']:.2f} dynesty {c.t_dynesty:.1f} s, "
+            f"sbi {c.t_sbi * 1e3:.1f} ms",
+            flush=True,
+        )
+    return {"template": template, "rows": rows, "t_dyn": np.array(t_dyn),
+            "t_one": np.array(t_one), "t_batch": t_batch}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--estimator", action="append", help="template=path.sbi or a pretrained "
+                    "name (repeatable)")  # fmt: skip
+    ap.add_argument(
+        "--zred",
+        type=float,
+        nargs=2,
+        default=(0.5, 6.0),
+        help="zred prior of build_model for template=path estimators",
+    )
+    ap.add_argument("--n-mocks", type=int, default=20)
+    ap.add_argument("--n-draws", type=int, default=2000)
+    ap.add_argument("--nlive", type=int, default=150)
+    ap.add_argument("--dlogz", type=float, default=0.2)
+    ap.add_argument("--walks", type=int, default=16, help="dynesty rwalk steps")
+    ap.add_argument("--plots", type=int, default=1, help="corner plots per model")
+    ap.add_argument("--out", type=Path, default=Path("vs_dynesty_out"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="3 mocks, nlive 30, 8 walks, "
+                    "dlogz 1, 1000 draws")  # fmt: skip
+    args = ap.parse_args()
+    if args.quick:
+        args.n_mocks, args.nlive, args.walks, args.dlogz, args.n_draws = 3, 30, 8, 1.0, 1000
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+
+    from prospect_sbi import BC03MilesBasis
+
+    sps, rng = BC03MilesBasis(), np.random.default_rng(args.seed)
+    results = [run_model(s, args, sps, rng) for s in (args.estimator or DEFAULTS)]
+
+    head = (f"{'model':16s} {'param':12s} {'|dmed|/sig':>10s} {'width':>7s} {'W1':>8s} "
+            f"{'t_dyn s':>8s} {'t_sbi ms':>8s} {'t_batch ms':>10s} {'speedup':>9s}")  # fmt: skip
+    print(head)
+    print("-" * len(head))
+    pooled_d, pooled_w, speed = [], [], []
+    for r in results:
+        sp = np.median(r["t_dyn"]) / r["t_batch"]
+        speed.append(sp)
+        for p in NAMED:
+            d = np.abs([row[p]["dmed_over_sigma"] for row in r["rows"] if p in row])
+            w = np.array([row[p]["width_ratio"] for row in r["rows"] if p in row])
+            w1 = np.array([row[p]["wasserstein"] for row in r["rows"] if p in row])
+            pooled_d.extend(d)
+            pooled_w.extend(w)
+            print(f"{r['template']:16s} {p:12s} {np.median(d):10.3f} {np.median(w):7.3f} "
+                  f"{np.median(w1):8.3f} {np.median(r['t_dyn']):8.1f} "
+                  f"{np.median(r['t_one']) * 1e3:8.1f} {r['t_batch'] * 1e3:10.2f} "
+                  f"{sp:9.3g}")  # fmt: skip
+    print(
+        f"n_mocks={args.n_mocks} per model, nlive={args.nlive}, walks={args.walks}, "
+        f"dlogz={args.dlogz}, "
+        f"n_draws={args.n_draws}; speedup uses the batched per-object SBI time"
+    )
+    print(
+        f"RESULT dmed_over_sigma={np.median(pooled_d):.3f} "
+        f"width_ratio={np.median(pooled_w):.3f} speedup={np.median(speed):.3g}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Fit the 99 JADES galaxies with spectroscopic redshifts with SBI, and a few with dynesty.
+
+Reads ``../shared/data/jades_specz_catalogue_subset.fits`` (14 bands, Jy; see its README),
+converts to maggies (Jy / 3631), keeps every row (a NaN band is a missing band), and writes
+to the output folder:
+
+- ``sbi/<id>.h5``: Prospector HDF5 results per galaxy (``results_from`` reads them), with the
+  derived quantities in ``sampling/derived``;
+- ``summary.ecsv``: stellar mass, SFR, mass-weighted age and dust (p16, p50, p84) per galaxy,
+  with a ``flag`` column (``ok``, or why there is no fit): rows outside the estimator's
+  redshift range (e.g. the z = 13.2 galaxy) keep NaN results and say why;
+- ``dynesty/<id>.h5`` and ``dynesty/<id>_corner.png`` for ``--n-dynesty`` galaxies, and
+  ``mass_sbi_vs_dynesty.png``.
+
+The dynesty fits use the Gaussian flux likelihood (``likelihood="flux"``): real catalogue
+errors are not drawn from the estimator's pixel noise model.
+
+    python examples/jades_specz_catalogue.py out/ --n-dynesty 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+QUANTITIES = ("log_mstar", "log_sfr100", "mwa", "dust2")
+
+
+def load_estimator(name: str):
+    """The estimator (pretrained name or file) and the Prospector model it was trained on."""
+    from prospect_sbi.posterior import AmortizedPosterior
+    from prospect_sbi.pretrained import PRETRAINED
+
+    post = (AmortizedPosterior.pretrained(name) if name in PRETRAINED
+            else AmortizedPosterior.load(name))  # fmt: skip
+    return post, post.model()
+
+
+def write_table_atomic(table, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(suffix=".ecsv", dir=path.parent, prefix=f".{path.stem}.")
+    os.close(fd)
+    try:
+        table.write(tmp, format="ascii.ecsv", overwrite=True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("out", type=Path, help="output folder")
+    ap.add_argument("--data", type=Path, help="JADES data folder (default ../shared/data)")
+    ap.add_argument("--estimator", default="jades-parametric",
+                    help="pretrained name or estimator file")  # fmt: skip
+    ap.add_argument("--n-draws", type=int, default=2000)
+    ap.add_argument("--n-dynesty", type=int, default=3)
+    ap.add_argument("--nlive", type=int, default=100)
+    args = ap.parse_args()
+    from prospect_sbi.jades_data import CATALOGUE, find_data_dir, read_specz_catalogue
+
+    data = find_data_dir(args.data)
+    if data is None or not (data / CATALOGUE).is_file():
+        sys.exit(f"needs {CATALOGUE} (JADES spec-z photometry in Jy) in ../shared/data beside "
+                 "the repository or $PROSPECT_SBI_DATA; pass --data FOLDER")  # fmt: skip
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+    from astropy.table import Table
+
+    from prospect_sbi import BC03MilesBasis
+    from prospect_sbi.fitting import compare, derived_chain, fit_model, write_results
+    from prospect_sbi.fitting.compare import weighted_quantile
+    from prospect_sbi.fitting.likelihood import fixed_redshift_model
+
+    torch.set_num_threads(1)
+    post, model = load_estimator(args.estimator)
+    sps = BC03MilesBasis()
+    catalogue = read_specz_catalogue(data, post.filters)
+    cat, flux, err = catalogue.table, catalogue.flux, catalogue.err
+    zlo, zhi = post.header["zred_range"]
+    for sub in ("sbi", "dynesty"):
+        (args.out / sub).mkdir(parents=True, exist_ok=True)
+
+    rows, fitted = [], []
+    t0 = time.perf_counter()
+    for i, row in enumerate(cat):
+        gid, z = int(row["id"]), float(row["redshift"])
+        rec = {"id": gid, "zred": z, "n_bands": int(np.isfinite(flux[i]).sum()), "flag": "ok"}
+        if not zlo <= z <= zhi:
+            rec["flag"] = f"zred outside the estimator's range [{zlo:.2f}, {zhi:.2f}]"
+        elif rec["n_bands"] == 0:
+            rec["flag"] = "no valid band"
+        obs = {"maggies": flux[i], "maggies_unc": err[i], "filters": post.filters, "zred": z}
+        if rec["flag"] == "ok":
+            try:
+                out = fit_model(obs, model, sps, sbi=True, estimator=post,
+                                sbi_ndraws=args.n_draws, sbi_seed=i)  # fmt: skip
+            except ValueError as exc:  # e.g. brighter than every training galaxy
+                rec["flag"] = str(exc)
+        if rec["flag"] == "ok":
+            res = out["sampling"][0]
+            write_results(args.out / "sbi" / f"{gid}.h5", out, model, obs,
+                          {"fitter": "sbi", "id": gid}, overwrite=True)  # fmt: skip
+            values = {k: res["derived"][k] for k in res["derived"].dtype.names}
+            values["dust2"] = res["samples"][:, model.theta_labels().index("dust2")]
+            fitted.append(i)
+        for name in QUANTITIES:
+            q = np.percentile(values[name], [16, 50, 84]) if rec["flag"] == "ok" else [np.nan] * 3
+            rec.update({f"{name}_p16": q[0], f"{name}_p50": q[1], f"{name}_p84": q[2]})
+        rows.append(rec)
+    t_sbi = time.perf_counter() - t0
+    summary = Table(rows=rows)
+    summary.meta.update(estimator=repr(post), units="log_mstar: log10 Msun; log_sfr100: log10 "
+                        "Msun/yr; mwa: Gyr; dust2: optical depth")  # fmt: skip
+    write_table_atomic(summary, args.out / "summary.ecsv")
+    print(
+        f"SBI: {len(fitted)} of {len(cat)} galaxies in {t_sbi:.1f} s "
+        f"({len(cat) - len(fitted)} flagged)"
+    )
+
+    picks = [fitted[j] for j in np.linspace(0, len(fitted) - 1, args.n_dynesty).astype(int)]
+    mass = []
+    for i in sorted(set(picks)) if args.n_dynesty > 0 else []:
+        gid, z = int(cat["id"][i]), float(cat["redshift"][i])
+        obs = {"maggies": flux[i], "maggies_unc": err[i], "filters": post.filters, "zred": z}
+        c = compare(obs, model, sps, post, n_draws=args.n_draws, seed=i, likelihood="flux",
+                    plot=args.out / "dynesty" / f"{gid}_corner.png",
+                    nested_nlive_init=args.nlive)  # fmt: skip
+        fixed = fixed_redshift_model(model, z)
+        dres = c.dynesty["sampling"][0]
+        derived = derived_chain(fixed, sps, post.filters, np.asarray(dres["samples"]))
+        write_results(args.out / "dynesty" / f"{gid}.h5", c.dynesty, fixed, obs,
+                      {"fitter": "dynesty", "id": gid}, derived=derived,
+                      overwrite=True)  # fmt: skip
+        k = list(c.table["param"]).index("log_mstar")
+        qd = weighted_quantile(derived["log_mstar"], [0.16, 0.5, 0.84], c.samples["weights"])
+        qs = np.percentile(c.samples["sbi"][:, k], [16, 50, 84])
+        mass.append((qs, qd))
+        print(f"  id {gid} z={z:.2f}: log M* SBI {qs[1]:.2f}, dynesty {qd[1]:.2f}; dynesty "
+              f"{c.t_dynesty:.0f} s, SBI {c.t_sbi * 1e3:.0f} ms")  # fmt: skip
+    if mass:
+        s, d = (np.array([m[j] for m in mass]) for j in (0, 1))
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        ax.errorbar(d[:, 1], s[:, 1], xerr=[d[:, 1] - d[:, 0], d[:, 2] - d[:, 1]],
+                    yerr=[s[:, 1] - s[:, 0], s[:, 2] - s[:, 1]], fmt="o")  # fmt: skip
+        lims = [min(d.min(), s.min()) - 0.3, max(d.max(), s.max()) + 0.3]
+        ax.plot(lims, lims, "k--", lw=1)
+        ax.set(xlabel="log M* dynesty", ylabel="log M* SBI", xlim=lims, ylim=lims)
+        fig.tight_layout()
+        fd, tmp = tempfile.mkstemp(suffix=".png", dir=args.out, prefix=".mass.")
+        os.close(fd)
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, args.out / "mass_sbi_vs_dynesty.png")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

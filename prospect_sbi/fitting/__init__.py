@@ -1,0 +1,24 @@
+"""Fitting with Prospector's interface: drop-in ``fit_model``, fitter registry, comparisons.
+
+:func:`fit_model` keeps ``prospect.fitting.fit_model``'s signature and output and adds the
+``sbi`` fitter; :func:`write_results` writes any fit with Prospector's ``write_hdf5``;
+:func:`compare` checks an SBI posterior against dynesty on the same object.
+"""
+
+from . import compare as _compare_module
+from . import fit, likelihood, obs, registry, results
+from .compare import *  # noqa: F403
+from .fit import *  # noqa: F403
+from .likelihood import *  # noqa: F403
+from .obs import *  # noqa: F403
+from .registry import *  # noqa: F403
+from .results import *  # noqa: F403
+
+__all__ = [
+    *fit.__all__,
+    *registry.__all__,
+    *results.__all__,
+    *obs.__all__,
+    *likelihood.__all__,
+    *_compare_module.__all__,
+]

@@ -1,0 +1,197 @@
+"""SBI against nested sampling (dynesty through Prospector) on the same object."""
+
+from __future__ import annotations
+
+__all__ = ["Comparison", "compare", "posterior_metrics", "weighted_quantile"]
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from astropy.table import Table
+from scipy.stats import wasserstein_distance
+
+from .fit import run_sbi
+from .likelihood import NoiseLikelihood, fixed_redshift_model
+from .obs import obs_inputs, resolve_estimator
+
+#: dynesty settings of :func:`compare` unless given: one static run, no dynamic batches.
+DYNESTY_DEFAULTS = {"nested_nlive_init": 200, "nested_dlogz_init": 0.2, "nested_maxbatch": 0,
+                    "nested_bound": "multi", "nested_sample": "rwalk", "nested_walks": 16,
+                    "print_progress": False, "verbose": False}  # fmt: skip
+
+
+def weighted_quantile(x: np.ndarray, q: Any, weights: np.ndarray | None = None) -> np.ndarray:
+    """Quantiles ``q`` (in [0, 1]) of samples ``x`` (n,) with optional weights (n,)."""
+    x = np.asarray(x, dtype=float)
+    if weights is None:
+        return np.quantile(x, q)
+    order = np.argsort(x)
+    cdf = np.cumsum(np.asarray(weights, dtype=float)[order])
+    cdf = (cdf - 0.5 * np.asarray(weights)[order]) / cdf[-1]
+    return np.interp(q, cdf, x[order])
+
+
+def posterior_metrics(
+    sbi: np.ndarray, ref: np.ndarray, ref_weights: np.ndarray | None = None
+) -> dict[str, float]:
+    """Compare 1-D posterior samples with a reference (dynesty's, possibly weighted).
+
+    Parameters
+    ----------
+    sbi : numpy.ndarray, (n,)
+        Equal-weight draws.
+    ref : numpy.ndarray, (m,)
+        Reference draws.
+    ref_weights : numpy.ndarray, (m,), optional
+
+    Returns
+    -------
+    dict
+        ``dmed_over_sigma``: (median_sbi - median_ref) / sigma_ref, with sigma_ref half the
+        reference's 16-84% width; ``width_ratio``: ratio of the 16-84% widths (SBI / ref);
+        ``wasserstein``: the 1-D Wasserstein-1 distance, in the parameter's units.
+    """
+    qs = np.quantile(sbi, [0.16, 0.5, 0.84])
+    qr = weighted_quantile(ref, [0.16, 0.5, 0.84], ref_weights)
+    width_ref = qr[2] - qr[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "dmed_over_sigma": float((qs[1] - qr[1]) / (0.5 * width_ref)),
+            "width_ratio": float((qs[2] - qs[0]) / width_ref),
+            "wasserstein": float(wasserstein_distance(sbi, ref, v_weights=ref_weights)),
+        }
+
+
+@dataclass
+class Comparison:
+    """Result of :func:`compare`.
+
+    Attributes
+    ----------
+    table : astropy.table.Table
+        One row per parameter: ``param``, ``sbi_p50``, ``dynesty_p50``, ``dynesty_sigma``,
+        ``dmed_over_sigma``, ``width_ratio``, ``wasserstein``.
+    t_dynesty, t_sbi : float
+        Wall times, s (SBI: input checks and drawing, for one object).
+    speedup : float
+        ``t_dynesty / t_sbi``.
+    sbi, dynesty : dict
+        Fitter outputs (``{"sampling": (result, seconds), ...}``).
+    samples : dict
+        ``{"sbi": (n, P), "dynesty": (m, P), "weights": (m,)}`` in the order of the rows.
+    plot : str or None
+        Path of the corner plot.
+    """
+
+    table: Table
+    t_dynesty: float
+    t_sbi: float
+    sbi: dict = field(repr=False)
+    dynesty: dict = field(repr=False)
+    samples: dict = field(repr=False)
+    plot: str | None = None
+
+    @property
+    def speedup(self) -> float:
+        """Wall-time ratio dynesty / SBI."""
+        return self.t_dynesty / self.t_sbi
+
+
+def compare(
+    obs: dict,
+    model: Any,
+    sps: Any,
+    estimator: Any,
+    n_draws: int = 4000,
+    seed: int | None = None,
+    likelihood: str = "noise",
+    plot: str | os.PathLike | None = None,
+    truths: dict[str, float] | None = None,
+    **dynesty_kwargs: Any,
+) -> Comparison:
+    """Fit one object with dynesty (through Prospector) and with SBI, and compare.
+
+    dynesty samples ``model`` (with ``zred`` fixed when the estimator is conditioned on
+    it) with :class:`NoiseLikelihood`, the estimator's physics and noise model, and
+    Prospector's ``fit_model``. Compared: the free parameters and the derived quantities
+    both give (``log_mstar``, ``log_sfr100``, ``mwa``, ...; dynesty's computed from its
+    chain).
+
+    Parameters
+    ----------
+    obs : dict
+        Prospector obs dict (maggies); checked as by :func:`prospect_sbi.fit_model`.
+    model : prospect.models.SpecModel
+        The estimator's model.
+    sps : BC03MilesBasis
+    estimator : AmortizedPosterior, path or pretrained name
+    n_draws : int
+        SBI draws.
+    seed : int, optional
+        Seeds the SBI draws (Prospector's dynesty runner takes no seed).
+    likelihood : {"noise", "flux"}
+        See :class:`NoiseLikelihood`: ``"noise"`` for mocks made by the estimator's noise
+        model, ``"flux"`` for real data.
+    plot : path-like, optional
+        Where to save a PNG corner plot overlaying both posteriors.
+    truths : dict, optional
+        True values to mark on the plot.
+    **dynesty_kwargs
+        Prospector's ``run_dynesty`` options; defaults :data:`DYNESTY_DEFAULTS`.
+
+    Returns
+    -------
+    Comparison
+    """
+    from prospect.fitting import fit_model as prospect_fit_model
+
+    from ..forward import ModelPhotometry
+
+    post = resolve_estimator(estimator)
+    flux, err, zred = obs_inputs(obs, post, model)
+    dmodel = model if zred is None else fixed_redshift_model(model, zred)
+    phot = ModelPhotometry(dmodel, sps, post.filters)
+    lnp = NoiseLikelihood(phot, post.noise, likelihood)
+    dobs = {"maggies": flux, "maggies_unc": err, "filters": phot.filters,
+            "phot_mask": np.isfinite(flux), "wavelength": None, "spectrum": None}  # fmt: skip
+    kwargs = DYNESTY_DEFAULTS | dynesty_kwargs
+    t0 = time.perf_counter()
+    dyn = prospect_fit_model(dobs, dmodel, sps, lnprobfn=lnp, optimize=False, emcee=False,
+                             dynesty=True, **kwargs)  # fmt: skip
+    t_dyn = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sbi = run_sbi(obs, model, sps=None, sbi_estimator=post, sbi_ndraws=n_draws, sbi_seed=seed)
+    t_sbi = time.perf_counter() - t0
+
+    res = dyn["sampling"][0]
+    weights = np.exp(res["logwt"] - res["logz"][-1])
+    weights /= weights.sum()
+    dchain, schain = np.asarray(res["samples"]), sbi["sampling"][0]
+    ref = {k: dchain[:, i] for i, k in enumerate(dmodel.theta_labels())}
+    ref.update({k: np.asarray(v, float) for k, v in phot.derived(dchain).items()})
+    ours = {k: schain["samples"][:, i] for i, k in enumerate(model.theta_labels())}
+    ours.update({k: schain["derived"][k] for k in schain["derived"].dtype.names})
+    names = [k for k in list(dmodel.theta_labels()) + list(schain["derived"].dtype.names)
+             if k in ref and k in ours]  # fmt: skip
+    rows = []
+    for k in names:
+        m = posterior_metrics(ours[k], ref[k], weights)
+        q = weighted_quantile(ref[k], [0.16, 0.5, 0.84], weights)
+        rows.append({"param": k, "sbi_p50": float(np.median(ours[k])), "dynesty_p50": q[1],
+                     "dynesty_sigma": 0.5 * (q[2] - q[0]), **m})  # fmt: skip
+    samples = {"names": names, "sbi": np.stack([ours[k] for k in names], -1),
+               "dynesty": np.stack([ref[k] for k in names], -1), "weights": weights}  # fmt: skip
+    out = Comparison(Table(rows=rows), t_dyn, t_sbi, sbi, dyn, samples)
+    if plot is not None:
+        from ..plotting.corner import overlay_corner
+
+        shown = [i for i, k in enumerate(names) if k != "mass"]  # log_mstar shows the mass
+        out.plot = str(overlay_corner(
+            plot, samples["sbi"][:, shown], samples["dynesty"][:, shown],
+            [names[i] for i in shown], weights_b=weights,
+            truths=None if truths is None else [truths.get(names[i]) for i in shown],
+        ))  # fmt: skip
+    return out

@@ -1,0 +1,194 @@
+"""Drop-in ``fit_model``: Prospector's signature and output, plus the ``sbi`` fitter."""
+
+from __future__ import annotations
+
+__all__ = ["fit_model", "resolve_fitter", "run_sbi", "sbi_chain"]
+
+import time
+from typing import Any
+
+import numpy as np
+from prospect.fitting import lnprobfn as _prospect_lnprobfn
+
+from .obs import obs_inputs, resolve_estimator
+from .registry import get_fitter
+from .results import SBIResult, to_struct
+
+
+def resolve_fitter(
+    optimize: bool = False,
+    emcee: bool = False,
+    dynesty: bool = True,
+    sbi: bool = False,
+    fitter: str | None = None,
+) -> str:
+    """Turn Prospector's backend flags (or an explicit name) into one fitter name.
+
+    ``fitter`` wins over the flags; otherwise ``sbi`` > ``emcee`` > ``dynesty`` >
+    ``optimize``. An optimisation before emcee or dynesty stays Prospector's (the flag is
+    passed on).
+
+    Raises
+    ------
+    ValueError
+        Two samplers at once (emcee and dynesty, or sbi with emcee or optimize), or none.
+    """
+    if fitter is not None:
+        return str(fitter)
+    if sbi and (emcee or optimize):
+        raise ValueError("sbi=True cannot be combined with emcee or optimize; pick one fitter")
+    if sbi:
+        return "sbi"
+    if emcee and dynesty:
+        raise ValueError("emcee=True and dynesty=True: pick one sampler (dynesty is the "
+                         "default; pass dynesty=False with emcee=True)")  # fmt: skip
+    if emcee:
+        return "emcee"
+    if dynesty:
+        return "dynesty"
+    if optimize:
+        return "optimize"
+    raise ValueError("no fitter chosen: set one of dynesty, emcee, optimize, sbi or fitter=")
+
+
+def fit_model(
+    obs: dict,
+    model: Any,
+    sps: Any,
+    noise: tuple = (None, None),
+    lnprobfn: Any = _prospect_lnprobfn,
+    optimize: bool = False,
+    emcee: bool = False,
+    dynesty: bool = True,
+    sbi: bool = False,
+    estimator: Any = None,
+    fitter: str | None = None,
+    **kwargs: Any,
+) -> dict:
+    """Fit ``obs`` with ``model``: ``prospect.fitting.fit_model`` plus an ``sbi`` backend.
+
+    Change ``from prospect.fitting import fit_model`` to ``from prospect_sbi import
+    fit_model`` and pass ``sbi=True, estimator=...``; every other backend runs Prospector's
+    code unchanged. Call it as ``fit_model(obs, model, sps, noise, **run_params)`` with
+    ``run_params["fitter"]`` (a name from :func:`available_fitters`) and
+    ``run_params["sbi_estimator"]`` to pick both from a parameter file.
+
+    Parameters
+    ----------
+    obs, model, sps, noise, lnprobfn, optimize, emcee, dynesty
+        As in Prospector (``lnprobfn`` is ignored by ``sbi``).
+    sbi : bool
+        Draw from an amortised posterior instead of sampling.
+    estimator : AmortizedPosterior, path-like or str, optional
+        For ``sbi``: the estimator, its file or a pretrained name (also
+        ``kwargs["sbi_estimator"]``).
+    fitter : str, optional
+        A fitter name; overrides the flags.
+    **kwargs
+        Passed to the fitter: Prospector's (``nested_nlive_init``, ...), or for ``sbi``:
+        ``sbi_ndraws`` (default 4000), ``sbi_seed``, ``sbi_lnlike`` (compute each draw's
+        log-likelihood, default True).
+
+    Returns
+    -------
+    dict
+        ``{"optimization": (result, seconds), "sampling": (result, seconds)}``; for
+        ``sbi`` the sampling result is an :class:`SBIResult`.
+
+    Raises
+    ------
+    ValueError
+        Conflicting flags, an unknown fitter, or an obs dict the estimator cannot take.
+
+    Examples
+    --------
+    >>> from prospect_sbi import fit_model  # doctest: +SKIP
+    >>> out = fit_model(obs, model, sps, sbi=True, estimator="jades-parametric")  # doctest: +SKIP
+    >>> chain = out["sampling"][0]["samples"]  # (4000, model.ndim)  # doctest: +SKIP
+    """
+    name = resolve_fitter(optimize, emcee, dynesty, sbi, fitter)
+    if estimator is not None:
+        kwargs["sbi_estimator"] = estimator
+    run = get_fitter(name)
+    if name in ("dynesty", "emcee") and optimize:
+        kwargs["optimize"] = True
+    if name == "sbi":
+        return run(obs, model, sps, noise, **kwargs)
+    return run(obs, model, sps, noise, lnprobfn=lnprobfn, **kwargs)
+
+
+def sbi_chain(draws: np.ndarray, labels: list[str], model: Any, zred: float | None) -> np.ndarray:
+    """Reorder estimator draws (n, len(labels)) into the model's theta order (n, model.ndim).
+
+    A known redshift fills the ``zred`` column.
+
+    Raises
+    ------
+    ValueError
+        A free parameter of the model that the estimator does not give.
+    """
+    cols = []
+    for label in model.theta_labels():
+        if label == "zred" and label not in labels:
+            if zred is None:
+                raise ValueError("the model's zred is free but the estimator gives no zred")
+            cols.append(np.full(len(draws), float(zred)))
+        elif label in labels:
+            cols.append(draws[:, labels.index(label)])
+        else:
+            raise ValueError(f"the estimator has no column for the model's {label!r} "
+                             f"(labels {labels})")  # fmt: skip
+    return np.stack(cols, axis=-1).astype(float)
+
+
+def run_sbi(
+    obs: dict,
+    model: Any,
+    sps: Any = None,
+    noise: tuple = (None, None),
+    sbi_estimator: Any = None,
+    sbi_ndraws: int = 4000,
+    sbi_seed: int | None = None,
+    sbi_lnlike: bool = True,
+    **extras: Any,
+) -> dict:
+    """Run the ``sbi`` fitter: check ``obs``, draw from the estimator, lay out the result.
+
+    ``sps`` computes each draw's log-likelihood (Gaussian in flux, see
+    :class:`~prospect_sbi.fitting.NoiseLikelihood`) when ``sbi_lnlike``; ``noise`` must be
+    ``(None, None)``: the estimator carries its own noise model. Other keyword arguments
+    (the rest of a ``run_params``) are ignored.
+
+    Returns
+    -------
+    dict
+        ``{"optimization": (None, 0.0), "sampling": (SBIResult, seconds)}``; seconds is the
+        wall time of checking the inputs and drawing.
+    """
+    if any(n is not None for n in noise):
+        raise ValueError("the sbi fitter takes no Prospector noise model: the estimator was "
+                         "trained with its own (estimator.noise)")  # fmt: skip
+    post = resolve_estimator(sbi_estimator)
+    t0 = time.perf_counter()
+    flux, err, zred = obs_inputs(obs, post, model)
+    draws = post.sample(flux, err, int(sbi_ndraws), zred=zred, seed=sbi_seed)
+    duration = time.perf_counter() - t0
+    labels = list(post.labels)
+    chain = sbi_chain(draws, labels, model, zred)
+    free = set(model.theta_labels())
+    derived = to_struct({k: draws[:, i] for i, k in enumerate(labels) if k not in free})
+    logl = None
+    if sbi_lnlike and sps is not None:
+        logl = _chain_lnlike(model, sps, obs["filters"], chain, flux, err)
+    result = SBIResult.from_draws(chain, derived, model.theta_labels(), logl)
+    return {"optimization": (None, 0.0), "sampling": (result, duration)}
+
+
+def _chain_lnlike(
+    model: Any, sps: Any, filters: Any, chain: np.ndarray, flux: np.ndarray, err: np.ndarray
+) -> np.ndarray:
+    from ..forward import ModelPhotometry
+    from .likelihood import NoiseLikelihood
+
+    phot = ModelPhotometry(model, sps, list(getattr(filters, "filters", filters)))
+    return NoiseLikelihood(phot).lnlike(phot(chain)[0], flux, err)

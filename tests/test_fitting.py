@@ -1,0 +1,237 @@
+"""Drop-in fit_model, SBI results through Prospector's HDF5 writer and reader, the registry."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from prospect_sbi import build_model, jades_filters
+from prospect_sbi.fitting import (
+    ENTRY_POINT_GROUP,
+    NoiseLikelihood,
+    available_fitters,
+    fit_model,
+    fixed_redshift_model,
+    get_fitter,
+    obs_inputs,
+    register_fitter,
+    resolve_fitter,
+    write_results,
+)
+from prospect_sbi.forward import ModelPhotometry
+
+ZRED = 2.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model("parametric_sfh", zred=(0.5, 5.0), logmass=(5.0, 12.0))
+
+
+@pytest.fixture(scope="module")
+def mock(model, _sps_instance, small_estimator):
+    """A galaxy of 10^10.5 Msun at z=2 with the estimator's noise: (obs, theta)."""
+    fixed = fixed_redshift_model(model, ZRED)
+    theta = fixed.theta.copy()
+    theta[fixed.theta_index["mass"]] = 10**10.5
+    theta[fixed.theta_index["tage"]] = 1.5
+    maggies, _ = ModelPhotometry(fixed, _sps_instance, jades_filters())(theta)
+    flux, err = small_estimator.noise.apply(maggies, np.random.default_rng(0))
+    obs = {"maggies": flux, "maggies_unc": err, "filters": jades_filters(), "zred": ZRED}
+    return obs, theta
+
+
+def test_sbi_round_trip_through_prospector_hdf5(model, sps, mock, small_estimator, tmp_path):
+    from prospect.io.read_results import results_from
+
+    obs, _ = mock
+    out = fit_model(dict(obs), model, sps, sbi=True, estimator=small_estimator,
+                    sbi_ndraws=500, sbi_seed=3)  # fmt: skip
+    res, duration = out["sampling"]
+    assert out["optimization"] == (None, 0.0) and duration > 0
+    draws = small_estimator.sample(obs["maggies"], obs["maggies_unc"], 500, zred=ZRED, seed=3)
+    labels = small_estimator.labels
+    for i, name in enumerate(model.theta_labels()):
+        want = ZRED if name == "zred" else draws[:, labels.index(name)]
+        np.testing.assert_allclose(res["samples"][:, i], want, rtol=1e-6)
+    path = write_results(tmp_path / "fit.h5", out, model, obs, {"fitter": "sbi"})
+    back, obs_back, _ = results_from(str(path), dangerous=False)
+    assert back["theta_labels"] == model.theta_labels()
+    np.testing.assert_allclose(back["chain"], res["samples"])
+    assert back["weights"].shape == (500,)
+    assert back["weights"].sum() == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(back["weights"], 1 / 500)
+    for name in ("log_mstar", "log_sfr100", "mwa"):
+        np.testing.assert_allclose(back["derived"][name], draws[:, labels.index(name)])
+    assert np.all(np.isfinite(back["lnlikelihood"])) and back["run_params"]["fitter"] == "sbi"
+    np.testing.assert_allclose(obs_back["maggies"], obs["maggies"])
+    with pytest.raises(FileExistsError, match="exists"):
+        write_results(path, out, model, obs)
+
+
+def test_run_params_dispatch_by_name(model, sps, mock, small_estimator, tmp_path):
+    small_estimator.save(tmp_path / "est.sbi")
+    run_params = {"fitter": "sbi", "sbi_estimator": str(tmp_path / "est.sbi"),
+                  "sbi_ndraws": 200, "sbi_seed": 1, "outfile": "x", "verbose": False}  # fmt: skip
+    out = fit_model(dict(mock[0]), model, sps, **run_params)
+    assert out["sampling"][0]["samples"].shape == (200, model.ndim)
+    mstar = np.median(out["sampling"][0]["derived"]["log_mstar"])
+    assert 9.8 < mstar < 10.7  # a 10^10.5 Msun formed galaxy keeps ~60% of it
+
+
+def test_resolve_fitter_flags():
+    assert resolve_fitter() == "dynesty"
+    assert resolve_fitter(sbi=True) == "sbi"
+    assert resolve_fitter(emcee=True, dynesty=False) == "emcee"
+    assert resolve_fitter(optimize=True, dynesty=False) == "optimize"
+    assert resolve_fitter(emcee=True, fitter="sbi") == "sbi"
+    with pytest.raises(ValueError, match="pick one sampler"):
+        resolve_fitter(emcee=True, dynesty=True)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        resolve_fitter(sbi=True, optimize=True)
+    with pytest.raises(ValueError, match="no fitter chosen"):
+        resolve_fitter(dynesty=False)
+    with pytest.raises(ValueError, match="unknown fitter 'nope'"):
+        get_fitter("nope")
+    assert {"sbi", "dynesty", "emcee", "optimize"} <= set(available_fitters())
+
+
+def test_entry_point_fitter(tmp_path, monkeypatch):
+    """A package adds a fitter through the entry-point group, found by name."""
+    dist = tmp_path / "myfit-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myfit\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nconst = myfit_mod:run\n")
+    (tmp_path / "myfit_mod.py").write_text(
+        textwrap.dedent("""
+        def run(obs, model, sps, noise=(None, None), **kw):
+            return {"optimization": (None, 0.0), "sampling": ({"value": 42}, 1.5)}
+    """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "const" in available_fitters()
+    out = fit_model({}, None, None, fitter="const")
+    assert out["sampling"] == ({"value": 42}, 1.5)
+    register_fitter("const", lambda *a, **k: {"sampling": (None, 7.0)}, overwrite=True)
+    assert fit_model({}, None, None, fitter="const")["sampling"][1] == 7.0
+    with pytest.raises(ValueError, match="exists"):
+        register_fitter("sbi", print)
+    from prospect_sbi.fitting import registry
+
+    registry._FITTERS.pop("const")
+    sys.modules.pop("myfit_mod", None)
+    assert fit_model({}, None, None, fitter="const")["sampling"][1] == 1.5  # the entry point
+
+
+def test_prospector_backend_unchanged(model, sps, mock):
+    """fitter='optimize' runs Prospector's own least-squares (with its lnprobfn)."""
+    fixed = fixed_redshift_model(model, ZRED)
+    obs, theta = mock
+    lnp = NoiseLikelihood(ModelPhotometry(fixed, sps, jades_filters()))
+    fixed.set_parameters(theta)
+    pobs = dict(obs, wavelength=None, spectrum=None)
+    pobs.pop("zred")
+    out = fit_model(pobs, fixed, sps, lnprobfn=lnp, optimize=True, dynesty=False,
+                    min_method="powell", min_opts={"options": {"maxfev": 30}})  # fmt: skip
+    results, t = out["optimization"]
+    assert out["sampling"] == (None, 0.0) and t > 0 and len(results) == 1
+    assert results[0].fun <= -lnp(theta, model=fixed, obs=pobs) + 1e-6
+
+
+def test_obs_mismatches_raise(model, mock, small_estimator):
+    obs, _ = mock
+    flux, err, z = obs_inputs(obs, small_estimator, model)
+    assert z == ZRED and flux.shape == (14,)
+    with pytest.raises(ValueError, match="filters differ .* position 0"):
+        obs_inputs(dict(obs, filters=jades_filters()[::-1]), small_estimator)
+    with pytest.raises(ValueError, match="model differs"):
+        obs_inputs(obs, small_estimator, build_model("parametric_sfh", zred=(0.5, 5.0)))
+    with pytest.raises(ValueError, match="convert Jy"):
+        obs_inputs(dict(obs, maggies=obs["maggies"] * 3631 * 1e6,
+                        maggies_unc=obs["maggies_unc"] * 3631 * 1e6), small_estimator)  # fmt: skip
+    with pytest.raises(ValueError, match="units.*'Jy'"):
+        obs_inputs(dict(obs, units="Jy"), small_estimator)
+    with pytest.raises(ValueError, match="set obs\\['zred'\\]"):
+        obs_inputs({k: v for k, v in obs.items() if k != "zred"}, small_estimator)
+    with pytest.raises(ValueError, match="outside the estimator's training range"):
+        obs_inputs(dict(obs, zred=13.2), small_estimator)
+    with pytest.raises(ValueError, match="no 'maggies_unc'"):
+        obs_inputs({k: v for k, v in obs.items() if k != "maggies_unc"}, small_estimator)
+    with pytest.raises(ValueError, match="neither a file nor a pretrained"):
+        fit_model(obs, model, None, sbi=True, estimator="/no/such.sbi")
+
+
+def test_masked_bands_become_missing(model, mock, small_estimator):
+    obs, _ = mock
+    mask = np.ones(14, bool)
+    mask[[0, 5]] = False
+    maggies = obs["maggies"].copy()
+    maggies[3] = np.nan
+    flux, err, _ = obs_inputs(dict(obs, phot_mask=mask, maggies=maggies), small_estimator)
+    assert np.flatnonzero(np.isnan(flux)).tolist() == [0, 3, 5]
+    assert np.array_equal(np.isnan(flux), np.isnan(err))
+
+
+def test_noise_likelihood_matches_noise_model(model, sps, small_estimator):
+    """'noise' adds the pdf of err: bands at err == depth need a model flux below the limit."""
+    fixed = fixed_redshift_model(model, ZRED)
+    phot = ModelPhotometry(fixed, sps, jades_filters())
+    noise = small_estimator.noise
+    flat, full = NoiseLikelihood(phot, noise, "flux"), NoiseLikelihood(phot, noise, "noise")
+    faint = noise.limits * 0.5
+    flux, err = noise.apply(faint, np.random.default_rng(1))
+    np.testing.assert_allclose(err, noise.depth)  # faint bands: err is the depth
+    gauss = -0.5 * np.sum(((faint - flux) / err) ** 2 + np.log(2 * np.pi * err**2))
+    assert flat.lnlike(faint, flux, err) == pytest.approx(gauss)
+    assert full.lnlike(faint, flux, err) == pytest.approx(gauss)  # err at depth has p = 1
+    assert full.lnlike(noise.limits * 2.0, flux, err) == -np.inf
+    assert np.isfinite(flat.lnlike(noise.limits * 2.0, flux, err))
+    with pytest.raises(ValueError, match="likelihood 'chi2' is unknown"):
+        NoiseLikelihood(phot, noise, "chi2")
+
+
+def test_real_jades_catalogue_rows(shared_data, model, sps, small_estimator):
+    """Real galaxies (Jy / 3631 -> maggies) through fit_model; a NaN band stays missing."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "jades_example", Path(__file__).parents[1] / "examples" / "jades_specz_catalogue.py"
+    )
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    cat, flux, err = example.read_catalogue(
+        shared_data / example.CATALOGUE, small_estimator.filters
+    )
+    assert len(cat) == 99 and flux.shape == (99, 14)
+    # the README's 54 NaN entries: 27 fluxes and their 27 errors, in 23 rows
+    assert np.isnan(flux).sum() == 27 and np.isnan(flux).any(axis=1).sum() == 23
+    assert np.array_equal(np.isnan(flux), np.isnan(err))
+    assert np.nanmax(flux) < 1e-4 / 3631 * 1.01  # Jy -> maggies
+    zred = np.asarray(cat["redshift"], float)
+    rows = [i for i in range(99) if np.isnan(flux[i]).any() and 0.5 <= zred[i] <= 5.0][:2]
+    rows += [i for i in range(99) if not np.isnan(flux[i]).any() and 0.5 <= zred[i] <= 5.0][:2]
+    for i in rows:
+        obs = {
+            "maggies": flux[i],
+            "maggies_unc": err[i],
+            "filters": small_estimator.filters,
+            "zred": zred[i],
+        }
+        out = fit_model(
+            obs, model, sps, sbi=True, estimator=small_estimator, sbi_ndraws=300, sbi_seed=0
+        )
+        mstar = out["sampling"][0]["derived"]["log_mstar"]
+        assert np.all(np.isfinite(mstar)) and 6 < np.median(mstar) < 12.5
