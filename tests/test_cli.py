@@ -213,3 +213,14 @@ def test_validate_and_quickstart_commands(tmp_path, small_estimator_file, capsys
     assert r2 > 0.9, text
     assert (qs / "calibration" / "report.md").exists()
     assert cli.main(argv) == 0 and "exists, kept" in capsys.readouterr().out
+
+
+def test_compare_command_refuses_rows_outside(tmp_path, small_estimator, small_estimator_file,
+                                              capsys):  # fmt: skip
+    table, _ = _mock_catalog(small_estimator, 3, seed=1)
+    table.write(tmp_path / "cat.ecsv")
+    argv = ["compare", str(tmp_path / "cat.ecsv"), str(small_estimator_file), "-o",
+            str(tmp_path / "cmp"), "--unit", "nJy", "--flux-format", "flux_{band}",
+            "--err-format", "err_{band}", "--zred-column", "z", "--rows", "5"]  # fmt: skip
+    assert cli.main(argv) == 2
+    assert "row 5 is outside the catalogue (0..2)" in capsys.readouterr().err

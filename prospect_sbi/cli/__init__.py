@@ -23,6 +23,7 @@ COMMANDS = {
     "fit": ("fit", "fit a photometric catalogue (FITS/ECSV) with an estimator"),
     "map": ("maps", "fit every pixel of multi-band images: FITS maps and PNGs"),
     "validate": ("validate", "calibration report of an estimator on held-out mocks"),
+    "compare": ("compare", "fit catalogue objects with SBI and dynesty and compare"),
     "quickstart": ("quickstart", "pretrained estimator: calibration, real catalogue, maps"),
 }
 
