@@ -1,6 +1,7 @@
 """SBI against dynesty on mock JADES galaxies drawn from the prior (known redshift).
 
-For each estimator (template=path or a pretrained name) draws mocks from the model's prior
+For each estimator (a file or a pretrained name; default ``jades-parametric`` and
+``jades-continuity``) draws mocks from the model's prior
 (tage cut at the age of the universe, as in training), adds the estimator's noise, fits each
 with dynesty (Prospector, the noise model's likelihood) and with SBI, and prints per model
 and parameter the medians over mocks of |delta median| / sigma_dynesty, the 68% width ratio,
@@ -13,8 +14,7 @@ parameters of every model; speedup = dynesty time / SBI time per object in a bat
 mocks; the single-object speed-up is printed in the table).
 
     python benchmarks/vs_dynesty.py --quick
-    python benchmarks/vs_dynesty.py --n-mocks 20 \
-        --estimator parametric_sfh=/tmp/psbi/acc/parametric_sfh.sbi
+    python benchmarks/vs_dynesty.py --n-mocks 20 --estimator my_estimator.sbi
 """
 
 from __future__ import annotations
@@ -26,22 +26,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DEFAULTS = ["parametric_sfh=/tmp/psbi/acc/parametric_sfh.sbi",
-            "continuity_sfh=/tmp/psbi/acc/continuity_sfh.sbi"]  # fmt: skip
+DEFAULTS = ["jades-parametric", "jades-continuity"]
 NAMED = ("log_mstar", "log_sfr100", "dust2")
 
 
-def load(spec: str, zred: tuple[float, float]):
-    from prospect_sbi import build_model, pretrained_model
+def load(spec: str):
+    """A name for the table, the estimator (pretrained name or file) and its model."""
     from prospect_sbi.posterior import AmortizedPosterior
+    from prospect_sbi.pretrained import PRETRAINED
 
-    if "=" in spec:
-        template, path = spec.split("=", 1)
-        post, model = AmortizedPosterior.load(path), build_model(template, zred=zred)
+    if spec in PRETRAINED:
+        post = AmortizedPosterior.pretrained(spec)
     else:
-        template, post, model = spec, AmortizedPosterior.pretrained(spec), pretrained_model(spec)
-    post.check(model=model)
-    return template, post, model
+        post = AmortizedPosterior.load(spec)
+        spec = Path(spec).stem
+    return spec, post, post.model()
 
 
 def mocks(model, post, sps, n: int, rng: np.random.Generator) -> list:
@@ -65,7 +64,7 @@ def mocks(model, post, sps, n: int, rng: np.random.Generator) -> list:
 def run_model(spec, args, sps, rng) -> dict:
     from prospect_sbi.fitting import compare
 
-    template, post, model = load(spec, tuple(args.zred))
+    template, post, model = load(spec)
     objs = mocks(model, post, sps, args.n_mocks, rng)
     post.sample(objs[0][0]["maggies"], objs[0][0]["maggies_unc"], 10, zred=objs[0][0]["zred"])
     flux = np.stack([o["maggies"] for o, _ in objs])
@@ -94,15 +93,8 @@ def run_model(spec, args, sps, rng) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--estimator", action="append", help="template=path.sbi or a pretrained "
-                    "name (repeatable)")  # fmt: skip
-    ap.add_argument(
-        "--zred",
-        type=float,
-        nargs=2,
-        default=(0.5, 6.0),
-        help="zred prior of build_model for template=path estimators",
-    )
+    ap.add_argument("--estimator", action="append", help="estimator file or pretrained name "
+                    "(repeatable; default the two pretrained)")  # fmt: skip
     ap.add_argument("--n-mocks", type=int, default=20)
     ap.add_argument("--n-draws", type=int, default=2000)
     ap.add_argument("--nlive", type=int, default=150)
