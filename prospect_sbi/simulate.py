@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._io import in_order
 from .cosmology import age_of_universe
 from .derived import DERIVED, STEP_DERIVED, derived_quantities
 from .filters import resolve_band_names
@@ -340,21 +340,10 @@ def _run(job: _Job, todo: list[int], executor: object) -> object:
 
         ctx = multiprocessing.get_context("spawn")
         owned = executor = ProcessPoolExecutor(max_workers=executor, mp_context=ctx)
-    width = 2 * _n_workers(executor)
-    pending: deque = deque()
     try:
-        queue = iter(todo)
-        for c in queue:
-            pending.append((c, _submit(executor, job, c)))
-            if len(pending) >= width:
-                c0, fut = pending.popleft()
-                yield c0, fut.result()
-        while pending:
-            c0, fut = pending.popleft()
-            yield c0, fut.result()
+        yield from in_order(lambda c: _submit(executor, job, c), ((c, c) for c in todo),
+                            2 * _n_workers(executor))  # fmt: skip
     finally:
-        for _, fut in pending:
-            fut.cancel()
         if owned is not None:
             owned.shutdown(cancel_futures=True)
 

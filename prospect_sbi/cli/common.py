@@ -9,10 +9,11 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from .._io import atomic_path
 
 TEMPLATES = ("parametric_sfh", "continuity_sfh")
 
@@ -110,9 +111,8 @@ def run_chunks(
             tables.append(Table.read(part, format="ascii.ecsv"))
             continue
         table = work(slice(start, min(start + chunk_size, n)))
-        with tempfile.NamedTemporaryFile(dir=parts, suffix=".ecsv", delete=False) as tmp:
-            table.write(tmp.name, format="ascii.ecsv", overwrite=True)
-        os.replace(tmp.name, part)
+        with atomic_path(part, overwrite=True) as tmp:
+            table.write(tmp, format="ascii.ecsv")
         tables.append(table)
     return tables
 
@@ -124,6 +124,5 @@ def finish_chunks(out: Path) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write text through a temporary file and a rename, so ``path`` is never half written."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_text(text)

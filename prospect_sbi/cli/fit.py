@@ -98,9 +98,7 @@ def _columns(post: object) -> list[str]:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi fit``."""
-    import os
-    import tempfile
-
+    from .._io import atomic_path
     from ..catalog import read_catalog
     from .common import estimator_file, file_id, finish_chunks, load_estimator
 
@@ -114,11 +112,8 @@ def run_fit(args: argparse.Namespace) -> int:
                    "estimator": file_id(estimator_file(args.estimator)), "draws": args.draws,
                    "seed": args.seed, "chunk": args.chunk_size, "unit": args.unit}  # fmt: skip
     table = fit_catalog(post, catalog, args.draws, args.seed, args.chunk_size, out, fingerprint)
-    with tempfile.NamedTemporaryFile(dir=out.parent or ".", suffix=out.suffix,
-                                     delete=False) as tmp:  # fmt: skip
-        table.write(tmp.name, overwrite=True,
-                    format="ascii.ecsv" if out.suffix == ".ecsv" else None)  # fmt: skip
-    os.replace(tmp.name, out)
+    with atomic_path(out, overwrite=True) as tmp:
+        table.write(tmp, format="ascii.ecsv" if out.suffix == ".ecsv" else "fits")
     finish_chunks(out)
     counts = {f: int(np.sum(table["flag"] == f)) for f in np.unique(table["flag"])}
     print(f"{out}: {len(table)} objects ({', '.join(f'{v} {k}' for k, v in counts.items())})")

@@ -15,7 +15,6 @@ __all__ = ["PixelFit", "fit_pixels"]
 import threading
 import uuid
 import warnings
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 from astropy.table import Table
 from tqdm.auto import tqdm
 
+from .._io import in_order
 from .images import PixelImages
 from .select import select_pixels
 
@@ -181,19 +181,9 @@ def _run(job: _Job, pieces: list, client: Any) -> Iterator[tuple[int, dict]]:
         return
     shared = client.scatter(job, broadcast=True)
     width = 2 * max(1, sum(client.nthreads().values()))
-    pending: deque = deque()
-    try:
-        for c, args in pieces:
-            pending.append((c, client.submit(_fit_chunk, shared, c, *args, pure=False)))
-            if len(pending) >= width:
-                c0, fut = pending.popleft()
-                yield c0, fut.result()
-        while pending:
-            c0, fut = pending.popleft()
-            yield c0, fut.result()
-    finally:
-        for _, fut in pending:
-            fut.cancel()
+    yield from in_order(lambda piece: client.submit(_fit_chunk, shared, piece[0], *piece[1],
+                                                    pure=False),
+                        ((c, (c, args)) for c, args in pieces), width)  # fmt: skip
 
 
 def _pixel_zred(images: PixelImages, mask: np.ndarray, known: bool) -> np.ndarray | None:

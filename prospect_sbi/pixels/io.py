@@ -4,36 +4,13 @@ from __future__ import annotations
 
 __all__ = ["atomic_path", "read_maps", "write_maps", "write_table"]
 
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
-
-    A crash leaves no half-written file under the final name.
-
-    Raises
-    ------
-    FileExistsError
-        ``path`` exists and ``overwrite`` is False.
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+from .._io import atomic_path
 
 
 def write_maps(path: str | os.PathLike, maps: Any, overwrite: bool = False) -> Path:
