@@ -213,3 +213,20 @@ def test_model_rebuilt_from_a_stored_specification():
     spec["params"]["dust2"]["depends_on"] = "os.system"  # nothing outside the transforms
     with pytest.raises(ValueError, match="is not a transform of"):
         model_from_spec(spec)
+
+
+def test_shallow_non_detections_become_missing_bands():
+    from prospect_sbi.posterior.checks import drop_shallow
+
+    depth = np.array([1.0, 1.0, 1.0])
+    flux = np.array([[0.5, 10.0, 200.0],    # band 0 at the depth: kept
+                     [0.5, 10.0, 200.0],    # band 0 45x shallower, S/N 0.01: missing
+                     [5.0, 0.0, 0.0]])      # every band shallow and undetected: kept as is
+    err = np.array([[1.0, 1.0, 10.0],
+                    [45.0, 1.0, 10.0],      # band 2: err 10x depth but S/N 20: kept
+                    [40.0, 40.0, 40.0]])  # fmt: skip
+    with pytest.warns(UserWarning, match="1 non-detections with errors over 3x"):
+        f, e = drop_shallow(flux, err, depth)
+    assert np.isnan(f[1, 0]) and np.isnan(e[1, 0])
+    assert np.isfinite(f).sum() == flux.size - 1 and np.isfinite(e).sum() == err.size - 1
+    np.testing.assert_array_equal(f[2], flux[2])

@@ -6,6 +6,7 @@ __all__ = ["add_quickstart_args", "run_quickstart"]
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,14 @@ def add_quickstart_args(parser: argparse.ArgumentParser) -> None:
 
 def run_quickstart(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi quickstart``."""
+    with warnings.catch_warnings():
+        # The JOF HST bands are far shallower than JADES pixels; said once, not per batch.
+        warnings.filterwarnings("ignore", message=".*non-detections with errors over")
+        print("(non-detections shallower than the training depth are treated as missing bands)")
+        return _tour(args)
+
+
+def _tour(args: argparse.Namespace) -> int:
     from ..jades_data import find_data_dir
     from .common import load_estimator
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["check_observations", "check_zred", "warn_faint"]
+__all__ = ["check_observations", "check_zred", "drop_shallow", "warn_faint", "SHALLOW_FACTOR"]
 
 import warnings
 from collections.abc import Sequence
@@ -12,6 +12,9 @@ import numpy as np
 
 _FAINT_DEX = 2.0  # median flux this many dex below the training set's faintest: a warning
 _BATCH = 50  # objects from which a batch's median flux is compared with the training set's
+#: A non-detection (S/N < 3) whose error exceeds this many times the noise model's depth is
+#: treated as a missing band (see :func:`drop_shallow`).
+SHALLOW_FACTOR = 3.0
 
 
 def _where(mask: np.ndarray) -> str:
@@ -136,6 +139,40 @@ def check_zred(zred: Any, n: int, known: bool, bounds: tuple[float, float] | Non
             raise ValueError(f"zred {z[out][0]:g} is outside the training range [{lo:g}, {hi:g}]"
                              f" ({int(out.sum())} objects)")  # fmt: skip
     return z
+
+
+def drop_shallow(
+    flux: np.ndarray, err: np.ndarray, depth: np.ndarray, factor: float = SHALLOW_FACTOR
+) -> tuple[np.ndarray, np.ndarray]:
+    """Treat non-detections much shallower than the training noise as missing bands.
+
+    In training, an undetected band always has an error near the noise model's depth. A band
+    with S/N < 3 and an error over ``factor`` times that depth (e.g. HST pixels of a JWST-depth
+    survey, or an edge of a mosaic) lies outside every training example, and a network
+    extrapolates there unpredictably; as a missing band it is marginalised over instead, as
+    band dropout taught the estimator, and it carried almost no information anyway. Warns
+    with the number of entries changed.
+
+    Returns
+    -------
+    flux, err : numpy.ndarray, (B, F)
+        Copies with those entries set to NaN (or the inputs when there are none).
+    """
+    with np.errstate(invalid="ignore"):
+        shallow = (err > factor * depth) & (np.abs(flux) < 3 * err)
+    # An object with nothing else keeps its bands: it has no information either way.
+    shallow[np.all(shallow | np.isnan(flux), axis=1)] = False
+    if not shallow.any():
+        return flux, err
+    flux, err = flux.copy(), err.copy()
+    flux[shallow] = err[shallow] = np.nan
+    warnings.warn(
+        f"{int(shallow.sum())} non-detections with errors over {factor:g}x the training depth "
+        "are treated as missing bands (the estimator never saw such shallow data)",
+        UserWarning,
+        stacklevel=3,
+    )
+    return flux, err
 
 
 def warn_faint(flux: np.ndarray, flux_stats: dict[str, float] | None) -> None:

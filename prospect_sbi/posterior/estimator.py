@@ -16,7 +16,7 @@ from astropy.table import Table
 
 from ..noise import NoiseModel, noise_from_dict
 from .bounds import TargetSpace
-from .checks import check_observations, check_zred, warn_faint
+from .checks import check_observations, check_zred, drop_shallow, warn_faint
 from .encoding import ObservationEncoder
 from .network import PosteriorNetwork
 from .storage import read_tensors, write_tensors
@@ -101,6 +101,7 @@ class AmortizedPosterior:
         single = np.ndim(flux) == 1
         stats = self.header["flux_stats"]
         flux, err = check_observations(flux, err, self.filters, stats)
+        flux, err = drop_shallow(flux, err, self.noise.depth)
         warn_faint(flux, stats)
         zr = self.header.get("zred_range")
         z = check_zred(zred, len(flux), self.redshift == "known", None if zr is None else zr)
