@@ -65,8 +65,15 @@ def estimator_model_kwargs(posterior: Any) -> dict:
 
 
 def estimator_model(posterior: Any) -> object:
-    """Build the Prospector ``SpecModel`` of the estimator (see :func:`estimator_model_kwargs`)."""
-    return build_model(**estimator_model_kwargs(posterior))
+    """Build the Prospector ``SpecModel`` of the estimator from its stored specification.
+
+    :meth:`AmortizedPosterior.model` works for any model of Prospector's priors and
+    transforms; the :func:`build_model` arguments are tried when it cannot rebuild one.
+    """
+    try:
+        return posterior.model()
+    except ValueError:
+        return build_model(**estimator_model_kwargs(posterior))
 
 
 def mock_seed(posterior: Any, seed: int) -> int:
