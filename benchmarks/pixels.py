@@ -29,17 +29,6 @@ import numpy as np
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jof_psfmatched_cutouts.npz"
 
 
-def estimator(args):
-    """The estimator and its Prospector model (rebuilt from the file)."""
-    from prospect_sbi.posterior import AmortizedPosterior
-
-    if args.estimator is None:
-        post = AmortizedPosterior.pretrained(args.pretrained)
-    else:
-        post = AmortizedPosterior.load(args.estimator)
-    return post, post.model()
-
-
 def field_cube(post, model, sps, n, seed=0):
     """A synthetic n x n field: each pixel a random parametric-SFH galaxy at z = 2."""
     from prospect_sbi.forward import ModelPhotometry
@@ -64,11 +53,12 @@ def child(args) -> dict:
     """Run one case in this process and return its timings and peak RSS."""
     import torch
 
-    from prospect_sbi import BC03MilesBasis
+    from prospect_sbi import AmortizedPosterior, BC03MilesBasis
     from prospect_sbi.pixels import fit_pixels, load_cube, make_maps, select_pixels
 
     torch.set_num_threads(1)
-    post, model = estimator(args)
+    post = AmortizedPosterior.resolve(args.estimator or args.pretrained)
+    model = post.model()
     sps = BC03MilesBasis()
     _ = sps.grids
     if args.case == "jof":

@@ -33,14 +33,9 @@ NAMED = ("log_mstar", "log_sfr100", "dust2")
 def load(spec: str):
     """A name for the table, the estimator (pretrained name or file) and its model."""
     from prospect_sbi.posterior import AmortizedPosterior
-    from prospect_sbi.pretrained import PRETRAINED
 
-    if spec in PRETRAINED:
-        post = AmortizedPosterior.pretrained(spec)
-    else:
-        post = AmortizedPosterior.load(spec)
-        spec = Path(spec).stem
-    return spec, post, post.model()
+    post = AmortizedPosterior.resolve(spec)
+    return Path(spec).stem, post, post.model()
 
 
 def mocks(model, post, sps, n: int, rng: np.random.Generator) -> list:

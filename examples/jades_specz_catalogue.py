@@ -32,16 +32,6 @@ import numpy as np
 QUANTITIES = ("log_mstar", "log_sfr100", "mwa", "dust2")
 
 
-def load_estimator(name: str):
-    """The estimator (pretrained name or file) and the Prospector model it was trained on."""
-    from prospect_sbi.posterior import AmortizedPosterior
-    from prospect_sbi.pretrained import PRETRAINED
-
-    post = (AmortizedPosterior.pretrained(name) if name in PRETRAINED
-            else AmortizedPosterior.load(name))  # fmt: skip
-    return post, post.model()
-
-
 def write_table_atomic(table, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".ecsv", dir=path.parent, prefix=f".{path.stem}.")
     os.close(fd)
@@ -77,13 +67,14 @@ def main() -> None:
     import torch
     from astropy.table import Table
 
-    from prospect_sbi import BC03MilesBasis
+    from prospect_sbi import AmortizedPosterior, BC03MilesBasis
     from prospect_sbi.fitting import compare, derived_chain, fit_model, write_results
     from prospect_sbi.fitting.compare import weighted_quantile
     from prospect_sbi.fitting.likelihood import fixed_redshift_model
 
     torch.set_num_threads(1)
-    post, model = load_estimator(args.estimator)
+    post = AmortizedPosterior.resolve(args.estimator)
+    model = post.model()
     sps = BC03MilesBasis()
     catalogue = read_specz_catalogue(data, post.filters)
     cat, flux, err = catalogue.table, catalogue.flux, catalogue.err

@@ -22,17 +22,6 @@ from pathlib import Path
 import numpy as np
 
 
-def load_estimator(args):
-    """The estimator and its Prospector model (rebuilt from the file, for the check)."""
-    from prospect_sbi.posterior import AmortizedPosterior
-
-    if args.estimator is None:
-        post = AmortizedPosterior.pretrained(args.pretrained)
-    else:
-        post = AmortizedPosterior.load(args.estimator)
-    return post, post.model()
-
-
 def fmt(row, key: str) -> str:
     med = row[key]
     return f"{med:6.2f} +{row[key + '_p84'] - med:.2f}/-{med - row[key + '_p16']:.2f}"
@@ -57,12 +46,13 @@ def main(argv=None) -> int:
         return 1
     import torch
 
-    from prospect_sbi import BC03MilesBasis
+    from prospect_sbi import AmortizedPosterior, BC03MilesBasis
     from prospect_sbi.pixels import fit_pixels, make_maps, outshining, select_pixels
     from prospect_sbi.plotting.maps import plot_outshining
 
     torch.set_num_threads(args.threads)
-    post, model = load_estimator(args)
+    post = AmortizedPosterior.resolve(args.estimator or args.pretrained)
+    model = post.model()
     sps = BC03MilesBasis()
     args.out.mkdir(parents=True, exist_ok=True)
     tables = []

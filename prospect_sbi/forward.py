@@ -78,22 +78,30 @@ class ModelPhotometry:
         mfrac : ndarray, (B,) (or a float)
         """
         single = np.ndim(theta) == 1
+        maggies, mfrac = self._photometry(self._theta(theta), None)
+        return (maggies[0], float(mfrac[0])) if single else (maggies, mfrac)
+
+    def _theta(self, theta: np.ndarray) -> np.ndarray:
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
         if theta.shape[1] != self.model.ndim:
             raise ValueError(f"theta has {theta.shape[1]} columns; the model's free "
                              f"parameters are {self.model.theta_labels()}")  # fmt: skip
+        return theta
+
+    def _photometry(self, theta: np.ndarray, params: dict | None) -> tuple:
         if self._fast is not None:
-            maggies, mfrac = self._fast(self.params(theta), n=len(theta))
+            params = self.params(theta) if params is None else params
+            maggies, mfrac = self._fast(params, n=len(theta))
         else:
             maggies, mfrac = predict_each(self.model, self.sps, self.filters, theta)
-        maggies = np.maximum(maggies, 0.0)
-        return (maggies[0], float(mfrac[0])) if single else (maggies, mfrac)
+        return np.maximum(maggies, 0.0), mfrac
 
     def derived(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         """Compute the derived quantities (:mod:`prospect_sbi.derived`) of theta (B, D)."""
-        theta = np.atleast_2d(np.asarray(theta, dtype=float))
-        _, mfrac = self(theta)
-        return derived_quantities(self.params(theta), np.atleast_1d(mfrac))
+        theta = self._theta(theta)
+        params = self.params(theta)  # transformed once, for the photometry and the SFH
+        _, mfrac = self._photometry(theta, params)
+        return derived_quantities(params, mfrac)
 
 
 def predict_each(model: object, sps: object, filters: list, theta: np.ndarray) -> tuple:

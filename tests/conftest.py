@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,26 @@ def predict() -> Callable[..., tuple[np.ndarray, float]]:
     return predict_phot
 
 
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread: on two shared cores that is faster than two contending."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """:func:`one_torch_thread` for a whole test module (``pytest.mark.usefixtures``)."""
+    with one_torch_thread():
+        yield
+
+
 @pytest.fixture(scope="session")
 def small_estimator(tmp_path_factory: pytest.TempPathFactory, _sps_instance: object) -> object:
     """A small real estimator shared by the fitter, pixel-map and report tests (~40 s).
@@ -131,21 +152,15 @@ def small_estimator(tmp_path_factory: pytest.TempPathFactory, _sps_instance: obj
     Its accuracy is that of a quick run (R^2(log M*) ~0.98), enough for tests to tell a
     right answer from a wrong one, not the shipped estimators' accuracy.
     """
-    import torch
-
     from prospect_sbi import JadesPixelNoise, build_model, jades_filters, simulate, train
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         model = build_model("parametric_sfh", zred=(0.5, 5.0), logmass=(5.0, 12.0))
         folder = tmp_path_factory.mktemp("small_estimator")
         ts = simulate(model, _sps_instance, jades_filters(), 20_000, folder / "train.h5", seed=5,
                       progress=False)  # fmt: skip
         post = train(ts, JadesPixelNoise(), max_epochs=30, progress=False, seed=5)
         ts.close()
-    finally:
-        torch.set_num_threads(before)
     return post
 
 

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from prospect_sbi import build_model, jades_filters
 from prospect_sbi.fitting import compare, fixed_redshift_model, posterior_metrics
 from prospect_sbi.forward import ModelPhotometry
 from prospect_sbi.plotting.corner import overlay_corner
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_metrics_of_known_gaussians():

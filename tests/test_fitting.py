@@ -7,7 +7,6 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
 
 from prospect_sbi import build_model, jades_filters
 from prospect_sbi.fitting import (
@@ -27,12 +26,7 @@ from prospect_sbi.forward import ModelPhotometry
 ZRED = 2.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ from prospect_sbi.pixels import (
 
 BANDS = ["F277W", "F356W", "F444W"]
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _wcs(n: int = 8, scale: float = 0.03) -> WCS:
     w = WCS(naxis=2)
@@ -160,9 +162,6 @@ def field(small_estimator, _sps_instance):
 
 def test_synthetic_field_maps_recover_truth_and_round_trip(small_estimator, field, tmp_path,
                                                            _sps_instance):
-    import torch
-
-    torch.set_num_threads(1)
     images, truth, model = field
     fit = fit_pixels(small_estimator, images, np.ones((10, 10), bool), model=model,
                      sps=_sps_instance, chunk_size=40, progress=False)
@@ -200,9 +199,6 @@ def test_synthetic_field_maps_recover_truth_and_round_trip(small_estimator, fiel
 
 def test_dask_local_cluster_matches_serial(small_estimator, field):
     distributed = pytest.importorskip("distributed")
-    import torch
-
-    torch.set_num_threads(1)
     images = field[0]
     mask = np.zeros((10, 10), bool)
     mask[2:8, 2:8] = True

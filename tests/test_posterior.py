@@ -23,13 +23,7 @@ N_SIM, N_TRAIN = 16_000, 15_000  # rows N_TRAIN.. are held out: never seen in tr
 ZRED = (0.5, 4.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Two shared cores: one torch thread is faster than two contending ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ import pytest
 
 from prospect_sbi.ppc import PredictiveCheck, predictive_check, theta_matrix
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def mocks(small_estimator, _sps_instance):
@@ -24,9 +26,6 @@ def mocks(small_estimator, _sps_instance):
 
 
 def test_ppc_flags_corrupted_photometry(small_estimator, _sps_instance, mocks):
-    import torch
-
-    torch.set_num_threads(1)
     model, theta, flux, err = mocks
     zred = theta[:, 0]
     check = PredictiveCheck(small_estimator, model, _sps_instance)

@@ -7,6 +7,7 @@ import copy
 
 import numpy as np
 import pytest
+from conftest import one_torch_thread
 
 import prospect_sbi.validate as pv
 from prospect_sbi.posterior.metrics import LEVELS, coverage
@@ -178,16 +179,10 @@ def test_estimator_model_is_rebuilt(small_estimator):
 
 @pytest.fixture(scope="module")
 def small_report(small_estimator, tmp_path_factory):
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         folder = tmp_path_factory.mktemp("validate")
         report = validate(small_estimator, folder, n_mocks=300, draws=200, seed=1,
                           misspecification=["dust", "nebular"])  # fmt: skip
-    finally:
-        torch.set_num_threads(before)
     return report, folder
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["TEMPLATES", "atomic_write_text", "estimator_file", "file_id", "finish_chunks",
-           "load_estimator", "read_run_file", "run_chunks"]
+           "read_run_file", "run_chunks"]
 
 import hashlib
 import json
@@ -16,19 +16,6 @@ from typing import Any
 from .._io import atomic_path
 
 TEMPLATES = ("parametric_sfh", "continuity_sfh")
-
-
-def load_estimator(name: str) -> object:
-    """Load an :class:`AmortizedPosterior` from a file, or a pretrained one by name."""
-    from ..posterior import AmortizedPosterior
-    from ..pretrained import PRETRAINED
-
-    if name in PRETRAINED:
-        return AmortizedPosterior.pretrained(name)
-    if not Path(name).is_file():
-        raise ValueError(f"estimator {name!r} is neither a file nor a pretrained name "
-                         f"({', '.join(sorted(PRETRAINED))})")  # fmt: skip
-    return AmortizedPosterior.load(name)
 
 
 def file_id(path: str | os.PathLike) -> dict[str, Any]:

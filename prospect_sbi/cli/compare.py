@@ -37,10 +37,10 @@ def run_compare(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi compare``."""
     from ..catalog import read_catalog
     from ..fitting import compare
+    from ..posterior import AmortizedPosterior
     from ..sources import BC03MilesBasis
-    from .common import load_estimator
 
-    post = load_estimator(args.estimator)
+    post = AmortizedPosterior.resolve(args.estimator)
     model = post.model()
     zcol = args.zred_column if post.redshift == "known" else None
     cat = read_catalog(args.catalog, post.filters, unit=args.unit, flux_format=args.flux_format,

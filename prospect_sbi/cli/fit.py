@@ -100,9 +100,10 @@ def run_fit(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi fit``."""
     from .._io import atomic_path
     from ..catalog import read_catalog
-    from .common import estimator_file, file_id, finish_chunks, load_estimator
+    from ..posterior import AmortizedPosterior
+    from .common import estimator_file, file_id, finish_chunks
 
-    post = load_estimator(args.estimator)
+    post = AmortizedPosterior.resolve(args.estimator)
     zcol = args.zred_column if post.redshift == "known" else None
     catalog = read_catalog(args.catalog, post.filters, unit=args.unit,
                            flux_format=args.flux_format, err_format=args.err_format,

@@ -94,14 +94,14 @@ def _client(args: argparse.Namespace) -> object:
 def run_map(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi map``."""
     from ..pixels import fit_pixels, make_maps, outshining, select_pixels
-    from .common import load_estimator
+    from ..posterior import AmortizedPosterior
 
     out = Path(args.out)
     fits_path = out / f"{args.name}_maps.fits"
     if fits_path.exists() and not args.overwrite:
         print(f"{fits_path} exists: skipped (--overwrite to refit)")
         return 0
-    post = load_estimator(args.estimator)
+    post = AmortizedPosterior.resolve(args.estimator)
     images = _load(args).matched(post.filters)
     segment = {"none": None, "centre": "centre", "all": "all"}.get(args.segment)
     if segment is None and args.segment != "none":

@@ -42,12 +42,12 @@ def run_quickstart(args: argparse.Namespace) -> int:
 
 def _tour(args: argparse.Namespace) -> int:
     from ..jades_data import find_data_dir
-    from .common import load_estimator
+    from ..posterior import AmortizedPosterior
 
     start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    post = load_estimator(args.estimator)
+    post = AmortizedPosterior.resolve(args.estimator)
     print(f"estimator {args.estimator}: {len(post.filters)} bands; {', '.join(post.labels)}")
     written = [_calibration(args, out)]
     data = None if args.no_data else find_data_dir(args.data)
@@ -126,7 +126,8 @@ def _maps(post: object, data: Path, out: Path, args: argparse.Namespace) -> list
     folder = out / "maps"
     folder.mkdir(exist_ok=True)
     written, tables = [], []
-    for gid, images in read_jof_cutouts(data).items():
+    cutouts = read_jof_cutouts(data)
+    for gid, images in cutouts.items():
         fits_path = folder / f"jof_{gid}_maps.fits"
         images = images.matched(post.filters)
         mask = select_pixels(images)
@@ -144,6 +145,6 @@ def _maps(post: object, data: Path, out: Path, args: argparse.Namespace) -> list
               f"{r['log_mstar_resolved']:.2f}, integrated {r['log_mstar_integrated']:.2f}; "
               f"{ood} flagged out of distribution")  # fmt: skip
         written.append(fits_path)
-    fig = plot_outshining(tables, names=[f"JOF {g}" for g in read_jof_cutouts(data)])
+    fig = plot_outshining(tables, names=[f"JOF {g}" for g in cutouts])
     fig.savefig(folder / "jof_outshining.png", dpi=120)
     return [*written, folder / "jof_outshining.png"]

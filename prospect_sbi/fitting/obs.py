@@ -4,8 +4,6 @@ from __future__ import annotations
 
 __all__ = ["obs_inputs", "resolve_estimator"]
 
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,23 +26,12 @@ def resolve_estimator(estimator: Any) -> Any:
         ``None``, or a string that is neither a file nor a pretrained name.
     """
     from ..posterior import AmortizedPosterior
-    from ..pretrained import PRETRAINED
 
-    if isinstance(estimator, AmortizedPosterior):
-        return estimator
     if estimator is None:
         raise ValueError("the sbi fitter needs an estimator: pass estimator= (an "
                          "AmortizedPosterior, a .sbi file or a pretrained name) or set "
                          "run_params['sbi_estimator']")  # fmt: skip
-    if isinstance(estimator, str | os.PathLike):
-        if Path(estimator).is_file():
-            return AmortizedPosterior.load(estimator)
-        if str(estimator) in PRETRAINED:
-            return AmortizedPosterior.pretrained(str(estimator))
-        raise ValueError(f"estimator {str(estimator)!r} is neither a file nor a pretrained "
-                         f"name ({', '.join(PRETRAINED)})")  # fmt: skip
-    raise ValueError(f"estimator must be an AmortizedPosterior, a path or a name; got "
-                     f"{type(estimator).__name__}")  # fmt: skip
+    return AmortizedPosterior.resolve(estimator)
 
 
 def obs_inputs(

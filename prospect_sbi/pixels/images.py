@@ -332,6 +332,8 @@ def load_fits(
         odd = sorted(set(noise) ^ set(bands))[0]
         raise ValueError(f"band {odd} has a science image or an error/weight image, not both")
     names = resolve_band_names(bands)
+    if len(set(names)) != len(names):  # before reading any file
+        raise ValueError(f"two images name the same band: {names}")
     flux, err, grid, scale = [], [], None, None
     for band in bands:
         data, header, primary = _read(images[band], ext)
@@ -360,8 +362,6 @@ def load_fits(
                     sigma = 1.0 / np.sqrt(sigma)
         flux.append(data * factor)
         err.append(sigma * factor)
-    if len(set(names)) != len(names):
-        raise ValueError(f"two images name the same band: {names}")
     f, e = _clean(np.stack(flux), np.stack(err))
     meta = {"unit": unit or "BUNIT", "source": "fits",
             "files": {b: str(images[b]) for b in bands}}  # fmt: skip

@@ -334,6 +334,29 @@ class AmortizedPosterior:
         return path
 
     @classmethod
+    def resolve(cls, estimator: Any) -> AmortizedPosterior:
+        """Return an estimator given as itself, a file or a pretrained name.
+
+        Raises
+        ------
+        ValueError
+            A string that is neither a file nor a pretrained name, or another type.
+        """
+        from ..pretrained import PRETRAINED
+
+        if isinstance(estimator, cls):
+            return estimator
+        if isinstance(estimator, str | os.PathLike):
+            if Path(estimator).is_file():
+                return cls.load(estimator)
+            if str(estimator) in PRETRAINED:
+                return cls.pretrained(str(estimator))
+            raise ValueError(f"estimator {str(estimator)!r} is neither a file nor a pretrained "
+                             f"name ({', '.join(PRETRAINED)})")  # fmt: skip
+        raise ValueError(f"estimator must be an AmortizedPosterior, a path or a name; got "
+                         f"{type(estimator).__name__}")  # fmt: skip
+
+    @classmethod
     def pretrained(cls, name: str, device: str | torch.device = "cpu") -> AmortizedPosterior:
         """Load a pretrained estimator shipped with the package.
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["estimator_model", "estimator_model_kwargs", "mock_observations", "mock_seed"]
+__all__ = ["estimator_model_kwargs", "mock_observations", "mock_seed"]
 
 import os
 from pathlib import Path
@@ -62,18 +62,6 @@ def estimator_model_kwargs(posterior: Any) -> dict:
     raise ValueError(f"the estimator's model (hash {posterior.model_hash}) is not one that "
                      f"build_model makes from {MODEL_TEMPLATES}; pass model= or "
                      "testset=")  # fmt: skip
-
-
-def estimator_model(posterior: Any) -> object:
-    """Build the Prospector ``SpecModel`` of the estimator from its stored specification.
-
-    :meth:`AmortizedPosterior.model` works for any model of Prospector's priors and
-    transforms; the :func:`build_model` arguments are tried when it cannot rebuild one.
-    """
-    try:
-        return posterior.model()
-    except ValueError:
-        return build_model(**estimator_model_kwargs(posterior))
 
 
 def mock_seed(posterior: Any, seed: int) -> int:

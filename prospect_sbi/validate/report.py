@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .misspecification import MISSPECIFICATIONS, misspecified_kwargs, prior_logmass, shared_labels
-from .mocks import estimator_model, estimator_model_kwargs, mock_observations
+from .mocks import estimator_model_kwargs, mock_observations
 from .results import CalibrationReport, calibrate
 
 #: Labels summarised side by side in the misspecification table (those the mocks have).
@@ -174,14 +174,14 @@ def _resolve(estimator: Any, model: object) -> tuple:
 
     if isinstance(estimator, AmortizedPosterior):
         return estimator, "estimator", model
-    if isinstance(estimator, str) and estimator in PRETRAINED and not Path(estimator).exists():
-        post = AmortizedPosterior.pretrained(estimator)
-        return post, estimator, pretrained_model(estimator) if model is None else model
-    path = Path(estimator)
-    if not path.is_file():
-        raise FileNotFoundError(f"no estimator file {path} (pretrained names: "
+    name = str(estimator)
+    if name in PRETRAINED and not Path(name).exists():
+        model = pretrained_model(name) if model is None else model
+        return AmortizedPosterior.resolve(name), name, model
+    if not Path(name).is_file():
+        raise FileNotFoundError(f"no estimator file {name} (pretrained names: "
                                 f"{sorted(PRETRAINED)})")  # fmt: skip
-    return AmortizedPosterior.load(path), str(path), model
+    return AmortizedPosterior.resolve(name), name, model
 
 
 def _run_check(check: Any, rep: CalibrationReport, obs: dict) -> None:
@@ -267,10 +267,10 @@ def validate(
         post.check(model=model)
     elif testset is None or kinds or ppc:
         try:
-            model = estimator_model(post)
-        except ValueError:
+            model = post.model()
+        except ValueError as err:
             if testset is None or kinds:
-                raise
+                raise ValueError(f"{err}; pass model= or testset=") from err
     scratch = None if folder is not None else tempfile.TemporaryDirectory()
     mock_dir = Path(folder) / "mocks" if folder is not None else Path(scratch.name)
     mock_dir.mkdir(parents=True, exist_ok=True)
