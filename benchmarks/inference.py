@@ -46,13 +46,12 @@ def build(folder: Path, quick: bool) -> Path:
 
 
 def mocks(estimator: Path, folder: Path, pixels: int) -> Path:
-    """Held-out mock pixels (another seed than any training set) as an npz file."""
-    from prospect_sbi import BC03MilesBasis, build_model, jades_filters, simulate
+    """Held-out mock pixels of the estimator's model (another seed) as an npz file."""
+    from prospect_sbi import BC03MilesBasis, simulate
     from prospect_sbi.posterior import AmortizedPosterior, held_out
 
-    post = AmortizedPosterior.load(estimator)
-    model = build_model("parametric_sfh", zred=ZRED)
-    ts = simulate(model, BC03MilesBasis(), jades_filters(), pixels, folder / "mocks.h5",
+    post = AmortizedPosterior.resolve(str(estimator))
+    ts = simulate(post.model(), BC03MilesBasis(), post.filters, pixels, folder / "mocks.h5",
                   seed=987, progress=False)  # fmt: skip
     obs = held_out(post, ts, slice(0, pixels), seed=5)
     path = folder / "mocks.npz"
@@ -83,7 +82,7 @@ def worker(estimator: str, data: str, out: str) -> None:
     from prospect_sbi.posterior import AmortizedPosterior
 
     obs = np.load(data)
-    post = AmortizedPosterior.load(estimator)
+    post = AmortizedPosterior.resolve(estimator)
     cores = os.cpu_count() or 1
     settings = [("cpu", 1), ("cpu", cores)] if cores > 1 else [("cpu", 1)]
     if torch.cuda.is_available():
@@ -113,7 +112,7 @@ def worker(estimator: str, data: str, out: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small training set, 3 epochs")
-    parser.add_argument("--estimator", help="a saved AmortizedPosterior (parametric_sfh, JADES)")
+    parser.add_argument("--estimator", help="a saved AmortizedPosterior or a pretrained name")
     parser.add_argument("--pixels", type=int, default=1000, help="pixels per batch")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -122,7 +121,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        estimator = Path(args.estimator) if args.estimator else build(folder, args.quick)
+        estimator = args.estimator or build(folder, args.quick)
         data = mocks(estimator, folder, args.pixels)
         out = folder / "timings.json"
         subprocess.run([sys.executable, __file__, "--worker", str(estimator), str(data),

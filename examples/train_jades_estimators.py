@@ -26,7 +26,8 @@ from prospect_sbi import PRETRAINED, pretrained_model
 SEEDS = {"jades-parametric": 101, "jades-continuity": 202}
 
 
-def train_one(name: str, folder: Path, n: int, max_epochs: int, device: str) -> Path:
+def train_one(name: str, folder: Path, n: int, max_epochs: int, device: str,
+              lr_patience: int = 3) -> Path:
     """Simulate (resumable) and train (resumable) one estimator; return its file."""
     from prospect_sbi import BC03MilesBasis, JadesPixelNoise, jades_filters, simulate, train
 
@@ -34,8 +35,9 @@ def train_one(name: str, folder: Path, n: int, max_epochs: int, device: str) -> 
     ts = simulate(model, BC03MilesBasis(), jades_filters(), n, folder / f"{name}.h5", seed=seed)
     start = time.perf_counter()
     post = train(ts, JadesPixelNoise(), max_epochs=max_epochs, device=device,
-                 checkpoint=folder / f"{name}.ckpt")  # fmt: skip
-    post.training["recipe"] = (f"examples/train_jades_estimators.py --n {n}: "
+                 lr_patience=lr_patience, checkpoint=folder / f"{name}.ckpt")  # fmt: skip
+    post.training["recipe"] = (f"examples/train_jades_estimators.py --n {n} "
+                               f"--epochs {max_epochs} --lr-patience {lr_patience}: "
                                f"build_model(**{PRETRAINED[name]}), seed {seed}")  # fmt: skip
     post.training["wall_s"] = time.perf_counter() - start
     print(f"{name}: {len(post.training['history'])} epochs in {post.training['wall_s']:.0f} s")
@@ -47,6 +49,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300_000, help="training draws per model")
     parser.add_argument("--epochs", type=int, default=300, help="most epochs")
     parser.add_argument("--folder", default="pretrained-run", help="work folder (resumable)")
+    parser.add_argument("--lr-patience", type=int, default=3,
+                        help="epochs without progress before the learning rate is halved")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", choices=sorted(PRETRAINED), help="train just this one")
     parser.add_argument("--install", action="store_true",
@@ -55,7 +59,7 @@ def main() -> None:
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name in [args.only] if args.only else PRETRAINED:
-        path = train_one(name, folder, args.n, args.epochs, args.device)
+        path = train_one(name, folder, args.n, args.epochs, args.device, args.lr_patience)
         if args.install:
             target = Path(__file__).resolve().parents[1] / "prospect_sbi/data/pretrained"
             target.mkdir(parents=True, exist_ok=True)

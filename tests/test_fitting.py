@@ -10,6 +10,7 @@ import pytest
 
 from prospect_sbi import build_model, jades_filters
 from prospect_sbi.fitting import (
+    BARRIER,
     ENTRY_POINT_GROUP,
     NoiseLikelihood,
     available_fitters,
@@ -159,7 +160,7 @@ def test_obs_mismatches_raise(model, mock, small_estimator):
         obs_inputs(dict(obs, units="Jy"), small_estimator)
     with pytest.raises(ValueError, match="set obs\\['zred'\\]"):
         obs_inputs({k: v for k, v in obs.items() if k != "zred"}, small_estimator)
-    with pytest.raises(ValueError, match="outside the estimator's training range"):
+    with pytest.raises(ValueError, match="obs\\['zred'\\]: zred 13.2 is outside the training"):
         obs_inputs(dict(obs, zred=13.2), small_estimator)
     with pytest.raises(ValueError, match="no 'maggies_unc'"):
         obs_inputs({k: v for k, v in obs.items() if k != "maggies_unc"}, small_estimator)
@@ -190,7 +191,12 @@ def test_noise_likelihood_matches_noise_model(model, sps, small_estimator):
     gauss = -0.5 * np.sum(((faint - flux) / err) ** 2 + np.log(2 * np.pi * err**2))
     assert flat.lnlike(faint, flux, err) == pytest.approx(gauss)
     assert full.lnlike(faint, flux, err) == pytest.approx(gauss)  # err at depth has p = 1
-    assert full.lnlike(noise.limits * 2.0, flux, err) == -np.inf
+    # a model above the limit where err == depth costs a barrier (weight exp(-1e4) per band
+    # and magnitude), not -inf, so that samplers climb towards the allowed region
+    far, near = (full.lnlike(noise.limits * k, flux, err) for k in (2.0, 1.1))
+    barrier = 14 * BARRIER * (1 + 2.5 * np.log10(2.0))
+    assert far == pytest.approx(flat.lnlike(noise.limits * 2.0, flux, err) - barrier)
+    assert far < near < -14 * BARRIER
     assert np.isfinite(flat.lnlike(noise.limits * 2.0, flux, err))
     with pytest.raises(ValueError, match="likelihood 'chi2' is unknown"):
         NoiseLikelihood(phot, noise, "chi2")

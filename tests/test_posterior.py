@@ -243,6 +243,10 @@ def test_checkpoint_resume_is_exact(trainset, tmp_path):
     with pytest.raises(ValueError, match="another training configuration .*batch_size"):
         train(trainset, JadesPixelNoise(), max_epochs=4, checkpoint=ckpt, batch_size=64,
               **kwargs)  # fmt: skip
+    with pytest.raises(ValueError, match="another training configuration .*lr_patience"):
+        train(trainset, JadesPixelNoise(), max_epochs=4, checkpoint=ckpt, lr_patience=8,
+              **kwargs)  # fmt: skip
+    assert resumed.training["lr_patience"] == 3
 
 
 def test_kill_and_resume(trainset, trainset_path, tmp_path):

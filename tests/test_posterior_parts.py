@@ -82,13 +82,21 @@ def test_encoder_features():
     flux = np.array([[1e-10, 5e-14, np.nan]])
     err = np.array([[1e-12, 1e-13, np.nan]])
     x = enc.encode(flux, err, np.array([2.0]))
-    assert x.shape == (1, 13) and x.dtype == torch.float32
-    mag, log_err, limit, missing = x[0, :3], x[0, 3:6], x[0, 6:9], x[0, 9:12]
+    assert x.shape == (1, 16) and x.dtype == torch.float32
+    mag, colour, log_err = x[0, :3], x[0, 3:6], x[0, 6:9]
+    limit, missing = x[0, 9:12], x[0, 12:15]
     assert limit.tolist() == [0, 1, 0] and missing.tolist() == [0, 0, 1]
-    assert mag[2] == 0 and log_err[2] == 0  # missing band: values zeroed
-    assert mag[0] == pytest.approx(np.arcsinh(1e-10 / 2e-13)) and x[0, 12] == 2.0
+    assert mag[2] == 0 and log_err[2] == 0 and colour[2] == 0  # missing band: values zeroed
+    asinh = np.arcsinh(np.array([1e-10, 5e-14]) / 2e-13)
+    assert mag[0] == pytest.approx(asinh[0]) and x[0, 15] == 2.0
+    # colour: asinh magnitude minus the mean over the present bands (missing one left out)
+    assert colour[:2].numpy() == pytest.approx(asinh - asinh.mean(), rel=1e-6)
     again = ObservationEncoder.from_dict(enc.to_dict()).encode(flux, err, np.array([2.0]))
     assert torch.equal(x, again)
+    # estimators saved before colours existed have no "colours" key: 4 features per band
+    legacy = {k: v for k, v in enc.to_dict().items() if k != "colours"}
+    old = ObservationEncoder.from_dict(legacy).encode(flux, err, np.array([2.0]))
+    assert old.shape == (1, 13) and torch.equal(old[0, :3], x[0, :3])
 
 
 def test_drop_bands_never_empties_a_row():
@@ -218,15 +226,35 @@ def test_model_rebuilt_from_a_stored_specification():
 def test_shallow_non_detections_become_missing_bands():
     from prospect_sbi.posterior.checks import drop_shallow
 
-    depth = np.array([1.0, 1.0, 1.0])
+    max_err = np.array([3.0, 3.0, 3.0])
     flux = np.array([[0.5, 10.0, 200.0],    # band 0 at the depth: kept
                      [0.5, 10.0, 200.0],    # band 0 45x shallower, S/N 0.01: missing
                      [5.0, 0.0, 0.0]])      # every band shallow and undetected: kept as is
     err = np.array([[1.0, 1.0, 10.0],
                     [45.0, 1.0, 10.0],      # band 2: err 10x depth but S/N 20: kept
                     [40.0, 40.0, 40.0]])  # fmt: skip
-    with pytest.warns(UserWarning, match="1 non-detections with errors over 3x"):
-        f, e = drop_shallow(flux, err, depth)
+    with pytest.warns(UserWarning, match="1 non-detections with errors larger than in training"):
+        f, e = drop_shallow(flux, err, max_err)
     assert np.isnan(f[1, 0]) and np.isnan(e[1, 0])
     assert np.isfinite(f).sum() == flux.size - 1 and np.isfinite(e).sum() == err.size - 1
     np.testing.assert_array_equal(f[2], flux[2])
+
+
+def test_shallow_errors_cover_the_training_noise():
+    """Hardly any non-detection of the training noise counts as shallow; 45x the depth does."""
+    from prospect_sbi import JadesPixelNoise
+    from prospect_sbi.posterior.checks import SHALLOW_FACTOR, shallow_errors
+
+    noise = JadesPixelNoise()
+    max_err = shallow_errors(noise)
+    assert np.all(max_err >= SHALLOW_FACTOR * noise.depth)
+    assert np.all(max_err < 45 * noise.depth)
+    assert np.any(max_err > 5 * noise.depth)  # faint detections: errors of several magnitudes
+    rng = np.random.default_rng(7)
+    true = noise.depth * 10 ** rng.uniform(-1.0, 1.5, (2000, noise.depth.size))
+    flux, err = noise.apply(true, rng)
+    undetected = np.abs(flux) < 3 * err
+    # 0.1% of the training non-detections are beyond the limit (8 of 13897 here); a fixed
+    # 3x-depth limit dropped 120
+    assert np.sum(undetected & (err > max_err)) <= 2e-3 * undetected.sum()
+    assert np.sum(undetected & (err > SHALLOW_FACTOR * noise.depth)) > 100

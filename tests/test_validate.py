@@ -205,17 +205,17 @@ def test_report_on_small_estimator(small_report):
 
 def test_misspecified_mocks_are_worse(small_report):
     report, _ = small_report
-    matched = report.matched.row("log_mstar")
     assert set(report.misspecified) == {"dust", "nebular"}
-    for kind, rep in report.misspecified.items():
+    # where each misspecification acts: the Calzetti law biases the mass (+0.17 dex, coverage
+    # error 0.22, SBC p 1e-62; matched +0.018, 0.06, 0.014); without nebular emission the SFR
+    # comes out low (-0.10 dex, 0.14, 4e-14; matched -0.002, 0.037, 0.53)
+    for kind, label in (("dust", "log_mstar"), ("nebular", "log_sfr100")):
+        rep = report.misspecified[kind]
         assert "gas_logu" not in rep.labels or kind != "nebular"
-        row = rep.row("log_mstar")
-        # Calzetti: +0.16 dex, no nebular: -0.045 dex (matched: +0.012)
-        assert abs(row["bias"]) > abs(matched["bias"]) + 0.025, kind
-        assert row["coverage_err"] > matched["coverage_err"] + 0.02, kind  # 0.18, 0.09 vs 0.06
-        # SBC p: 6e-44 (Calzetti) and ~1e-3 (no nebular) against 0.010 matched
-        assert row["sbc_p"] < matched["sbc_p"] and matched["sbc_p"] > 1e-3, kind
-        assert kind != "dust" or row["sbc_p"] < 1e-6
+        row, matched = rep.row(label), report.matched.row(label)
+        assert abs(row["bias"]) > abs(matched["bias"]) + 0.05, kind
+        assert row["coverage_err"] > matched["coverage_err"] + 0.05, kind
+        assert row["sbc_p"] < 1e-6 and matched["sbc_p"] > 1e-3, kind
         assert rep.ood is not None and rep.ood.shape == (len(rep),)
     summary = report.summary_table()
     assert list(summary["test_set"]) == ["held-out mocks", "Calzetti dust mocks",

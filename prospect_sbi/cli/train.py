@@ -41,6 +41,8 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--patience", type=int, default=15, help="early-stopping patience")
+    parser.add_argument("--lr-patience", type=int, default=3,
+                        help="epochs without progress before the learning rate is halved")
     parser.add_argument("--max-rows", type=int, help="use only the first rows of the set")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
@@ -80,6 +82,7 @@ def run_train(args: argparse.Namespace) -> int:
         post = train(ts, noise, redshift=args.redshift, flow=args.flow,
                      max_epochs=args.epochs, batch_size=args.batch_size,
                      learning_rate=args.learning_rate, patience=args.patience,
+                     lr_patience=args.lr_patience,
                      max_rows=args.max_rows, seed=args.seed, device=args.device,
                      checkpoint=args.checkpoint or out.with_name(out.name + ".ckpt"))  # fmt: skip
     post.to("cpu").save(out, overwrite=args.overwrite)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["NoiseLikelihood", "fixed_redshift_model", "LIKELIHOODS"]
+__all__ = ["BARRIER", "LIKELIHOODS", "NoiseLikelihood", "fixed_redshift_model"]
 
 import copy
 from typing import Any
@@ -18,6 +18,9 @@ from ..noise.base import _DMAG
 #: ``"flux"``: Gaussian in flux given the reported errors (Prospector's photometric chi^2);
 #: ``"noise"``: the noise model's full p(flux, err | model), see :class:`NoiseLikelihood`.
 LIKELIHOODS = ("flux", "noise")
+#: Log-likelihood cost of one band on the wrong side of its detection limit (see
+#: :class:`NoiseLikelihood`), plus as much per magnitude from the limit.
+BARRIER = 1e4
 _LOG_2PI = np.log(2 * np.pi)
 
 
@@ -40,6 +43,13 @@ class NoiseLikelihood:
       likelihood the estimator was trained on; for real data, whose errors are not drawn
       from the pixel noise model, use ``"flux"``. Noise models other than JadesPixelNoise
       get ``"flux"``.
+
+    A model flux on the wrong side of a band's limit has zero likelihood under ``"noise"``.
+    For a faint object that leaves a tiny allowed region (none of 2000 prior draws of a
+    z = 6.4 mock): nested sampling spent over 10 minutes finding live points. Instead of
+    ``-inf``, each such band costs ``BARRIER`` (1e4) plus 1e4 per magnitude from its limit, so
+    the posterior weight there is ``exp(-1e4)``, zero in double precision, while samplers
+    climb towards the allowed region.
 
     A ``tage`` older than the universe has zero prior, as in training
     (:func:`prospect_sbi.simulate`).
@@ -106,8 +116,10 @@ class NoiseLikelihood:
         s = e / (_DMAG * safe)
         logpdf = (-0.5 * ((s - mean) / std) ** 2 - np.log(std) - 0.5 * _LOG_2PI
                   - log_ndtr(mean / std) - np.log(_DMAG * safe))  # fmt: skip
-        per_band = np.where(at_depth, 0.0, logpdf)
-        return np.where(np.all(ok, axis=-1), np.sum(per_band, axis=-1), -np.inf)
+        per_band = np.where(at_depth | ~ok, 0.0, logpdf)
+        mags_off = 2.5 * np.abs(np.log10(np.maximum(m, 1e-300) / limits))
+        barrier = np.sum(np.where(ok, 0.0, BARRIER * (1.0 + mags_off)), axis=-1)
+        return np.sum(per_band, axis=-1) - barrier
 
     def __call__(
         self,

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..posterior.checks import check_observations
+from ..posterior.checks import check_observations, check_zred
 
 
 def resolve_estimator(estimator: Any) -> Any:
@@ -100,9 +100,8 @@ def _zred(obs: dict, estimator: Any) -> float | None:
     if z is None:
         raise ValueError("this estimator is conditioned on the redshift (redshift='known'): "
                          "set obs['zred']")  # fmt: skip
-    z = float(np.ravel(z)[0])
-    lo, hi = estimator.header.get("zred_range", (-np.inf, np.inf))
-    if not (np.isfinite(z) and lo - 1e-9 <= z <= hi + 1e-9):
-        raise ValueError(f"obs['zred'] = {z:g} is outside the estimator's training range "
-                         f"[{lo:g}, {hi:g}]")  # fmt: skip
-    return z
+    try:
+        z = check_zred(np.ravel(z)[:1], 1, True, estimator.header.get("zred_range"))
+    except ValueError as exc:
+        raise ValueError(f"obs['zred']: {exc}") from None
+    return float(z[0])

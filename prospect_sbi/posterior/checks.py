@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["check_observations", "check_zred", "drop_shallow", "warn_faint", "SHALLOW_FACTOR"]
+__all__ = ["check_observations", "check_zred", "drop_shallow", "shallow_errors", "warn_faint",
+           "SHALLOW_FACTOR"]  # fmt: skip
 
 import warnings
 from collections.abc import Sequence
@@ -12,8 +13,9 @@ import numpy as np
 
 _FAINT_DEX = 2.0  # median flux this many dex below the training set's faintest: a warning
 _BATCH = 50  # objects from which a batch's median flux is compared with the training set's
-#: A non-detection (S/N < 3) whose error exceeds this many times the noise model's depth is
-#: treated as a missing band (see :func:`drop_shallow`).
+#: A non-detection (S/N < 3) whose error exceeds this many times the noise model's depth, and
+#: every error of a non-detection in training, is treated as a missing band (see
+#: :func:`drop_shallow`).
 SHALLOW_FACTOR = 3.0
 
 
@@ -141,17 +143,53 @@ def check_zred(zred: Any, n: int, known: bool, bounds: tuple[float, float] | Non
     return z
 
 
+def shallow_errors(noise: Any, factor: float = SHALLOW_FACTOR, q: float = 0.999) -> np.ndarray:
+    """Per band, the error above which a non-detection is outside the training noise.
+
+    The larger of ``factor`` times the depth and the ``q`` quantile of the errors of
+    non-detections (S/N < 3) that ``noise`` gives to fluxes from 0.1 to 30 times the depth
+    (a fixed Monte-Carlo draw). JadesPixelNoise gives some faint detections magnitude errors
+    of several magnitudes, i.e. errors of up to ~10 times the depth.
+
+    Parameters
+    ----------
+    noise : NoiseModel
+        The estimator's noise model.
+    factor : float
+    q : float
+
+    Returns
+    -------
+    numpy.ndarray, (F,)
+        Errors, maggies.
+    """
+    rng = np.random.default_rng(0)
+    depth = np.asarray(noise.depth, dtype=float)
+    true = depth * 10 ** rng.uniform(-1.0, np.log10(30.0), (20_000, depth.size))
+    flux, err = noise.apply(true, rng)
+    with np.errstate(invalid="ignore"):
+        undetected = np.where(np.abs(flux) < 3 * err, err, np.nan)
+    return np.fmax(factor * depth, np.nanquantile(undetected, q, axis=0))
+
+
 def drop_shallow(
-    flux: np.ndarray, err: np.ndarray, depth: np.ndarray, factor: float = SHALLOW_FACTOR
+    flux: np.ndarray, err: np.ndarray, max_err: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Treat non-detections much shallower than the training noise as missing bands.
 
-    In training, an undetected band always has an error near the noise model's depth. A band
-    with S/N < 3 and an error over ``factor`` times that depth (e.g. HST pixels of a JWST-depth
-    survey, or an edge of a mosaic) lies outside every training example, and a network
-    extrapolates there unpredictably; as a missing band it is marginalised over instead, as
-    band dropout taught the estimator, and it carried almost no information anyway. Warns
-    with the number of entries changed.
+    A band with S/N < 3 and an error over ``max_err`` (:func:`shallow_errors`: beyond the
+    errors of training non-detections; e.g. HST pixels of a JWST-depth survey, or an edge
+    of a mosaic) lies outside every training example, and a network extrapolates there
+    unpredictably; as a missing band it is marginalised over instead, as band dropout taught
+    the estimator, and it carried almost no information anyway. Warns with the number of
+    entries changed.
+
+    Parameters
+    ----------
+    flux, err : numpy.ndarray, (B, F)
+        Checked observations, maggies.
+    max_err : numpy.ndarray, (F,)
+        Largest error of a non-detection the estimator handles, per band.
 
     Returns
     -------
@@ -159,7 +197,7 @@ def drop_shallow(
         Copies with those entries set to NaN (or the inputs when there are none).
     """
     with np.errstate(invalid="ignore"):
-        shallow = (err > factor * depth) & (np.abs(flux) < 3 * err)
+        shallow = (err > max_err) & (np.abs(flux) < 3 * err)
     # An object with nothing else keeps its bands: it has no information either way.
     shallow[np.all(shallow | np.isnan(flux), axis=1)] = False
     if not shallow.any():
@@ -167,8 +205,8 @@ def drop_shallow(
     flux, err = flux.copy(), err.copy()
     flux[shallow] = err[shallow] = np.nan
     warnings.warn(
-        f"{int(shallow.sum())} non-detections with errors over {factor:g}x the training depth "
-        "are treated as missing bands (the estimator never saw such shallow data)",
+        f"{int(shallow.sum())} non-detections with errors larger than in training are treated "
+        "as missing bands (the estimator never saw such shallow data)",
         UserWarning,
         stacklevel=3,
     )

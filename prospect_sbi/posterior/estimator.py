@@ -16,7 +16,7 @@ from astropy.table import Table
 
 from ..noise import NoiseModel, noise_from_dict
 from .bounds import TargetSpace
-from .checks import check_observations, check_zred, drop_shallow, warn_faint
+from .checks import check_observations, check_zred, drop_shallow, shallow_errors, warn_faint
 from .encoding import ObservationEncoder
 from .network import PosteriorNetwork
 from .storage import read_tensors, write_tensors
@@ -76,6 +76,7 @@ class AmortizedPosterior:
         self.filters: list[str] = list(header["filters"])
         self.redshift: str = header["redshift"]
         self.noise: NoiseModel = noise_from_dict(header["noise"])
+        self._max_err: np.ndarray | None = None  # shallow_errors(noise), on first use
         self.model_spec: dict = header["model_spec"]
         self.model_hash: str = header["model_hash"]
         self.training: dict = header.get("training", {})
@@ -101,7 +102,9 @@ class AmortizedPosterior:
         single = np.ndim(flux) == 1
         stats = self.header["flux_stats"]
         flux, err = check_observations(flux, err, self.filters, stats)
-        flux, err = drop_shallow(flux, err, self.noise.depth)
+        if self._max_err is None:
+            self._max_err = shallow_errors(self.noise)
+        flux, err = drop_shallow(flux, err, self._max_err)
         warn_faint(flux, stats)
         zr = self.header.get("zred_range")
         z = check_zred(zred, len(flux), self.redshift == "known", None if zr is None else zr)

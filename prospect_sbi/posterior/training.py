@@ -46,6 +46,7 @@ def train(
     batch_size: int = 512,
     learning_rate: float = 3e-3,
     patience: int = 15,
+    lr_patience: int = 3,
     validation_fraction: float = 0.1,
     band_dropout: float = 0.2,
     jitter: float = 0.01,
@@ -83,10 +84,13 @@ def train(
     batch_size : int
         Examples per gradient step.
     learning_rate : float
-        Initial Adam learning rate, halved when the validation loss stalls for 3 epochs.
+        Initial Adam learning rate, halved when the validation loss stalls for
+        ``lr_patience`` epochs.
     patience : int
         Stop after this many epochs without a better validation loss; the best weights are
         kept.
+    lr_patience : int
+        Epochs without a better validation loss before the learning rate is halved.
     validation_fraction : float
         Fraction of the rows held out for validation (fixed noise draw).
     band_dropout : float
@@ -137,11 +141,12 @@ def train(
     config = setup.describe() | {
         "network": net.config, "batch_size": int(batch_size),
         "learning_rate": float(learning_rate), "band_dropout": float(band_dropout),
-        "jitter": float(jitter), "seed": int(seed),
+        "jitter": float(jitter), "lr_patience": int(lr_patience), "seed": int(seed),
     }  # fmt: skip
     optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3,
-                                                           min_lr=1e-6)  # fmt: skip
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=0.5, patience=lr_patience, min_lr=1e-6
+    )
     state = Checkpoint(checkpoint, config)
     state.restore(net, optimizer, scheduler)
     loop = _Loop(setup, net, optimizer, scheduler, state, device, batch_size, band_dropout,
@@ -224,7 +229,7 @@ class _Setup:
         self, net: PosteriorNetwork, config: dict, state: Checkpoint
     ) -> AmortizedPosterior:
         training = {k: config[k] for k in ("batch_size", "learning_rate", "band_dropout",
-                                           "jitter", "seed")}  # fmt: skip
+                                           "jitter", "lr_patience", "seed")}  # fmt: skip
         training |= {"trainingset": self.ts_info, "rows": len(self.data),
                      "n_train": len(self.train_rows), "n_val": len(self.val_rows),
                      "history": state.history, "best_epoch": state.best_epoch,
