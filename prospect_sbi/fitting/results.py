@@ -5,12 +5,13 @@ from __future__ import annotations
 __all__ = ["SBIResult", "derived_chain", "write_results"]
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .._io import atomic_path
 
 
 class SBIResult(dict):
@@ -133,23 +134,15 @@ def write_results(
     path = Path(path)
     if path.suffix != ".h5":
         raise ValueError(f"{path}: Prospector's results_from reads only files ending in .h5")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     sampler, tsample = output.get("sampling", (None, 0.0))
     optres, topt = output.get("optimization", (None, 0.0))
     if derived is None and isinstance(sampler, Mapping):
         derived = sampler.get("derived")
-    fd, tmp = tempfile.mkstemp(suffix=".h5", dir=path.parent, prefix=f".{path.stem}.")
-    os.close(fd)
-    try:
+    with atomic_path(path, overwrite) as tmp:
         with h5py.File(tmp, "w") as hf:  # write_hdf5 closes it itself
             write_hdf5(hf, dict(run_params or {}), model, obs, sampler=sampler,
                        optimize_result_list=optres, tsample=tsample, toptimize=topt)  # fmt: skip
         if derived is not None:
             with h5py.File(tmp, "a") as hf:
                 hf["sampling"].create_dataset("derived", data=np.asarray(derived))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

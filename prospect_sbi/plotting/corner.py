@@ -5,11 +5,12 @@ from __future__ import annotations
 __all__ = ["overlay_corner"]
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from .._io import atomic_path
 
 
 def overlay_corner(
@@ -69,15 +70,11 @@ def overlay_corner(
                                                                     strict=True)]  # fmt: skip
     fig.legend(handles=handles, loc="upper right", fontsize=12)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent, prefix=f".{path.stem}.")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=90)
-        os.replace(tmp, path)
+        with atomic_path(path, overwrite=True) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

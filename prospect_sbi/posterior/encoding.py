@@ -94,9 +94,9 @@ class ObservationEncoder:
         self, flux: np.ndarray, err: np.ndarray, zred: np.ndarray | None = None
     ) -> ObservationEncoder:
         """Set the standardisation from noisy training fluxes and errors (N, F); returns self."""
-        raw = self._raw(np.asarray(flux, float), np.asarray(err, float))
-        missing = raw[3]
-        mag, log_err, colour = (np.where(missing, np.nan, a) for a in (raw[0], raw[1], raw[4]))
+        flux, err = np.asarray(flux, float), np.asarray(err, float)
+        mag, log_err, _, missing, colour = self._raw(flux, err)
+        mag, log_err, colour = (np.where(missing, np.nan, a) for a in (mag, log_err, colour))
         self.stats.update(
             mag_mean=np.nanmean(mag, 0), mag_std=np.maximum(np.nanstd(mag, 0), 1e-3),
             err_mean=np.nanmean(log_err, 0), err_std=np.maximum(np.nanstd(log_err, 0), 1e-3),

@@ -329,11 +329,9 @@ class AmortizedPosterior:
             ``path`` exists and ``overwrite`` is False.
         """
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
         header = dict(self.header, format=FORMAT, network=self.network.config,
                       targets=self.space.to_dict(), encoder=self.encoder.to_dict())  # fmt: skip
-        write_tensors(path, self.network.state_dict(), header)
+        write_tensors(path, self.network.state_dict(), header, overwrite=overwrite)
         return path
 
     @classmethod

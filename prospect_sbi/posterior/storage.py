@@ -6,7 +6,6 @@ __all__ = ["write_tensors", "read_tensors", "flatten_optimizer", "unflatten_opti
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,28 +14,32 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from .._io import atomic_path
+
 _KEY = "prospect_sbi"
 
 
-def write_tensors(path: str | os.PathLike, tensors: dict[str, Tensor], header: dict) -> None:
+def write_tensors(
+    path: str | os.PathLike, tensors: dict[str, Tensor], header: dict, overwrite: bool = True
+) -> None:
     """Write ``tensors`` and a JSON ``header`` to one safetensors file, atomically.
 
-    The file is written next to ``path`` under a temporary name and renamed over it, so a
-    reader (or a job killed mid-write) sees either the old file or the new one, never a part;
-    temporary files a killed writer left behind are removed at the next write.
+    The file is written next to ``path`` under a temporary name and renamed over it
+    (:func:`prospect_sbi._io.atomic_path`), so a reader (or a job killed mid-write) sees either
+    the old file or the new one, never a part; temporary files a killed writer left behind are
+    removed at the next write.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(plain, tmp, metadata={_KEY: json.dumps(header)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    for stale in path.parent.glob(path.name + ".*.tmp"):  # left by a killed writer
+    with atomic_path(path, overwrite) as tmp:
+        save_file(plain, str(tmp), metadata={_KEY: json.dumps(header)})
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer
         stale.unlink(missing_ok=True)
 
 
