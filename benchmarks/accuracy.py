@@ -10,9 +10,9 @@ age, logzsol and dust2, and the expected-coverage error (largest ``|coverage - l
 credibility levels 0.02-0.98, central intervals) of every label.
 
 Targets: R^2(log M*) >= 0.99 and coverage error <= 0.03 for every parameter. Every table is
-given for all mocks and for the mocks detected as the reference selects pixels (mean S/N >= 5
-over F277W, F356W, F444W); the RESULT keys ``r2_logmass`` and ``coverage_err_max`` are those
-of the detected mocks, ``*_all`` of all mocks.
+given for all mocks and for the mocks detected as the reference selects pixels (S/N >= 5
+over F277W, F356W, F444W, as :func:`prospect_sbi.pixels.snr_map`); the RESULT keys
+``r2_logmass`` and ``coverage_err_max`` are those of the detected mocks, ``*_all`` of all mocks.
 
 Usage: ``python benchmarks/accuracy.py [--quick] [--folder DIR] [--device auto]``
 (training sets, checkpoints and estimators are kept in ``--folder``, so an interrupted full
@@ -33,8 +33,6 @@ import numpy as np
 TEMPLATES = ("parametric_sfh", "continuity_sfh")
 ZRED = (0.5, 6.0)
 REPORTED = ("log_mstar", "log_sfr100", "mwa", "logzsol", "dust2")
-#: Bands of the detection cut (mean S/N >= 5), as in the reference pixel selection.
-SNR_BANDS = ("jwst_f277w", "jwst_f356w", "jwst_f444w")
 
 
 def run_template(template: str, folder: Path, n_train: int, n_test: int, draws: int,
@@ -82,11 +80,13 @@ def evaluate_sets(post: object, obs: dict, draws: int, meta: dict) -> dict[str, 
     far below the depth carries no information, its posterior is the prior, and a handful of
     them dominate R^2. Both sets are reported.
     """
+    from prospect_sbi.filters import resolve_band_names
+    from prospect_sbi.pixels import SNR_BANDS, detection_snr
     from prospect_sbi.posterior import evaluate
 
-    cols = [post.filters.index(b) for b in SNR_BANDS]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        snr = np.nanmean(obs["flux"][:, cols] / obs["err"][:, cols], axis=1)
+    # the detection S/N of the pixel selection (prospect_sbi.pixels.snr_map)
+    cols = [post.filters.index(b) for b in resolve_band_names(SNR_BANDS)]
+    snr = detection_snr(obs["flux"][:, cols], obs["err"][:, cols])
     tables = {}
     for name, rows in (("all", np.ones(len(snr), bool)), ("S/N>=5", snr >= 5)):
         table = evaluate(post, obs["flux"][rows], obs["err"][rows], obs["truth"][rows],

@@ -12,16 +12,20 @@ Targets (issue 6): median |dmed|/sigma <= 0.3 for log M*, log SFR, dust; width r
 ``RESULT dmed_over_sigma=... width_ratio=... speedup=...`` (medians over mocks and the named
 parameters of every model; speedup = median dynesty time / SBI time per object in a batch of
 the mocks repeated to 1000 objects, best of 3; the single-object time is in the table). A
-second table splits the mocks by their detection S/N (mean over F277W, F356W, F444W).
+second table splits the mocks by their detection S/N (that of the pixel selection,
+:func:`prospect_sbi.pixels.snr_map`, over F277W, F356W, F444W).
 
     python benchmarks/vs_dynesty.py --quick
     python benchmarks/vs_dynesty.py --n-mocks 20 --estimator my_estimator.sbi
+    python benchmarks/vs_dynesty.py --jobs 2   # two dynesty fits at a time, one per core
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +33,6 @@ import torch
 
 DEFAULTS = ["jades-parametric", "jades-continuity"]
 NAMED = ("log_mstar", "log_sfr100", "dust2")
-#: Bands of the detection S/N (mean over them), as in the reference pixel selection.
-SNR_BANDS = ("jwst_f277w", "jwst_f356w", "jwst_f444w")
 #: S/N bins of the second table.
 SNR_BINS = {"<5": (-np.inf, 5.0), "5-20": (5.0, 20.0), ">=20": (20.0, np.inf)}
 
@@ -78,8 +80,33 @@ def batch_seconds(post, flux, err, zred, n_draws: int, n_objects: int = 1000) ->
     return min(times)
 
 
-def run_model(spec, args, sps, rng) -> dict:
+_WORKER: dict = {}
+
+
+def _init_worker(spec: str) -> None:
+    """A dynesty worker process: one torch thread, its own estimator, model and SPS."""
+    from prospect_sbi import BC03MilesBasis
+
+    torch.set_num_threads(1)
+    template, post, model = load(spec)
+    _WORKER.update(template=template, post=post, model=model, sps=BC03MilesBasis())
+
+
+def fit_mock(i: int, obs: dict, truth: dict, args: argparse.Namespace) -> tuple:
+    """Compare SBI and dynesty on mock ``i``: (rows by parameter, dynesty s, SBI s)."""
     from prospect_sbi.fitting import compare
+
+    w = _WORKER
+    plot = args.out / f"{w['template']}_{i}.png" if i < args.plots else None
+    c = compare(obs, w["model"], w["sps"], w["post"], n_draws=args.n_draws, seed=i, plot=plot,
+                truths=truth, nested_nlive_init=args.nlive, nested_dlogz_init=args.dlogz,
+                nested_sample="rwalk", nested_walks=args.walks)  # fmt: skip
+    return {r["param"]: r for r in c.table}, c.t_dynesty, c.t_sbi
+
+
+def run_model(spec, args, sps, rng) -> dict:
+    from prospect_sbi.filters import resolve_band_names
+    from prospect_sbi.pixels import SNR_BANDS, detection_snr
 
     template, post, model = load(spec)
     objs = mocks(model, post, sps, args.n_mocks, rng)
@@ -87,25 +114,33 @@ def run_model(spec, args, sps, rng) -> dict:
     err = np.stack([o["maggies_unc"] for o, _ in objs])
     zred = np.array([o["zred"] for o, _ in objs])
     t_batch = batch_seconds(post, flux, err, zred, args.n_draws)
-    cols = [post.filters.index(b) for b in SNR_BANDS]
-    snr = np.nanmean(flux[:, cols] / err[:, cols], axis=1)
-    rows, t_dyn, t_one = [], [], []
-    for i, (obs, truth) in enumerate(objs):
-        plot = args.out / f"{template}_{i}.png" if i < args.plots else None
-        c = compare(obs, model, sps, post, n_draws=args.n_draws, seed=i, plot=plot,
-                    truths=truth, nested_nlive_init=args.nlive,
-                    nested_dlogz_init=args.dlogz, nested_sample="rwalk",
-                    nested_walks=args.walks)  # fmt: skip
-        rows.append({r["param"]: r for r in c.table})
-        t_dyn.append(c.t_dynesty)
-        t_one.append(c.t_sbi)
-        last = rows[-1]
-        each = " ".join(f"{p} {last[p]['dmed_over_sigma']:+.2f}/{last[p]['width_ratio']:.2f}"
-                        for p in NAMED if p in last)  # fmt: skip
-        print(f"  {template} mock {i}: z={obs['zred']:.2f} S/N={snr[i]:.1f} dynesty "
-              f"{c.t_dynesty:.1f} s, sbi {c.t_sbi * 1e3:.1f} ms; dmed/sig/width: {each}",
+    # the detection S/N of the pixel selection (prospect_sbi.pixels.snr_map)
+    cols = [post.filters.index(b) for b in resolve_band_names(SNR_BANDS)]
+    snr = detection_snr(flux[:, cols], err[:, cols])
+    out = [None] * len(objs)
+
+    def report(i: int, res: tuple) -> None:
+        out[i] = res
+        each = " ".join(f"{p} {res[0][p]['dmed_over_sigma']:+.2f}/{res[0][p]['width_ratio']:.2f}"
+                        for p in NAMED if p in res[0])  # fmt: skip
+        print(f"  {template} mock {i}: z={objs[i][0]['zred']:.2f} S/N={snr[i]:.1f} dynesty "
+              f"{res[1]:.1f} s, sbi {res[2] * 1e3:.1f} ms; dmed/sig/width: {each}",
               flush=True)  # fmt: skip
-    return {"template": template, "rows": rows, "t_dyn": np.array(t_dyn),
+
+    if args.jobs == 1:
+        _WORKER.update(template=template, post=post, model=model, sps=sps)
+        for i, (obs, truth) in enumerate(objs):
+            report(i, fit_mock(i, obs, truth, args))
+    else:
+        # one dynesty fit per core; each worker times its own fits on its own core
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"),
+                                 initializer=_init_worker, initargs=(spec,)) as pool:  # fmt: skip
+            futures = {pool.submit(fit_mock, i, obs, truth, args): i
+                       for i, (obs, truth) in enumerate(objs)}  # fmt: skip
+            for f in as_completed(futures):
+                report(futures[f], f.result())
+    rows, t_dyn, t_one = zip(*out, strict=True)
+    return {"template": template, "rows": list(rows), "t_dyn": np.array(t_dyn),
             "t_one": np.array(t_one), "t_batch": t_batch, "snr": snr}  # fmt: skip
 
 
@@ -114,13 +149,16 @@ def main() -> None:
     ap.add_argument("--estimator", action="append", help="estimator file or pretrained name "
                     "(repeatable; default the two pretrained)")  # fmt: skip
     ap.add_argument("--n-mocks", type=int, default=20)
-    ap.add_argument("--n-draws", type=int, default=2000)
+    ap.add_argument("--n-draws", type=int, default=1000,
+                    help="SBI draws per object (1000, as the inference target of issue 5)")
     ap.add_argument("--nlive", type=int, default=150)
     ap.add_argument("--dlogz", type=float, default=0.2)
     ap.add_argument("--walks", type=int, default=16, help="dynesty rwalk steps")
     ap.add_argument("--plots", type=int, default=1, help="corner plots per model")
     ap.add_argument("--out", type=Path, default=Path("vs_dynesty_out"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="dynesty fits run side by side, one per core (each timed on its own)")
     ap.add_argument("--quick", action="store_true", help="3 mocks, nlive 30, 8 walks, "
                     "dlogz 1, 1000 draws")  # fmt: skip
     args = ap.parse_args()
@@ -162,7 +200,7 @@ def main() -> None:
                   f"{np.median(d) if d else np.nan:10.3f} {np.median(w) if w else np.nan:7.3f}")
     print(
         f"n_mocks={args.n_mocks} per model, nlive={args.nlive}, walks={args.walks}, "
-        f"dlogz={args.dlogz}, "
+        f"dlogz={args.dlogz}, jobs={args.jobs}, "
         f"n_draws={args.n_draws}; speedup uses the batched per-object SBI time"
     )
     print(

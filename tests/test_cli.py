@@ -142,11 +142,13 @@ def test_train_command_with_a_run_file(tmp_path, capsys):
     assert cli.main(["simulate", str(ts), "-n", "600", "--template", "parametric_sfh",
                      "--zred", "2", "--bands", "F200W", "F277W", "F444W"]) == 0  # fmt: skip
     run = tmp_path / "run.toml"
-    run.write_text('seed = 3\n[train]\nepochs = 2\nbatch-size = 128\nflow = "maf"\n')
+    run.write_text('seed = 3\n[train]\nepochs = 2\nbatch-size = 128\nflow = "maf"\n'
+                   "mag-err-floor = 0.02\n")
     out = tmp_path / "e.sbi"
     assert cli.main(["train", str(ts), str(out), "--config", str(run)]) == 0
     post = AmortizedPosterior.load(out)
     assert post.filters == ["jwst_f200w", "jwst_f277w", "jwst_f444w"]
+    assert post.noise.mag_err_floor == 0.02
     assert post.network.config["flow"] == "maf" and len(post.training["history"]) == 2
     assert cli.main(["train", str(ts), str(out), "--config", str(run)]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err

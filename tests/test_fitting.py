@@ -202,6 +202,28 @@ def test_noise_likelihood_matches_noise_model(model, sps, small_estimator):
         NoiseLikelihood(phot, noise, "chi2")
 
 
+def test_noise_likelihood_of_detected_bands(model, sps, small_estimator):
+    """Detected bands: the pdf of sigma_mag truncated at the floor, and m <= err / (0.92 floor)."""
+    from scipy import stats
+
+    fixed = fixed_redshift_model(model, ZRED)
+    phot = ModelPhotometry(fixed, sps, jades_filters())
+    noise = small_estimator.noise
+    flat, full = NoiseLikelihood(phot, noise, "flux"), NoiseLikelihood(phot, noise, "noise")
+    bright = noise.limits * 300.0
+    flux, err = noise.apply(bright, np.random.default_rng(2))
+    dmag, floor = 0.4 * np.log(10.0), noise.mag_err_floor
+    k = noise.magnitude_bin(bright)
+    mean, std = noise.mag_err_mean[np.arange(14), k], noise.mag_err_std[np.arange(14), k]
+    pdf = stats.truncnorm((floor - mean) / std, np.inf, loc=mean, scale=std)
+    expected = np.sum(pdf.logpdf(err / (dmag * bright)) - np.log(dmag * bright))
+    got = full.lnlike(bright, flux, err) - flat.lnlike(bright, flux, err)
+    assert got == pytest.approx(expected, rel=1e-9)
+    # a model too bright for the reported err (sigma_mag below the floor) is excluded
+    too_bright = err / (dmag * floor) * 1.5
+    assert full.lnlike(too_bright, flux, err) < -14 * BARRIER
+
+
 def test_real_jades_catalogue_rows(shared_data, model, sps, small_estimator):
     """Real galaxies (Jy / 3631 -> maggies) through fit_model; a NaN band stays missing."""
     from prospect_sbi.jades_data import read_specz_catalogue

@@ -148,10 +148,26 @@ def test_bright_sources_follow_magnitude_error_bins(jades, rng, k):
     _, err = jades.apply(true, rng)
     sigma_mag = err / (DMAG * true)
     m, s = jades.mag_err_mean[:, k], jades.mag_err_std[:, k]
-    expected = stats.truncnorm(-m / s, np.inf, loc=m, scale=s)
+    floor = jades.mag_err_floor
+    assert floor == 0.01
+    expected = stats.truncnorm((floor - m) / s, np.inf, loc=m, scale=s)
     np.testing.assert_allclose(sigma_mag.mean(axis=0), expected.mean(), rtol=0.01)
     np.testing.assert_allclose(sigma_mag.std(axis=0), expected.std(), rtol=0.02)
-    assert sigma_mag.min() > 0
+    assert sigma_mag.min() >= floor
+
+
+def test_error_floor_zero_reproduces_sbipix_and_old_files_keep_it(rng):
+    # bin 0 of every band, where SBIPIX's truncation at 0 gives errors below 0.01 mag
+    sbipix = JadesPixelNoise(mag_err_floor=0.0)
+    true = np.broadcast_to(mag_to_maggies(sbipix.mag_edges[:, 0] - 1), (50_000, 14))
+    _, err = sbipix.apply(true, rng)
+    below = np.mean(err / (DMAG * true) < 0.01, axis=0)
+    assert below.max() > 0.02  # e.g. F444W: mean 0.024, std 0.018 mag
+    d = JadesPixelNoise().to_dict()
+    assert d.pop("mag_err_floor") == 0.01
+    assert noise_from_dict(d).mag_err_floor == 0.0
+    with pytest.raises(ValueError, match="mag_err_floor"):
+        JadesPixelNoise(mag_err_floor=-0.1)
 
 
 def test_magnitude_bins_follow_sbipix_digitize(jades):

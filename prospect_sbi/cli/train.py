@@ -32,6 +32,9 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
                              "(NoiseModel.to_dict)")  # fmt: skip
     parser.add_argument("--noise-data", help="folder of the real JADES noise tables "
                         "(default: the numbers shipped with the package)")  # fmt: skip
+    parser.add_argument("--mag-err-floor", type=float, default=0.01,
+                        help="'jades': smallest magnitude error of a detected band "
+                             "(default 0.01; 0 as in SBIPIX)")
     parser.add_argument("--noise-catalog", help="learn the noise from this catalogue's fluxes "
                         "and errors instead (EmpiricalNoise)")  # fmt: skip
     add_catalog_args(parser)
@@ -62,7 +65,7 @@ def make_noise(args: argparse.Namespace, bands: list[str]) -> object:
                            flux_format=args.flux_format, err_format=args.err_format)  # fmt: skip
         return EmpiricalNoise.from_catalog(cat.flux, cat.err, bands)
     if args.noise == "jades":
-        return JadesPixelNoise(bands, data_dir=args.noise_data)
+        return JadesPixelNoise(bands, data_dir=args.noise_data, mag_err_floor=args.mag_err_floor)
     path = Path(args.noise)
     if not path.is_file():
         raise ValueError(f"--noise {args.noise!r} is neither 'jades' nor a JSON file")

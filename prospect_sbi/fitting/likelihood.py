@@ -38,18 +38,21 @@ class NoiseLikelihood:
     - ``"noise"``: also the probability of the reported err, exactly as
       :class:`~prospect_sbi.noise.JadesPixelNoise` draws it: a band whose err equals the
       depth was fainter than ``limit_sigma * depth`` (the model flux must be too); any other
-      err is ``0.4 ln(10) flux sigma_mag`` with sigma_mag from the truncated normal of the
-      model flux's magnitude bin, and the model flux must be above the limit. This is the
+      err is ``0.4 ln(10) flux sigma_mag`` with sigma_mag from the normal of the model
+      flux's magnitude bin truncated at ``mag_err_floor``, so the model flux must be above
+      the limit and at most ``err / (0.4 ln(10) mag_err_floor)``. This is the
       likelihood the estimator was trained on; for real data, whose errors are not drawn
       from the pixel noise model, use ``"flux"``. Noise models other than JadesPixelNoise
       get ``"flux"``.
 
-    A model flux on the wrong side of a band's limit has zero likelihood under ``"noise"``.
+    A model flux on the wrong side of a band's limit (or of that upper bound) has zero
+    likelihood under ``"noise"``.
     For a faint object that leaves a tiny allowed region (none of 2000 prior draws of a
     z = 6.4 mock): nested sampling spent over 10 minutes finding live points. Instead of
     ``-inf``, each such band costs ``BARRIER`` (1e4) plus 1e4 per magnitude from its limit, so
     the posterior weight there is ``exp(-1e4)``, zero in double precision, while samplers
-    climb towards the allowed region.
+    climb towards the allowed region. Noise models saved before ``mag_err_floor`` existed have
+    a floor of 0 and no upper bound.
 
     A ``tage`` older than the universe has zero prior, as in training
     (:func:`prospect_sbi.simulate`).
@@ -113,11 +116,17 @@ class NoiseLikelihood:
         k = nz.magnitude_bin(_expand(safe, use))[..., use]
         band = np.flatnonzero(use)
         mean, std = nz.mag_err_mean[band, k], nz.mag_err_std[band, k]
+        floor = nz.mag_err_floor
         s = e / (_DMAG * safe)
         logpdf = (-0.5 * ((s - mean) / std) ** 2 - np.log(std) - 0.5 * _LOG_2PI
-                  - log_ndtr(mean / std) - np.log(_DMAG * safe))  # fmt: skip
+                  - log_ndtr((mean - floor) / std) - np.log(_DMAG * safe))  # fmt: skip
+        # sigma_mag >= floor bounds a detected model flux from above: m <= err / (0.92 floor)
+        m_max = e / (_DMAG * floor) if floor > 0 else np.inf
+        too_bright = detected & ~at_depth & (m > m_max)
+        edge = np.where(too_bright, m_max, limits)
+        ok &= ~too_bright
         per_band = np.where(at_depth | ~ok, 0.0, logpdf)
-        mags_off = 2.5 * np.abs(np.log10(np.maximum(m, 1e-300) / limits))
+        mags_off = 2.5 * np.abs(np.log10(np.maximum(m, 1e-300) / edge))
         barrier = np.sum(np.where(ok, 0.0, BARRIER * (1.0 + mags_off)), axis=-1)
         return np.sum(per_band, axis=-1) - barrier
 

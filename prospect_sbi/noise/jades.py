@@ -69,11 +69,15 @@ class JadesPixelNoise(NoiseModel):
 
     Follows SBIPIX (``sbipix._add_noise_nan_limit``; Iglesias-Navarro et al. 2025): a band
     whose true flux is above ``limit_sigma * depth`` gets a magnitude error drawn from the
-    normal distribution of its magnitude bin, truncated at 0, and ``err = 0.4 ln(10) flux
-    sigma_mag``; a fainter band gets ``err = depth``. Unlike SBIPIX, the noise is added to the
-    flux, not to the magnitude, so ``(flux - maggies) / err`` is N(0, 1) and negative fluxes
-    can occur, as in real forced photometry. The numbers ship with the package (see
-    ``docs/noise.md``); ``data_dir`` reads them from the SBIPIX files instead.
+    normal distribution of its magnitude bin, truncated below at ``mag_err_floor``, and
+    ``err = 0.4 ln(10) flux sigma_mag``; a fainter band gets ``err = depth``. SBIPIX
+    truncates at 0, which gives 2-23% of bright bands errors below 0.01 mag (per-band S/N
+    up to ~1000); no pixel of the three JOF galaxies in ``../shared/data`` has an error
+    below 0.0106 mag in any band, hence the default floor of 0.01 mag. Unlike SBIPIX, the
+    noise is added to the flux, not to the magnitude, so ``(flux - maggies) / err`` is
+    N(0, 1) and negative fluxes can occur, as in real forced photometry. The numbers ship
+    with the package (see ``docs/noise.md``); ``data_dir`` reads them from the SBIPIX files
+    instead.
 
     Parameters
     ----------
@@ -83,6 +87,9 @@ class JadesPixelNoise(NoiseModel):
         Folder with the SBIPIX ``obs/obs_properties`` ``.npy`` files.
     limit_sigma, p_missing
         As in :class:`NoiseModel`.
+    mag_err_floor : float
+        Smallest magnitude error of a detected band (0 reproduces SBIPIX; estimators saved
+        before this option existed were trained with 0 and keep it).
 
     Examples
     --------
@@ -103,6 +110,7 @@ class JadesPixelNoise(NoiseModel):
         *,
         limit_sigma: float = 1.0,
         p_missing: Any = 0.0,
+        mag_err_floor: float = 0.01,
     ) -> None:
         table = _package_table() if data_dir is None else _read_sbipix_tables(data_dir)
         names = _match_bands(bands, tuple(table))
@@ -116,6 +124,7 @@ class JadesPixelNoise(NoiseModel):
             ),
             limit_sigma=limit_sigma,
             p_missing=p_missing,
+            mag_err_floor=mag_err_floor,
         )
 
     def _init(
@@ -127,8 +136,12 @@ class JadesPixelNoise(NoiseModel):
         std: Any,
         limit_sigma: float,
         p_missing: Any,
+        mag_err_floor: float,
     ) -> None:
         super().__init__(bands, depth, limit_sigma, p_missing)
+        if not (np.isfinite(mag_err_floor) and 0.0 <= mag_err_floor < 1.0):
+            raise ValueError(f"mag_err_floor must be in [0, 1) mag; got {mag_err_floor}")
+        self.mag_err_floor = float(mag_err_floor)
         self.mag_edges, self.mag_err_mean, self.mag_err_std = (
             np.array(a, dtype=float) for a in (edges, mean, std)
         )
@@ -144,11 +157,15 @@ class JadesPixelNoise(NoiseModel):
     def _from_dict(cls, d: dict[str, Any]) -> JadesPixelNoise:
         obj = cls.__new__(cls)
         keys = ("bands", "depth", "mag_edges", "mag_err_mean", "mag_err_std", "limit_sigma")
-        obj._init(*(d[k] for k in keys), d["p_missing"])
+        # files written before the floor existed were drawn without one
+        obj._init(*(d[k] for k in keys), d["p_missing"], d.get("mag_err_floor", 0.0))
         return obj
 
     def _params(self) -> dict[str, Any]:
-        return {k: getattr(self, k).tolist() for k in ("mag_edges", "mag_err_mean", "mag_err_std")}
+        keys = ("mag_edges", "mag_err_mean", "mag_err_std")
+        return {k: getattr(self, k).tolist() for k in keys} | {
+            "mag_err_floor": self.mag_err_floor
+        }
 
     def magnitude_bin(self, maggies: Any) -> np.ndarray:
         """Index of the magnitude bin (bin k lies below edge k; the last bin is open), (*, F)."""
@@ -163,7 +180,8 @@ class JadesPixelNoise(NoiseModel):
         k = self.magnitude_bin(np.where(detected, maggies, 1.0))
         band = np.arange(len(self.bands))
         mean, std = self.mag_err_mean[band, k], self.mag_err_std[band, k]
-        p0 = ndtr(-mean / std)  # truncation at sigma_mag = 0, by inverting the normal CDF
+        # truncation at sigma_mag = mag_err_floor, by inverting the normal CDF
+        p0 = ndtr((self.mag_err_floor - mean) / std)
         q = p0 + rng.random(maggies.shape) * (1.0 - p0)
         sigma_mag = mean + std * ndtri(np.clip(q, np.nextafter(p0, 1), np.nextafter(1.0, 0)))
         return np.where(detected, _DMAG * maggies * sigma_mag, self.depth)

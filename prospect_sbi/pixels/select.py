@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SNR_BANDS", "select_pixels", "snr_map"]
+__all__ = ["SNR_BANDS", "detection_snr", "select_pixels", "snr_map"]
 
 from collections.abc import Sequence
 
@@ -43,12 +43,20 @@ def snr_map(images: PixelImages, bands: Sequence[str] = SNR_BANDS) -> np.ndarray
     if missing:
         raise ValueError(f"S/N band {missing[0]} is not among the images' bands")
     idx = [images.bands.index(b) for b in names]
-    flux, err = images.flux[idx], images.err[idx]
+    return detection_snr(images.flux[idx], images.err[idx], axis=0)
+
+
+def detection_snr(flux: np.ndarray, err: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Sum of fluxes over sum of errors along the band ``axis``, leaving NaN bands out.
+
+    The S/N of :func:`snr_map` for arrays of photometry (e.g. mocks, ``(N, F)`` restricted
+    to the S/N bands); NaN where no band is valid.
+    """
     valid = np.isfinite(flux) & np.isfinite(err)
-    num = np.where(valid, flux, 0.0).sum(0)
-    den = np.where(valid, err, 0.0).sum(0)
+    num = np.where(valid, flux, 0.0).sum(axis)
+    den = np.where(valid, err, 0.0).sum(axis)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(valid.any(0), num / den, np.nan)
+        return np.where(valid.any(axis), num / den, np.nan)
 
 
 def select_pixels(

@@ -80,6 +80,9 @@ class AmortizedPosterior:
         self.model_spec: dict = header["model_spec"]
         self.model_hash: str = header["model_hash"]
         self.training: dict = header.get("training", {})
+        # learned derived targets are the last columns of the flow, after the free parameters
+        theta = set(self.model_spec.get("theta_labels", ()))
+        self._n_jittered = sum(name not in theta for name in space.names)
 
     @property
     def targets(self) -> list[str]:
@@ -149,7 +152,8 @@ class AmortizedPosterior:
         -------
         numpy.ndarray, float32, (B, n, D) or (n, D) for one object
             Draws in the order of :attr:`labels`, inside the prior box of every bounded
-            parameter.
+            parameter. The learned derived quantities are corrected for the jitter they were
+            trained with (moment matching per object), which :meth:`log_prob` still includes.
 
         Raises
         ------
@@ -174,8 +178,28 @@ class AmortizedPosterior:
         with torch.no_grad():
             for rows in _chunks(len(flux), chunk):
                 draws = self.network.sample(self._inputs(flux, err, z, rows), int(n))
-                out[rows] = self._physical(draws).cpu().numpy()
+                out[rows] = self._physical(self._deconvolve(draws)).cpu().numpy()
         return out
+
+    def _deconvolve(self, z: torch.Tensor) -> torch.Tensor:
+        """Remove the training jitter from the derived targets' draws (B, n, D), in flow space.
+
+        The flow learned the derived targets plus N(0, jitter^2) noise. Their sample
+        covariance C per object is therefore C_true + jitter^2 I, so draws are moved towards
+        their mean by ``A = C_true^(1/2) C^(-1/2)`` (moment matching; a draw of an object
+        then depends slightly on its other draws). Without it, 68% intervals of log sSFR held
+        74% of the truths of detected `jades-parametric` mocks (83% for the narrowest quarter).
+        """
+        k, jitter = self._n_jittered, float(self.training.get("jitter", 0.0))
+        if k == 0 or jitter == 0.0 or z.shape[-2] < 2:
+            return z
+        x = z[..., -k:].double()
+        mean = x.mean(-2, keepdim=True)
+        dx = x - mean
+        w, v = torch.linalg.eigh(dx.transpose(-1, -2) @ dx / dx.shape[-2])
+        shrink = torch.sqrt((w - jitter**2).clamp(min=0.0) / w.clamp(min=1e-300))
+        a = (v * shrink[..., None, :]) @ v.transpose(-1, -2)  # symmetric
+        return torch.cat([z[..., :-k], (mean + dx @ a).to(z.dtype)], dim=-1)
 
     def log_prob(
         self,

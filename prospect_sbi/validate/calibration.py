@@ -21,42 +21,10 @@ __all__ = [
 import numpy as np
 from scipy import stats
 
+from ..posterior.metrics import sbc_ranks
+
 #: Credibility levels of the TARP expected-coverage curve.
 TARP_LEVELS = np.linspace(0.0, 1.0, 51)
-
-
-def sbc_ranks(
-    draws: np.ndarray, truth: np.ndarray, rng: np.random.Generator | None = None
-) -> np.ndarray:
-    """Simulation-based-calibration rank of each true value among its posterior draws.
-
-    The rank is the number of draws below the truth; ties (draws equal to a truth that sits
-    on a bound) are split at random so that a calibrated posterior gives uniform ranks.
-
-    Parameters
-    ----------
-    draws : numpy.ndarray, (B, n, D)
-        Posterior draws.
-    truth : numpy.ndarray, (B, D)
-        True values.
-    rng : numpy.random.Generator, optional
-        Breaks ties (default: seeded with 0).
-
-    Returns
-    -------
-    numpy.ndarray, int64, (B, D)
-        Ranks in ``0 .. n``.
-
-    References
-    ----------
-    Talts et al. 2018, "Validating Bayesian inference algorithms with simulation-based
-    calibration", arXiv:1804.06788.
-    """
-    rng = np.random.default_rng(0) if rng is None else rng
-    truth = np.asarray(truth)[:, None, :]
-    below = (draws < truth).sum(1)
-    ties = (draws == truth).sum(1)
-    return below + rng.integers(0, ties + 1)
 
 
 def sbc_pvalues(ranks: np.ndarray, n_draws: int, bins: int | None = None) -> np.ndarray:
