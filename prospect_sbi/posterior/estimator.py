@@ -184,6 +184,8 @@ class AmortizedPosterior:
     def _deconvolve(self, z: torch.Tensor) -> torch.Tensor:
         """Remove the training jitter from the derived targets' draws (B, n, D), in flow space.
 
+        Works in place and returns ``z``.
+
         The flow learned the derived targets plus N(0, jitter^2) noise. Their sample
         covariance C per object is therefore C_true + jitter^2 I, so draws are moved towards
         their mean by ``A = C_true^(1/2) C^(-1/2)`` (moment matching; a draw of an object
@@ -193,13 +195,15 @@ class AmortizedPosterior:
         k, jitter = self._n_jittered, float(self.training.get("jitter", 0.0))
         if k == 0 or jitter == 0.0 or z.shape[-2] < 2:
             return z
-        x = z[..., -k:].double()
+        x = z[..., -k:]
         mean = x.mean(-2, keepdim=True)
         dx = x - mean
+        # in flow space the targets are standardised, so float32 resolves jitter^2 = 1e-4
         w, v = torch.linalg.eigh(dx.transpose(-1, -2) @ dx / dx.shape[-2])
-        shrink = torch.sqrt((w - jitter**2).clamp(min=0.0) / w.clamp(min=1e-300))
+        shrink = torch.sqrt((w - jitter**2).clamp(min=0.0) / w.clamp(min=1e-30))
         a = (v * shrink[..., None, :]) @ v.transpose(-1, -2)  # symmetric
-        return torch.cat([z[..., :-k], (mean + dx @ a).to(z.dtype)], dim=-1)
+        z[..., -k:] = torch.baddbmm(mean, dx, a) if z.ndim == 3 else mean + dx @ a
+        return z
 
     def log_prob(
         self,
