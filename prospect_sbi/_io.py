@@ -16,7 +16,8 @@ from typing import Any
 def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
 
-    A crash leaves no half-written file under the final name.
+    A crash leaves no half-written file under the final name; temporary files that a killed
+    writer left beside ``path`` are removed at the next successful write.
 
     Raises
     ------
@@ -30,6 +31,8 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     try:
         yield tmp
         os.replace(tmp, path)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer
+            stale.unlink(missing_ok=True)
     finally:
         if tmp.exists():
             tmp.unlink()

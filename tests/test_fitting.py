@@ -179,12 +179,17 @@ def test_masked_bands_become_missing(model, mock, small_estimator):
     assert np.array_equal(np.isnan(flux), np.isnan(err))
 
 
-def test_noise_likelihood_matches_noise_model(model, sps, small_estimator):
-    """'noise' adds the pdf of err: bands at err == depth need a model flux below the limit."""
-    fixed = fixed_redshift_model(model, ZRED)
-    phot = ModelPhotometry(fixed, sps, jades_filters())
+@pytest.fixture
+def likelihoods(model, sps, small_estimator):
+    """The estimator's noise model and its 'flux' and 'noise' likelihoods at ZRED."""
+    phot = ModelPhotometry(fixed_redshift_model(model, ZRED), sps, jades_filters())
     noise = small_estimator.noise
-    flat, full = NoiseLikelihood(phot, noise, "flux"), NoiseLikelihood(phot, noise, "noise")
+    return noise, NoiseLikelihood(phot, noise, "flux"), NoiseLikelihood(phot, noise, "noise")
+
+
+def test_noise_likelihood_matches_noise_model(likelihoods):
+    """'noise' adds the pdf of err: bands at err == depth need a model flux below the limit."""
+    noise, flat, full = likelihoods
     faint = noise.limits * 0.5
     flux, err = noise.apply(faint, np.random.default_rng(1))
     np.testing.assert_allclose(err, noise.depth)  # faint bands: err is the depth
@@ -199,17 +204,14 @@ def test_noise_likelihood_matches_noise_model(model, sps, small_estimator):
     assert far < near < -14 * BARRIER
     assert np.isfinite(flat.lnlike(noise.limits * 2.0, flux, err))
     with pytest.raises(ValueError, match="likelihood 'chi2' is unknown"):
-        NoiseLikelihood(phot, noise, "chi2")
+        NoiseLikelihood(flat.phot, noise, "chi2")
 
 
-def test_noise_likelihood_of_detected_bands(model, sps, small_estimator):
+def test_noise_likelihood_of_detected_bands(likelihoods):
     """Detected bands: the pdf of sigma_mag truncated at the floor, and m <= err / (0.92 floor)."""
     from scipy import stats
 
-    fixed = fixed_redshift_model(model, ZRED)
-    phot = ModelPhotometry(fixed, sps, jades_filters())
-    noise = small_estimator.noise
-    flat, full = NoiseLikelihood(phot, noise, "flux"), NoiseLikelihood(phot, noise, "noise")
+    noise, flat, full = likelihoods
     bright = noise.limits * 300.0
     flux, err = noise.apply(bright, np.random.default_rng(2))
     dmag, floor = 0.4 * np.log(10.0), noise.mag_err_floor

@@ -202,7 +202,7 @@ class AmortizedPosterior:
         w, v = torch.linalg.eigh(dx.transpose(-1, -2) @ dx / dx.shape[-2])
         shrink = torch.sqrt((w - jitter**2).clamp(min=0.0) / w.clamp(min=1e-30))
         a = (v * shrink[..., None, :]) @ v.transpose(-1, -2)  # symmetric
-        z[..., -k:] = torch.baddbmm(mean, dx, a) if z.ndim == 3 else mean + dx @ a
+        z[..., -k:] = mean + dx @ a
         return z
 
     def log_prob(

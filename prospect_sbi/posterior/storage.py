@@ -39,8 +39,6 @@ def write_tensors(
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     with atomic_path(path, overwrite) as tmp:
         save_file(plain, str(tmp), metadata={_KEY: json.dumps(header)})
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer
-        stale.unlink(missing_ok=True)
 
 
 def read_tensors(
