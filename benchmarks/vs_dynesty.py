@@ -15,9 +15,15 @@ the mocks repeated to 1000 objects, best of 3; the single-object time is in the 
 second table splits the mocks by their detection S/N (that of the pixel selection,
 :func:`prospect_sbi.pixels.snr_map`, over F277W, F356W, F444W).
 
+``--refine`` also fits every mock with the SBI draws importance-weighted by the same
+likelihood (``fit_model(..., sbi_refine=True)``, :func:`prospect_sbi.fitting.importance_sample`)
+and adds its rows (``sbi+is``) and ``dmed_over_sigma_is=... width_ratio_is=...
+speedup_is=... ess=...`` to the RESULT line (speed-up per object, unbatched; ESS median).
+
     python benchmarks/vs_dynesty.py --quick
     python benchmarks/vs_dynesty.py --n-mocks 20 --estimator my_estimator.sbi
     python benchmarks/vs_dynesty.py --jobs 2   # two dynesty fits at a time, one per core
+    python benchmarks/vs_dynesty.py --refine   # and SBI + importance sampling
 """
 
 from __future__ import annotations
@@ -93,15 +99,17 @@ def _init_worker(spec: str) -> None:
 
 
 def fit_mock(i: int, obs: dict, truth: dict, args: argparse.Namespace) -> tuple:
-    """Compare SBI and dynesty on mock ``i``: (rows by parameter, dynesty s, SBI s)."""
+    """Compare SBI and dynesty on mock ``i``: (rows by parameter, dynesty s, SBI s, refined s,
+    ESS)."""
     from prospect_sbi.fitting import compare
 
     w = _WORKER
     plot = args.out / f"{w['template']}_{i}.png" if i < args.plots else None
     c = compare(obs, w["model"], w["sps"], w["post"], n_draws=args.n_draws, seed=i, plot=plot,
-                truths=truth, nested_nlive_init=args.nlive, nested_dlogz_init=args.dlogz,
+                truths=truth, refine=args.refine, refine_ndraws=args.refine_ndraws,
+                nested_nlive_init=args.nlive, nested_dlogz_init=args.dlogz,
                 nested_sample="rwalk", nested_walks=args.walks)  # fmt: skip
-    return {r["param"]: r for r in c.table}, c.t_dynesty, c.t_sbi
+    return {r["param"]: dict(r) for r in c.table}, c.t_dynesty, c.t_sbi, c.t_refine, c.ess
 
 
 def run_model(spec, args, sps, rng) -> dict:
@@ -123,9 +131,13 @@ def run_model(spec, args, sps, rng) -> dict:
         out[i] = res
         each = " ".join(f"{p} {res[0][p]['dmed_over_sigma']:+.2f}/{res[0][p]['width_ratio']:.2f}"
                         for p in NAMED if p in res[0])  # fmt: skip
-        print(f"  {template} mock {i}: z={objs[i][0]['zred']:.2f} S/N={snr[i]:.1f} dynesty "
-              f"{res[1]:.1f} s, sbi {res[2] * 1e3:.1f} ms; dmed/sig/width: {each}",
-              flush=True)  # fmt: skip
+        line = (f"  {template} mock {i}: z={objs[i][0]['zred']:.2f} S/N={snr[i]:.1f} dynesty "
+                f"{res[1]:.1f} s, sbi {res[2] * 1e3:.1f} ms; dmed/sig/width: {each}")  # fmt: skip
+        if args.refine:
+            line += (f"; sbi+is {res[3]:.2f} s, ESS {res[4]:.0f}: " + " ".join(
+                f"{p} {res[0][p]['is_dmed_over_sigma']:+.2f}/{res[0][p]['is_width_ratio']:.2f}"
+                for p in NAMED if p in res[0]))  # fmt: skip
+        print(line, flush=True)
 
     if args.jobs == 1:
         _WORKER.update(template=template, post=post, model=model, sps=sps)
@@ -139,9 +151,10 @@ def run_model(spec, args, sps, rng) -> dict:
                        for i, (obs, truth) in enumerate(objs)}  # fmt: skip
             for f in as_completed(futures):
                 report(futures[f], f.result())
-    rows, t_dyn, t_one = zip(*out, strict=True)
+    rows, t_dyn, t_one, t_refine, ess = zip(*out, strict=True)
     return {"template": template, "rows": list(rows), "t_dyn": np.array(t_dyn),
-            "t_one": np.array(t_one), "t_batch": t_batch, "snr": snr}  # fmt: skip
+            "t_one": np.array(t_one), "t_batch": t_batch, "snr": snr,
+            "t_refine": np.array(t_refine), "ess": np.array(ess)}  # fmt: skip
 
 
 def main() -> None:
@@ -159,6 +172,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1,
                     help="dynesty fits run side by side, one per core (each timed on its own)")
+    ap.add_argument("--refine", action="store_true",
+                    help="also SBI + importance sampling with the likelihood")
+    ap.add_argument("--refine-ndraws", type=int, default=2000,
+                    help="draws per round of the refined fit")
     ap.add_argument("--quick", action="store_true", help="3 mocks, nlive 30, 8 walks, "
                     "dlogz 1, 1000 draws")  # fmt: skip
     args = ap.parse_args()
@@ -172,42 +189,66 @@ def main() -> None:
     sps, rng = BC03MilesBasis(), np.random.default_rng(args.seed)
     results = [run_model(s, args, sps, rng) for s in (args.estimator or DEFAULTS)]
 
-    head = (f"{'model':16s} {'param':12s} {'|dmed|/sig':>10s} {'width':>7s} {'W1':>8s} "
-            f"{'t_dyn s':>8s} {'t_sbi ms':>8s} {'t_batch ms':>10s} {'speedup':>9s}")  # fmt: skip
+    methods = {"sbi": ""} | ({"sbi+is": "is_"} if args.refine else {})
+    head = (f"{'model':16s} {'method':7s} {'param':12s} {'|dmed|/sig':>10s} {'width':>7s} "
+            f"{'W1':>8s} {'t_dyn s':>8s} {'t_fit ms':>8s} {'t_batch ms':>10s} "
+            f"{'speedup':>9s}")  # fmt: skip
     print(head)
     print("-" * len(head))
-    pooled_d, pooled_w, speed = [], [], []
+    pooled = {m: ([], [], []) for m in methods}  # |dmed|/sigma, width ratio, speed-up
     for r in results:
-        sp = np.median(r["t_dyn"]) / r["t_batch"]
-        speed.append(sp)
-        for p in NAMED:
-            d = np.abs([row[p]["dmed_over_sigma"] for row in r["rows"] if p in row])
-            w = np.array([row[p]["width_ratio"] for row in r["rows"] if p in row])
-            w1 = np.array([row[p]["wasserstein"] for row in r["rows"] if p in row])
-            pooled_d.extend(d)
-            pooled_w.extend(w)
-            print(f"{r['template']:16s} {p:12s} {np.median(d):10.3f} {np.median(w):7.3f} "
-                  f"{np.median(w1):8.3f} {np.median(r['t_dyn']):8.1f} "
-                  f"{np.median(r['t_one']) * 1e3:8.1f} {r['t_batch'] * 1e3:10.2f} "
-                  f"{sp:9.3g}")  # fmt: skip
-    print(f"\n{'model':16s} {'S/N':>10s} {'mocks':>5s} {'|dmed|/sig':>10s} {'width':>7s}")
+        for method, pre in methods.items():
+            t_fit = np.median(r["t_one"] if method == "sbi" else r["t_refine"])
+            # amortised SBI is used in batches; refining is per object
+            t_per = r["t_batch"] if method == "sbi" else t_fit
+            sp = np.median(r["t_dyn"]) / t_per
+            pooled[method][2].append(sp)
+            for p in NAMED:
+                d = np.abs([row[p][f"{pre}dmed_over_sigma"] for row in r["rows"] if p in row])
+                w = np.array([row[p][f"{pre}width_ratio"] for row in r["rows"] if p in row])
+                w1 = np.array([row[p][f"{pre}wasserstein"] for row in r["rows"] if p in row])
+                pooled[method][0].extend(d)
+                pooled[method][1].extend(w)
+                print(f"{r['template']:16s} {method:7s} {p:12s} {np.median(d):10.3f} "
+                      f"{np.median(w):7.3f} {np.median(w1):8.3f} {np.median(r['t_dyn']):8.1f} "
+                      f"{t_fit * 1e3:8.1f} {t_per * 1e3:10.2f} {sp:9.3g}")  # fmt: skip
+    print(f"\n{'model':16s} {'method':7s} {'S/N':>10s} {'mocks':>5s} {'|dmed|/sig':>10s} "
+          f"{'width':>7s}")  # fmt: skip
     for r in results:
-        for label, (lo, hi) in SNR_BINS.items():
-            sel = np.flatnonzero((r["snr"] >= lo) & (r["snr"] < hi))
-            d = [abs(r["rows"][i][p]["dmed_over_sigma"]) for i in sel for p in NAMED]
-            w = [r["rows"][i][p]["width_ratio"] for i in sel for p in NAMED]
-            print(f"{r['template']:16s} {label:>10s} {len(sel):5d} "
-                  f"{np.median(d) if d else np.nan:10.3f} {np.median(w) if w else np.nan:7.3f}")
+        for method, pre in methods.items():
+            for label, (lo, hi) in SNR_BINS.items():
+                sel = np.flatnonzero((r["snr"] >= lo) & (r["snr"] < hi))
+                d = [abs(r["rows"][i][p][f"{pre}dmed_over_sigma"]) for i in sel for p in NAMED]
+                w = [r["rows"][i][p][f"{pre}width_ratio"] for i in sel for p in NAMED]
+                print(f"{r['template']:16s} {method:7s} {label:>10s} {len(sel):5d} "
+                      f"{np.median(d) if d else np.nan:10.3f} "
+                      f"{np.median(w) if w else np.nan:7.3f}")  # fmt: skip
+    if args.refine:
+        for r in results:
+            e = r["ess"]
+            print(f"{r['template']}: ESS of the refined draws: median {np.median(e):.0f}, "
+                  f"min {e.min():.0f}, mocks with ESS < 50: {int((e < 50).sum())}")
     print(
         f"n_mocks={args.n_mocks} per model, nlive={args.nlive}, walks={args.walks}, "
-        f"dlogz={args.dlogz}, jobs={args.jobs}, "
-        f"n_draws={args.n_draws}; speedup uses the batched per-object SBI time"
+        f"dlogz={args.dlogz}, jobs={args.jobs}, n_draws={args.n_draws}"
+        + (f", refine_ndraws={args.refine_ndraws}" if args.refine else "")
+        + "; sbi speedup uses the batched per-object SBI time, sbi+is the per-object time"
     )
-    print(
-        f"RESULT dmed_over_sigma={np.median(pooled_d):.3f} "
-        f"width_ratio={np.median(pooled_w):.3f} speedup={np.median(speed):.3g}"
-    )
+    line = " ".join(f"{k}{'' if m == 'sbi' else '_is'}={f(v)}"
+                    for m, vals in pooled.items()
+                    for k, v, f in zip(("dmed_over_sigma", "width_ratio", "speedup"), vals,
+                                       (_f3, _f3, _g3), strict=True))  # fmt: skip
+    if args.refine:
+        line += f" ess={np.median(np.concatenate([r['ess'] for r in results])):.0f}"
+    print(f"RESULT {line}")
 
+
+def _f3(v: list) -> str:
+    return f"{np.median(v):.3f}"
+
+
+def _g3(v: list) -> str:
+    return f"{np.median(v):.3g}"
 
 if __name__ == "__main__":
     main()

@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "AmortizedPosterior": "posterior", "train": "posterior",
     "fit_model": "fitting", "compare": "fitting", "write_results": "fitting",
+    "importance_sample": "fitting",
     "register_fitter": "fitting", "get_fitter": "fitting", "available_fitters": "fitting",
     "fit_pixels": "pixels", "make_maps": "pixels", "load_fits": "pixels",
     "load_cube": "pixels", "select_pixels": "pixels", "outshining": "pixels",

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 __all__ = ["ModelPhotometry", "predict_each"]
 
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
 
 from .derived import derived_quantities
 from .transforms import batch_params
+
+#: FastPhotometry by source and band names, dropped with the source.
+_FAST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class ModelPhotometry:
@@ -51,14 +55,21 @@ class ModelPhotometry:
             raise ValueError(f"method={method!r}: use 'auto', 'fast' or 'generic'")
         if method == "fast" and not isinstance(sps, BC03MilesBasis):
             raise ValueError(f"method='fast' needs a BC03MilesBasis, not {type(sps).__name__}")
-        names = [f if isinstance(f, str) else f.name for f in filters]
+        names = tuple(f if isinstance(f, str) else f.name for f in filters)
         self.model, self.sps, self.method = model, sps, method
-        self.filters = load_filters(names)
         self._fast = None
         if method == "fast":
-            from .sources.fast import FastPhotometry
+            # built once per source and band list (~1 s), then shared: fits of many objects
+            # each make their own ModelPhotometry (a model per redshift)
+            cache = _FAST.setdefault(sps, {})
+            if names not in cache:
+                from .sources.fast import FastPhotometry
 
-            self._fast = FastPhotometry(self.filters, sps=sps)
+                cache[names] = FastPhotometry(load_filters(list(names)), sps=sps)
+            self._fast = cache[names]
+            self.filters = list(self._fast.filters)
+        else:
+            self.filters = load_filters(list(names))
 
     def params(self, theta: np.ndarray) -> dict:
         """Every model parameter for theta (B, D) after the ``depends_on`` transforms."""
@@ -98,10 +109,14 @@ class ModelPhotometry:
 
     def derived(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         """Compute the derived quantities (:mod:`prospect_sbi.derived`) of theta (B, D)."""
+        return self.with_derived(theta)[1]
+
+    def with_derived(self, theta: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Photometry (B, F), maggies, and derived quantities of theta (B, D), in one pass."""
         theta = self._theta(theta)
         params = self.params(theta)  # transformed once, for the photometry and the SFH
-        _, mfrac = self._photometry(theta, params)
-        return derived_quantities(params, mfrac)
+        maggies, mfrac = self._photometry(theta, params)
+        return maggies, derived_quantities(params, mfrac)
 
 
 def predict_each(model: object, sps: object, filters: list, theta: np.ndarray) -> tuple:

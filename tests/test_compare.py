@@ -41,8 +41,9 @@ def test_compare_short_dynesty_run(sps, small_estimator, tmp_path):
     flux, err = small_estimator.noise.apply(maggies, np.random.default_rng(2))
     obs = {"maggies": flux, "maggies_unc": err, "filters": jades_filters(), "zred": 1.5}
     out = compare(obs, model, sps, small_estimator, n_draws=1000, seed=0,
-                  plot=tmp_path / "corner.png", nested_nlive_init=30,
-                  nested_maxiter_init=300, nested_sample="rwalk", nested_walks=5)  # fmt: skip
+                  plot=tmp_path / "corner.png", refine=True, refine_ndraws=500,
+                  nested_nlive_init=30, nested_maxiter_init=300, nested_sample="rwalk",
+                  nested_walks=5)  # fmt: skip
     names = list(out.table["param"])
     assert names[: fixed.ndim] == fixed.theta_labels()  # zred is known: not compared
     assert {"log_mstar", "log_sfr100", "mwa"} <= set(names)
@@ -53,6 +54,11 @@ def test_compare_short_dynesty_run(sps, small_estimator, tmp_path):
     row = names.index("log_mstar")
     assert abs(out.table["sbi_p50"][row] - out.table["dynesty_p50"][row]) < 0.5
     assert (tmp_path / "corner.png").stat().st_size > 10_000
+    # the refined draws: their own columns, weights and ESS
+    assert np.all(np.isfinite(out.table["is_dmed_over_sigma"]))
+    assert abs(out.table["is_p50"][row] - out.table["dynesty_p50"][row]) < 0.5
+    assert out.samples["refined_weights"].sum() == pytest.approx(1.0)
+    assert out.ess > 10 and out.t_refine > out.t_sbi
 
 
 def test_overlay_corner_shape_error(tmp_path):

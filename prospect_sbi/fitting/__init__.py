@@ -2,13 +2,15 @@
 
 :func:`fit_model` keeps ``prospect.fitting.fit_model``'s signature and output and adds the
 ``sbi`` fitter; :func:`write_results` writes any fit with Prospector's ``write_hdf5``;
-:func:`compare` checks an SBI posterior against dynesty on the same object.
+:func:`compare` checks an SBI posterior against dynesty on the same object;
+:func:`importance_sample` turns the estimator's draws into the exact posterior of the likelihood.
 """
 
 from . import compare as _compare_module
-from . import fit, likelihood, obs, registry, results
+from . import fit, importance, likelihood, obs, registry, results
 from .compare import *  # noqa: F403
 from .fit import *  # noqa: F403
+from .importance import *  # noqa: F403
 from .likelihood import *  # noqa: F403
 from .obs import *  # noqa: F403
 from .registry import *  # noqa: F403
@@ -20,5 +22,6 @@ __all__ = [
     *results.__all__,
     *obs.__all__,
     *likelihood.__all__,
+    *importance.__all__,
     *_compare_module.__all__,
 ]

@@ -35,17 +35,21 @@ def weighted_quantile(x: np.ndarray, q: Any, weights: np.ndarray | None = None) 
 
 
 def posterior_metrics(
-    sbi: np.ndarray, ref: np.ndarray, ref_weights: np.ndarray | None = None
+    sbi: np.ndarray,
+    ref: np.ndarray,
+    ref_weights: np.ndarray | None = None,
+    sbi_weights: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Compare 1-D posterior samples with a reference (dynesty's, possibly weighted).
 
     Parameters
     ----------
     sbi : numpy.ndarray, (n,)
-        Equal-weight draws.
+        Draws, equal-weight unless ``sbi_weights``.
     ref : numpy.ndarray, (m,)
         Reference draws.
     ref_weights : numpy.ndarray, (m,), optional
+    sbi_weights : numpy.ndarray, (n,), optional
 
     Returns
     -------
@@ -54,14 +58,14 @@ def posterior_metrics(
         reference's 16-84% width; ``width_ratio``: ratio of the 16-84% widths (SBI / ref);
         ``wasserstein``: the 1-D Wasserstein-1 distance, in the parameter's units.
     """
-    qs = np.quantile(sbi, [0.16, 0.5, 0.84])
+    qs = weighted_quantile(sbi, [0.16, 0.5, 0.84], sbi_weights)
     qr = weighted_quantile(ref, [0.16, 0.5, 0.84], ref_weights)
     width_ref = qr[2] - qr[0]
     with np.errstate(divide="ignore", invalid="ignore"):
         return {
             "dmed_over_sigma": float((qs[1] - qr[1]) / (0.5 * width_ref)),
             "width_ratio": float((qs[2] - qs[0]) / width_ref),
-            "wasserstein": float(wasserstein_distance(sbi, ref, v_weights=ref_weights)),
+            "wasserstein": float(wasserstein_distance(sbi, ref, sbi_weights, ref_weights)),
         }
 
 
@@ -73,7 +77,8 @@ class Comparison:
     ----------
     table : astropy.table.Table
         One row per parameter: ``param``, ``sbi_p50``, ``dynesty_p50``, ``dynesty_sigma``,
-        ``dmed_over_sigma``, ``width_ratio``, ``wasserstein``.
+        ``dmed_over_sigma``, ``width_ratio``, ``wasserstein``; with ``refine``, the same
+        for the importance-weighted draws as ``is_p50``, ``is_dmed_over_sigma``, ... .
     t_dynesty, t_sbi : float
         Wall times, s (SBI: input checks and drawing, for one object).
     speedup : float
@@ -81,9 +86,16 @@ class Comparison:
     sbi, dynesty : dict
         Fitter outputs (``{"sampling": (result, seconds), ...}``).
     samples : dict
-        ``{"sbi": (n, P), "dynesty": (m, P), "weights": (m,)}`` in the order of the rows.
+        ``{"sbi": (n, P), "dynesty": (m, P), "weights": (m,)}`` in the order of the rows
+        (with ``refine`` also ``"refined"`` and ``"refined_weights"``).
     plot : str or None
         Path of the corner plot.
+    refined : dict or None
+        With ``refine``: the output of the refined ``sbi`` fitter.
+    t_refine : float
+        Wall time of the refined fit, s (0 without ``refine``).
+    ess : float
+        Effective sample size of the refined draws (nan without ``refine``).
     """
 
     table: Table
@@ -93,6 +105,9 @@ class Comparison:
     dynesty: dict = field(repr=False)
     samples: dict = field(repr=False)
     plot: str | None = None
+    refined: dict | None = field(default=None, repr=False)
+    t_refine: float = 0.0
+    ess: float = float("nan")
 
     @property
     def speedup(self) -> float:
@@ -110,6 +125,8 @@ def compare(
     likelihood: str = "noise",
     plot: str | os.PathLike | None = None,
     truths: dict[str, float] | None = None,
+    refine: bool = False,
+    refine_ndraws: int = 2000,
     **dynesty_kwargs: Any,
 ) -> Comparison:
     """Fit one object with dynesty (through Prospector) and with SBI, and compare.
@@ -139,6 +156,12 @@ def compare(
         Where to save a PNG corner plot overlaying both posteriors.
     truths : dict, optional
         True values to mark on the plot.
+    refine : bool
+        Also fit with the SBI draws importance-weighted by the same likelihood
+        (``fit_model(..., sbi=True, sbi_refine=True)``, :func:`importance_sample`) and
+        compare those too.
+    refine_ndraws : int
+        Draws per round of the refined fit.
     **dynesty_kwargs
         Prospector's ``run_dynesty`` options; defaults :data:`DYNESTY_DEFAULTS`.
 
@@ -165,17 +188,20 @@ def compare(
     t0 = time.perf_counter()
     sbi = run_sbi(obs, model, sps=None, sbi_estimator=post, sbi_ndraws=n_draws, sbi_seed=seed)
     t_sbi = time.perf_counter() - t0
+    refined = None
+    if refine:
+        refined = run_sbi(obs, model, sps, sbi_estimator=post, sbi_seed=seed, sbi_refine=True,
+                          sbi_refine_ndraws=refine_ndraws, sbi_likelihood=likelihood)  # fmt: skip
 
     res = dyn["sampling"][0]
     weights = np.exp(res["logwt"] - res["logz"][-1])
     weights /= weights.sum()
-    dchain, schain = np.asarray(res["samples"]), sbi["sampling"][0]
+    dchain = np.asarray(res["samples"])
     ref = {k: dchain[:, i] for i, k in enumerate(dmodel.theta_labels())}
     ref.update({k: np.asarray(v, float) for k, v in phot.derived(dchain).items()})
-    ours = {k: schain["samples"][:, i] for i, k in enumerate(model.theta_labels())}
-    ours.update({k: schain["derived"][k] for k in schain["derived"].dtype.names})
-    names = [k for k in list(dmodel.theta_labels()) + list(schain["derived"].dtype.names)
-             if k in ref and k in ours]  # fmt: skip
+    ours = _columns(sbi, model)
+    names = [k for k in list(dmodel.theta_labels()) + list(ours) if k in ref and k in ours]
+    names = list(dict.fromkeys(names))
     rows = []
     for k in names:
         m = posterior_metrics(ours[k], ref[k], weights)
@@ -185,13 +211,35 @@ def compare(
     samples = {"names": names, "sbi": np.stack([ours[k] for k in names], -1),
                "dynesty": np.stack([ref[k] for k in names], -1), "weights": weights}  # fmt: skip
     out = Comparison(Table(rows=rows), t_dyn, t_sbi, sbi, dyn, samples)
+    if refined is not None:
+        result, out.t_refine = refined["sampling"]
+        out.refined, w_is = refined, result.weights / result.weights.sum()
+        out.ess = float(1.0 / np.sum(w_is**2))
+        theirs = _columns(refined, model)
+        metrics = [posterior_metrics(theirs[k], ref[k], weights, w_is) for k in names]
+        out.table["is_p50"] = [float(weighted_quantile(theirs[k], 0.5, w_is)) for k in names]
+        for key in metrics[0]:
+            out.table[f"is_{key}"] = [m[key] for m in metrics]
+        samples["refined"] = np.stack([theirs[k] for k in names], -1)
+        samples["refined_weights"] = w_is
     if plot is not None:
         from ..plotting.corner import overlay_corner
 
         shown = [i for i, k in enumerate(names) if k != "mass"]  # log_mstar shows the mass
+        extra = [] if refined is None else [("SBI + importance sampling",
+                                               samples["refined"][:, shown], w_is)]  # fmt: skip
         out.plot = str(overlay_corner(
             plot, samples["sbi"][:, shown], samples["dynesty"][:, shown],
             [names[i] for i in shown], weights_b=weights,
             truths=None if truths is None else [truths.get(names[i]) for i in shown],
+            extra=extra,
         ))  # fmt: skip
     return out
+
+
+def _columns(output: dict, model: Any) -> dict[str, np.ndarray]:
+    """Free parameters and derived quantities of an ``sbi`` fitter output, by name."""
+    chain = output["sampling"][0]
+    cols = {k: chain["samples"][:, i] for i, k in enumerate(model.theta_labels())}
+    cols.update({k: chain["derived"][k] for k in chain["derived"].dtype.names})
+    return cols

@@ -87,7 +87,10 @@ def fit_model(
     **kwargs
         Passed to the fitter: Prospector's (``nested_nlive_init``, ...), or for ``sbi``:
         ``sbi_ndraws`` (default 4000), ``sbi_seed``, ``sbi_lnlike`` (compute each draw's
-        log-likelihood, default True).
+        log-likelihood, default True), ``sbi_likelihood`` (``"flux"`` or ``"noise"``, see
+        :class:`NoiseLikelihood`), ``sbi_refine`` (importance-weight the draws with the
+        exact likelihood, see :func:`run_sbi`), ``sbi_refine_ndraws``, ``sbi_refine_rounds``
+        and ``sbi_refine_ess``.
 
     Returns
     -------
@@ -150,27 +153,56 @@ def run_sbi(
     sbi_ndraws: int = 4000,
     sbi_seed: int | None = None,
     sbi_lnlike: bool = True,
+    sbi_refine: bool = False,
+    sbi_refine_ndraws: int = 2000,
+    sbi_refine_rounds: int = 8,
+    sbi_refine_ess: float = 500.0,
+    sbi_likelihood: str = "flux",
     **extras: Any,
 ) -> dict:
     """Run the ``sbi`` fitter: check ``obs``, draw from the estimator, lay out the result.
 
-    ``sps`` computes each draw's log-likelihood (Gaussian in flux, see
+    ``sps`` computes each draw's log-likelihood (``sbi_likelihood``, see
     :class:`~prospect_sbi.fitting.NoiseLikelihood`) when ``sbi_lnlike``; ``noise`` must be
     ``(None, None)``: the estimator carries its own noise model. Other keyword arguments
     (the rest of a ``run_params``) are ignored.
+
+    With ``sbi_refine`` the draws are importance-weighted by the exact likelihood
+    (:func:`~prospect_sbi.fitting.importance_sample`: rounds of ``sbi_refine_ndraws`` draws,
+    at most ``sbi_refine_rounds``, until the ESS reaches ``sbi_refine_ess``; needs ``sps``):
+    the posterior of the likelihood dynesty samples, at the cost of one forward model per
+    draw (about a second an object instead of milliseconds; ``sbi_ndraws`` is not used).
+    The result's ``weights`` are then the importance weights, draws of zero weight are left
+    out, ``eff`` is the ESS in percent of the draws, and the derived quantities are computed
+    from each draw.
 
     Returns
     -------
     dict
         ``{"optimization": (None, 0.0), "sampling": (SBIResult, seconds)}``; seconds is the
-        wall time of checking the inputs and drawing.
+        wall time of checking the inputs, drawing (and refining).
     """
     if any(n is not None for n in noise):
         raise ValueError("the sbi fitter takes no Prospector noise model: the estimator was "
                          "trained with its own (estimator.noise)")  # fmt: skip
+    if sbi_refine and sps is None:
+        raise ValueError("sbi_refine=True needs sps: the draws are reweighted with the forward "
+                         "model")  # fmt: skip
     post = resolve_estimator(sbi_estimator)
     t0 = time.perf_counter()
     flux, err, zred = obs_inputs(obs, post, model)
+    if sbi_refine:
+        from .importance import importance_sample
+
+        res = importance_sample(post, model, sps, flux, err, zred, n=int(sbi_refine_ndraws),
+                                rounds=int(sbi_refine_rounds), target_ess=sbi_refine_ess,
+                                likelihood=sbi_likelihood, seed=sbi_seed)  # fmt: skip
+        keep = np.isfinite(res.log_weights)
+        chain = sbi_chain(res.samples[keep], res.labels, model, zred)
+        derived = to_struct({k: v[keep] for k, v in res.derived.items()})
+        result = SBIResult.from_draws(chain, derived, model.theta_labels(), res.lnlike[keep],
+                                      log_weights=res.log_weights[keep])  # fmt: skip
+        return {"optimization": (None, 0.0), "sampling": (result, time.perf_counter() - t0)}
     draws = post.sample(flux, err, int(sbi_ndraws), zred=zred, seed=sbi_seed)
     duration = time.perf_counter() - t0
     labels = list(post.labels)
@@ -179,16 +211,22 @@ def run_sbi(
     derived = to_struct({k: draws[:, i] for i, k in enumerate(labels) if k not in free})
     logl = None
     if sbi_lnlike and sps is not None:
-        logl = _chain_lnlike(model, sps, obs["filters"], chain, flux, err)
+        logl = _chain_lnlike(model, sps, post, chain, flux, err, sbi_likelihood)
     result = SBIResult.from_draws(chain, derived, model.theta_labels(), logl)
     return {"optimization": (None, 0.0), "sampling": (result, duration)}
 
 
 def _chain_lnlike(
-    model: Any, sps: Any, filters: Any, chain: np.ndarray, flux: np.ndarray, err: np.ndarray
+    model: Any,
+    sps: Any,
+    post: Any,
+    chain: np.ndarray,
+    flux: np.ndarray,
+    err: np.ndarray,
+    kind: str,
 ) -> np.ndarray:
     from ..forward import ModelPhotometry
     from .likelihood import NoiseLikelihood
 
-    phot = ModelPhotometry(model, sps, list(getattr(filters, "filters", filters)))
-    return NoiseLikelihood(phot).lnlike(phot(chain)[0], flux, err)
+    phot = ModelPhotometry(model, sps, post.filters)
+    return NoiseLikelihood(phot, post.noise, kind).lnlike(phot(chain)[0], flux, err)

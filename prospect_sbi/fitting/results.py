@@ -19,14 +19,16 @@ class SBIResult(dict):
 
     ``prospect.io.write_results.write_hdf5`` writes it as it writes a dynesty run (it looks
     for the ``"eff"`` key), so ``results_from`` reads back ``chain`` (the draws, in the
-    model's theta order) and ``weights`` (all ``1/n``). n draws, D = ``model.ndim``.
+    model's theta order) and ``weights`` (all ``1/n``, or the importance weights of draws
+    refined with the likelihood). n draws, D = ``model.ndim``.
 
     Keys
     ----
     samples : numpy.ndarray, (n, D)
         Draws in ``model.theta_labels()`` order; a known ``zred`` is a constant column.
     logwt, logl, logvol : numpy.ndarray, (n,)
-        ``-ln n``; ``logl`` the log-likelihood of each draw when computed, else 0.
+        ``-ln n`` (importance weights for refined draws); ``logl`` the log-likelihood of each
+        draw when computed, else 0.
     logz, logzerr, information : numpy.ndarray, (1,)
         Zeros: amortised inference gives no evidence.
     derived : numpy.ndarray, structured, (n,)
@@ -41,18 +43,25 @@ class SBIResult(dict):
         derived: np.ndarray,
         labels: Sequence[str],
         logl: np.ndarray | None = None,
+        log_weights: np.ndarray | None = None,
     ) -> SBIResult:
-        """Build from draws (n, D), a structured array of derived quantities and labels."""
+        """Build from draws (n, D), a structured array of derived quantities and labels.
+
+        ``log_weights`` (normalised, e.g. importance weights) replace the equal weights;
+        ``eff`` is then the ESS in percent of n, as dynesty's sampling efficiency.
+        """
         n = len(chain)
+        logwt = np.full(n, -np.log(n)) if log_weights is None else np.asarray(log_weights, float)
+        ess = 1.0 / np.sum(np.exp(2 * logwt))
         res = cls(
             samples=np.asarray(chain, dtype=float),
-            logwt=np.full(n, -np.log(n)),
+            logwt=logwt,
             logl=np.zeros(n) if logl is None else np.asarray(logl, dtype=float),
             logvol=np.zeros(n),
             logz=np.zeros(1),
             logzerr=np.zeros(1),
             information=np.zeros(1),
-            eff=np.array(100.0),
+            eff=np.array(100.0 * ess / n),
             niter=np.array(n),
             ncall=np.array(n),
             samples_id=np.arange(n),

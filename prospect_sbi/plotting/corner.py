@@ -1,4 +1,4 @@
-"""Corner plot overlaying two posteriors (e.g. SBI and dynesty), saved as a PNG."""
+"""Corner plot overlaying posteriors (e.g. SBI and dynesty), saved as a PNG."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ def overlay_corner(
     weights_b: np.ndarray | None = None,
     names: tuple[str, str] = ("SBI", "dynesty"),
     truths: Sequence[float | None] | None = None,
+    extra: Sequence[tuple[str, np.ndarray, np.ndarray | None]] = (),
 ) -> Path:
-    """Overlay two sets of samples on one corner plot and save it (atomically) as a PNG.
+    """Overlay two (or more) sets of samples on one corner plot and save it as a PNG.
 
     Parameters
     ----------
@@ -38,6 +39,8 @@ def overlay_corner(
         Legend entries.
     truths : sequence, optional
         P true values (None where unknown).
+    extra : sequence of (name, samples (k, P), weights (k,) or None)
+        More sets, drawn in green, red, ...
 
     Returns
     -------
@@ -49,25 +52,25 @@ def overlay_corner(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    a, b = np.asarray(samples_a, float), np.asarray(samples_b, float)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[1] != len(labels):
-        raise ValueError(f"samples have shapes {a.shape} and {b.shape}; expected (n, "
-                         f"{len(labels)}) and (m, {len(labels)})")  # fmt: skip
-    qb = _weighted_percentiles(b, weights_b, (0.005, 0.995))
-    lo = np.minimum(np.percentile(a, 0.5, 0), qb[0])
-    hi = np.maximum(np.percentile(a, 99.5, 0), qb[1])
+    sets = [(names[0], samples_a, None), (names[1], samples_b, weights_b), *extra]
+    sets = [(n, np.asarray(x, float), w) for n, x, w in sets]
+    if any(x.ndim != 2 or x.shape[1] != len(labels) for _, x, _ in sets):
+        raise ValueError(f"samples have shapes {[x.shape for _, x, _ in sets]}; expected "
+                         f"(n, {len(labels)}) each")  # fmt: skip
+    qs = np.stack([_weighted_percentiles(x, w, (0.005, 0.995)) for _, x, w in sets])
+    lo, hi = qs[:, 0].min(0), qs[:, 1].max(0)
     span = np.where(hi > lo, hi - lo, 1.0)
     ranges = list(zip(lo - 0.05 * span, hi + 0.05 * span, strict=True))
     common = {"labels": list(labels), "range": ranges, "bins": 30, "smooth": 1.0,
               "plot_datapoints": False, "plot_density": False, "levels": (0.39, 0.86)}
-    # corner writes the colour into hist_kwargs: each call gets its own dict
-    fig = corner.corner(a, color="C0", hist_kwargs={"density": True}, **common)
-    corner.corner(b, weights=weights_b, color="C1", fig=fig, hist_kwargs={"density": True},
-                  **common,
-                  truths=None if truths is None else [np.nan if t is None else t
-                                                      for t in truths])  # fmt: skip
-    handles = [plt.Line2D([], [], color=c, label=n) for c, n in zip(("C0", "C1"), names,
-                                                                    strict=True)]  # fmt: skip
+    marks = None if truths is None else [np.nan if t is None else t for t in truths]
+    fig = None
+    for i, (_, x, w) in enumerate(sets):
+        # corner writes the colour into hist_kwargs: each call gets its own dict
+        fig = corner.corner(x, weights=w, color=f"C{i}", fig=fig,
+                            hist_kwargs={"density": True}, **common,
+                            truths=marks if i == len(sets) - 1 else None)  # fmt: skip
+    handles = [plt.Line2D([], [], color=f"C{i}", label=n) for i, (n, _, _) in enumerate(sets)]
     fig.legend(handles=handles, loc="upper right", fontsize=12)
     path = Path(path)
     try:

@@ -157,8 +157,11 @@ class TargetSpace:
         x = torch.where(box, lin, torch.where(logbox, log, torch.where(positive, u.exp(), u)))
         return torch.where(box | logbox, torch.minimum(torch.maximum(x, safe_lo), safe_hi), x)
 
-    def log_abs_det(self, x: Tensor) -> Tensor:
-        """``log |dz/dx|`` summed over targets at physical ``x`` (*, D) -> (*,)."""
+    def log_abs_det(self, x: Tensor, per_target: bool = False) -> Tensor:
+        """``log |dz/dx|`` at physical ``x`` (*, D): summed over targets (*,) or (*, D).
+
+        ``per_target`` keeps one term per target (the map is element-wise).
+        """
         lo, hi, _, scale = self._params(x)
         box, logbox, positive, _ = (m.to(x.device) for m in self._masks())
         p = self._unit(x, lo, hi, logbox)
@@ -166,7 +169,8 @@ class TargetSpace:
         jac_box = -(p.log() + (1 - p).log()) - width.log()
         jac = torch.where(box | logbox, jac_box, torch.zeros_like(x))
         jac = jac - torch.where(logbox | positive, x.log(), torch.zeros_like(x))
-        return (jac - scale.log()).sum(-1)
+        jac = jac - scale.log()
+        return jac if per_target else jac.sum(-1)
 
     def in_support(self, x: Tensor) -> Tensor:
         """Whether each row of ``x`` (*, D) lies strictly inside the support -> (*,) bool."""
