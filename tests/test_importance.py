@@ -150,3 +150,18 @@ def test_free_redshift_prior_cuts_tage_at_the_age_of_the_universe():
     # the TopHat renormalised to [lo, tuniv]
     expected = model.prior_product(theta[:1])[0] + np.log((hi - lo) / (tuniv - lo))
     assert lp[0] == pytest.approx(expected) and lp[1] == -np.inf
+
+
+def test_importance_sample_errors(sps, small_estimator, bright_mock):
+    import copy
+
+    model, flux, err, _ = bright_mock
+    with pytest.raises(ValueError, match="n must be >= 2 and rounds >= 1; got n=1"):
+        importance_sample(small_estimator, model, sps, flux, err, 1.5, n=1)
+    other = build_model("continuity_sfh", zred=(0.5, 5.0))
+    with pytest.raises(ValueError, match="the estimator has no target for the model's"):
+        importance_sample(small_estimator, other, sps, flux, err, 1.5, n=10)
+    unjittered = copy.copy(small_estimator)
+    unjittered.training = {**small_estimator.training, "jitter": 0.0}
+    with pytest.raises(ValueError, match="trained with jitter > 0"):
+        importance_sample(unjittered, model, sps, flux, err, 1.5, n=10)

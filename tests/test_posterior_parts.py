@@ -171,6 +171,32 @@ def test_network_shapes_and_fast_sampling(flow):
     assert torch.equal(again.log_prob(fast[:, 0], x), net.log_prob(fast[:, 0], x))
 
 
+def test_fast_sampling_follows_new_weights():
+    """The padded coupling weights are cached, and rebuilt once the weights change."""
+    net = PosteriorNetwork(5, 9, transforms=3, hidden=(32,), embedding=(32,), context=8).eval()
+    other = PosteriorNetwork(5, 9, transforms=3, hidden=(32,), embedding=(32,), context=8,
+                             seed=1).eval()  # fmt: skip
+    x = torch.randn(4, 9)
+    with torch.no_grad():
+        net.sample(x, 10)  # fills the cache
+        net.load_state_dict(other.state_dict())
+        torch.manual_seed(0)
+        fast = net.sample(x, 40)
+        torch.manual_seed(0)
+        assert torch.allclose(fast, other.sample(x, 40, fast=False), atol=1e-5)
+
+
+def test_spline_inverse_matches_zuko_in_the_tails():
+    from zuko.transforms import MonotonicRQSTransform
+
+    from prospect_sbi.posterior.network import _elementwise_inverse
+
+    g = torch.Generator().manual_seed(0)
+    f = MonotonicRQSTransform(*(torch.randn(3, 4, k, generator=g) for k in (8, 8, 7)))
+    y = torch.linspace(-8, 8, 401)[:, None, None].expand(401, 3, 4)  # knots span [-5, 5]
+    assert torch.allclose(_elementwise_inverse(f, y), f.inv(y), atol=1e-5)
+
+
 def test_unknown_flow():
     with pytest.raises(ValueError, match="unknown flow"):
         PosteriorNetwork(2, 3, flow="glow")
@@ -258,3 +284,17 @@ def test_shallow_errors_cover_the_training_noise():
     # 3x-depth limit dropped 120
     assert np.sum(undetected & (err > max_err)) <= 2e-3 * undetected.sum()
     assert np.sum(undetected & (err > SHALLOW_FACTOR * noise.depth)) > 100
+
+
+def test_warn_faint_on_scale_not_on_noise():
+    import warnings
+
+    from prospect_sbi.posterior.checks import warn_faint
+
+    stats = {"p0.1": 1e-20}
+    noise = np.random.default_rng(0).normal(-1e-12, 1e-11, (50, 14))  # undetected: median < 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_faint(noise, stats)
+    with pytest.warns(UserWarning, match=r"median \|flux\| 1e-2[0-9] maggies is over 2 dex"):
+        warn_faint(np.full((3, 14), 1e-25), stats)

@@ -214,15 +214,19 @@ def drop_shallow(
 
 
 def warn_faint(flux: np.ndarray, flux_stats: dict[str, float] | None) -> None:
-    """Warn when a batch's median flux is over 2 dex below the training set's 0.1 percentile."""
-    finite = flux[np.isfinite(flux)]
+    """Warn when a batch's median |flux| is over 2 dex below the training set's 0.1 percentile.
+
+    The absolute value: noise scatters undetected objects to negative fluxes, which the
+    estimator was trained on.
+    """
+    finite = np.abs(flux[np.isfinite(flux)])
     flux_min = (flux_stats or {}).get("p0.1")
     if flux_min is None or flux_min <= 0 or finite.size == 0:
         return
     median = float(np.median(finite))
     if median < flux_min * 10**-_FAINT_DEX:
         warnings.warn(
-            f"median flux {median:.3g} maggies is over 2 dex below the faintest training flux "
+            f"median |flux| {median:.3g} maggies is over 2 dex below the faintest training flux "
             f"({flux_min:.3g}): the estimator extrapolates",
             UserWarning,
             stacklevel=3,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["FLOWS", "PosteriorNetwork"]
 
+import math
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -13,10 +14,14 @@ import torch.nn as nn
 import zuko
 from lampe.inference import NPE
 from torch import Tensor
+from torch.distributions import Transform
 from zuko.flows.coupling import GeneralCouplingTransform
 from zuko.flows.gaussianization import ElementWiseTransform
-from zuko.transforms import MonotonicRQSTransform
+from zuko.transforms import MonotonicAffineTransform, MonotonicRQSTransform
 from zuko.utils import unpack
+
+#: zuko's default minimum slope of MonotonicAffineTransform (RealNVP couplings).
+_AFFINE_SLOPE = 1e-3
 
 
 def _spline_coupling(features: int, context: int, bins: int = 8, **kwargs: Any) -> zuko.flows.Flow:
@@ -74,7 +79,9 @@ class PosteriorNetwork(nn.Module):
     -----
     With a coupling flow, :meth:`sample` computes the context's share of each transform's first
     layer once per observation instead of once per draw: with many draws per observation that
-    is most of the cost of a single-hidden-layer transform. The draws equal zuko's own
+    is most of the cost of a single-hidden-layer transform. Affine (``realnvp``) couplings use
+    first and last layers padded to all targets, so no columns are gathered or scattered, and
+    the marginal spline finds each draw's bin by binary search. The draws equal zuko's own
     ``flow(c).sample((n,))`` for the same seed up to float rounding (a test checks this).
 
     Examples
@@ -149,39 +156,107 @@ class PosteriorNetwork(nn.Module):
         if not (fast and self.is_coupling):
             return flow(c).sample((n,)).movedim(0, -2)
         y = flow.base(c).expand(c.shape[:-1]).sample((n,))  # (n, B, D), same draws as zuko
-        # Columns are kept in the order each coupling wants (its constant half first), so a
-        # transform costs one gather and one concatenation; ``order`` maps columns to targets.
-        order = torch.arange(y.shape[-1], device=y.device)
         for t in reversed(flow.transform.transforms):
             if isinstance(t, ElementWiseTransform):
-                # Depends on the context only: zuko computes its parameters once per
-                # observation and broadcasts them over the draws.
-                y, order = y[..., torch.argsort(order)], torch.sort(order).values
-                y = t(c).inv(y)
+                y = _elementwise_inverse(t(c), y)
+            elif t.univariate is MonotonicAffineTransform:
+                y = _affine_coupling_inverse(t, y, c)
             else:
-                y, order = _coupling_inverse(t, y, order, c)
-        return y[..., torch.argsort(order)].movedim(0, -2)
+                y = _coupling_inverse(t, y, c)
+        return y.movedim(0, -2)
 
 
-def _coupling_inverse(
-    t: GeneralCouplingTransform, y: Tensor, order: Tensor, c: Tensor
-) -> tuple[Tensor, Tensor]:
-    """Inverse of one coupling transform for draws ``y`` (n, B, D), context ``c`` (B, E).
+def _hidden(t: GeneralCouplingTransform, y_a: Tensor, c: Tensor, weight_a: Tensor) -> Tensor:
+    """Run coupling ``t``'s hyper-network but its last layer on draws (n, B, *), context (B, E).
 
-    ``y[..., k]`` holds target ``order[k]``; returns the result and its column order.
+    zuko feeds ``cat(y_a, c)`` to the first layer: its weight is split and the context part is
+    applied once per observation instead of once per draw.
     """
-    idx_a, idx_b = t.mask.nonzero().squeeze(-1), (~t.mask).nonzero().squeeze(-1)
-    new = torch.cat([idx_a, idx_b])
-    position = torch.argsort(order)
-    y = y[..., position[new]]
-    n_a = idx_a.numel()
-    y_a, y_b = y[..., :n_a], y[..., n_a:]
     first = t.hyper[0]
-    # zuko feeds cat(y_a, c) to the first layer: split its weight and apply the context part once.
-    h = torch.matmul(y_a, first.weight[:, :n_a].T)
+    n_a = int(t.mask.sum())
+    h = torch.matmul(y_a, weight_a.T)
     h += c @ first.weight[:, n_a:].T + first.bias
-    for layer in list(t.hyper)[1:]:
+    for layer in list(t.hyper)[1:-1]:
         h = h.relu_() if isinstance(layer, nn.ReLU) else layer(h)
-    phi = h.unflatten(-1, (-1, t.total))
-    x_b = t.univariate(*unpack(phi, t.shapes)).inv(y_b)
-    return torch.cat([y_a, x_b], dim=-1), new
+    return h
+
+
+def _affine_coupling_inverse(t: GeneralCouplingTransform, y: Tensor, c: Tensor) -> Tensor:
+    """Inverse of one affine (RealNVP) coupling for draws ``y`` (n, B, D), context ``c`` (B, E).
+
+    The hyper-network's first and last layers are padded to all D columns (zero weights for
+    the constant half, whose shift and log-scale are then 0), so the columns never need to be
+    gathered or scattered.
+    """
+    weight_a, weight_out, bias_out = _padded_affine(t)
+    h = _hidden(t, y, c, weight_a)
+    phi = torch.nn.functional.linear(h, weight_out, bias_out).unflatten(-1, (-1, 2))
+    shift, scale = phi[..., 0], phi[..., 1]
+    # MonotonicAffineTransform: log_scale = scale / (1 + |scale / ln(slope)|)
+    log_scale = scale / scale.abs().mul_(1 / abs(math.log(_AFFINE_SLOPE))).add_(1)
+    return (y - shift).mul_(log_scale.neg_().exp_())
+
+
+def _padded_affine(t: GeneralCouplingTransform) -> tuple[Tensor, Tensor, Tensor]:
+    """First-layer weight (H, D) and last layer (2D, H), (2D,) of coupling ``t``, padded.
+
+    Cached on ``t`` until its weights change (training steps and ``load_state_dict`` bump the
+    tensors' version counters).
+    """
+    first, last = t.hyper[0], t.hyper[-1]
+    key = tuple((p.data_ptr(), p._version) for p in (first.weight, last.weight, last.bias))
+    cached = getattr(t, "_prospect_sbi_padded", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    mask = t.mask
+    d = mask.numel()
+    with torch.no_grad():
+        weight_a = first.weight.new_zeros(first.out_features, d)
+        weight_a[:, mask] = first.weight[:, : int(mask.sum())]
+        # zuko lays out the last layer as (features_b, (shift, scale))
+        w = last.weight.new_zeros(d, 2, last.in_features)
+        w[~mask] = last.weight.unflatten(0, (-1, 2))
+        b = last.bias.new_zeros(d, 2)
+        b[~mask] = last.bias.unflatten(0, (-1, 2))
+    padded = (weight_a, w.flatten(0, 1), b.flatten())
+    t._prospect_sbi_padded = (key, padded)
+    return padded
+
+
+def _coupling_inverse(t: GeneralCouplingTransform, y: Tensor, c: Tensor) -> Tensor:
+    """Inverse of any other coupling transform for draws ``y`` (n, B, D), context ``c``."""
+    mask = t.mask
+    y_a = y[..., mask]
+    h = _hidden(t, y_a, c, t.hyper[0].weight[:, : y_a.shape[-1]])
+    phi = t.hyper[-1](h).unflatten(-1, (-1, t.total))
+    out = y.clone()
+    out[..., ~mask] = t.univariate(*unpack(phi, t.shapes)).inv(y[..., ~mask])
+    return out
+
+
+def _elementwise_inverse(f: Transform, y: Tensor) -> Tensor:
+    """Inverse of an element-wise transform whose parameters depend on the context only.
+
+    ``f`` holds parameters (B, D, ...) and ``y`` is (n, B, D). For a rational-quadratic
+    spline, the bin of each draw is found by binary search over the knots of its own object
+    and target instead of zuko's comparison with every knot, broadcast over the draws.
+    """
+    f = getattr(f, "base", f)  # zuko wraps it in a DependentTransform
+    if not isinstance(f, MonotonicRQSTransform):
+        return f.inv(y)
+    yt = y.permute(1, 2, 0).contiguous()  # (B, D, n): the knots' layout, one row per target
+    k = torch.searchsorted(f.vertical.contiguous(), yt) - 1
+    inside = (k >= 0) & (k < f.bins)
+    k = k.clamp(0, f.bins - 1)
+    x0, x1 = f.horizontal.gather(-1, k), f.horizontal.gather(-1, k + 1)
+    y0, y1 = f.vertical.gather(-1, k), f.vertical.gather(-1, k + 1)
+    d0, d1 = f.derivatives.gather(-1, k), f.derivatives.gather(-1, k + 1)
+    # zuko's MonotonicRQSTransform._inverse, on the gathered knots
+    s = (y1 - y0) / (x1 - x0)
+    y_ = inside * (yt - y0)
+    a = (y1 - y0) * (s - d0) + y_ * (d0 + d1 - 2 * s)
+    b = (y1 - y0) * d0 - y_ * (d0 + d1 - 2 * s)
+    cc = -s * y_
+    z = 2 * cc / (-b - (b**2 - 4 * a * cc).sqrt())
+    x = torch.where(inside, x0 + z * (x1 - x0), yt)
+    return x.permute(2, 0, 1)
