@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prospect_sbi.fitting import REFINE_DRAWS
+
 DEFAULTS = ["jades-parametric", "jades-continuity"]
 NAMED = ("log_mstar", "log_sfr100", "dust2")
 #: S/N bins of the second table.
@@ -174,7 +176,7 @@ def main() -> None:
                     help="dynesty fits run side by side, one per core (each timed on its own)")
     ap.add_argument("--refine", action="store_true",
                     help="also SBI + importance sampling with the likelihood")
-    ap.add_argument("--refine-ndraws", type=int, default=2000,
+    ap.add_argument("--refine-ndraws", type=int, default=REFINE_DRAWS,
                     help="draws per round of the refined fit")
     ap.add_argument("--quick", action="store_true", help="3 mocks, nlive 30, 8 walks, "
                     "dlogz 1, 1000 draws")  # fmt: skip

@@ -13,9 +13,12 @@ to the output folder:
   ``mass_sbi_vs_dynesty.png``.
 
 The dynesty fits use the Gaussian flux likelihood (``likelihood="flux"``): real catalogue
-errors are not drawn from the estimator's pixel noise model.
+errors are not drawn from the estimator's pixel noise model. ``--refine`` also reweights the
+SBI draws of those galaxies with the same likelihood (``fit_model(..., sbi_refine=True)``,
+the exact posterior in a few seconds), writes them to ``refined/<id>.h5`` and adds them to
+the PNG.
 
-    python examples/jades_specz_catalogue.py out/ --n-dynesty 3
+    python examples/jades_specz_catalogue.py out/ --n-dynesty 3 [--refine]
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ def main() -> None:
     ap.add_argument("--n-draws", type=int, default=2000)
     ap.add_argument("--n-dynesty", type=int, default=3)
     ap.add_argument("--nlive", type=int, default=100)
+    ap.add_argument("--refine", action="store_true",
+                    help="also SBI + importance sampling for the dynesty galaxies")  # fmt: skip
     args = ap.parse_args()
     from prospect_sbi.jades_data import CATALOGUE, find_data_dir, read_specz_catalogue
 
@@ -79,7 +84,7 @@ def main() -> None:
     catalogue = read_specz_catalogue(data, post.filters)
     cat, flux, err = catalogue.table, catalogue.flux, catalogue.err
     zlo, zhi = post.header["zred_range"]
-    for sub in ("sbi", "dynesty"):
+    for sub in ("sbi", "dynesty", *(("refined",) if args.refine else ())):
         (args.out / sub).mkdir(parents=True, exist_ok=True)
 
     rows, fitted = [], []
@@ -125,7 +130,7 @@ def main() -> None:
         gid, z = int(cat["id"][i]), float(cat["redshift"][i])
         obs = {"maggies": flux[i], "maggies_unc": err[i], "filters": post.filters, "zred": z}
         c = compare(obs, model, sps, post, n_draws=args.n_draws, seed=i, likelihood="flux",
-                    plot=args.out / "dynesty" / f"{gid}_corner.png",
+                    plot=args.out / "dynesty" / f"{gid}_corner.png", refine=args.refine,
                     nested_nlive_init=args.nlive)  # fmt: skip
         fixed = fixed_redshift_model(model, z)
         dres = c.dynesty["sampling"][0]
@@ -136,17 +141,30 @@ def main() -> None:
         k = list(c.table["param"]).index("log_mstar")
         qd = weighted_quantile(derived["log_mstar"], [0.16, 0.5, 0.84], c.samples["weights"])
         qs = np.percentile(c.samples["sbi"][:, k], [16, 50, 84])
-        mass.append((qs, qd))
-        print(f"  id {gid} z={z:.2f}: log M* SBI {qs[1]:.2f}, dynesty {qd[1]:.2f}; dynesty "
-              f"{c.t_dynesty:.0f} s, SBI {c.t_sbi * 1e3:.0f} ms")  # fmt: skip
+        qr = np.full(3, np.nan)
+        line = ""
+        if args.refine:
+            write_results(args.out / "refined" / f"{gid}.h5", c.refined, model, obs,
+                          {"fitter": "sbi", "sbi_refine": True, "id": gid},
+                          overwrite=True)  # fmt: skip
+            qr = weighted_quantile(c.samples["refined"][:, k], [0.16, 0.5, 0.84],
+                                   c.samples["refined_weights"])  # fmt: skip
+            line = f", refined {qr[1]:.2f} (ESS {c.ess:.0f}, {c.t_refine:.1f} s)"
+        mass.append((qs, qd, qr))
+        print(f"  id {gid} z={z:.2f}: log M* SBI {qs[1]:.2f}, dynesty {qd[1]:.2f}{line}; "
+              f"dynesty {c.t_dynesty:.0f} s, SBI {c.t_sbi * 1e3:.0f} ms")  # fmt: skip
     if mass:
-        s, d = (np.array([m[j] for m in mass]) for j in (0, 1))
+        s, d, r = (np.array([m[j] for m in mass]) for j in (0, 1, 2))
         fig, ax = plt.subplots(figsize=(4.5, 4.5))
-        ax.errorbar(d[:, 1], s[:, 1], xerr=[d[:, 1] - d[:, 0], d[:, 2] - d[:, 1]],
-                    yerr=[s[:, 1] - s[:, 0], s[:, 2] - s[:, 1]], fmt="o")  # fmt: skip
-        lims = [min(d.min(), s.min()) - 0.3, max(d.max(), s.max()) + 0.3]
+        for y, label in ((s, "SBI"), (r, "SBI + importance sampling")):
+            if np.isfinite(y).all():
+                ax.errorbar(d[:, 1], y[:, 1], xerr=[d[:, 1] - d[:, 0], d[:, 2] - d[:, 1]],
+                            yerr=[y[:, 1] - y[:, 0], y[:, 2] - y[:, 1]], fmt="o",
+                            label=label)  # fmt: skip
+        lims = [np.nanmin([d, s, r]) - 0.3, np.nanmax([d, s, r]) + 0.3]
         ax.plot(lims, lims, "k--", lw=1)
         ax.set(xlabel="log M* dynesty", ylabel="log M* SBI", xlim=lims, ylim=lims)
+        ax.legend(loc="upper left", fontsize=8)
         fig.tight_layout()
         fd, tmp = tempfile.mkstemp(suffix=".png", dir=args.out, prefix=".mass.")
         os.close(fd)

@@ -33,7 +33,7 @@ def add_compare_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--refine", action="store_true",
                         help="also compare the SBI draws importance-weighted by the same "
-                        "likelihood (the exact posterior; about a second an object)")  # fmt: skip
+                        "likelihood (the exact posterior; a few seconds an object)")  # fmt: skip
 
 
 def run_compare(args: argparse.Namespace) -> int:

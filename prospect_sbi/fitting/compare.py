@@ -14,6 +14,7 @@ from astropy.table import Table
 from scipy.stats import wasserstein_distance
 
 from .fit import run_sbi
+from .importance import REFINE_DRAWS
 from .likelihood import NoiseLikelihood, fixed_redshift_model
 from .obs import obs_inputs, resolve_estimator
 
@@ -126,7 +127,7 @@ def compare(
     plot: str | os.PathLike | None = None,
     truths: dict[str, float] | None = None,
     refine: bool = False,
-    refine_ndraws: int = 2000,
+    refine_ndraws: int = REFINE_DRAWS,
     **dynesty_kwargs: Any,
 ) -> Comparison:
     """Fit one object with dynesty (through Prospector) and with SBI, and compare.

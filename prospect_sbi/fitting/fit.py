@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from prospect.fitting import lnprobfn as _prospect_lnprobfn
 
+from .importance import REFINE_DRAWS, REFINE_ESS, REFINE_ROUNDS, importance_sample
 from .obs import obs_inputs, resolve_estimator
 from .registry import get_fitter
 from .results import SBIResult, to_struct
@@ -154,9 +155,9 @@ def run_sbi(
     sbi_seed: int | None = None,
     sbi_lnlike: bool = True,
     sbi_refine: bool = False,
-    sbi_refine_ndraws: int = 2000,
-    sbi_refine_rounds: int = 8,
-    sbi_refine_ess: float = 500.0,
+    sbi_refine_ndraws: int = REFINE_DRAWS,
+    sbi_refine_rounds: int = REFINE_ROUNDS,
+    sbi_refine_ess: float = REFINE_ESS,
     sbi_likelihood: str = "flux",
     **extras: Any,
 ) -> dict:
@@ -171,7 +172,7 @@ def run_sbi(
     (:func:`~prospect_sbi.fitting.importance_sample`: rounds of ``sbi_refine_ndraws`` draws,
     at most ``sbi_refine_rounds``, until the ESS reaches ``sbi_refine_ess``; needs ``sps``):
     the posterior of the likelihood dynesty samples, at the cost of one forward model per
-    draw (about a second an object instead of milliseconds; ``sbi_ndraws`` is not used).
+    draw (a few seconds an object instead of milliseconds; ``sbi_ndraws`` is not used).
     The result's ``weights`` are then the importance weights, draws of zero weight are left
     out, ``eff`` is the ESS in percent of the draws, and the derived quantities are computed
     from each draw.
@@ -192,8 +193,6 @@ def run_sbi(
     t0 = time.perf_counter()
     flux, err, zred = obs_inputs(obs, post, model)
     if sbi_refine:
-        from .importance import importance_sample
-
         res = importance_sample(post, model, sps, flux, err, zred, n=int(sbi_refine_ndraws),
                                 rounds=int(sbi_refine_rounds), target_ess=sbi_refine_ess,
                                 likelihood=sbi_likelihood, seed=sbi_seed)  # fmt: skip
