@@ -322,7 +322,9 @@ class FastPhotometry:
         young[np.arange(res.n), cut] = partial
         old = total - young
         old[self._edges[None, 1:] <= tesc[:, None]] = 0.0  # exactly 0, not a rounding residual
-        live = total @ self._grids.live_frac.T  # (C, Z), then linear in log Z as the exact path
+        # (C, Z), then linear in log Z as the exact path; einsum, not BLAS, so that a row's sum
+        # does not depend on how many rows share the chunk
+        live = np.einsum("ca,za->cz", total, self._grids.live_frac)
         rows = np.arange(res.n)
         return young, old, (1 - zf) * live[rows, zi] + zf * live[rows, zi + 1]
 
