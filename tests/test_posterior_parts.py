@@ -298,3 +298,21 @@ def test_warn_faint_on_scale_not_on_noise():
         warn_faint(noise, stats)
     with pytest.warns(UserWarning, match=r"median \|flux\| 1e-2[0-9] maggies is over 2 dex"):
         warn_faint(np.full((3, 14), 1e-25), stats)
+
+
+def test_warn_precise_on_catalogue_errors_not_on_training_noise():
+    import warnings
+
+    from prospect_sbi import JadesPixelNoise
+    from prospect_sbi.posterior.checks import warn_precise
+
+    noise = JadesPixelNoise()
+    maggies = np.geomspace(1e-10, 1e-7, 14)[None].repeat(200, 0)  # bright: at the error floor
+    flux, err = noise.apply(maggies, np.random.default_rng(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_precise(flux, err, noise.mag_err_floor)
+        warn_precise(flux, err / 10, 0.0)  # no floor in the noise model: nothing to compare
+    with pytest.warns(UserWarning, match=r"median relative error 0.001 of detected bands is "
+                      r"below the training noise's 0.01 mag floor"):  # fmt: skip
+        warn_precise(maggies, 1e-3 * maggies, noise.mag_err_floor)  # S/N 1000, a catalogue's

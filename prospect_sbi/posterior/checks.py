@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["check_observations", "check_zred", "drop_shallow", "shallow_errors", "warn_faint",
-           "SHALLOW_FACTOR"]  # fmt: skip
+           "warn_precise", "SHALLOW_FACTOR"]  # fmt: skip
 
 import warnings
 from collections.abc import Sequence
@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 
 _FAINT_DEX = 2.0  # median flux this many dex below the training set's faintest: a warning
+#: Median relative error of detected bands below this fraction of the training noise's floor:
+#: a warning (:func:`warn_precise`).
+_PRECISE_FRACTION = 0.5
 _BATCH = 50  # objects from which a batch's median flux is compared with the training set's
 #: A non-detection (S/N < 3) whose error exceeds this many times the noise model's depth, and
 #: every error of a non-detection in training, is treated as a missing band (see
@@ -228,6 +231,32 @@ def warn_faint(flux: np.ndarray, flux_stats: dict[str, float] | None) -> None:
         warnings.warn(
             f"median |flux| {median:.3g} maggies is over 2 dex below the faintest training flux "
             f"({flux_min:.3g}): the estimator extrapolates",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def warn_precise(flux: np.ndarray, err: np.ndarray, mag_err_floor: float) -> None:
+    """Warn when detected bands are far more precise than the training noise's error floor.
+
+    A noise model with a magnitude-error floor (``JadesPixelNoise.mag_err_floor``) never gave
+    the estimator errors below it. Integrated catalogue photometry can be at S/N 1000 and more
+    (the JADES spec-z catalogue reaches 3000), where the estimator extrapolates and no SED
+    model fits; SED fits add an error floor, e.g. ``err = hypot(err, 0.05 * flux)``.
+    """
+    if mag_err_floor <= 0:
+        return
+    with np.errstate(invalid="ignore", divide="ignore"):
+        detected = np.isfinite(flux) & (flux > 5 * err)
+        if not detected.any():
+            return
+        frac = float(np.median(err[detected] / flux[detected]))
+    least = 0.4 * np.log(10.0) * mag_err_floor  # relative error at the floor
+    if frac < _PRECISE_FRACTION * least:
+        warnings.warn(
+            f"median relative error {frac:.2g} of detected bands is below the training noise's "
+            f"{mag_err_floor:g} mag floor ({least:.2g}): the estimator extrapolates; add an error "
+            "floor, e.g. err = hypot(err, 0.05 * flux)",
             UserWarning,
             stacklevel=3,
         )

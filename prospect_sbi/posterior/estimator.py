@@ -16,7 +16,14 @@ from astropy.table import Table
 
 from ..noise import NoiseModel, noise_from_dict
 from .bounds import TargetSpace
-from .checks import check_observations, check_zred, drop_shallow, shallow_errors, warn_faint
+from .checks import (
+    check_observations,
+    check_zred,
+    drop_shallow,
+    shallow_errors,
+    warn_faint,
+    warn_precise,
+)
 from .encoding import ObservationEncoder
 from .network import PosteriorNetwork
 from .storage import read_tensors, write_tensors
@@ -109,6 +116,7 @@ class AmortizedPosterior:
             self._max_err = shallow_errors(self.noise)
         flux, err = drop_shallow(flux, err, self._max_err)
         warn_faint(flux, stats)
+        warn_precise(flux, err, getattr(self.noise, "mag_err_floor", 0.0))
         zr = self.header.get("zred_range")
         z = check_zred(zred, len(flux), self.redshift == "known", None if zr is None else zr)
         return flux, err, z, single
