@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from ..noise.base import _DMAG
+
 _FAINT_DEX = 2.0  # median flux this many dex below the training set's faintest: a warning
 #: Median relative error of detected bands below this fraction of the training noise's floor:
 #: a warning (:func:`warn_precise`).
@@ -251,7 +253,7 @@ def warn_precise(flux: np.ndarray, err: np.ndarray, mag_err_floor: float) -> Non
         if not detected.any():
             return
         frac = float(np.median(err[detected] / flux[detected]))
-    least = 0.4 * np.log(10.0) * mag_err_floor  # relative error at the floor
+    least = _DMAG * mag_err_floor  # relative error at the floor
     if frac < _PRECISE_FRACTION * least:
         warnings.warn(
             f"median relative error {frac:.2g} of detected bands is below the training noise's "
