@@ -21,23 +21,31 @@ import time
 from pathlib import Path
 
 from prospect_sbi import PRETRAINED, pretrained_model
+from prospect_sbi.pretrained import pretrained_path
 
 #: name -> seed of its training set
 SEEDS = {"jades-parametric": 101, "jades-continuity": 202}
 
 
 def train_one(name: str, folder: Path, n: int, max_epochs: int, device: str,
-              lr_patience: int = 3) -> Path:
-    """Simulate (resumable) and train (resumable) one estimator; return its file."""
+              lr_patience: int = 3, learning_rate: float = 3e-3,
+              finetune: bool = False) -> Path:  # fmt: skip
+    """Simulate (resumable) and train (resumable) one estimator; return its file.
+
+    With ``finetune``, training starts from the installed estimator's weights.
+    """
     from prospect_sbi import BC03MilesBasis, JadesPixelNoise, jades_filters, simulate, train
 
     seed, model = SEEDS[name], pretrained_model(name)
     ts = simulate(model, BC03MilesBasis(), jades_filters(), n, folder / f"{name}.h5", seed=seed)
     start = time.perf_counter()
+    init = pretrained_path(name) if finetune else None
     post = train(ts, JadesPixelNoise(), max_epochs=max_epochs, device=device,
-                 lr_patience=lr_patience, checkpoint=folder / f"{name}.ckpt")  # fmt: skip
+                 learning_rate=learning_rate, lr_patience=lr_patience, init=init,
+                 checkpoint=folder / f"{name}{'-finetune' if finetune else ''}.ckpt")  # fmt: skip
     post.training["recipe"] = (f"examples/train_jades_estimators.py --n {n} "
-                               f"--epochs {max_epochs} --lr-patience {lr_patience}: "
+                               f"--epochs {max_epochs} --lr {learning_rate} "
+                               f"--lr-patience {lr_patience}{' --finetune' if finetune else ''}: "
                                f"build_model(**{PRETRAINED[name]}), seed {seed}")  # fmt: skip
     post.training["wall_s"] = time.perf_counter() - start
     print(f"{name}: {len(post.training['history'])} epochs in {post.training['wall_s']:.0f} s")
@@ -51,6 +59,9 @@ def main() -> None:
     parser.add_argument("--folder", default="pretrained-run", help="work folder (resumable)")
     parser.add_argument("--lr-patience", type=int, default=3,
                         help="epochs without progress before the learning rate is halved")
+    parser.add_argument("--lr", type=float, default=3e-3, help="initial learning rate")
+    parser.add_argument("--finetune", action="store_true",
+                        help="continue from the installed estimator (e.g. --epochs 60 --lr 3e-4)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", choices=sorted(PRETRAINED), help="train just this one")
     parser.add_argument("--install", action="store_true",
@@ -59,7 +70,8 @@ def main() -> None:
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name in [args.only] if args.only else PRETRAINED:
-        path = train_one(name, folder, args.n, args.epochs, args.device, args.lr_patience)
+        path = train_one(name, folder, args.n, args.epochs, args.device, args.lr_patience,
+                         args.lr, args.finetune)  # fmt: skip
         if args.install:
             target = Path(__file__).resolve().parents[1] / "prospect_sbi/data/pretrained"
             target.mkdir(parents=True, exist_ok=True)

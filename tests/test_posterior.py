@@ -316,3 +316,25 @@ def test_trainingset_path_is_accepted(trainset, trainset_path):
               progress=False)  # fmt: skip
     with TrainingSet.open(path) as ts:
         assert len(ts) == N_SIM
+
+
+def test_finetune_continues_from_an_estimator(trained, trainset, tmp_path):
+    """``init=`` starts from the estimator's weights: its validation loss, not a fresh one's."""
+    kwargs = {"max_rows": N_TRAIN, "progress": False}
+    # a learning rate of ~0 leaves the weights as they are: the loss is the estimator's own
+    same = train(trainset, JadesPixelNoise(), max_epochs=1, learning_rate=1e-12, init=trained,
+                 **kwargs)  # fmt: skip
+    assert same.training["history"][0]["val_loss"] == pytest.approx(
+        trained.training["best_val_loss"], abs=0.05)
+    assert same.training["init"]["epochs"] == len(trained.training["history"])
+    assert same.space.to_dict() == trained.space.to_dict()
+    fresh = train(trainset, JadesPixelNoise(), max_epochs=1, learning_rate=1e-12, **kwargs)
+    assert fresh.training["history"][0]["val_loss"] > trained.training["best_val_loss"] + 5
+    # a file works too, and a mismatch is refused by name
+    path = trained.save(tmp_path / "start.sbi")
+    tuned = train(trainset, JadesPixelNoise(), max_epochs=1, learning_rate=3e-5, init=path,
+                  **kwargs)  # fmt: skip
+    assert tuned.training["best_val_loss"] < trained.training["best_val_loss"] + 0.5
+    with pytest.raises(ValueError, match="init estimator differs .*redshift"):
+        train(trainset, JadesPixelNoise(), redshift="infer", max_epochs=1, init=trained,
+              **kwargs)  # fmt: skip

@@ -53,6 +53,7 @@ def train(
     max_rows: int | None = None,
     seed: int = 0,
     checkpoint: str | os.PathLike | None = None,
+    init: str | os.PathLike | AmortizedPosterior | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> AmortizedPosterior:
@@ -108,6 +109,12 @@ def train(
     checkpoint : path-like, optional
         File written atomically after every epoch; rerunning the same call resumes from it
         (after ``kill -9`` too). A checkpoint of another configuration is refused.
+    init : path-like or AmortizedPosterior, optional
+        Fine-tune this estimator instead of starting from random weights: its network,
+        target normalisation and input standardisation are kept (``flow`` and ``network``
+        are then ignored), and epochs continue its count, so noise draws are new. It must
+        come from the training set's model, bands, redshift mode and targets. Pass a lower
+        ``learning_rate`` (e.g. 3e-4) to continue a converging run.
     device : str or torch.device
         "cpu", "cuda", ... or "auto" (CUDA when available).
     progress : bool
@@ -137,8 +144,12 @@ def train(
     finally:
         if ts is not trainingset:
             ts.close()
-    arch = {"flow": flow, **(network or {})}
-    net = PosteriorNetwork(len(setup.space), setup.encoder.n_features, seed=seed, **arch)
+    if init is None:
+        arch = {"flow": flow, **(network or {})}
+        net = PosteriorNetwork(len(setup.space), setup.encoder.n_features, seed=seed, **arch)
+        first_epoch = 0
+    else:
+        net, first_epoch = setup.adopt(init)
     net.to(device)
     config = setup.describe() | {
         "network": net.config, "batch_size": int(batch_size),
@@ -152,7 +163,7 @@ def train(
     state = Checkpoint(checkpoint, config)
     state.restore(net, optimizer, scheduler)
     loop = _Loop(setup, net, optimizer, scheduler, state, device, batch_size, band_dropout,
-                 jitter, seed)  # fmt: skip
+                 jitter, seed, first_epoch)  # fmt: skip
     loop.run(max_epochs, patience, progress)
     net.load_state_dict(state.best_weights or net.state_dict())
     return setup.posterior(net.cpu(), config, state)
@@ -176,6 +187,7 @@ class _Setup:
                         "seed": ts.provenance.get("seed")}  # fmt: skip
         self.filters, self.spec = list(ts.filters), ts.provenance["model_spec"]
         self.redshift = redshift
+        self.init: dict[str, Any] | None = None
         self.noise = _select_noise(noise, ts.filters)
         labels = [name for name in ts.labels if name != "zred"]
         if redshift == "infer":
@@ -220,12 +232,37 @@ class _Setup:
         zred = self.data.zred
         self.zred_range = [float(zred.min()), float(zred.max())] if redshift == "known" else None
 
+    def adopt(self, init: str | os.PathLike | AmortizedPosterior) -> tuple[PosteriorNetwork, int]:
+        """Take the network, normalisation and encoder of the estimator to fine-tune.
+
+        Returns a copy of its network and the number of epochs it was trained for.
+        """
+        post = init if isinstance(init, AmortizedPosterior) else AmortizedPosterior.load(init)
+        wanted = {"model": self.ts_info["model_hash"], "bands": self.filters,
+                  "redshift": self.redshift, "targets": self.space.names}  # fmt: skip
+        found = {"model": post.model_hash, "bands": post.filters, "redshift": post.redshift,
+                 "targets": post.space.names}  # fmt: skip
+        bad = [k for k in wanted if wanted[k] != found[k]]
+        if bad:
+            raise ValueError(f"init estimator differs from this training in {', '.join(bad)}: "
+                             + "; ".join(f"{k} {found[k]} vs {wanted[k]}" for k in bad))
+        self.space, self.encoder = post.space, post.encoder
+        history = post.training.get("history", [])
+        first = len(history) + int(post.training.get("init", {}).get("epochs", 0))
+        self.init = {"epochs": first, "best_val_loss": post.training.get("best_val_loss"),
+                     "recipe": post.training.get("recipe"),
+                     "trainingset": post.training.get("trainingset")}  # fmt: skip
+        net = PosteriorNetwork.from_config(post.network.config)
+        net.load_state_dict(post.network.state_dict())
+        return net, first
+
     def describe(self) -> dict[str, Any]:
         """Describe what a checkpoint must match: data, targets and split (not the path)."""
         data = {k: v for k, v in self.ts_info.items() if k != "path"}
         return {"trainingset": data, "rows": len(self.data), "redshift": self.redshift,
                 "targets": self.space.names, "computed": self.computed,
-                "noise": self.noise.to_dict(), "n_val": len(self.val_rows)}  # fmt: skip
+                "noise": self.noise.to_dict(), "n_val": len(self.val_rows),
+                "init": self.init}  # fmt: skip
 
     def posterior(
         self, net: PosteriorNetwork, config: dict, state: Checkpoint
@@ -237,6 +274,8 @@ class _Setup:
                      "history": state.history, "best_epoch": state.best_epoch,
                      "best_val_loss": state.best_val, "resumed_at_epoch": state.resumed_at,
                      "stopped_early": state.stopped}  # fmt: skip
+        if self.init is not None:
+            training["init"] = self.init
         header = {
             "filters": self.filters, "noise": self.noise.to_dict(), "model_spec": self.spec,
             "model_hash": self.ts_info["model_hash"], "redshift": self.redshift,
@@ -261,7 +300,9 @@ class _Loop:
         dropout: float,
         jitter: float,
         seed: int,
+        first_epoch: int = 0,
     ) -> None:
+        self.first_epoch = int(first_epoch)
         self.setup, self.net, self.optimizer, self.scheduler = setup, net, optimizer, scheduler
         self.state, self.device, self.batch_size = state, device, int(batch_size)
         self.dropout, self.jitter, self.seed = float(dropout), float(jitter), int(seed)
@@ -300,7 +341,7 @@ class _Loop:
 
     def _epoch(self, epoch: int, progress: bool) -> float:
         setup = self.setup
-        rng = np.random.default_rng([self.seed, 3, epoch])
+        rng = np.random.default_rng([self.seed, 3, self.first_epoch + epoch])
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         x = setup.data.inputs(setup.train_rows, setup.noise, setup.encoder, rng, self.dropout)
         z = self._jittered(self.z_train, gen)
