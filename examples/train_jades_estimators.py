@@ -61,7 +61,7 @@ def main() -> None:
                         help="epochs without progress before the learning rate is halved")
     parser.add_argument("--lr", type=float, default=3e-3, help="initial learning rate")
     parser.add_argument("--finetune", action="store_true",
-                        help="continue from the installed estimator (e.g. --epochs 60 --lr 3e-4)")
+                        help="continue from the installed estimator (e.g. --epochs 40 --lr 1e-4)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", choices=sorted(PRETRAINED), help="train just this one")
     parser.add_argument("--install", action="store_true",

@@ -114,7 +114,7 @@ def train(
         target normalisation and input standardisation are kept (``flow`` and ``network``
         are then ignored), and epochs continue its count, so noise draws are new. It must
         come from the training set's model, bands, redshift mode and targets. Pass a lower
-        ``learning_rate`` (e.g. 3e-4) to continue a converging run.
+        ``learning_rate`` (e.g. 1e-4): Adam's moments start afresh.
     device : str or torch.device
         "cpu", "cuda", ... or "auto" (CUDA when available).
     progress : bool
