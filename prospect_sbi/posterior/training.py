@@ -140,16 +140,16 @@ def train(
                           else "cpu" if device == "auto" else device)  # fmt: skip
     ts = trainingset if isinstance(trainingset, TrainingSet) else TrainingSet.open(trainingset)
     try:
-        setup = _Setup(ts, noise, redshift, derived, max_rows, validation_fraction, seed)
+        setup = _Setup(ts, noise, redshift, derived, max_rows, validation_fraction, seed, init)
     finally:
         if ts is not trainingset:
             ts.close()
-    if init is None:
+    if setup.start is None:
         arch = {"flow": flow, **(network or {})}
         net = PosteriorNetwork(len(setup.space), setup.encoder.n_features, seed=seed, **arch)
         first_epoch = 0
     else:
-        net, first_epoch = setup.adopt(init)
+        net, first_epoch = setup.start
     net.to(device)
     config = setup.describe() | {
         "network": net.config, "batch_size": int(batch_size),
@@ -181,6 +181,7 @@ class _Setup:
         max_rows: int | None,
         validation_fraction: float,
         seed: int,
+        init: str | os.PathLike | AmortizedPosterior | None = None,
     ) -> None:
         self.ts_info = {"path": str(ts.path), "rows": len(ts),
                         "model_hash": ts.model_hash,
@@ -216,26 +217,30 @@ class _Setup:
         n_val = max(1, int(round(validation_fraction * n)))
         self.val_rows, self.train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
         self.space = TargetSpace.from_model_spec(self.spec, labels, learned)
-        self.space.fit(self.data.theta[self.train_rows])
-        self.encoder = ObservationEncoder(
-            self.noise.bands,
-            self.noise.depth,
-            self.noise.limit_sigma,
-            known_zred=redshift == "known",
-        )
-        fit_rows = self.train_rows[:_ENCODER_ROWS]
-        flux, err = self.data.noisy(fit_rows, self.noise, np.random.default_rng([seed, 1]))
-        self.encoder.fit(flux, err, self.data.zred[fit_rows])
+        #: (network, epochs already trained) of the estimator to fine-tune, or None
+        self.start = None if init is None else self._adopt(init)
+        if self.start is None:
+            self.space.fit(self.data.theta[self.train_rows])
+            self.encoder = ObservationEncoder(
+                self.noise.bands,
+                self.noise.depth,
+                self.noise.limit_sigma,
+                known_zred=redshift == "known",
+            )
+            fit_rows = self.train_rows[:_ENCODER_ROWS]
+            flux, err = self.data.noisy(fit_rows, self.noise, np.random.default_rng([seed, 1]))
+            self.encoder.fit(flux, err, self.data.zred[fit_rows])
         phot = self.data.photometry[self.train_rows]
         p01, p99 = np.percentile(phot[phot > 0], [0.1, 99])
         self.flux_stats = {"p0.1": float(p01), "p99": float(p99), "max": float(phot.max())}
         zred = self.data.zred
         self.zred_range = [float(zred.min()), float(zred.max())] if redshift == "known" else None
 
-    def adopt(self, init: str | os.PathLike | AmortizedPosterior) -> tuple[PosteriorNetwork, int]:
+    def _adopt(self, init: str | os.PathLike | AmortizedPosterior) -> tuple[PosteriorNetwork, int]:
         """Take the network, normalisation and encoder of the estimator to fine-tune.
 
-        Returns a copy of its network and the number of epochs it was trained for.
+        Returns a copy of its network and the number of epochs it was trained for; the
+        normalisation and encoder are not refitted.
         """
         post = init if isinstance(init, AmortizedPosterior) else AmortizedPosterior.load(init)
         wanted = {"model": self.ts_info["model_hash"], "bands": self.filters,
