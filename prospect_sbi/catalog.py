@@ -69,6 +69,7 @@ def read_catalog(
     err_format: str = "unc_{band}",
     zred_column: str | None = None,
     id_column: str | None = None,
+    err_floor: float = 0.0,
 ) -> Catalog:
     """Read the fluxes of ``bands`` from a catalogue table, in maggies.
 
@@ -85,6 +86,10 @@ def read_catalog(
         Column names, ``{band}`` standing for the short name (``F444W``); the sedpy name
         (``jwst_f444w``) and lower case are tried too.
     zred_column, id_column : str, optional
+    err_floor : float
+        Fractional error floor added in quadrature, ``err = hypot(err, err_floor * |flux|)``,
+        as SED fits of integrated photometry do (e.g. 0.05): catalogue errors can be far below
+        any error the estimator was trained on (``checks.warn_precise``). 0 keeps the errors.
 
     Returns
     -------
@@ -95,6 +100,8 @@ def read_catalog(
     ValueError
         A band's flux or error column missing, no unit, an unknown unit.
     """
+    if not (np.isfinite(err_floor) and err_floor >= 0):
+        raise ValueError(f"err_floor must be a fraction >= 0 of the flux; got {err_floor}")
     table = source if isinstance(source, Table) else Table.read(source)
     flux = np.empty((len(table), len(bands)))
     err = np.empty_like(flux)
@@ -107,6 +114,7 @@ def read_catalog(
     with np.errstate(invalid="ignore"):
         missing = ~np.isfinite(flux) | ~np.isfinite(err) | (err <= 0)
     flux[missing] = err[missing] = np.nan
+    err = np.hypot(err, err_floor * np.abs(flux)) if err_floor else err
     zred = None
     if zred_column is not None:
         if zred_column not in table.colnames:

@@ -112,6 +112,35 @@ def test_fit_command_catalogue_in_njy(tmp_path, small_estimator, small_estimator
     assert "no flux column for band" in capsys.readouterr().err
 
 
+def test_fit_command_error_floor(tmp_path, small_estimator, small_estimator_file, capsys):
+    from prospect_sbi.catalog import read_catalog
+
+    table, _ = _mock_catalog(small_estimator, 40, seed=8)
+    table["flux_F444W"][2] = table["err_F444W"][2] = np.nan
+    cat = tmp_path / "cat.ecsv"
+    table.write(cat)
+    kw = {"unit": "nJy", "flux_format": "flux_{band}", "err_format": "err_{band}"}
+    plain = read_catalog(cat, small_estimator.filters, **kw)
+    floored = read_catalog(cat, small_estimator.filters, err_floor=0.05, **kw)
+    np.testing.assert_allclose(floored.err, np.hypot(plain.err, 0.05 * np.abs(plain.flux)))
+    assert np.isnan(floored.err[2, -1]) and np.isnan(floored.flux[2, -1])
+    with pytest.raises(ValueError, match="err_floor must be a fraction >= 0"):
+        read_catalog(cat, small_estimator.filters, err_floor=-0.1, **kw)
+    stds = []
+    for floor in ("0", "0.05"):
+        out = tmp_path / f"fit{floor}.ecsv"
+        argv = ["fit", str(cat), str(small_estimator_file), "-o", str(out), "--draws", "300",
+                "--err-floor", floor, "--zred-column", "z", *(f"--{k.replace('_', '-')}={v}"
+                                                            for k, v in kw.items())]  # fmt: skip
+        assert cli.main(argv) == 0, capsys.readouterr().err
+        stds.append(np.asarray(Table.read(out)["log_mstar_std"]))
+    # the command fits the floored errors (one chunk: seed 0), and they widen the posteriors
+    expect = small_estimator.summarize(floored.flux, floored.err, zred=np.asarray(table["z"]),
+                                       n=300, seed=0)["log_mstar_std"]  # fmt: skip
+    np.testing.assert_allclose(stds[1], expect, rtol=1e-5)
+    assert np.median(stds[1] / stds[0]) > 1.02, np.median(stds[1] / stds[0])  # measured 1.04
+
+
 def test_run_chunks_resumes_after_an_interruption(tmp_path):
     from prospect_sbi.cli.common import run_chunks
 

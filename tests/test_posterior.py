@@ -103,6 +103,30 @@ def test_deconvolve_removes_the_training_jitter(trained):
     assert torch.equal(trained._deconvolve(one.clone()), one)
 
 
+def test_blown_up_draws_are_redrawn_and_left_out_of_the_moments(trained, mocks):
+    """A coupling flow's tail draws can blow up (|z| to 1e16 in flow space; the shipped
+    jades-continuity had one in 1000 objects with all 1000 log M* draws at -4720 dex once the
+    deconvolution's moments took them in). They are redrawn from the same objects."""
+    x = trained._inputs(mocks["flux"], mocks["err"], mocks["zred"], slice(0, 4))
+    with torch.no_grad():
+        draws = trained.network.sample(x, 500)
+    clean = draws.clone()
+    draws[0, 3, 1] = 1e12
+    draws[2, :7, -1] = -3e9  # a derived target
+    out, still = trained._redraw_blowups(draws.clone(), x)
+    assert not still.any() and torch.all(out.abs() < 20)
+    untouched = torch.ones(out.shape[:2], dtype=torch.bool)
+    untouched[0, 3] = untouched[2, :7] = False
+    assert torch.equal(out[untouched], clean[untouched])
+    assert not torch.equal(out[2, :7], clean[2, :7])  # new draws, not the old ones
+    # draws left out by ``keep`` do not enter the moments of the others
+    bad = draws.clone().double()
+    keep = torch.ones(bad.shape[:2], dtype=torch.bool)
+    keep[2, :7] = False
+    ref = trained._deconvolve(bad[2:3, 7:].clone())
+    np.testing.assert_allclose(trained._deconvolve(bad.clone(), keep)[2:3, 7:], ref, atol=1e-9)
+
+
 def test_samples_stay_in_the_prior_box(trained, mocks):
     draws = trained.sample(mocks["flux"][:300], mocks["err"][:300], 300, zred=mocks["zred"][:300])
     assert draws.shape == (300, 300, len(trained.labels)) and draws.dtype == np.float32

@@ -28,6 +28,9 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zred-column", default="redshift",
                         help="redshift column, for estimators conditioned on it")  # fmt: skip
     parser.add_argument("--id-column", default=None, help="id column (default: row number)")
+    parser.add_argument("--err-floor", type=float, default=0.0,
+                        help="fractional error floor added in quadrature, err = hypot(err, "
+                             "FRAC * flux), e.g. 0.05 for integrated photometry (default 0)")
     parser.add_argument("--draws", type=int, default=1000, help="posterior draws per object")
     parser.add_argument("--chunk-size", type=int, default=1024, help="objects per chunk")
     parser.add_argument("--seed", type=int, default=0)
@@ -107,11 +110,13 @@ def run_fit(args: argparse.Namespace) -> int:
     zcol = args.zred_column if post.redshift == "known" else None
     catalog = read_catalog(args.catalog, post.filters, unit=args.unit,
                            flux_format=args.flux_format, err_format=args.err_format,
-                           zred_column=zcol, id_column=args.id_column)  # fmt: skip
+                           zred_column=zcol, id_column=args.id_column,
+                           err_floor=args.err_floor)  # fmt: skip
     out = Path(args.out)
     fingerprint = {"catalog": file_id(args.catalog),
                    "estimator": file_id(estimator_file(args.estimator)), "draws": args.draws,
-                   "seed": args.seed, "chunk": args.chunk_size, "unit": args.unit}  # fmt: skip
+                   "seed": args.seed, "chunk": args.chunk_size, "unit": args.unit,
+                   "err_floor": args.err_floor}  # fmt: skip
     table = fit_catalog(post, catalog, args.draws, args.seed, args.chunk_size, out, fingerprint)
     with atomic_path(out, overwrite=True) as tmp:
         table.write(tmp, format="ascii.ecsv" if out.suffix == ".ecsv" else "fits")

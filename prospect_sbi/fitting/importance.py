@@ -322,7 +322,9 @@ class _Target:
         """``n`` draws of the flow, evaluated (the derived targets as the flow drew them)."""
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(rng.integers(2**31)))
-            z = self.post.network.sample(self.x, n)[0].double()
+            # blown-up draws redrawn as in ``sample`` (the flow restricted to |z| <= 20)
+            z = self.post._redraw_blowups(self.post.network.sample(self.x, n), self.x)[0]
+            z = z[0].double()
         return self._evaluate(z[:, : self.p], z[:, self.p :], rng)
 
     def evaluate(self, u: np.ndarray, rng: np.random.Generator) -> dict:

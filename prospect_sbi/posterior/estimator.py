@@ -6,6 +6,7 @@ __all__ = ["AmortizedPosterior", "FORMAT"]
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,14 @@ from .summary import summary_table
 FORMAT = 1
 #: Draws per batch in sample(): small enough to stay in a CPU's cache, large for a GPU.
 _ROWS_PER_CHUNK = {"cpu": 8192, "cuda": 1 << 20}
+#: Flow-space draws beyond these many training standard deviations are numerical blow-ups of
+#: the coupling flow (a tail base draw whose scales compound over the transforms, up to 1e16),
+#: not posterior mass: training targets reach 6-7 (a logit of 1e-6 of a prior box), derived
+#: ones 2-5. Free parameters with unbounded priors (Student-t SFR ratios) have legitimate
+#: tails to ~120 in 20,000 prior draws, so they get the wider limit.
+_MAX_Z, _MAX_Z_UNBOUNDED = 20.0, 1000.0
+#: Rounds of redrawing blown-up draws before they are kept (and a warning given).
+_REDRAW_ROUNDS = 8
 
 
 class AmortizedPosterior:
@@ -183,16 +192,56 @@ class AmortizedPosterior:
         rows_per_chunk = _ROWS_PER_CHUNK.get(self.device.type, _ROWS_PER_CHUNK["cpu"])
         chunk = int(chunk_size or max(1, rows_per_chunk // int(n)))
         out = np.empty((len(flux), int(n), len(self.labels)), dtype=np.float32)
+        kept = 0
         with torch.no_grad():
             for rows in _chunks(len(flux), chunk):
-                draws = self.network.sample(self._inputs(flux, err, z, rows), int(n))
-                out[rows] = self._physical(self._deconvolve(draws)).cpu().numpy()
+                x = self._inputs(flux, err, z, rows)
+                draws, bad = self._redraw_blowups(self.network.sample(x, int(n)), x)
+                kept += int(bad.sum())
+                out[rows] = self._physical(self._deconvolve(draws, ~bad)).cpu().numpy()
+        if kept:
+            warnings.warn(f"{kept} of {out.shape[0] * out.shape[1]} draws stayed beyond the "
+                          f"flow's range after {_REDRAW_ROUNDS} redraws and are kept: these "
+                          "observations are far from the training set", UserWarning,
+                          stacklevel=3)  # fmt: skip
         return out
 
-    def _deconvolve(self, z: torch.Tensor) -> torch.Tensor:
+    def _z_limit(self) -> torch.Tensor:
+        """Largest |flow-space value| (D,) of a draw that is not a blow-up (:data:`_MAX_Z`)."""
+        k = self._n_jittered
+        free_real = [kind == "real" for kind in self.space.kinds[: len(self.space) - k]]
+        limit = [_MAX_Z_UNBOUNDED if r else _MAX_Z for r in free_real] + [_MAX_Z] * k
+        return torch.tensor(limit, device=self.device)
+
+    def _redraw_blowups(self, draws: torch.Tensor, x: torch.Tensor) -> tuple:
+        """Replace draws (B, n, D) beyond :meth:`_z_limit` by new draws of the same objects.
+
+        Rejection, so the draws follow the flow restricted to the limits (a share of ~1e-4
+        of its mass for faint objects, ~1e-5 for bright ones); nothing is clipped. Returns the
+        draws and the mask (B, n) of those still beyond after :data:`_REDRAW_ROUNDS` rounds.
+        """
+        limit = self._z_limit()
+        bad = (draws.abs() > limit).any(-1)
+        for _ in range(_REDRAW_ROUNDS):
+            rows = torch.nonzero(bad.any(-1))[:, 0]
+            if not len(rows):
+                break
+            need = bad[rows].sum(-1)
+            # a few spare draws per object, so one round almost always suffices
+            new = self.network.sample(x[rows], int(need.max()) * 2 + 8)
+            good = ~(new.abs() > limit).any(-1)
+            for i, row in enumerate(rows.tolist()):
+                slots = torch.nonzero(bad[row])[:, 0]
+                fresh = new[i][good[i]][: len(slots)]
+                draws[row, slots[: len(fresh)]] = fresh
+                bad[row, slots[: len(fresh)]] = False
+        return draws, bad
+
+    def _deconvolve(self, z: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Remove the training jitter from the derived targets' draws (B, n, D), in flow space.
 
-        Works in place and returns ``z``.
+        Works in place and returns ``z``. ``keep`` (B, n) selects the draws the moments are
+        taken over (not blown up, :meth:`_redraw_blowups`).
 
         The flow learned the derived targets plus N(0, jitter^2) noise. Their sample
         covariance C per object is therefore C_true + jitter^2 I, so draws are moved towards
@@ -204,10 +253,12 @@ class AmortizedPosterior:
         if k == 0 or jitter == 0.0 or z.shape[-2] < 2:
             return z
         x = z[..., -k:]
-        mean = x.mean(-2, keepdim=True)
+        w8 = (torch.ones_like(x[..., :1]) if keep is None else keep[..., None].to(x.dtype))
+        count = w8.sum(-2, keepdim=True).clamp(min=1.0)
+        mean = (x * w8).sum(-2, keepdim=True) / count
         dx = x - mean
         # in flow space the targets are standardised, so float32 resolves jitter^2 = 1e-4
-        w, v = torch.linalg.eigh(dx.transpose(-1, -2) @ dx / dx.shape[-2])
+        w, v = torch.linalg.eigh((dx * w8).transpose(-1, -2) @ dx / count)
         shrink = torch.sqrt((w - jitter**2).clamp(min=0.0) / w.clamp(min=1e-30))
         a = (v * shrink[..., None, :]) @ v.transpose(-1, -2)  # symmetric
         z[..., -k:] = mean + dx @ a

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["coverage", "evaluate", "held_out", "regression_metrics", "sbc_ranks"]
+__all__ = [
+    "coverage", "coverage_noise", "evaluate", "held_out", "regression_metrics", "sbc_ranks",
+]  # fmt: skip
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -38,6 +41,69 @@ def coverage(draws: np.ndarray, truth: np.ndarray, levels: np.ndarray = LEVELS) 
         Fraction of objects whose truth lies in each interval.
     """
     return _coverage_from_ranks(_ranks(draws, truth), levels)
+
+
+def coverage_noise(
+    n_objects: int,
+    n_draws: int = 1000,
+    n_labels: int = 1,
+    levels: np.ndarray = LEVELS,
+    quantile: float = 0.95,
+    trials: int = 200,
+    seed: int = 0,
+) -> float:
+    """Largest coverage error that a perfectly calibrated posterior shows by chance.
+
+    The coverage error of a test set (largest ``|coverage - level|`` over ``levels`` and
+    labels) is an estimate: with ``B`` objects, each level's coverage has a binomial scatter
+    of ``sqrt(a (1 - a) / B)``, and the largest over 49 levels and several labels is about
+    2-3 times that. This draws ``trials`` test sets of exact ranks (uniform in ``0..n_draws``,
+    the labels independent, which bounds correlated labels from above) and returns the
+    ``quantile`` of their coverage error: a measured error below it is consistent with
+    perfect calibration.
+
+    Parameters
+    ----------
+    n_objects : int
+        Test objects.
+    n_draws : int
+        Posterior draws per object.
+    n_labels : int
+        Labels the largest error is taken over.
+    levels : numpy.ndarray, (K,)
+        Credibility levels, as in :func:`coverage`.
+    quantile : float
+        Quantile of the chance coverage errors returned.
+    trials : int
+        Simulated test sets.
+    seed : int
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> round(coverage_noise(14000, 1000, n_labels=11), 3)  # doctest: +SKIP
+    0.014
+    """
+    if int(n_objects) < 1:
+        raise ValueError(f"n_objects must be >= 1; got {n_objects}")
+    errors = _chance_errors(int(n_objects), int(n_draws), int(n_labels),
+                            tuple(np.asarray(levels, float)), int(trials), int(seed))  # fmt: skip
+    return float(np.quantile(errors, quantile))
+
+
+@functools.lru_cache(maxsize=64)  # reports ask again for every table they render
+def _chance_errors(
+    n_objects: int, n_draws: int, n_labels: int, levels: tuple, trials: int, seed: int
+) -> np.ndarray:
+    rng, levels = np.random.default_rng(seed), np.asarray(levels)
+    errors = np.empty(trials)
+    for t in range(trials):
+        rank = rng.integers(0, n_draws + 1, (n_objects, n_labels)) / n_draws
+        errors[t] = np.abs(_coverage_from_ranks(rank, levels) - levels).max()
+    return errors
 
 
 def _ranks(draws: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -126,7 +126,9 @@ class ValidationReport:
                       + ("OOD share not computed" if rep.ood is None
                          else f"OOD share {rep.ood_share:.3f} (median reduced chi2 "
                               f"{np.median(rep.chi2_red):.3g})")
-                      + f"; {len(rep)} objects.", ""]  # fmt: skip
+                      + f"; {len(rep)} objects; a calibrated posterior would show a cov err "
+                      f"up to {rep.summary['coverage_err_noise']:.3f} on as many (95%).",
+                      ""]  # fmt: skip
             for name in (figures or {}).get(rep.name, []):
                 lines.append(f"![{name}]({name})")
             lines.append("")

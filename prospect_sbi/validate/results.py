@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from ..posterior.metrics import LEVELS, _coverage_from_ranks, regression_metrics
+from ..posterior.metrics import LEVELS, _coverage_from_ranks, coverage_noise, regression_metrics
 from .calibration import (
     TARP_LEVELS,
     outlier_fraction,
@@ -133,13 +133,17 @@ class CalibrationReport:
     def summary(self) -> dict[str, Any]:
         """Set-level numbers of the test set.
 
-        Keys: ``name``, ``n_objects``, ``n_draws``, ``tarp_err``, ``ood_share`` and
-        ``chi2_red_median`` (of the posterior-predictive check; None when it was not run).
+        Keys: ``name``, ``n_objects``, ``n_draws``, ``tarp_err``, ``ood_share``,
+        ``chi2_red_median`` (of the posterior-predictive check; None when it was not run) and
+        ``coverage_err_noise``: the largest ``coverage_err`` a perfectly calibrated posterior
+        reaches by chance on as many objects (95%, :func:`~prospect_sbi.posterior.coverage_noise`).
         """
         chi2 = None if self.chi2_red is None else float(np.median(self.chi2_red))
+        noise = coverage_noise(len(self), int(self.n_draws), n_labels=len(self.labels),
+                               trials=100)  # fmt: skip
         return {"name": self.name, "n_objects": len(self), "n_draws": int(self.n_draws),
                 "tarp_err": self.tarp_err, "ood_share": self.ood_share,
-                "chi2_red_median": chi2}  # fmt: skip
+                "chi2_red_median": chi2, "coverage_err_noise": noise}  # fmt: skip
 
     def row(self, label: str) -> dict[str, float]:
         """Return the :attr:`table` row of one label as a dict."""
