@@ -106,7 +106,8 @@ def worker(estimator: str, data: str, out: str) -> None:
                          "ms_per_pixel": 1e3 * best / pixels})  # fmt: skip
     peak = peak_rss_gb()
     Path(out).write_text(json.dumps({"rows": rows, "peak_rss_gb": peak,
-                                     "network": post.network.config}))  # fmt: skip
+                                     "network": post.network.config,
+                                     "labels": len(post.labels)}))  # fmt: skip
 
 
 def main() -> None:
@@ -128,8 +129,10 @@ def main() -> None:
                         str(out)], check=True)  # fmt: skip
         result = json.loads(out.read_text())
     net = result["network"]
-    print(f"\nparametric_sfh, 14 JADES bands, JadesPixelNoise, zred known; {args.pixels} pixels; "
-          f"flow {net['flow']} x{net['transforms']} hidden {net['hidden']}")  # fmt: skip
+    name = args.estimator or "parametric_sfh trained here"
+    print(f"\n{name} ({result['labels']} labels), 14 JADES bands, JadesPixelNoise, zred known; "
+          f"{args.pixels} pixels; flow {net['flow']} x{net['transforms']} hidden "
+          f"{net['hidden']}")  # fmt: skip
     print(f"{'device':8s} {'threads':>7s} {'draws':>6s} {'pixels/s':>10s} {'ms/pixel':>9s}")
     for r in result["rows"]:
         print(f"{r['device']:8s} {r['threads']:7d} {r['draws']:6d} {r['pixels_per_s']:10.1f} "

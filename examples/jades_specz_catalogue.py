@@ -86,9 +86,8 @@ def main() -> None:
     post = AmortizedPosterior.resolve(args.estimator)
     model = post.model()
     sps = BC03MilesBasis()
-    catalogue = read_specz_catalogue(data, post.filters)
+    catalogue = read_specz_catalogue(data, post.filters, err_floor=args.err_floor)
     cat, flux, err = catalogue.table, catalogue.flux, catalogue.err
-    err = np.hypot(err, args.err_floor * np.abs(flux))  # NaN stays NaN
     zlo, zhi = post.header["zred_range"]
     for sub in ("sbi", "dynesty", *(("refined",) if args.refine else ())):
         (args.out / sub).mkdir(parents=True, exist_ok=True)

@@ -237,6 +237,10 @@ def test_real_jades_catalogue_rows(shared_data, model, sps, small_estimator):
     assert np.isnan(flux).sum() == 27 and np.isnan(flux).any(axis=1).sum() == 23
     assert np.array_equal(np.isnan(flux), np.isnan(err))
     assert np.nanmax(flux) < 1e-4 / 3631 * 1.01  # Jy -> maggies
+    # the 5% floor of SED fits (quickstart, the example): S/N at most 20, NaN kept
+    floored = read_specz_catalogue(shared_data, small_estimator.filters, err_floor=0.05)
+    assert np.nanmax(np.abs(flux) / err) > 1000 and np.nanmax(flux / floored.err) <= 20.0
+    assert np.array_equal(np.isnan(floored.err), np.isnan(err))
     zred = np.asarray(cat["redshift"], float)
     rows = [i for i in range(99) if np.isnan(flux[i]).any() and 0.5 <= zred[i] <= 5.0][:2]
     rows += [i for i in range(99) if not np.isnan(flux[i]).any() and 0.5 <= zred[i] <= 5.0][:2]

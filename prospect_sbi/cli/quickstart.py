@@ -28,6 +28,9 @@ def add_quickstart_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-data", action="store_true", help="skip the real-galaxy steps")
     parser.add_argument("--mocks", type=int, default=300, help="mocks for the calibration")
     parser.add_argument("--draws", type=int, default=300, help="posterior draws per object")
+    parser.add_argument("--err-floor", type=float, default=0.05,
+                        help="fractional error floor added in quadrature to the catalogue's "
+                             "errors (default 0.05, as SED fits of galaxies do; 0: none)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -97,7 +100,7 @@ def _catalogue(post: object, data: Path, out: Path, args: argparse.Namespace) ->
     if path.exists():
         print(f"[2] catalogue: {path} exists, kept")
         return path
-    cat = read_specz_catalogue(data, post.filters)
+    cat = read_specz_catalogue(data, post.filters, err_floor=args.err_floor)
     t0 = time.perf_counter()
     table = fit_catalog(post, cat, draws=args.draws, seed=args.seed, progress=False)
     ok = table["flag"] == "ok"
