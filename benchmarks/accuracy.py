@@ -120,8 +120,8 @@ def main() -> None:
                         help="evaluate the shipped estimators instead of training")  # fmt: skip
     args = parser.parse_args()
     n_train = args.n_train or (30_000 if args.quick else 1_000_000)
-    # 20000 mocks (~14000 detected): a calibrated posterior then shows a coverage error of
-    # ~0.011 by chance; on 5000 (~3500 detected) it is ~0.022, close to the 0.03 target.
+    # 20000 mocks (~14000 detected): a calibrated posterior then shows a coverage error of up
+    # to 0.014 by chance (95%); on 5000 (~3500 detected) up to 0.029, at the 0.03 target.
     n_test = args.n_test or (1000 if args.quick else 20_000)
     draws = 500 if args.quick else 1000
     epochs = args.epochs or (60 if args.quick else 300)
