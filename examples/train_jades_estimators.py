@@ -6,11 +6,14 @@ redshift) from :func:`prospect_sbi.build_model`, with nebular emission and free 
 stellar mass formed log-uniform over 10^4-10^12 Msun so that single JWST pixels as well as
 whole galaxies are inside the prior; redshift 0.1-10, known (the estimator is conditioned on
 it); the 14 JADES bands; ``JadesPixelNoise``. Each model gets a training set of ``--n`` draws
-(300,000 for the shipped files) and :func:`prospect_sbi.train`'s defaults.
+(300,000 for the shipped files) and :func:`prospect_sbi.train`'s defaults, then recalibration
+maps (:func:`prospect_sbi.posterior.recalibrate`) fitted on ``--n-recal`` (40,000) mocks of
+another seed.
 
 Usage: ``python examples/train_jades_estimators.py [--n 300000] [--folder DIR] [--install]``.
 Training sets and checkpoints are kept in ``--folder``, so a rerun resumes; ``--install``
-copies the estimators into ``prospect_sbi/data/pretrained/``.
+copies the estimators into ``prospect_sbi/data/pretrained/``. ``--recalibrate-only`` fits
+the maps of the installed estimators again, without training.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from prospect_sbi.pretrained import pretrained_path
 
 #: name -> seed of its training set
 SEEDS = {"jades-parametric": 101, "jades-continuity": 202}
+#: seeds of the recalibration mocks' simulation and noise (benchmarks/accuracy.py tests on
+#: seeds 2 and 3)
+RECAL_SEEDS = (11, 12)
 
 
 def train_one(name: str, folder: Path, n: int, max_epochs: int, device: str,
@@ -52,6 +58,24 @@ def train_one(name: str, folder: Path, n: int, max_epochs: int, device: str,
     return post.save(folder / f"{name}.sbi", overwrite=True)
 
 
+def recalibrate_one(name: str, estimator: Path, folder: Path, n: int) -> Path:
+    """Fit the recalibration maps of an estimator on ``n`` fresh mocks; return its file."""
+    from prospect_sbi import AmortizedPosterior, BC03MilesBasis, simulate
+    from prospect_sbi.posterior import held_out, recalibrate
+
+    post, model = AmortizedPosterior.load(estimator), pretrained_model(name)
+    sim_seed, noise_seed = RECAL_SEEDS
+    ts = simulate(model, BC03MilesBasis(), post.filters, n, folder / f"{name}-recal.h5",
+                  seed=sim_seed)  # fmt: skip
+    mocks = held_out(post, ts, slice(0, n), seed=noise_seed)
+    recalibrate(post, mocks["flux"], mocks["err"], mocks["truth"], mocks["zred"],
+                info={"mocks": f"simulate(pretrained_model({name!r}), BC03MilesBasis(), "
+                               f"post.filters, {n}, seed={sim_seed}); held_out(..., "
+                               f"seed={noise_seed})"})  # fmt: skip
+    print(f"{name}: {post.recalibration} from {n} mocks")
+    return post.save(folder / f"{name}.sbi", overwrite=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=300_000, help="training draws per model")
@@ -62,6 +86,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3, help="initial learning rate")
     parser.add_argument("--finetune", action="store_true",
                         help="continue from the installed estimator (e.g. --epochs 40 --lr 1e-4)")
+    parser.add_argument("--n-recal", type=int, default=40_000, help="recalibration mocks")
+    parser.add_argument("--recalibrate-only", action="store_true",
+                        help="refit the installed estimators' recalibration, no training")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", choices=sorted(PRETRAINED), help="train just this one")
     parser.add_argument("--install", action="store_true",
@@ -70,8 +97,12 @@ def main() -> None:
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name in [args.only] if args.only else PRETRAINED:
-        path = train_one(name, folder, args.n, args.epochs, args.device, args.lr_patience,
-                         args.lr, args.finetune)  # fmt: skip
+        if args.recalibrate_only:
+            path = pretrained_path(name)
+        else:
+            path = train_one(name, folder, args.n, args.epochs, args.device, args.lr_patience,
+                             args.lr, args.finetune)  # fmt: skip
+        path = recalibrate_one(name, path, folder, args.n_recal)
         if args.install:
             target = Path(__file__).resolve().parents[1] / "prospect_sbi/data/pretrained"
             target.mkdir(parents=True, exist_ok=True)

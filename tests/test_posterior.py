@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from prospect_sbi import JadesPixelNoise, build_model, jades_filters, simulate
-from prospect_sbi.posterior import AmortizedPosterior, evaluate, held_out, train
+from prospect_sbi.posterior import AmortizedPosterior, evaluate, held_out, recalibrate, train
 from prospect_sbi.trainingset import TrainingSet
 
 N_SIM, N_TRAIN = 16_000, 15_000  # rows N_TRAIN.. are held out: never seen in training
@@ -204,6 +204,34 @@ def test_save_load_round_trip(trained, mocks, tmp_path):
     header = json.loads(meta["prospect_sbi"])
     assert header["model_hash"] == trained.model_hash and header["filters"] == trained.filters
     assert {"network", "targets", "encoder", "noise", "model_spec", "versions"} <= set(header)
+
+
+def test_recalibration_corrects_underestimated_errors(trained, model, _sps_instance, tmp_path):
+    """A survey whose errors are a quarter of the true noise makes the flow overconfident;
+    maps fitted on 4000 such mocks calibrate 1000 others, and travel with the estimator's
+    file. (Errors half the noise only moved the coverage error from 0.035 to 0.043.)"""
+    ts = simulate(model, _sps_instance, jades_filters(), 5000, tmp_path / "recal.h5", seed=13,
+                  progress=False)  # fmt: skip
+    obs = held_out(trained, ts, slice(0, 5000), seed=14)
+    maggies = np.maximum(ts[slice(0, 5000)]["photometry"], 0.0)
+    flux = maggies + 4.0 * (obs["flux"] - maggies)
+    fit, test = slice(0, 4000), slice(4000, 5000)
+    args = (flux[test], obs["err"][test], obs["truth"][test], obs["zred"][test])
+    before = evaluate(trained, *args, n=500)
+    post = AmortizedPosterior.load(trained.save(tmp_path / "copy.sbi"))  # the fixture stays
+    recalibrate(post, flux[fit], obs["err"][fit], obs["truth"][fit], obs["zred"][fit], n=500,
+                n_bins=2, n_knots=10)  # fmt: skip
+    after = evaluate(post, *args, n=500)
+    # measured: 0.089 before, 0.040 after (chance level of 1000 mocks: 0.05)
+    assert np.max(before["coverage_err"]) > 0.07, before
+    assert np.max(after["coverage_err"]) < 0.06, after
+    loaded = AmortizedPosterior.load(post.save(tmp_path / "recal.sbi"))
+    assert np.array_equal(loaded.recalibration.maps, post.recalibration.maps)
+    draw = (flux[:5], obs["err"][:5], 50)
+    assert np.array_equal(loaded.sample(*draw, zred=obs["zred"][:5], seed=2),
+                          post.sample(*draw, zred=obs["zred"][:5], seed=2))  # fmt: skip
+    assert np.array_equal(loaded.sample(*draw, zred=obs["zred"][:5], seed=2, recalibrate=False),
+                          trained.sample(*draw, zred=obs["zred"][:5], seed=2))  # fmt: skip
 
 
 def test_check_mismatches(trained, model):

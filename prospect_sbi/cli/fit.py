@@ -57,6 +57,7 @@ def fit_catalog(post: object, catalog: object, draws: int = 1000, seed: int = 0,
     """
     from astropy.table import Table, hstack, vstack
 
+    from ..posterior.checks import outside_zred_range
     from .common import run_chunks
 
     flag = np.full(len(catalog.flux), "ok", dtype="U32")
@@ -67,9 +68,9 @@ def fit_catalog(post: object, catalog: object, draws: int = 1000, seed: int = 0,
         if z is None:
             raise ValueError("this estimator is conditioned on the redshift: name the "
                              "catalogue's redshift column (--zred-column)")  # fmt: skip
-        lo, hi = post.header.get("zred_range") or (-np.inf, np.inf)
         flag[(flag == "ok") & ~np.isfinite(z)] = "zred_missing"
-        flag[(flag == "ok") & ((z < lo) | (z > hi))] = "zred_outside_training_range"
+        outside = outside_zred_range(z, post.header.get("zred_range"))
+        flag[(flag == "ok") & outside] = "zred_outside_training_range"
 
     def work(rows: slice) -> Table:
         ok = np.flatnonzero(flag[rows] == "ok") + rows.start

@@ -27,6 +27,7 @@ from .checks import (
 )
 from .encoding import ObservationEncoder
 from .network import PosteriorNetwork
+from .recalibration import Recalibration, total_snr
 from .storage import read_tensors, write_tensors
 from .summary import summary_table
 
@@ -68,6 +69,9 @@ class AmortizedPosterior:
         The Prospector model the training set came from.
     training : dict
         Training history and settings.
+    recalibration : Recalibration or None
+        Maps applied to the draws of :meth:`sample` and :meth:`summarize`, fitted on held-out
+        simulations by :func:`~prospect_sbi.posterior.recalibrate`; None for none.
 
     Examples
     --------
@@ -96,6 +100,9 @@ class AmortizedPosterior:
         self.model_spec: dict = header["model_spec"]
         self.model_hash: str = header["model_hash"]
         self.training: dict = header.get("training", {})
+        recal = header.get("recalibration")
+        self.recalibration: Recalibration | None = (
+            None if recal is None else Recalibration.from_dict(recal))
         # learned derived targets are the last columns of the flow, after the free parameters
         theta = set(self.model_spec.get("theta_labels", ()))
         self._n_jittered = sum(name not in theta for name in space.names)
@@ -149,6 +156,7 @@ class AmortizedPosterior:
         *,
         seed: int | None = None,
         chunk_size: int | None = None,
+        recalibrate: bool = True,
     ) -> np.ndarray:
         """Draw from the posterior of every object, in batches.
 
@@ -164,13 +172,16 @@ class AmortizedPosterior:
             Seed for reproducible draws (the global torch generator is left untouched).
         chunk_size : int, optional
             Objects per batch (default: 8192 draws a batch on CPU, 2^20 on GPU).
+        recalibrate : bool
+            Apply :attr:`recalibration`, if the estimator has one (False: the flow's draws).
 
         Returns
         -------
         numpy.ndarray, float32, (B, n, D) or (n, D) for one object
             Draws in the order of :attr:`labels`, inside the prior box of every bounded
             parameter. The learned derived quantities are corrected for the jitter they were
-            trained with (moment matching per object), which :meth:`log_prob` still includes.
+            trained with (moment matching per object), and the draws are recalibrated
+            (:attr:`recalibration`); :meth:`log_prob` is the flow's density, without either.
 
         Raises
         ------
@@ -180,11 +191,17 @@ class AmortizedPosterior:
         """
         flux, err, z, single = self._prepare(flux, err, zred)
         with _seeded(seed, self.device):
-            out = self._draw(flux, err, z, n, chunk_size)
+            out = self._draw(flux, err, z, n, chunk_size, recalibrate)
         return out[0] if single else out
 
     def _draw(
-        self, flux: np.ndarray, err: np.ndarray, z: Any, n: int, chunk_size: int | None = None
+        self,
+        flux: np.ndarray,
+        err: np.ndarray,
+        z: Any,
+        n: int,
+        chunk_size: int | None = None,
+        recalibrate: bool = True,
     ) -> np.ndarray:
         """Draws (B, n, D) for checked observations."""
         if int(n) < 1:
@@ -193,12 +210,16 @@ class AmortizedPosterior:
         chunk = int(chunk_size or max(1, rows_per_chunk // int(n)))
         out = np.empty((len(flux), int(n), len(self.labels)), dtype=np.float32)
         kept = 0
+        recal = self.recalibration if recalibrate else None
         with torch.no_grad():
             for rows in _chunks(len(flux), chunk):
                 x = self._inputs(flux, err, z, rows)
                 draws, bad = self._redraw_blowups(self.network.sample(x, int(n)), x)
                 kept += int(bad.sum())
-                out[rows] = self._physical(self._deconvolve(draws, ~bad)).cpu().numpy()
+                draws = self._physical(self._deconvolve(draws, ~bad))
+                if recal is not None:
+                    draws = recal.apply(draws, total_snr(flux[rows], err[rows]))
+                out[rows] = draws.cpu().numpy()
         if kept:
             warnings.warn(f"{kept} of {out.shape[0] * out.shape[1]} draws stayed beyond the "
                           f"flow's range after {_REDRAW_ROUNDS} redraws and are kept: these "
@@ -331,12 +352,13 @@ class AmortizedPosterior:
         *,
         seed: int | None = None,
         chunk_size: int = 256,
+        recalibrate: bool = True,
     ) -> Table:
         """Posterior summaries of every object: one table row each.
 
         Parameters
         ----------
-        flux, err, zred, seed
+        flux, err, zred, seed, recalibrate
             As in :meth:`sample`.
         n : int
             Draws per object behind each summary.
@@ -354,7 +376,8 @@ class AmortizedPosterior:
         with _seeded(seed, self.device):
             for rows in _chunks(len(flux), int(chunk_size)):
                 zr = None if z is None else z[rows]
-                stats[rows] = _moments(self._draw(flux[rows], err[rows], zr, n))
+                stats[rows] = _moments(self._draw(flux[rows], err[rows], zr, n,
+                                                  recalibrate=recalibrate))  # fmt: skip
         return summary_table(self.labels, stats, meta={"n_draws": int(n), "seed": seed})
 
     # -- files ------------------------------------------------------------------------------
@@ -419,6 +442,9 @@ class AmortizedPosterior:
         path = Path(path)
         header = dict(self.header, format=FORMAT, network=self.network.config,
                       targets=self.space.to_dict(), encoder=self.encoder.to_dict())  # fmt: skip
+        header.pop("recalibration", None)
+        if self.recalibration is not None:
+            header["recalibration"] = self.recalibration.to_dict()
         write_tensors(path, self.network.state_dict(), header, overwrite=overwrite)
         return path
 

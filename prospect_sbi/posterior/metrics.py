@@ -213,6 +213,7 @@ def evaluate(
     n: int = 1000,
     seed: int = 0,
     chunk_size: int = 256,
+    recalibrate: bool = True,
 ) -> Table:
     """R^2, bias, scatter (of the posterior median) and coverage error, per label.
 
@@ -232,6 +233,8 @@ def evaluate(
         Seed of the draws.
     chunk_size : int
         Objects per batch (memory holds ``chunk_size * n * D`` draws).
+    recalibrate : bool
+        Apply the estimator's recalibration, if it has one (False: the flow's draws).
 
     Returns
     -------
@@ -243,7 +246,8 @@ def evaluate(
     for start in range(0, len(flux), chunk_size):
         rows = slice(start, start + chunk_size)
         draws = posterior.sample(flux[rows], err[rows], n, seed=seed + start,
-                                 zred=None if zred is None else zred[rows])  # fmt: skip
+                                 zred=None if zred is None else zred[rows],
+                                 recalibrate=recalibrate)  # fmt: skip
         medians.append(np.median(draws, 1))
         ranks.append(_ranks(draws, truth[rows]))
     stats = regression_metrics(np.concatenate(medians), truth)

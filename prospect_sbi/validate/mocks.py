@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..models import MODEL_TEMPLATES, build_model
+from ..posterior.checks import outside_zred_range
 from ..provenance import model_hash, model_spec
 
 
@@ -118,10 +119,7 @@ def mock_observations(
     flux, err = posterior.noise.apply(maggies, np.random.default_rng(s))
     truth = {name: data["theta"][:, i] for i, name in enumerate(labels)}
     truth |= {k: v for k, v in data.items() if k not in ("theta", "photometry")}
-    keep = np.ones(len(flux), dtype=bool)
-    zrange = posterior.header.get("zred_range")
-    if zrange is not None:
-        keep = (data["zred"] >= zrange[0]) & (data["zred"] <= zrange[1])
+    keep = ~outside_zred_range(data["zred"], posterior.header.get("zred_range"))
     zred = data["zred"][keep] if posterior.redshift == "known" else None
     return {"flux": flux[keep], "err": err[keep], "zred": zred,
             "truth": {k: np.asarray(v)[keep] for k, v in truth.items()}}  # fmt: skip

@@ -108,7 +108,8 @@ class ValidationReport:
         lines = [f"# Calibration report: {self.estimator}", "",
                  f"{len(self.matched)} held-out mocks ({m.get('source', '?')}), "
                  f"{self.matched.n_draws} posterior draws each, seed {m.get('seed', 0)}; "
-                 f"written {time.strftime('%Y-%m-%d %H:%M')}.", "",
+                 f"written {time.strftime('%Y-%m-%d %H:%M')}. "
+                 f"Recalibration: {m.get('recalibration') or 'none'}.", "",
                  "R2, bias (median of posterior median - truth) and scatter (1.4826 MAD) of the "
                  "posterior median; outliers: residual > 3 scatter from the bias; cov68: "
                  "coverage of the central 68% interval; cov err: largest |coverage - level| "
@@ -167,6 +168,14 @@ def _summary_markdown(report: ValidationReport) -> str:
             cells.append("-" if not np.isfinite(b) else f"{b:+.3f} / {s:.3f} / {c:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _recalibration_note(post: Any) -> str | None:
+    """Where the estimator's recalibration maps came from, for the report; None without."""
+    recal = post.recalibration
+    if recal is None:
+        return None
+    return f"{recal!r}, fitted on {recal.info.get('mocks', 'unrecorded mocks')}"
 
 
 def _resolve(estimator: Any, model: object) -> tuple:
@@ -322,7 +331,8 @@ def validate(
             scratch.cleanup()
     report = ValidationReport(f"{name} (model {post.model_hash})", matched, misspecified,
                               meta={"source": source, "seed": int(seed), "draws": int(draws),
-                                    "n_mocks": int(n_mocks)})  # fmt: skip
+                                    "n_mocks": int(n_mocks),
+                                    "recalibration": _recalibration_note(post)})  # fmt: skip
     if folder is not None:
         report.write(folder)
     return report
