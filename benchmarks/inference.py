@@ -152,7 +152,7 @@ def main() -> None:
     flow = [r["ms_per_pixel"] for r in main_rows if not r["recalibrated"] and r["draws"] == 1000]
     print(f"RESULT ms_per_pixel_100={one[100]:.3f} ms_per_pixel_1000={one[1000]:.3f} "
           f"peak_rss_gb={result['peak_rss_gb']:.2f}"
-          + (f" ms_per_pixel_1000_flow={flow[0]:.3f}" if flow and len(main_rows) > 2 else ""))
+          + (f" ms_per_pixel_1000_flow={flow[0]:.3f}" if flow else ""))
 
 
 if __name__ == "__main__":

@@ -36,8 +36,8 @@ def add_recalibrate_args(parser: argparse.ArgumentParser) -> None:
 
 def run_recalibrate(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi recalibrate``."""
-    from ..posterior import AmortizedPosterior, held_out, recalibrate
-    from ..trainingset import TrainingSet
+    from ..posterior import AmortizedPosterior, recalibrate
+    from ..validate.mocks import mock_observations, test_set_observations
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -45,14 +45,10 @@ def run_recalibrate(args: argparse.Namespace) -> int:
     post = AmortizedPosterior.resolve(args.estimator)
     seed = int(args.seed) + SEED_OFFSET
     if args.testset:
-        with TrainingSet.open(args.testset) as ts:
-            if len(ts) < args.mocks:
-                raise ValueError(f"test set {ts.path} has {len(ts)} rows; --mocks {args.mocks}")
-            obs = held_out(post, ts, slice(0, int(args.mocks)), seed=seed)
-        source = f"test set {Path(args.testset).resolve()}, rows 0-{args.mocks}"
+        obs, path = test_set_observations(post, args.testset, args.mocks, seed)
+        source = f"test set {path.resolve()}, rows 0-{args.mocks}"
     else:
         from ..sources import BC03MilesBasis
-        from ..validate.mocks import mock_observations
 
         with tempfile.TemporaryDirectory() as tmp:
             mocks = mock_observations(post, post.model(), BC03MilesBasis(), args.mocks,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["estimator_model_kwargs", "mock_observations", "mock_seed"]
+__all__ = ["estimator_model_kwargs", "mock_observations", "mock_seed", "test_set_observations"]
 
 import os
 from pathlib import Path
@@ -123,3 +123,38 @@ def mock_observations(
     zred = data["zred"][keep] if posterior.redshift == "known" else None
     return {"flux": flux[keep], "err": err[keep], "zred": zred,
             "truth": {k: np.asarray(v)[keep] for k, v in truth.items()}}  # fmt: skip
+
+
+def test_set_observations(
+    posterior: Any, testset: str | os.PathLike | Any, n: int, seed: int = 0
+) -> tuple[dict[str, Any], Path]:
+    """Noisy observations of the first ``n`` rows of a test set, and the set's path.
+
+    Parameters
+    ----------
+    posterior : AmortizedPosterior
+    testset : path-like or TrainingSet
+        Simulations of the estimator's model never used in training (a file is opened and
+        closed again here).
+    n : int
+        Rows used.
+    seed : int
+        Seed of the noise (:func:`~prospect_sbi.posterior.held_out`).
+
+    Raises
+    ------
+    ValueError
+        The set has fewer than ``n`` rows, or another model or filter set.
+    """
+    from ..posterior import held_out
+    from ..trainingset import TrainingSet
+
+    opened = not isinstance(testset, TrainingSet)
+    ts = TrainingSet.open(testset) if opened else testset
+    try:
+        if len(ts) < n:
+            raise ValueError(f"test set {ts.path} has {len(ts)} rows; n_mocks={n}")
+        return held_out(posterior, ts, slice(0, int(n)), seed=seed), Path(ts.path)
+    finally:
+        if opened:
+            ts.close()

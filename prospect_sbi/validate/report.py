@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .misspecification import MISSPECIFICATIONS, misspecified_kwargs, prior_logmass, shared_labels
-from .mocks import estimator_model_kwargs, mock_observations
+from .mocks import estimator_model_kwargs, mock_observations, test_set_observations
 from .results import CalibrationReport, calibrate
 
 #: Labels summarised side by side in the misspecification table (those the mocks have).
@@ -266,9 +266,6 @@ def validate(
     ...                   misspecification=True)  # doctest: +SKIP
     >>> report.matched.table  # R2, bias, scatter, ... per label  # doctest: +SKIP
     """
-    from ..posterior.metrics import held_out
-    from ..trainingset import TrainingSet
-
     post, name, model = _resolve(estimator, model)
     kinds = list(MISSPECIFICATIONS) if misspecification is True else list(misspecification or [])
     for kind in kinds:
@@ -291,11 +288,8 @@ def validate(
         sps = BC03MilesBasis()
     try:
         if testset is not None:
-            ts = testset if isinstance(testset, TrainingSet) else TrainingSet.open(testset)
-            if len(ts) < n_mocks:
-                raise ValueError(f"test set {ts.path} has {len(ts)} rows; n_mocks={n_mocks}")
-            obs = held_out(post, ts, slice(0, int(n_mocks)), seed=seed)
-            source = f"test set {ts.path}"
+            obs, path = test_set_observations(post, testset, n_mocks, seed)
+            source = f"test set {path}"
         else:
             mocks = mock_observations(post, model, sps, n_mocks, mock_dir / "matched.h5", seed)
             truth = np.stack([mocks["truth"][x] for x in post.labels], 1)
