@@ -48,7 +48,8 @@ def train_one(name: str, folder: Path, n: int, max_epochs: int, device: str,
     init = pretrained_path(name) if finetune else None
     post = train(ts, JadesPixelNoise(), max_epochs=max_epochs, device=device,
                  learning_rate=learning_rate, lr_patience=lr_patience, init=init,
-                 checkpoint=folder / f"{name}{'-finetune' if finetune else ''}.ckpt")  # fmt: skip
+                 checkpoint=folder / f"{name}{'-finetune' if finetune else ''}.ckpt",
+                 recalibrate=False)  # maps from recalibrate_one's own mocks instead  # fmt: skip
     post.training["recipe"] = (f"examples/train_jades_estimators.py --n {n} "
                                f"--epochs {max_epochs} --lr {learning_rate} "
                                f"--lr-patience {lr_patience}{' --finetune' if finetune else ''}: "
@@ -71,7 +72,7 @@ def recalibrate_one(name: str, estimator: Path, folder: Path, n: int) -> Path:
     recalibrate(post, mocks["flux"], mocks["err"], mocks["truth"], mocks["zred"],
                 info={"mocks": f"simulate(pretrained_model({name!r}), BC03MilesBasis(), "
                                f"post.filters, {n}, seed={sim_seed}); held_out(..., "
-                               f"seed={noise_seed})"})  # fmt: skip
+                               f"seed={noise_seed})"}, progress=True)  # fmt: skip
     print(f"{name}: {post.recalibration} from {n} mocks")
     return post.save(folder / f"{name}.sbi", overwrite=True)
 

@@ -179,8 +179,12 @@ def test_train_command_with_a_run_file(tmp_path, capsys):
     assert post.filters == ["jwst_f200w", "jwst_f277w", "jwst_f444w"]
     assert post.noise.mag_err_floor == 0.02
     assert post.network.config["flow"] == "maf" and len(post.training["history"]) == 2
+    assert post.recalibration is None  # 60 validation rows: too few for maps by default
     assert cli.main(["train", str(ts), str(out), "--config", str(run)]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
+    run.write_text('[train]\nrecalibrate = "always"\n')
+    assert cli.main(["train", str(ts), str(out), "--config", str(run), "--overwrite"]) == 2
+    assert "needs >= 200 validation rows" in capsys.readouterr().err  # before any epoch
     run.write_text("[train]\nepoch = 2\n")
     assert cli.main(["train", str(ts), str(out), "--config", str(run)]) == 2
     assert "unknown option(s) for train: epoch" in capsys.readouterr().err

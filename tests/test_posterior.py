@@ -234,6 +234,25 @@ def test_recalibration_corrects_underestimated_errors(trained, model, _sps_insta
                           trained.sample(*draw, zred=obs["zred"][:5], seed=2))  # fmt: skip
 
 
+def test_train_recalibrates_on_its_validation_rows(trainset):
+    """train(recalibrate=True) fits the maps that recalibrate() fits on the validation rows
+    (its split, a new noise draw); by default a small validation split gets none."""
+    kwargs = {"max_rows": 3000, "max_epochs": 1, "progress": False, "seed": 2}
+    post = train(trainset, JadesPixelNoise(), recalibrate=True, **kwargs)
+    assert train(trainset, JadesPixelNoise(), **kwargs).recalibration is None  # 300 rows
+    n_val = post.training["n_val"]
+    assert n_val == 300 and post.recalibration.info["mocks"].startswith("the 300 validation")
+    maps = post.recalibration.maps.copy()
+    val_rows = np.sort(np.random.default_rng([2, 0]).permutation(3000)[:n_val])
+    obs = held_out(post, trainset, val_rows, seed=[2, 4])
+    recalibrate(post, obs["flux"], obs["err"], obs["truth"], obs["zred"], seed=2)
+    np.testing.assert_array_equal(post.recalibration.maps, maps)
+    # a different noise draw of the same rows gives other maps: the comparison can fail
+    obs = held_out(post, trainset, val_rows, seed=[2, 5])
+    recalibrate(post, obs["flux"], obs["err"], obs["truth"], obs["zred"], seed=2)
+    assert not np.allclose(post.recalibration.maps, maps)
+
+
 def test_check_mismatches(trained, model):
     trained.check(filters=jades_filters(), model=model)
     trained.check(filters=[f.upper() for f in trained.filters])

@@ -58,7 +58,7 @@ def run_recalibrate(args: argparse.Namespace) -> int:
     print(f"recalibrating {args.estimator} on {source}")
     recalibrate(post, obs["flux"], obs["err"], obs["truth"], obs["zred"], n=args.draws,
                 n_bins=args.bins, n_knots=args.knots, seed=seed,
-                info={"mocks": source})  # fmt: skip
+                info={"mocks": source}, progress=True)  # fmt: skip
     post.save(out, overwrite=args.overwrite)
     print(f"wrote {out}: {post.recalibration}")
     return 0

@@ -49,8 +49,14 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rows", type=int, help="use only the first rows of the set")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--recalibrate", choices=("auto", "always", "never"), default="auto",
+                        help="fit recalibration maps on the validation rows after training "
+                             "(auto: when there are >= 4000 of them)")  # fmt: skip
     parser.add_argument("--checkpoint", help="checkpoint file (default: OUT.ckpt)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+
+
+_RECALIBRATE = {"auto": None, "always": True, "never": False}
 
 
 def make_noise(args: argparse.Namespace, bands: list[str]) -> object:
@@ -87,9 +93,11 @@ def run_train(args: argparse.Namespace) -> int:
                      learning_rate=args.learning_rate, patience=args.patience,
                      lr_patience=args.lr_patience,
                      max_rows=args.max_rows, seed=args.seed, device=args.device,
-                     checkpoint=args.checkpoint or out.with_name(out.name + ".ckpt"))  # fmt: skip
+                     checkpoint=args.checkpoint or out.with_name(out.name + ".ckpt"),
+                     recalibrate=_RECALIBRATE[args.recalibrate])  # fmt: skip
     post.to("cpu").save(out, overwrite=args.overwrite)
     info = post.training
     print(f"{out}: {len(post.labels)} labels ({', '.join(post.labels)}); "
-          f"{len(info['history'])} epochs, best {info['best_epoch']}")  # fmt: skip
+          f"{len(info['history'])} epochs, best {info['best_epoch']}; "
+          f"recalibration: {post.recalibration or 'none'}")  # fmt: skip
     return 0

@@ -7,6 +7,7 @@ __all__ = [
 ]  # fmt: skip
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -169,7 +170,7 @@ def regression_metrics(estimate: np.ndarray, truth: np.ndarray) -> dict[str, np.
 
 
 def held_out(
-    posterior: Any, ts: TrainingSet, rows: slice | np.ndarray, seed: int = 0
+    posterior: Any, ts: TrainingSet, rows: slice | np.ndarray, seed: int | Sequence[int] = 0
 ) -> dict[str, np.ndarray]:
     """Noisy observations and true values of training-set rows, for validation.
 
@@ -181,8 +182,8 @@ def held_out(
         Simulations never used in training (another file, or rows beyond ``max_rows``).
     rows : slice or numpy.ndarray
         Rows to use.
-    seed : int
-        Seed of the noise draw.
+    seed : int or sequence of int
+        Seed of the noise draw (``numpy.random.default_rng``'s).
 
     Returns
     -------

@@ -30,8 +30,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .metrics import sbc_ranks
+
+#: Fewest mocks per S/N bin that :meth:`Recalibration.fit` accepts.
+MIN_PER_BIN = 50
 
 
 def total_snr(flux: np.ndarray, err: np.ndarray) -> np.ndarray:
@@ -104,9 +108,9 @@ class Recalibration:
         ranks, snr = np.asarray(ranks, float), np.asarray(snr, float)
         if ranks.ndim != 2 or len(ranks) != len(snr):
             raise ValueError(f"ranks (B, D) and snr (B,) disagree: {ranks.shape}, {snr.shape}")
-        if len(ranks) < 50 * int(n_bins):
+        if len(ranks) < MIN_PER_BIN * int(n_bins):
             raise ValueError(f"{len(ranks)} objects are too few for {n_bins} S/N bins "
-                             "(at least 50 per bin)")  # fmt: skip
+                             f"(at least {MIN_PER_BIN} per bin)")  # fmt: skip
         edges = np.quantile(snr, np.arange(1, int(n_bins)) / int(n_bins))
         levels = np.linspace(0.0, 1.0, int(n_knots) + 1)
         which = np.searchsorted(edges, snr, side="right")
@@ -184,6 +188,7 @@ def recalibrate(
     seed: int = 0,
     chunk_size: int = 256,
     info: dict | None = None,
+    progress: bool = False,
 ) -> Any:
     """Fit a :class:`Recalibration` on held-out mocks and attach it to ``posterior``.
 
@@ -205,6 +210,8 @@ def recalibrate(
         Mocks per batch.
     info : dict, optional
         Provenance stored with the maps.
+    progress : bool
+        Show a progress bar over the mocks.
 
     Returns
     -------
@@ -221,7 +228,8 @@ def recalibrate(
                          "the order of posterior.labels")  # fmt: skip
     ranks = np.empty((len(flux), d))
     with _seeded(int(seed), posterior.device):
-        for start in range(0, len(flux), int(chunk_size)):
+        starts = range(0, len(flux), int(chunk_size))
+        for start in tqdm(starts, desc="recalibrate", unit="chunk", disable=not progress):
             rows = slice(start, start + int(chunk_size))
             draws = posterior._draw(flux[rows], err[rows], None if z is None else z[rows], n,
                                     recalibrate=False)  # fmt: skip

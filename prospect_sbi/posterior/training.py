@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["train", "DEFAULT_DERIVED", "COMPUTED"]
+__all__ = ["train", "DEFAULT_DERIVED", "COMPUTED", "MIN_RECALIBRATION_ROWS"]
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,9 @@ from .checkpoint import Checkpoint
 from .data import Examples
 from .encoding import ObservationEncoder
 from .estimator import AmortizedPosterior
+from .metrics import held_out
 from .network import FLOWS, PosteriorNetwork
+from .recalibration import MIN_PER_BIN, recalibrate
 
 #: Derived quantities learned with the free parameters by default (``t50`` when present).
 DEFAULT_DERIVED = ("log_mstar", "log_sfr100", "mwa", "t50")
@@ -32,6 +35,9 @@ DEFAULT_DERIVED = ("log_mstar", "log_sfr100", "mwa", "t50")
 COMPUTED = {"log_ssfr100": ("log_sfr100", "log_mstar")}
 REDSHIFT_MODES = ("known", "infer")
 _ENCODER_ROWS = 200_000  # noisy draws used to fit the input standardisation
+#: Validation rows needed for train(recalibrate=None) to fit recalibration maps: 1000 ranks in
+#: each of the 4 S/N bins; fewer give maps noisier than the errors they would correct.
+MIN_RECALIBRATION_ROWS = 4000
 
 
 def train(
@@ -56,6 +62,7 @@ def train(
     init: str | os.PathLike | AmortizedPosterior | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    recalibrate: bool | None = None,
 ) -> AmortizedPosterior:
     """Train an amortised posterior (neural posterior estimation) on a simulated training set.
 
@@ -119,18 +126,25 @@ def train(
         "cpu", "cuda", ... or "auto" (CUDA when available).
     progress : bool
         Show progress bars with train and validation losses.
+    recalibrate : bool, optional
+        After training, fit recalibration maps (:func:`~prospect_sbi.posterior.recalibrate`)
+        on the validation rows, which no gradient step has seen, with a new noise draw and
+        all bands. ``None`` (default): when the validation split holds at least
+        :data:`MIN_RECALIBRATION_ROWS` rows; ``False``: keep the flow's own draws (e.g. to
+        recalibrate later on other mocks).
 
     Returns
     -------
     AmortizedPosterior
-        With the best weights; ``posterior.training["history"]`` lists the epochs.
+        With the best weights; ``posterior.training["history"]`` lists the epochs, and
+        ``posterior.recalibration`` holds the maps when they were fitted.
 
     Raises
     ------
     ValueError
         Unknown ``redshift`` or ``flow``; a noise model without the training set's bands;
         unknown derived quantities; ``redshift="infer"`` with a fixed redshift; a checkpoint
-        from another configuration.
+        from another configuration; ``recalibrate=True`` with fewer than 200 validation rows.
     """
     if redshift not in REDSHIFT_MODES:
         raise ValueError(f"redshift={redshift!r}; use one of {REDSHIFT_MODES}")
@@ -138,12 +152,12 @@ def train(
         raise ValueError(f"unknown flow {flow!r}; use one of {sorted(FLOWS)}")
     device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
                           else "cpu" if device == "auto" else device)  # fmt: skip
-    ts = trainingset if isinstance(trainingset, TrainingSet) else TrainingSet.open(trainingset)
-    try:
+    with _opened(trainingset) as ts:
         setup = _Setup(ts, noise, redshift, derived, max_rows, validation_fraction, seed, init)
-    finally:
-        if ts is not trainingset:
-            ts.close()
+    n_val = len(setup.val_rows)
+    if recalibrate and n_val < 4 * MIN_PER_BIN:  # checked before the epochs, not after
+        raise ValueError(f"recalibrate=True needs >= {4 * MIN_PER_BIN} validation rows (4 S/N "
+                         f"bins of {MIN_PER_BIN}); this split has {n_val}")  # fmt: skip
     if setup.start is None:
         arch = {"flow": flow, **(network or {})}
         net = PosteriorNetwork(len(setup.space), setup.encoder.n_features, seed=seed, **arch)
@@ -166,7 +180,37 @@ def train(
                  jitter, seed, first_epoch)  # fmt: skip
     loop.run(max_epochs, patience, progress)
     net.load_state_dict(state.best_weights or net.state_dict())
-    return setup.posterior(net.cpu(), config, state)
+    post = setup.posterior(net, config, state)
+    if recalibrate or (recalibrate is None and n_val >= MIN_RECALIBRATION_ROWS):
+        _recalibrate_on_validation(post, trainingset, setup.val_rows, seed, progress)
+    return post.to("cpu")
+
+
+@contextmanager
+def _opened(trainingset: str | os.PathLike | TrainingSet) -> Iterator[TrainingSet]:
+    """Yield the training set; one given as a path is opened here and closed after."""
+    if isinstance(trainingset, TrainingSet):
+        yield trainingset
+    else:
+        with TrainingSet.open(trainingset) as ts:
+            yield ts
+
+
+def _recalibrate_on_validation(
+    post: AmortizedPosterior,
+    trainingset: str | os.PathLike | TrainingSet,
+    rows: np.ndarray,
+    seed: int,
+    progress: bool,
+) -> None:
+    """Fit ``post``'s recalibration maps on the validation ``rows`` of the set, in place."""
+    noise_seed = [int(seed), 4]  # the split, encoder, validation and epochs use [seed, 0-3]
+    with _opened(trainingset) as ts:
+        mocks = held_out(post, ts, rows, seed=noise_seed)
+    info = {"mocks": f"the {len(rows)} validation rows of the training set (seed {seed}), "
+                     f"noise drawn with default_rng({noise_seed})"}  # fmt: skip
+    recalibrate(post, mocks["flux"], mocks["err"], mocks["truth"], mocks["zred"], seed=seed,
+                info=info, progress=progress)  # fmt: skip
 
 
 class _Setup:
