@@ -131,7 +131,8 @@ def train(
         on the validation rows, which no gradient step has seen, with a new noise draw and
         all bands. ``None`` (default): when the validation split holds at least
         :data:`MIN_RECALIBRATION_ROWS` rows; ``False``: keep the flow's own draws (e.g. to
-        recalibrate later on other mocks).
+        recalibrate later on other mocks). With ``init``, rows the initial estimator was
+        trained on may be among the validation rows: fit the maps on other mocks then.
 
     Returns
     -------
