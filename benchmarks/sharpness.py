@@ -33,8 +33,10 @@ from multiprocessing import get_context
 
 import numpy as np
 import torch
-from vs_dynesty import DEFAULTS, NAMED, SNR_BINS, load, mocks
+from vs_dynesty import DEFAULTS, NAMED, SNR_BINS, load, mock_arrays, mocks
 
+#: Detection S/N from which a mock counts as bright (the last bin of ``SNR_BINS``).
+BRIGHT = SNR_BINS[">=20"][0]
 _WORKER: dict = {}
 
 
@@ -63,17 +65,11 @@ def exact(i: int, obs: dict, n_draws: int) -> tuple[dict, float, float]:
 
 
 def run_model(spec: str, args: argparse.Namespace, sps, rng: np.random.Generator) -> dict:
-    from prospect_sbi.filters import resolve_band_names
     from prospect_sbi.fitting import posterior_metrics
-    from prospect_sbi.pixels import SNR_BANDS, detection_snr
 
     template, post, model = load(spec)
     objs = mocks(model, post, sps, args.n_mocks, rng)
-    flux = np.stack([o["maggies"] for o, _ in objs])
-    err = np.stack([o["maggies_unc"] for o, _ in objs])
-    zred = np.array([o["zred"] for o, _ in objs])
-    cols = [post.filters.index(b) for b in resolve_band_names(SNR_BANDS)]
-    snr = detection_snr(flux[:, cols], err[:, cols])
+    flux, err, zred, snr = mock_arrays(post, objs)
     which = [post.labels.index(p) for p in NAMED]
     draws = {
         "sbi": post.sample(flux, err, args.n_draws, zred=zred, seed=args.seed)[..., which],
@@ -136,7 +132,7 @@ def main() -> None:
     print(f"\nSBI against the importance-sampled exact posterior, medians over mocks\n{head}")
     print("-" * len(head))
     for r in results:
-        bright = r["snr"] >= SNR_BINS[">=20"][0]
+        bright = r["snr"] >= BRIGHT
         for method in ("sbi", "flow"):
             for p in NAMED:
                 m = r["metrics"][method][p]
@@ -163,7 +159,7 @@ def main() -> None:
 
     def med(method: str, key: str, bright: bool = False) -> str:
         vals = [v for r in results for v in _pooled(
-            r, method, key, np.flatnonzero(r["snr"] >= SNR_BINS[">=20"][0]) if bright else None)]
+            r, method, key, np.flatnonzero(r["snr"] >= BRIGHT) if bright else None)]
         return f"{np.median(vals):.3f}"
 
     ess = np.median(np.concatenate([r["ess"] for r in results]))

@@ -71,6 +71,19 @@ def mocks(model, post, sps, n: int, rng: np.random.Generator) -> list:
     return out
 
 
+def mock_arrays(post, objs: list) -> tuple[np.ndarray, ...]:
+    """Fluxes, errors (B, F), redshifts (B,) of the mocks and their detection S/N (B,), that
+    of the pixel selection (:func:`prospect_sbi.pixels.snr_map`)."""
+    from prospect_sbi.filters import resolve_band_names
+    from prospect_sbi.pixels import SNR_BANDS, detection_snr
+
+    flux = np.stack([o["maggies"] for o, _ in objs])
+    err = np.stack([o["maggies_unc"] for o, _ in objs])
+    zred = np.array([o["zred"] for o, _ in objs])
+    cols = [post.filters.index(b) for b in resolve_band_names(SNR_BANDS)]
+    return flux, err, zred, detection_snr(flux[:, cols], err[:, cols])
+
+
 def batch_seconds(post, flux, err, zred, n_draws: int, n_objects: int = 1000) -> float:
     """SBI seconds per object in a batch of ``n_objects`` (the mocks repeated), best of 3.
 
@@ -115,18 +128,10 @@ def fit_mock(i: int, obs: dict, truth: dict, args: argparse.Namespace) -> tuple:
 
 
 def run_model(spec, args, sps, rng) -> dict:
-    from prospect_sbi.filters import resolve_band_names
-    from prospect_sbi.pixels import SNR_BANDS, detection_snr
-
     template, post, model = load(spec)
     objs = mocks(model, post, sps, args.n_mocks, rng)
-    flux = np.stack([o["maggies"] for o, _ in objs])
-    err = np.stack([o["maggies_unc"] for o, _ in objs])
-    zred = np.array([o["zred"] for o, _ in objs])
+    flux, err, zred, snr = mock_arrays(post, objs)
     t_batch = batch_seconds(post, flux, err, zred, args.n_draws)
-    # the detection S/N of the pixel selection (prospect_sbi.pixels.snr_map)
-    cols = [post.filters.index(b) for b in resolve_band_names(SNR_BANDS)]
-    snr = detection_snr(flux[:, cols], err[:, cols])
     out = [None] * len(objs)
 
     def report(i: int, res: tuple) -> None:

@@ -36,6 +36,8 @@ from .metrics import sbc_ranks
 
 #: Fewest mocks per S/N bin that :meth:`Recalibration.fit` accepts.
 MIN_PER_BIN = 50
+#: S/N bins of the maps unless asked otherwise.
+N_SNR_BINS = 4
 
 
 def total_snr(flux: np.ndarray, err: np.ndarray) -> np.ndarray:
@@ -87,7 +89,7 @@ class Recalibration:
         cls,
         ranks: np.ndarray,
         snr: np.ndarray,
-        n_bins: int = 4,
+        n_bins: int = N_SNR_BINS,
         n_knots: int = 20,
         info: dict | None = None,
     ) -> Recalibration:
@@ -183,7 +185,7 @@ def recalibrate(
     zred: np.ndarray | None = None,
     *,
     n: int = 1000,
-    n_bins: int = 4,
+    n_bins: int = N_SNR_BINS,
     n_knots: int = 20,
     seed: int = 0,
     chunk_size: int = 256,

@@ -26,7 +26,7 @@ from .encoding import ObservationEncoder
 from .estimator import AmortizedPosterior
 from .metrics import held_out
 from .network import FLOWS, PosteriorNetwork
-from .recalibration import MIN_PER_BIN, recalibrate
+from .recalibration import MIN_PER_BIN, N_SNR_BINS, recalibrate
 
 #: Derived quantities learned with the free parameters by default (``t50`` when present).
 DEFAULT_DERIVED = ("log_mstar", "log_sfr100", "mwa", "t50")
@@ -36,8 +36,8 @@ COMPUTED = {"log_ssfr100": ("log_sfr100", "log_mstar")}
 REDSHIFT_MODES = ("known", "infer")
 _ENCODER_ROWS = 200_000  # noisy draws used to fit the input standardisation
 #: Validation rows needed for train(recalibrate=None) to fit recalibration maps: 1000 ranks in
-#: each of the 4 S/N bins; fewer give maps noisier than the errors they would correct.
-MIN_RECALIBRATION_ROWS = 4000
+#: each S/N bin; fewer give maps noisier than the errors they would correct.
+MIN_RECALIBRATION_ROWS = 1000 * N_SNR_BINS
 
 
 def train(
@@ -156,9 +156,10 @@ def train(
     with _opened(trainingset) as ts:
         setup = _Setup(ts, noise, redshift, derived, max_rows, validation_fraction, seed, init)
     n_val = len(setup.val_rows)
-    if recalibrate and n_val < 4 * MIN_PER_BIN:  # checked before the epochs, not after
-        raise ValueError(f"recalibrate=True needs >= {4 * MIN_PER_BIN} validation rows (4 S/N "
-                         f"bins of {MIN_PER_BIN}); this split has {n_val}")  # fmt: skip
+    if recalibrate and n_val < N_SNR_BINS * MIN_PER_BIN:  # checked before the epochs
+        raise ValueError(f"recalibrate=True needs >= {N_SNR_BINS * MIN_PER_BIN} validation rows "
+                         f"({N_SNR_BINS} S/N bins of {MIN_PER_BIN}); this split has "
+                         f"{n_val}")  # fmt: skip
     if setup.start is None:
         arch = {"flow": flow, **(network or {})}
         net = PosteriorNetwork(len(setup.space), setup.encoder.n_features, seed=seed, **arch)
