@@ -409,3 +409,40 @@ def test_finetune_continues_from_an_estimator(trained, trainset, tmp_path):
     with pytest.raises(ValueError, match="init estimator differs .*redshift"):
         train(trainset, JadesPixelNoise(), redshift="infer", max_epochs=1, init=trained,
               **kwargs)  # fmt: skip
+
+
+SHARP = {"affine": True, "residual": True, "embedding": [32, 32], "transforms": 3,
+         "hidden": [32]}  # fmt: skip
+
+
+def test_mass_augmentation_and_cosine_schedule(trainset, tmp_path):
+    kwargs = {"max_rows": 4000, "progress": False, "network": SHARP}
+    ckpt = tmp_path / "aug.ckpt"
+    post = train(trainset, JadesPixelNoise(), max_epochs=3, augment_mass=True,
+                 schedule="cosine", checkpoint=ckpt, **kwargs)  # fmt: skip
+    lrs = [e["lr"] for e in post.training["history"]]
+    assert lrs[0] > lrs[1] > lrs[2] and lrs[2] < 0.5 * 3e-3
+    assert post.training["augment_mass"] and post.training["schedule"] == "cosine"
+    assert post.network.config["affine"] and post.network.config["residual"]
+    assert np.isfinite(post.training["best_val_loss"])
+    # the augmentation is part of what a checkpoint must match
+    with pytest.raises(ValueError, match="differs in augment_mass"):
+        train(trainset, JadesPixelNoise(), max_epochs=4, schedule="cosine", checkpoint=ckpt,
+              **kwargs)  # fmt: skip
+    with pytest.raises(ValueError, match="schedule='step'"):
+        train(trainset, JadesPixelNoise(), schedule="step", **kwargs)
+
+
+@pytest.mark.gpu
+def test_cuda_training_and_sampling(trainset, mocks):
+    """Training and sampling on a CUDA device give the CPU's posteriors (same data, seed)."""
+    kwargs = {"max_rows": 4000, "max_epochs": 3, "progress": False, "network": SHARP}
+    gpu = train(trainset, JadesPixelNoise(), device="cuda", **kwargs)
+    cpu = train(trainset, JadesPixelNoise(), device="cpu", **kwargs)
+    assert gpu.training["best_val_loss"] == pytest.approx(cpu.training["best_val_loss"], abs=0.3)
+    flux, err, zred = mocks["flux"][:200], mocks["err"][:200], mocks["zred"][:200]
+    on_gpu = gpu.to("cuda").sample(flux, err, 500, zred=zred, seed=0)
+    assert gpu.device.type == "cuda" and np.isfinite(on_gpu).all()
+    on_cpu = gpu.to("cpu").sample(flux, err, 500, zred=zred, seed=0)
+    k = gpu.labels.index("log_mstar")
+    assert np.median(np.abs(on_gpu[..., k].mean(1) - on_cpu[..., k].mean(1))) < 0.05

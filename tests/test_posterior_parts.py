@@ -150,10 +150,17 @@ def test_zred_checks():
         check_zred([1.0, 2.0], 3, True, None)
 
 
+ARCHS = [{}, {"affine": True}, {"affine": True, "residual": True}]
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=["plain", "affine", "affine-residual"])
 @pytest.mark.parametrize("flow", sorted(FLOWS))
-def test_network_shapes_and_fast_sampling(flow):
+def test_network_shapes_and_fast_sampling(flow, arch):
     net = PosteriorNetwork(4, 9, flow=flow, transforms=3, hidden=(32,), embedding=(32,),
-                           context=8).eval()  # fmt: skip
+                           context=8, **arch).eval()  # fmt: skip
+    with torch.no_grad():  # move the affine head off the identity it starts at
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
     x = torch.randn(6, 9)
     with torch.no_grad():
         torch.manual_seed(3)
@@ -316,3 +323,67 @@ def test_warn_precise_on_catalogue_errors_not_on_training_noise():
     with pytest.warns(UserWarning, match=r"median relative error 0.001 of detected bands is "
                       r"below the training noise's 0.01 mag floor"):  # fmt: skip
         warn_precise(maggies, 1e-3 * maggies, noise.mag_err_floor)  # S/N 1000, a catalogue's
+
+
+def test_triangular_affine_is_a_full_covariance_gaussian():
+    """Base N(0, I) through ``x = mu + L z`` has the density of N(mu, L L^T)."""
+    from zuko.distributions import DiagNormal
+
+    from prospect_sbi.posterior.layers import TriangularAffine
+
+    torch.manual_seed(0)
+    d = 4
+    mu, log_diag = torch.randn(3, d), 0.5 * torch.randn(3, d)
+    tril = torch.diag_embed(log_diag.exp()) + torch.randn(3, d, d).tril(-1)
+    t = TriangularAffine(mu, tril, log_diag)
+    x = torch.randn(3, d)
+    z, ladj = t.call_and_ladj(x)
+    base = DiagNormal(torch.zeros(d), torch.ones(d))
+    ref = torch.distributions.MultivariateNormal(mu, scale_tril=tril).log_prob(x)
+    assert torch.allclose(base.log_prob(z) + ladj, ref, atol=1e-5)
+    assert torch.allclose(t.inv(z), x, atol=1e-5)
+
+
+def test_affine_head_starts_at_the_identity_and_reads_old_configs():
+    from prospect_sbi.posterior.layers import ContextAffine
+
+    head = ContextAffine(3, 5)
+    z = torch.randn(7, 2, 3)
+    assert torch.equal(head.inverse_draws(torch.randn(2, 5), z), z)
+    net = PosteriorNetwork(3, 6, affine=True, residual=True, embedding=(16, 16))
+    legacy = {k: v for k, v in net.config.items() if k not in ("affine", "residual")}
+    old = PosteriorNetwork.from_config(legacy)
+    assert not old.config["affine"] and not old.config["residual"]
+    assert not any(isinstance(t, ContextAffine) for t in old.npe.flow.transform.transforms)
+    with pytest.raises(ValueError, match="equal block widths"):
+        PosteriorNetwork(3, 6, residual=True, embedding=(16, 32))
+
+
+def test_mass_augmentation_is_an_exact_prior_draw(make_model, sps, jades):
+    """A row moved to another mass equals the simulation at that mass: fluxes times the
+    factor, log M* and log SFR moved by the same dex, the other targets unchanged."""
+    from prospect_sbi.forward import ModelPhotometry
+    from prospect_sbi.posterior.data import MassAugmentation
+    from prospect_sbi.provenance import model_spec
+
+    model = make_model("parametric_sfh", zred=2.0, logmass=(4.0, 12.0))
+    names = [*model.theta_labels(), "log_mstar", "log_sfr100", "mwa"]
+    aug = MassAugmentation(names, model_spec(model))
+    phot = ModelPhotometry(model, sps, jades)
+    rng = np.random.default_rng(1)
+    theta = np.array([model.prior_transform(rng.random(model.ndim)) for _ in range(5)])
+    maggies, derived = phot.with_derived(theta)
+    rows = np.column_stack([theta] + [derived[k] for k in names[model.ndim:]])
+    moved, factor = aug.draw(rows, rng)
+    new_maggies, new_derived = phot.with_derived(moved[:, : model.ndim])
+    np.testing.assert_allclose(new_maggies, maggies * factor[:, None], rtol=1e-9)
+    for k, name in enumerate(names[model.ndim:], start=model.ndim):
+        np.testing.assert_allclose(moved[:, k], new_derived[name], rtol=0, atol=1e-9)
+    mass = np.log10(moved[:, names.index("mass")])
+    assert np.all((mass >= 4.0) & (mass <= 12.0)) and np.ptp(np.log10(factor)) > 0.5
+    with pytest.raises(ValueError, match="needs a free 'mass' or 'logmass'"):
+        MassAugmentation(["dust2"], model_spec(model))
+    spec = model_spec(model)
+    spec["params"]["mass"]["prior"]["name"] = "ClippedNormal"
+    with pytest.raises(ValueError, match="got ClippedNormal"):
+        MassAugmentation(names, spec)

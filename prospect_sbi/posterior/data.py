@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["Examples", "drop_bands"]
+__all__ = ["Examples", "MASS_SCALED", "MassAugmentation", "drop_bands"]
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +43,76 @@ def drop_bands(
     gone = np.flatnonzero(np.all(drop | np.isnan(flux), axis=1))
     drop[gone, rng.integers(f, size=gone.size)] = False
     return np.where(drop, np.nan, flux), np.where(drop, np.nan, err)
+
+
+#: Derived quantities that are log10 of a quantity proportional to the formed mass: they move
+#: by the same number of dex as the mass.
+MASS_SCALED = ("log_mstar", "log_sfr10", "log_sfr100")
+#: Mass parameters whose prior is uniform in log mass, by name: prior names allowed.
+_LOG_UNIFORM_MASS = {"mass": ("LogUniform",), "logmass": ("TopHat", "Uniform")}
+
+
+class MassAugmentation:
+    """Draw every training row's formed mass anew from its prior, each epoch, for free.
+
+    Photometry is exactly proportional to the formed mass (stars, nebular emission and dust
+    all scale with it), and the shipped models' mass prior is uniform in log mass and
+    independent of the other parameters. So a simulated row with its mass replaced by a fresh
+    prior draw, its fluxes multiplied by the same factor and its mass-proportional derived
+    quantities (:data:`MASS_SCALED`) moved by the same number of dex, is an exact draw from
+    the prior predictive: no simulation is needed. Every epoch then sees each SED at a new
+    brightness, with a new noise draw.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Target names (free parameters, then derived quantities), the columns of ``theta``.
+    spec : dict
+        Model specification (:func:`prospect_sbi.provenance.model_spec`).
+
+    Raises
+    ------
+    ValueError
+        No free ``mass`` (LogUniform prior) or ``logmass`` (TopHat or Uniform prior) target.
+    """
+
+    def __init__(self, names: Sequence[str], spec: dict[str, Any]) -> None:
+        names = list(names)
+        params = spec.get("params", {})
+        found = [n for n in _LOG_UNIFORM_MASS if n in names]
+        if not found:
+            raise ValueError(f"mass augmentation needs a free 'mass' or 'logmass' target; the "
+                             f"targets are {names}")  # fmt: skip
+        self.name = found[0]
+        prior = params[self.name].get("prior") or {}
+        allowed = _LOG_UNIFORM_MASS[self.name]
+        if prior.get("name") not in allowed:
+            raise ValueError(f"mass augmentation needs a prior uniform in log mass "
+                             f"({self.name}: {' or '.join(allowed)}); got "
+                             f"{prior.get('name')}")  # fmt: skip
+        lo, hi = (float(np.ravel(prior["params"][k])[0]) for k in ("mini", "maxi"))
+        self.log = self.name == "logmass"
+        self.lo, self.hi = (lo, hi) if self.log else (np.log10(lo), np.log10(hi))
+        self.column = names.index(self.name)
+        self.scaled = [names.index(n) for n in MASS_SCALED if n in names]
+
+    def draw(self, theta: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Draw new masses for the rows of ``theta`` (N, D).
+
+        Returns
+        -------
+        theta : numpy.ndarray, (N, D)
+            A copy with the new mass and shifted mass-proportional derived quantities.
+        factor : numpy.ndarray, (N,)
+            What the rows' fluxes are multiplied by.
+        """
+        old = theta[:, self.column] if self.log else np.log10(theta[:, self.column])
+        new = rng.uniform(self.lo, self.hi, size=len(theta))
+        shift = new - old
+        out = theta.copy()
+        out[:, self.column] = new if self.log else 10.0**new
+        out[:, self.scaled] += shift[:, None]
+        return out, 10.0**shift
 
 
 class Examples:
@@ -112,14 +183,18 @@ class Examples:
         encoder: ObservationEncoder,
         rng: np.random.Generator,
         dropout: float,
+        factor: np.ndarray | None = None,
     ) -> Tensor:
         """Encode noisy observations of ``rows``: a new noise draw and band dropout.
+
+        ``factor`` (len(rows),) multiplies the noiseless fluxes first (:class:`MassAugmentation`).
 
         Returns
         -------
         torch.Tensor, (len(rows), encoder.n_features), float32
         """
-        flux, err = noise.apply(self.photometry[rows], rng)
+        phot = self.photometry[rows]
+        flux, err = noise.apply(phot if factor is None else phot * factor[:, None], rng)
         if dropout > 0:
             flux, err = drop_bands(flux, err, rng, dropout)
         return encoder.encode(flux, err, self.zred[rows])

@@ -20,6 +20,8 @@ from zuko.flows.gaussianization import ElementWiseTransform
 from zuko.transforms import MonotonicAffineTransform, MonotonicRQSTransform
 from zuko.utils import unpack
 
+from .layers import ContextAffine, ResidualMLP
+
 #: zuko's default minimum slope of MonotonicAffineTransform (RealNVP couplings).
 _AFFINE_SLOPE = 1e-3
 
@@ -66,6 +68,12 @@ class PosteriorNetwork(nn.Module):
         Hidden layers of the embedding MLP.
     context : int
         E.
+    residual : bool
+        Make the embedding a :class:`~prospect_sbi.posterior.layers.ResidualMLP` whose blocks
+        have the widths in ``embedding`` (all equal), instead of a plain MLP.
+    affine : bool
+        Put a per-object affine transform with a full covariance
+        (:class:`~prospect_sbi.posterior.layers.ContextAffine`) first, on the data side.
     marginal_bins : int
         Bins of a final element-wise rational-quadratic spline whose knots depend on the
         observation only (0: none). It shapes each marginal (e.g. a posterior piled against a
@@ -103,6 +111,8 @@ class PosteriorNetwork(nn.Module):
         context: int = 64,
         marginal_bins: int = 8,
         seed: int = 0,
+        residual: bool = False,
+        affine: bool = False,
         **flow_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -113,10 +123,14 @@ class PosteriorNetwork(nn.Module):
             "transforms": int(transforms), "hidden": [int(h) for h in hidden],
             "embedding": [int(h) for h in embedding], "context": int(context),
             "marginal_bins": int(marginal_bins), "seed": int(seed),
+            "residual": bool(residual), "affine": bool(affine),
         } | dict(flow_kwargs)  # fmt: skip
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.embedding = zuko.nn.MLP(n_inputs, context, embedding, activation=nn.ELU)
+            if residual:
+                self.embedding = ResidualMLP(n_inputs, context, embedding)
+            else:
+                self.embedding = zuko.nn.MLP(n_inputs, context, embedding, activation=nn.ELU)
             self.npe = NPE(n_targets, context, build=FLOWS[flow], transforms=transforms,
                            hidden_features=list(hidden), **flow_kwargs)  # fmt: skip
             if marginal_bins:
@@ -126,17 +140,24 @@ class PosteriorNetwork(nn.Module):
                     hidden_features=list(hidden),
                 )  # fmt: skip
                 self.npe.flow.transform.transforms.insert(0, spline)
+            if affine:
+                self.npe.flow.transform.transforms.insert(0, ContextAffine(n_targets, context))
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> PosteriorNetwork:
-        """Build an (untrained) network from :attr:`config`."""
-        return cls(**config)
+        """Build an (untrained) network from :attr:`config`.
+
+        Keys missing from configurations written before they existed take the value that
+        those networks had (no residual embedding, no affine transform).
+        """
+        return cls(**({"residual": False, "affine": False} | dict(config)))
 
     @property
     def is_coupling(self) -> bool:
         """Whether every transform is a coupling or element-wise one (fast sampling path)."""
         steps = self.npe.flow.transform.transforms
-        return all(isinstance(t, (GeneralCouplingTransform, ElementWiseTransform)) for t in steps)
+        kinds = (GeneralCouplingTransform, ElementWiseTransform, ContextAffine)
+        return all(isinstance(t, kinds) for t in steps)
 
     def log_prob(self, z: Tensor, x: Tensor) -> Tensor:
         """Log-density of targets ``z`` (*, B, D) given observations ``x`` (B, L) -> (*, B)."""
@@ -157,7 +178,9 @@ class PosteriorNetwork(nn.Module):
             return flow(c).sample((n,)).movedim(0, -2)
         y = flow.base(c).expand(c.shape[:-1]).sample((n,))  # (n, B, D), same draws as zuko
         for t in reversed(flow.transform.transforms):
-            if isinstance(t, ElementWiseTransform):
+            if isinstance(t, ContextAffine):
+                y = t.inverse_draws(c, y)
+            elif isinstance(t, ElementWiseTransform):
                 y = _elementwise_inverse(t(c), y)
             elif t.univariate is MonotonicAffineTransform:
                 y = _affine_coupling_inverse(t, y, c)

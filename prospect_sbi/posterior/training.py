@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["train", "DEFAULT_DERIVED", "COMPUTED", "MIN_RECALIBRATION_ROWS"]
+__all__ = ["train", "DEFAULT_DERIVED", "COMPUTED", "MIN_RECALIBRATION_ROWS", "SCHEDULES"]
 
 import os
 import time
@@ -21,7 +21,7 @@ from ..provenance import versions
 from ..trainingset import TrainingSet
 from .bounds import TargetSpace
 from .checkpoint import Checkpoint
-from .data import Examples
+from .data import Examples, MassAugmentation
 from .encoding import ObservationEncoder
 from .estimator import AmortizedPosterior
 from .metrics import held_out
@@ -34,6 +34,10 @@ DEFAULT_DERIVED = ("log_mstar", "log_sfr100", "mwa", "t50")
 #: would make the joint density degenerate (they lie exactly on a plane).
 COMPUTED = {"log_ssfr100": ("log_sfr100", "log_mstar")}
 REDSHIFT_MODES = ("known", "infer")
+#: Learning-rate schedules: ``plateau`` halves the rate when the validation loss stalls for
+#: ``lr_patience`` epochs; ``cosine`` decays it from ``learning_rate`` to 1e-3 of it over
+#: ``max_epochs`` (the run's length is then part of its configuration).
+SCHEDULES = ("plateau", "cosine")
 _ENCODER_ROWS = 200_000  # noisy draws used to fit the input standardisation
 #: Validation rows needed for train(recalibrate=None) to fit recalibration maps: 1000 ranks in
 #: each S/N bin; fewer give maps noisier than the errors they would correct.
@@ -63,6 +67,8 @@ def train(
     device: str | torch.device = "cpu",
     progress: bool = True,
     recalibrate: bool | None = None,
+    augment_mass: bool = False,
+    schedule: str = "plateau",
 ) -> AmortizedPosterior:
     """Train an amortised posterior (neural posterior estimation) on a simulated training set.
 
@@ -134,6 +140,13 @@ def train(
         recalibrate later on other mocks). With ``init``, rows the initial estimator was
         trained on may be among the validation rows: fit the maps on other mocks then.
 
+    augment_mass : bool
+        Every epoch, give each training row a new formed mass drawn from its prior and scale
+        its fluxes to match (:class:`~prospect_sbi.posterior.data.MassAugmentation`): exact
+        for the mass priors uniform in log mass of the shipped models, and free.
+    schedule : {"plateau", "cosine"}
+        Learning-rate schedule (:data:`SCHEDULES`).
+
     Returns
     -------
     AmortizedPosterior
@@ -151,10 +164,13 @@ def train(
         raise ValueError(f"redshift={redshift!r}; use one of {REDSHIFT_MODES}")
     if flow not in FLOWS:
         raise ValueError(f"unknown flow {flow!r}; use one of {sorted(FLOWS)}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule={schedule!r}; use one of {SCHEDULES}")
     device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
                           else "cpu" if device == "auto" else device)  # fmt: skip
     with _opened(trainingset) as ts:
-        setup = _Setup(ts, noise, redshift, derived, max_rows, validation_fraction, seed, init)
+        setup = _Setup(ts, noise, redshift, derived, max_rows, validation_fraction, seed, init,
+                       augment_mass)  # fmt: skip
     n_val = len(setup.val_rows)
     if recalibrate and n_val < N_SNR_BINS * MIN_PER_BIN:  # checked before the epochs
         raise ValueError(f"recalibrate=True needs >= {N_SNR_BINS * MIN_PER_BIN} validation rows "
@@ -172,10 +188,20 @@ def train(
         "learning_rate": float(learning_rate), "band_dropout": float(band_dropout),
         "jitter": float(jitter), "lr_patience": int(lr_patience), "seed": int(seed),
     }  # fmt: skip
+    # only when not the default, so checkpoints written before these options still resume
+    if augment_mass:
+        config["augment_mass"] = True
+    if schedule == "cosine":
+        config |= {"schedule": schedule, "max_epochs": int(max_epochs)}
     optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, factor=0.5, patience=lr_patience, min_lr=1e-6
-    )
+    if schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(int(max_epochs), 1), eta_min=1e-3 * learning_rate
+        )
+    else:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=0.5, patience=lr_patience, min_lr=1e-6
+        )
     state = Checkpoint(checkpoint, config)
     state.restore(net, optimizer, scheduler)
     loop = _Loop(setup, net, optimizer, scheduler, state, device, batch_size, band_dropout,
@@ -228,6 +254,7 @@ class _Setup:
         validation_fraction: float,
         seed: int,
         init: str | os.PathLike | AmortizedPosterior | None = None,
+        augment_mass: bool = False,
     ) -> None:
         self.ts_info = {"path": str(ts.path), "rows": len(ts),
                         "model_hash": ts.model_hash,
@@ -265,6 +292,7 @@ class _Setup:
         self.space = TargetSpace.from_model_spec(self.spec, labels, learned)
         #: (network, epochs already trained) of the estimator to fine-tune, or None
         self.start = None if init is None else self._adopt(init)
+        self.augment = MassAugmentation(self.space.names, self.spec) if augment_mass else None
         if self.start is None:
             self.space.fit(self.data.theta[self.train_rows])
             self.encoder = ObservationEncoder(
@@ -320,6 +348,8 @@ class _Setup:
     ) -> AmortizedPosterior:
         training = {k: config[k] for k in ("batch_size", "learning_rate", "band_dropout",
                                            "jitter", "lr_patience", "seed")}  # fmt: skip
+        training |= {"augment_mass": bool(config.get("augment_mass", False)),
+                     "schedule": config.get("schedule", "plateau")}  # fmt: skip
         training |= {"trainingset": self.ts_info, "rows": len(self.data),
                      "n_train": len(self.train_rows), "n_val": len(self.val_rows),
                      "history": state.history, "best_epoch": state.best_epoch,
@@ -382,7 +412,10 @@ class _Loop:
                 start = time.perf_counter()
                 train_loss = self._epoch(state.epoch, progress)
                 val_loss = self._validate()
-                self.scheduler.step(val_loss)
+                if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    self.scheduler.step(val_loss)
+                else:
+                    self.scheduler.step()
                 state.record(self.net, train_loss, val_loss, self.optimizer.param_groups[0]["lr"],
                              time.perf_counter() - start, patience)  # fmt: skip
                 state.save(self.net, self.optimizer, self.scheduler)
@@ -394,8 +427,16 @@ class _Loop:
         setup = self.setup
         rng = np.random.default_rng([self.seed, 3, self.first_epoch + epoch])
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        x = setup.data.inputs(setup.train_rows, setup.noise, setup.encoder, rng, self.dropout)
-        z = self._jittered(self.z_train, gen)
+        if setup.augment is None:
+            x = setup.data.inputs(setup.train_rows, setup.noise, setup.encoder, rng,
+                                  self.dropout)  # fmt: skip
+            z = self.z_train
+        else:
+            theta, factor = setup.augment.draw(setup.data.theta[setup.train_rows], rng)
+            z = setup.space.to_flow(torch.from_numpy(theta)).float()
+            x = setup.data.inputs(setup.train_rows, setup.noise, setup.encoder, rng,
+                                  self.dropout, factor)  # fmt: skip
+        z = self._jittered(z, gen)
         order = torch.randperm(len(z), generator=gen)
         x, z, order = x.to(self.device), z.to(self.device), order.to(self.device)
         self.net.train()
