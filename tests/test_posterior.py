@@ -399,6 +399,12 @@ def test_finetune_continues_from_an_estimator(trained, trainset, tmp_path):
         trained.training["best_val_loss"], abs=0.05)
     assert same.training["init"]["epochs"] == len(trained.training["history"])
     assert same.space.to_dict() == trained.space.to_dict()
+    # the per-object affine transform added to an estimator without one starts at the identity
+    grown = train(trainset, JadesPixelNoise(), max_epochs=1, learning_rate=1e-12, init=trained,
+                  network={"affine": True}, **kwargs)  # fmt: skip
+    assert grown.network.config["affine"] and grown.training["init"]["added"] == "affine"
+    assert grown.training["history"][0]["val_loss"] == pytest.approx(
+        same.training["history"][0]["val_loss"], abs=1e-3)
     fresh = train(trainset, JadesPixelNoise(), max_epochs=1, learning_rate=1e-12, **kwargs)
     assert fresh.training["history"][0]["val_loss"] > trained.training["best_val_loss"] + 5
     # a file works too, and a mismatch is refused by name

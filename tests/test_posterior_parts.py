@@ -355,6 +355,12 @@ def test_affine_head_starts_at_the_identity_and_reads_old_configs():
     old = PosteriorNetwork.from_config(legacy)
     assert not old.config["affine"] and not old.config["residual"]
     assert not any(isinstance(t, ContextAffine) for t in old.npe.flow.transform.transforms)
+    plain = PosteriorNetwork(3, 6, transforms=2, embedding=(16,)).eval()
+    grown = plain.with_affine()
+    x, z = torch.randn(4, 6), torch.randn(4, 3)
+    assert torch.equal(grown.log_prob(z, x), plain.log_prob(z, x))
+    with pytest.raises(ValueError, match="already has"):
+        grown.with_affine()
     with pytest.raises(ValueError, match="equal block widths"):
         PosteriorNetwork(3, 6, residual=True, embedding=(16, 32))
 

@@ -152,6 +152,28 @@ class PosteriorNetwork(nn.Module):
         """
         return cls(**({"residual": False, "affine": False} | dict(config)))
 
+    def with_affine(self) -> PosteriorNetwork:
+        """Return a copy with a :class:`~prospect_sbi.posterior.layers.ContextAffine` in front.
+
+        The new transform starts at the identity, so the copy has this network's density; use
+        it to fine-tune an estimator trained without one (``train(init=..., network={"affine":
+        True})``).
+        """
+        if self.config.get("affine"):
+            raise ValueError("this network already has the per-object affine transform")
+        grown = PosteriorNetwork.from_config(self.config | {"affine": True})
+        prefix = "npe.flow.transform.transforms."
+        state = {}
+        for key, value in self.state_dict().items():
+            if key.startswith(prefix):
+                index, rest = key[len(prefix) :].split(".", 1)
+                key = f"{prefix}{int(index) + 1}.{rest}"
+            state[key] = value
+        missing, unexpected = grown.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith(f"{prefix}0.") for k in missing):
+            raise RuntimeError(f"weights do not fit: missing {missing}, unexpected {unexpected}")
+        return grown
+
     @property
     def is_coupling(self) -> bool:
         """Whether every transform is a coupling or element-wise one (fast sampling path)."""

@@ -122,10 +122,12 @@ def train(
     checkpoint : path-like, optional
         File written atomically after every epoch; rerunning the same call resumes from it
         (after ``kill -9`` too). A checkpoint of another configuration is refused.
-    init : path-like or AmortizedPosterior, optional
+    init : path-like, pretrained name or AmortizedPosterior, optional
         Fine-tune this estimator instead of starting from random weights: its network,
         target normalisation and input standardisation are kept (``flow`` and ``network``
-        are then ignored), and epochs continue its count, so noise draws are new. It must
+        are then ignored, except ``network={"affine": True}``, which adds the per-object
+        affine transform, starting at the identity, to an estimator that has none), and epochs
+        continue its count, so noise draws are new. It must
         come from the training set's model, bands, redshift mode and targets. Pass a lower
         ``learning_rate`` (e.g. 1e-4): Adam's moments start afresh.
     device : str or torch.device
@@ -170,7 +172,7 @@ def train(
                           else "cpu" if device == "auto" else device)  # fmt: skip
     with _opened(trainingset) as ts:
         setup = _Setup(ts, noise, redshift, derived, max_rows, validation_fraction, seed, init,
-                       augment_mass)  # fmt: skip
+                       augment_mass, bool((network or {}).get("affine")))  # fmt: skip
     n_val = len(setup.val_rows)
     if recalibrate and n_val < N_SNR_BINS * MIN_PER_BIN:  # checked before the epochs
         raise ValueError(f"recalibrate=True needs >= {N_SNR_BINS * MIN_PER_BIN} validation rows "
@@ -255,6 +257,7 @@ class _Setup:
         seed: int,
         init: str | os.PathLike | AmortizedPosterior | None = None,
         augment_mass: bool = False,
+        add_affine: bool = False,
     ) -> None:
         self.ts_info = {"path": str(ts.path), "rows": len(ts),
                         "model_hash": ts.model_hash,
@@ -291,7 +294,7 @@ class _Setup:
         self.val_rows, self.train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
         self.space = TargetSpace.from_model_spec(self.spec, labels, learned)
         #: (network, epochs already trained) of the estimator to fine-tune, or None
-        self.start = None if init is None else self._adopt(init)
+        self.start = None if init is None else self._adopt(init, add_affine)
         self.augment = MassAugmentation(self.space.names, self.spec) if augment_mass else None
         if self.start is None:
             self.space.fit(self.data.theta[self.train_rows])
@@ -310,13 +313,16 @@ class _Setup:
         zred = self.data.zred
         self.zred_range = [float(zred.min()), float(zred.max())] if redshift == "known" else None
 
-    def _adopt(self, init: str | os.PathLike | AmortizedPosterior) -> tuple[PosteriorNetwork, int]:
+    def _adopt(
+        self, init: str | os.PathLike | AmortizedPosterior, add_affine: bool = False
+    ) -> tuple[PosteriorNetwork, int]:
         """Take the network, normalisation and encoder of the estimator to fine-tune.
 
-        Returns a copy of its network and the number of epochs it was trained for; the
+        Returns a copy of its network (with a per-object affine transform added when
+        ``add_affine`` and it has none) and the number of epochs it was trained for; the
         normalisation and encoder are not refitted.
         """
-        post = init if isinstance(init, AmortizedPosterior) else AmortizedPosterior.load(init)
+        post = AmortizedPosterior.resolve(init)
         wanted = {"model": self.ts_info["model_hash"], "bands": self.filters,
                   "redshift": self.redshift, "targets": self.space.names}  # fmt: skip
         found = {"model": post.model_hash, "bands": post.filters, "redshift": post.redshift,
@@ -333,6 +339,9 @@ class _Setup:
                      "trainingset": post.training.get("trainingset")}  # fmt: skip
         net = PosteriorNetwork.from_config(post.network.config)
         net.load_state_dict(post.network.state_dict())
+        if add_affine and not net.config.get("affine"):
+            net = net.with_affine()
+            self.init["added"] = "affine"
         return net, first
 
     def describe(self) -> dict[str, Any]:
