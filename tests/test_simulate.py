@@ -201,3 +201,78 @@ def test_bad_input_errors(model, jades, tmp_path, make_model):
 def test_noiseless_fluxes_are_never_negative(fast_set):
     assert np.asarray(fast_set.photometry).min() >= 0.0
     assert fast_set.path.name == "fast.h5"
+
+
+def _edited_copy(ts, path, edit):
+    """A copy of training set ``ts`` at ``path`` with ``edit(h5py.File)`` applied."""
+    import shutil
+
+    shutil.copy(ts.path, path)
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    return path
+
+
+@pytest.mark.parametrize(("value", "match"), [
+    # a set with 5.8e18 maggies trained, and its flux range switched the Jy check off
+    (5.8e18, r"training photometry is 5.8e\+18 maggies at row 17, band jwst_f200w; no galaxy "
+             r"at zred [\d.]+ is brighter than [\d.e+-]+ maggies \(absolute AB magnitude -40\): "
+             r"fluxes in other units\?"),
+    (np.inf, r"training photometry is inf at row 17, band jwst_f200w; expected finite fluxes"),
+    (np.nan, r"training photometry is nan at row 17, band jwst_f200w; expected finite fluxes"),
+    (-1e-9, r"training photometry is -1e-09 maggies at row 17, band jwst_f200w; expected "
+            r"noiseless fluxes >= 0"),
+])  # fmt: skip
+def test_training_refuses_non_physical_photometry(fast_set, tmp_path, value, match):
+    from prospect_sbi import JadesPixelNoise, train
+
+    def edit(f):
+        f["photometry"][17, 8] = value  # band 8 of the 14: F200W
+
+    path = _edited_copy(fast_set, tmp_path / "bad.h5", edit)
+    with pytest.raises(ValueError, match=match):
+        train(path, JadesPixelNoise(), max_epochs=1, progress=False)
+
+
+def test_photometry_limits_are_those_of_galaxies(fast_set):
+    """Round-off below zero is read as 0; the brightest allowed flux follows the distance."""
+    from prospect_sbi.trainingset import MAX_ABS_MAG, check_photometry
+
+    phot = np.asarray(fast_set.photometry[:5])
+    zred = np.asarray(fast_set.zred[:5])
+    low = phot.copy()
+    low[0, 0] = -1e-20  # the float32 sums of the fast path
+    out = check_photometry(low, zred, fast_set.filters)
+    assert out[0, 0] == 0.0 and np.array_equal(out[1:], phot[1:])
+    # z = 1: D_L = 6726.1 Mpc (WMAP9), so M_AB = -40 is m = -40 + 44.14 - 0.75 = 3.39
+    limit = 10 ** (-0.4 * (MAX_ABS_MAG + 5 * np.log10(6726.1e5) - 2.5 * np.log10(2.0)))
+    ok = np.array([[0.99 * limit]])
+    check_photometry(ok, np.array([1.0]), ["b"])
+    with pytest.raises(ValueError, match=r"at row 100, band b; no galaxy at zred 1 is brighter "
+                                         r"than 0.0442 maggies"):
+        check_photometry(1.02 * ok / 0.99, np.array([1.0]), ["b"], first_row=100)
+    # z = 0: Prospector's 10 pc, absolute magnitudes: 10^16 maggies
+    check_photometry(np.array([[0.9e16]]), np.array([0.0]), ["b"])
+    with pytest.raises(ValueError, match="training zred is nan at row 0"):
+        check_photometry(ok, np.array([np.nan]), ["b"])
+
+
+@pytest.mark.parametrize(("edit", "match"), [
+    (lambda f: f.attrs.__delitem__("filters"),
+     r"not a complete prospect-sbi training set: it has no 'filters' attribute"),
+    (lambda f: f.__delitem__("photometry"),
+     r"not a complete prospect-sbi training set: it has no 'photometry' array"),
+    (lambda f: f.attrs.__setitem__("filters", "F444W"),
+     r"the 'filters' attribute is not a JSON list of names"),
+])  # fmt: skip
+def test_incomplete_training_set_is_one_line(fast_set, tmp_path, edit, match):
+    path = _edited_copy(fast_set, tmp_path / "partial.h5", edit)
+    with pytest.raises(ValueError, match=match):
+        TrainingSet.open(path)
+    (tmp_path / "text.h5").write_text("not hdf5")
+    with pytest.raises(ValueError, match=r"text\.h5 is not an HDF5 training set"):
+        TrainingSet.open(tmp_path / "text.h5")
+    proc = subprocess.run([sys.executable, "-m", "prospect_sbi.cli", "train", str(path),
+                           str(tmp_path / "e.sbi"), "--epochs", "1"], capture_output=True,
+                          text=True)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
