@@ -144,6 +144,33 @@ def test_resume_after_kill_9(tmp_path):
     assert not parts.exists()
 
 
+#: Runs simulate_job.py under a file-size limit: the process dies from SIGXFSZ (Python ignores
+#: it by default; here it kills, as SIGKILL would) at the first write beyond the limit.
+_LIMITED = ("import os, resource, runpy, signal, sys"
+            "; signal.signal(signal.SIGXFSZ, signal.SIG_DFL)"
+            "; n = int(os.environ['FSIZE']); resource.setrlimit(resource.RLIMIT_FSIZE, (n, n))"
+            "; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+@pytest.mark.slow
+def test_rerun_after_a_kill_during_assembly_removes_its_temporary_file(tmp_path):
+    """Killed while the parts are assembled into the HDF5 file: the temporary file stayed."""
+    path = tmp_path / "killed.h5"
+    args = [str(JOB), str(path), "120", "10"]
+    # parts are 6 kB, the assembled file 69 kB: the job dies in the assembly
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", FSIZE="32000")
+    proc = subprocess.run([sys.executable, "-c", _LIMITED, *args], env=env, capture_output=True)
+    assert proc.returncode == -signal.SIGXFSZ, proc.stderr.decode()[-2000:]
+    left = list(tmp_path.glob(".killed.h5.*.tmp"))
+    assert len(left) == 1 and left[0].stat().st_size > 20_000 and not path.exists()
+    assert len(list(path.with_name("killed.h5.parts").glob("chunk_*.npz"))) == 12
+    subprocess.run([sys.executable, *args], check=True, capture_output=True)
+    assert not list(tmp_path.glob(".killed.h5.*")), list(tmp_path.iterdir())
+    with TrainingSet.open(path) as ts:
+        assert len(ts) == 120 and np.all(np.isfinite(ts.photometry[:]))
+    assert not path.with_name("killed.h5.parts").exists()
+
+
 def test_redshift_limits_tage(tmp_path, jades):
     model = build_model("parametric_sfh", zred=(3.0, 10.0))
     ts = simulate(model, BC03MilesBasis(), jades, 400, tmp_path / "p.h5", progress=False)
