@@ -4,12 +4,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from conftest import kill_when
 
 from prospect_sbi import BC03MilesBasis, TrainingSet, build_model, simulate
 from prospect_sbi.cosmology import age_of_universe
@@ -125,14 +125,7 @@ def test_resume_after_kill_9(tmp_path):
     parts = tmp_path / "killed.h5.parts"
     args = [sys.executable, str(JOB), str(path), "120", "10"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while len(list(parts.glob("chunk_*.npz"))) < 3 and proc.poll() is None:
-        assert time.time() < deadline, "the job never wrote a chunk"
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
-    done_before = len(list(parts.glob("chunk_*.npz")))
+    done_before = kill_when(proc, parts, "chunk_*.npz", 3, timeout=120)
     assert not path.exists() and 3 <= done_before < 12
     # Rerun the same call (a fresh process, as a user would) and compare with a clean run.
     subprocess.run(args, check=True, capture_output=True)

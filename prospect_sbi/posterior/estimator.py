@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["AmortizedPosterior", "FORMAT"]
 
 import contextlib
+import json
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -28,7 +29,7 @@ from .checks import (
 from .encoding import ObservationEncoder
 from .network import PosteriorNetwork
 from .recalibration import Recalibration, total_snr
-from .storage import read_tensors, write_tensors
+from .storage import digest, read_tensors, write_tensors
 from .summary import summary_table
 
 #: Version of the estimator file layout; files of a newer format are refused. Format 2 files
@@ -444,13 +445,26 @@ class AmortizedPosterior:
             ``path`` exists and ``overwrite`` is False.
         """
         path = Path(path)
+        write_tensors(path, self.network.state_dict(), self._file_header(), overwrite=overwrite)
+        return path
+
+    def _file_header(self) -> dict[str, Any]:
+        """Return the JSON header :meth:`save` writes beside the weights."""
         header = dict(self.header, format=FORMAT, network=self.network.config,
                       targets=self.space.to_dict(), encoder=self.encoder.to_dict())  # fmt: skip
         header.pop("recalibration", None)
         if self.recalibration is not None:
             header["recalibration"] = self.recalibration.to_dict()
-        write_tensors(path, self.network.state_dict(), header, overwrite=overwrite)
-        return path
+        return header
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the weights and of everything :meth:`save` writes beside them.
+
+        Two estimators with the same digest give the same draws for the same seed; resumable
+        jobs (:func:`~prospect_sbi.pixels.fit_pixels` with ``parts``) record it.
+        """
+        text = json.dumps(self._file_header(), sort_keys=True, default=str)
+        return digest(self.network.state_dict(), text)
 
     @classmethod
     def resolve(cls, estimator: Any) -> AmortizedPosterior:
