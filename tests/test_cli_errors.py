@@ -147,3 +147,21 @@ def test_dask_options_without_distributed_name_the_extra(tmp_path, tiny_estimato
                           "--segment", "none", "--workers", "2"])  # fmt: skip
     assert last == ('prospect-sbi map: error: --workers needs dask.distributed, which is not '
                     'installed: pip install "prospect-sbi[dask]"')
+
+
+def test_inputs_that_gave_tracebacks(capsys, tmp_path, tiny_estimator_file):
+    """Found by sweeping the commands with bad input: each was a traceback (exit code 1)."""
+    ts = tiny_estimator_file.parent / "train.h5"  # the tiny estimator's training set
+    (tmp_path / "list.json").write_text("[1, 2]")
+    _one_line(capsys, ["train", ts, tmp_path / "e.sbi", "--noise", tmp_path / "list.json"],
+              "list.json: a noise model is a JSON object (NoiseModel.to_dict); got a list")
+    _one_line(capsys, ["train", ts, tmp_path / "e.sbi", "--device", "cuda:9"],
+              "device cuda:9 is not on this machine")  # an AssertionError of torch
+    _one_line(capsys, ["train", ts, tmp_path / "e.sbi", "--device", "tpu"],
+              "device 'tpu' is not a torch device")
+    run = tmp_path / "run.toml"
+    run.write_text("map = 3\n")
+    _one_line(capsys, ["map", "e.sbi", "-o", tmp_path, "--config", run],
+              "run.toml: 'map' is 3; it must be a table of options for the map command")
+    _one_line(capsys, ["simulate", tmp_path / "s.h5", "-n", "10", "--zred", "5", "1"],
+              "--zred takes one value or MIN MAX with 0 <= MIN < MAX; got 5 1")  # was zred=nan

@@ -88,8 +88,12 @@ def read_run_file(path: str | os.PathLike, command: str) -> dict[str, Any]:
             raise ValueError(f"{path} is not valid TOML: {err}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a run file holds a table of options")
+    section = data.get(command, {})
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: {command!r} is {section!r}; it must be a table of options for "
+                         f"the {command} command")  # fmt: skip
     options = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    options.update(data.get(command, {}))
+    options.update(section)
     return {k.replace("-", "_"): v for k, v in options.items()}
 
 

@@ -44,6 +44,9 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     if len(args.zred) not in (1, 2):
         raise ValueError(f"--zred takes one value or MIN MAX, got {len(args.zred)} values")
+    if not (0 <= args.zred[0] < args.zred[-1] or (len(args.zred) == 1 and args.zred[0] >= 0)):
+        raise ValueError(f"--zred takes one value or MIN MAX with 0 <= MIN < MAX; got "
+                         f"{' '.join(f'{z:g}' for z in args.zred)}")  # fmt: skip
     zred = args.zred[0] if len(args.zred) == 1 else tuple(args.zred)
     model = build_model(args.template, zred=zred, nbins=args.nbins, dust_type=args.dust_type)
     executor = dask_client(scheduler=args.scheduler) or args.workers or None
