@@ -206,10 +206,14 @@ def _write_chunk(res: dict, tmp: Path) -> None:
 
 
 def _read_chunk(path: Path) -> dict:
-    """Inverse of :func:`_write_chunk`."""
-    with np.load(path, allow_pickle=False) as f:
-        res = {k: f[k] for k in f.files}
-    res["mass"] = dict(zip(res.pop("mass_ids").tolist(), res.pop("mass_sums"), strict=True))
+    """Inverse of :func:`_write_chunk`; a file it cannot read is a one-line ValueError."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            res = {k: f[k] for k in f.files}
+        res["mass"] = dict(zip(res.pop("mass_ids").tolist(), res.pop("mass_sums"), strict=True))
+    except Exception as err:  # a damaged zip raises zipfile.BadZipFile, EOFError, ...
+        raise ValueError(f"{path} is damaged ({type(err).__name__}: {err}); remove "
+                         f"{path.parent} to fit its chunks again") from None
     return res
 
 
