@@ -38,7 +38,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi quickstart``."""
     with warnings.catch_warnings():
         # The JOF HST bands are far shallower than JADES pixels; said once, not per batch.
-        warnings.filterwarnings("ignore", message=".*non-detections with errors over")
+        warnings.filterwarnings("ignore", message=".*non-detections with errors larger than")
         print("(non-detections shallower than the training depth are treated as missing bands)")
         return _tour(args)
 
