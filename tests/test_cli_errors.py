@@ -132,12 +132,17 @@ def _without_dask(argv):
     return proc.stderr.strip().splitlines()[-1]
 
 
-def test_dask_options_without_distributed_name_the_extra(tmp_path, tiny_estimator_file):
+def test_dask_options_without_distributed_name_the_extra(tmp_path):
     """A ModuleNotFoundError traceback before."""
     last = _without_dask(["simulate", tmp_path / "t.h5", "-n", "10", "--scheduler",
                           "tcp://127.0.0.1:1"])  # fmt: skip
     assert last == ('prospect-sbi simulate: error: --scheduler needs dask.distributed, which is '
                     'not installed: pip install "prospect-sbi[dask]"')
+
+
+@pytest.mark.slow
+def test_map_workers_without_distributed_names_the_extra(tmp_path, tiny_estimator_file):
+    """The map command reads its images and estimator first (torch), then asks for dask."""
     from prospect_sbi.posterior import AmortizedPosterior
 
     img = _image(tmp_path / "a.fits", err_shape=(8, 8))

@@ -102,6 +102,7 @@ def test_map_resumes_after_kill_9_with_the_result_of_an_uninterrupted_run(
     assert (killed / "galaxy_done.json").exists() and not parts.exists()
 
 
+@pytest.mark.slow
 def test_map_outputs_are_one_unit_decided_by_the_marker(tiny_estimator_file, cube, tmp_path,
                                                         capsys):  # fmt: skip
     """A kill after the FITS file but before the PNG and tables left a galaxy that every
