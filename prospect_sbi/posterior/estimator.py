@@ -548,9 +548,9 @@ class AmortizedPosterior:
             parts = {"targets": TargetSpace.from_dict, "encoder": ObservationEncoder.from_dict}
             space, encoder = (parts[k](header[k]) for k in ("targets", "encoder"))
             posterior = cls(network.to(device), space, encoder, header)
+            posterior._check_parts()
         except (KeyError, TypeError, IndexError, ValueError) as err:
             raise ValueError(f"{path}: {_reason(err)}") from None
-        posterior._check_parts()
         posterior.check(filters=filters, model=model)
         return posterior
 
@@ -558,7 +558,8 @@ class AmortizedPosterior:
         """Raise if the header's parts disagree with each other (a damaged or edited file)."""
         sizes = {"targets": (len(self.space), self.network.config["n_targets"]),
                  "encoded inputs": (self.encoder.n_features, self.network.config["n_inputs"]),
-                 "filters": (len(self.filters), len(self.encoder.bands))}  # fmt: skip
+                 "filters": (len(self.filters), len(self.encoder.bands)),
+                 "noise bands": (len(self.noise.bands), len(self.encoder.bands))}  # fmt: skip
         for what, (have, want) in sizes.items():
             if have != want:
                 raise ValueError(f"the estimator's header lists {have} {what}; its network "
