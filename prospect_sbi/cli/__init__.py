@@ -56,7 +56,7 @@ _COUNTS = ("n", "batch_size", "chunk_size", "draws", "epochs", "mocks", "nlive",
 
 
 def _check_counts(sub: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Refuse a count below 1 (``--chunk-size 0`` looped forever or failed deep inside)."""
+    """Refuse a count below 1 (``fit --chunk-size 0`` said "range() arg 3 must not be zero")."""
     for action in sub._actions:
         value = getattr(args, action.dest, None)
         if action.dest in _COUNTS and action.option_strings and value is not None and (
