@@ -25,6 +25,7 @@ _LAZY = {
     "register_fitter": "fitting", "get_fitter": "fitting", "available_fitters": "fitting",
     "fit_pixels": "pixels", "make_maps": "pixels", "load_fits": "pixels",
     "load_cube": "pixels", "select_pixels": "pixels", "outshining": "pixels",
+    "map_galaxy": "pixels",
     "predictive_check": "ppc", "ValidationReport": "validate",
 }  # fmt: skip
 

@@ -97,12 +97,17 @@ def read_catalog(
 
     Raises
     ------
+    FileNotFoundError
+        No file at ``source``.
     ValueError
-        A band's flux or error column missing, no unit, an unknown unit.
+        Not a table, no rows, a band's flux or error column missing, no unit, an unknown unit.
     """
     if not (np.isfinite(err_floor) and err_floor >= 0):
         raise ValueError(f"err_floor must be a fraction >= 0 of the flux; got {err_floor}")
-    table = source if isinstance(source, Table) else Table.read(source)
+    table = source if isinstance(source, Table) else _read_table(source)
+    if len(table) == 0:
+        where = "the catalogue" if isinstance(source, Table) else str(source)
+        raise ValueError(f"{where} has no rows: nothing to fit")
     flux = np.empty((len(table), len(bands)))
     err = np.empty_like(flux)
     for j, band in enumerate(bands):
@@ -124,6 +129,18 @@ def read_catalog(
         raise ValueError(f"no id column {id_column!r} in the catalogue")
     ids = np.asarray(table[id_column]) if id_column else np.arange(len(table))
     return Catalog(flux, err, zred, ids, table)
+
+
+def _read_table(path: str | os.PathLike) -> Table:
+    """Read a table file; anything astropy cannot read as a table is a one-line ValueError."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no catalogue at {path}")
+    try:
+        return Table.read(path)
+    except Exception as err:  # astropy's readers raise many types, with multi-line messages
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"{path} is not a table astropy can read (FITS table, ECSV, CSV, ...): "
+                         f"{first}") from None
 
 
 def _column(table: Table, fmt: str, band: str, what: str) -> str:

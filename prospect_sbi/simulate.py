@@ -6,7 +6,7 @@ worker computed it, in what order, or how many restarts it took. Each finished c
 atomically (temporary file + rename) into ``<path>.parts/``; when all chunks exist they are
 assembled, again through a temporary file, into the final HDF5 file, and the parts are removed.
 Killing the job at any moment loses at most the chunks in flight; rerunning the same call
-finishes the rest.
+finishes the rest, and removes the temporary files a killed writer left.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._io import in_order
+from ._io import atomic_path, in_order
 from .cosmology import age_of_universe
 from .derived import DERIVED, STEP_DERIVED, derived_quantities
 from .filters import resolve_band_names
@@ -374,17 +374,16 @@ def _rows_in(c: int, rows: int, done: int, n: int) -> int:
     return max(0, min((c + 1) * rows, n) - max(c * rows, done))
 
 
-def _atomic_bytes(target: Path, write: Callable) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+def _write_bytes(target: Path, write: Callable) -> None:
+    """Write ``target`` atomically (:func:`~prospect_sbi._io.atomic_path`) and to disk."""
+    with atomic_path(target, overwrite=True) as tmp, open(tmp, "wb") as fh:
         write(fh)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, target)
 
 
 def _write_part(parts: Path, c: int, result: dict) -> None:
-    _atomic_bytes(_part(parts, c), lambda fh: np.savez(fh, **result))
+    _write_bytes(_part(parts, c), lambda fh: np.savez(fh, **result))
 
 
 def _existing_rows(path: Path, header: dict) -> int:
@@ -426,7 +425,7 @@ def _start_parts(parts: Path, header: dict, job: _Job, done_rows: int) -> dict:
     if done_rows:
         with h5py.File(_final_path(parts), "r") as f:
             manifest["chunk_rows"] = int(f.attrs["chunk_rows"])
-    _atomic_bytes(manifest_path, lambda fh: fh.write(json.dumps(manifest).encode()))
+    _write_bytes(manifest_path, lambda fh: fh.write(json.dumps(manifest).encode()))
     return manifest
 
 
@@ -436,8 +435,11 @@ def _final_path(parts: Path) -> Path:
 
 def _assemble(path: Path, parts: Path, header: dict, spec: dict, job: _Job, n: int,
               done_rows: int) -> None:  # fmt: skip
-    """Write the final file through a temporary one, then drop the parts."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write the final file through a temporary one, then drop the parts.
+
+    :func:`~prospect_sbi._io.atomic_path` removes the temporary file of an assembly that was
+    killed (tens of MB for a large set) when this one succeeds.
+    """
     rows = job.chunk_rows
     first = done_rows // rows
     keep = first * rows  # rows of an existing file kept as they are
@@ -445,7 +447,7 @@ def _assemble(path: Path, parts: Path, header: dict, spec: dict, job: _Job, n: i
         names = [k for k in probe.files if k not in ("redrawn",)]
         shapes = {k: probe[k].shape[1:] for k in names}
     redrawn = 0
-    with h5py.File(tmp, "w") as out:
+    with atomic_path(path, overwrite=True) as tmp, h5py.File(tmp, "w") as out:
         for k in names:
             out.create_dataset(k, shape=(n, *shapes[k]), dtype="f8",
                                chunks=(min(n, 4096), *shapes[k]))  # fmt: skip
@@ -474,5 +476,4 @@ def _assemble(path: Path, parts: Path, header: dict, spec: dict, job: _Job, n: i
             "format_version": _FORMAT_VERSION,
             "photometry_units": "maggies",
         })  # fmt: skip
-    os.replace(tmp, path)
     shutil.rmtree(parts, ignore_errors=True)

@@ -182,3 +182,42 @@ def small_estimator_file(
 ) -> Path:
     """``small_estimator`` saved to a file (for command-line tests)."""
     return small_estimator.save(tmp_path_factory.mktemp("small_file") / "small.sbi")
+
+
+@pytest.fixture(scope="session")
+def tiny_estimator_file(tmp_path_factory: pytest.TempPathFactory, _sps_instance: object) -> Path:
+    """A real but barely trained estimator file (~15 s): for tests of files and resumption.
+
+    ``parametric_sfh``, zred 1-4 known, stellar mass formed 10^5-10^12 Msun, 14 JADES bands,
+    ``JadesPixelNoise``; 600 simulations, 2 epochs. Its posteriors mean nothing; its draws
+    are as deterministic as any estimator's.
+    """
+    from prospect_sbi import JadesPixelNoise, build_model, jades_filters, simulate, train
+
+    folder = tmp_path_factory.mktemp("tiny_estimator")
+    with one_torch_thread():
+        model = build_model("parametric_sfh", zred=(1.0, 4.0), logmass=(5.0, 12.0))
+        with simulate(model, _sps_instance, jades_filters(), 600, folder / "train.h5", seed=1,
+                      progress=False) as ts:  # fmt: skip
+            post = train(ts, JadesPixelNoise(), max_epochs=2, progress=False, seed=1)
+    return post.save(folder / "tiny.sbi")
+
+
+def kill_when(proc: object, folder: Path, pattern: str, count: int, timeout: float = 300) -> int:
+    """SIGKILL process ``proc`` once ``folder`` holds ``count`` files matching ``pattern``.
+
+    Returns the number of such files after the kill; fails the test if the process ends first
+    or the files do not appear within ``timeout`` seconds.
+    """
+    import os
+    import signal
+    import time
+
+    deadline = time.time() + timeout
+    while len(list(folder.glob(pattern))) < count and proc.poll() is None:
+        assert time.time() < deadline, f"no {count} files {pattern} in {folder} in {timeout} s"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-3000:]
+    return len(list(folder.glob(pattern)))

@@ -4,12 +4,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from conftest import kill_when
 
 from prospect_sbi import BC03MilesBasis, TrainingSet, build_model, simulate
 from prospect_sbi.cosmology import age_of_universe
@@ -125,14 +125,7 @@ def test_resume_after_kill_9(tmp_path):
     parts = tmp_path / "killed.h5.parts"
     args = [sys.executable, str(JOB), str(path), "120", "10"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while len(list(parts.glob("chunk_*.npz"))) < 3 and proc.poll() is None:
-        assert time.time() < deadline, "the job never wrote a chunk"
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
-    done_before = len(list(parts.glob("chunk_*.npz")))
+    done_before = kill_when(proc, parts, "chunk_*.npz", 3, timeout=120)
     assert not path.exists() and 3 <= done_before < 12
     # Rerun the same call (a fresh process, as a user would) and compare with a clean run.
     subprocess.run(args, check=True, capture_output=True)
@@ -142,6 +135,33 @@ def test_resume_after_kill_9(tmp_path):
         assert len(resumed) == 120
         _assert_same(_content(resumed), _content(ref))
     assert not parts.exists()
+
+
+#: Runs simulate_job.py under a file-size limit: the process dies from SIGXFSZ (Python ignores
+#: it by default; here it kills, as SIGKILL would) at the first write beyond the limit.
+_LIMITED = ("import os, resource, runpy, signal, sys"
+            "; signal.signal(signal.SIGXFSZ, signal.SIG_DFL)"
+            "; n = int(os.environ['FSIZE']); resource.setrlimit(resource.RLIMIT_FSIZE, (n, n))"
+            "; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+@pytest.mark.slow
+def test_rerun_after_a_kill_during_assembly_removes_its_temporary_file(tmp_path):
+    """Killed while the parts are assembled into the HDF5 file: the temporary file stayed."""
+    path = tmp_path / "killed.h5"
+    args = [str(JOB), str(path), "120", "10"]
+    # parts are 6 kB, the assembled file 69 kB: the job dies in the assembly
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", FSIZE="32000")
+    proc = subprocess.run([sys.executable, "-c", _LIMITED, *args], env=env, capture_output=True)
+    assert proc.returncode == -signal.SIGXFSZ, proc.stderr.decode()[-2000:]
+    left = list(tmp_path.glob(".killed.h5.*.tmp"))
+    assert len(left) == 1 and left[0].stat().st_size > 20_000 and not path.exists()
+    assert len(list(path.with_name("killed.h5.parts").glob("chunk_*.npz"))) == 12
+    subprocess.run([sys.executable, *args], check=True, capture_output=True)
+    assert not list(tmp_path.glob(".killed.h5.*")), list(tmp_path.iterdir())
+    with TrainingSet.open(path) as ts:
+        assert len(ts) == 120 and np.all(np.isfinite(ts.photometry[:]))
+    assert not path.with_name("killed.h5.parts").exists()
 
 
 def test_redshift_limits_tage(tmp_path, jades):
@@ -201,3 +221,78 @@ def test_bad_input_errors(model, jades, tmp_path, make_model):
 def test_noiseless_fluxes_are_never_negative(fast_set):
     assert np.asarray(fast_set.photometry).min() >= 0.0
     assert fast_set.path.name == "fast.h5"
+
+
+def _edited_copy(ts, path, edit):
+    """A copy of training set ``ts`` at ``path`` with ``edit(h5py.File)`` applied."""
+    import shutil
+
+    shutil.copy(ts.path, path)
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    return path
+
+
+@pytest.mark.parametrize(("value", "match"), [
+    # a set with 5.8e18 maggies trained, and its flux range switched the Jy check off
+    (5.8e18, r"training photometry is 5.8e\+18 maggies at row 17, band jwst_f200w; no galaxy "
+             r"at zred [\d.]+ is brighter than [\d.e+-]+ maggies \(absolute AB magnitude -40\): "
+             r"fluxes in other units\?"),
+    (np.inf, r"training photometry is inf at row 17, band jwst_f200w; expected finite fluxes"),
+    (np.nan, r"training photometry is nan at row 17, band jwst_f200w; expected finite fluxes"),
+    (-1e-9, r"training photometry is -1e-09 maggies at row 17, band jwst_f200w; expected "
+            r"noiseless fluxes >= 0"),
+])  # fmt: skip
+def test_training_refuses_non_physical_photometry(fast_set, tmp_path, value, match):
+    from prospect_sbi import JadesPixelNoise, train
+
+    def edit(f):
+        f["photometry"][17, 8] = value  # band 8 of the 14: F200W
+
+    path = _edited_copy(fast_set, tmp_path / "bad.h5", edit)
+    with pytest.raises(ValueError, match=match):
+        train(path, JadesPixelNoise(), max_epochs=1, progress=False)
+
+
+def test_photometry_limits_are_those_of_galaxies(fast_set):
+    """Round-off below zero is read as 0; the brightest allowed flux follows the distance."""
+    from prospect_sbi.trainingset import MAX_ABS_MAG, check_photometry
+
+    phot = np.asarray(fast_set.photometry[:5])
+    zred = np.asarray(fast_set.zred[:5])
+    low = phot.copy()
+    low[0, 0] = -1e-20  # the float32 sums of the fast path
+    out = check_photometry(low, zred, fast_set.filters)
+    assert out[0, 0] == 0.0 and np.array_equal(out[1:], phot[1:])
+    # z = 1: D_L = 6726.1 Mpc (WMAP9), so M_AB = -40 is m = -40 + 44.14 - 0.75 = 3.39
+    limit = 10 ** (-0.4 * (MAX_ABS_MAG + 5 * np.log10(6726.1e5) - 2.5 * np.log10(2.0)))
+    ok = np.array([[0.99 * limit]])
+    check_photometry(ok, np.array([1.0]), ["b"])
+    with pytest.raises(ValueError, match=r"at row 100, band b; no galaxy at zred 1 is brighter "
+                                         r"than 0.0442 maggies"):
+        check_photometry(1.02 * ok / 0.99, np.array([1.0]), ["b"], first_row=100)
+    # z = 0: Prospector's 10 pc, absolute magnitudes: 10^16 maggies
+    check_photometry(np.array([[0.9e16]]), np.array([0.0]), ["b"])
+    with pytest.raises(ValueError, match="training zred is nan at row 0"):
+        check_photometry(ok, np.array([np.nan]), ["b"])
+
+
+@pytest.mark.parametrize(("edit", "match"), [
+    (lambda f: f.attrs.__delitem__("filters"),
+     r"not a complete prospect-sbi training set: it has no 'filters' attribute"),
+    (lambda f: f.__delitem__("photometry"),
+     r"not a complete prospect-sbi training set: it has no 'photometry' array"),
+    (lambda f: f.attrs.__setitem__("filters", "F444W"),
+     r"the 'filters' attribute is not a JSON list of names"),
+])  # fmt: skip
+def test_incomplete_training_set_is_one_line(fast_set, tmp_path, edit, match):
+    path = _edited_copy(fast_set, tmp_path / "partial.h5", edit)
+    with pytest.raises(ValueError, match=match):
+        TrainingSet.open(path)
+    (tmp_path / "text.h5").write_text("not hdf5")
+    with pytest.raises(ValueError, match=r"text\.h5 is not an HDF5 training set"):
+        TrainingSet.open(tmp_path / "text.h5")
+    proc = subprocess.run([sys.executable, "-m", "prospect_sbi.cli", "train", str(path),
+                           str(tmp_path / "e.sbi"), "--epochs", "1"], capture_output=True,
+                          text=True)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr

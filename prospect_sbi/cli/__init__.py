@@ -2,8 +2,8 @@
 
 Every subcommand takes ``--config RUN.toml`` (or ``.yaml``): a run file of options in the
 spirit of Prospector's ``run_params``; options given on the command line win. Errors in the
-input are one line on stderr and exit code 2; an interrupted command exits with 130 and
-resumes when rerun.
+input (and a missing optional dependency) are one line on stderr and exit code 2; an
+interrupted command exits with 130 and resumes when rerun.
 """
 
 from __future__ import annotations
@@ -50,6 +50,21 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     return parser, subparsers
 
 
+#: Options that count things (draws, rows per chunk, ...): each must be an integer >= 1.
+_COUNTS = ("n", "batch_size", "chunk_size", "draws", "epochs", "mocks", "nlive", "bins",
+           "knots", "nbins", "max_rows")  # fmt: skip
+
+
+def _check_counts(sub: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse a count below 1 (``fit --chunk-size 0`` said "range() arg 3 must not be zero")."""
+    for action in sub._actions:
+        value = getattr(args, action.dest, None)
+        if action.dest in _COUNTS and action.option_strings and value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1):  # fmt: skip
+            raise ValueError(f"{action.option_strings[-1]} must be an integer >= 1; "
+                             f"got {value!r}")  # fmt: skip
+
+
 def _apply_run_file(sub: argparse.ArgumentParser, path: str, command: str) -> None:
     from .common import read_run_file
 
@@ -70,8 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.config:
             _apply_run_file(subparsers[args.command], args.config, args.command)
             args = parser.parse_args(argv)
+        _check_counts(subparsers[args.command], args)
         return args.func(args)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, ImportError) as err:
         print(f"prospect-sbi {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -15,11 +15,14 @@ def add_map_args(parser: argparse.ArgumentParser) -> None:
         "(band, y, x) cube) and write a multi-extension FITS file of maps (median, p16, p84 "
         "of stellar-mass and SFR surface density, sSFR, age, metallicity, dust, S/N, mask, "
         "predictive chi-square, OOD flag) with the input WCS, a PNG panel, a per-pixel table "
-        "and the resolved-vs-integrated stellar mass. A finished NAME is skipped on rerun."
+        "and the resolved-vs-integrated stellar mass. A finished NAME (its NAME_done.json "
+        "marker, written last) is skipped on rerun; an interrupted one resumes, fitting only "
+        "the chunks of pixels it lacks."
     )
     parser.add_argument("estimator", help="estimator file (.sbi) or pretrained name")
     parser.add_argument("-o", "--out", required=True, help="output folder")
-    parser.add_argument("--name", default="galaxy", help="prefix of the output files")
+    parser.add_argument("--name", default="galaxy",
+                        help="prefix of the output files (a plain file name)")  # fmt: skip
     parser.add_argument("--image", nargs="+", metavar="BAND=PATH", default=[],
                         help="science image per band")  # fmt: skip
     parser.add_argument("--error", nargs="+", metavar="BAND=PATH", default=[],
@@ -45,11 +48,16 @@ def add_map_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
-    out = {}
+    from ..filters import resolve_band_names
+
+    out: dict[str, str] = {}
     for item in items:
         band, sep, path = item.partition("=")
         if not sep or not band or not path:
             raise ValueError(f"--{what} takes BAND=PATH, got {item!r}")
+        same = [b for b in out if resolve_band_names([b]) == resolve_band_names([band])]
+        if same:
+            raise ValueError(f"--{what} gives band {band} twice: {out[same[0]]} and {path}")
         out[band] = path
     return out
 
@@ -64,7 +72,9 @@ def _load(args: argparse.Namespace) -> object:
         if not (args.err_cube and args.bands):
             raise ValueError("--cube needs --err-cube and --bands")
         with fits.open(args.cube) as hdul:
-            hdu = next(h for h in hdul if h.data is not None and h.data.ndim == 3)
+            hdu = next((h for h in hdul if h.data is not None and h.data.ndim == 3), None)
+            if hdu is None:
+                raise ValueError(f"{args.cube} has no (band, y, x) cube in any HDU")
             flux, header = hdu.data.astype(float), hdu.header
         err = fits.getdata(args.err_cube).astype(float)
         unit = args.unit or header.get("BUNIT")
@@ -80,48 +90,39 @@ def _load(args: argparse.Namespace) -> object:
                      segmap=args.segmap, zred=args.zred)  # fmt: skip
 
 
-def _client(args: argparse.Namespace) -> object:
-    if not (args.workers or args.scheduler):
-        return None
-    from distributed import Client, LocalCluster
-
-    if args.scheduler:
-        return Client(args.scheduler)
-    return Client(LocalCluster(n_workers=args.workers, threads_per_worker=1,
-                               dashboard_address=None))  # fmt: skip
-
-
 def run_map(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi map``."""
-    from ..pixels import fit_pixels, make_maps, outshining, select_pixels
+    from ..pixels import galaxy_files, is_done, map_galaxy, select_pixels
     from ..posterior import AmortizedPosterior
+    from .common import dask_client
 
     out = Path(args.out)
-    fits_path = out / f"{args.name}_maps.fits"
-    if fits_path.exists() and not args.overwrite:
-        print(f"{fits_path} exists: skipped (--overwrite to refit)")
+    files = galaxy_files(out, args.name)  # refuses a name that would leave OUT
+    if is_done(out, args.name) and not args.overwrite:
+        print(f"{files['done']} exists: skipped (--overwrite to refit)")
         return 0
     post = AmortizedPosterior.resolve(args.estimator)
     images = _load(args).matched(post.filters)
     segment = {"none": None, "centre": "centre", "all": "all"}.get(args.segment)
     if segment is None and args.segment != "none":
+        if not str(args.segment).lstrip("-").isdigit():
+            raise ValueError(f"--segment takes centre, all, none or a segment id; got "
+                             f"{args.segment!r}")  # fmt: skip
         segment = int(args.segment)
     mask = select_pixels(images, args.snr_min, args.snr_bands, segment)
-    client = _client(args)
+    client = dask_client(args.workers, args.scheduler)
     try:
-        fit = fit_pixels(post, images, mask, n_draws=args.draws, seed=args.seed,
-                         chunk_size=args.chunk_size, client=client)  # fmt: skip
+        done = map_galaxy(post, images, out, args.name, mask, n_draws=args.draws,
+                          seed=args.seed, chunk_size=args.chunk_size, client=client,
+                          overwrite=args.overwrite)  # fmt: skip
     finally:
         if client is not None:
             client.close()
-    out.mkdir(parents=True, exist_ok=True)
-    make_maps(post, fit, images, fits_path=fits_path, png_path=out / f"{args.name}_maps.png",
-              table_path=out / f"{args.name}_pixels.fits", overwrite=True)  # fmt: skip
-    table = outshining(post, fit, images)
-    table.write(out / f"{args.name}_outshining.ecsv", overwrite=True)
+    fit, row = done.fit, done.outshining[0]
     ood = "n/a" if fit.ood is None else f"{fit.ood.mean():.1%}"
-    row = table[0]
-    print(f"{args.name}: {len(fit)} pixels fitted; log M* pixel-summed "
+    resumed = f" ({fit.resumed_chunks} chunks resumed)" if fit.resumed_chunks else ""
+    print(f"{args.name}: {len(fit)} pixels fitted{resumed}; log M* pixel-summed "
           f"{row['log_mstar_resolved']:.2f}, integrated {row['log_mstar_integrated']:.2f}; "
-          f"{ood} of pixels flagged out of distribution; wrote {fits_path} and PNG")  # fmt: skip
+          f"{ood} of pixels flagged out of distribution; wrote {files['maps']} and "
+          "PNG")  # fmt: skip
     return 0

@@ -38,7 +38,7 @@ def run_quickstart(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi quickstart``."""
     with warnings.catch_warnings():
         # The JOF HST bands are far shallower than JADES pixels; said once, not per batch.
-        warnings.filterwarnings("ignore", message=".*non-detections with errors over")
+        warnings.filterwarnings("ignore", message=".*non-detections with errors larger than")
         print("(non-detections shallower than the training depth are treated as missing bands)")
         return _tour(args)
 
@@ -93,6 +93,7 @@ def _catalogue(post: object, data: Path, out: Path, args: argparse.Namespace) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .._io import atomic_path
     from ..jades_data import read_specz_catalogue
     from .fit import fit_catalog
 
@@ -107,7 +108,6 @@ def _catalogue(post: object, data: Path, out: Path, args: argparse.Namespace) ->
     print(f"[2] catalogue: {len(table)} galaxies, {int(ok.sum())} fitted in "
           f"{time.perf_counter() - t0:.1f} s; others flagged: "
           f"{', '.join(sorted(set(table['flag'][~ok])) or ['none'])}")  # fmt: skip
-    table.write(path, overwrite=True)
     fig, ax = plt.subplots(figsize=(5, 4))
     y = table["log_mstar_p50"][ok]
     yerr = [y - table["log_mstar_p16"][ok], table["log_mstar_p84"][ok] - y]
@@ -117,37 +117,35 @@ def _catalogue(post: object, data: Path, out: Path, args: argparse.Namespace) ->
     fig.tight_layout()
     fig.savefig(out / "jades_specz_mass.png", dpi=120)
     plt.close(fig)
+    with atomic_path(path, overwrite=True) as tmp:  # last: its presence means done
+        table.write(tmp, format="ascii.ecsv")
     return path
 
 
 def _maps(post: object, data: Path, out: Path, args: argparse.Namespace) -> list[Path]:
     """Pixel maps of the JOF cutouts and the resolved-vs-integrated plot."""
     from ..jades_data import read_jof_cutouts
-    from ..pixels import fit_pixels, make_maps, outshining, select_pixels
+    from ..pixels import map_galaxy
     from ..plotting.maps import plot_outshining
 
     folder = out / "maps"
-    folder.mkdir(exist_ok=True)
     written, tables = [], []
     cutouts = read_jof_cutouts(data)
     for gid, images in cutouts.items():
-        fits_path = folder / f"jof_{gid}_maps.fits"
-        images = images.matched(post.filters)
-        mask = select_pixels(images)
         t0 = time.perf_counter()
-        fit = fit_pixels(post, images, mask, n_draws=min(args.draws, 200), seed=args.seed,
-                         progress=False)  # fmt: skip
-        make_maps(post, fit, images, fits_path=fits_path, png_path=fits_path.with_suffix(".png"),
-                  table_path=folder / f"jof_{gid}_pixels.fits", overwrite=True)  # fmt: skip
-        table = outshining(post, fit, images)
-        tables.append(table)
-        r = table[0]
+        done = map_galaxy(post, images.matched(post.filters), folder, f"jof_{gid}",
+                          n_draws=min(args.draws, 200), seed=args.seed, progress=False)
+        tables.append(done.outshining)
+        written.append(done.files["maps"])
+        if done.skipped:
+            print(f"[3] JOF {gid}: {done.files['done']} exists, kept")
+            continue
+        r, fit = done.outshining[0], done.fit
         ood = "n/a" if fit.ood is None else f"{fit.ood.mean():.0%}"
         print(f"[3] JOF {gid} (z={images.zred:.2f}): {len(fit)} pixels in "
               f"{time.perf_counter() - t0:.1f} s; log M* pixel-summed "
               f"{r['log_mstar_resolved']:.2f}, integrated {r['log_mstar_integrated']:.2f}; "
               f"{ood} flagged out of distribution")  # fmt: skip
-        written.append(fits_path)
     fig = plot_outshining(tables, names=[f"JOF {g}" for g in cutouts])
     fig.savefig(folder / "jof_outshining.png", dpi=120)
     return [*written, folder / "jof_outshining.png"]

@@ -40,16 +40,16 @@ def run_simulate(args: argparse.Namespace) -> int:
     from ..models import build_model
     from ..simulate import simulate
     from ..sources import BC03MilesBasis
+    from .common import dask_client
 
     if len(args.zred) not in (1, 2):
         raise ValueError(f"--zred takes one value or MIN MAX, got {len(args.zred)} values")
+    if not (0 <= args.zred[0] < args.zred[-1] or (len(args.zred) == 1 and args.zred[0] >= 0)):
+        raise ValueError(f"--zred takes one value or MIN MAX with 0 <= MIN < MAX; got "
+                         f"{' '.join(f'{z:g}' for z in args.zred)}")  # fmt: skip
     zred = args.zred[0] if len(args.zred) == 1 else tuple(args.zred)
     model = build_model(args.template, zred=zred, nbins=args.nbins, dust_type=args.dust_type)
-    executor = args.workers or None
-    if args.scheduler:
-        from distributed import Client
-
-        executor = Client(args.scheduler)
+    executor = dask_client(scheduler=args.scheduler) or args.workers or None
     ts = simulate(model, BC03MilesBasis(), jades_filters(bands=args.bands), args.n, args.out,
                   seed=args.seed, executor=executor, batch_size=args.batch_size,
                   method=args.method)  # fmt: skip

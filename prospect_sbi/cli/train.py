@@ -75,7 +75,10 @@ def make_noise(args: argparse.Namespace, bands: list[str]) -> object:
     path = Path(args.noise)
     if not path.is_file():
         raise ValueError(f"--noise {args.noise!r} is neither 'jades' nor a JSON file")
-    return noise_from_dict(json.loads(path.read_text()))
+    try:
+        return noise_from_dict(json.loads(path.read_text()))
+    except ValueError as err:  # json.JSONDecodeError too
+        raise ValueError(f"--noise {path}: {err}") from None
 
 
 def run_train(args: argparse.Namespace) -> int:

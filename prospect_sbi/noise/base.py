@@ -236,8 +236,11 @@ def noise_from_dict(d: dict[str, Any]) -> NoiseModel:
     Raises
     ------
     ValueError
-        For an unknown ``"kind"`` or a newer format.
+        Not a dict, an unknown ``"kind"`` or a newer format.
     """
+    if not isinstance(d, dict):
+        raise ValueError(f"a noise model is a JSON object (NoiseModel.to_dict); got a "
+                         f"{type(d).__name__}")  # fmt: skip
     kind = d.get("kind")
     if kind not in NoiseModel._kinds:
         raise ValueError(f"unknown noise model kind {kind!r}; known: {sorted(NoiseModel._kinds)}")

@@ -4,11 +4,13 @@ Load images (:func:`load_fits`, :func:`load_cube`; maggies per pixel), choose pi
 (:func:`select_pixels`), fit them with an amortised posterior (:func:`fit_pixels`, chunked,
 optionally on dask), and turn the fit into maps written as one FITS file, a PNG and a table
 (:func:`make_maps`); :func:`outshining` compares the pixel-summed and integrated masses.
+:func:`map_galaxy` does all of it for one galaxy as one resumable unit.
 """
 
-from . import fit, images, io, maps, select
+from . import fit, galaxy, images, io, maps, select
 from . import outshining as _outshining
 from .fit import *  # noqa: F403
+from .galaxy import *  # noqa: F403
 from .images import *  # noqa: F403
 from .io import *  # noqa: F403
 from .maps import *  # noqa: F403
@@ -22,4 +24,5 @@ __all__ = [
     *maps.__all__,
     *io.__all__,
     *_outshining.__all__,
+    *galaxy.__all__,
 ]

@@ -5,25 +5,31 @@ torch seed of ``SeedSequence(seed, spawn_key=(c,))`` only, so the result does no
 where or in which order the chunks ran: serial and dask runs with the same seed agree.
 Only summaries leave a chunk (quantiles per label, the predictive check, and per segment the
 sum of the pixels' stellar-mass draws), so memory is bounded by ``chunk_size * n_draws * D``
-floats per worker, plus a few tens of bytes per pixel for the summaries.
+floats per worker, plus a few tens of bytes per pixel for the summaries. With ``parts``, each
+finished chunk's summaries are kept on disk (:class:`~prospect_sbi._io.ChunkStore`), so a
+killed fit resumes with the chunks it lacks and ends with the result of an uninterrupted one.
 """
 
 from __future__ import annotations
 
 __all__ = ["PixelFit", "fit_pixels"]
 
+import hashlib
+import os
 import threading
 import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from astropy.table import Table
 from tqdm.auto import tqdm
 
-from .._io import in_order
+from .._io import ChunkStore, in_order
 from .images import PixelImages
 from .select import select_pixels
 
@@ -58,6 +64,8 @@ class PixelFit:
         Bands with data.
     meta : dict
         Settings and the estimator's provenance.
+    resumed_chunks : int
+        Chunks read back from ``parts`` rather than fitted (:func:`fit_pixels`).
     """
 
     labels: list[str]
@@ -71,6 +79,7 @@ class PixelFit:
     ood: np.ndarray | None
     n_valid: np.ndarray
     meta: dict = field(default_factory=dict)
+    resumed_chunks: int = 0
 
     def __len__(self) -> int:
         return len(self.index)
@@ -186,6 +195,39 @@ def _run(job: _Job, pieces: list, client: Any) -> Iterator[tuple[int, dict]]:
                         ((c, (c, args)) for c, args in pieces), width)  # fmt: skip
 
 
+def _write_chunk(res: dict, tmp: Path) -> None:
+    """Write the summaries of one chunk as ``.npz`` (plain arrays; nothing is pickled)."""
+    arrays = {"quantiles": res["quantiles"], "mass_ids": np.array(list(res["mass"]), np.int64),
+              "mass_sums": np.stack(list(res["mass"].values()))}  # fmt: skip
+    if "chi2_red" in res:
+        arrays |= {"chi2_red": np.asarray(res["chi2_red"]), "ood": np.asarray(res["ood"])}
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def _read_chunk(path: Path) -> dict:
+    """Inverse of :func:`_write_chunk`; a file it cannot read is a one-line ValueError."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            res = {k: f[k] for k in f.files}
+        res["mass"] = dict(zip(res.pop("mass_ids").tolist(), res.pop("mass_sums"), strict=True))
+    except Exception as err:  # a damaged zip raises zipfile.BadZipFile, EOFError, ...
+        raise ValueError(f"{path} is damaged ({type(err).__name__}: {err}); remove "
+                         f"{path.parent} to fit its chunks again") from None
+    return res
+
+
+def _fingerprint(job: _Job, pieces: list, sps: Any, size: int) -> dict:
+    """Describe what a chunk's result depends on: estimator, pixels, options."""
+    h = hashlib.sha256()
+    for _, arrays in pieces:
+        for a in arrays:
+            h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
+    return {"estimator": job.post.digest(), "pixels": h.hexdigest(), "n_draws": job.n_draws,
+            "seed": job.seed, "chunk_size": size, "p_value": job.p_value,
+            "check": None if job.model is None else type(sps).__name__}  # fmt: skip
+
+
 def _pixel_zred(images: PixelImages, mask: np.ndarray, known: bool) -> np.ndarray | None:
     if not known:
         return None
@@ -214,6 +256,7 @@ def fit_pixels(
     p_value: float = 1e-3,
     torch_threads: int | None = None,
     progress: bool = True,
+    parts: str | os.PathLike | None = None,
 ) -> PixelFit:
     """Fit every selected pixel with an amortised posterior.
 
@@ -246,6 +289,11 @@ def fit_pixels(
         core); left alone when None.
     progress : bool
         Show a progress bar (pixels/s).
+    parts : path-like, optional
+        Folder that keeps each finished chunk (:class:`~prospect_sbi._io.ChunkStore`): a
+        rerun with the same estimator, pixels and options fits only the chunks it lacks, and
+        returns what an uninterrupted fit returns. Remove it once the outputs are written
+        (:func:`~prospect_sbi.pixels.map_galaxy` does). A folder of another fit is refused.
 
     Returns
     -------
@@ -255,8 +303,11 @@ def fit_pixels(
     ------
     ValueError
         Bands that differ from the estimator's, a mask of the wrong shape or selecting
-        nothing, a missing redshift, a model that differs from the estimator's.
+        nothing, a missing redshift, a model that differs from the estimator's,
+        ``chunk_size < 1``, ``parts`` of another fit.
     """
+    if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
     images = images.matched(post.filters)
     mask = select_pixels(images) if mask is None else np.asarray(mask, dtype=bool)
     if mask.shape != images.shape:
@@ -286,28 +337,42 @@ def fit_pixels(
     groups = images.segmap[mask] if images.segmap is not None else np.zeros(len(flux), int)
     job = _Job(post, model, sps, int(n_draws), int(seed), uuid.uuid4().hex, float(p_value),
                torch_threads)  # fmt: skip
-    n, size = len(flux), max(1, int(chunk_size))
-    pieces = ((c, (flux[rows], err[rows], None if zred is None else zred[rows], groups[rows]))
-              for c, rows in _chunks(n, size))  # fmt: skip
+    n, size = len(flux), int(chunk_size)
+    pieces = [(c, (flux[rows], err[rows], None if zred is None else zred[rows], groups[rows]))
+              for c, rows in _chunks(n, size)]  # fmt: skip
+    store = None if parts is None else ChunkStore(parts, _fingerprint(job, pieces, sps, size),
+                                                  ".npz")  # fmt: skip
+    kept = {c for c, _ in pieces if store is not None and c in store}
+    computed = _run(job, [p for p in pieces if p[0] not in kept], client)
     quantiles = np.empty((n, len(post.labels), len(QUANTILES)), dtype=np.float32)
     chi2 = np.full(n, np.nan) if model is not None else None
     ood = np.zeros(n, bool) if model is not None else None
     mass: dict[int, np.ndarray] = {}
-    bar = tqdm(total=n, unit="pix", unit_scale=True, desc="fit pixels", disable=not progress)
+    done = sum(len(pieces[c][1][0]) for c in kept)
+    bar = tqdm(total=n, initial=done, unit="pix", unit_scale=True, desc="fit pixels",
+               disable=not progress)  # fmt: skip
     try:
-        for c, res in _run(job, pieces, client):
+        for c, _ in pieces:
             rows = slice(c * size, min((c + 1) * size, n))
+            if c in kept:
+                res = _read_chunk(store.path(c))
+            else:
+                res = next(computed)[1]
+                if store is not None:
+                    store.write(c, partial(_write_chunk, res))
+                bar.update(rows.stop - rows.start)
             quantiles[rows] = res["quantiles"]
             if chi2 is not None:
                 chi2[rows], ood[rows] = res["chi2_red"], res["ood"]
             for g, s in res["mass"].items():
                 mass[g] = mass[g] + s if g in mass else s
-            bar.update(rows.stop - rows.start)
     finally:
         bar.close()
+        computed.close()
     meta = {"n_draws": int(n_draws), "seed": int(seed), "model_hash": post.model_hash,
             "redshift": post.redshift, "n_pixels": int(n),
             "ppc": "chi2 of the posterior-median photometry" if model is not None
             else "skipped"}  # fmt: skip
     return PixelFit(list(post.labels), images.shape, np.argwhere(mask), quantiles, zred,
-                    groups, mass, chi2, ood, np.isfinite(flux).sum(1), meta)  # fmt: skip
+                    groups, mass, chi2, ood, np.isfinite(flux).sum(1), meta,
+                    len(kept))  # fmt: skip

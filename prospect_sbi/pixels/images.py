@@ -246,7 +246,12 @@ def _read(path: Any, ext: Any) -> tuple[np.ndarray, Any, Any]:
                        None)  # fmt: skip
             if ext is None:
                 raise ValueError(f"{path}: no 2-d image in any HDU")
-        hdu = hdul[ext]
+        try:
+            hdu = hdul[ext]
+        except (KeyError, IndexError):
+            hint = (": give error images (errors=, --error) or weights (weights=, --weight)"
+                    if ext == "ERR" else "")  # fmt: skip
+            raise ValueError(f"{path} has no {ext!r} extension{hint}") from None
         if hdu.data is None or hdu.data.ndim != 2:
             raise ValueError(f"{path}[{ext}] is not a 2-d image")
         return np.asarray(hdu.data, dtype=float), hdu.header.copy(), hdul[0].header.copy()
@@ -333,7 +338,9 @@ def load_fits(
         raise ValueError(f"band {odd} has a science image or an error/weight image, not both")
     names = resolve_band_names(bands)
     if len(set(names)) != len(names):  # before reading any file
-        raise ValueError(f"two images name the same band: {names}")
+        i = next(i for i, b in enumerate(names) if names.index(b) < i)
+        raise ValueError(f"two images name the same band {names[i]}: "
+                         f"{bands[names.index(names[i])]} and {bands[i]}")  # fmt: skip
     flux, err, grid, scale = [], [], None, None
     for band in bands:
         data, header, primary = _read(images[band], ext)
@@ -354,12 +361,13 @@ def load_fits(
             sigma, _, _ = _read(base, "ERR")
         else:
             sigma, _, _ = _read(noise[band], None)
-            if sigma.shape != grid:
-                raise ValueError(f"error/weight image of {band} has shape {sigma.shape}; "
-                                 f"the science image is {grid}")  # fmt: skip
-            if weights is not None:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    sigma = 1.0 / np.sqrt(sigma)
+        if sigma.shape != grid:
+            what = "ERR extension" if noise is None else "error/weight image"
+            raise ValueError(f"{what} of {band} has shape {sigma.shape}; its science image "
+                             f"has {grid}")  # fmt: skip
+        if weights is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                sigma = 1.0 / np.sqrt(sigma)
         flux.append(data * factor)
         err.append(sigma * factor)
     f, e = _clean(np.stack(flux), np.stack(err))

@@ -14,7 +14,7 @@ import torch
 
 from .storage import flatten_optimizer, read_tensors, unflatten_optimizer, write_tensors
 
-_FORMAT = 1
+_FORMAT = 2  # 2: with a checksum (storage.CHECKSUM_SINCE)
 
 
 class Checkpoint:
@@ -66,13 +66,18 @@ class Checkpoint:
                 f"{', '.join(diff)}); delete it or pass another checkpoint path"
             )
         device = next(net.parameters()).device
-        net.load_state_dict(_prefixed(tensors, "model.", device))
-        best = _prefixed(tensors, "best.", device)
+        try:
+            net.load_state_dict(_prefixed(tensors, "model.", device))
+            best = _prefixed(tensors, "best.", device)
+            optimizer.load_state_dict(unflatten_optimizer(tensors, header["optimizer"]))
+            scheduler.load_state_dict(header["scheduler"])
+            for key in ("epoch", "history", "best_val", "best_epoch", "bad_epochs", "stopped"):
+                setattr(self, key, header[key])
+        except (RuntimeError, KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"checkpoint {self.path} does not fit this training run "
+                             f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                             "delete it or pass another checkpoint path") from None
         self.best_weights = best or None
-        optimizer.load_state_dict(unflatten_optimizer(tensors, header["optimizer"]))
-        scheduler.load_state_dict(header["scheduler"])
-        for key in ("epoch", "history", "best_val", "best_epoch", "bad_epochs", "stopped"):
-            setattr(self, key, header[key])
         self.resumed_at = self.epoch
 
     def record(

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..noise import NoiseModel
-from ..trainingset import TrainingSet
+from ..trainingset import TrainingSet, check_photometry
 from .encoding import ObservationEncoder
 
 
@@ -152,7 +152,8 @@ class Examples:
         Raises
         ------
         ValueError
-            A name that is neither a free parameter, ``zred``, nor a derived quantity.
+            A name that is neither a free parameter, ``zred``, nor a derived quantity; fluxes
+            that no galaxy has (:func:`~prospect_sbi.trainingset.check_photometry`).
         """
         end = len(ts) if rows is None else min(int(rows), len(ts))
         theta = ts.theta[:end] if any(n in ts.labels for n in names) else None
@@ -168,9 +169,10 @@ class Examples:
             else:
                 known = ts.labels + sorted(ts.derived)
                 raise ValueError(f"target {name!r} is not in the training set (known: {known})")
-        # Round-off can leave fluxes of ~1e-20 maggies slightly negative; the noise models
-        # require noiseless fluxes >= 0.
-        photometry = np.maximum(np.asarray(ts.photometry[:end], dtype=float), 0.0)
+        # The noise models need noiseless fluxes >= 0: round-off below 0 is set to 0, and
+        # non-physical fluxes are refused (they would also widen the flux range that the
+        # estimator's unit checks compare observations with).
+        photometry = check_photometry(ts.photometry[:end], zred, ts.filters)
         return cls(np.stack(columns, axis=1).astype(float), photometry, zred)
 
     def __len__(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["AmortizedPosterior", "FORMAT"]
 
 import contextlib
+import json
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -28,11 +29,15 @@ from .checks import (
 from .encoding import ObservationEncoder
 from .network import PosteriorNetwork
 from .recalibration import Recalibration, total_snr
-from .storage import read_tensors, write_tensors
+from .storage import digest, read_tensors, write_tensors
 from .summary import summary_table
 
-#: Version of the estimator file layout; files of a newer format are refused.
-FORMAT = 1
+#: Version of the estimator file layout; files of a newer format are refused. Format 2 files
+#: carry a checksum (:mod:`prospect_sbi.posterior.storage`); format 1 files predate it.
+FORMAT = 2
+#: Header entries an estimator file must have.
+_REQUIRED = ("filters", "redshift", "noise", "model_spec", "model_hash", "flux_stats",
+             "network", "targets", "encoder")  # fmt: skip
 #: Draws per batch in sample(): small enough to stay in a CPU's cache, large for a GPU.
 _ROWS_PER_CHUNK = {"cpu": 8192, "cuda": 1 << 20}
 #: Flow-space draws beyond these many training standard deviations are numerical blow-ups of
@@ -440,13 +445,26 @@ class AmortizedPosterior:
             ``path`` exists and ``overwrite`` is False.
         """
         path = Path(path)
+        write_tensors(path, self.network.state_dict(), self._file_header(), overwrite=overwrite)
+        return path
+
+    def _file_header(self) -> dict[str, Any]:
+        """Return the JSON header :meth:`save` writes beside the weights."""
         header = dict(self.header, format=FORMAT, network=self.network.config,
                       targets=self.space.to_dict(), encoder=self.encoder.to_dict())  # fmt: skip
         header.pop("recalibration", None)
         if self.recalibration is not None:
             header["recalibration"] = self.recalibration.to_dict()
-        write_tensors(path, self.network.state_dict(), header, overwrite=overwrite)
-        return path
+        return header
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the weights and of everything :meth:`save` writes beside them.
+
+        Two estimators with the same digest give the same draws for the same seed; resumable
+        jobs (:func:`~prospect_sbi.pixels.fit_pixels` with ``parts``) record it.
+        """
+        text = json.dumps(self._file_header(), sort_keys=True, default=str)
+        return digest(self.network.state_dict(), text)
 
     @classmethod
     def resolve(cls, estimator: Any) -> AmortizedPosterior:
@@ -510,32 +528,56 @@ class AmortizedPosterior:
         Raises
         ------
         ValueError
-            Not an estimator file, one of a newer format, or filters or model that differ.
+            Not an estimator file, one of a newer format, a damaged file (checksum, header
+            entries, a network configuration that does not describe the stored weights), or
+            filters or model that differ.
         """
-        tensors, header = read_tensors(path, device)
-        if "network" not in header or "targets" not in header:
-            raise ValueError(f"{path} is not a prospect-sbi estimator (a checkpoint?)")
-        if int(header.get("format", 0)) > FORMAT:
-            raise ValueError(f"{path} has format {header['format']}, newer than this code "
-                             f"({FORMAT}): upgrade prospect-sbi")  # fmt: skip
-        network = PosteriorNetwork.from_config(header["network"])
+        tensors, header = read_tensors(path)
+        if header.get("kind") == "checkpoint":
+            raise ValueError(f"{path} is a training checkpoint, not an estimator")
+        fmt = header.get("format")
+        if not isinstance(fmt, int) or fmt > FORMAT:
+            raise ValueError(f"{path} has format {fmt!r}; this code reads formats 1 to {FORMAT}"
+                             " (upgrade prospect-sbi for a newer one)")  # fmt: skip
+        lacking = [k for k in _REQUIRED if k not in header]
+        if lacking:
+            raise ValueError(f"{path} is not a complete prospect-sbi estimator: its header has "
+                             f"no {', '.join(map(repr, lacking))}")  # fmt: skip
         try:
-            network.load_state_dict(tensors)
-        except RuntimeError:
-            raise ValueError(
-                f"{path}: the weights do not fit the network its header describes "
-                "(a damaged file, or one from an incompatible version)"
-            ) from None
-        space = TargetSpace.from_dict(header["targets"])
-        encoder = ObservationEncoder.from_dict(header["encoder"])
-        posterior = cls(network.to(device), space, encoder, header)
+            network = PosteriorNetwork.from_weights(header["network"], tensors)
+            parts = {"targets": TargetSpace.from_dict, "encoder": ObservationEncoder.from_dict}
+            space, encoder = (parts[k](header[k]) for k in ("targets", "encoder"))
+            posterior = cls(network.to(device), space, encoder, header)
+            posterior._check_parts()
+        except (KeyError, TypeError, IndexError, ValueError) as err:
+            raise ValueError(f"{path}: {_reason(err)}") from None
         posterior.check(filters=filters, model=model)
         return posterior
+
+    def _check_parts(self) -> None:
+        """Raise if the header's parts disagree with each other (a damaged or edited file)."""
+        sizes = {"targets": (len(self.space), self.network.config["n_targets"]),
+                 "encoded inputs": (self.encoder.n_features, self.network.config["n_inputs"]),
+                 "filters": (len(self.filters), len(self.encoder.bands)),
+                 "noise bands": (len(self.noise.bands), len(self.encoder.bands))}  # fmt: skip
+        for what, (have, want) in sizes.items():
+            if have != want:
+                raise ValueError(f"the estimator's header lists {have} {what}; its network "
+                                 f"and encoder have {want}")  # fmt: skip
 
     def __repr__(self) -> str:
         return (f"AmortizedPosterior({self.network.config['flow']}, {len(self.labels)} labels, "
                 f"{len(self.filters)} bands, redshift={self.redshift!r}, "
                 f"model {self.model_hash})")  # fmt: skip
+
+
+def _reason(err: Exception) -> str:
+    """One line for an error raised while rebuilding an estimator from its header."""
+    if isinstance(err, ValueError):
+        return str(err)
+    if isinstance(err, KeyError):
+        return f"its header lacks the entry {err.args[0]!r}"
+    return f"its header is not what this version writes ({type(err).__name__}: {err})"
 
 
 def _band_names(filters: Sequence) -> list[str]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["FLOWS", "PosteriorNetwork"]
+__all__ = ["FLOWS", "PosteriorNetwork", "check_config"]
 
 import math
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -174,6 +175,35 @@ class PosteriorNetwork(nn.Module):
             raise RuntimeError(f"weights do not fit: missing {missing}, unexpected {unexpected}")
         return grown
 
+    @classmethod
+    def from_weights(cls, config: Any, tensors: Mapping[str, Tensor]) -> PosteriorNetwork:
+        """Build the network that ``config`` describes and load ``tensors`` (a state dict) in it.
+
+        ``config`` comes from a file, so it is checked against the tensors' names and shapes
+        (:func:`check_config`) before anything is built: a configuration that does not
+        describe these weights (say 10^6 transforms, which would take tens of GB) is refused.
+
+        Raises
+        ------
+        ValueError
+            The configuration and the tensors disagree; the message names the first
+            difference.
+        """
+        check_config(config, {k: tuple(v.shape) for k, v in tensors.items()})
+        try:
+            net = cls.from_config(dict(config))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"network configuration {config} is not valid ({err})") from None
+        expected = net.state_dict()
+        for name in sorted(set(expected) | set(tensors)):
+            want = tuple(expected[name].shape) if name in expected else "no such tensor"
+            got = tuple(tensors[name].shape) if name in tensors else "missing"
+            if want != got:
+                raise ValueError(f"tensor {name} has shape {got}; the network configuration "
+                                 f"expects {want}")  # fmt: skip
+        net.load_state_dict(dict(tensors))
+        return net
+
     @property
     def is_coupling(self) -> bool:
         """Whether every transform is a coupling or element-wise one (fast sampling path)."""
@@ -209,6 +239,90 @@ class PosteriorNetwork(nn.Module):
             else:
                 y = _coupling_inverse(t, y, c)
         return y.movedim(0, -2)
+
+
+_TRANSFORM = re.compile(r"^npe\.flow\.transform\.transforms\.(\d+)\.hyper\.(\d+)\.weight$")
+_EMBEDDING = re.compile(r"^embedding\.(\d+)\.weight$")
+_SIZES = ("n_targets", "n_inputs", "transforms", "context", "marginal_bins")
+
+
+def check_config(config: Any, shapes: Mapping[str, Sequence[int]]) -> None:
+    """Check a network configuration against the names and shapes of its weights, cheaply.
+
+    Reads only ``shapes`` (a state dict's names -> shapes, e.g. from a safetensors header)
+    and builds nothing. The number of transforms and the layer widths of the embedding and
+    of every transform are read off the weights and must equal the configuration's; every
+    other size in it (spline bins, ...) must be an integer no larger than the largest
+    dimension of a stored tensor. So a configuration that passes builds a network no larger
+    than the weights it is given.
+
+    Parameters
+    ----------
+    config : dict
+        :attr:`PosteriorNetwork.config`, as read from a file.
+    shapes : mapping of str to sequence of int
+        Shape of each stored tensor, by state-dict name.
+
+    Raises
+    ------
+    ValueError
+        Naming the first entry that disagrees, with both values.
+    """
+    if not isinstance(config, Mapping):
+        raise ValueError(f"network configuration is a {type(config).__name__}, not a mapping")
+    if config.get("flow") not in FLOWS:
+        raise ValueError(f"network flow {config.get('flow')!r} is not one of {sorted(FLOWS)}")
+    largest = max((max(s, default=0) for s in shapes.values()), default=0)
+    sizes = {k: v for k, v in config.items() if k not in ("flow", "seed", "hidden", "embedding")}
+    sizes |= {f"hidden[{i}]": v for i, v in enumerate(_as_list(config, "hidden"))}
+    sizes |= {f"embedding[{i}]": v for i, v in enumerate(_as_list(config, "embedding"))}
+    for key, value in sizes.items():
+        integral = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+            math.isfinite(value) and float(value).is_integer())  # fmt: skip
+        if not (key in _SIZES or key.endswith("]") or integral):
+            continue  # not a size (a float option of the flow): the constructor checks it
+        if key == "transforms":  # compared with the stored transforms below
+            if not (integral and value >= 0):
+                raise ValueError(f"network transforms is {value!r}; expected an integer >= 0")
+        elif not (integral and 0 <= value <= largest):
+            raise ValueError(f"network {key} is {value!r}; the stored weights allow an integer "
+                             f"from 0 to {largest}")  # fmt: skip
+    found = _structure(shapes)
+    found["transforms"] -= bool(config["marginal_bins"])  # the marginal spline is one more
+    want = {"n_targets": config["n_targets"], "n_inputs": config["n_inputs"],
+            "context": config["context"], "embedding": [int(h) for h in config["embedding"]],
+            "transforms": config["transforms"], "hidden": [int(h) for h in config["hidden"]]}
+    for key, value in want.items():
+        if found.get(key) != value:
+            raise ValueError(f"network {key} is {value} in the configuration; the stored "
+                             f"weights have {found.get(key, 'none')}")  # fmt: skip
+
+
+def _as_list(config: Mapping, key: str) -> list:
+    value = config.get(key)
+    if not isinstance(value, list):
+        raise ValueError(f"network {key} is {value!r}; expected a list of layer widths")
+    return value
+
+
+def _structure(shapes: Mapping[str, Sequence[int]]) -> dict[str, Any]:
+    """Sizes read off the weights' names and shapes (a key is absent when they do not say)."""
+    out: dict[str, Any] = {}
+    if len(shapes.get("npe.flow.base.loc", ())) == 1:
+        out["n_targets"] = int(shapes["npe.flow.base.loc"][0])
+    emb = sorted((int(m[1]), shapes[k]) for k in shapes if (m := _EMBEDDING.match(k)))
+    if emb and all(len(s) == 2 for _, s in emb):
+        out["n_inputs"], out["context"] = int(emb[0][1][1]), int(emb[-1][1][0])
+        out["embedding"] = [int(s[0]) for _, s in emb[:-1]]
+    layers: dict[int, list] = {}
+    for k in shapes:
+        if m := _TRANSFORM.match(k):
+            layers.setdefault(int(m[1]), []).append((int(m[2]), shapes[k]))
+    out["transforms"] = len(layers)
+    widths = {tuple(int(s[0]) for _, s in sorted(v)[:-1]) for v in layers.values()}
+    if len(widths) == 1:
+        out["hidden"] = list(widths.pop())
+    return out
 
 
 def _hidden(t: GeneralCouplingTransform, y_a: Tensor, c: Tensor, weight_a: Tensor) -> Tensor:

@@ -160,7 +160,9 @@ def train(
     ValueError
         Unknown ``redshift`` or ``flow``; a noise model without the training set's bands;
         unknown derived quantities; ``redshift="infer"`` with a fixed redshift; a checkpoint
-        from another configuration; ``recalibrate=True`` with fewer than 200 validation rows.
+        from another configuration; ``recalibrate=True`` with fewer than 200 validation rows;
+        a device this machine lacks; a training set with fluxes no galaxy has
+        (:func:`~prospect_sbi.trainingset.check_photometry`).
     """
     if redshift not in REDSHIFT_MODES:
         raise ValueError(f"redshift={redshift!r}; use one of {REDSHIFT_MODES}")
@@ -168,8 +170,7 @@ def train(
         raise ValueError(f"unknown flow {flow!r}; use one of {sorted(FLOWS)}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r}; use one of {SCHEDULES}")
-    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
-                          else "cpu" if device == "auto" else device)  # fmt: skip
+    device = _device(device)
     with _opened(trainingset) as ts:
         setup = _Setup(ts, noise, redshift, derived, max_rows, validation_fraction, seed, init,
                        augment_mass, bool((network or {}).get("affine")))  # fmt: skip
@@ -214,6 +215,22 @@ def train(
     if recalibrate or (recalibrate is None and n_val >= MIN_RECALIBRATION_ROWS):
         _recalibrate_on_validation(post, trainingset, setup.val_rows, seed, progress)
     return post.to("cpu")
+
+
+def _device(device: str | torch.device) -> torch.device:
+    """Resolve ``device`` ("auto": CUDA when available); refuse one this machine lacks."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device: cpu, cuda, cuda:1, auto, "
+                         "...") from None  # fmt: skip
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= count:
+        raise ValueError(f"device {device} is not on this machine ({count} CUDA devices); use "
+                         "'cpu' or 'auto'")  # fmt: skip
+    return device
 
 
 @contextmanager

@@ -1,0 +1,160 @@
+"""One galaxy's maps as one unit: a resumable pixel fit, atomic outputs, a done marker last.
+
+:func:`map_galaxy` writes four files, ``<name>_maps.fits``, ``<name>_maps.png``,
+``<name>_pixels.fits`` and ``<name>_outshining.ecsv``, each atomically, then the marker
+``<name>_done.json``. Whether a galaxy is finished is decided by the marker alone: a job killed
+after writing some of the files (or during the fit) is resumed on the next call, which fits only
+the chunks of pixels missing from ``<name>.parts/`` and rewrites every output.
+"""
+
+from __future__ import annotations
+
+__all__ = ["GalaxyMaps", "check_name", "galaxy_files", "is_done", "map_galaxy"]
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.table import Table
+
+from .._io import atomic_path
+from .fit import PixelFit, fit_pixels
+from .images import PixelImages
+from .io import write_table
+from .maps import PixelMaps, make_maps
+from .outshining import outshining
+from .select import SNR_BANDS
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it is a plain file-name prefix, one that stays in the output folder.
+
+    Raises
+    ------
+    ValueError
+        An empty name, or one with a path separator or ``..`` (``"../../x"`` wrote outside
+        the output folder).
+    """
+    if not isinstance(name, str) or not name or any(c in name for c in ("/", "\\", "\0")) or (
+            ".." in name):  # fmt: skip
+        raise ValueError(f"name {name!r} is not a plain file name: no '/', '\\', '..' or empty "
+                         "name; the outputs go in the output folder")  # fmt: skip
+    return name
+
+
+def galaxy_files(out: str | os.PathLike, name: str) -> dict[str, Path]:
+    """Paths of a galaxy's outputs, its done marker and its folder of fitted chunks.
+
+    Returns
+    -------
+    dict
+        ``maps`` (FITS), ``png``, ``pixels`` (FITS table), ``outshining`` (ECSV), ``done``
+        (the marker) and ``parts`` (folder), under ``out``.
+    """
+    out, name = Path(out), check_name(name)
+    return {"maps": out / f"{name}_maps.fits", "png": out / f"{name}_maps.png",
+            "pixels": out / f"{name}_pixels.fits", "outshining": out / f"{name}_outshining.ecsv",
+            "done": out / f"{name}_done.json", "parts": out / f"{name}.parts"}  # fmt: skip
+
+
+def is_done(out: str | os.PathLike, name: str) -> bool:
+    """Whether :func:`map_galaxy` finished ``name`` in ``out`` (its done marker exists)."""
+    return galaxy_files(out, name)["done"].is_file()
+
+
+@dataclass
+class GalaxyMaps:
+    """What :func:`map_galaxy` wrote for one galaxy.
+
+    Attributes
+    ----------
+    name : str
+    files : dict of str -> pathlib.Path
+        :func:`galaxy_files`.
+    outshining : astropy.table.Table
+        Resolved against integrated stellar mass (:func:`~prospect_sbi.pixels.outshining`).
+    fit : PixelFit or None
+        The pixel fit; None when the galaxy was already done (``skipped``).
+    maps : PixelMaps or None
+        The maps; None when skipped.
+    skipped : bool
+        The done marker existed: nothing was fitted or written.
+    """
+
+    name: str
+    files: dict[str, Path]
+    outshining: Table
+    fit: PixelFit | None = None
+    maps: PixelMaps | None = None
+    skipped: bool = False
+
+
+def map_galaxy(
+    post: Any,
+    images: PixelImages,
+    out: str | os.PathLike,
+    name: str = "galaxy",
+    mask: np.ndarray | None = None,
+    *,
+    snr_bands: tuple[str, ...] = SNR_BANDS,
+    overwrite: bool = False,
+    **fit_options: Any,
+) -> GalaxyMaps:
+    """Fit a galaxy's pixels and write its maps, pixel table and outshining table, resumably.
+
+    Parameters
+    ----------
+    post : AmortizedPosterior
+    images : PixelImages
+    out : path-like
+        Output folder (created).
+    name : str
+        Prefix of the files (:func:`galaxy_files`); a plain file name.
+    mask : numpy.ndarray, bool, (ny, nx), optional
+        Pixels to fit (default :func:`~prospect_sbi.pixels.select_pixels`).
+    snr_bands : tuple of str
+        Bands of the S/N map.
+    overwrite : bool
+        Fit again a galaxy already done (its marker and kept chunks are removed first).
+    **fit_options
+        ``n_draws``, ``model``, ``sps``, ``seed``, ``chunk_size``, ``client``, ... of
+        :func:`~prospect_sbi.pixels.fit_pixels`; its chunks are kept in ``<name>.parts/``
+        until the marker is written.
+
+    Returns
+    -------
+    GalaxyMaps
+        With ``skipped=True`` (and the outshining table read back) when the marker existed.
+
+    Raises
+    ------
+    ValueError
+        A name that is not a plain file name; errors of :func:`fit_pixels` and
+        :func:`~prospect_sbi.pixels.make_maps`; kept chunks of another fit (other images,
+        estimator or options): remove ``<name>.parts/`` or pass ``overwrite=True``.
+    """
+    files = galaxy_files(out, name)
+    if overwrite:
+        files["done"].unlink(missing_ok=True)
+        shutil.rmtree(files["parts"], ignore_errors=True)
+    if files["done"].is_file():
+        shutil.rmtree(files["parts"], ignore_errors=True)  # left by a kill after the marker
+        table = Table.read(files["outshining"], format="ascii.ecsv")
+        return GalaxyMaps(name, files, table, skipped=True)
+    files["maps"].parent.mkdir(parents=True, exist_ok=True)
+    fit = fit_pixels(post, images, mask, parts=files["parts"], **fit_options)
+    maps = make_maps(post, fit, images, fits_path=files["maps"], png_path=files["png"],
+                     table_path=files["pixels"], snr_bands=snr_bands, overwrite=True)  # fmt: skip
+    table = outshining(post, fit, images)
+    write_table(files["outshining"], table, overwrite=True)
+    done = {"name": name, "n_pixels": len(fit), "resumed_chunks": fit.resumed_chunks,
+            "files": {k: v.name for k, v in files.items() if k not in ("done", "parts")},
+            **{k: fit.meta[k] for k in ("n_draws", "seed", "model_hash")}}  # fmt: skip
+    with atomic_path(files["done"], overwrite=True) as tmp:
+        tmp.write_text(json.dumps(done, indent=1))
+    shutil.rmtree(files["parts"], ignore_errors=True)
+    return GalaxyMaps(name, files, table, fit, maps)

@@ -1,0 +1,166 @@
+"""One galaxy's maps as one unit: resumable pixel fits, atomic outputs, the done marker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+from conftest import kill_when
+
+from prospect_sbi import cli
+from prospect_sbi.pixels import fit_pixels, load_cube, read_maps
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SIDE = 10
+#: What a user's shell would give a job on this machine: one thread, so runs in different
+#: processes add floats in the same order.
+ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
+@pytest.fixture(scope="module")
+def cube(tiny_estimator_file, tmp_path_factory, _sps_instance):
+    """A SIDE x SIDE mock galaxy at z = 2 as FITS flux and error cubes (nJy), its bands."""
+    from prospect_sbi.forward import ModelPhotometry
+    from prospect_sbi.posterior import AmortizedPosterior
+
+    post = AmortizedPosterior.load(tiny_estimator_file)
+    model = post.model()
+    n = SIDE * SIDE
+    rng = np.random.default_rng(3)
+    theta = np.tile(model.theta, (n, 1))
+    for name, value in (("zred", 2.0), ("tage", 1.0), ("dust2", rng.uniform(0.1, 0.8, n)),
+                        ("mass", 10 ** rng.uniform(7.5, 8.5, n))):  # fmt: skip
+        theta[:, model.theta_index[name].start] = value
+    maggies, _ = ModelPhotometry(model, _sps_instance, post.filters)(theta)
+    flux, err = post.noise.apply(maggies, rng)
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype, wcs.wcs.cdelt = ["RA---TAN", "DEC--TAN"], [-0.03 / 3600, 0.03 / 3600]
+    wcs.wcs.crval, wcs.wcs.crpix = [53.1, -27.8], [5.5, 5.5]
+    header = wcs.to_header()
+    header["BUNIT"] = "nJy"
+    folder = tmp_path_factory.mktemp("cube")
+    nb = len(post.filters)
+    fits.writeto(folder / "flux.fits", (flux.T.reshape(nb, SIDE, SIDE) * 3631e9), header)
+    fits.writeto(folder / "err.fits", (err.T.reshape(nb, SIDE, SIDE) * 3631e9))
+    bands = [b.rsplit("_", 1)[-1].upper() for b in post.filters]
+    return folder / "flux.fits", folder / "err.fits", bands
+
+
+def _argv(estimator, cube, out, *extra):
+    flux, err, bands = cube
+    return ["map", str(estimator), "-o", str(out), "--cube", str(flux), "--err-cube", str(err),
+            "--bands", *bands, "--zred", "2", "--segment", "none", "--snr-min", "0",
+            "--draws", "50", *extra]  # fmt: skip
+
+
+OUTPUTS = ("galaxy_maps.fits", "galaxy_pixels.fits", "galaxy_outshining.ecsv")
+
+
+def _assert_same_outputs(a: Path, b: Path) -> None:
+    """The maps, pixel table and outshining table of two runs are identical."""
+    maps_a, _, head_a = read_maps(a / "galaxy_maps.fits")
+    maps_b, _, head_b = read_maps(b / "galaxy_maps.fits")
+    assert maps_a.keys() == maps_b.keys() and head_a == head_b
+    for k in maps_a:
+        np.testing.assert_array_equal(maps_a[k], maps_b[k], err_msg=k)
+    for name in OUTPUTS[1:]:
+        ta, tb = Table.read(a / name), Table.read(b / name)
+        assert ta.colnames == tb.colnames
+        for c in ta.colnames:
+            np.testing.assert_array_equal(ta[c], tb[c], err_msg=f"{name} {c}")
+    assert (a / "galaxy_maps.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_map_resumes_after_kill_9_with_the_result_of_an_uninterrupted_run(
+    tiny_estimator_file, cube, tmp_path, capsys
+):
+    """kill -9 mid-fit: the rerun fits only the chunks not kept, and ends where a clean run
+    ends (before, it restarted from zero; after a kill during the writes, it skipped)."""
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    argv = _argv(tiny_estimator_file, cube, killed, "--chunk-size", "2")  # 50 chunks
+    proc = subprocess.Popen([sys.executable, "-m", "prospect_sbi.cli", *argv], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    parts = killed / "galaxy.parts"
+    kept = kill_when(proc, parts, "part*.npz", 5)
+    assert 5 <= kept < 50 and not (killed / "galaxy_done.json").exists()
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    assert f"100 pixels fitted ({kept} chunks resumed)" in capsys.readouterr().out
+    assert cli.main(_argv(tiny_estimator_file, cube, clean, "--chunk-size", "2")) == 0
+    assert "chunks resumed" not in capsys.readouterr().out
+    _assert_same_outputs(killed, clean)
+    assert (killed / "galaxy_done.json").exists() and not parts.exists()
+
+
+@pytest.mark.slow
+def test_map_outputs_are_one_unit_decided_by_the_marker(tiny_estimator_file, cube, tmp_path,
+                                                        capsys):  # fmt: skip
+    """A kill after the FITS file but before the PNG and tables left a galaxy that every
+    rerun skipped; the done marker, written last, decides."""
+    out, ref = tmp_path / "out", tmp_path / "ref"
+    argv = _argv(tiny_estimator_file, cube, out)
+    assert cli.main(argv) == 0
+    assert cli.main(_argv(tiny_estimator_file, cube, ref)) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUTS, "galaxy_maps.png",
+                                                            "galaxy_done.json"])  # fmt: skip
+    for name in ("galaxy_done.json", "galaxy_maps.png", "galaxy_outshining.ecsv"):
+        (out / name).unlink()  # what a kill after writing the maps FITS file leaves
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    assert "100 pixels fitted" in capsys.readouterr().out
+    _assert_same_outputs(out, ref)
+    assert cli.main(argv) == 0
+    assert "galaxy_done.json exists: skipped" in capsys.readouterr().out
+    assert cli.main([*argv, "--overwrite"]) == 0
+    assert "100 pixels fitted" in capsys.readouterr().out
+
+
+def test_fit_pixels_keeps_chunks_and_refuses_another_fit(tiny_estimator_file, cube, tmp_path):
+    from prospect_sbi.posterior import AmortizedPosterior
+
+    post = AmortizedPosterior.load(tiny_estimator_file)
+    flux, err, bands = cube
+    images = load_cube(fits.getdata(flux), fits.getdata(err), bands, "nJy", pixel_scale=0.03,
+                       zred=2.0)  # fmt: skip
+    mask = np.ones((SIDE, SIDE), bool)
+    kw = {"n_draws": 40, "model": False, "chunk_size": 30, "progress": False}
+    whole = fit_pixels(post, images, mask, **kw)
+    parts = tmp_path / "g.parts"
+    first = fit_pixels(post, images, mask, parts=parts, **kw)
+    assert first.resumed_chunks == 0 and len(list(parts.glob("part*.npz"))) == 4
+    (parts / "part000002.npz").unlink()  # as if killed before chunk 2 was kept
+    again = fit_pixels(post, images, mask, parts=parts, **kw)
+    assert again.resumed_chunks == 3
+    for fit in (first, again):
+        np.testing.assert_array_equal(fit.quantiles, whole.quantiles)
+        np.testing.assert_array_equal(fit.mass_draws[0], whole.mass_draws[0])
+    with pytest.raises(ValueError, match=r"g\.parts holds an unfinished run with other inputs or "
+                                         r"options; remove it or rerun with the same ones"):
+        fit_pixels(post, images, mask, parts=parts, **(kw | {"n_draws": 41}))
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer; got 0"):
+        fit_pixels(post, images, mask, **(kw | {"chunk_size": 0}))
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", "", "a\\b"])
+def test_map_refuses_names_that_leave_the_output_folder(tiny_estimator_file, cube, tmp_path,
+                                                        name, capsys):  # fmt: skip
+    """``--name ../../x`` (or ``name`` in a run file) wrote outside ``-o``."""
+    out = tmp_path / "a" / "b" / "out"
+    run = tmp_path / "run.toml"
+    run.write_text(f"[map]\nname = {json.dumps(name)}\n")  # a TOML basic string
+    for extra in (["--name", name], ["--config", str(run)]):
+        capsys.readouterr()
+        assert cli.main(_argv(tiny_estimator_file, cube, out, *extra)) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"name {name!r} is not a plain file name" in err, err
+    assert not list(tmp_path.rglob("*_maps.fits"))
