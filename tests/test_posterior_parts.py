@@ -361,6 +361,13 @@ def test_affine_head_starts_at_the_identity_and_reads_old_configs():
     assert torch.equal(grown.log_prob(z, x), plain.log_prob(z, x))
     with pytest.raises(ValueError, match="already has"):
         grown.with_affine()
+    from prospect_sbi.posterior.network import check_config
+
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    check_config(net.config, shapes)  # the new layers' sizes are read off the weights too
+    for key, value in (("transforms", 11), ("embedding", [16, 16, 16]), ("residual", False)):
+        with pytest.raises(ValueError, match="the stored weights have"):
+            check_config(net.config | {key: value}, shapes)
     with pytest.raises(ValueError, match="equal block widths"):
         PosteriorNetwork(3, 6, residual=True, embedding=(16, 32))
 

@@ -243,6 +243,7 @@ class PosteriorNetwork(nn.Module):
 
 _TRANSFORM = re.compile(r"^npe\.flow\.transform\.transforms\.(\d+)\.hyper\.(\d+)\.weight$")
 _EMBEDDING = re.compile(r"^embedding\.(\d+)\.weight$")
+_BLOCK = re.compile(r"^embedding\.blocks\.(\d+)\.2\.weight$")
 _SIZES = ("n_targets", "n_inputs", "transforms", "context", "marginal_bins")
 
 
@@ -287,7 +288,7 @@ def check_config(config: Any, shapes: Mapping[str, Sequence[int]]) -> None:
         elif not (integral and 0 <= value <= largest):
             raise ValueError(f"network {key} is {value!r}; the stored weights allow an integer "
                              f"from 0 to {largest}")  # fmt: skip
-    found = _structure(shapes)
+    found = _structure(shapes, bool(config.get("affine")), bool(config.get("residual")))
     found["transforms"] -= bool(config["marginal_bins"])  # the marginal spline is one more
     want = {"n_targets": config["n_targets"], "n_inputs": config["n_inputs"],
             "context": config["context"], "embedding": [int(h) for h in config["embedding"]],
@@ -305,18 +306,32 @@ def _as_list(config: Mapping, key: str) -> list:
     return value
 
 
-def _structure(shapes: Mapping[str, Sequence[int]]) -> dict[str, Any]:
-    """Sizes read off the weights' names and shapes (a key is absent when they do not say)."""
+def _structure(
+    shapes: Mapping[str, Sequence[int]], affine: bool = False, residual: bool = False
+) -> dict[str, Any]:
+    """Sizes read off the weights' names and shapes (a key is absent when they do not say).
+
+    ``affine``: transform 0 is a :class:`ContextAffine` (not counted, its width is its own);
+    ``residual``: the embedding is a :class:`ResidualMLP`.
+    """
     out: dict[str, Any] = {}
     if len(shapes.get("npe.flow.base.loc", ())) == 1:
         out["n_targets"] = int(shapes["npe.flow.base.loc"][0])
-    emb = sorted((int(m[1]), shapes[k]) for k in shapes if (m := _EMBEDDING.match(k)))
-    if emb and all(len(s) == 2 for _, s in emb):
-        out["n_inputs"], out["context"] = int(emb[0][1][1]), int(emb[-1][1][0])
-        out["embedding"] = [int(s[0]) for _, s in emb[:-1]]
+    if residual:
+        first = shapes.get("embedding.inp.weight", ())
+        last = shapes.get("embedding.out.2.weight", ())
+        blocks = sorted((int(m[1]), shapes[k]) for k in shapes if (m := _BLOCK.match(k)))
+        if len(first) == 2 and len(last) == 2 and all(len(s) == 2 for _, s in blocks):
+            out["n_inputs"], out["context"] = int(first[1]), int(last[0])
+            out["embedding"] = [int(s[0]) for _, s in blocks]
+    else:
+        emb = sorted((int(m[1]), shapes[k]) for k in shapes if (m := _EMBEDDING.match(k)))
+        if emb and all(len(s) == 2 for _, s in emb):
+            out["n_inputs"], out["context"] = int(emb[0][1][1]), int(emb[-1][1][0])
+            out["embedding"] = [int(s[0]) for _, s in emb[:-1]]
     layers: dict[int, list] = {}
     for k in shapes:
-        if m := _TRANSFORM.match(k):
+        if (m := _TRANSFORM.match(k)) and not (affine and m[1] == "0"):
             layers.setdefault(int(m[1]), []).append((int(m[2]), shapes[k]))
     out["transforms"] = len(layers)
     widths = {tuple(int(s[0]) for _, s in sorted(v)[:-1]) for v in layers.values()}
