@@ -418,7 +418,7 @@ def test_finetune_continues_from_an_estimator(trained, trainset, tmp_path):
 
 
 SHARP = {"affine": True, "residual": True, "embedding": [32, 32], "transforms": 3,
-         "hidden": [32]}  # fmt: skip
+         "hidden": [32], "brightness": True}  # fmt: skip
 
 
 def test_mass_augmentation_and_cosine_schedule(trainset, tmp_path):
@@ -430,7 +430,10 @@ def test_mass_augmentation_and_cosine_schedule(trainset, tmp_path):
     assert lrs[0] > lrs[1] > lrs[2] and lrs[2] < 0.5 * 3e-3
     assert post.training["augment_mass"] and post.training["schedule"] == "cosine"
     assert post.network.config["affine"] and post.network.config["residual"]
+    assert post.network.config["brightness"]["targets"] == [0, 6, 7]  # mass, log M*, log SFR
     assert np.isfinite(post.training["best_val_loss"])
+    again = AmortizedPosterior.load(post.save(tmp_path / "sharp.sbi"))
+    assert again.network.config == post.network.config
     # the augmentation is part of what a checkpoint must match
     with pytest.raises(ValueError, match="differs in augment_mass"):
         train(trainset, JadesPixelNoise(), max_epochs=4, schedule="cosine", checkpoint=ckpt,

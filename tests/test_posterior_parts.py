@@ -400,3 +400,78 @@ def test_mass_augmentation_is_an_exact_prior_draw(make_model, sps, jades):
     spec["params"]["mass"]["prior"]["name"] = "ClippedNormal"
     with pytest.raises(ValueError, match="got ClippedNormal"):
         MassAugmentation(names, spec)
+
+
+def _brightness_net(**arch):
+    """A network with a brightness shift fitted on synthetic observations of 3 bands."""
+    from prospect_sbi.posterior.network import brightness_config
+
+    rng = np.random.default_rng(0)
+    depth = np.array([1e-12, 2e-12, 3e-12])
+    enc = ObservationEncoder(BANDS, depth, 1.0, known_zred=True)
+    log_mass = rng.uniform(4, 12, 2000)
+    zred = rng.uniform(0.5, 5, 2000)
+    flux = 10 ** (log_mass[:, None] - 20.0) * np.array([1.0, 1.5, 2.0])
+    err = np.hypot(depth, 0.02 * flux)
+    enc.fit(flux, err, zred)
+    theta = np.column_stack([10**log_mass, rng.uniform(0, 2, 2000), log_mass - 0.2])
+    spec = {"params": {
+        "mass": {"prior": {"name": "LogUniform", "params": {"mini": 1e4, "maxi": 1e12}}},
+        "dust2": {"prior": {"name": "TopHat", "params": {"mini": 0.0, "maxi": 2.0}}},
+    }}  # fmt: skip
+    space = TargetSpace.from_model_spec(spec, ["mass", "dust2"], ["log_mstar"]).fit(theta)
+    config = brightness_config(enc, space, enc.encode(flux, err, zred), theta)
+    net = PosteriorNetwork(3, enc.n_features, transforms=2, hidden=(16,), embedding=(16,),
+                           context=8, brightness=config, **arch).eval()  # fmt: skip
+    return net, enc, space
+
+
+def test_brightness_shift_is_equivariant_under_mass_scaling():
+    """Fluxes 10^d times brighter move b by d dex and the mass-like targets' shifts with it."""
+    net, enc, space = _brightness_net(affine=True)
+    shift = net.npe.flow.transform.transforms[0]
+    flux = np.array([[3e-9, 4e-9, 6e-9], [1e-8, 2e-8, 2e-8]])
+    err = 0.02 * flux
+    zred = np.array([1.0, 3.0])
+    b = shift.brightness(enc.encode(flux, err, zred))
+    b2 = shift.brightness(enc.encode(flux * 10**0.7, err * 10**0.7, zred))
+    assert torch.allclose(b2 - b, torch.full((2,), 0.7), atol=2e-4)
+    c = net.context(enc.encode(flux, err, zred))
+    t = shift.offsets(c)
+    t2 = shift.offsets(net.context(enc.encode(flux * 10**0.7, err * 10**0.7, zred)))
+    # log_mstar (real) moves by 0.7 dex in flow units; dust2 not at all; mass (logit) up,
+    # until the shift reaches the top of the prior box (the second object), where it stays
+    assert torch.allclose(t2[:, 2] - t[:, 2], torch.full((2,), 0.7 / space.scale[2]), atol=1e-3)
+    assert torch.equal(t2[:, 1], t[:, 1]) and t2[0, 0] > t[0, 0] and t2[1, 0] == t[1, 0]
+    # b for a mass-proportional flux grows with the mass; the fitted offset undoes b
+    config = net.config["brightness"]
+    assert config["targets"] == [0, 2] and config["kinds"] == ["logbox", "real"]
+
+
+def test_brightness_network_samples_saves_and_checks():
+    from prospect_sbi.posterior.network import check_config
+
+    net, enc, _ = _brightness_net(affine=True, residual=True)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = enc.encode(np.array([[3e-9, 4e-9, 6e-9]] * 4), np.full((4, 3), 1e-10),
+                   np.array([0.5, 1.0, 2.0, 4.0]))  # fmt: skip
+    with torch.no_grad():
+        torch.manual_seed(1)
+        fast = net.sample(x, 30)
+        torch.manual_seed(1)
+        slow = net.sample(x, 30, fast=False)
+        assert torch.allclose(fast, slow, atol=1e-4)
+        again = PosteriorNetwork.from_config(net.config)
+        again.load_state_dict(net.state_dict())
+        z = fast.movedim(1, 0)
+        assert torch.equal(again.log_prob(z, x), net.log_prob(z, x))
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    check_config(net.config, shapes)
+    with pytest.raises(ValueError, match="the stored weights have"):
+        check_config(net.config | {"transforms": 3}, shapes)
+    with pytest.raises(ValueError, match="brightness must be a configuration"):
+        PosteriorNetwork(3, 9, brightness=True)
+    with pytest.raises(ValueError, match="without a brightness shift"):
+        PosteriorNetwork.from_config(net.config | {"affine": False}).with_affine()

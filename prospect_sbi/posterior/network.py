@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FLOWS", "PosteriorNetwork", "check_config"]
+__all__ = ["FLOWS", "PosteriorNetwork", "brightness_config", "check_config"]
 
 import math
 import re
@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import zuko
@@ -21,7 +22,7 @@ from zuko.flows.gaussianization import ElementWiseTransform
 from zuko.transforms import MonotonicAffineTransform, MonotonicRQSTransform
 from zuko.utils import unpack
 
-from .layers import ContextAffine, ResidualMLP
+from .layers import BrightnessShift, ContextAffine, ResidualMLP
 
 #: zuko's default minimum slope of MonotonicAffineTransform (RealNVP couplings).
 _AFFINE_SLOPE = 1e-3
@@ -75,6 +76,11 @@ class PosteriorNetwork(nn.Module):
     affine : bool
         Put a per-object affine transform with a full covariance
         (:class:`~prospect_sbi.posterior.layers.ContextAffine`) first, on the data side.
+    brightness : dict, optional
+        Configuration of a :class:`~prospect_sbi.posterior.layers.BrightnessShift` (from
+        :func:`brightness_config`): the mass-like targets are shifted by the observed
+        brightness before every other transform, and the brightness is appended to the
+        context.
     marginal_bins : int
         Bins of a final element-wise rational-quadratic spline whose knots depend on the
         observation only (0: none). It shapes each marginal (e.g. a posterior piled against a
@@ -114,35 +120,43 @@ class PosteriorNetwork(nn.Module):
         seed: int = 0,
         residual: bool = False,
         affine: bool = False,
+        brightness: dict | None = None,
         **flow_kwargs: Any,
     ) -> None:
         super().__init__()
         if flow not in FLOWS:
             raise ValueError(f"unknown flow {flow!r}; use one of {sorted(FLOWS)}")
+        if brightness is not None and not isinstance(brightness, dict):
+            raise ValueError(f"brightness must be a configuration from brightness_config(); got "
+                             f"{brightness!r} (train(network={{'brightness': True}}) fits one)")
         self.config = {
             "n_targets": int(n_targets), "n_inputs": int(n_inputs), "flow": flow,
             "transforms": int(transforms), "hidden": [int(h) for h in hidden],
             "embedding": [int(h) for h in embedding], "context": int(context),
             "marginal_bins": int(marginal_bins), "seed": int(seed),
-            "residual": bool(residual), "affine": bool(affine),
+            "residual": bool(residual), "affine": bool(affine), "brightness": brightness,
         } | dict(flow_kwargs)  # fmt: skip
+        width = int(context) + (brightness is not None)  # the flow's context features
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if residual:
                 self.embedding = ResidualMLP(n_inputs, context, embedding)
             else:
                 self.embedding = zuko.nn.MLP(n_inputs, context, embedding, activation=nn.ELU)
-            self.npe = NPE(n_targets, context, build=FLOWS[flow], transforms=transforms,
+            self.npe = NPE(n_targets, width, build=FLOWS[flow], transforms=transforms,
                            hidden_features=list(hidden), **flow_kwargs)  # fmt: skip
             if marginal_bins:
                 spline = ElementWiseTransform(
-                    n_targets, context, univariate=partial(MonotonicRQSTransform, slope=1e-3),
+                    n_targets, width, univariate=partial(MonotonicRQSTransform, slope=1e-3),
                     shapes=[(marginal_bins,), (marginal_bins,), (marginal_bins - 1,)],
                     hidden_features=list(hidden),
                 )  # fmt: skip
                 self.npe.flow.transform.transforms.insert(0, spline)
+            steps = self.npe.flow.transform.transforms
             if affine:
-                self.npe.flow.transform.transforms.insert(0, ContextAffine(n_targets, context))
+                steps.insert(0, ContextAffine(n_targets, width))
+            if brightness is not None:
+                steps.insert(0, BrightnessShift(brightness | {"n_targets": int(n_targets)}))
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> PosteriorNetwork:
@@ -151,7 +165,7 @@ class PosteriorNetwork(nn.Module):
         Keys missing from configurations written before they existed take the value that
         those networks had (no residual embedding, no affine transform).
         """
-        return cls(**({"residual": False, "affine": False} | dict(config)))
+        return cls(**({"residual": False, "affine": False, "brightness": None} | dict(config)))
 
     def with_affine(self) -> PosteriorNetwork:
         """Return a copy with a :class:`~prospect_sbi.posterior.layers.ContextAffine` in front.
@@ -162,6 +176,9 @@ class PosteriorNetwork(nn.Module):
         """
         if self.config.get("affine"):
             raise ValueError("this network already has the per-object affine transform")
+        if self.config.get("brightness") is not None:
+            raise ValueError("the affine transform can be added only to a network without a "
+                             "brightness shift")  # fmt: skip
         grown = PosteriorNetwork.from_config(self.config | {"affine": True})
         prefix = "npe.flow.transform.transforms."
         state = {}
@@ -208,12 +225,20 @@ class PosteriorNetwork(nn.Module):
     def is_coupling(self) -> bool:
         """Whether every transform is a coupling or element-wise one (fast sampling path)."""
         steps = self.npe.flow.transform.transforms
-        kinds = (GeneralCouplingTransform, ElementWiseTransform, ContextAffine)
+        kinds = (GeneralCouplingTransform, ElementWiseTransform, ContextAffine, BrightnessShift)
         return all(isinstance(t, kinds) for t in steps)
+
+    def context(self, x: Tensor) -> Tensor:
+        """Return the flow's context (B, E) or (B, E + 1) of observations ``x`` (B, L)."""
+        c = self.embedding(x)
+        steps = self.npe.flow.transform.transforms
+        if isinstance(steps[0], BrightnessShift):
+            c = torch.cat([c, steps[0].feature(x)], -1)
+        return c
 
     def log_prob(self, z: Tensor, x: Tensor) -> Tensor:
         """Log-density of targets ``z`` (*, B, D) given observations ``x`` (B, L) -> (*, B)."""
-        return self.npe(z, self.embedding(x))
+        return self.npe(z, self.context(x))
 
     def forward(self, z: Tensor, x: Tensor) -> Tensor:
         """Evaluate :meth:`log_prob` (what :class:`lampe.inference.NPELoss` calls)."""
@@ -224,13 +249,15 @@ class PosteriorNetwork(nn.Module):
 
         ``fast=False`` uses zuko's generic ``flow(c).sample((n,))``.
         """
-        c = self.embedding(x)
+        c = self.context(x)
         flow = self.npe.flow
         if not (fast and self.is_coupling):
             return flow(c).sample((n,)).movedim(0, -2)
         y = flow.base(c).expand(c.shape[:-1]).sample((n,))  # (n, B, D), same draws as zuko
         for t in reversed(flow.transform.transforms):
-            if isinstance(t, ContextAffine):
+            if isinstance(t, BrightnessShift):
+                y = y + t.offsets(c)
+            elif isinstance(t, ContextAffine):
                 y = t.inverse_draws(c, y)
             elif isinstance(t, ElementWiseTransform):
                 y = _elementwise_inverse(t(c), y)
@@ -288,7 +315,8 @@ def check_config(config: Any, shapes: Mapping[str, Sequence[int]]) -> None:
         elif not (integral and 0 <= value <= largest):
             raise ValueError(f"network {key} is {value!r}; the stored weights allow an integer "
                              f"from 0 to {largest}")  # fmt: skip
-    found = _structure(shapes, bool(config.get("affine")), bool(config.get("residual")))
+    affine = 0 if not config.get("affine") else 1 + (config.get("brightness") is not None)
+    found = _structure(shapes, affine, bool(config.get("residual")))
     found["transforms"] -= bool(config["marginal_bins"])  # the marginal spline is one more
     want = {"n_targets": config["n_targets"], "n_inputs": config["n_inputs"],
             "context": config["context"], "embedding": [int(h) for h in config["embedding"]],
@@ -307,12 +335,12 @@ def _as_list(config: Mapping, key: str) -> list:
 
 
 def _structure(
-    shapes: Mapping[str, Sequence[int]], affine: bool = False, residual: bool = False
+    shapes: Mapping[str, Sequence[int]], affine: int = 0, residual: bool = False
 ) -> dict[str, Any]:
     """Sizes read off the weights' names and shapes (a key is absent when they do not say).
 
-    ``affine``: transform 0 is a :class:`ContextAffine` (not counted, its width is its own);
-    ``residual``: the embedding is a :class:`ResidualMLP`.
+    ``affine``: 1 + the index of a :class:`ContextAffine` among the transforms (not counted,
+    its width is its own), 0 for none; ``residual``: the embedding is a :class:`ResidualMLP`.
     """
     out: dict[str, Any] = {}
     if len(shapes.get("npe.flow.base.loc", ())) == 1:
@@ -331,13 +359,76 @@ def _structure(
             out["embedding"] = [int(s[0]) for _, s in emb[:-1]]
     layers: dict[int, list] = {}
     for k in shapes:
-        if (m := _TRANSFORM.match(k)) and not (affine and m[1] == "0"):
+        if (m := _TRANSFORM.match(k)) and int(m[1]) != affine - 1:
             layers.setdefault(int(m[1]), []).append((int(m[2]), shapes[k]))
     out["transforms"] = len(layers)
     widths = {tuple(int(s[0]) for _, s in sorted(v)[:-1]) for v in layers.values()}
     if len(widths) == 1:
         out["hidden"] = list(widths.pop())
     return out
+
+
+#: Names of the targets a :class:`BrightnessShift` moves: the mass parameters and the derived
+#: quantities proportional to the mass.
+MASS_LIKE = ("mass", "logmass", "log_mstar", "log_sfr10", "log_sfr100")
+
+
+def brightness_config(encoder: Any, space: Any, x: Tensor, theta: np.ndarray) -> dict:
+    """Fit the configuration of a :class:`~prospect_sbi.posterior.layers.BrightnessShift`.
+
+    Parameters
+    ----------
+    encoder : ObservationEncoder
+        The estimator's (fitted) input encoder: its layout and standardisation.
+    space : TargetSpace
+        The estimator's (fitted) targets.
+    x : torch.Tensor, (N, L)
+        Encoded noisy training observations, to fit the brightness' mean and spread and each
+        target's offset from it.
+    theta : numpy.ndarray, (N, D)
+        Their physical targets.
+
+    Raises
+    ------
+    ValueError
+        No target is mass-like (:data:`MASS_LIKE`).
+    """
+    from ..cosmology import luminosity_distance
+
+    idx = [j for j, name in enumerate(space.names) if name in MASS_LIKE]
+    if not idx:
+        raise ValueError(f"a brightness shift needs a mass-like target ({', '.join(MASS_LIKE)});"
+                         f" the targets are {space.names}")  # fmt: skip
+    f = len(encoder.bands)
+    kinds = [space.kinds[j] for j in idx]
+    lo = [math.log10(space.lo[j]) if k == "logbox" else space.lo[j] if k == "box" else 0.0
+          for j, k in zip(idx, kinds, strict=True)]  # fmt: skip
+    hi = [math.log10(space.hi[j]) if k == "logbox" else space.hi[j] if k == "box" else 1.0
+          for j, k in zip(idx, kinds, strict=True)]  # fmt: skip
+    zgrid = np.expm1(np.linspace(np.log1p(1e-3), np.log1p(30.0), 256))
+    s = encoder.stats
+    config = {
+        "bands": f, "mag_col": 0, "missing_col": (3 + int(encoder.colours)) * f,
+        "zred_col": encoder.n_features - 1 if encoder.known_zred else None,
+        "mag_mean": np.asarray(s["mag_mean"], float).tolist(),
+        "mag_std": np.asarray(s["mag_std"], float).tolist(),
+        "log_depth": np.log10(encoder.depth).tolist(),
+        "zred_mean": float(s["zred_mean"]), "zred_std": float(s["zred_std"]),
+        "zgrid": zgrid.tolist(), "log_dl": np.log10(luminosity_distance(zgrid)).tolist(),
+        "targets": idx, "kinds": kinds, "lo": lo, "hi": hi,
+        "shift": [float(space.shift[j]) for j in idx],
+        "scale": [float(space.scale[j]) for j in idx],
+        "offset": [0.0] * len(idx), "b_mean": 0.0, "b_std": 1.0,
+    }  # fmt: skip
+    with torch.no_grad():
+        b = BrightnessShift(config | {"n_targets": len(space)}).brightness(x).double().numpy()
+    value = np.asarray(theta, float)[:, idx]
+    logged = np.array([k == "logbox" for k in kinds])
+    value[:, logged] = np.log10(value[:, logged])
+    bright = b > np.percentile(b, 50)  # where b says something about the mass
+    config["offset"] = np.median(value[bright] - b[bright, None], axis=0).tolist()
+    config["b_mean"], config["b_std"] = float(b.mean()), float(max(b.std(), 1e-3))
+    return config
 
 
 def _hidden(t: GeneralCouplingTransform, y_a: Tensor, c: Tensor, weight_a: Tensor) -> Tensor:

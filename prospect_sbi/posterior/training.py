@@ -25,7 +25,7 @@ from .data import Examples, MassAugmentation
 from .encoding import ObservationEncoder
 from .estimator import AmortizedPosterior
 from .metrics import held_out
-from .network import FLOWS, PosteriorNetwork
+from .network import FLOWS, PosteriorNetwork, brightness_config
 from .recalibration import MIN_PER_BIN, N_SNR_BINS, recalibrate
 
 #: Derived quantities learned with the free parameters by default (``t50`` when present).
@@ -92,7 +92,10 @@ def train(
         Flow family (:data:`prospect_sbi.posterior.network.FLOWS`); ``"realnvp"`` (affine
         coupling) is the fastest to sample, ``"nsf"`` (spline coupling) the most flexible.
     network : dict, optional
-        Other :class:`PosteriorNetwork` arguments (``transforms``, ``hidden``, ...).
+        Other :class:`PosteriorNetwork` arguments (``transforms``, ``hidden``, ``affine``,
+        ``residual``, ...); ``"brightness": True`` fits a brightness shift of the mass-like
+        targets (:func:`~prospect_sbi.posterior.network.brightness_config`) on the rows the
+        input encoder is fitted on.
     max_epochs : int
         Total number of epochs, counting those of a resumed run.
     batch_size : int
@@ -181,6 +184,10 @@ def train(
                          f"{n_val}")  # fmt: skip
     if setup.start is None:
         arch = {"flow": flow, **(network or {})}
+        if arch.get("brightness") is True:  # fitted on the encoder's rows
+            arch["brightness"] = setup.brightness_config(seed)
+        elif arch.get("brightness") is False:
+            arch["brightness"] = None
         net = PosteriorNetwork(len(setup.space), setup.encoder.n_features, seed=seed, **arch)
         first_epoch = 0
     else:
@@ -360,6 +367,13 @@ class _Setup:
             net = net.with_affine()
             self.init["added"] = "affine"
         return net, first
+
+    def brightness_config(self, seed: int) -> dict[str, Any]:
+        """Fit a brightness shift (``network={"brightness": True}``) on the encoder's rows."""
+        rows = self.train_rows[:_ENCODER_ROWS]
+        flux, err = self.data.noisy(rows, self.noise, np.random.default_rng([seed, 1]))
+        x = self.encoder.encode(flux, err, self.data.zred[rows])
+        return brightness_config(self.encoder, self.space, x, self.data.theta[rows])
 
     def describe(self) -> dict[str, Any]:
         """Describe what a checkpoint must match: data, targets and split (not the path)."""
