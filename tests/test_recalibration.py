@@ -65,8 +65,10 @@ def test_apply_keeps_order_and_support(rng):
     out = recal.apply(z, snr[:50])
     # each label's draws keep their order (so the dependence between labels is kept) and stay
     # inside the range of the draws they came from (inside any prior box)
-    in_order = out.gather(1, torch.argsort(z, dim=1))
-    assert torch.all(in_order.diff(dim=1) >= -1e-6)
+    ordered, order = torch.sort(z, dim=1)
+    in_order = out.gather(1, order)
+    strict = ordered.diff(dim=1) > 0  # draws equal in float32 may map in either order
+    assert torch.all(in_order.diff(dim=1)[strict] >= -1e-6)
     assert torch.all(out >= z.min(1, keepdim=True).values - 1e-6)
     assert torch.all(out <= z.max(1, keepdim=True).values + 1e-6)
     identity = Recalibration([], recal.levels, np.broadcast_to(recal.levels, (1, 3, 21)))
