@@ -88,7 +88,7 @@ def test_jy_as_maggies_ten_rows_refused(post, faint):
     ("factor", "match"),
     [
         (1 / 3631, r"maggies declared as Jy \(x 1/3631\)"),
-        (1e-9, r"nJy read as Jy \(x 1e-9\)"),
+        (1e-9, r"Jy values read as nJy or uJy \(x 1e-9, x 1e-6\)"),
     ],
 )
 def test_fluxes_scaled_down_refused(post, faint, factor, match):

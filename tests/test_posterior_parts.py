@@ -271,7 +271,7 @@ def test_shallow_non_detections_become_missing_bands():
 def test_shallow_errors_cover_the_training_noise():
     """Hardly any non-detection of the training noise counts as shallow; 45x the depth does."""
     from prospect_sbi import JadesPixelNoise
-    from prospect_sbi.posterior.checks import SHALLOW_FACTOR, shallow_errors
+    from prospect_sbi.posterior.plausibility import SHALLOW_FACTOR, shallow_errors
 
     noise = JadesPixelNoise()
     max_err = shallow_errors(noise)

@@ -93,8 +93,9 @@ def _catalogue(post: object, data: Path, out: Path, args: argparse.Namespace) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..fitting import fit_catalog
     from ..jades_data import read_specz_catalogue
-    from .fit import fit_catalog
+    from ..posterior.plausibility import count_flags
 
     path = out / "jades_specz_sbi.ecsv"
     if path.exists():
@@ -103,10 +104,11 @@ def _catalogue(post: object, data: Path, out: Path, args: argparse.Namespace) ->
     cat = read_specz_catalogue(data, post.filters, err_floor=args.err_floor)
     t0 = time.perf_counter()
     table = fit_catalog(post, cat, draws=args.draws, seed=args.seed, progress=False)
-    ok = table["flag"] == "ok"
+    ok = np.isfinite(table["log_mstar_p50"])
+    counts = count_flags(table["flag"])
     print(f"[2] catalogue: {len(table)} galaxies, {int(ok.sum())} fitted in "
-          f"{time.perf_counter() - t0:.1f} s; others flagged: "
-          f"{', '.join(sorted(set(table['flag'][~ok])) or ['none'])}")  # fmt: skip
+          f"{time.perf_counter() - t0:.1f} s; flagged: "
+          f"{', '.join(f'{v} {k}' for k, v in counts.items()) or 'none'}")  # fmt: skip
     table.write(path, overwrite=True)
     fig, ax = plt.subplots(figsize=(5, 4))
     y = table["log_mstar_p50"][ok]

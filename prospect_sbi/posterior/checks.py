@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["Observations", "check_observations", "check_zred", "drop_shallow",
-           "outside_zred_range", "shallow_errors", "SHALLOW_FACTOR"]  # fmt: skip
+           "outside_zred_range"]
 
 import warnings
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .plausibility import SHALLOW_FACTOR, check_brightness, shallow_errors
+from .plausibility import UnitError, check_brightness
 
 
 @dataclass
@@ -123,17 +123,17 @@ def _check_units(flux: np.ndarray, err: np.ndarray, stats: dict | None) -> None:
         return
     median = float(np.median(flux))
     if median > 1.0 and np.all((flux > 5) & (flux < 45)):
-        raise ValueError(
+        raise UnitError(
             f"flux looks like AB magnitudes (median {median:.3g}); pass maggies: "
             "10**(-0.4 * mag), and err = 0.4 * ln(10) * flux * mag_err"
         )
     if np.max(np.abs(flux)) < 1.0 <= np.median(err):
-        raise ValueError(
+        raise UnitError(
             f"errors of 1 or more (median {np.median(err):.3g}) with fluxes below 1 maggie: "
             "inverse variances (weights) instead of 1-sigma errors? err = 1 / sqrt(ivar)"
         )
     if np.max(np.abs(flux)) >= 1.0 or np.max(err) >= 1.0:
-        raise ValueError(
+        raise UnitError(
             f"fluxes or errors of 1 maggie (AB 0) or more (max |flux| {np.max(np.abs(flux)):.3g}"
             "): these are not maggies; convert Jy with / 3631, microJy with * 1e-6 / 3631"
         )
@@ -191,8 +191,9 @@ def drop_shallow(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Treat non-detections much shallower than the training noise as missing bands.
 
-    A band with S/N < 3 and an error over ``max_err`` (:func:`shallow_errors`: beyond the
-    errors of training non-detections; e.g. HST pixels of a JWST-depth survey, or an edge
+    A band with S/N < 3 and an error over ``max_err``
+    (:func:`~prospect_sbi.posterior.plausibility.shallow_errors`: beyond the errors of
+    training non-detections; e.g. HST pixels of a JWST-depth survey, or an edge
     of a mosaic) lies outside every training example, and a network extrapolates there
     unpredictably; as a missing band it is marginalised over instead, as band dropout taught
     the estimator, and it carried almost no information anyway. Warns with the number of

@@ -23,6 +23,7 @@ from .network import PosteriorNetwork
 from .plausibility import (
     NoiseRange,
     check_errors,
+    count_flags,
     flag_observations,
     join_flags,
     prior_edge_flags,
@@ -255,7 +256,7 @@ class AmortizedPosterior:
         obs = self._observations(flux, err, zred)
         with _seeded(seed, self.device):
             out = self._draw(obs.flux, obs.err, obs.zred, n, chunk_size, recalibrate)
-        warn_prior_edge(prior_edge_flags(out, self.labels, self.space))
+        warn_prior_edge(count_flags(prior_edge_flags(out, self.labels, self.space)), len(out))
         return out[0] if obs.single else out
 
     def _draw(
@@ -458,7 +459,7 @@ class AmortizedPosterior:
                 if chi2 is not None:
                     chi2[rows], ood[rows] = predictive_check(part.flux, part.err, part.zred,
                                                              draws)  # fmt: skip
-        warn_prior_edge(edge)
+        warn_prior_edge(count_flags(edge), len(obs))
         flags = join_flags(len(obs), [("ood", ood)], obs.flags, edge)
         table = summary_table(self.labels, stats, meta={"n_draws": n, "seed": seed})
         table["flag"] = np.where(flags == "", "ok", flags).astype(str)
@@ -619,9 +620,10 @@ class AmortizedPosterior:
         return posterior
 
     def __repr__(self) -> str:
+        recal = "recalibrated" if self.recalibration is not None else "not recalibrated"
         return (f"AmortizedPosterior({self.network.config['flow']}, {len(self.labels)} labels, "
                 f"{len(self.filters)} bands, redshift={self.redshift!r}, "
-                f"model {self.model_hash})")  # fmt: skip
+                f"model {self.model_hash}, {recal})")  # fmt: skip
 
 
 def _band_names(filters: Sequence) -> list[str]:

@@ -16,9 +16,10 @@ B stands for the number of objects, F for the number of bands, n for draws per o
 from __future__ import annotations
 
 __all__ = ["BRIGHT_FACTOR", "FLAG_REASONS", "NoiseRange", "ObservationWarning",
-           "PriorEdgeWarning", "SCALE_PARAMETERS", "SHALLOW_FACTOR", "check_brightness",
-           "check_errors", "count_flags", "flag_observations", "join_flags", "prior_edge_flags",
-           "shallow_errors", "warn_flags", "warn_prior_edge"]  # fmt: skip
+           "PriorEdgeWarning", "SCALE_PARAMETERS", "SHALLOW_FACTOR", "UnitError",
+           "check_brightness", "check_errors", "count_flags", "flag_observations",
+           "join_flags", "prior_edge_flags", "shallow_errors", "warn_flags",
+           "warn_prior_edge"]  # fmt: skip
 
 import warnings
 from collections.abc import Iterable, Sequence
@@ -57,6 +58,10 @@ SCALE_PARAMETERS = ("mass", "logmass")
 #: Share of training-like objects each reason flags (at most); a batch is warned about only
 #: when its share is above twice this (a single flagged object always).
 _TRAINING_RATE = {"bright": 0.01, "prior_edge": 0.02}
+
+
+class UnitError(ValueError):
+    """Values the estimator refuses because they look like another unit than maggies."""
 
 
 class ObservationWarning(UserWarning):
@@ -164,7 +169,7 @@ def check_brightness(flux: np.ndarray, flux_stats: dict[str, float] | None) -> N
 
     Raises
     ------
-    ValueError
+    UnitError
         Naming the median, the training limit and the likely slip.
     """
     stats = flux_stats or {}
@@ -177,7 +182,7 @@ def check_brightness(flux: np.ndarray, flux_stats: dict[str, float] | None) -> N
                               ("p99", "99% of the training fluxes", _MIN_BATCH)):  # fmt: skip
         limit = stats.get(key)
         if limit is not None and n >= enough and median > limit:
-            raise ValueError(
+            raise UnitError(
                 f"median flux {median:.3g} maggies of the {n} objects is brighter than {what} "
                 f"({limit:.3g}): are these Jy passed as maggies? Convert with Jy / 3631"
             )
@@ -204,7 +209,8 @@ def check_errors(flux: np.ndarray, err: np.ndarray, ranges: NoiseRange) -> None:
     Raises
     ------
     ValueError
-        One line: what was seen, what the noise model allows, the likely mistake.
+        One line: what was seen, what the noise model allows, the likely mistake; a
+        :class:`UnitError` for errors below the noise model's.
     """
     valid = _valid(flux, err)
     if not valid.any():
@@ -231,13 +237,14 @@ def check_errors(flux: np.ndarray, err: np.ndarray, ranges: NoiseRange) -> None:
             hint = (f"median S/N {median_snr:.0e}: variances (err**2) instead of 1-sigma "
                     "errors, or errors in another unit than the fluxes?")  # fmt: skip
         elif factor > 1e4:
-            hint = "fluxes and errors too small: nJy read as Jy (x 1e-9), or uJy (x 1e-6)?"
+            hint = ("fluxes and errors far too small: Jy values read as nJy or uJy (x 1e-9, "
+                    "x 1e-6)?")  # fmt: skip
         else:
             hint = "fluxes and errors too small: maggies declared as Jy (x 1/3631)?"
-        raise ValueError(
+        raise UnitError(
             f"{share:.0%} of the errors are below the smallest error the estimator's noise "
             f"model gives ({ranges.err_min[band]:.3g} maggies in {ranges.bands[band]}), by a "
-            f"median factor {factor:.2g}; {hint}"
+            f"median factor of at least {factor:.2g}; {hint}"
         )
 
 
@@ -398,14 +405,19 @@ def prior_edge_flags(draws: np.ndarray, labels: Sequence[str], space: Any) -> np
     return join_flags(len(draws), masks)
 
 
-def warn_prior_edge(flags: np.ndarray, stacklevel: int = 3) -> None:
+def warn_prior_edge(counts: dict[str, int], n: int, stacklevel: int = 3) -> None:
     """Warn (:class:`PriorEdgeWarning`) about objects :func:`prior_edge_flags` flagged.
 
-    Objects of the training set itself lie near those edges (under 2% of them pile on one),
-    so a batch is warned about when more than 4% of it does (a single object always).
+    Parameters
+    ----------
+    counts : dict of str -> int
+        Objects per flag reason (:func:`count_flags`); those of prior edges are used.
+    n : int
+        Objects in the batch. Objects of the training set itself lie near the edges (under
+        2% of them pile on one), so a batch is warned about when more than 4% of it does (a
+        single object always).
+    stacklevel : int
     """
-    n = len(flags)
-    counts = count_flags(flags)
     for edge, what in (("max", "upper"), ("min", "lower")):
         for name in sorted(k for k in counts if k.endswith(f"_at_prior_{edge}")):
             k = counts[name]
