@@ -139,22 +139,10 @@ def check_catalog(post: Any, catalog: Catalog, rows: np.ndarray | None = None) -
 
 def _predictive_check(post: Any, model: Any, sps: Any) -> Any:
     """Build a :class:`~prospect_sbi.ppc.PredictiveCheck`; None for ``model=False`` or none."""
-    if model is False:
-        return None
-    if model is None:
-        try:
-            model = post.model()
-        except ValueError as err:
-            warnings.warn(f"the predictive check (chi2_red, ood) is skipped: {err}; pass "
-                          "model=", UserWarning, stacklevel=3)  # fmt: skip
-            return None
-    from ..ppc import PredictiveCheck
+    from ..ppc import PredictiveCheck, check_model
 
-    if sps is None:
-        from ..sources import BC03MilesBasis
-
-        sps = BC03MilesBasis()
-    return PredictiveCheck(post, model, sps)
+    model, sps = check_model(post, model, sps, stacklevel=5)
+    return None if model is None else PredictiveCheck(post, model, sps)
 
 
 class _CatalogFit:

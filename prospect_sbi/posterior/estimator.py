@@ -460,7 +460,7 @@ class AmortizedPosterior:
                     chi2[rows], ood[rows] = predictive_check(part.flux, part.err, part.zred,
                                                              draws)  # fmt: skip
         warn_prior_edge(count_flags(edge), len(obs))
-        flags = join_flags(len(obs), [("ood", ood)], obs.flags, edge)
+        flags = join_flags(len(obs), [], obs.flags, edge, np.where(ood, "ood", ""))
         table = summary_table(self.labels, stats, meta={"n_draws": n, "seed": seed})
         table["flag"] = np.where(flags == "", "ok", flags).astype(str)
         if chi2 is not None:
