@@ -18,6 +18,7 @@ FLUX_UNITS = {"maggies": 1.0, "Jy": 1 / 3631, "mJy": 1e-3 / 3631, "uJy": 1e-6 / 
               "nJy": 1e-9 / 3631}  # fmt: skip
 #: AB magnitudes (or magnitude errors) this large are sentinels (99, -99) of a missing band.
 AB_SENTINEL = 50.0
+_MAG_ROWS = 5  # rows from which flux columns all within 5-45 (errors < 1) are magnitudes
 
 
 def short_band_name(name: str) -> str:
@@ -62,6 +63,13 @@ def to_maggies(
         maggies = 10 ** (-0.4 * flux)
         return maggies, 0.4 * np.log(10) * maggies * err
     return flux * FLUX_UNITS[unit], err * FLUX_UNITS[err_unit]
+
+
+def _look_like_magnitudes(flux: np.ndarray, err: np.ndarray) -> bool:
+    """Whether a flux column and its errors look like AB magnitudes and magnitude errors."""
+    ok = np.isfinite(flux) & np.isfinite(err)
+    return bool(ok.any() and np.all((flux[ok] > 5) & (flux[ok] < 45))
+                and np.all((err[ok] > 0) & (err[ok] < 1)))  # fmt: skip
 
 
 def _ab_sentinels(mag: np.ndarray, mag_err: np.ndarray) -> np.ndarray:
@@ -138,14 +146,16 @@ def read_catalog(
     Raises
     ------
     ValueError
-        A band's flux or error column missing or matched twice, no unit, an unknown unit.
+        A band's flux or error column missing or matched twice, no unit, an unknown unit, flux
+        columns that hold AB magnitudes (5 rows or more, every value within 5-45 with errors
+        below 1) read in a flux unit.
     """
     if not (np.isfinite(err_floor) and err_floor >= 0):
         raise ValueError(f"err_floor must be a fraction >= 0 of the flux; got {err_floor}")
     table = source if isinstance(source, Table) else Table.read(source)
     flux = np.empty((len(table), len(bands)))
     err = np.empty_like(flux)
-    units, sentinels = {}, 0
+    units, sentinels, like_mags = {}, 0, None
     for j, band in enumerate(bands):
         fname, ename = (_column(table, fmt, band, what) for fmt, what in
                         ((flux_format, "flux"), (err_format, "error")))  # fmt: skip
@@ -154,7 +164,14 @@ def read_catalog(
         raw = [np.asarray(np.ma.filled(table[name], np.nan), float) for name in (fname, ename)]
         if units[fname] == "AB":
             sentinels += int(np.sum(_ab_sentinels(*raw)))
+        else:
+            like_mags = like_mags is not False and _look_like_magnitudes(*raw)
         flux[:, j], err[:, j] = to_maggies(*raw, units[fname], units[ename])
+    if like_mags and len(table) >= _MAG_ROWS:
+        first = _column(table, flux_format, bands[0], "flux")
+        raise ValueError(f"the flux columns hold values between 5 and 45 with errors below 1 "
+                         f"in every row, like AB magnitudes, but are read as {units[first]} "
+                         f"({first!r}): pass --unit AB (unit='AB')")  # fmt: skip
     if sentinels:
         warnings.warn(f"{sentinels} entries with an AB magnitude or error of {AB_SENTINEL:g} or "
                       "more (99, -99: no measurement) are treated as missing bands",

@@ -204,10 +204,14 @@ def test_fit_resume_refuses_another_option_set(tmp_path, small_estimator, small_
     table["z2"] = np.clip(table["z"] * 1.1, 0.5, 5.0)
     table.write(tmp_path / "cat.ecsv")
     out = tmp_path / "fit.fits"
-    argv = [sys.executable, "-m", "prospect_sbi.cli", "fit", str(tmp_path / "cat.ecsv"),
-            str(small_estimator_file), "-o", str(out), "--unit", "nJy", "--flux-format",
-            "flux_{band}", "--err-format", "err_{band}", "--zred-column", "z", "--draws", "30",
-            "--chunk-size", "3", "--no-ppc"]  # fmt: skip
+
+    def command(path, zcol="z"):
+        return [sys.executable, "-m", "prospect_sbi.cli", "fit", str(tmp_path / "cat.ecsv"),
+                str(small_estimator_file), "-o", str(path), "--unit", "nJy", "--flux-format",
+                "flux_{band}", "--err-format", "err_{band}", "--zred-column", zcol,
+                "--id-column", "id", "--draws", "30", "--chunk-size", "3", "--no-ppc"]  # fmt: skip
+
+    argv = command(out)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
@@ -222,8 +226,7 @@ def test_fit_resume_refuses_another_option_set(tmp_path, small_estimator, small_
     assert "interrupted; rerun the same command to resume" in err
     done = len(list(parts.glob("part*.npy")))
     assert 2 <= done < 200 and not out.exists()
-    other = subprocess.run([*argv[:-6], "z2", *argv[-5:]], env=env, capture_output=True,
-                           text=True)  # fmt: skip
+    other = subprocess.run(command(out, "z2"), env=env, capture_output=True, text=True)
     assert other.returncode == 2
     assert "holds an unfinished run with other inputs or options (--zred-column: 'z' then, " \
            "'z2' now)" in other.stderr, other.stderr  # fmt: skip
@@ -233,8 +236,8 @@ def test_fit_resume_refuses_another_option_set(tmp_path, small_estimator, small_
     resumed = Table.read(out)
     assert resumed["id"].tolist() == table["id"].tolist()
     # the chunks done before the interruption are those an uninterrupted run gives
-    whole = subprocess.run([*argv[:6], str(tmp_path / "whole.fits"), *argv[7:]], env=env,
-                           capture_output=True, text=True)  # fmt: skip
+    whole = subprocess.run(command(tmp_path / "whole.fits"), env=env, capture_output=True,
+                           text=True)  # fmt: skip
     assert whole.returncode == 0, whole.stderr
     np.testing.assert_array_equal(Table.read(tmp_path / "whole.fits")["log_mstar_p50"],
                                   resumed["log_mstar_p50"])  # fmt: skip
@@ -303,6 +306,14 @@ def test_catalogue_columns_matched_twice_or_in_other_units(tmp_path):
     with pytest.warns(UserWarning, match="2 entries with an AB magnitude or error of 50 or more"):
         cat = read_catalog(mags, bands, unit="AB")
     assert np.isnan(cat.flux[1]).all() and np.isfinite(cat.flux[0]).all()
+    rng = np.random.default_rng(0)
+    mags = Table({c: rng.uniform(22, 30, 6) if c[0] == "F" else rng.uniform(0.01, 0.3, 6)
+                  for c in ("F200W", "unc_F200W", "F444W", "unc_F444W")})  # fmt: skip
+    with pytest.raises(ValueError, match=r"the flux columns hold values between 5 and 45 with "
+                       r"errors below 1 in every row, like AB magnitudes, but are read as nJy "
+                       r"\('F200W'\): pass --unit AB"):  # fmt: skip
+        read_catalog(mags, bands, unit="nJy")
+    assert np.all(read_catalog(mags, bands, unit="AB").flux < 1e-8)
 
 
 def test_train_command_with_a_run_file(tmp_path, capsys):

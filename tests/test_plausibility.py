@@ -138,6 +138,17 @@ def test_n_must_be_a_number_of_draws(post, faint):
         post.sample(flux, err, 2.3)
 
 
+def test_log_prob_refuses_theta_outside_every_prior_box(post, faint):
+    flux, err, zred, log_mass = faint
+    theta = post.sample(flux, err, 5, zred=zred, seed=0)[:, 0]  # (10, D)
+    assert np.all(np.isfinite(post.log_prob(theta, flux, err, zred=zred)))
+    theta[:, post.labels.index("mass")] = log_mass  # log10 of the LogUniform mass
+    with pytest.raises(ValueError, match=r"no theta lies inside the prior support: mass = "
+                       r"[0-9.]+ is outside \[10000, 1e\+12\] \(a log10 of a LogUniform "
+                       r"parameter\?\)"):  # fmt: skip
+        post.log_prob(theta, flux, err, zred=zred)
+
+
 def test_noise_range_of_the_jades_noise(post):
     rng = NoiseRange.of(post.noise)
     depth = post.noise.depth

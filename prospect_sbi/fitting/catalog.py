@@ -150,6 +150,8 @@ class _CatalogFit:
 
     def __init__(self, post: Any, catalog: Catalog, draws: int, seed: int, model: Any,
                  sps: Any) -> None:  # fmt: skip
+        if len(catalog.flux) == 0:
+            raise ValueError("the catalogue has no rows")
         self.post, self.catalog, self.draws, self.seed = post, catalog, int(draws), int(seed)
         self.flag = _row_flags(post, catalog)
         self.ok = np.flatnonzero(self.flag == "")
@@ -192,7 +194,9 @@ class _CatalogFit:
         return out
 
     def chunks(self, chunk_size: int) -> Iterator[slice]:
-        n, size = len(self.flag), max(1, int(chunk_size))
+        if int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+        n, size = len(self.flag), int(chunk_size)
         for start in range(0, n, size):
             yield slice(start, min(start + size, n))
 

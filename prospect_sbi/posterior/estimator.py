@@ -376,6 +376,13 @@ class AmortizedPosterior:
         numpy.ndarray, float64, (*, B)
             ``log q(theta | x)``, including the Jacobian of the bounded transforms; ``-inf``
             outside the prior support.
+
+        Raises
+        ------
+        ValueError
+            Bad observations (:meth:`prepare`), a wrong shape, or values of which none lies
+            inside the prior support (another order, or a log10 mass for a ``LogUniform``
+            mass): a table of ``-inf`` would say nothing.
         """
         obs = self._observations(flux, err, zred)
         flux, err, z, single = obs.flux, obs.err, obs.zred, obs.single
@@ -391,6 +398,7 @@ class AmortizedPosterior:
             raise ValueError(f"theta has shape {theta.shape}; expected (*, {len(flux)}, {d}) or "
                              f"(*, {len(flux)}, {len(self.labels)})")  # fmt: skip
         x_all = torch.from_numpy(theta[..., :d])
+        self._check_support(x_all)
         out = torch.empty(x_all.shape[:-1], dtype=torch.float64)
         with torch.no_grad():
             for rows in _chunks(len(flux), chunk_size):
@@ -403,6 +411,23 @@ class AmortizedPosterior:
                 out[..., rows] = torch.where(inside, lp, -torch.inf)
         result = out.numpy()
         return result[..., 0] if single else result
+
+    def _check_support(self, x: torch.Tensor) -> None:
+        """Refuse values of which not one lies in the prior support: another unit or order."""
+        if x.numel() == 0 or bool(self.space.in_support(x).any()):
+            return
+        rows = x.reshape(-1, x.shape[-1]).numpy()
+        kinds = np.asarray(self.space.kinds)
+        boxed = np.isin(kinds, ("box", "logbox"))
+        with np.errstate(invalid="ignore"):
+            out = boxed & ((rows <= self.space.lo) | (rows >= self.space.hi))
+        out |= (kinds == "positive") & (rows <= 0) | ~np.isfinite(rows)
+        i, j = (int(k[0]) for k in np.nonzero(out)) if out.any() else (0, 0)
+        name, value = self.space.names[j], float(rows[i, j])
+        hint = " (a log10 of a LogUniform parameter?)" if kinds[j] == "logbox" else ""
+        raise ValueError(f"no theta lies inside the prior support: {name} = {value:g} is "
+                         f"outside [{self.space.lo[j]:g}, {self.space.hi[j]:g}]{hint}; theta "
+                         f"is in the order of labels, in physical units: {self.labels}")
 
     def _centre(self, like: torch.Tensor) -> torch.Tensor:
         """Return a point inside the support (the flow's origin) for rows that lie outside."""
