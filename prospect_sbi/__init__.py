@@ -20,7 +20,9 @@ __version__ = "0.1.0"
 #: Public names that need torch or Prospector's fitting code: imported on first use.
 _LAZY = {
     "AmortizedPosterior": "posterior", "train": "posterior",
+    "ObservationWarning": "posterior",
     "fit_model": "fitting", "compare": "fitting", "write_results": "fitting",
+    "fit_catalog": "fitting",
     "importance_sample": "fitting",
     "register_fitter": "fitting", "get_fitter": "fitting", "available_fitters": "fitting",
     "fit_pixels": "pixels", "make_maps": "pixels", "load_fits": "pixels",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["Catalog", "FLUX_UNITS", "read_catalog", "short_band_name", "to_maggies"]
+__all__ = ["AB_SENTINEL", "Catalog", "FLUX_UNITS", "read_catalog", "short_band_name",
+           "to_maggies"]
 
 import os
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from astropy.table import Table
@@ -14,6 +16,9 @@ from astropy.table import Table
 #: Flux units a catalogue may use -> factor to maggies ("AB" magnitudes are handled apart).
 FLUX_UNITS = {"maggies": 1.0, "Jy": 1 / 3631, "mJy": 1e-3 / 3631, "uJy": 1e-6 / 3631,
               "nJy": 1e-9 / 3631}  # fmt: skip
+#: AB magnitudes (or magnitude errors) this large are sentinels (99, -99) of a missing band.
+AB_SENTINEL = 50.0
+_MAG_ROWS = 5  # rows from which flux columns all within 5-45 (errors < 1) are magnitudes
 
 
 def short_band_name(name: str) -> str:
@@ -21,21 +26,55 @@ def short_band_name(name: str) -> str:
     return name.rsplit("_", 1)[-1].upper()
 
 
-def to_maggies(flux: np.ndarray, err: np.ndarray, unit: str) -> tuple[np.ndarray, np.ndarray]:
+def to_maggies(
+    flux: np.ndarray, err: np.ndarray, unit: str, err_unit: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Convert fluxes and 1-sigma errors to maggies; AB magnitudes and magnitude errors too.
+
+    Parameters
+    ----------
+    flux, err : array_like, (*,)
+        Values in ``unit``; errors in ``err_unit`` (default ``unit``).
+    unit, err_unit : str
+        A key of :data:`FLUX_UNITS` or ``"AB"`` (magnitudes and magnitude errors). AB values
+        of :data:`AB_SENTINEL` or more in size (99, -99) are missing bands: NaN.
+
+    Returns
+    -------
+    flux, err : numpy.ndarray, (*,)
+        Maggies.
 
     Raises
     ------
     ValueError
-        An unknown unit.
+        An unknown unit, or AB magnitudes with errors in a flux unit (or the reverse).
     """
     flux, err = np.asarray(flux, dtype=float), np.asarray(err, dtype=float)
+    err_unit = unit if err_unit is None else err_unit
+    for u in (unit, err_unit):
+        if u != "AB" and u not in FLUX_UNITS:
+            raise ValueError(f"unknown flux unit {u!r}; use one of {[*FLUX_UNITS, 'AB']}")
+    if (unit == "AB") != (err_unit == "AB"):
+        raise ValueError(f"fluxes in {unit} but errors in {err_unit}: give both as AB "
+                         "magnitudes or both as flux densities")  # fmt: skip
     if unit == "AB":
+        sentinel = _ab_sentinels(flux, err)
+        flux, err = np.where(sentinel, np.nan, flux), np.where(sentinel, np.nan, err)
         maggies = 10 ** (-0.4 * flux)
         return maggies, 0.4 * np.log(10) * maggies * err
-    if unit not in FLUX_UNITS:
-        raise ValueError(f"unknown flux unit {unit!r}; use one of {[*FLUX_UNITS, 'AB']}")
-    return flux * FLUX_UNITS[unit], err * FLUX_UNITS[unit]
+    return flux * FLUX_UNITS[unit], err * FLUX_UNITS[err_unit]
+
+
+def _look_like_magnitudes(flux: np.ndarray, err: np.ndarray) -> bool:
+    """Whether a flux column and its errors look like AB magnitudes and magnitude errors."""
+    ok = np.isfinite(flux) & np.isfinite(err)
+    return bool(ok.any() and np.all((flux[ok] > 5) & (flux[ok] < 45))
+                and np.all((err[ok] > 0) & (err[ok] < 1)))  # fmt: skip
+
+
+def _ab_sentinels(mag: np.ndarray, mag_err: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return (np.abs(mag) >= AB_SENTINEL) | (np.abs(mag_err) >= AB_SENTINEL)
 
 
 @dataclass
@@ -51,6 +90,10 @@ class Catalog:
         The id column, or row numbers.
     table : astropy.table.Table
         The catalogue as read.
+    units : dict of str -> str
+        Unit each flux and error column was read in (a key of :data:`FLUX_UNITS` or ``AB``).
+    unit_source : {"option", "header"}
+        Whether the units were given (``unit=``) or read from the columns' own units.
     """
 
     flux: np.ndarray
@@ -58,6 +101,8 @@ class Catalog:
     zred: np.ndarray | None
     ids: np.ndarray
     table: Table
+    units: dict[str, str] = field(default_factory=dict)
+    unit_source: str = "option"
 
 
 def read_catalog(
@@ -80,16 +125,19 @@ def read_catalog(
     bands : sequence of str
         sedpy names, in the order wanted (e.g. an estimator's ``filters``).
     unit : str, optional
-        ``maggies``, ``Jy``, ``mJy``, ``uJy``, ``nJy`` or ``AB``; overrides the columns' own
-        units (headers are sometimes wrong). Without it the columns must carry a flux unit.
+        ``maggies``, ``Jy``, ``mJy``, ``uJy``, ``nJy`` or ``AB``, for fluxes and errors;
+        overrides the columns' own units (headers are sometimes wrong). Without it the flux
+        columns must carry a flux unit; an error column without one shares its flux column's.
     flux_format, err_format : str
         Column names, ``{band}`` standing for the short name (``F444W``); the sedpy name
-        (``jwst_f444w``) and lower case are tried too.
+        (``jwst_f444w``) and other cases are tried too, and two columns that both match
+        (``F444W`` and ``f444w``) are refused.
     zred_column, id_column : str, optional
     err_floor : float
         Fractional error floor added in quadrature, ``err = hypot(err, err_floor * |flux|)``,
         as SED fits of integrated photometry do (e.g. 0.05): catalogue errors can be far below
-        any error the estimator was trained on (``checks.warn_precise``). 0 keeps the errors.
+        any error the estimator was trained on (rows flagged ``snr_above_training``). 0 keeps
+        the errors.
 
     Returns
     -------
@@ -100,7 +148,9 @@ def read_catalog(
     FileNotFoundError
         No file at ``source``.
     ValueError
-        Not a table, no rows, a band's flux or error column missing, no unit, an unknown unit.
+        Not a table, no rows, a band's flux or error column missing or matched twice, no unit,
+        an unknown unit, flux columns that hold AB magnitudes (5 rows or more, every value
+        within 5-45 with errors below 1) read in a flux unit.
     """
     if not (np.isfinite(err_floor) and err_floor >= 0):
         raise ValueError(f"err_floor must be a fraction >= 0 of the flux; got {err_floor}")
@@ -110,12 +160,27 @@ def read_catalog(
         raise ValueError(f"{where} has no rows: nothing to fit")
     flux = np.empty((len(table), len(bands)))
     err = np.empty_like(flux)
+    units, sentinels, like_mags = {}, 0, None
     for j, band in enumerate(bands):
         fname, ename = (_column(table, fmt, band, what) for fmt, what in
                         ((flux_format, "flux"), (err_format, "error")))  # fmt: skip
-        col_unit = unit or _unit_of(table[fname], fname)
-        raw = (np.ma.filled(table[name], np.nan) for name in (fname, ename))
-        flux[:, j], err[:, j] = to_maggies(*raw, col_unit)
+        units[fname] = unit or _unit_of(table[fname], fname)
+        units[ename] = unit or _unit_of(table[ename], ename, default=units[fname])
+        raw = [np.asarray(np.ma.filled(table[name], np.nan), float) for name in (fname, ename)]
+        if units[fname] == "AB":
+            sentinels += int(np.sum(_ab_sentinels(*raw)))
+        else:
+            like_mags = like_mags is not False and _look_like_magnitudes(*raw)
+        flux[:, j], err[:, j] = to_maggies(*raw, units[fname], units[ename])
+    if like_mags and len(table) >= _MAG_ROWS:
+        first = _column(table, flux_format, bands[0], "flux")
+        raise ValueError(f"the flux columns hold values between 5 and 45 with errors below 1 "
+                         f"in every row, like AB magnitudes, but are read as {units[first]} "
+                         f"({first!r}): pass --unit AB (unit='AB')")  # fmt: skip
+    if sentinels:
+        warnings.warn(f"{sentinels} entries with an AB magnitude or error of {AB_SENTINEL:g} or "
+                      "more (99, -99: no measurement) are treated as missing bands",
+                      UserWarning, stacklevel=2)  # fmt: skip
     with np.errstate(invalid="ignore"):
         missing = ~np.isfinite(flux) | ~np.isfinite(err) | (err <= 0)
     flux[missing] = err[missing] = np.nan
@@ -128,7 +193,7 @@ def read_catalog(
     if id_column is not None and id_column not in table.colnames:
         raise ValueError(f"no id column {id_column!r} in the catalogue")
     ids = np.asarray(table[id_column]) if id_column else np.arange(len(table))
-    return Catalog(flux, err, zred, ids, table)
+    return Catalog(flux, err, zred, ids, table, units, "option" if unit else "header")
 
 
 def _read_table(path: str | os.PathLike) -> Table:
@@ -144,18 +209,24 @@ def _read_table(path: str | os.PathLike) -> Table:
 
 
 def _column(table: Table, fmt: str, band: str, what: str) -> str:
-    cols = {c.lower(): c for c in table.colnames}
     names = (fmt.format(band=short_band_name(band)), fmt.format(band=band))
-    for name in names:
-        if name.lower() in cols:
-            return cols[name.lower()]
+    wanted = {name.lower() for name in names}
+    found = [c for c in table.colnames if c.lower() in wanted]
+    if len(found) > 1:
+        raise ValueError(f"columns {' and '.join(map(repr, found))} both match the {what} of "
+                         f"band {band} (names are matched whatever their case): drop or rename "
+                         "one")  # fmt: skip
+    if found:
+        return found[0]
     raise ValueError(f"no {what} column for band {band} (tried {names[0]!r} and {names[1]!r})")
 
 
-def _unit_of(column: object, name: str) -> str:
+def _unit_of(column: object, name: str, default: str | None = None) -> str:
     import astropy.units as u
 
     unit = getattr(column, "unit", None)
+    if unit is None and default is not None:
+        return default
     if unit is None:
         raise ValueError(f"column {name!r} has no unit; give one (maggies, Jy, uJy, nJy, AB)")
     for key in FLUX_UNITS:

@@ -8,8 +8,9 @@ the observed errors, tells where the answer should not be trusted.
 
 from __future__ import annotations
 
-__all__ = ["PredictiveCheck", "predictive_check", "theta_matrix"]
+__all__ = ["PredictiveCheck", "check_model", "predictive_check", "theta_matrix"]
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,37 @@ def theta_matrix(labels: list[str], values: np.ndarray, model: Any, zred: Any) -
         else:
             raise ValueError(f"the estimator's labels lack the model parameter {name!r}")
     return theta
+
+
+def check_model(post: Any, model: Any = None, sps: Any = None,
+                stacklevel: int = 3) -> tuple[Any, Any]:  # fmt: skip
+    """Return the model and SPS source of a predictive check of ``post``, or ``(None, None)``.
+
+    Parameters
+    ----------
+    post : AmortizedPosterior
+    model : prospect.models.SpecModel or False, optional
+        Checked against the estimator (``post.check``); default ``post.model()`` (a model
+        that cannot be rebuilt skips the check with a warning); ``False`` skips it.
+    sps : object, optional
+        Default a new ``BC03MilesBasis``.
+    stacklevel : int
+        Of the warning.
+    """
+    if model is None:
+        try:
+            model = post.model()
+        except ValueError as err:
+            warnings.warn(f"the predictive check (chi2_red, OOD flag) is skipped: {err}; "
+                          "pass model=", UserWarning, stacklevel=stacklevel)  # fmt: skip
+    if not model:
+        return None, None
+    post.check(model=model)
+    if sps is None:
+        from .sources import BC03MilesBasis
+
+        sps = BC03MilesBasis()
+    return model, sps
 
 
 def _medians(post: Any, draws_or_summary: Any) -> np.ndarray:

@@ -92,18 +92,31 @@ def test_fit_command_catalogue_in_njy(tmp_path, small_estimator, small_estimator
     for c in table.colnames[2:]:
         table[c][5] = np.nan  # no valid band at all: NaN row with a flag
     table["z"][6] = 7.5  # outside the training redshifts
+    for c in table.colnames[2:]:
+        table[c][1] *= 3631  # this row (log M* 10.4) in Jy
+    table["flux_F200W"][8] *= 30  # a spike in one band: the model cannot fit it
     cat, out = tmp_path / "cat.ecsv", tmp_path / "fit.ecsv"
     table.write(cat)
     argv = ["fit", str(cat), str(small_estimator_file), "-o", str(out), "--unit", "nJy",
             "--flux-format", "flux_{band}", "--err-format", "err_{band}", "--zred-column", "z",
             "--id-column", "id", "--draws", "200", "--chunk-size", "50"]  # fmt: skip
     assert cli.main(argv) == 0, capsys.readouterr().err
+    summary = capsys.readouterr().out
     res = Table.read(out)
     assert list(res["id"]) == list(table["id"]) and len(res) == 120
     assert res["flag"][5] == "no_valid_band" and res["flag"][6] == "zred_outside_training_range"
-    ok = res["flag"] == "ok"
-    assert ok.sum() == 118 and res["n_bands"][3] == 13
-    assert np.all(np.isnan(res["log_mstar_p50"][~ok]))
+    flags = [set(f.split(";")) for f in res["flag"]]
+    assert {"bright", "mass_at_prior_max"} <= flags[1], flags[1]  # the Jy row says so
+    assert "ood" in flags[8] and res["ood"][8] and res["chi2_red"][8] > 10, res[8]
+    fitted = np.isfinite(res["log_mstar_p50"])
+    assert fitted.sum() == 118 and res["n_bands"][3] == 13
+    assert np.all(np.isnan(res["chi2_red"][~fitted])) and not res["ood"][5]
+    # clean mocks: the predictive check flags few (p = 1e-3 plus the network's own misfit)
+    clean = np.ones(120, bool)
+    clean[[1, 5, 6, 8]] = False
+    assert np.mean(res["flag"][clean] == "ok") > 0.9, np.unique(res["flag"][clean])
+    assert "1 no_valid_band" in summary and "1 zred_outside_training_range" in summary
+    ok = clean & (res["flag"] == "ok")
     resid = res["log_mstar_p50"][ok] - truth[ok]
     r2 = 1 - np.sum(resid**2) / np.sum((truth[ok] - truth[ok].mean()) ** 2)
     assert r2 > 0.95, r2  # measured 0.99 (stellar mass 1e5-1e12)
@@ -127,7 +140,7 @@ def test_fit_command_error_floor(tmp_path, small_estimator, small_estimator_file
     with pytest.raises(ValueError, match="err_floor must be a fraction >= 0"):
         read_catalog(cat, small_estimator.filters, err_floor=-0.1, **kw)
     stds = []
-    for floor in ("0", "0.05"):
+    for floor in ("0", "0.2"):  # pixel-noise mocks are at S/N < 20: 5% hardly widens them
         out = tmp_path / f"fit{floor}.ecsv"
         argv = ["fit", str(cat), str(small_estimator_file), "-o", str(out), "--draws", "300",
                 "--err-floor", floor, "--zred-column", "z", *(f"--{k.replace('_', '-')}={v}"
@@ -135,33 +148,172 @@ def test_fit_command_error_floor(tmp_path, small_estimator, small_estimator_file
         assert cli.main(argv) == 0, capsys.readouterr().err
         stds.append(np.asarray(Table.read(out)["log_mstar_std"]))
     # the command fits the floored errors (one chunk: seed 0), and they widen the posteriors
+    floored = read_catalog(cat, small_estimator.filters, err_floor=0.2, **kw)
     expect = small_estimator.summarize(floored.flux, floored.err, zred=np.asarray(table["z"]),
                                        n=300, seed=0)["log_mstar_std"]  # fmt: skip
     np.testing.assert_allclose(stds[1], expect, rtol=1e-5)
-    assert np.median(stds[1] / stds[0]) > 1.02, np.median(stds[1] / stds[0])  # measured 1.04
+    # measured 1.04 (with 0.05: 1.005, which failed the former 1.02 on main too)
+    assert np.median(stds[1] / stds[0]) > 1.02, np.median(stds[1] / stds[0])
 
 
-def test_run_chunks_resumes_after_an_interruption(tmp_path):
-    from prospect_sbi.cli.common import run_chunks
+@pytest.mark.parametrize("suffix", [".ecsv", ".fits"])
+def test_table_parts_resume_and_name_what_changed(tmp_path, suffix):
+    """Chunks kept as they finish; a rerun resumes; other options are refused by name."""
+    from prospect_sbi.tables import TableParts
 
     calls = []
 
-    def work(rows, fail_at=None):
-        calls.append(rows.start)
-        if rows.start == fail_at:
-            raise KeyboardInterrupt
-        return Table({"x": np.arange(rows.start, rows.stop, dtype=float)})
+    def run(fingerprint, fail_at=None):
+        parts = TableParts(tmp_path / f"o{suffix}", fingerprint)
+        for c, start in enumerate(range(0, 10, 3)):
+            if c in parts:
+                continue
+            calls.append(start)
+            if start == fail_at:
+                raise KeyboardInterrupt
+            rows = np.arange(start, min(start + 3, 10))
+            flags = ["ok;" * int(r) for r in rows]
+            parts.write(c, Table({"x": rows.astype(float), "flag": flags}))
+        return parts.assemble(4, meta={"seed": 0})
 
-    out = tmp_path / "o.ecsv"
+    options = {"--zred-column": "z", "--draws": 100, "catalog": {"size": 10}}
     with pytest.raises(KeyboardInterrupt):
-        run_chunks(10, 3, out, {"a": 1}, lambda r: work(r, fail_at=6), progress=False)
+        run(options, fail_at=6)
     assert calls == [0, 3, 6]
+    for changed, said in [({"--zred-column": "redshift"},
+                           "--zred-column: 'z' then, 'redshift' now"),
+                          ({"catalog": {"size": 11}}, "catalog size: 10 then, 11 now"),
+                          ({"--unit": "Jy"}, "--unit: absent then, 'Jy' now")]:  # fmt: skip
+        with pytest.raises(ValueError, match=f"other inputs or options \\({said}\\)"):
+            run({**options, **changed})
     calls.clear()
-    tables = run_chunks(10, 3, out, {"a": 1}, work, progress=False)
-    assert calls == [6, 9]  # only the chunks not done
-    assert np.concatenate([t["x"] for t in tables]).tolist() == list(range(10))
-    with pytest.raises(ValueError, match="unfinished run with other inputs"):
-        run_chunks(10, 3, out, {"a": 2}, work, progress=False)
+    assert run(options) == 10 and calls == [6, 9]  # only the chunks not done
+    out = Table.read(tmp_path / f"o{suffix}")
+    assert out["x"].tolist() == list(range(10)) and out["flag"][9] == "ok;" * 9
+    assert not (tmp_path / f"o{suffix}.parts").exists()
+
+
+@pytest.mark.slow
+def test_fit_resume_refuses_another_option_set(tmp_path, small_estimator, small_estimator_file):
+    """A real interrupted run (SIGINT after two chunks), rerun with another --zred-column."""
+    import os
+    import signal
+    import time
+
+    table, _ = _mock_catalog(small_estimator, 600, seed=9)
+    table["z2"] = np.clip(table["z"] * 1.1, 0.5, 5.0)
+    table.write(tmp_path / "cat.ecsv")
+    out = tmp_path / "fit.fits"
+
+    def command(path, zcol="z"):
+        return [sys.executable, "-m", "prospect_sbi.cli", "fit", str(tmp_path / "cat.ecsv"),
+                str(small_estimator_file), "-o", str(path), "--unit", "nJy", "--flux-format",
+                "flux_{band}", "--err-format", "err_{band}", "--zred-column", zcol,
+                "--id-column", "id", "--draws", "30", "--chunk-size", "3", "--no-ppc"]  # fmt: skip
+
+    argv = command(out)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    parts = tmp_path / "fit.fits.parts"
+    deadline = time.time() + 120
+    while len(list(parts.glob("part*.npy"))) < 2 and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted; rerun the same command to resume" in err
+    done = len(list(parts.glob("part*.npy")))
+    assert 2 <= done < 200 and not out.exists()
+    other = subprocess.run(command(out, "z2"), env=env, capture_output=True, text=True)
+    assert other.returncode == 2
+    assert "holds an unfinished run with other inputs or options (--zred-column: 'z' then, " \
+           "'z2' now)" in other.stderr, other.stderr  # fmt: skip
+    again = subprocess.run(argv, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert f"{out}: 600 objects (" in again.stdout, again.stdout
+    resumed = Table.read(out)
+    assert resumed["id"].tolist() == table["id"].tolist()
+    # the chunks done before the interruption are those an uninterrupted run gives
+    whole = subprocess.run(command(tmp_path / "whole.fits"), env=env, capture_output=True,
+                           text=True)  # fmt: skip
+    assert whole.returncode == 0, whole.stderr
+    np.testing.assert_array_equal(Table.read(tmp_path / "whole.fits")["log_mstar_p50"],
+                                  resumed["log_mstar_p50"])  # fmt: skip
+
+
+@pytest.mark.data
+def test_fit_refuses_a_header_unit_the_values_contradict(tmp_path, shared_data, capsys):
+    """The spec-z catalogue's TUNIT says nJy over values in Jy: refused, then fitted in Jy."""
+    cat, out = shared_data / "jades_specz_catalogue_subset.fits", tmp_path / "fit.ecsv"
+    argv = ["fit", str(cat), "jades-parametric", "-o", str(out), "--draws", "100"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert err.startswith("prospect-sbi fit: error: column 'F435W' declares nJy (its unit in "
+                          "the file) but the values look like Jy: 100% of the errors are "
+                          "below the smallest"), err  # fmt: skip
+    assert err.endswith("pass --unit Jy (unit='Jy') to override the file's unit"), err
+    assert not out.exists() and not (tmp_path / "fit.ecsv.parts").exists()
+    assert cli.main([*argv, "--unit", "Jy", "--err-floor", "0.05", "--id-column", "id"]) == 0
+    res = Table.read(out)
+    fitted = np.isfinite(res["log_mstar_p50"])
+    assert len(res) == 99 and fitted.sum() == 98  # one galaxy at z = 13.2
+    assert 8 < np.median(res["log_mstar_p50"][fitted]) < 11
+    flags = {f for fl in res["flag"] for f in fl.split(";")}
+    assert flags <= {"ok", "ood", "zred_outside_training_range"}, flags  # no input flag
+
+
+def test_run_file_values_are_checked_against_the_option_types(tmp_path, capsys):
+    run = tmp_path / "run.toml"
+    argv = ["fit", "cat.fits", "jades-parametric", "-o", str(tmp_path / "o.ecsv"),
+            "--config", str(run)]  # fmt: skip
+    for text, said in [("draws = 2.5", "--draws must be an integer; got 2.5 (float)"),
+                       ('seed = "1"', "--seed must be an integer; got '1' (str)"),
+                       ("[fit]\nerr-floor = true",
+                        "--err-floor must be a number; got True (bool)"),
+                       ('no-ppc = "yes"', "--no-ppc must be true or false; got 'yes' (str)"),
+                       ('unit = "Jansky"', "--unit must be one of ['maggies', 'Jy', 'mJy', "
+                                           "'uJy', 'nJy', 'AB']; got 'Jansky'"),
+                       ("zred-column = 3",
+                        "--zred-column must be a string; got 3 (int)")]:  # fmt: skip
+        run.write_text(text + "\n")
+        assert cli.main(argv) == 2, text
+        err = capsys.readouterr().err.strip()
+        assert err == f"prospect-sbi fit: error: {run}: {said}", err
+
+
+def test_catalogue_columns_matched_twice_or_in_other_units(tmp_path):
+    from prospect_sbi.catalog import read_catalog
+
+    bands = ["jwst_f200w", "jwst_f444w"]
+    table = Table({"F200W": [10.0, 20.0], "unc_F200W": [1.0, 2.0], "F444W": [30.0, 40.0],
+                   "f444w": [3.0, 4.0], "unc_F444W": [1.0, 1.0]})  # fmt: skip
+    with pytest.raises(ValueError, match="columns 'F444W' and 'f444w' both match the flux of "
+                       "band jwst_f444w"):  # fmt: skip
+        read_catalog(table, bands, unit="nJy")
+    del table["f444w"]
+    table["F200W"].unit = table["F444W"].unit = "nJy"
+    table["unc_F444W"].unit = "uJy"  # errors in another unit than the fluxes: converted as such
+    cat = read_catalog(table, bands)
+    np.testing.assert_allclose(cat.err[:, 1], 1e-6 / 3631)
+    np.testing.assert_allclose(cat.err[:, 0], [1e-9 / 3631, 2e-9 / 3631])
+    assert cat.units == {"F200W": "nJy", "unc_F200W": "nJy", "F444W": "nJy", "unc_F444W": "uJy"}
+    assert cat.unit_source == "header"
+    mags = Table({"F200W": [25.0, 99.0], "unc_F200W": [0.1, 99.0], "F444W": [24.0, 24.5],
+                  "unc_F444W": [0.1, -99.0]})  # fmt: skip
+    with pytest.warns(UserWarning, match="2 entries with an AB magnitude or error of 50 or more"):
+        cat = read_catalog(mags, bands, unit="AB")
+    assert np.isnan(cat.flux[1]).all() and np.isfinite(cat.flux[0]).all()
+    rng = np.random.default_rng(0)
+    mags = Table({c: rng.uniform(22, 30, 6) if c[0] == "F" else rng.uniform(0.01, 0.3, 6)
+                  for c in ("F200W", "unc_F200W", "F444W", "unc_F444W")})  # fmt: skip
+    with pytest.raises(ValueError, match=r"the flux columns hold values between 5 and 45 with "
+                       r"errors below 1 in every row, like AB magnitudes, but are read as nJy "
+                       r"\('F200W'\): pass --unit AB"):  # fmt: skip
+        read_catalog(mags, bands, unit="nJy")
+    assert np.all(read_catalog(mags, bands, unit="AB").flux < 1e-8)
 
 
 def test_train_command_with_a_run_file(tmp_path, capsys):
@@ -180,6 +332,10 @@ def test_train_command_with_a_run_file(tmp_path, capsys):
     assert post.noise.mag_err_floor == 0.02
     assert post.network.config["flow"] == "maf" and len(post.training["history"]) == 2
     assert post.recalibration is None  # 60 validation rows: too few for maps by default
+    note = "skipped: 60 validation rows, fewer than MIN_RECALIBRATION_ROWS (4000)"
+    assert post.training["recalibration"].startswith(note)
+    assert f"recalibration: {note}" in capsys.readouterr().out
+    assert "not recalibrated" in repr(post)
     assert cli.main(["train", str(ts), str(out), "--config", str(run)]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
     run.write_text('[train]\nrecalibrate = "always"\n')

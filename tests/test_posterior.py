@@ -165,7 +165,8 @@ def test_summarize_table(trained, mocks):
                               n=200, seed=2, chunk_size=7)  # fmt: skip
     assert len(table) == 40
     assert table.colnames[:5] == ["mass_p50", "mass_p16", "mass_p84", "mass_mean", "mass_std"]
-    assert len(table.colnames) == 5 * len(trained.labels)
+    assert table.colnames[5 * len(trained.labels):] == ["flag"]
+    assert set(table["flag"]) <= {"ok", "mass_at_prior_max", "mass_at_prior_min"}
     assert np.all(table["log_mstar_p16"] <= table["log_mstar_p50"])
     assert np.all(table["log_mstar_p50"] <= table["log_mstar_p84"])
     truth = mocks["truth"][:40, trained.labels.index("log_mstar")]

@@ -122,6 +122,8 @@ def test_drop_bands_never_empties_a_row():
         (lambda f, e: (-2.5 * np.log10(f), e * 1e9), "looks like AB magnitudes"),
         (lambda f, e: (f * 3631 * 1e6, e * 3631 * 1e6), "not maggies"),
         (lambda f, e: (f * 3631, e * 3631), "brighter than every training flux"),
+        (lambda f, e: (f * 5, e * 5), "of the 4 objects is brighter than 99% of the training"),
+        (lambda f, e: (f, 1 / e**2), "inverse variances"),
         (lambda f, e: (f, np.full_like(e, np.inf)), "err is infinite"),
     ],
 )
@@ -276,7 +278,7 @@ def test_shallow_non_detections_become_missing_bands():
 def test_shallow_errors_cover_the_training_noise():
     """Hardly any non-detection of the training noise counts as shallow; 45x the depth does."""
     from prospect_sbi import JadesPixelNoise
-    from prospect_sbi.posterior.checks import SHALLOW_FACTOR, shallow_errors
+    from prospect_sbi.posterior.plausibility import SHALLOW_FACTOR, shallow_errors
 
     noise = JadesPixelNoise()
     max_err = shallow_errors(noise)
@@ -293,36 +295,44 @@ def test_shallow_errors_cover_the_training_noise():
     assert np.sum(undetected & (err > SHALLOW_FACTOR * noise.depth)) > 100
 
 
-def test_warn_faint_on_scale_not_on_noise():
-    import warnings
+def test_faint_flag_on_scale_not_on_noise():
+    from prospect_sbi import JadesPixelNoise
+    from prospect_sbi.posterior.plausibility import NoiseRange, flag_observations
 
-    from prospect_sbi.posterior.checks import warn_faint
-
+    ranges = NoiseRange.of(JadesPixelNoise())
     stats = {"p0.1": 1e-20}
     noise = np.random.default_rng(0).normal(-1e-12, 1e-11, (50, 14))  # undetected: median < 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        warn_faint(noise, stats)
-    with pytest.warns(UserWarning, match=r"median \|flux\| 1e-2[0-9] maggies is over 2 dex"):
-        warn_faint(np.full((3, 14), 1e-25), stats)
+    assert set(flag_observations(noise, np.full_like(noise, 1e-11), ranges, stats)) == {""}
+    faint = flag_observations(np.full((3, 14), 1e-25), np.full((3, 14), 3e-14), ranges, stats)
+    assert faint.tolist() == ["faint"] * 3
 
 
-def test_warn_precise_on_catalogue_errors_not_on_training_noise():
+def test_precise_flag_on_catalogue_errors_not_on_training_noise():
     import warnings
 
     from prospect_sbi import JadesPixelNoise
-    from prospect_sbi.posterior.checks import warn_precise
+    from prospect_sbi.posterior.plausibility import (
+        NoiseRange,
+        ObservationWarning,
+        flag_observations,
+        warn_flags,
+    )
 
     noise = JadesPixelNoise()
+    ranges = NoiseRange.of(noise)
     maggies = np.geomspace(1e-10, 1e-7, 14)[None].repeat(200, 0)  # bright: at the error floor
     flux, err = noise.apply(maggies, np.random.default_rng(0))
+    flags = flag_observations(flux, err, ranges, None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        warn_precise(flux, err, noise.mag_err_floor)
-        warn_precise(flux, err / 10, 0.0)  # no floor in the noise model: nothing to compare
-    with pytest.warns(UserWarning, match=r"median relative error 0.001 of detected bands is "
-                      r"below the training noise's 0.01 mag floor"):  # fmt: skip
-        warn_precise(maggies, 1e-3 * maggies, noise.mag_err_floor)  # S/N 1000, a catalogue's
+        warn_flags(flags, ranges, None)
+    assert set(flags) == {""}
+    flags = flag_observations(maggies, 1e-3 * maggies, ranges, None)  # S/N 1000, a catalogue's
+    assert set(flags) == {"snr_above_training"}
+    with pytest.warns(ObservationWarning, match=r"200 of 200 objects have detected bands more "
+                      r"precise than the training noise's error floor \(relative error "
+                      r"0.0046\)"):  # fmt: skip
+        warn_flags(flags, ranges, None)
 
 
 def test_triangular_affine_is_a_full_covariance_gaussian():

@@ -66,13 +66,10 @@ def _check_counts(sub: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 
 
 def _apply_run_file(sub: argparse.ArgumentParser, path: str, command: str) -> None:
-    from .common import read_run_file
+    from .common import check_run_options, read_run_file
 
     options = read_run_file(path, command)
-    known = {a.dest for a in sub._actions if a.option_strings}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown option(s) for {command}: {', '.join(unknown)}")
+    check_run_options(options, sub, path, command)
     sub.set_defaults(**options)
 
 

@@ -1,18 +1,14 @@
-"""Helpers shared by the subcommands: estimator lookup, run files, resumable chunked jobs."""
+"""Helpers shared by the subcommands: estimator lookup, input identity, run files."""
 
 from __future__ import annotations
 
-__all__ = ["TEMPLATES", "dask_client", "estimator_file", "file_id", "finish_chunks",
-           "read_run_file", "run_chunks"]
+__all__ = ["TEMPLATES", "check_run_options", "dask_client", "estimator_file", "file_id",
+           "read_run_file"]
 
+import argparse
 import os
-import shutil
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
-
-from .._io import ChunkStore
 
 TEMPLATES = ("parametric_sfh", "continuity_sfh")
 
@@ -97,45 +93,50 @@ def read_run_file(path: str | os.PathLike, command: str) -> dict[str, Any]:
     return {k.replace("-", "_"): v for k, v in options.items()}
 
 
-def run_chunks(
-    n: int,
-    chunk_size: int,
-    out: Path,
-    fingerprint: dict[str, Any],
-    work: Callable[[slice], Any],
-    progress: bool = True,
-) -> list[Any]:
-    """Run ``work`` on consecutive row slices, keeping each result so a rerun resumes.
+def _expected(action: argparse.Action) -> tuple[str, Any]:
+    """Say what a run-file value of ``action`` must be: a name and a check of one item."""
+    if action.nargs == 0:  # store_true, store_false
+        return "true or false", lambda v: isinstance(v, bool)
+    kind = action.type
+    if kind is int:
+        return "an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)
+    if kind is float:
+        return "a number", lambda v: isinstance(v, int | float) and not isinstance(v, bool)
+    return "a string", lambda v: isinstance(v, str)
 
-    Each result is an astropy Table, written atomically as ECSV to ``<out>.parts/``
-    (:class:`prospect_sbi._io.ChunkStore`). A rerun with the same ``fingerprint`` (inputs and
-    options) reads the chunks already done and computes the rest; another fingerprint is
-    refused. Returns the tables in order; the parts are removed by :func:`finish_chunks` once
-    the caller has written its output.
+
+def check_run_options(options: dict[str, Any], parser: argparse.ArgumentParser,
+                      path: str | os.PathLike, command: str) -> None:  # fmt: skip
+    """Refuse run-file values of the wrong type or outside an option's choices, in one line.
+
+    A command-line option's value is converted by its ``type``; a run file's arrives as TOML
+    or YAML typed it, and ``draws = 2.5`` or ``seed = "1"`` would otherwise be used as is.
 
     Raises
     ------
     ValueError
-        ``chunk_size < 1``, or parts of a run with another fingerprint.
+        ``RUN_FILE: --draws must be an integer; got 2.5 (float)``, an unknown option, a value
+        not among the choices, a list for a single value or the reverse.
     """
-    from astropy.table import Table
-    from tqdm.auto import tqdm
-
-    if int(chunk_size) < 1:
-        raise ValueError(f"chunk size must be a positive integer; got {chunk_size}")
-    store = ChunkStore(out.with_name(out.name + ".parts"), fingerprint, ".ecsv")
-    tables = []
-    starts = range(0, n, chunk_size)
-    for c, start in enumerate(tqdm(starts, desc=out.name, unit="chunk", disable=not progress)):
-        if c in store:
-            tables.append(Table.read(store.path(c), format="ascii.ecsv"))
-            continue
-        table = work(slice(start, min(start + chunk_size, n)))
-        store.write(c, partial(table.write, format="ascii.ecsv"))
-        tables.append(table)
-    return tables
-
-
-def finish_chunks(out: Path) -> None:
-    """Remove the parts of a finished :func:`run_chunks` job."""
-    shutil.rmtree(out.with_name(out.name + ".parts"), ignore_errors=True)
+    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    unknown = sorted(set(options) - set(actions))
+    if unknown:
+        raise ValueError(f"{path}: unknown option(s) for {command}: {', '.join(unknown)}")
+    for dest, value in options.items():
+        action = actions[dest]
+        flag = action.option_strings[-1]
+        what, ok = _expected(action)
+        many = action.nargs in ("+", "*") or (isinstance(action.nargs, int) and action.nargs > 0)
+        if many != isinstance(value, list):
+            want = f"a list, each {what}" if many else what
+            raise ValueError(f"{path}: {flag} must be {want}; got {value!r} "
+                             f"({type(value).__name__})")  # fmt: skip
+        for item in value if many else [value]:
+            if value is None and action.default is None:
+                continue
+            if not ok(item):
+                raise ValueError(f"{path}: {flag} must be {what}; got {item!r} "
+                                 f"({type(item).__name__})")  # fmt: skip
+            if action.choices is not None and item not in action.choices:
+                raise ValueError(f"{path}: {flag} must be one of {list(action.choices)}; got "
+                                 f"{item!r}")  # fmt: skip

@@ -94,8 +94,9 @@ def _catalogue(post: object, data: Path, out: Path, args: argparse.Namespace) ->
     import matplotlib.pyplot as plt
 
     from .._io import atomic_path
+    from ..fitting import fit_catalog
     from ..jades_data import read_specz_catalogue
-    from .fit import fit_catalog
+    from ..posterior.plausibility import count_flags
 
     path = out / "jades_specz_sbi.ecsv"
     if path.exists():
@@ -104,10 +105,11 @@ def _catalogue(post: object, data: Path, out: Path, args: argparse.Namespace) ->
     cat = read_specz_catalogue(data, post.filters, err_floor=args.err_floor)
     t0 = time.perf_counter()
     table = fit_catalog(post, cat, draws=args.draws, seed=args.seed, progress=False)
-    ok = table["flag"] == "ok"
+    ok = np.isfinite(table["log_mstar_p50"])
+    counts = count_flags(table["flag"])
     print(f"[2] catalogue: {len(table)} galaxies, {int(ok.sum())} fitted in "
-          f"{time.perf_counter() - t0:.1f} s; others flagged: "
-          f"{', '.join(sorted(set(table['flag'][~ok])) or ['none'])}")  # fmt: skip
+          f"{time.perf_counter() - t0:.1f} s; flagged: "
+          f"{', '.join(f'{v} {k}' for k, v in counts.items()) or 'none'}")  # fmt: skip
     fig, ax = plt.subplots(figsize=(5, 4))
     y = table["log_mstar_p50"][ok]
     yerr = [y - table["log_mstar_p16"][ok], table["log_mstar_p84"][ok] - y]

@@ -100,7 +100,8 @@ def run_train(args: argparse.Namespace) -> int:
                      recalibrate=_RECALIBRATE[args.recalibrate])  # fmt: skip
     post.to("cpu").save(out, overwrite=args.overwrite)
     info = post.training
+    recal = post.recalibration or info.get("recalibration", "none")
     print(f"{out}: {len(post.labels)} labels ({', '.join(post.labels)}); "
           f"{len(info['history'])} epochs, best {info['best_epoch']}; "
-          f"recalibration: {post.recalibration or 'none'}")  # fmt: skip
+          f"recalibration: {recal}")  # fmt: skip
     return 0

@@ -3,11 +3,13 @@
 :func:`fit_model` keeps ``prospect.fitting.fit_model``'s signature and output and adds the
 ``sbi`` fitter; :func:`write_results` writes any fit with Prospector's ``write_hdf5``;
 :func:`compare` checks an SBI posterior against dynesty on the same object;
-:func:`importance_sample` turns the estimator's draws into the exact posterior of the likelihood.
+:func:`importance_sample` turns the estimator's draws into the exact posterior of the likelihood;
+:func:`fit_catalog` and :func:`write_catalog_fit` fit every row of a catalogue.
 """
 
+from . import catalog, fit, importance, likelihood, obs, registry, results
 from . import compare as _compare_module
-from . import fit, importance, likelihood, obs, registry, results
+from .catalog import *  # noqa: F403
 from .compare import *  # noqa: F403
 from .fit import *  # noqa: F403
 from .importance import *  # noqa: F403
@@ -24,4 +26,5 @@ __all__ = [
     *likelihood.__all__,
     *importance.__all__,
     *_compare_module.__all__,
+    *catalog.__all__,
 ]

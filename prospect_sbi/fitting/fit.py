@@ -5,12 +5,15 @@ from __future__ import annotations
 __all__ = ["fit_model", "resolve_fitter", "run_sbi", "sbi_chain"]
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
 from prospect.fitting import lnprobfn as _prospect_lnprobfn
 
+from ..posterior.plausibility import join_flags, prior_edge_flags
 from .importance import REFINE_DRAWS, REFINE_ESS, REFINE_ROUNDS, importance_sample
+from .likelihood import NoiseLikelihood
 from .obs import obs_inputs, resolve_estimator
 from .registry import get_fitter
 from .results import SBIResult, to_struct
@@ -89,7 +92,8 @@ def fit_model(
         Passed to the fitter: Prospector's (``nested_nlive_init``, ...), or for ``sbi``:
         ``sbi_ndraws`` (default 4000), ``sbi_seed``, ``sbi_lnlike`` (compute each draw's
         log-likelihood, default True), ``sbi_likelihood`` (``"flux"`` or ``"noise"``, see
-        :class:`NoiseLikelihood`), ``sbi_refine`` (importance-weight the draws with the
+        :class:`NoiseLikelihood`), ``sbi_check`` (the predictive check, default True; needs
+        ``sps``), ``sbi_refine`` (importance-weight the draws with the
         exact likelihood, see :func:`run_sbi`), ``sbi_refine_ndraws``, ``sbi_refine_rounds``
         and ``sbi_refine_ess``.
 
@@ -159,6 +163,7 @@ def run_sbi(
     sbi_refine_rounds: int = REFINE_ROUNDS,
     sbi_refine_ess: float = REFINE_ESS,
     sbi_likelihood: str = "flux",
+    sbi_check: bool = True,
     **extras: Any,
 ) -> dict:
     """Run the ``sbi`` fitter: check ``obs``, draw from the estimator, lay out the result.
@@ -177,6 +182,14 @@ def run_sbi(
     out, ``eff`` is the ESS in percent of the draws, and the derived quantities are computed
     from each draw.
 
+    The result says what the estimator cannot vouch for: ``flags`` (the reasons of
+    :meth:`AmortizedPosterior.prepare` and a posterior piled on an edge of the mass prior,
+    each also warned about), and with ``sps`` and ``sbi_check`` the posterior-predictive
+    check of :class:`~prospect_sbi.ppc.PredictiveCheck` (``chi2_red``, ``ood``, and ``ood``
+    among the flags; not for refined draws, whose ``eff`` is their diagnostic). ``notes``
+    lists what was left out: ``obs["spectrum"]`` (the estimator uses photometry only; a
+    warning too).
+
     Returns
     -------
     dict
@@ -192,6 +205,12 @@ def run_sbi(
     post = resolve_estimator(sbi_estimator)
     t0 = time.perf_counter()
     flux, err, zred = obs_inputs(obs, post, model)
+    notes = []
+    if obs.get("spectrum") is not None:
+        warnings.warn("obs['spectrum'] is ignored: the sbi fitter uses the photometry only "
+                      "(the estimator was trained on it)", UserWarning, stacklevel=3)  # fmt: skip
+        notes.append("spectrum ignored: the estimator uses photometry only")
+    checked = post.prepare(flux, err, zred)
     if sbi_refine:
         res = importance_sample(post, model, sps, flux, err, zred, n=int(sbi_refine_ndraws),
                                 rounds=int(sbi_refine_rounds), target_ess=sbi_refine_ess,
@@ -201,31 +220,34 @@ def run_sbi(
         derived = to_struct({k: v[keep] for k, v in res.derived.items()})
         result = SBIResult.from_draws(chain, derived, model.theta_labels(), res.lnlike[keep],
                                       log_weights=res.log_weights[keep])  # fmt: skip
+        edge = prior_edge_flags(res.samples[keep][None], res.labels, post.space)
+        result.describe(join_flags(1, [], checked.flags, edge)[0], notes)
         return {"optimization": (None, 0.0), "sampling": (result, time.perf_counter() - t0)}
-    draws = post.sample(flux, err, int(sbi_ndraws), zred=zred, seed=sbi_seed)
+    draws = post.sample(checked, None, int(sbi_ndraws), seed=sbi_seed)
     duration = time.perf_counter() - t0
     labels = list(post.labels)
     chain = sbi_chain(draws, labels, model, zred)
     free = set(model.theta_labels())
     derived = to_struct({k: draws[:, i] for i, k in enumerate(labels) if k not in free})
+    phot = None if sps is None else _photometry(model, sps, post)
     logl = None
-    if sbi_lnlike and sps is not None:
-        logl = _chain_lnlike(model, sps, post, chain, flux, err, sbi_likelihood)
+    if sbi_lnlike and phot is not None:
+        logl = NoiseLikelihood(phot, post.noise, sbi_likelihood).lnlike(phot(chain)[0], flux, err)
     result = SBIResult.from_draws(chain, derived, model.theta_labels(), logl)
+    flags = join_flags(1, [], checked.flags, prior_edge_flags(draws[None], labels, post.space))
+    if sbi_check and phot is not None:
+        from ..ppc import PredictiveCheck
+
+        check = PredictiveCheck(post, model, sps, photometry=phot)
+        chi2, ood = check(flux[None], err[None], zred, draws[None])
+        flags = join_flags(1, [], flags, np.where(ood, "ood", ""))
+        result.describe(flags[0], notes, float(chi2[0]), bool(ood[0]))
+    else:
+        result.describe(flags[0], notes)
     return {"optimization": (None, 0.0), "sampling": (result, duration)}
 
 
-def _chain_lnlike(
-    model: Any,
-    sps: Any,
-    post: Any,
-    chain: np.ndarray,
-    flux: np.ndarray,
-    err: np.ndarray,
-    kind: str,
-) -> np.ndarray:
+def _photometry(model: Any, sps: Any, post: Any) -> Any:
     from ..forward import ModelPhotometry
-    from .likelihood import NoiseLikelihood
 
-    phot = ModelPhotometry(model, sps, post.filters)
-    return NoiseLikelihood(phot, post.noise, kind).lnlike(phot(chain)[0], flux, err)
+    return ModelPhotometry(model, sps, post.filters)

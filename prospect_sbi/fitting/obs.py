@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..posterior.checks import check_observations, check_zred
+from ..posterior.plausibility import check_errors
 
 
 def resolve_estimator(estimator: Any) -> Any:
@@ -41,10 +42,13 @@ def obs_inputs(
 
     Checks, in order: the filters (names and order) and the model's free parameters
     (``estimator.check``); the flux units (``obs["units"]`` if present must be
-    ``"maggies"``; values are checked as in ``AmortizedPosterior.sample``); the redshift,
-    ``obs["zred"]`` (or ``obs["redshift"]``), required when the estimator is conditioned on
-    it and refused when it infers it. Bands that Prospector would not fit (``phot_mask``
-    False, non-finite flux or error, error <= 0) become missing bands (NaN).
+    ``"maggies"``; values are checked as in ``AmortizedPosterior.sample``: unit slips,
+    swapped flux and error, flipped signs); one object (``maggies`` of shape (F,)); a
+    boolean ``phot_mask`` (True: fit the band, as in Prospector); the redshift,
+    ``obs["zred"]`` (or ``obs["redshift"]``; both must agree), one value, required when the
+    estimator is conditioned on it and refused when it infers it. Bands that Prospector
+    would not fit (``phot_mask`` False, non-finite flux or error, error <= 0) become missing
+    bands (NaN).
 
     Parameters
     ----------
@@ -64,8 +68,9 @@ def obs_inputs(
     Raises
     ------
     ValueError
-        A missing key, other filters, another model, units other than maggies, a redshift
-        missing, unexpected or outside the training range.
+        A missing key, other filters, another model, units other than maggies or values
+        that contradict them, several objects, a ``phot_mask`` of indices, a redshift
+        missing, unexpected, given twice or outside the training range.
     """
     for key in ("maggies", "maggies_unc", "filters"):
         if obs.get(key) is None:
@@ -75,23 +80,53 @@ def obs_inputs(
     units = obs.get("units", "maggies")
     if str(units).lower() != "maggies":
         raise ValueError(f"obs['units'] is {units!r}; convert to maggies (Jy / 3631)")
+    n = len(estimator.filters)
+    for key in ("maggies", "maggies_unc"):
+        shape = np.shape(obs[key])
+        if len(shape) > 1 and int(np.prod(shape)) != n:
+            raise ValueError(f"obs[{key!r}] has shape {shape}: the sbi fitter fits one "
+                             f"object; expected ({n},) (batches: AmortizedPosterior.sample)")
     flux = np.array(obs["maggies"], dtype=float).reshape(-1)
     err = np.array(obs["maggies_unc"], dtype=float).reshape(-1)
     if flux.shape != err.shape:
         raise ValueError(f"maggies and maggies_unc differ in shape: {flux.shape}, {err.shape}")
-    mask = np.asarray(obs.get("phot_mask", np.ones(flux.shape, bool)), dtype=bool).reshape(-1)
-    if mask.shape != flux.shape:
-        raise ValueError(f"phot_mask has shape {mask.shape}; expected {flux.shape}")
+    mask = _phot_mask(obs.get("phot_mask"), flux.shape)
     with np.errstate(invalid="ignore"):
         mask = mask & np.isfinite(flux) & np.isfinite(err) & (err > 0)
     flux[~mask], err[~mask] = np.nan, np.nan
     stats = estimator.header.get("flux_stats")
-    flux, err = (a[0] for a in check_observations(flux, err, estimator.filters, stats))
-    return flux, err, _zred(obs, estimator)
+    flux, err = check_observations(flux, err, estimator.filters, stats)
+    check_errors(flux, err, estimator.noise_range)
+    return flux[0], err[0], _zred(obs, estimator)
+
+
+def _phot_mask(mask: Any, shape: tuple) -> np.ndarray:
+    """Prospector's ``phot_mask``: booleans (or 0/1), True where a band is fitted."""
+    if mask is None:
+        return np.ones(shape, bool)
+    arr = np.asarray(mask).reshape(-1)
+    if arr.dtype != bool:
+        other = np.setdiff1d(arr, [0, 1])
+        if other.size:
+            raise ValueError(f"obs['phot_mask'] holds {', '.join(f'{v:g}' for v in other[:5])}:"
+                             " it is a boolean mask (True where a band is fitted), not a list "
+                             "of band indices")  # fmt: skip
+    if arr.shape != shape:
+        raise ValueError(f"phot_mask has shape {arr.shape}; expected {shape}")
+    return arr.astype(bool)
 
 
 def _zred(obs: dict, estimator: Any) -> float | None:
     z = obs.get("zred", obs.get("redshift"))
+    for key in ("zred", "redshift"):
+        if obs.get(key) is not None and np.size(obs[key]) != 1:
+            raise ValueError(f"obs[{key!r}] has {np.size(obs[key])} values; one redshift is "
+                             "expected")  # fmt: skip
+    if obs.get("zred") is not None and obs.get("redshift") is not None:
+        a, b = float(np.ravel(obs["zred"])[0]), float(np.ravel(obs["redshift"])[0])
+        if a != b:
+            raise ValueError(f"obs['zred'] = {a:g} and obs['redshift'] = {b:g} differ; give "
+                             "one")  # fmt: skip
     if estimator.redshift != "known":
         if z is not None:
             raise ValueError("this estimator infers the redshift (redshift='infer'); remove "

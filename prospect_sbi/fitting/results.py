@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["SBIResult", "derived_chain", "write_results"]
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,6 +35,15 @@ class SBIResult(dict):
     derived : numpy.ndarray, structured, (n,)
         Derived quantities learned by the estimator (``log_mstar``, ``log_sfr100``, ...).
     theta_labels : list of str
+    flags : list of str
+        Why the estimator cannot vouch for the result (empty when it can): the reasons of
+        :meth:`AmortizedPosterior.prepare`, ``<param>_at_prior_max``/``_min``, ``ood``.
+    notes : list of str
+        What the fit left out (``obs["spectrum"]``).
+    chi2_red : float
+        Reduced chi-square of the posterior-median photometry (NaN when not computed).
+    ood : bool
+        The predictive check's out-of-distribution flag.
     """
 
     @classmethod
@@ -68,7 +78,15 @@ class SBIResult(dict):
             derived=derived,
             theta_labels=list(labels),
         )
+        res.describe("")
         return res
+
+    def describe(self, flags: str, notes: Sequence[str] = (), chi2_red: float = np.nan,
+                 ood: bool = False) -> None:  # fmt: skip
+        """Set ``flags`` (from ``;``-joined reasons), ``notes``, ``chi2_red`` and ``ood``."""
+        self["flags"] = [f for f in str(flags).split(";") if f]
+        self["notes"] = list(notes)
+        self["chi2_red"], self["ood"] = float(chi2_red), bool(ood)
 
     @property
     def weights(self) -> np.ndarray:
@@ -102,6 +120,43 @@ def to_struct(columns: Mapping[str, np.ndarray]) -> np.ndarray:
     return out
 
 
+def _is_output(x: Any) -> bool:
+    return isinstance(x, Mapping) and ("sampling" in x or "optimization" in x)
+
+
+def _arguments(output: Any, model: Any, obs: Any, run_params: Any, sampler: Any,
+               optimize_result_list: Any, tsample: float, toptimize: float) -> tuple:  # fmt: skip
+    """Return ``(output, run_params)`` from ours or Prospector's order; refuse any other."""
+    if sampler is not None or optimize_result_list is not None:  # write_hdf5's keywords
+        if run_params is not None:
+            raise ValueError("pass the fit once: as fit_model's output or as sampler=/"
+                             "optimize_result_list=, not both")  # fmt: skip
+        fit = {"sampling": (sampler, tsample), "optimization": (optimize_result_list, toptimize)}
+        output, run_params = fit, output
+    elif not _is_output(output) and _is_output(run_params):  # (path, run_params, model, obs, out)
+        output, run_params = run_params, output
+    if not _is_output(output):
+        keys = ", ".join(map(repr, list(output)[:6])) if isinstance(output, Mapping) else \
+            type(output).__name__  # fmt: skip
+        raise ValueError(f"no fit to write: the 2nd argument holds no 'sampling' or "
+                         f"'optimization' (keys {keys}); call write_results(path, output, "
+                         "model, obs, run_params) with fit_model's output, or in Prospector's "
+                         "order write_results(path, run_params, model, obs, output)")  # fmt: skip
+    if not hasattr(model, "theta_labels"):
+        raise ValueError(f"model (3rd argument) is a {type(model).__name__}, not a Prospector "
+                         "model: write_results(path, output, model, obs, run_params)")  # fmt: skip
+    if not isinstance(obs, Mapping):
+        raise ValueError(f"obs (4th argument) is a {type(obs).__name__}, not an obs dict: "
+                         "write_results(path, output, model, obs, run_params)")  # fmt: skip
+    if run_params is not None and not isinstance(run_params, Mapping):
+        raise ValueError(f"run_params is a {type(run_params).__name__}, not a dict")
+    if output.get("sampling", (None, 0.0))[0] is None and \
+            output.get("optimization", (None, 0.0))[0] is None:  # fmt: skip
+        raise ValueError("no fit to write: the output's 'sampling' and 'optimization' results "
+                         "are both None")  # fmt: skip
+    return output, run_params
+
+
 def write_results(
     path: str | os.PathLike,
     output: Mapping,
@@ -110,11 +165,21 @@ def write_results(
     run_params: dict | None = None,
     derived: np.ndarray | None = None,
     overwrite: bool = False,
+    *,
+    sampler: Any = None,
+    optimize_result_list: Any = None,
+    tsample: float = 0.0,
+    toptimize: float = 0.0,
 ) -> Path:
     """Write a fit with Prospector's ``write_hdf5``, adding ``sampling/derived``, atomically.
 
     ``prospect.io.read_results.results_from(path)`` reads it; ``res["derived"]`` is then the
-    structured array of derived quantities, one row per chain row.
+    structured array of derived quantities, one row per chain row, and an :class:`SBIResult`'s
+    ``flags``, ``notes``, ``chi2_red`` and ``ood`` are ``res["flags"]``, ....
+
+    Prospector's own order is accepted too, ``write_results(path, run_params, model, obs,
+    output)`` or ``write_results(path, run_params, model, obs, sampler=..., tsample=...)``
+    as in ``write_hdf5(hfile, run_params, model, obs, sampler=...)``; any other is refused.
 
     Parameters
     ----------
@@ -132,10 +197,18 @@ def write_results(
         Default: ``output["sampling"][0]["derived"]`` when the result has one.
     overwrite : bool
         Replace an existing file (otherwise FileExistsError).
+    sampler, optimize_result_list, tsample, toptimize
+        ``write_hdf5``'s keywords, in place of ``output``.
 
     Returns
     -------
     pathlib.Path
+
+    Raises
+    ------
+    ValueError
+        A path not ending in ``.h5``; arguments in neither order (no fit found, a model or
+        obs of the wrong type), naming the argument.
     """
     import h5py
     from prospect.io.write_results import write_hdf5
@@ -143,6 +216,8 @@ def write_results(
     path = Path(path)
     if path.suffix != ".h5":
         raise ValueError(f"{path}: Prospector's results_from reads only files ending in .h5")
+    output, run_params = _arguments(output, model, obs, run_params, sampler,
+                                    optimize_result_list, tsample, toptimize)  # fmt: skip
     sampler, tsample = output.get("sampling", (None, 0.0))
     optres, topt = output.get("optimization", (None, 0.0))
     if derived is None and isinstance(sampler, Mapping):
@@ -151,7 +226,10 @@ def write_results(
         with h5py.File(tmp, "w") as hf:  # write_hdf5 closes it itself
             write_hdf5(hf, dict(run_params or {}), model, obs, sampler=sampler,
                        optimize_result_list=optres, tsample=tsample, toptimize=topt)  # fmt: skip
-        if derived is not None:
-            with h5py.File(tmp, "a") as hf:
+        with h5py.File(tmp, "a") as hf:
+            if derived is not None:
                 hf["sampling"].create_dataset("derived", data=np.asarray(derived))
+            for key in ("flags", "notes", "chi2_red", "ood"):  # read back as JSON
+                if isinstance(sampler, Mapping) and key in sampler:
+                    hf["sampling"].attrs[key] = json.dumps(sampler[key])
     return path

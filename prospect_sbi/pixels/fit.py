@@ -30,6 +30,7 @@ from astropy.table import Table
 from tqdm.auto import tqdm
 
 from .._io import ChunkStore, in_order
+from ..ppc import check_model
 from .images import PixelImages
 from .select import select_pixels
 
@@ -319,19 +320,7 @@ def fit_pixels(
         mask = mask & ~empty
     if not mask.any():
         raise ValueError("no pixel selected: lower snr_min or check the segment")
-    if model is None:
-        try:
-            model = post.model()
-        except ValueError as err:
-            warnings.warn(f"the predictive check (chi2_red, OOD flag) is skipped: {err}; "
-                          "pass model=", UserWarning, stacklevel=2)  # fmt: skip
-    model = model or None
-    if model is not None:
-        post.check(model=model)
-        if sps is None:
-            from ..sources import BC03MilesBasis
-
-            sps = BC03MilesBasis()
+    model, sps = check_model(post, model, sps)
     flux, err = images.pixels(mask)
     zred = _pixel_zred(images, mask, post.redshift == "known")
     groups = images.segmap[mask] if images.segmap is not None else np.zeros(len(flux), int)

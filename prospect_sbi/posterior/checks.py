@@ -2,26 +2,52 @@
 
 from __future__ import annotations
 
-__all__ = ["check_observations", "check_zred", "drop_shallow", "outside_zred_range",
-           "shallow_errors", "warn_faint", "warn_precise", "SHALLOW_FACTOR"]  # fmt: skip
+__all__ = ["Observations", "check_observations", "check_zred", "drop_shallow",
+           "outside_zred_range"]
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..noise.base import _DMAG
+from .plausibility import UnitError, check_brightness
 
-_FAINT_DEX = 2.0  # median flux this many dex below the training set's faintest: a warning
-#: Median relative error of detected bands below this fraction of the training noise's floor:
-#: a warning (:func:`warn_precise`).
-_PRECISE_FRACTION = 0.5
-_BATCH = 50  # objects from which a batch's median flux is compared with the training set's
-#: A non-detection (S/N < 3) whose error exceeds this many times the noise model's depth, and
-#: every error of a non-detection in training, is treated as a missing band (see
-#: :func:`drop_shallow`).
-SHALLOW_FACTOR = 3.0
+
+@dataclass
+class Observations:
+    """Observations checked by :meth:`AmortizedPosterior.prepare`, ready to draw from.
+
+    B objects, F bands. :meth:`~AmortizedPosterior.sample`, ``summarize`` and ``log_prob``
+    take one in place of ``flux`` (``err`` and ``zred`` then stay None) and check nothing
+    again; slice one (``obs[rows]``) to work through a large batch in chunks.
+
+    Attributes
+    ----------
+    flux, err : numpy.ndarray, (B, F)
+        Maggies; NaN in both for a missing band (shallow non-detections included).
+    zred : numpy.ndarray, (B,) or None
+        None for an estimator that infers the redshift.
+    flags : numpy.ndarray, object, (B,)
+        Per object, the reasons it lies outside the training data, ``;``-joined
+        (:data:`~prospect_sbi.posterior.plausibility.FLAG_REASONS`); ``""`` for none.
+    single : bool
+        Whether one object was given as (F,): results then drop the object axis.
+    """
+
+    flux: np.ndarray
+    err: np.ndarray
+    zred: np.ndarray | None
+    flags: np.ndarray
+    single: bool = False
+
+    def __len__(self) -> int:
+        return len(self.flux)
+
+    def __getitem__(self, rows: Any) -> Observations:
+        z = None if self.zred is None else self.zred[rows]
+        return Observations(self.flux[rows], self.err[rows], z, self.flags[rows], False)
 
 
 def _where(mask: np.ndarray) -> str:
@@ -41,10 +67,9 @@ def check_observations(
     bands : sequence of str
         The F bands expected, in order.
     flux_stats : dict, optional
-        Training-set fluxes (maggies): ``max`` and the 99th percentile ``p99``. A median flux
-        above ``max`` (or, for 50 objects or more, above ``p99``) is taken for Jy or microJy
-        and refused: Jy are 3.56 dex brighter than maggies, which moves a typical galaxy of
-        the training set beyond 99% of it.
+        Training-set fluxes (maggies): ``max`` and the 99th percentile ``p99``. A batch
+        brighter than the training set is taken for Jy passed as maggies and refused
+        (:func:`~prospect_sbi.posterior.plausibility.check_brightness`).
 
     Returns
     -------
@@ -88,31 +113,29 @@ def check_observations(
             f"object {int(np.argmax(empty))} has no valid band ({int(empty.sum())} such "
             "objects): drop them before inference"
         )
-    _check_units(flux[~nan_f], err[~nan_e], flux_stats or {}, len(flux) >= _BATCH)
+    _check_units(flux[~nan_f], err[~nan_e], flux_stats)
+    check_brightness(flux, flux_stats)
     return flux, err
 
 
-def _check_units(flux: np.ndarray, err: np.ndarray, stats: dict, batch: bool) -> None:
+def _check_units(flux: np.ndarray, err: np.ndarray, stats: dict | None) -> None:
     if flux.size == 0:
         return
     median = float(np.median(flux))
     if median > 1.0 and np.all((flux > 5) & (flux < 45)):
-        raise ValueError(
+        raise UnitError(
             f"flux looks like AB magnitudes (median {median:.3g}); pass maggies: "
             "10**(-0.4 * mag), and err = 0.4 * ln(10) * flux * mag_err"
         )
+    if np.max(np.abs(flux)) < 1.0 <= np.median(err):
+        raise UnitError(
+            f"errors of 1 or more (median {np.median(err):.3g}) with fluxes below 1 maggie: "
+            "inverse variances (weights) instead of 1-sigma errors? err = 1 / sqrt(ivar)"
+        )
     if np.max(np.abs(flux)) >= 1.0 or np.max(err) >= 1.0:
-        raise ValueError(
+        raise UnitError(
             f"fluxes or errors of 1 maggie (AB 0) or more (max |flux| {np.max(np.abs(flux)):.3g}"
             "): these are not maggies; convert Jy with / 3631, microJy with * 1e-6 / 3631"
-        )
-    key = "p99" if batch else "max"
-    limit = stats.get(key)
-    if limit is not None and median > limit:
-        what = "99% of the training fluxes" if batch else "every training flux"
-        raise ValueError(
-            f"median flux {median:.3g} maggies is brighter than {what} ({limit:.3g}): are "
-            "these Jy or microJy? Convert to maggies (Jy / 3631)"
         )
 
 
@@ -163,42 +186,14 @@ def check_zred(zred: Any, n: int, known: bool, bounds: tuple[float, float] | Non
     return z
 
 
-def shallow_errors(noise: Any, factor: float = SHALLOW_FACTOR, q: float = 0.999) -> np.ndarray:
-    """Per band, the error above which a non-detection is outside the training noise.
-
-    The larger of ``factor`` times the depth and the ``q`` quantile of the errors of
-    non-detections (S/N < 3) that ``noise`` gives to fluxes from 0.1 to 30 times the depth
-    (a fixed Monte-Carlo draw). JadesPixelNoise gives some faint detections magnitude errors
-    of several magnitudes, i.e. errors of up to ~10 times the depth.
-
-    Parameters
-    ----------
-    noise : NoiseModel
-        The estimator's noise model.
-    factor : float
-    q : float
-
-    Returns
-    -------
-    numpy.ndarray, (F,)
-        Errors, maggies.
-    """
-    rng = np.random.default_rng(0)
-    depth = np.asarray(noise.depth, dtype=float)
-    true = depth * 10 ** rng.uniform(-1.0, np.log10(30.0), (20_000, depth.size))
-    flux, err = noise.apply(true, rng)
-    with np.errstate(invalid="ignore"):
-        undetected = np.where(np.abs(flux) < 3 * err, err, np.nan)
-    return np.fmax(factor * depth, np.nanquantile(undetected, q, axis=0))
-
-
 def drop_shallow(
-    flux: np.ndarray, err: np.ndarray, max_err: np.ndarray
+    flux: np.ndarray, err: np.ndarray, max_err: np.ndarray, stacklevel: int = 3
 ) -> tuple[np.ndarray, np.ndarray]:
     """Treat non-detections much shallower than the training noise as missing bands.
 
-    A band with S/N < 3 and an error over ``max_err`` (:func:`shallow_errors`: beyond the
-    errors of training non-detections; e.g. HST pixels of a JWST-depth survey, or an edge
+    A band with S/N < 3 and an error over ``max_err``
+    (:func:`~prospect_sbi.posterior.plausibility.shallow_errors`: beyond the errors of
+    training non-detections; e.g. HST pixels of a JWST-depth survey, or an edge
     of a mosaic) lies outside every training example, and a network extrapolates there
     unpredictably; as a missing band it is marginalised over instead, as band dropout taught
     the estimator, and it carried almost no information anyway. Warns with the number of
@@ -228,52 +223,6 @@ def drop_shallow(
         f"{int(shallow.sum())} non-detections with errors larger than in training are treated "
         "as missing bands (the estimator never saw such shallow data)",
         UserWarning,
-        stacklevel=3,
+        stacklevel=stacklevel,
     )
     return flux, err
-
-
-def warn_faint(flux: np.ndarray, flux_stats: dict[str, float] | None) -> None:
-    """Warn when a batch's median |flux| is over 2 dex below the training set's 0.1 percentile.
-
-    The absolute value: noise scatters undetected objects to negative fluxes, which the
-    estimator was trained on.
-    """
-    finite = np.abs(flux[np.isfinite(flux)])
-    flux_min = (flux_stats or {}).get("p0.1")
-    if flux_min is None or flux_min <= 0 or finite.size == 0:
-        return
-    median = float(np.median(finite))
-    if median < flux_min * 10**-_FAINT_DEX:
-        warnings.warn(
-            f"median |flux| {median:.3g} maggies is over 2 dex below the faintest training flux "
-            f"({flux_min:.3g}): the estimator extrapolates",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
-def warn_precise(flux: np.ndarray, err: np.ndarray, mag_err_floor: float) -> None:
-    """Warn when detected bands are far more precise than the training noise's error floor.
-
-    A noise model with a magnitude-error floor (``JadesPixelNoise.mag_err_floor``) never gave
-    the estimator errors below it. Integrated catalogue photometry can be at S/N 1000 and more
-    (the JADES spec-z catalogue reaches 3000), where the estimator extrapolates and no SED
-    model fits; SED fits add an error floor, e.g. ``err = hypot(err, 0.05 * flux)``.
-    """
-    if mag_err_floor <= 0:
-        return
-    with np.errstate(invalid="ignore", divide="ignore"):
-        detected = np.isfinite(flux) & (flux > 5 * err)
-        if not detected.any():
-            return
-        frac = float(np.median(err[detected] / flux[detected]))
-    least = _DMAG * mag_err_floor  # relative error at the floor
-    if frac < _PRECISE_FRACTION * least:
-        warnings.warn(
-            f"median relative error {frac:.2g} of detected bands is below the training noise's "
-            f"{mag_err_floor:g} mag floor ({least:.2g}): the estimator extrapolates; add an error "
-            "floor, e.g. err = hypot(err, 0.05 * flux)",
-            UserWarning,
-            stacklevel=3,
-        )

@@ -8,7 +8,7 @@ import contextlib
 import json
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +18,22 @@ from astropy.table import Table
 
 from ..noise import NoiseModel, noise_from_dict
 from .bounds import TargetSpace
-from .checks import (
-    check_observations,
-    check_zred,
-    drop_shallow,
-    shallow_errors,
-    warn_faint,
-    warn_precise,
-)
+from .checks import Observations, check_observations, check_zred, drop_shallow
 from .encoding import ObservationEncoder
 from .network import PosteriorNetwork
+from .plausibility import (
+    NoiseRange,
+    check_errors,
+    count_flags,
+    flag_observations,
+    join_flags,
+    prior_edge_flags,
+    warn_flags,
+    warn_prior_edge,
+)
 from .recalibration import Recalibration, total_snr
 from .storage import digest, read_tensors, write_tensors
-from .summary import summary_table
+from .summary import draw_statistics, summary_table
 
 #: Version of the estimator file layout; files of a newer format are refused. Format 2 files
 #: carry a checksum (:mod:`prospect_sbi.posterior.storage`); format 1 files predate it.
@@ -101,7 +104,7 @@ class AmortizedPosterior:
         self.filters: list[str] = list(header["filters"])
         self.redshift: str = header["redshift"]
         self.noise: NoiseModel = noise_from_dict(header["noise"])
-        self._max_err: np.ndarray | None = None  # shallow_errors(noise), on first use
+        self._noise_range: NoiseRange | None = None  # measured on first use
         self.model_spec: dict = header["model_spec"]
         self.model_hash: str = header["model_hash"]
         self.training: dict = header.get("training", {})
@@ -129,18 +132,68 @@ class AmortizedPosterior:
 
     # -- inference --------------------------------------------------------------------------
 
-    def _prepare(self, flux: Any, err: Any, zred: Any) -> tuple:
+    @property
+    def noise_range(self) -> NoiseRange:
+        """The errors the training noise gives, per band (measured once, a Monte-Carlo draw)."""
+        if self._noise_range is None:
+            self._noise_range = NoiseRange.of(self.noise)
+        return self._noise_range
+
+    def prepare(self, flux: Any, err: Any, zred: Any = None) -> Observations:
+        """Check observations once, flag what the estimator cannot vouch for, and return them.
+
+        Everything :meth:`sample` checks, in order: shapes, missing bands and signs
+        (:func:`~prospect_sbi.posterior.checks.check_observations`); units against the
+        training set's fluxes and the noise model's errors (one-line errors for a slip only
+        it explains, :mod:`~prospect_sbi.posterior.plausibility`); per-object flags with one
+        :class:`~prospect_sbi.posterior.plausibility.ObservationWarning` per reason;
+        non-detections shallower than any in training become missing bands; the redshift.
+
+        Parameters
+        ----------
+        flux, err : array_like, (B, F) or (F,)
+            Maggies; NaN in both for a missing band.
+        zred : float or array_like, (B,), optional
+            As in :meth:`sample`.
+
+        Returns
+        -------
+        Observations
+            Pass it to :meth:`sample`, :meth:`summarize` or :meth:`log_prob` in place of
+            ``flux`` (with ``err`` and ``zred`` left None); ``flags`` holds each object's
+            reasons.
+
+        Raises
+        ------
+        ValueError
+            See :meth:`sample`.
+        """
+        return self._prepared(flux, err, zred, stacklevel=4)
+
+    def _prepared(self, flux: Any, err: Any, zred: Any, stacklevel: int) -> Observations:
         single = np.ndim(flux) == 1
         stats = self.header["flux_stats"]
         flux, err = check_observations(flux, err, self.filters, stats)
-        if self._max_err is None:
-            self._max_err = shallow_errors(self.noise)
-        flux, err = drop_shallow(flux, err, self._max_err)
-        warn_faint(flux, stats)
-        warn_precise(flux, err, getattr(self.noise, "mag_err_floor", 0.0))
+        ranges = self.noise_range
+        check_errors(flux, err, ranges)
+        flags = flag_observations(flux, err, ranges, stats)
+        warn_flags(flags, ranges, stats, stacklevel=stacklevel)
+        flux, err = drop_shallow(flux, err, ranges.max_err, stacklevel=stacklevel)
         zr = self.header.get("zred_range")
         z = check_zred(zred, len(flux), self.redshift == "known", None if zr is None else zr)
-        return flux, err, z, single
+        return Observations(flux, err, z, flags, single)
+
+    def _observations(self, flux: Any, err: Any, zred: Any) -> Observations:
+        if not isinstance(flux, Observations):
+            return self._prepared(flux, err, zred, stacklevel=5)
+        if err is not None or zred is not None:
+            raise ValueError("pass err and zred to prepare(), not with its Observations")
+        return flux
+
+    def _prepare(self, flux: Any, err: Any, zred: Any) -> tuple:
+        """``(flux, err, zred, single)`` of :meth:`prepare`, for the modules that unpack it."""
+        obs = self._observations(flux, err, zred)
+        return obs.flux, obs.err, obs.zred, obs.single
 
     def _inputs(self, flux: np.ndarray, err: np.ndarray, z: Any, rows: slice) -> torch.Tensor:
         zr = None if z is None else z[rows]
@@ -168,9 +221,10 @@ class AmortizedPosterior:
         Parameters
         ----------
         flux, err : array_like, (B, F) or (F,)
-            Fluxes and 1-sigma errors, maggies; NaN in both for a missing band.
+            Fluxes and 1-sigma errors, maggies; NaN in both for a missing band. Or ``flux``
+            the :class:`Observations` of :meth:`prepare`, with ``err`` and ``zred`` None.
         n : int
-            Draws per object.
+            Draws per object (an integer: a float is refused, a redshift passed by position).
         zred : float or array_like, (B,), optional
             Redshifts; required when :attr:`redshift` is ``"known"``, refused otherwise.
         seed : int, optional
@@ -188,16 +242,27 @@ class AmortizedPosterior:
             trained with (moment matching per object), and the draws are recalibrated
             (:attr:`recalibration`); :meth:`log_prob` is the flow's density, without either.
 
+        Warns
+        -----
+        ObservationWarning
+            Objects outside the training data (:meth:`prepare`); a
+            :class:`~prospect_sbi.posterior.plausibility.PriorEdgeWarning` for posteriors
+            piled on an edge of the mass prior (brighter or fainter than any training object).
+
         Raises
         ------
         ValueError
-            Bad observations (see :func:`~prospect_sbi.posterior.checks.check_observations`),
-            a missing or unexpected ``zred``, ``n < 1``.
+            Bad observations (see :meth:`prepare`), a missing or unexpected ``zred``,
+            ``n < 1``.
+        TypeError
+            ``n`` not an integer.
         """
-        flux, err, z, single = self._prepare(flux, err, zred)
+        n = _n_draws(n)
+        obs = self._observations(flux, err, zred)
         with _seeded(seed, self.device):
-            out = self._draw(flux, err, z, n, chunk_size, recalibrate)
-        return out[0] if single else out
+            out = self._draw(obs.flux, obs.err, obs.zred, n, chunk_size, recalibrate)
+        warn_prior_edge(count_flags(prior_edge_flags(out, self.labels, self.space)), len(out))
+        return out[0] if obs.single else out
 
     def _draw(
         self,
@@ -209,8 +274,7 @@ class AmortizedPosterior:
         recalibrate: bool = True,
     ) -> np.ndarray:
         """Draws (B, n, D) for checked observations."""
-        if int(n) < 1:
-            raise ValueError(f"n must be >= 1; got {n}")
+        n = _n_draws(n)
         rows_per_chunk = _ROWS_PER_CHUNK.get(self.device.type, _ROWS_PER_CHUNK["cpu"])
         chunk = int(chunk_size or max(1, rows_per_chunk // int(n)))
         out = np.empty((len(flux), int(n), len(self.labels)), dtype=np.float32)
@@ -317,8 +381,16 @@ class AmortizedPosterior:
         numpy.ndarray, float64, (*, B)
             ``log q(theta | x)``, including the Jacobian of the bounded transforms; ``-inf``
             outside the prior support.
+
+        Raises
+        ------
+        ValueError
+            Bad observations (:meth:`prepare`), a wrong shape, or values of which none lies
+            inside the prior support (another order, or a log10 mass for a ``LogUniform``
+            mass): a table of ``-inf`` would say nothing.
         """
-        flux, err, z, single = self._prepare(flux, err, zred)
+        obs = self._observations(flux, err, zred)
+        flux, err, z, single = obs.flux, obs.err, obs.zred, obs.single
         theta = np.asarray(theta, dtype=float)
         if single:
             theta = theta[..., None, :]
@@ -331,6 +403,7 @@ class AmortizedPosterior:
             raise ValueError(f"theta has shape {theta.shape}; expected (*, {len(flux)}, {d}) or "
                              f"(*, {len(flux)}, {len(self.labels)})")  # fmt: skip
         x_all = torch.from_numpy(theta[..., :d])
+        self._check_support(x_all)
         out = torch.empty(x_all.shape[:-1], dtype=torch.float64)
         with torch.no_grad():
             for rows in _chunks(len(flux), chunk_size):
@@ -344,6 +417,23 @@ class AmortizedPosterior:
         result = out.numpy()
         return result[..., 0] if single else result
 
+    def _check_support(self, x: torch.Tensor) -> None:
+        """Refuse values of which not one lies in the prior support: another unit or order."""
+        if x.numel() == 0 or bool(self.space.in_support(x).any()):
+            return
+        rows = x.reshape(-1, x.shape[-1]).numpy()
+        kinds = np.asarray(self.space.kinds)
+        boxed = np.isin(kinds, ("box", "logbox"))
+        with np.errstate(invalid="ignore"):
+            out = boxed & ((rows <= self.space.lo) | (rows >= self.space.hi))
+        out |= (kinds == "positive") & (rows <= 0) | ~np.isfinite(rows)
+        i, j = (int(k[0]) for k in np.nonzero(out)) if out.any() else (0, 0)
+        name, value = self.space.names[j], float(rows[i, j])
+        hint = " (a log10 of a LogUniform parameter?)" if kinds[j] == "logbox" else ""
+        raise ValueError(f"no theta lies inside the prior support: {name} = {value:g} is "
+                         f"outside [{self.space.lo[j]:g}, {self.space.hi[j]:g}]{hint}; theta "
+                         f"is in the order of labels, in physical units: {self.labels}")
+
     def _centre(self, like: torch.Tensor) -> torch.Tensor:
         """Return a point inside the support (the flow's origin) for rows that lie outside."""
         return self.space.to_physical(torch.zeros(like.shape[-1], dtype=like.dtype))
@@ -351,39 +441,61 @@ class AmortizedPosterior:
     def summarize(
         self,
         flux: Any,
-        err: Any,
+        err: Any = None,
         zred: Any = None,
         n: int = 1000,
         *,
         seed: int | None = None,
         chunk_size: int = 256,
         recalibrate: bool = True,
+        predictive_check: Callable | None = None,
     ) -> Table:
-        """Posterior summaries of every object: one table row each.
+        """Posterior summaries of every object: one table row each, with a flag.
 
         Parameters
         ----------
         flux, err, zred, seed, recalibrate
-            As in :meth:`sample`.
+            As in :meth:`sample` (``flux`` may be the :class:`Observations` of :meth:`prepare`).
         n : int
             Draws per object behind each summary.
         chunk_size : int
             Objects per batch: memory is bounded by ``chunk_size * n * D`` floats whatever B.
+        predictive_check : callable, optional
+            ``check(flux, err, zred, draws) -> (chi2_red, ood)`` for each batch, e.g. a
+            :class:`~prospect_sbi.ppc.PredictiveCheck`: adds ``chi2_red`` and ``ood`` columns,
+            and the reason ``ood`` to the flag of the objects it flags.
 
         Returns
         -------
         astropy.table.Table
             B rows; per name in :attr:`labels`, columns ``<name>_p50``, ``<name>_p16``,
-            ``<name>_p84``, ``<name>_mean``, ``<name>_std``.
+            ``<name>_p84``, ``<name>_mean``, ``<name>_std``; then ``flag``: ``ok``, or the
+            reasons the estimator cannot vouch for the row, ``;``-joined (those of
+            :meth:`prepare`, and ``<param>_at_prior_max``/``_min`` for a posterior piled on
+            an edge of the mass prior); with ``predictive_check``, ``chi2_red`` and ``ood``.
         """
-        flux, err, z, _ = self._prepare(flux, err, zred)
-        stats = np.empty((len(flux), len(self.labels), 5))
+        n = _n_draws(n)
+        obs = self._observations(flux, err, zred)
+        stats = np.empty((len(obs), len(self.labels), 5))
+        edge = np.full(len(obs), "", dtype=object)
+        chi2 = np.full(len(obs), np.nan) if predictive_check is not None else None
+        ood = np.zeros(len(obs), bool)
         with _seeded(seed, self.device):
-            for rows in _chunks(len(flux), int(chunk_size)):
-                zr = None if z is None else z[rows]
-                stats[rows] = _moments(self._draw(flux[rows], err[rows], zr, n,
-                                                  recalibrate=recalibrate))  # fmt: skip
-        return summary_table(self.labels, stats, meta={"n_draws": int(n), "seed": seed})
+            for rows in _chunks(len(obs), int(chunk_size)):
+                part = obs[rows]
+                draws = self._draw(part.flux, part.err, part.zred, n, recalibrate=recalibrate)
+                stats[rows] = draw_statistics(draws)
+                edge[rows] = prior_edge_flags(draws, self.labels, self.space)
+                if chi2 is not None:
+                    chi2[rows], ood[rows] = predictive_check(part.flux, part.err, part.zred,
+                                                             draws)  # fmt: skip
+        warn_prior_edge(count_flags(edge), len(obs))
+        flags = join_flags(len(obs), [], obs.flags, edge, np.where(ood, "ood", ""))
+        table = summary_table(self.labels, stats, meta={"n_draws": n, "seed": seed})
+        table["flag"] = np.where(flags == "", "ok", flags).astype(str)
+        if chi2 is not None:
+            table["chi2_red"], table["ood"] = chi2, ood
+        return table
 
     # -- files ------------------------------------------------------------------------------
 
@@ -566,9 +678,10 @@ class AmortizedPosterior:
                                  f"and encoder have {want}")  # fmt: skip
 
     def __repr__(self) -> str:
+        recal = "recalibrated" if self.recalibration is not None else "not recalibrated"
         return (f"AmortizedPosterior({self.network.config['flow']}, {len(self.labels)} labels, "
                 f"{len(self.filters)} bands, redshift={self.redshift!r}, "
-                f"model {self.model_hash})")  # fmt: skip
+                f"model {self.model_hash}, {recal})")  # fmt: skip
 
 
 def _reason(err: Exception) -> str:
@@ -597,10 +710,15 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, n))
 
 
-def _moments(draws: np.ndarray) -> np.ndarray:
-    """p50, p16, p84, mean, std over axis 1 of (b, n, D) -> (b, D, 5)."""
-    q = np.percentile(draws, [50, 16, 84], axis=1)  # (3, b, D)
-    return np.stack([q[0], q[1], q[2], draws.mean(1), draws.std(1)], axis=-1)
+def _n_draws(n: Any) -> int:
+    """Check a number of draws: an integer >= 1 (a float is a redshift passed by position)."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer):
+        hint = ": a redshift? pass zred=" if isinstance(n, float | np.floating) else ""
+        raise TypeError(f"n must be an integer number of draws; got {n!r} "
+                        f"({type(n).__name__}){hint}")  # fmt: skip
+    if n < 1:
+        raise ValueError(f"n must be >= 1; got {n}")
+    return int(n)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["STATISTICS", "summary_table"]
+__all__ = ["STATISTICS", "draw_statistics", "summary_table"]
 
 from collections.abc import Sequence
 
@@ -11,6 +11,22 @@ from astropy.table import Table
 
 #: Column suffixes, in the order of the last axis of ``stats``.
 STATISTICS = ("p50", "p16", "p84", "mean", "std")
+
+
+def draw_statistics(draws: np.ndarray) -> np.ndarray:
+    """Statistics of :data:`STATISTICS` over the draws of each object.
+
+    Parameters
+    ----------
+    draws : numpy.ndarray, (B, n, D)
+
+    Returns
+    -------
+    numpy.ndarray, float64, (B, D, 5)
+    """
+    draws = np.asarray(draws)
+    q = np.percentile(draws, [50, 16, 84], axis=1)  # (3, B, D)
+    return np.stack([q[0], q[1], q[2], draws.mean(1), draws.std(1)], axis=-1).astype(float)
 
 
 def summary_table(labels: Sequence[str], stats: np.ndarray, meta: dict | None = None) -> Table:

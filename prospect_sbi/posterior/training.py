@@ -6,6 +6,7 @@ __all__ = ["train", "DEFAULT_DERIVED", "COMPUTED", "MIN_RECALIBRATION_ROWS", "SC
 
 import os
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -155,8 +156,9 @@ def train(
     Returns
     -------
     AmortizedPosterior
-        With the best weights; ``posterior.training["history"]`` lists the epochs, and
-        ``posterior.recalibration`` holds the maps when they were fitted.
+        With the best weights; ``posterior.training["history"]`` lists the epochs,
+        ``posterior.recalibration`` holds the maps when they were fitted, and
+        ``posterior.training["recalibration"]`` says whether and why not (a skip also warns).
 
     Raises
     ------
@@ -221,6 +223,15 @@ def train(
     post = setup.posterior(net, config, state)
     if recalibrate or (recalibrate is None and n_val >= MIN_RECALIBRATION_ROWS):
         _recalibrate_on_validation(post, trainingset, setup.val_rows, seed, progress)
+        post.training["recalibration"] = f"fitted on the {n_val} validation rows"
+    elif recalibrate is None:
+        note = (f"skipped: {n_val} validation rows, fewer than MIN_RECALIBRATION_ROWS "
+                f"({MIN_RECALIBRATION_ROWS}); fit maps with recalibrate() or prospect-sbi "
+                "recalibrate")  # fmt: skip
+        post.training["recalibration"] = note
+        warnings.warn(f"recalibration {note}", UserWarning, stacklevel=2)
+    else:
+        post.training["recalibration"] = "off (recalibrate=False)"
     return post.to("cpu")
 
 
