@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .common import add_refine_args
 from .train import add_catalog_args
 
 
@@ -34,11 +35,13 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draws", type=int, default=1000, help="posterior draws per object")
     parser.add_argument("--chunk-size", type=int, default=1024, help="objects per chunk")
     parser.add_argument("--seed", type=int, default=0)
+    add_refine_args(parser, "auto")
 
 
 def fit_catalog(post: object, catalog: object, draws: int = 1000, seed: int = 0,
                 chunk_size: int = 1024, out: Path | None = None,
-                fingerprint: dict | None = None, progress: bool = True) -> object:  # fmt: skip
+                fingerprint: dict | None = None, progress: bool = True,
+                refine: str = "auto", likelihood: str = "flux") -> object:  # fmt: skip
     """Summaries of every catalogue row; rows that cannot be fitted get NaN and a flag.
 
     Parameters
@@ -48,18 +51,33 @@ def fit_catalog(post: object, catalog: object, draws: int = 1000, seed: int = 0,
         In the estimator's band order.
     out : Path, optional
         Output file; when given, finished chunks are kept beside it (resumable).
+    refine : {"auto", "always", "never"}
+        ``AmortizedPosterior.summarize``'s: refine the objects that need it (default), all or
+        none; the table then has the per-object diagnostics too.
+    likelihood : {"flux", "noise"}
+        Likelihood of the refinement.
 
     Returns
     -------
     astropy.table.Table
         ``id``, ``zred``, ``flag`` (``ok``, ``no_valid_band``, ``zred_missing``,
-        ``zred_outside_training_range``), ``n_bands``, then the summary columns.
+        ``zred_outside_training_range``), ``n_bands``, then the summary columns (and
+        ``refined``, ``ess``, ``khat``, ``logz``, ``khat_flag`` unless ``refine="never"``).
+
+    Raises
+    ------
+    ValueError
+        An unknown ``refine`` or ``likelihood``, a missing redshift column.
     """
     from astropy.table import Table, hstack, vstack
 
     from ..posterior.checks import outside_zred_range
+    from ..posterior.refine import check_refine
     from .common import run_chunks
 
+    check_refine(refine)
+    if refine != "never":
+        post.refiner(None, likelihood)  # a likelihood the noise model lacks fails here
     flag = np.full(len(catalog.flux), "ok", dtype="U32")
     n_bands = np.sum(np.isfinite(catalog.flux), axis=1)
     flag[n_bands == 0] = "no_valid_band"
@@ -77,8 +95,10 @@ def fit_catalog(post: object, catalog: object, draws: int = 1000, seed: int = 0,
         zred = None if post.redshift != "known" else z[ok]
         if ok.size:
             summ = post.summarize(catalog.flux[ok], catalog.err[ok], zred=zred, n=draws,
-                                  seed=seed + rows.start)  # fmt: skip
-        full = Table({c: np.full(rows.stop - rows.start, np.nan) for c in _columns(post)})
+                                  seed=seed + rows.start, refine=refine,
+                                  likelihood=likelihood)  # fmt: skip
+        full = Table({c: np.full(rows.stop - rows.start, np.nan) for c in _columns(post)}
+                     | ({} if refine == "never" else _diagnostics(rows.stop - rows.start)))
         for c in full.colnames:
             if ok.size:
                 full[c][ok - rows.start] = summ[c]
@@ -92,12 +112,19 @@ def fit_catalog(post: object, catalog: object, draws: int = 1000, seed: int = 0,
     head = Table({"id": catalog.ids, "zred": np.full(n, np.nan) if z is None else z,
                   "flag": flag, "n_bands": n_bands})  # fmt: skip
     result = hstack([head, vstack(tables)], join_type="exact")
-    result.meta.update(estimator_model_hash=post.model_hash, n_draws=draws, seed=seed)
+    result.meta.update(estimator_model_hash=post.model_hash, n_draws=draws, seed=seed,
+                       refine=refine)  # fmt: skip
     return result
 
 
 def _columns(post: object) -> list[str]:
     return [f"{label}_{s}" for label in post.labels for s in ("p50", "p16", "p84", "mean", "std")]
+
+
+def _diagnostics(n: int) -> dict[str, np.ndarray]:
+    from ..posterior.refine import DIAGNOSTICS
+
+    return {k: np.zeros(n, t) if t is bool else np.full(n, np.nan) for k, t in DIAGNOSTICS.items()}
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -117,11 +144,15 @@ def run_fit(args: argparse.Namespace) -> int:
     fingerprint = {"catalog": file_id(args.catalog),
                    "estimator": file_id(estimator_file(args.estimator)), "draws": args.draws,
                    "seed": args.seed, "chunk": args.chunk_size, "unit": args.unit,
-                   "err_floor": args.err_floor}  # fmt: skip
-    table = fit_catalog(post, catalog, args.draws, args.seed, args.chunk_size, out, fingerprint)
+                   "err_floor": args.err_floor, "refine": args.refine,
+                   "likelihood": args.likelihood}  # fmt: skip
+    table = fit_catalog(post, catalog, args.draws, args.seed, args.chunk_size, out, fingerprint,
+                        refine=args.refine, likelihood=args.likelihood)  # fmt: skip
     with atomic_path(out, overwrite=True) as tmp:
         table.write(tmp, format="ascii.ecsv" if out.suffix == ".ecsv" else "fits")
     finish_chunks(out)
     counts = {f: int(np.sum(table["flag"] == f)) for f in np.unique(table["flag"])}
-    print(f"{out}: {len(table)} objects ({', '.join(f'{v} {k}' for k, v in counts.items())})")
+    refined = "" if args.refine == "never" else f"; {int(np.sum(table['refined']))} refined"
+    print(f"{out}: {len(table)} objects ({', '.join(f'{v} {k}' for k, v in counts.items())})"
+          f"{refined}")
     return 0

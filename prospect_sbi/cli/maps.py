@@ -7,6 +7,8 @@ __all__ = ["add_map_args", "run_map"]
 import argparse
 from pathlib import Path
 
+from .common import add_refine_args
+
 
 def add_map_args(parser: argparse.ArgumentParser) -> None:
     """Options of ``prospect-sbi map``."""
@@ -42,6 +44,7 @@ def add_map_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=0, help="local dask workers")
     parser.add_argument("--scheduler", help="address of a dask.distributed scheduler")
     parser.add_argument("--overwrite", action="store_true", help="refit an existing NAME")
+    add_refine_args(parser, "never")
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -110,7 +113,8 @@ def run_map(args: argparse.Namespace) -> int:
     client = _client(args)
     try:
         fit = fit_pixels(post, images, mask, n_draws=args.draws, seed=args.seed,
-                         chunk_size=args.chunk_size, client=client)  # fmt: skip
+                         chunk_size=args.chunk_size, client=client, refine=args.refine,
+                         likelihood=args.likelihood)  # fmt: skip
     finally:
         if client is not None:
             client.close()
@@ -120,8 +124,11 @@ def run_map(args: argparse.Namespace) -> int:
     table = outshining(post, fit, images)
     table.write(out / f"{args.name}_outshining.ecsv", overwrite=True)
     ood = "n/a" if fit.ood is None else f"{fit.ood.mean():.1%}"
+    refined = ("" if fit.refinement is None
+               else f"; {fit.refinement['refined'].mean():.1%} of pixels refined")
     row = table[0]
     print(f"{args.name}: {len(fit)} pixels fitted; log M* pixel-summed "
           f"{row['log_mstar_resolved']:.2f}, integrated {row['log_mstar_integrated']:.2f}; "
-          f"{ood} of pixels flagged out of distribution; wrote {fits_path} and PNG")  # fmt: skip
+          f"{ood} of pixels flagged out of distribution{refined}; wrote {fits_path} and "
+          "PNG")  # fmt: skip
     return 0
