@@ -156,18 +156,19 @@ def test_refine_always_sharpens_bright_and_matches_the_one_object_path(post, moc
     assert np.all(draws.ess >= 200) and np.all(draws.khat < 0.7) and np.all(draws.logz > 0)
     k = post.labels.index("log_mstar")
     model = post.model()
-    for b in range(3):
-        one = importance_sample(post, model, sps, flux[b], err[b], zred[b], n=1000, rounds=12,
-                                target_ess=400, likelihood="noise", seed=b)  # fmt: skip
+    for b in range(3):  # the one-object path, long: the exact posterior
+        one = importance_sample(post, model, sps, flux[b], err[b], zred[b], n=2000, rounds=12,
+                                target_ess=1500, likelihood="noise", seed=b)  # fmt: skip
+        assert one.ess >= 1500 and one.khat < 0.7
         lo, med, hi = _quantiles(one.derived["log_mstar"], one.weights)
         q = np.quantile(draws[b, :, k], [0.16, 0.5, 0.84])
         f = np.quantile(flow[b, :, k], [0.16, 0.84])
-        # narrower than the flow, and the one-object path's posterior (measured: shifts
-        # <= 0.2 sigma, widths within 10%)
+        # narrower than the flow, and the exact posterior's (ESS-200 runs on bright mocks:
+        # shifts within 0.2 sigma, widths 0.76-1.06 of the long runs', log Z 0.1-0.45 low)
         assert q[2] - q[0] < 0.8 * (f[1] - f[0])
         assert abs(q[1] - med) < 0.4 * (hi - lo) / 2
         assert (q[2] - q[0]) / (hi - lo) == pytest.approx(1.0, abs=0.3)
-        assert one.logz == pytest.approx(draws.logz[b], abs=0.5)
+        assert -0.8 < draws.logz[b] - one.logz < 0.3
         assert abs(med - mocks["truth"]["log_mstar"][b]) < 4 * (hi - lo) / 2
 
 

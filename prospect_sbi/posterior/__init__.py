@@ -20,6 +20,7 @@ from . import (
     psis,
     recalibration,
     refine,
+    target,
     training,
 )
 from .bounds import *  # noqa: F403
@@ -35,6 +36,7 @@ from .observations import *  # noqa: F403
 from .psis import *  # noqa: F403
 from .recalibration import *  # noqa: F403
 from .refine import *  # noqa: F403
+from .target import *  # noqa: F403
 from .training import *  # noqa: F403
 
 __all__ = [
@@ -52,4 +54,5 @@ __all__ = [
     *importance.__all__,
     *psis.__all__,
     *refine.__all__,
+    *target.__all__,
 ]
