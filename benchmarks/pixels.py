@@ -7,9 +7,16 @@ cutouts (if ``../shared/data`` is present) on one core, and a synthetic N x N x 
 
     python benchmarks/pixels.py [--quick] [--estimator PATH]
 
-The last line is ``RESULT ms_per_pixel_core=... pixels_per_s_all_cores=... peak_rss_gb=...``:
-ms per pixel per core of the one-core field run, pixels/s of the all-core field run, and the
-largest peak RSS of any case (driver process; workers' RSS is reported beside it).
+The JOF cutouts are also fitted with ``refine="auto"`` (the exact posterior, by importance
+sampling with the Gaussian flux likelihood, for pixels of total S/N >= 20 and those the flow's
+draws fit badly; :mod:`prospect_sbi.posterior.refine`), one core.
+
+The last line is ``RESULT ms_per_pixel_core=... pixels_per_s_all_cores=... peak_rss_gb=...
+ms_per_pixel_core_refined=... refined_share=...``: ms per pixel per core of the one-core field
+run, pixels/s of the all-core field run, the largest peak RSS of any case (driver process;
+workers' RSS is reported beside it), and for the JOF run with ``refine="auto"`` the ms per
+pixel per core averaged over the maps and the share of pixels it refined (without the JOF
+data: nan).
 """
 
 from __future__ import annotations
@@ -76,15 +83,18 @@ def child(args) -> dict:
                                dashboard_address=None)  # fmt: skip
         client = Client(cluster)
     out = tempfile.mkdtemp()
-    pixels, t0 = 0, time.perf_counter()
+    pixels, refined, t0 = 0, 0, time.perf_counter()
     for i, (f, e, unit, seg, z, segment) in enumerate(inputs):
         images = load_cube(f, e, post.filters, unit, pixel_scale=0.03, segmap=seg, zred=z)
         mask = select_pixels(images, segment=segment)
         fit = fit_pixels(post, images, mask, model=model, sps=sps, n_draws=args.n_draws,
-                         client=client, torch_threads=1, progress=False)  # fmt: skip
+                         client=client, torch_threads=1, progress=False,
+                         refine=args.refine)  # fmt: skip
         make_maps(post, fit, images, fits_path=f"{out}/m{i}.fits",
                   table_path=f"{out}/t{i}.fits")  # fmt: skip
         pixels += len(fit)
+        if fit.refinement is not None:
+            refined += int(fit.refinement["refined"].sum())
     wall = time.perf_counter() - t0
     worker_rss = 0.0
     if client is not None:
@@ -94,13 +104,14 @@ def child(args) -> dict:
         cluster.close()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB -> GB (Linux)
     return {"case": args.case, "n": args.n, "workers": args.workers, "pixels": pixels,
-            "wall_s": wall, "peak_rss_gb": rss, "worker_rss_gb": worker_rss}  # fmt: skip
+            "wall_s": wall, "peak_rss_gb": rss, "worker_rss_gb": worker_rss,
+            "refine": args.refine, "refined": refined}  # fmt: skip
 
 
-def run_case(args, case, n, workers) -> dict:
+def run_case(args, case, n, workers, refine="never") -> dict:
     cmd = [sys.executable, __file__, "--child", "--case", case, "--n", str(n), "--workers",
            str(workers), "--n-draws", str(args.n_draws), "--pretrained",
-           args.pretrained]  # fmt: skip
+           args.pretrained, "--refine", refine]  # fmt: skip
     if args.estimator:
         cmd += ["--estimator", str(args.estimator)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -119,28 +130,35 @@ def main() -> None:
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--case", default="field", help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=200, help=argparse.SUPPRESS)
+    p.add_argument("--refine", default="never", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         print(json.dumps(child(args)))
         return
     n = 100 if args.quick else 200
-    cases = ([("jof", 0, 1)] if DATA.is_file() else []) + [("field", n, 1)]
+    cases = ([("jof", 0, 1), ("jof", 0, 1, "auto")] if DATA.is_file() else []) + [
+        ("field", n, 1)]  # fmt: skip
     if args.workers > 1:
         cases.append(("field", n, args.workers))
     rows = [run_case(args, *c) for c in cases]
-    print(f"{'case':<14} {'workers':>7} {'pixels':>7} {'wall s':>8} {'ms/pix/core':>11} "
-          f"{'pix/s':>8} {'RSS GB':>7} {'worker GB':>9}")
+    print(f"{'case':<14} {'refine':>6} {'workers':>7} {'pixels':>7} {'refined':>7} {'wall s':>8} "
+          f"{'ms/pix/core':>11} {'pix/s':>8} {'RSS GB':>7} {'worker GB':>9}")  # fmt: skip
     for r in rows:
         label = "JOF x3" if r["case"] == "jof" else f"field {r['n']}x{r['n']}"
         ms = 1e3 * r["wall_s"] * r["workers"] / r["pixels"]
-        print(f"{label:<14} {r['workers']:>7} {r['pixels']:>7} {r['wall_s']:>8.1f} {ms:>11.2f} "
+        print(f"{label:<14} {r['refine']:>6} {r['workers']:>7} {r['pixels']:>7} "
+              f"{r['refined']:>7} {r['wall_s']:>8.1f} {ms:>11.2f} "
               f"{r['pixels'] / r['wall_s']:>8.0f} {r['peak_rss_gb']:>7.2f} "
               f"{r['worker_rss_gb']:>9.2f}")  # fmt: skip
     one = next(r for r in rows if r["case"] == "field" and r["workers"] == 1)
     many = rows[-1]
     peak = max(max(r["peak_rss_gb"], r["worker_rss_gb"]) for r in rows)
+    ref = next((r for r in rows if r["refine"] == "auto"), None)
+    ms_ref = np.nan if ref is None else 1e3 * ref["wall_s"] / ref["pixels"]
+    share = np.nan if ref is None else ref["refined"] / ref["pixels"]
     print(f"RESULT ms_per_pixel_core={1e3 * one['wall_s'] / one['pixels']:.3f} "
-          f"pixels_per_s_all_cores={many['pixels'] / many['wall_s']:.1f} peak_rss_gb={peak:.3f}")
+          f"pixels_per_s_all_cores={many['pixels'] / many['wall_s']:.1f} peak_rss_gb={peak:.3f} "
+          f"ms_per_pixel_core_refined={ms_ref:.2f} refined_share={share:.3f}")
 
 
 if __name__ == "__main__":

@@ -15,15 +15,21 @@ the mocks repeated to 1000 objects, best of 3; the single-object time is in the 
 second table splits the mocks by their detection S/N (that of the pixel selection,
 :func:`prospect_sbi.pixels.snr_map`, over F277W, F356W, F444W).
 
-``--refine`` also fits every mock with the SBI draws importance-weighted by the same
-likelihood (``fit_model(..., sbi_refine=True)``, :func:`prospect_sbi.fitting.importance_sample`)
-and adds its rows (``sbi+is``) and ``dmed_over_sigma_is=... width_ratio_is=...
-speedup_is=... ess=...`` to the RESULT line (speed-up per object, unbatched; ESS median).
+``--refine`` also fits every mock with the exact posterior of the same likelihood by importance
+sampling (``fit_model(..., refine="always")``, :mod:`prospect_sbi.posterior.refine`) and adds
+its rows (``sbi+is``) and, to the RESULT line, ``dmed_over_sigma_refined=...
+width_ratio_refined=...`` (as the SBI keys), ``logz_diff=...`` (median |logz refined - logz
+dynesty|, same likelihood and prior), ``ms_per_refined_object=...`` (one core, the bright mocks
+refined in one batch: ``sample(..., refine="always")``), ``speedup_refined=...`` (median
+dynesty time over that), ``ess_refined=...`` and ``khat_refined=...`` (median ESS and largest
+k-hat of that batch), and the earlier keys ``dmed_over_sigma_is``, ``width_ratio_is``,
+``speedup_is`` (unbatched, one object at a time) and ``ess``.
 
     python benchmarks/vs_dynesty.py --quick
     python benchmarks/vs_dynesty.py --n-mocks 20 --estimator my_estimator.sbi
     python benchmarks/vs_dynesty.py --jobs 2   # two dynesty fits at a time, one per core
     python benchmarks/vs_dynesty.py --refine   # and SBI + importance sampling
+    python benchmarks/vs_dynesty.py --timing-only --n-timing 16   # refinement alone, no dynesty
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prospect_sbi.fitting import REFINE_DRAWS
+from prospect_sbi.posterior.refine import ROUND_DRAWS
 
 DEFAULTS = ["jades-parametric", "jades-continuity"]
 NAMED = ("log_mstar", "log_sfr100", "dust2")
@@ -113,9 +119,27 @@ def _init_worker(spec: str) -> None:
     _WORKER.update(template=template, post=post, model=model, sps=BC03MilesBasis())
 
 
+def refine_batch(model, post, sps, n: int, rng: np.random.Generator) -> dict:
+    """Refine ``n`` bright mocks (detection S/N >= 20, drawn as the others) in one batch, one
+    core: ms per object, and their ESS and k-hat."""
+    parts = []
+    while sum(len(p[0]) for p in parts) < n:
+        f, e, z, s = mock_arrays(post, mocks(model, post, sps, n, rng))
+        keep = np.flatnonzero(s >= SNR_BINS[">=20"][0])
+        parts.append((f[keep], e[keep], z[keep]))
+    flux, err, zred = (np.concatenate([p[j] for p in parts])[:n] for j in range(3))
+    args = flux, err, 1000
+    post.sample(flux[:1], err[:1], 10, zred=zred[:1], refine="always", sps=sps,
+                likelihood="noise", seed=0)  # warm-up: the forward model's tables  # fmt: skip
+    t0 = time.perf_counter()
+    draws = post.sample(*args, zred=zred, refine="always", sps=sps, likelihood="noise", seed=1)
+    seconds = time.perf_counter() - t0
+    return {"ms": 1e3 * seconds / n, "ess": draws.ess, "khat": draws.khat, "n": n}
+
+
 def fit_mock(i: int, obs: dict, truth: dict, args: argparse.Namespace) -> tuple:
     """Compare SBI and dynesty on mock ``i``: (rows by parameter, dynesty s, SBI s, refined s,
-    ESS)."""
+    ESS, logz refined, logz dynesty)."""
     from prospect_sbi.fitting import compare
 
     w = _WORKER
@@ -124,7 +148,8 @@ def fit_mock(i: int, obs: dict, truth: dict, args: argparse.Namespace) -> tuple:
                 truths=truth, refine=args.refine, refine_ndraws=args.refine_ndraws,
                 nested_nlive_init=args.nlive, nested_dlogz_init=args.dlogz,
                 nested_sample="rwalk", nested_walks=args.walks)  # fmt: skip
-    return {r["param"]: dict(r) for r in c.table}, c.t_dynesty, c.t_sbi, c.t_refine, c.ess
+    return ({r["param"]: dict(r) for r in c.table}, c.t_dynesty, c.t_sbi, c.t_refine, c.ess,
+            c.logz_refined, c.logz_dynesty)
 
 
 def run_model(spec, args, sps, rng) -> dict:
@@ -132,6 +157,7 @@ def run_model(spec, args, sps, rng) -> dict:
     objs = mocks(model, post, sps, args.n_mocks, rng)
     flux, err, zred, snr = mock_arrays(post, objs)
     t_batch = batch_seconds(post, flux, err, zred, args.n_draws)
+    batch = refine_batch(model, post, sps, args.n_timing, rng) if args.refine else None
     out = [None] * len(objs)
 
     def report(i: int, res: tuple) -> None:
@@ -158,10 +184,11 @@ def run_model(spec, args, sps, rng) -> dict:
                        for i, (obs, truth) in enumerate(objs)}  # fmt: skip
             for f in as_completed(futures):
                 report(futures[f], f.result())
-    rows, t_dyn, t_one, t_refine, ess = zip(*out, strict=True)
+    rows, t_dyn, t_one, t_refine, ess, logz_r, logz_d = zip(*out, strict=True)
     return {"template": template, "rows": list(rows), "t_dyn": np.array(t_dyn),
             "t_one": np.array(t_one), "t_batch": t_batch, "snr": snr,
-            "t_refine": np.array(t_refine), "ess": np.array(ess)}  # fmt: skip
+            "t_refine": np.array(t_refine), "ess": np.array(ess), "batch": batch,
+            "logz_diff": np.abs(np.array(logz_r) - np.array(logz_d))}  # fmt: skip
 
 
 def main() -> None:
@@ -181,19 +208,27 @@ def main() -> None:
                     help="dynesty fits run side by side, one per core (each timed on its own)")
     ap.add_argument("--refine", action="store_true",
                     help="also SBI + importance sampling with the likelihood")
-    ap.add_argument("--refine-ndraws", type=int, default=REFINE_DRAWS,
+    ap.add_argument("--refine-ndraws", type=int, default=ROUND_DRAWS,
                     help="draws per round of the refined fit")
+    ap.add_argument("--n-timing", type=int, default=16,
+                    help="bright mocks refined in one batch for ms_per_refined_object")
+    ap.add_argument("--timing-only", action="store_true",
+                    help="only refine --n-timing bright mocks per model (no dynesty)")
     ap.add_argument("--quick", action="store_true", help="3 mocks, nlive 30, 8 walks, "
-                    "dlogz 1, 1000 draws")  # fmt: skip
+                    "dlogz 1, 1000 draws, 8 bright mocks timed")  # fmt: skip
     args = ap.parse_args()
     if args.quick:
         args.n_mocks, args.nlive, args.walks, args.dlogz, args.n_draws = 3, 30, 8, 1.0, 1000
+        args.n_timing = 8
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
 
     from prospect_sbi import BC03MilesBasis
 
     sps, rng = BC03MilesBasis(), np.random.default_rng(args.seed)
+    if args.timing_only:
+        timing_only(args, sps, rng)
+        return
     results = [run_model(s, args, sps, rng) for s in (args.estimator or DEFAULTS)]
 
     methods = {"sbi": ""} | ({"sbi+is": "is_"} if args.refine else {})
@@ -231,10 +266,19 @@ def main() -> None:
                       f"{np.median(d) if d else np.nan:10.3f} "
                       f"{np.median(w) if w else np.nan:7.3f}")  # fmt: skip
     if args.refine:
+        print(f"\n{'model':16s} {'bright':>6s} {'ms/object':>9s} {'ESS med':>7s} {'ESS min':>7s} "
+              f"{'k-hat max':>9s} {'|dlogz| med':>11s} {'speedup':>8s}")  # fmt: skip
+        for r in results:
+            b = r["batch"]
+            sp = np.median(r["t_dyn"]) / (b["ms"] / 1e3)
+            print(f"{r['template']:16s} {b.get('n', 0):6d} {b['ms']:9.1f} "
+                  f"{np.nanmedian(b['ess']):7.0f} {np.nanmin(b['ess']):7.0f} "
+                  f"{np.nanmax(b['khat']):9.2f} {np.median(r['logz_diff']):11.2f} {sp:8.3g}")
         for r in results:
             e = r["ess"]
-            print(f"{r['template']}: ESS of the refined draws: median {np.median(e):.0f}, "
-                  f"min {e.min():.0f}, mocks with ESS < 50: {int((e < 50).sum())}")
+            print(f"{r['template']}: ESS of the unbatched refined fits: median "
+                  f"{np.median(e):.0f}, min {e.min():.0f}, mocks with ESS < 50: "
+                  f"{int((e < 50).sum())}")
     print(
         f"n_mocks={args.n_mocks} per model, nlive={args.nlive}, walks={args.walks}, "
         f"dlogz={args.dlogz}, jobs={args.jobs}, n_draws={args.n_draws}"
@@ -247,7 +291,34 @@ def main() -> None:
                                        (_f3, _f3, _g3), strict=True))  # fmt: skip
     if args.refine:
         line += f" ess={np.median(np.concatenate([r['ess'] for r in results])):.0f}"
+        ms = np.nanmedian([r["batch"]["ms"] for r in results])
+        t_dyn = np.median(np.concatenate([r["t_dyn"] for r in results]))
+        ess = np.concatenate([r["batch"]["ess"] for r in results])
+        khat = np.concatenate([r["batch"]["khat"] for r in results])
+        line += (f" dmed_over_sigma_refined={_f3(pooled['sbi+is'][0])} "
+                 f"width_ratio_refined={_f3(pooled['sbi+is'][1])} "
+                 f"logz_diff={np.median(np.concatenate([r['logz_diff'] for r in results])):.3f}"
+                 f" ms_per_refined_object={ms:.1f} speedup_refined={t_dyn / (ms / 1e3):.3g}"
+                 f" ess_refined={np.nanmedian(ess):.0f} khat_refined={np.nanmax(khat):.2f}")
     print(f"RESULT {line}")
+
+
+def timing_only(args: argparse.Namespace, sps, rng: np.random.Generator) -> None:
+    """Refine ``--n-timing`` bright mocks per model in one batch; table and RESULT line."""
+    rows = []
+    print(f"{'model':16s} {'bright':>6s} {'ms/object':>9s} {'ESS med':>7s} {'ESS min':>7s} "
+          f"{'k-hat med':>9s} {'k-hat max':>9s} {'flagged':>7s}")  # fmt: skip
+    for spec in args.estimator or DEFAULTS:
+        template, post, model = load(spec)
+        b = refine_batch(model, post, sps, args.n_timing, rng)
+        rows.append(b)
+        print(f"{template:16s} {b['n']:6d} {b['ms']:9.1f} {np.median(b['ess']):7.0f} "
+              f"{b['ess'].min():7.0f} {np.median(b['khat']):9.2f} {b['khat'].max():9.2f} "
+              f"{int((b['khat'] > 0.7).sum()):7d}")  # fmt: skip
+    ess = np.concatenate([b["ess"] for b in rows])
+    print(f"RESULT ms_per_refined_object={np.median([b['ms'] for b in rows]):.1f} "
+          f"ess_refined={np.median(ess):.0f} "
+          f"khat_refined={np.max(np.concatenate([b['khat'] for b in rows])):.2f}")
 
 
 def _f3(v: list) -> str:

@@ -17,9 +17,11 @@ errors are not drawn from the estimator's pixel noise model. Every fit takes the
 errors with a fractional floor added in quadrature (``--err-floor``, 5% as usual for SED fits
 of integrated photometry): the catalogue's bright galaxies reach S/N 3000 in a band, which no
 SED model fits (chi^2 ~ 1e6 at the best fit of one of them), and where the exact posterior is
-then set by that misfit alone. ``--refine`` also reweights the SBI draws of those galaxies
-with the same likelihood (``fit_model(..., sbi_refine=True)``, the exact posterior in a few
-seconds), writes them to ``refined/<id>.h5`` and adds them to the PNG.
+then set by that misfit alone. ``fit_model``'s default ``refine="auto"`` gives the bright
+galaxies (total S/N >= 20) and those the amortised draws fit badly the exact posterior of that
+likelihood (importance sampling; ``sbi/<id>.h5`` then holds weighted draws and ``logz``).
+``--refine`` also refines the dynesty galaxies in ``compare`` (``refine="always"``), writes them
+to ``refined/<id>.h5`` and adds them to the PNG.
 
     python examples/jades_specz_catalogue.py out/ --n-dynesty 3 [--refine]
 """

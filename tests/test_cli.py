@@ -99,7 +99,7 @@ def test_fit_command_catalogue_in_njy(tmp_path, small_estimator, small_estimator
     table.write(cat)
     argv = ["fit", str(cat), str(small_estimator_file), "-o", str(out), "--unit", "nJy",
             "--flux-format", "flux_{band}", "--err-format", "err_{band}", "--zred-column", "z",
-            "--id-column", "id", "--draws", "200", "--chunk-size", "50"]  # fmt: skip
+            "--id-column", "id", "--draws", "200", "--chunk-size", "50", "--refine", "never"]
     assert cli.main(argv) == 0, capsys.readouterr().err
     summary = capsys.readouterr().out
     res = Table.read(out)
@@ -125,6 +125,42 @@ def test_fit_command_catalogue_in_njy(tmp_path, small_estimator, small_estimator
     assert "no flux column for band" in capsys.readouterr().err
 
 
+def test_fit_command_refine_values(tmp_path, small_estimator, small_estimator_file, capsys):
+    table, _ = _mock_catalog(small_estimator, 6, seed=9)
+    cat = tmp_path / "cat.ecsv"
+    table.write(cat)
+    base = ["fit", str(cat), str(small_estimator_file), "--unit", "nJy", "--flux-format",
+            "flux_{band}", "--err-format", "err_{band}", "--zred-column", "z", "--draws", "100"]
+    snr = small_estimator.prepare(*_arrays(small_estimator, table)).snr
+    for refine in ("auto", "always", "never"):
+        out = tmp_path / f"fit_{refine}.ecsv"
+        assert cli.main([*base, "-o", str(out), "--refine", refine, "--likelihood",
+                         "noise"]) == 0, capsys.readouterr().err  # fmt: skip
+        res = Table.read(out)
+        if refine == "never":
+            assert "refined" not in res.colnames and "refined" not in capsys.readouterr().out
+            continue
+        want = np.ones(6, bool) if refine == "always" else snr >= 20
+        np.testing.assert_array_equal(res["refined"], want)
+        assert np.all(res["ess"][want] > 0) and np.all(np.isnan(res["ess"][~want]))
+        assert f"{int(want.sum())} refined" in capsys.readouterr().out
+    assert 0 < (snr >= 20).sum() < 6  # the catalogue has both kinds
+    for bad, message in (("sometimes", "refine='sometimes' is unknown; use one of never, "
+                          "always, auto"), ("gauss", "likelihood 'gauss' is unknown")):
+        option = "--refine" if bad == "sometimes" else "--likelihood"
+        assert cli.main([*base, "-o", str(tmp_path / "x.ecsv"), option, bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err
+
+
+def _arrays(post, table):
+    """Fluxes and errors (maggies) and redshifts of a ``_mock_catalog`` table."""
+    names = [b.rsplit("_", 1)[-1].upper() for b in post.filters]
+    flux = np.stack([table[f"flux_{n}"] for n in names], -1) / 3631e9
+    err = np.stack([table[f"err_{n}"] for n in names], -1) / 3631e9
+    return flux, err, np.asarray(table["z"], float)
+
+
 def test_fit_command_error_floor(tmp_path, small_estimator, small_estimator_file, capsys):
     from prospect_sbi.catalog import read_catalog
 
@@ -143,8 +179,8 @@ def test_fit_command_error_floor(tmp_path, small_estimator, small_estimator_file
     for floor in ("0", "0.2"):  # pixel-noise mocks are at S/N < 20: 5% hardly widens them
         out = tmp_path / f"fit{floor}.ecsv"
         argv = ["fit", str(cat), str(small_estimator_file), "-o", str(out), "--draws", "300",
-                "--err-floor", floor, "--zred-column", "z", *(f"--{k.replace('_', '-')}={v}"
-                                                            for k, v in kw.items())]  # fmt: skip
+                "--err-floor", floor, "--zred-column", "z", "--refine", "never",
+                *(f"--{k.replace('_', '-')}={v}" for k, v in kw.items())]  # fmt: skip
         assert cli.main(argv) == 0, capsys.readouterr().err
         stds.append(np.asarray(Table.read(out)["log_mstar_std"]))
     # the command fits the floored errors (one chunk: seed 0), and they widen the posteriors
@@ -387,6 +423,15 @@ def test_map_command_on_a_fits_cube(tmp_path, small_estimator, small_estimator_f
     assert cli.main(argv) == 0 and "exists: skipped" in capsys.readouterr().out
     assert cli.main([*argv[:3], str(tmp_path / "other"), "--image", "F444W"]) == 2
     assert "--image takes BAND=PATH" in capsys.readouterr().err
+    # refinement: every pixel, with per-pixel diagnostics in the table; a bad value is an error
+    refined = [*argv[:3], str(tmp_path / "refined"), *argv[4:], "--refine", "always",
+               "--likelihood", "noise", "--draws", "50"]  # fmt: skip
+    assert cli.main(refined) == 0, capsys.readouterr().err
+    assert "100.0% of pixels refined" in capsys.readouterr().out
+    pixels = Table.read(tmp_path / "refined" / "galaxy_pixels.fits")
+    assert pixels["refined"].all() and np.all(pixels["ess"] > 0)
+    assert cli.main([*refined[:-4], "--refine", "most", "--overwrite"]) == 2
+    assert "refine='most' is unknown; use one of never, always, auto" in capsys.readouterr().err
 
 
 def test_validate_and_quickstart_commands(tmp_path, small_estimator_file, capsys):

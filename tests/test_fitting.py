@@ -53,7 +53,7 @@ def test_sbi_round_trip_through_prospector_hdf5(model, sps, mock, small_estimato
 
     obs, _ = mock
     out = fit_model(dict(obs), model, sps, sbi=True, estimator=small_estimator,
-                    sbi_ndraws=500, sbi_seed=3)  # fmt: skip
+                    sbi_ndraws=500, sbi_seed=3, refine="never")  # fmt: skip
     res, duration = out["sampling"]
     assert out["optimization"] == (None, 0.0) and duration > 0
     draws = small_estimator.sample(obs["maggies"], obs["maggies_unc"], 500, zred=ZRED, seed=3)
@@ -136,7 +136,8 @@ def test_sbi_result_says_what_it_cannot_vouch_for(model, sps, mock, small_estima
 def test_run_params_dispatch_by_name(model, sps, mock, small_estimator, tmp_path):
     small_estimator.save(tmp_path / "est.sbi")
     run_params = {"fitter": "sbi", "sbi_estimator": str(tmp_path / "est.sbi"),
-                  "sbi_ndraws": 200, "sbi_seed": 1, "outfile": "x", "verbose": False}  # fmt: skip
+                  "sbi_ndraws": 200, "sbi_seed": 1, "outfile": "x", "verbose": False,
+                  "sbi_refine": "never"}  # fmt: skip
     out = fit_model(dict(mock[0]), model, sps, **run_params)
     assert out["sampling"][0]["samples"].shape == (200, model.ndim)
     mstar = np.median(out["sampling"][0]["derived"]["log_mstar"])
@@ -324,8 +325,7 @@ def test_real_jades_catalogue_rows(shared_data, model, sps, small_estimator):
             "filters": small_estimator.filters,
             "zred": zred[i],
         }
-        out = fit_model(
-            obs, model, sps, sbi=True, estimator=small_estimator, sbi_ndraws=300, sbi_seed=0
-        )
+        out = fit_model(obs, model, sps, sbi=True, estimator=small_estimator, sbi_ndraws=300,
+                        sbi_seed=0, refine="never")  # fmt: skip
         mstar = out["sampling"][0]["derived"]["log_mstar"]
         assert np.all(np.isfinite(mstar)) and 6 < np.median(mstar) < 12.5

@@ -17,6 +17,7 @@ import torch
 
 from prospect_sbi import JadesPixelNoise, build_model, jades_filters, simulate
 from prospect_sbi.posterior import AmortizedPosterior, evaluate, held_out, recalibrate, train
+from prospect_sbi.posterior.draws import deconvolve, redraw_blowups, z_limits
 from prospect_sbi.trainingset import TrainingSet
 
 N_SIM, N_TRAIN = 16_000, 15_000  # rows N_TRAIN.. are held out: never seen in training
@@ -81,7 +82,7 @@ def test_accuracy_and_calibration_on_held_out_mocks(trained, mocks):
 
 def test_deconvolve_removes_the_training_jitter(trained):
     """Draws of the 4 derived targets with covariance C + jitter^2 I come out with C."""
-    assert trained._n_jittered == 4 and trained.training["jitter"] == 0.01
+    assert trained.n_jittered == 4 and trained.jitter == 0.01
     gen = torch.Generator().manual_seed(0)
     d = len(trained.space)
     scale = torch.tensor([0.02, 0.05, 0.2, 1.0], dtype=torch.float64)
@@ -90,7 +91,7 @@ def test_deconvolve_removes_the_training_jitter(trained):
     jittered = true + 0.01 * torch.randn(true.shape, generator=gen, dtype=torch.float64)
     z = torch.cat([torch.randn(3, 200_000, d - 4, generator=gen, dtype=torch.float64),
                    jittered + 3.0], dim=-1)  # fmt: skip
-    out = trained._deconvolve(z.clone())
+    out = deconvolve(z.clone(), 4, 0.01)
     assert torch.equal(out[..., :-4], z[..., :-4])
 
     def variances(draws):  # along the axes of the true covariance
@@ -100,20 +101,21 @@ def test_deconvolve_removes_the_training_jitter(trained):
     assert variances(z)[0] > 1.2 * scale[0] ** 2  # jittered: 0.02^2 + 0.01^2
     np.testing.assert_allclose(out.mean(1).numpy(), z.mean(1).numpy(), atol=1e-9)
     one = z[:, :1]
-    assert torch.equal(trained._deconvolve(one.clone()), one)
+    assert torch.equal(deconvolve(one.clone(), 4, 0.01), one)
 
 
 def test_blown_up_draws_are_redrawn_and_left_out_of_the_moments(trained, mocks):
     """A coupling flow's tail draws can blow up (|z| to 1e16 in flow space; in 7 of 12,800
     mocks of the shipped jades-continuity all 1000 log M* draws collapsed to values such as
     -4720 dex once the deconvolution's moments took them in). They are redrawn."""
-    x = trained._inputs(mocks["flux"], mocks["err"], mocks["zred"], slice(0, 4))
+    x = trained.encode(trained.prepare(mocks["flux"], mocks["err"], mocks["zred"]), slice(0, 4))
     with torch.no_grad():
         draws = trained.network.sample(x, 500)
     clean = draws.clone()
     draws[0, 3, 1] = 1e12
     draws[2, :7, -1] = -3e9  # a derived target
-    out, still = trained._redraw_blowups(draws.clone(), x)
+    limit = z_limits(trained.space.kinds, trained.n_jittered)
+    out, still = redraw_blowups(trained.network, draws.clone(), x, limit)
     assert not still.any() and torch.all(out.abs() < 20)
     untouched = torch.ones(out.shape[:2], dtype=torch.bool)
     untouched[0, 3] = untouched[2, :7] = False
@@ -123,8 +125,8 @@ def test_blown_up_draws_are_redrawn_and_left_out_of_the_moments(trained, mocks):
     bad = draws.clone().double()
     keep = torch.ones(bad.shape[:2], dtype=torch.bool)
     keep[2, :7] = False
-    ref = trained._deconvolve(bad[2:3, 7:].clone())
-    np.testing.assert_allclose(trained._deconvolve(bad.clone(), keep)[2:3, 7:], ref, atol=1e-9)
+    ref = deconvolve(bad[2:3, 7:].clone(), 4, 0.01)
+    np.testing.assert_allclose(deconvolve(bad.clone(), 4, 0.01, keep)[2:3, 7:], ref, atol=1e-9)
 
 
 def test_samples_stay_in_the_prior_box(trained, mocks):

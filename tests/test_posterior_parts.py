@@ -203,7 +203,26 @@ def test_spline_inverse_matches_zuko_in_the_tails():
     g = torch.Generator().manual_seed(0)
     f = MonotonicRQSTransform(*(torch.randn(3, 4, k, generator=g) for k in (8, 8, 7)))
     y = torch.linspace(-8, 8, 401)[:, None, None].expand(401, 3, 4)  # knots span [-5, 5]
-    assert torch.allclose(_elementwise_inverse(f, y), f.inv(y), atol=1e-5)
+    x, ladj = _elementwise_inverse(f, y, with_ladj=True)
+    expected_x, expected_ladj = f.inv.call_and_ladj(y)
+    assert torch.allclose(x, expected_x, atol=1e-5)
+    assert torch.allclose(ladj, expected_ladj.sum(-1), atol=1e-4)  # log |dx/dy|, summed
+    assert torch.equal(_elementwise_inverse(f, y)[0], x)
+
+
+def test_sample_and_log_prob_is_sample_and_log_prob_in_one_pass():
+    from prospect_sbi.posterior import PosteriorNetwork
+
+    for flow in ("realnvp", "nsf"):
+        net = PosteriorNetwork(5, 3, flow=flow, transforms=3, hidden=(16,), embedding=(16,),
+                               context=8).eval()  # fmt: skip
+        x = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
+        base = torch.randn(50, 4, 5, generator=torch.Generator().manual_seed(2))
+        with torch.no_grad():
+            z, log_q = net.sample_and_log_prob(x, base)
+            assert torch.equal(z, net.sample(x, 50, base=base))
+            assert torch.allclose(log_q, net.log_prob(z.transpose(0, 1), x).T, atol=1e-4)
+            assert torch.allclose(net.to_base(z.transpose(0, 1), x), base, atol=1e-4)
 
 
 def test_unknown_flow():

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["TEMPLATES", "check_run_options", "dask_client", "estimator_file", "file_id",
-           "read_run_file"]
+__all__ = ["TEMPLATES", "add_refine_args", "check_run_options", "dask_client", "estimator_file",
+           "file_id", "read_run_file"]
 
 import argparse
 import os
@@ -11,6 +11,18 @@ from pathlib import Path
 from typing import Any
 
 TEMPLATES = ("parametric_sfh", "continuity_sfh")
+
+
+def add_refine_args(parser: Any, default: str) -> None:
+    """Add ``--refine`` and ``--likelihood``, checked when the command runs (run files too)."""
+    parser.add_argument("--refine", default=default, metavar="{never,always,auto}",
+                        help="replace the amortised draws by the exact posterior (importance "
+                             "sampling with the likelihood, ~0.1-0.5 s an object) for every "
+                             "object, none, or those that need it: total S/N >= 20, or badly "
+                             f"fitted by the flow's draws (default {default})")  # fmt: skip
+    parser.add_argument("--likelihood", default="flux", metavar="{flux,noise}",
+                        help="likelihood of the refinement: flux (Gaussian, real data; default) "
+                             "or noise (the estimator's noise model, for its own mocks)")
 
 
 def file_id(path: str | os.PathLike) -> dict[str, Any]:

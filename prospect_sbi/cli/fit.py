@@ -6,6 +6,7 @@ __all__ = ["add_fit_args", "run_fit"]
 
 import argparse
 
+from .common import add_refine_args
 from .train import add_catalog_args
 
 
@@ -34,6 +35,7 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ppc", action="store_true",
                         help="skip the posterior-predictive check (chi2_red, ood)")  # fmt: skip
+    add_refine_args(parser, "auto")
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -56,9 +58,13 @@ def run_fit(args: argparse.Namespace) -> int:
                    "--err-format": args.err_format, "--zred-column": zcol,
                    "--id-column": args.id_column, "--err-floor": args.err_floor,
                    "--draws": args.draws, "--seed": args.seed,
-                   "--no-ppc": args.no_ppc}  # fmt: skip
+                   "--no-ppc": args.no_ppc, "--refine": args.refine,
+                   "--likelihood": args.likelihood}  # fmt: skip
     counts = write_catalog_fit(post, catalog, args.out, fingerprint, args.draws, args.seed,
-                               args.chunk_size, model=False if args.no_ppc else None)  # fmt: skip
-    rows = counts.pop("rows")
-    print(f"{args.out}: {rows} objects ({', '.join(f'{v} {k}' for k, v in counts.items())})")
+                               args.chunk_size, model=False if args.no_ppc else None,
+                               refine=args.refine, likelihood=args.likelihood)  # fmt: skip
+    rows, refined = counts.pop("rows"), counts.pop("refined")
+    also = "" if args.refine == "never" else f"; {refined} refined"
+    print(f"{args.out}: {rows} objects ({', '.join(f'{v} {k}' for k, v in counts.items())})"
+          f"{also}")
     return 0

@@ -7,6 +7,8 @@ __all__ = ["add_map_args", "run_map"]
 import argparse
 from pathlib import Path
 
+from .common import add_refine_args
+
 
 def add_map_args(parser: argparse.ArgumentParser) -> None:
     """Options of ``prospect-sbi map``."""
@@ -45,6 +47,7 @@ def add_map_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=0, help="local dask workers")
     parser.add_argument("--scheduler", help="address of a dask.distributed scheduler")
     parser.add_argument("--overwrite", action="store_true", help="refit an existing NAME")
+    add_refine_args(parser, "never")
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -114,15 +117,18 @@ def run_map(args: argparse.Namespace) -> int:
     try:
         done = map_galaxy(post, images, out, args.name, mask, n_draws=args.draws,
                           seed=args.seed, chunk_size=args.chunk_size, client=client,
-                          overwrite=args.overwrite)  # fmt: skip
+                          overwrite=args.overwrite, refine=args.refine,
+                          likelihood=args.likelihood)  # fmt: skip
     finally:
         if client is not None:
             client.close()
     fit, row = done.fit, done.outshining[0]
     ood = "n/a" if fit.ood is None else f"{fit.ood.mean():.1%}"
     resumed = f" ({fit.resumed_chunks} chunks resumed)" if fit.resumed_chunks else ""
+    refined = ("" if fit.refinement is None
+               else f"; {fit.refinement['refined'].mean():.1%} of pixels refined")
     print(f"{args.name}: {len(fit)} pixels fitted{resumed}; log M* pixel-summed "
           f"{row['log_mstar_resolved']:.2f}, integrated {row['log_mstar_integrated']:.2f}; "
-          f"{ood} of pixels flagged out of distribution; wrote {files['maps']} and "
+          f"{ood} of pixels flagged out of distribution{refined}; wrote {files['maps']} and "
           "PNG")  # fmt: skip
     return 0

@@ -104,7 +104,8 @@ def _catalogue(post: object, data: Path, out: Path, args: argparse.Namespace) ->
         return path
     cat = read_specz_catalogue(data, post.filters, err_floor=args.err_floor)
     t0 = time.perf_counter()
-    table = fit_catalog(post, cat, draws=args.draws, seed=args.seed, progress=False)
+    table = fit_catalog(post, cat, draws=args.draws, seed=args.seed, progress=False,
+                        refine="never")  # a quick look; `prospect-sbi fit` refines
     ok = np.isfinite(table["log_mstar_p50"])
     counts = count_flags(table["flag"])
     print(f"[2] catalogue: {len(table)} galaxies, {int(ok.sum())} fitted in "

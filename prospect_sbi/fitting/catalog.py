@@ -21,7 +21,8 @@ import numpy as np
 from astropy.table import Table, vstack
 
 from ..catalog import FLUX_UNITS, Catalog
-from ..posterior.checks import Observations, check_observations, outside_zred_range
+from ..posterior.checks import check_observations, outside_zred_range
+from ..posterior.observations import Observations
 from ..posterior.plausibility import (
     PriorEdgeWarning,
     UnitError,
@@ -29,6 +30,7 @@ from ..posterior.plausibility import (
     count_flags,
     warn_prior_edge,
 )
+from ..posterior.refine import DIAGNOSTICS, check_refine
 from ..posterior.summary import STATISTICS
 from ..tables import TableParts
 
@@ -149,9 +151,13 @@ class _CatalogFit:
     """The rows of a catalogue fit, chunk by chunk; everything fixed before the first chunk."""
 
     def __init__(self, post: Any, catalog: Catalog, draws: int, seed: int, model: Any,
-                 sps: Any) -> None:  # fmt: skip
+                 sps: Any, refine: str = "never", likelihood: str = "flux") -> None:  # fmt: skip
         if len(catalog.flux) == 0:
             raise ValueError("the catalogue has no rows")
+        self.refine, self.likelihood = check_refine(refine), likelihood
+        if refine != "never":
+            post.refiner(sps, likelihood)  # a likelihood the noise model lacks fails here
+        self.sps = sps
         self.post, self.catalog, self.draws, self.seed = post, catalog, int(draws), int(seed)
         self.flag = _row_flags(post, catalog)
         self.ok = np.flatnonzero(self.flag == "")
@@ -171,6 +177,8 @@ class _CatalogFit:
         flag = self.flag[rows].copy()
         n_bands = np.sum(np.isfinite(cat.flux[rows]), axis=1)
         values = {c: np.full(n, np.nan) for c in self.columns}
+        extra = {} if self.refine == "never" else {
+            k: np.zeros(n, t) if t is bool else np.full(n, np.nan) for k, t in DIAGNOSTICS.items()}
         chi2, ood = np.full(n, np.nan), np.zeros(n, bool)
         fit = np.flatnonzero(flag == "")
         if fit.size:
@@ -178,9 +186,12 @@ class _CatalogFit:
             with warnings.catch_warnings():  # counted over the whole catalogue instead
                 warnings.simplefilter("ignore", PriorEdgeWarning)
                 summ = self.post.summarize(obs, n=self.draws, seed=self.seed + rows.start,
-                                           predictive_check=self.check)  # fmt: skip
+                                           predictive_check=self.check, refine=self.refine,
+                                           sps=self.sps, likelihood=self.likelihood)  # fmt: skip
             for c in self.columns:
                 values[c][fit] = summ[c]
+            for c in extra:
+                extra[c][fit] = summ[c]
             flag[fit] = np.asarray(summ["flag"], dtype=object)
             if self.check is not None:
                 chi2[fit], ood[fit] = summ["chi2_red"], summ["ood"]
@@ -191,6 +202,8 @@ class _CatalogFit:
             out[c] = values[c]
         if self.check is not None:
             out["chi2_red"], out["ood"] = chi2, ood
+        for c, v in extra.items():
+            out[c] = v
         return out
 
     def chunks(self, chunk_size: int) -> Iterator[slice]:
@@ -203,7 +216,7 @@ class _CatalogFit:
     @property
     def meta(self) -> dict[str, Any]:
         return {"estimator_model_hash": self.post.model_hash, "n_draws": self.draws,
-                "seed": self.seed,
+                "seed": self.seed, "refine": self.refine,
                 "ppc": "chi2 of the posterior-median photometry" if self.check is not None
                 else "skipped"}  # fmt: skip
 
@@ -218,6 +231,8 @@ def fit_catalog(
     model: Any = None,
     sps: Any = None,
     progress: bool = True,
+    refine: str = "auto",
+    likelihood: str = "flux",
 ) -> Table:
     """Posterior summaries of every catalogue row, with flags and a predictive check.
 
@@ -236,17 +251,26 @@ def fit_catalog(
         For the predictive check: default the estimator's own (:meth:`~AmortizedPosterior.model`);
         ``False`` skips it (no ``chi2_red``/``ood`` columns).
     sps : object, optional
-        Its SPS source; default a new ``BC03MilesBasis``.
+        Its SPS source, also the forward model of the refinement; default a
+        ``BC03MilesBasis``.
     progress : bool
         Show a progress bar over the chunks.
+    refine : {"auto", "always", "never"}
+        :meth:`AmortizedPosterior.summarize`'s: replace the amortised draws by the exact
+        posterior for the objects that need it (default: bright ones, and those the flow's
+        draws fit badly), for all or for none.
+    likelihood : {"flux", "noise"}
+        Likelihood of the refinement (``"flux"`` for real catalogues).
 
     Returns
     -------
     astropy.table.Table
         One row per catalogue row, in order: ``id``, ``zred``, ``flag`` (``ok`` or the
         reasons, ``;``-joined: :data:`FIT_FLAGS`, the input flags of
-        :data:`~prospect_sbi.posterior.plausibility.FLAG_REASONS`, ``mass_at_prior_max``...),
-        ``n_bands`` (bands used), ``<label>_p50/_p16/_p84/_mean/_std``, ``chi2_red``, ``ood``.
+        :data:`~prospect_sbi.posterior.plausibility.FLAG_REASONS`, ``mass_at_prior_max``,
+        ``khat``...), ``n_bands`` (bands used), ``<label>_p50/_p16/_p84/_mean/_std``,
+        ``chi2_red``, ``ood``, and unless ``refine="never"`` ``refined``, ``ess``, ``khat``,
+        ``logz``, ``khat_flag``.
 
     Raises
     ------
@@ -260,7 +284,7 @@ def fit_catalog(
     """
     from tqdm.auto import tqdm
 
-    job = _CatalogFit(post, catalog, draws, seed, model, sps)
+    job = _CatalogFit(post, catalog, draws, seed, model, sps, refine, likelihood)
     slices = list(job.chunks(chunk_size))
     tables = [job.chunk(rows) for rows in tqdm(slices, unit="chunk", disable=not progress)]
     result = vstack(tables, metadata_conflicts="silent")
@@ -281,6 +305,8 @@ def write_catalog_fit(
     model: Any = None,
     sps: Any = None,
     progress: bool = True,
+    refine: str = "auto",
+    likelihood: str = "flux",
 ) -> dict[str, int]:
     """:func:`fit_catalog` to a file, resumable, with memory flat in the number of rows.
 
@@ -297,17 +323,17 @@ def write_catalog_fit(
     fingerprint : dict
         Every input and option that changes a row (files, units, columns, error floor, draws,
         seed, chunk size, predictive check); ``chunk_size`` is added to it.
-    post, catalog, draws, seed, chunk_size, model, sps, progress
+    post, catalog, draws, seed, chunk_size, model, sps, progress, refine, likelihood
         As in :func:`fit_catalog`.
 
     Returns
     -------
     dict of str -> int
-        Rows per flag reason (``ok`` for rows without one), and ``rows``.
+        Rows per flag reason (``ok`` for rows without one), ``rows`` and ``refined``.
     """
     from tqdm.auto import tqdm
 
-    job = _CatalogFit(post, catalog, draws, seed, model, sps)
+    job = _CatalogFit(post, catalog, draws, seed, model, sps, refine, likelihood)
     parts = TableParts(out, dict(fingerprint, chunk_size=int(chunk_size)))
     slices = list(job.chunks(chunk_size))
     counts: dict[str, int] = {}
@@ -315,10 +341,14 @@ def write_catalog_fit(
                                   disable=not progress)):  # fmt: skip
         if c not in parts:
             parts.write(c, job.chunk(rows))
-        flags = np.asarray(parts.read(c)["flag"], dtype=object)
+        part = parts.read(c)
+        counts["refined"] = counts.get("refined", 0) + (int(np.sum(part["refined"]))
+                                                        if "refined" in part.colnames else 0)
+        flags = np.asarray(part["flag"], dtype=object)
         counts["ok"] = counts.get("ok", 0) + int(np.sum(flags == "ok"))
         for reason, k in count_flags(flags).items():
             counts[reason] = counts.get(reason, 0) + k
     rows = parts.assemble(len(slices), job.meta)
+    refined = counts.pop("refined", 0)
     warn_prior_edge(counts, rows)
-    return dict(counts, rows=rows)
+    return dict(counts, rows=rows, refined=refined)

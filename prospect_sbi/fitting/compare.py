@@ -13,8 +13,8 @@ import numpy as np
 from astropy.table import Table
 from scipy.stats import wasserstein_distance
 
+from ..posterior.refine import ROUND_DRAWS
 from .fit import run_sbi
-from .importance import REFINE_DRAWS
 from .likelihood import NoiseLikelihood, fixed_redshift_model
 from .obs import obs_inputs, resolve_estimator
 
@@ -97,6 +97,11 @@ class Comparison:
         Wall time of the refined fit, s (0 without ``refine``).
     ess : float
         Effective sample size of the refined draws (nan without ``refine``).
+    logz_refined, logz_dynesty : float
+        Log evidence of the refined fit (nan without ``refine``) and dynesty's, same
+        likelihood and prior.
+    khat : float
+        Pareto k-hat of the refined weights (nan without ``refine``).
     """
 
     table: Table
@@ -109,6 +114,9 @@ class Comparison:
     refined: dict | None = field(default=None, repr=False)
     t_refine: float = 0.0
     ess: float = float("nan")
+    logz_refined: float = float("nan")
+    logz_dynesty: float = float("nan")
+    khat: float = float("nan")
 
     @property
     def speedup(self) -> float:
@@ -127,7 +135,8 @@ def compare(
     plot: str | os.PathLike | None = None,
     truths: dict[str, float] | None = None,
     refine: bool = False,
-    refine_ndraws: int = REFINE_DRAWS,
+    refine_ndraws: int = ROUND_DRAWS,
+    refine_ess: float | None = None,
     **dynesty_kwargs: Any,
 ) -> Comparison:
     """Fit one object with dynesty (through Prospector) and with SBI, and compare.
@@ -158,11 +167,12 @@ def compare(
     truths : dict, optional
         True values to mark on the plot.
     refine : bool
-        Also fit with the SBI draws importance-weighted by the same likelihood
-        (``fit_model(..., sbi=True, sbi_refine=True)``, :func:`importance_sample`) and
-        compare those too.
+        Also fit with the exact posterior of the same likelihood by importance sampling
+        (``fit_model(..., sbi=True, refine="always")``) and compare that too.
     refine_ndraws : int
         Draws per round of the refined fit.
+    refine_ess : float, optional
+        ESS the refined fit stops at (default that of ``fit_model``, 200).
     **dynesty_kwargs
         Prospector's ``run_dynesty`` options; defaults :data:`DYNESTY_DEFAULTS`.
 
@@ -187,12 +197,14 @@ def compare(
                              dynesty=True, **kwargs)  # fmt: skip
     t_dyn = time.perf_counter() - t0
     t0 = time.perf_counter()
-    sbi = run_sbi(obs, model, sps=None, sbi_estimator=post, sbi_ndraws=n_draws, sbi_seed=seed)
+    sbi = run_sbi(obs, model, sps=None, sbi_estimator=post, sbi_ndraws=n_draws, sbi_seed=seed,
+                  sbi_refine="never")  # fmt: skip
     t_sbi = time.perf_counter() - t0
     refined = None
     if refine:
-        refined = run_sbi(obs, model, sps, sbi_estimator=post, sbi_seed=seed, sbi_refine=True,
-                          sbi_refine_ndraws=refine_ndraws, sbi_likelihood=likelihood)  # fmt: skip
+        refined = run_sbi(obs, model, sps, sbi_estimator=post, sbi_seed=seed,
+                          sbi_refine="always", sbi_refine_ndraws=refine_ndraws,
+                          sbi_refine_ess=refine_ess, sbi_likelihood=likelihood)  # fmt: skip
 
     res = dyn["sampling"][0]
     weights = np.exp(res["logwt"] - res["logz"][-1])
@@ -212,10 +224,12 @@ def compare(
     samples = {"names": names, "sbi": np.stack([ours[k] for k in names], -1),
                "dynesty": np.stack([ref[k] for k in names], -1), "weights": weights}  # fmt: skip
     out = Comparison(Table(rows=rows), t_dyn, t_sbi, sbi, dyn, samples)
+    out.logz_dynesty = float(np.ravel(res["logz"])[-1])
     if refined is not None:
         result, out.t_refine = refined["sampling"]
         out.refined, w_is = refined, result.weights / result.weights.sum()
         out.ess = float(1.0 / np.sum(w_is**2))
+        out.logz_refined, out.khat = float(result["logz"][-1]), float(result["khat"])
         theirs = _columns(refined, model)
         metrics = [posterior_metrics(theirs[k], ref[k], weights, w_is) for k in names]
         out.table["is_p50"] = [float(weighted_quantile(theirs[k], 0.5, w_is)) for k in names]

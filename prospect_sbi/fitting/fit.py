@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["fit_model", "resolve_fitter", "run_sbi", "sbi_chain"]
+__all__ = ["fit_model", "refine_mode", "resolve_fitter", "run_sbi", "sbi_chain"]
 
 import time
 import warnings
@@ -12,7 +12,7 @@ import numpy as np
 from prospect.fitting import lnprobfn as _prospect_lnprobfn
 
 from ..posterior.plausibility import join_flags, prior_edge_flags
-from .importance import REFINE_DRAWS, REFINE_ESS, REFINE_ROUNDS, importance_sample
+from ..posterior.refine import MAX_ROUNDS, ROUND_DRAWS, check_refine, needs_refinement
 from .likelihood import NoiseLikelihood
 from .obs import obs_inputs, resolve_estimator
 from .registry import get_fitter
@@ -67,6 +67,7 @@ def fit_model(
     sbi: bool = False,
     estimator: Any = None,
     fitter: str | None = None,
+    refine: str | None = None,
     **kwargs: Any,
 ) -> dict:
     """Fit ``obs`` with ``model``: ``prospect.fitting.fit_model`` plus an ``sbi`` backend.
@@ -88,14 +89,19 @@ def fit_model(
         ``kwargs["sbi_estimator"]``).
     fitter : str, optional
         A fitter name; overrides the flags.
+    refine : {"auto", "always", "never"}, optional
+        For ``sbi``: replace the amortised draws by the exact posterior of the likelihood
+        (importance sampling, see :func:`run_sbi`) for every object, for none, or
+        (``"auto"``, the default) when the object is bright or the flow's draws fit it badly
+        (:func:`~prospect_sbi.posterior.refine.needs_refinement`). Same as
+        ``sbi_refine`` (which also takes True for ``"always"`` and False for ``"never"``).
     **kwargs
         Passed to the fitter: Prospector's (``nested_nlive_init``, ...), or for ``sbi``:
         ``sbi_ndraws`` (default 4000), ``sbi_seed``, ``sbi_lnlike`` (compute each draw's
         log-likelihood, default True), ``sbi_likelihood`` (``"flux"`` or ``"noise"``, see
         :class:`NoiseLikelihood`), ``sbi_check`` (the predictive check, default True; needs
-        ``sps``), ``sbi_refine`` (importance-weight the draws with the
-        exact likelihood, see :func:`run_sbi`), ``sbi_refine_ndraws``, ``sbi_refine_rounds``
-        and ``sbi_refine_ess``.
+        ``sps``), ``sbi_refine`` (as ``refine``), ``sbi_refine_ndraws``,
+        ``sbi_refine_rounds`` and ``sbi_refine_ess``.
 
     Returns
     -------
@@ -106,7 +112,8 @@ def fit_model(
     Raises
     ------
     ValueError
-        Conflicting flags, an unknown fitter, or an obs dict the estimator cannot take.
+        Conflicting flags, an unknown fitter or ``refine``, or an obs dict the estimator
+        cannot take.
 
     Examples
     --------
@@ -117,6 +124,11 @@ def fit_model(
     name = resolve_fitter(optimize, emcee, dynesty, sbi, fitter)
     if estimator is not None:
         kwargs["sbi_estimator"] = estimator
+    if refine is not None:
+        alias = kwargs.get("sbi_refine")
+        if alias is not None and refine_mode(alias) != refine_mode(refine):
+            raise ValueError(f"refine={refine!r} and sbi_refine={alias!r} disagree; pass one")
+        kwargs["sbi_refine"] = refine
     run = get_fitter(name)
     if name in ("dynesty", "emcee") and optimize:
         kwargs["optimize"] = True
@@ -149,6 +161,23 @@ def sbi_chain(draws: np.ndarray, labels: list[str], model: Any, zred: float | No
     return np.stack(cols, axis=-1).astype(float)
 
 
+def refine_mode(refine: Any) -> str:
+    """Resolve ``refine``/``sbi_refine`` to one of ``"never"``, ``"always"``, ``"auto"``.
+
+    None is ``"auto"``, True ``"always"``, False ``"never"``.
+
+    Raises
+    ------
+    ValueError
+        Any other value.
+    """
+    if refine is None:
+        return "auto"
+    if isinstance(refine, bool | np.bool_):
+        return "always" if refine else "never"
+    return check_refine(refine)
+
+
 def run_sbi(
     obs: dict,
     model: Any,
@@ -158,29 +187,32 @@ def run_sbi(
     sbi_ndraws: int = 4000,
     sbi_seed: int | None = None,
     sbi_lnlike: bool = True,
-    sbi_refine: bool = False,
-    sbi_refine_ndraws: int = REFINE_DRAWS,
-    sbi_refine_rounds: int = REFINE_ROUNDS,
-    sbi_refine_ess: float = REFINE_ESS,
+    sbi_refine: bool | str | None = None,
+    sbi_refine_ndraws: int = ROUND_DRAWS,
+    sbi_refine_rounds: int = MAX_ROUNDS,
+    sbi_refine_ess: float | None = None,
     sbi_likelihood: str = "flux",
     sbi_check: bool = True,
     **extras: Any,
 ) -> dict:
-    """Run the ``sbi`` fitter: check ``obs``, draw from the estimator, lay out the result.
+    """Run the ``sbi`` fitter: check ``obs``, draw from the estimator, refine, lay out the result.
 
     ``sps`` computes each draw's log-likelihood (``sbi_likelihood``, see
-    :class:`~prospect_sbi.fitting.NoiseLikelihood`) when ``sbi_lnlike``; ``noise`` must be
-    ``(None, None)``: the estimator carries its own noise model. Other keyword arguments
-    (the rest of a ``run_params``) are ignored.
+    :class:`~prospect_sbi.fitting.NoiseLikelihood`) when ``sbi_lnlike``, and the forward model
+    of the refinement (None: a shared ``BC03MilesBasis``); ``noise`` must be ``(None,
+    None)``: the estimator carries its own noise model. Other keyword arguments (the rest of
+    a ``run_params``) are ignored.
 
-    With ``sbi_refine`` the draws are importance-weighted by the exact likelihood
-    (:func:`~prospect_sbi.fitting.importance_sample`: rounds of ``sbi_refine_ndraws`` draws,
-    at most ``sbi_refine_rounds``, until the ESS reaches ``sbi_refine_ess``; needs ``sps``):
-    the posterior of the likelihood dynesty samples, at the cost of one forward model per
-    draw (a few seconds an object instead of milliseconds; ``sbi_ndraws`` is not used).
-    The result's ``weights`` are then the importance weights, draws of zero weight are left
-    out, ``eff`` is the ESS in percent of the draws, and the derived quantities are computed
-    from each draw.
+    ``sbi_refine`` (:func:`refine_mode`: ``"auto"`` by default) decides whether the draws are
+    replaced by the exact posterior of the likelihood, by importance sampling with the
+    estimator as first proposal (:meth:`~prospect_sbi.posterior.refine.Refiner.run`: rounds
+    of ``sbi_refine_ndraws`` draws, at most ``sbi_refine_rounds``, until the ESS reaches
+    ``sbi_refine_ess``, default 200, with a Pareto k-hat of at most 0.7): the posterior of the
+    likelihood dynesty samples, at the cost of one forward model per draw (~0.1-0.5 s an
+    object instead of milliseconds; ``sbi_ndraws`` is then not used). The result's
+    ``weights`` are then the importance weights, draws of zero weight are left out, ``eff``
+    is the ESS in percent of the draws, ``logz`` the log evidence, and the derived quantities
+    are computed from each draw.
 
     The result says what the estimator cannot vouch for: ``flags`` (the reasons of
     :meth:`AmortizedPosterior.prepare` and a posterior piled on an edge of the mass prior,
@@ -194,14 +226,13 @@ def run_sbi(
     -------
     dict
         ``{"optimization": (None, 0.0), "sampling": (SBIResult, seconds)}``; seconds is the
-        wall time of checking the inputs, drawing (and refining).
+        wall time of checking the inputs, drawing (and refining). The result also holds
+        ``refined`` (bool), and for refined fits ``ess``, ``khat`` and ``khat_flag``.
     """
     if any(n is not None for n in noise):
         raise ValueError("the sbi fitter takes no Prospector noise model: the estimator was "
                          "trained with its own (estimator.noise)")  # fmt: skip
-    if sbi_refine and sps is None:
-        raise ValueError("sbi_refine=True needs sps: the draws are reweighted with the forward "
-                         "model")  # fmt: skip
+    mode = refine_mode(sbi_refine)
     post = resolve_estimator(sbi_estimator)
     t0 = time.perf_counter()
     flux, err, zred = obs_inputs(obs, post, model)
@@ -210,20 +241,29 @@ def run_sbi(
         warnings.warn("obs['spectrum'] is ignored: the sbi fitter uses the photometry only "
                       "(the estimator was trained on it)", UserWarning, stacklevel=3)  # fmt: skip
         notes.append("spectrum ignored: the estimator uses photometry only")
-    checked = post.prepare(flux, err, zred)
-    if sbi_refine:
-        res = importance_sample(post, model, sps, flux, err, zred, n=int(sbi_refine_ndraws),
-                                rounds=int(sbi_refine_rounds), target_ess=sbi_refine_ess,
-                                likelihood=sbi_likelihood, seed=sbi_seed)  # fmt: skip
-        keep = np.isfinite(res.log_weights)
-        chain = sbi_chain(res.samples[keep], res.labels, model, zred)
-        derived = to_struct({k: v[keep] for k, v in res.derived.items()})
-        result = SBIResult.from_draws(chain, derived, model.theta_labels(), res.lnlike[keep],
-                                      log_weights=res.log_weights[keep])  # fmt: skip
-        edge = prior_edge_flags(res.samples[keep][None], res.labels, post.space)
-        result.describe(join_flags(1, [], checked.flags, edge)[0], notes)
+    prepared = post.prepare(flux, err, zred)
+    draws = post.sample(prepared, n=int(sbi_ndraws), seed=sbi_seed)
+    refiner = None if mode == "never" else post.refiner(sps, sbi_likelihood)
+    if refiner is not None and (mode == "always"
+                                or needs_refinement(refiner, prepared, draws[None])[0]):
+        res = refiner.run(prepared, 1, seed=sbi_seed, first=int(sbi_refine_ndraws),
+                          draws=int(sbi_refine_ndraws), rounds=int(sbi_refine_rounds),
+                          target_ess=sbi_refine_ess)  # fmt: skip
+        batch = res.batch
+        keep = np.flatnonzero(np.isfinite(batch.log_weights[0]))
+        pts = {k: v[0, keep] for k, v in batch.points.items()}
+        chain = pts["theta"].astype(float)
+        derived = to_struct({k: pts[f"d:{k}"] for k in refiner.derived_keys})
+        result = SBIResult.from_draws(chain, derived, model.theta_labels(), pts["lnlike"],
+                                      log_weights=batch.log_weights[0, keep],
+                                      logz=float(batch.logz[0]))  # fmt: skip
+        result.update(refined=True, ess=float(batch.ess[0]), khat=float(batch.khat[0]),
+                      khat_flag=bool(batch.flagged[0]))  # fmt: skip
+        labels = list(model.theta_labels())
+        edge = prior_edge_flags(chain[None], labels, post.space)
+        khat = [("khat", np.array([bool(batch.flagged[0])]))]
+        result.describe(join_flags(1, khat, prepared.flags, edge)[0], notes)
         return {"optimization": (None, 0.0), "sampling": (result, time.perf_counter() - t0)}
-    draws = post.sample(checked, None, int(sbi_ndraws), seed=sbi_seed)
     duration = time.perf_counter() - t0
     labels = list(post.labels)
     chain = sbi_chain(draws, labels, model, zred)
@@ -234,7 +274,8 @@ def run_sbi(
     if sbi_lnlike and phot is not None:
         logl = NoiseLikelihood(phot, post.noise, sbi_likelihood).lnlike(phot(chain)[0], flux, err)
     result = SBIResult.from_draws(chain, derived, model.theta_labels(), logl)
-    flags = join_flags(1, [], checked.flags, prior_edge_flags(draws[None], labels, post.space))
+    result["refined"] = False
+    flags = join_flags(1, [], prepared.flags, prior_edge_flags(draws[None], labels, post.space))
     if sbi_check and phot is not None:
         from ..ppc import PredictiveCheck
 

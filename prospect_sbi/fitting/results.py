@@ -28,10 +28,14 @@ class SBIResult(dict):
     samples : numpy.ndarray, (n, D)
         Draws in ``model.theta_labels()`` order; a known ``zred`` is a constant column.
     logwt, logl, logvol : numpy.ndarray, (n,)
-        ``-ln n`` (importance weights for refined draws); ``logl`` the log-likelihood of each
-        draw when computed, else 0.
-    logz, logzerr, information : numpy.ndarray, (1,)
-        Zeros: amortised inference gives no evidence.
+        ``logz - ln n`` (``logz`` plus the log importance weights for refined draws), so that
+        ``exp(logwt - logz)`` are the weights, as for dynesty; ``logl`` the log-likelihood of
+        each draw when computed, else 0.
+    logz : numpy.ndarray, (1,)
+        Log evidence ``ln int prior L`` of refined draws (importance sampling gives it; the
+        same quantity as dynesty's), 0 for amortised draws, which give none.
+    logzerr, information : numpy.ndarray, (1,)
+        Zeros.
     derived : numpy.ndarray, structured, (n,)
         Derived quantities learned by the estimator (``log_mstar``, ``log_sfr100``, ...).
     theta_labels : list of str
@@ -54,21 +58,23 @@ class SBIResult(dict):
         labels: Sequence[str],
         logl: np.ndarray | None = None,
         log_weights: np.ndarray | None = None,
+        logz: float = 0.0,
     ) -> SBIResult:
         """Build from draws (n, D), a structured array of derived quantities and labels.
 
         ``log_weights`` (normalised, e.g. importance weights) replace the equal weights;
-        ``eff`` is then the ESS in percent of n, as dynesty's sampling efficiency.
+        ``eff`` is then the ESS in percent of n, as dynesty's sampling efficiency. ``logz``
+        is the log evidence (refined draws).
         """
         n = len(chain)
         logwt = np.full(n, -np.log(n)) if log_weights is None else np.asarray(log_weights, float)
         ess = 1.0 / np.sum(np.exp(2 * logwt))
         res = cls(
             samples=np.asarray(chain, dtype=float),
-            logwt=logwt,
+            logwt=logwt + float(logz),
             logl=np.zeros(n) if logl is None else np.asarray(logl, dtype=float),
             logvol=np.zeros(n),
-            logz=np.zeros(1),
+            logz=np.array([float(logz)]),
             logzerr=np.zeros(1),
             information=np.zeros(1),
             eff=np.array(100.0 * ess / n),

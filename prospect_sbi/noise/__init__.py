@@ -3,5 +3,7 @@
 from .base import UJY_TO_MAGGIES, NoiseModel, noise_from_dict
 from .empirical import EmpiricalNoise
 from .jades import JadesPixelNoise
+from .likelihood import BARRIER, LIKELIHOODS, NoiseLikelihood, check_likelihood
 
-__all__ = ["UJY_TO_MAGGIES", "EmpiricalNoise", "JadesPixelNoise", "NoiseModel", "noise_from_dict"]
+__all__ = ["BARRIER", "LIKELIHOODS", "UJY_TO_MAGGIES", "EmpiricalNoise", "JadesPixelNoise",
+           "NoiseLikelihood", "NoiseModel", "check_likelihood", "noise_from_dict"]  # fmt: skip

@@ -30,6 +30,7 @@ from astropy.table import Table
 from tqdm.auto import tqdm
 
 from .._io import ChunkStore, in_order
+from ..posterior.refine import DIAGNOSTICS, check_refine
 from ..ppc import check_model
 from .images import PixelImages
 from .select import select_pixels
@@ -63,6 +64,9 @@ class PixelFit:
         Predictive check (:class:`~prospect_sbi.ppc.PredictiveCheck`); None without a model.
     n_valid : numpy.ndarray, int, (B,)
         Bands with data.
+    refinement : dict of numpy.ndarray (B,) or None
+        With ``refine`` other than ``"never"``: per pixel ``refined`` (bool), ``ess``, ``khat``,
+        ``logz`` and ``khat_flag`` (:class:`~prospect_sbi.posterior.refine.RefinedDraws`).
     meta : dict
         Settings and the estimator's provenance.
     resumed_chunks : int
@@ -79,6 +83,7 @@ class PixelFit:
     chi2_red: np.ndarray | None
     ood: np.ndarray | None
     n_valid: np.ndarray
+    refinement: dict[str, np.ndarray] | None = None
     meta: dict = field(default_factory=dict)
     resumed_chunks: int = 0
 
@@ -100,7 +105,10 @@ class PixelFit:
         return out
 
     def table(self) -> Table:
-        """One row per pixel: y, x, segment, zred, ``<label>_p16/p50/p84``, chi2_red, ood."""
+        """One row per pixel: y, x, segment, zred, ``<label>_p16/p50/p84``, chi2_red, ood.
+
+        With refinement also ``refined``, ``ess``, ``khat``, ``logz`` and ``khat_flag``.
+        """
         cols: dict[str, Any] = {"y": self.index[:, 0], "x": self.index[:, 1],
                                 "segment": self.groups}  # fmt: skip
         if self.zred is not None:
@@ -111,6 +119,7 @@ class PixelFit:
         cols["n_bands"] = self.n_valid
         if self.chi2_red is not None:
             cols["chi2_red"], cols["ood"] = self.chi2_red, self.ood
+        cols.update(self.refinement or {})
         meta = {k.upper()[:8]: v for k, v in self.meta.items() if k != "ppc"}
         return Table(cols, meta=meta)
 
@@ -127,6 +136,8 @@ class _Job:
     token: str
     p_value: float
     torch_threads: int | None
+    refine: str = "never"
+    likelihood: str = "flux"
 
 
 _LOCAL = threading.local()  # per worker thread: the last PredictiveCheck and its photometry
@@ -164,7 +175,8 @@ def _fit_chunk(job: _Job, c: int, flux: np.ndarray, err: np.ndarray, zred: Any,
 
         torch.set_num_threads(int(job.torch_threads))
     post = job.post
-    draws = post.sample(flux, err, job.n_draws, zred=zred, seed=_chunk_seed(job.seed, c))
+    draws = post.sample(flux, err, job.n_draws, zred=zred, seed=_chunk_seed(job.seed, c),
+                        refine=job.refine, sps=job.sps, likelihood=job.likelihood)  # fmt: skip
     out = {"quantiles": np.percentile(draws, QUANTILES, axis=1).transpose(1, 2, 0)
            .astype(np.float32)}  # fmt: skip
     mass = 10.0 ** draws[..., post.labels.index("log_mstar")].astype(np.float64)  # (b, n)
@@ -175,6 +187,8 @@ def _fit_chunk(job: _Job, c: int, flux: np.ndarray, err: np.ndarray, zred: Any,
     check = _checker(job)
     if check is not None:
         out["chi2_red"], out["ood"] = check(flux, err, zred, draws)
+    if job.refine != "never":
+        out["refinement"] = {k: np.asarray(getattr(draws, k)) for k in DIAGNOSTICS}
     return out
 
 
@@ -202,6 +216,7 @@ def _write_chunk(res: dict, tmp: Path) -> None:
               "mass_sums": np.stack(list(res["mass"].values()))}  # fmt: skip
     if "chi2_red" in res:
         arrays |= {"chi2_red": np.asarray(res["chi2_red"]), "ood": np.asarray(res["ood"])}
+    arrays |= {f"refinement.{k}": np.asarray(v) for k, v in res.get("refinement", {}).items()}
     with open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
 
@@ -212,6 +227,9 @@ def _read_chunk(path: Path) -> dict:
         with np.load(path, allow_pickle=False) as f:
             res = {k: f[k] for k in f.files}
         res["mass"] = dict(zip(res.pop("mass_ids").tolist(), res.pop("mass_sums"), strict=True))
+        refined = [k for k in res if k.startswith("refinement.")]
+        if refined:
+            res["refinement"] = {k.split(".", 1)[1]: res.pop(k) for k in refined}
     except Exception as err:  # a damaged zip raises zipfile.BadZipFile, EOFError, ...
         raise ValueError(f"{path} is damaged ({type(err).__name__}: {err}); remove "
                          f"{path.parent} to fit its chunks again") from None
@@ -226,7 +244,8 @@ def _fingerprint(job: _Job, pieces: list, sps: Any, size: int) -> dict:
             h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
     return {"estimator": job.post.digest(), "pixels": h.hexdigest(), "n_draws": job.n_draws,
             "seed": job.seed, "chunk_size": size, "p_value": job.p_value,
-            "check": None if job.model is None else type(sps).__name__}  # fmt: skip
+            "check": None if job.model is None else type(sps).__name__,
+            "refine": job.refine, "likelihood": job.likelihood}  # fmt: skip
 
 
 def _pixel_zred(images: PixelImages, mask: np.ndarray, known: bool) -> np.ndarray | None:
@@ -258,6 +277,8 @@ def fit_pixels(
     torch_threads: int | None = None,
     progress: bool = True,
     parts: str | os.PathLike | None = None,
+    refine: str = "never",
+    likelihood: str = "flux",
 ) -> PixelFit:
     """Fit every selected pixel with an amortised posterior.
 
@@ -295,6 +316,13 @@ def fit_pixels(
         rerun with the same estimator, pixels and options fits only the chunks it lacks, and
         returns what an uninterrupted fit returns. Remove it once the outputs are written
         (:func:`~prospect_sbi.pixels.map_galaxy` does). A folder of another fit is refused.
+    refine : {"never", "always", "auto"}
+        Replace the draws of every pixel, of those that need it (bright ones, and those the
+        flow's draws fit badly) or of none by the exact posterior (importance sampling with
+        the likelihood, ``AmortizedPosterior.sample(..., refine=...)``), with ``sps`` (default
+        a shared ``BC03MilesBasis``); per-pixel diagnostics in :attr:`PixelFit.refinement`.
+    likelihood : {"flux", "noise"}
+        Likelihood of the refinement (:class:`~prospect_sbi.noise.NoiseLikelihood`).
 
     Returns
     -------
@@ -305,10 +333,11 @@ def fit_pixels(
     ValueError
         Bands that differ from the estimator's, a mask of the wrong shape or selecting
         nothing, a missing redshift, a model that differs from the estimator's,
-        ``chunk_size < 1``, ``parts`` of another fit.
+        ``chunk_size < 1``, ``parts`` of another fit, an unknown ``refine``.
     """
     if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
+    check_refine(refine)
     images = images.matched(post.filters)
     mask = select_pixels(images) if mask is None else np.asarray(mask, dtype=bool)
     if mask.shape != images.shape:
@@ -325,7 +354,7 @@ def fit_pixels(
     zred = _pixel_zred(images, mask, post.redshift == "known")
     groups = images.segmap[mask] if images.segmap is not None else np.zeros(len(flux), int)
     job = _Job(post, model, sps, int(n_draws), int(seed), uuid.uuid4().hex, float(p_value),
-               torch_threads)  # fmt: skip
+               torch_threads, refine, likelihood)  # fmt: skip
     n, size = len(flux), int(chunk_size)
     pieces = [(c, (flux[rows], err[rows], None if zred is None else zred[rows], groups[rows]))
               for c, rows in _chunks(n, size)]  # fmt: skip
@@ -336,6 +365,8 @@ def fit_pixels(
     quantiles = np.empty((n, len(post.labels), len(QUANTILES)), dtype=np.float32)
     chi2 = np.full(n, np.nan) if model is not None else None
     ood = np.zeros(n, bool) if model is not None else None
+    refinement = None if refine == "never" else {
+        k: np.zeros(n, t) if t is bool else np.full(n, np.nan) for k, t in DIAGNOSTICS.items()}
     mass: dict[int, np.ndarray] = {}
     done = sum(len(pieces[c][1][0]) for c in kept)
     bar = tqdm(total=n, initial=done, unit="pix", unit_scale=True, desc="fit pixels",
@@ -353,15 +384,17 @@ def fit_pixels(
             quantiles[rows] = res["quantiles"]
             if chi2 is not None:
                 chi2[rows], ood[rows] = res["chi2_red"], res["ood"]
+            for key, values in res.get("refinement", {}).items():
+                refinement[key][rows] = values
             for g, s in res["mass"].items():
                 mass[g] = mass[g] + s if g in mass else s
     finally:
         bar.close()
         computed.close()
     meta = {"n_draws": int(n_draws), "seed": int(seed), "model_hash": post.model_hash,
-            "redshift": post.redshift, "n_pixels": int(n),
+            "redshift": post.redshift, "n_pixels": int(n), "refine": refine,
             "ppc": "chi2 of the posterior-median photometry" if model is not None
             else "skipped"}  # fmt: skip
     return PixelFit(list(post.labels), images.shape, np.argwhere(mask), quantiles, zred,
-                    groups, mass, chi2, ood, np.isfinite(flux).sum(1), meta,
+                    groups, mass, chi2, ood, np.isfinite(flux).sum(1), refinement, meta,
                     len(kept))  # fmt: skip

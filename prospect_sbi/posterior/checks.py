@@ -2,52 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["Observations", "check_observations", "check_zred", "drop_shallow",
+__all__ = ["check_observations", "check_zred", "drop_shallow",
            "outside_zred_range"]
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .plausibility import UnitError, check_brightness
-
-
-@dataclass
-class Observations:
-    """Observations checked by :meth:`AmortizedPosterior.prepare`, ready to draw from.
-
-    B objects, F bands. :meth:`~AmortizedPosterior.sample`, ``summarize`` and ``log_prob``
-    take one in place of ``flux`` (``err`` and ``zred`` then stay None) and check nothing
-    again; slice one (``obs[rows]``) to work through a large batch in chunks.
-
-    Attributes
-    ----------
-    flux, err : numpy.ndarray, (B, F)
-        Maggies; NaN in both for a missing band (shallow non-detections included).
-    zred : numpy.ndarray, (B,) or None
-        None for an estimator that infers the redshift.
-    flags : numpy.ndarray, object, (B,)
-        Per object, the reasons it lies outside the training data, ``;``-joined
-        (:data:`~prospect_sbi.posterior.plausibility.FLAG_REASONS`); ``""`` for none.
-    single : bool
-        Whether one object was given as (F,): results then drop the object axis.
-    """
-
-    flux: np.ndarray
-    err: np.ndarray
-    zred: np.ndarray | None
-    flags: np.ndarray
-    single: bool = False
-
-    def __len__(self) -> int:
-        return len(self.flux)
-
-    def __getitem__(self, rows: Any) -> Observations:
-        z = None if self.zred is None else self.zred[rows]
-        return Observations(self.flux[rows], self.err[rows], z, self.flags[rows], False)
 
 
 def _where(mask: np.ndarray) -> str:

@@ -1,15 +1,17 @@
-"""The trained amortised posterior: batched sampling, densities, summaries, save and load."""
+"""The trained amortised posterior: checked inputs, batched sampling, refinement, summaries.
+
+Saving, loading and provenance checks are :class:`~prospect_sbi.posterior.files.EstimatorFiles`';
+the flow's raw draws are made usable in :mod:`~prospect_sbi.posterior.draws`, and refined into
+the exact posterior in :mod:`~prospect_sbi.posterior.refine`.
+"""
 
 from __future__ import annotations
 
 __all__ = ["AmortizedPosterior", "FORMAT"]
 
 import contextlib
-import json
-import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -18,9 +20,12 @@ from astropy.table import Table
 
 from ..noise import NoiseModel, noise_from_dict
 from .bounds import TargetSpace
-from .checks import Observations, check_observations, check_zred, drop_shallow
+from .checks import check_observations, check_zred, drop_shallow
+from .draws import REDRAW_ROUNDS, deconvolve, redraw_blowups, z_limits
 from .encoding import ObservationEncoder
+from .files import FORMAT, EstimatorFiles
 from .network import PosteriorNetwork
+from .observations import Observations
 from .plausibility import (
     NoiseRange,
     check_errors,
@@ -31,29 +36,13 @@ from .plausibility import (
     warn_flags,
     warn_prior_edge,
 )
-from .recalibration import Recalibration, total_snr
-from .storage import digest, read_tensors, write_tensors
+from .recalibration import Recalibration
 from .summary import draw_statistics, summary_table
 
-#: Version of the estimator file layout; files of a newer format are refused. Format 2 files
-#: carry a checksum (:mod:`prospect_sbi.posterior.storage`); format 1 files predate it.
-FORMAT = 2
-#: Header entries an estimator file must have.
-_REQUIRED = ("filters", "redshift", "noise", "model_spec", "model_hash", "flux_stats",
-             "network", "targets", "encoder")  # fmt: skip
 #: Draws per batch in sample(): small enough to stay in a CPU's cache, large for a GPU.
 _ROWS_PER_CHUNK = {"cpu": 8192, "cuda": 1 << 20}
-#: Flow-space draws beyond these many training standard deviations are numerical blow-ups of
-#: the coupling flow (a tail base draw whose scales compound over the transforms, up to 1e16),
-#: not posterior mass: training targets reach 6-7 (a logit of 1e-6 of a prior box), derived
-#: ones 2-5. Free parameters with unbounded priors (Student-t SFR ratios) have legitimate
-#: tails to ~120 in 20,000 prior draws, so they get the wider limit.
-_MAX_Z, _MAX_Z_UNBOUNDED = 20.0, 1000.0
-#: Rounds of redrawing blown-up draws before they are kept (and a warning given).
-_REDRAW_ROUNDS = 8
 
-
-class AmortizedPosterior:
+class AmortizedPosterior(EstimatorFiles):
     """A neural posterior estimator for one Prospector model, filter set and noise model.
 
     Build one with :func:`prospect_sbi.posterior.train` or :meth:`load`. B stands for the
@@ -86,6 +75,9 @@ class AmortizedPosterior:
     >>> post = AmortizedPosterior.load("parametric.sbi")  # doctest: +SKIP
     >>> samples = post.sample(flux, err, 1000, zred=zred)  # (B, 1000, D)  # doctest: +SKIP
     >>> table = post.summarize(flux, err, zred=zred)  # one row per object  # doctest: +SKIP
+    >>> obs = post.prepare(flux, err, zred)  # checked once, reused  # doctest: +SKIP
+    >>> exact = post.sample(obs, n=1000, refine="auto")  # doctest: +SKIP
+    >>> exact.refined, exact.ess, exact.khat, exact.logz  # (B,) each  # doctest: +SKIP
     """
 
     def __init__(
@@ -114,6 +106,8 @@ class AmortizedPosterior:
         # learned derived targets are the last columns of the flow, after the free parameters
         theta = set(self.model_spec.get("theta_labels", ()))
         self._n_jittered = sum(name not in theta for name in space.names)
+        self._model: Any = None  # model(), rebuilt once for refinement
+        self._refiners: dict = {}  # refiner() by source and likelihood
 
     @property
     def targets(self) -> list[str]:
@@ -130,7 +124,21 @@ class AmortizedPosterior:
         self.network.to(device)
         return self
 
-    # -- inference --------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        # the refiners hold an SPS source and its photometry tables: rebuilt where unpickled
+        return dict(self.__dict__, _model=None, _refiners={})
+
+    # -- the public lower layer -------------------------------------------------------------
+
+    @property
+    def n_jittered(self) -> int:
+        """Number of learned derived targets (the flow's last axes), trained with jitter."""
+        return self._n_jittered
+
+    @property
+    def jitter(self) -> float:
+        """Standard deviation of the noise added to the derived targets in training, flow units."""
+        return float(self.training.get("jitter", 0.0))
 
     @property
     def noise_range(self) -> NoiseRange:
@@ -139,7 +147,7 @@ class AmortizedPosterior:
             self._noise_range = NoiseRange.of(self.noise)
         return self._noise_range
 
-    def prepare(self, flux: Any, err: Any, zred: Any = None) -> Observations:
+    def prepare(self, flux: Any, err: Any = None, zred: Any = None) -> Observations:
         """Check observations once, flag what the estimator cannot vouch for, and return them.
 
         Everything :meth:`sample` checks, in order: shapes, missing bands and signs
@@ -152,9 +160,10 @@ class AmortizedPosterior:
         Parameters
         ----------
         flux, err : array_like, (B, F) or (F,)
-            Maggies; NaN in both for a missing band.
+            Fluxes and 1-sigma errors, maggies; NaN in both for a missing band. ``flux`` may
+            also be an :class:`Observations` already prepared (returned as it is).
         zred : float or array_like, (B,), optional
-            As in :meth:`sample`.
+            Redshifts; required when :attr:`redshift` is ``"known"``, refused otherwise.
 
         Returns
         -------
@@ -166,11 +175,22 @@ class AmortizedPosterior:
         Raises
         ------
         ValueError
-            See :meth:`sample`.
+            Bad observations (see :func:`~prospect_sbi.posterior.checks.check_observations`
+            and :func:`~prospect_sbi.posterior.plausibility.check_errors`), a missing or
+            unexpected ``zred``, or ``err``/``zred`` given with prepared ones.
         """
         return self._prepared(flux, err, zred, stacklevel=4)
 
     def _prepared(self, flux: Any, err: Any, zred: Any, stacklevel: int) -> Observations:
+        """:meth:`prepare`, with warnings pointing ``stacklevel`` frames up."""
+        if isinstance(flux, Observations):
+            if err is not None or zred is not None:
+                raise ValueError("err and zred go with raw fluxes; got them with prepared "
+                                 "Observations, which already hold both")  # fmt: skip
+            return flux
+        if err is None:
+            raise ValueError("err is missing: pass flux and err (maggies), or the "
+                             "Observations of prepare()")  # fmt: skip
         single = np.ndim(flux) == 1
         stats = self.header["flux_stats"]
         flux, err = check_observations(flux, err, self.filters, stats)
@@ -181,48 +201,112 @@ class AmortizedPosterior:
         flux, err = drop_shallow(flux, err, ranges.max_err, stacklevel=stacklevel)
         zr = self.header.get("zred_range")
         z = check_zred(zred, len(flux), self.redshift == "known", None if zr is None else zr)
-        return Observations(flux, err, z, flags, single)
+        return Observations(flux, err, z, single, flags)
 
-    def _observations(self, flux: Any, err: Any, zred: Any) -> Observations:
-        if not isinstance(flux, Observations):
-            return self._prepared(flux, err, zred, stacklevel=5)
-        if err is not None or zred is not None:
-            raise ValueError("pass err and zred to prepare(), not with its Observations")
-        return flux
+    def encode(self, obs: Observations, rows: slice | None = None) -> torch.Tensor:
+        """Return the network inputs (B, L) of prepared observations (or of their ``rows``)."""
+        rows = slice(None) if rows is None else rows
+        zred = None if obs.zred is None else obs.zred[rows]
+        return self.encoder.encode(obs.flux[rows], obs.err[rows], zred).to(self.device)
 
-    def _prepare(self, flux: Any, err: Any, zred: Any) -> tuple:
-        """``(flux, err, zred, single)`` of :meth:`prepare`, for the modules that unpack it."""
-        obs = self._observations(flux, err, zred)
-        return obs.flux, obs.err, obs.zred, obs.single
+    def flow_draws(
+        self, obs: Observations, n: int, *, x: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Draws of the flow itself, in its standardised space: (B, n, len(targets)).
 
-    def _inputs(self, flux: np.ndarray, err: np.ndarray, z: Any, rows: slice) -> torch.Tensor:
-        zr = None if z is None else z[rows]
-        return self.encoder.encode(flux[rows], err[rows], zr).to(self.device)
+        Numerical blow-ups (draws beyond :data:`~prospect_sbi.posterior.draws.MAX_Z` training
+        standard deviations) are redrawn, so the draws follow the flow restricted to that
+        range. No jitter removal and no recalibration (those are :meth:`sample`'s);
+        :meth:`physical` maps the draws to :attr:`labels`. Seed with ``torch.manual_seed``
+        (or :meth:`sample`'s ``seed``).
 
-    def _physical(self, draws: torch.Tensor) -> torch.Tensor:
-        x = self.space.to_physical(draws)
+        Parameters
+        ----------
+        obs : Observations
+            From :meth:`prepare`.
+        n : int
+            Draws per object.
+        x : torch.Tensor, (B, L), optional
+            :meth:`encode` of ``obs``, if already at hand.
+
+        Returns
+        -------
+        torch.Tensor, float32, (B, n, D)
+        """
+        with torch.no_grad():
+            x = self.encode(obs) if x is None else x
+            return self._redraw_blowups(self.network.sample(x, int(n)), x)[0]
+
+    def _redraw_blowups(self, draws: torch.Tensor, x: torch.Tensor) -> tuple:
+        limit = z_limits(self.space.kinds, self._n_jittered, self.device)
+        return redraw_blowups(self.network, draws, x, limit)
+
+    def physical(self, z: torch.Tensor) -> torch.Tensor:
+        """Map flow-space draws (*, len(targets)) to :attr:`labels` (*, D), physical units."""
+        return self.with_computed(self.space.to_physical(z))
+
+    def with_computed(self, x: torch.Tensor) -> torch.Tensor:
+        """Append the computed labels to physical targets: (*, len(targets)) -> (*, D)."""
         extra = [x[..., self.labels.index(a)] - x[..., self.labels.index(b)]
                  for a, b in self.computed.values()]  # fmt: skip
         return torch.cat([x, torch.stack(extra, -1)], -1) if extra else x
 
+    def refiner(self, sps: Any = None, likelihood: str = "flux") -> Any:
+        """Return the exact posterior of this estimator's model and noise, for refinement.
+
+        Parameters
+        ----------
+        sps : BC03MilesBasis or any Prospector source, optional
+            Default: one ``BC03MilesBasis`` shared by every estimator of the process.
+        likelihood : {"flux", "noise"}
+            See :class:`~prospect_sbi.noise.NoiseLikelihood`: ``"flux"`` for real data,
+            ``"noise"`` for mocks of the estimator's noise model.
+
+        Returns
+        -------
+        prospect_sbi.posterior.refine.Refiner
+            Built once per source and likelihood, from :meth:`model` (rebuilt once).
+
+        Raises
+        ------
+        ValueError
+            A likelihood the noise model does not have, or an estimator trained without
+            jitter on its derived targets.
+        """
+        from .refine import Refiner
+
+        key = (id(sps), likelihood)
+        if key not in self._refiners:
+            if self._model is None:
+                self._model = self.model()
+            self._refiners[key] = Refiner(self, self._model, sps, likelihood)
+        return self._refiners[key]
+
+    # -- inference ------------------------------------------------------------------------
+
     def sample(
         self,
         flux: Any,
-        err: Any,
+        err: Any = None,
         n: int = 1000,
         zred: Any = None,
         *,
         seed: int | None = None,
         chunk_size: int | None = None,
         recalibrate: bool = True,
+        refine: str = "never",
+        sps: Any = None,
+        likelihood: str = "flux",
+        target_ess: float | None = None,
+        progress: bool = False,
     ) -> np.ndarray:
         """Draw from the posterior of every object, in batches.
 
         Parameters
         ----------
         flux, err : array_like, (B, F) or (F,)
-            Fluxes and 1-sigma errors, maggies; NaN in both for a missing band. Or ``flux``
-            the :class:`Observations` of :meth:`prepare`, with ``err`` and ``zred`` None.
+            Fluxes and 1-sigma errors, maggies; NaN in both for a missing band. ``flux`` may
+            be the :class:`Observations` of :meth:`prepare` instead (then no ``err``).
         n : int
             Draws per object (an integer: a float is refused, a redshift passed by position).
         zred : float or array_like, (B,), optional
@@ -233,6 +317,22 @@ class AmortizedPosterior:
             Objects per batch (default: 8192 draws a batch on CPU, 2^20 on GPU).
         recalibrate : bool
             Apply :attr:`recalibration`, if the estimator has one (False: the flow's draws).
+        refine : {"never", "always", "auto"}
+            Replace the draws of every object (``"always"``), of the objects that need it
+            (``"auto"``: bright ones, and those the flow's draws fit badly, see
+            :func:`~prospect_sbi.posterior.refine.needs_refinement`) or of none by draws of
+            the exact posterior, by importance sampling with the likelihood
+            (:mod:`~prospect_sbi.posterior.refine`, about 50 ms an object on one core).
+        sps : BC03MilesBasis or any Prospector source, optional
+            Forward model of the refinement (default: a shared ``BC03MilesBasis``).
+        likelihood : {"flux", "noise"}
+            Likelihood of the refinement (:class:`~prospect_sbi.noise.NoiseLikelihood`):
+            ``"flux"`` for real data, ``"noise"`` for mocks of the estimator's noise model.
+        target_ess : float, optional
+            Effective sample size each refined object is sampled to (default
+            :data:`~prospect_sbi.posterior.refine.TARGET_ESS`).
+        progress : bool
+            Show a progress bar over the refined objects.
 
         Returns
         -------
@@ -241,6 +341,11 @@ class AmortizedPosterior:
             parameter. The learned derived quantities are corrected for the jitter they were
             trained with (moment matching per object), and the draws are recalibrated
             (:attr:`recalibration`); :meth:`log_prob` is the flow's density, without either.
+            With ``refine`` other than ``"never"``, a
+            :class:`~prospect_sbi.posterior.refine.RefinedDraws` (an ndarray) whose refined
+            objects hold equal-weight draws of the exact posterior (derived quantities
+            computed from each draw, no recalibration), and per object the attributes
+            ``refined``, ``ess``, ``khat``, ``logz`` and ``khat_flag`` (B,).
 
         Warns
         -----
@@ -253,22 +358,32 @@ class AmortizedPosterior:
         ------
         ValueError
             Bad observations (see :meth:`prepare`), a missing or unexpected ``zred``,
-            ``n < 1``.
+            ``n < 1``, an unknown ``refine`` or ``likelihood``, or a likelihood the noise
+            model does not have.
         TypeError
             ``n`` not an integer.
         """
         n = _n_draws(n)
-        obs = self._observations(flux, err, zred)
+        obs = self._prepared(flux, err, zred, stacklevel=5)
+        refiner = None
+        if refine != "never":
+            from .refine import check_refine
+
+            check_refine(refine)
+            refiner = self.refiner(sps, likelihood)
         with _seeded(seed, self.device):
-            out = self._draw(obs.flux, obs.err, obs.zred, n, chunk_size, recalibrate)
+            out = self._draw(obs, n, chunk_size, recalibrate)
+        if refiner is not None:
+            out = refiner.refine_draws(obs, out, refine, seed=seed, target_ess=target_ess,
+                                       progress=progress)  # fmt: skip
         warn_prior_edge(count_flags(prior_edge_flags(out, self.labels, self.space)), len(out))
+        if refiner is not None:
+            return out.object(0) if obs.single else out
         return out[0] if obs.single else out
 
     def _draw(
         self,
-        flux: np.ndarray,
-        err: np.ndarray,
-        z: Any,
+        obs: Observations,
         n: int,
         chunk_size: int | None = None,
         recalibrate: bool = True,
@@ -277,89 +392,30 @@ class AmortizedPosterior:
         n = _n_draws(n)
         rows_per_chunk = _ROWS_PER_CHUNK.get(self.device.type, _ROWS_PER_CHUNK["cpu"])
         chunk = int(chunk_size or max(1, rows_per_chunk // int(n)))
-        out = np.empty((len(flux), int(n), len(self.labels)), dtype=np.float32)
+        out = np.empty((len(obs), int(n), len(self.labels)), dtype=np.float32)
         kept = 0
         recal = self.recalibration if recalibrate else None
         with torch.no_grad():
-            for rows in _chunks(len(flux), chunk):
-                x = self._inputs(flux, err, z, rows)
+            for rows in _chunks(len(obs), chunk):
+                x = self.encode(obs, rows)
                 draws, bad = self._redraw_blowups(self.network.sample(x, int(n)), x)
                 kept += int(bad.sum())
-                draws = self._physical(self._deconvolve(draws, ~bad))
+                draws = self.physical(deconvolve(draws, self._n_jittered, self.jitter, ~bad))
                 if recal is not None:
-                    draws = recal.apply(draws, total_snr(flux[rows], err[rows]))
+                    draws = recal.apply(draws, obs.snr[rows])
                 out[rows] = draws.cpu().numpy()
         if kept:
             warnings.warn(f"{kept} of {out.shape[0] * out.shape[1]} draws stayed beyond the "
-                          f"flow's range after {_REDRAW_ROUNDS} redraws and are kept: these "
+                          f"flow's range after {REDRAW_ROUNDS} redraws and are kept: these "
                           "observations are far from the training set", UserWarning,
                           stacklevel=3)  # fmt: skip
         return out
-
-    def _z_limit(self) -> torch.Tensor:
-        """Largest |flow-space value| (D,) of a draw that is not a blow-up (:data:`_MAX_Z`)."""
-        k = self._n_jittered
-        free_real = [kind == "real" for kind in self.space.kinds[: len(self.space) - k]]
-        limit = [_MAX_Z_UNBOUNDED if r else _MAX_Z for r in free_real] + [_MAX_Z] * k
-        return torch.tensor(limit, device=self.device)
-
-    def _redraw_blowups(self, draws: torch.Tensor, x: torch.Tensor) -> tuple:
-        """Replace draws (B, n, D) beyond :meth:`_z_limit` by new draws of the same objects.
-
-        Rejection, so the draws follow the flow restricted to the limits (measured: 3e-4 of
-        the draws of ``jades-continuity`` are redrawn, 3e-5 of ``jades-parametric``'s); nothing
-        is clipped. Returns the draws and the mask (B, n) of those still beyond after
-        :data:`_REDRAW_ROUNDS` rounds.
-        """
-        limit = self._z_limit()
-        bad = (draws.abs() > limit).any(-1)
-        for _ in range(_REDRAW_ROUNDS):
-            rows = torch.nonzero(bad.any(-1))[:, 0]
-            if not len(rows):
-                break
-            need = bad[rows].sum(-1)
-            # a few spare draws per object, so one round almost always suffices
-            new = self.network.sample(x[rows], int(need.max()) * 2 + 8)
-            good = ~(new.abs() > limit).any(-1)
-            for i, row in enumerate(rows.tolist()):
-                slots = torch.nonzero(bad[row])[:, 0]
-                fresh = new[i][good[i]][: len(slots)]
-                draws[row, slots[: len(fresh)]] = fresh
-                bad[row, slots[: len(fresh)]] = False
-        return draws, bad
-
-    def _deconvolve(self, z: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """Remove the training jitter from the derived targets' draws (B, n, D), in flow space.
-
-        Works in place and returns ``z``. ``keep`` (B, n) selects the draws the moments are
-        taken over (not blown up, :meth:`_redraw_blowups`).
-
-        The flow learned the derived targets plus N(0, jitter^2) noise. Their sample
-        covariance C per object is therefore C_true + jitter^2 I, so draws are moved towards
-        their mean by ``A = C_true^(1/2) C^(-1/2)`` (moment matching; a draw of an object
-        then depends slightly on its other draws). Without it, 68% intervals of log sSFR held
-        74% of the truths of detected `jades-parametric` mocks (83% for the narrowest quarter).
-        """
-        k, jitter = self._n_jittered, float(self.training.get("jitter", 0.0))
-        if k == 0 or jitter == 0.0 or z.shape[-2] < 2:
-            return z
-        x = z[..., -k:]
-        w8 = (torch.ones_like(x[..., :1]) if keep is None else keep[..., None].to(x.dtype))
-        count = w8.sum(-2, keepdim=True).clamp(min=1.0)
-        mean = (x * w8).sum(-2, keepdim=True) / count
-        dx = x - mean
-        # in flow space the targets are standardised, so float32 resolves jitter^2 = 1e-4
-        w, v = torch.linalg.eigh((dx * w8).transpose(-1, -2) @ dx / count)
-        shrink = torch.sqrt((w - jitter**2).clamp(min=0.0) / w.clamp(min=1e-30))
-        a = (v * shrink[..., None, :]) @ v.transpose(-1, -2)  # symmetric
-        z[..., -k:] = mean + dx @ a
-        return z
 
     def log_prob(
         self,
         theta: Any,
         flux: Any,
-        err: Any,
+        err: Any = None,
         zred: Any = None,
         *,
         chunk_size: int = 4096,
@@ -389,33 +445,32 @@ class AmortizedPosterior:
             inside the prior support (another order, or a log10 mass for a ``LogUniform``
             mass): a table of ``-inf`` would say nothing.
         """
-        obs = self._observations(flux, err, zred)
-        flux, err, z, single = obs.flux, obs.err, obs.zred, obs.single
+        obs = self._prepared(flux, err, zred, stacklevel=5)
         theta = np.asarray(theta, dtype=float)
-        if single:
+        if obs.single:
             theta = theta[..., None, :]
         d = len(self.space)
         if (
             theta.ndim < 2
             or theta.shape[-1] not in (d, len(self.labels))
-            or (theta.shape[-2] != len(flux))
+            or (theta.shape[-2] != len(obs))
         ):
-            raise ValueError(f"theta has shape {theta.shape}; expected (*, {len(flux)}, {d}) or "
-                             f"(*, {len(flux)}, {len(self.labels)})")  # fmt: skip
+            raise ValueError(f"theta has shape {theta.shape}; expected (*, {len(obs)}, {d}) or "
+                             f"(*, {len(obs)}, {len(self.labels)})")  # fmt: skip
         x_all = torch.from_numpy(theta[..., :d])
         self._check_support(x_all)
         out = torch.empty(x_all.shape[:-1], dtype=torch.float64)
         with torch.no_grad():
-            for rows in _chunks(len(flux), chunk_size):
+            for rows in _chunks(len(obs), chunk_size):
                 x = x_all[..., rows, :]
                 inside = self.space.in_support(x)
                 safe = torch.where(inside[..., None], x, self._centre(x))
                 zt = self.space.to_flow(safe).float().to(self.device)
-                lp = self.network.log_prob(zt, self._inputs(flux, err, z, rows)).double().cpu()
+                lp = self.network.log_prob(zt, self.encode(obs, rows)).double().cpu()
                 lp = lp + self.space.log_abs_det(safe)
                 out[..., rows] = torch.where(inside, lp, -torch.inf)
         result = out.numpy()
-        return result[..., 0] if single else result
+        return result[..., 0] if obs.single else result
 
     def _check_support(self, x: torch.Tensor) -> None:
         """Refuse values of which not one lies in the prior support: another unit or order."""
@@ -449,12 +504,17 @@ class AmortizedPosterior:
         chunk_size: int = 256,
         recalibrate: bool = True,
         predictive_check: Callable | None = None,
+        refine: str = "never",
+        sps: Any = None,
+        likelihood: str = "flux",
+        target_ess: float | None = None,
+        progress: bool = False,
     ) -> Table:
         """Posterior summaries of every object: one table row each, with a flag.
 
         Parameters
         ----------
-        flux, err, zred, seed, recalibrate
+        flux, err, zred, seed, recalibrate, refine, sps, likelihood, target_ess, progress
             As in :meth:`sample` (``flux`` may be the :class:`Observations` of :meth:`prepare`).
         n : int
             Draws per object behind each summary.
@@ -471,237 +531,59 @@ class AmortizedPosterior:
             B rows; per name in :attr:`labels`, columns ``<name>_p50``, ``<name>_p16``,
             ``<name>_p84``, ``<name>_mean``, ``<name>_std``; then ``flag``: ``ok``, or the
             reasons the estimator cannot vouch for the row, ``;``-joined (those of
-            :meth:`prepare`, and ``<param>_at_prior_max``/``_min`` for a posterior piled on
-            an edge of the mass prior); with ``predictive_check``, ``chi2_red`` and ``ood``.
+            :meth:`prepare`, ``<param>_at_prior_max``/``_min`` for a posterior piled on an
+            edge of the mass prior, ``khat`` for a refinement whose weights cannot be
+            trusted); with ``predictive_check``, ``chi2_red`` and ``ood``. With ``refine``
+            other than ``"never"`` also ``refined``, ``ess``, ``khat``, ``logz`` and
+            ``khat_flag`` (:class:`~prospect_sbi.posterior.refine.RefinedDraws`; NaN for
+            objects not refined).
         """
         n = _n_draws(n)
-        obs = self._observations(flux, err, zred)
+        obs = self._prepared(flux, err, zred, stacklevel=5)
+        refiner = None
+        if refine != "never":
+            from .refine import DIAGNOSTICS, check_refine
+
+            check_refine(refine)
+            refiner = self.refiner(sps, likelihood)
+            extra = {k: np.zeros(len(obs), dtype=t) for k, t in DIAGNOSTICS.items()}
         stats = np.empty((len(obs), len(self.labels), 5))
         edge = np.full(len(obs), "", dtype=object)
         chi2 = np.full(len(obs), np.nan) if predictive_check is not None else None
         ood = np.zeros(len(obs), bool)
+        rng = np.random.SeedSequence(seed)
         with _seeded(seed, self.device):
             for rows in _chunks(len(obs), int(chunk_size)):
-                part = obs[rows]
-                draws = self._draw(part.flux, part.err, part.zred, n, recalibrate=recalibrate)
+                part = obs.take(rows)
+                draws = self._draw(part, n, recalibrate=recalibrate)
+                if refiner is not None:
+                    draws = refiner.refine_draws(part, draws, refine, seed=rng.spawn(1)[0],
+                                                 target_ess=target_ess, progress=progress)
+                    for key in extra:
+                        extra[key][rows] = getattr(draws, key)
                 stats[rows] = draw_statistics(draws)
                 edge[rows] = prior_edge_flags(draws, self.labels, self.space)
                 if chi2 is not None:
                     chi2[rows], ood[rows] = predictive_check(part.flux, part.err, part.zred,
                                                              draws)  # fmt: skip
         warn_prior_edge(count_flags(edge), len(obs))
-        flags = join_flags(len(obs), [], obs.flags, edge, np.where(ood, "ood", ""))
+        khat = [("khat", extra["khat_flag"])] if refiner is not None else []
+        flags = join_flags(len(obs), khat, obs.flags, edge, np.where(ood, "ood", ""))
         table = summary_table(self.labels, stats, meta={"n_draws": n, "seed": seed})
         table["flag"] = np.where(flags == "", "ok", flags).astype(str)
         if chi2 is not None:
             table["chi2_red"], table["ood"] = chi2, ood
+        if refiner is not None:
+            table.meta["refine"] = refine
+            for key, values in extra.items():
+                table[key] = values
         return table
-
-    # -- files ------------------------------------------------------------------------------
-
-    def check(self, filters: Sequence | None = None, model: object = None) -> None:
-        """Raise if ``filters`` or ``model`` differ from those the estimator was trained on.
-
-        Parameters
-        ----------
-        filters : sequence, optional
-            sedpy filters, a ``FilterSet`` or band names (``"F444W"`` or ``"jwst_f444w"``).
-        model : prospect.models.ProspectorParams, optional
-            Compared through the hash of its specification.
-
-        Raises
-        ------
-        ValueError
-            Naming the first band that differs, or the model hashes and parameters.
-        """
-        if filters is not None:
-            names = _band_names(filters)
-            if names != self.filters:
-                pairs = zip(names, self.filters, strict=False)
-                diff = next((i for i, (a, b) in enumerate(pairs) if a != b),
-                            min(len(names), len(self.filters)))  # fmt: skip
-                got = names[diff] if diff < len(names) else "nothing"
-                want = self.filters[diff] if diff < len(self.filters) else "nothing"
-                raise ValueError(
-                    f"filters differ from the estimator's at position {diff}: got {got}, "
-                    f"expected {want} ({len(names)} bands given, {len(self.filters)} expected)"
-                )
-        if model is not None:
-            from ..provenance import model_hash, model_spec
-
-            spec = model_spec(model)
-            if model_hash(spec) != self.model_hash:
-                ours, theirs = self.model_spec["theta_labels"], spec["theta_labels"]
-                raise ValueError(
-                    f"model differs from the estimator's (hash {model_hash(spec)} vs "
-                    f"{self.model_hash}); free parameters {theirs} vs {ours}"
-                )
-
-    def model(self) -> object:
-        """Rebuild the Prospector ``SpecModel`` this estimator was trained on.
-
-        From the stored specification (:func:`prospect_sbi.provenance.model_from_spec`):
-        standard priors and transforms of Prospector and prospect-sbi; the result hashes to
-        :attr:`model_hash`.
-        """
-        from ..provenance import model_from_spec
-
-        return model_from_spec(self.model_spec)
-
-    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Write weights and everything needed to use them to one safetensors file.
-
-        Raises
-        ------
-        FileExistsError
-            ``path`` exists and ``overwrite`` is False.
-        """
-        path = Path(path)
-        write_tensors(path, self.network.state_dict(), self._file_header(), overwrite=overwrite)
-        return path
-
-    def _file_header(self) -> dict[str, Any]:
-        """Return the JSON header :meth:`save` writes beside the weights."""
-        header = dict(self.header, format=FORMAT, network=self.network.config,
-                      targets=self.space.to_dict(), encoder=self.encoder.to_dict())  # fmt: skip
-        header.pop("recalibration", None)
-        if self.recalibration is not None:
-            header["recalibration"] = self.recalibration.to_dict()
-        return header
-
-    def digest(self) -> str:
-        """SHA-256 (hex) of the weights and of everything :meth:`save` writes beside them.
-
-        Two estimators with the same digest give the same draws for the same seed; resumable
-        jobs (:func:`~prospect_sbi.pixels.fit_pixels` with ``parts``) record it.
-        """
-        text = json.dumps(self._file_header(), sort_keys=True, default=str)
-        return digest(self.network.state_dict(), text)
-
-    @classmethod
-    def resolve(cls, estimator: Any) -> AmortizedPosterior:
-        """Return an estimator given as itself, a file or a pretrained name.
-
-        Raises
-        ------
-        ValueError
-            A string that is neither a file nor a pretrained name, or another type.
-        """
-        from ..pretrained import PRETRAINED
-
-        if isinstance(estimator, cls):
-            return estimator
-        if isinstance(estimator, str | os.PathLike):
-            if Path(estimator).is_file():
-                return cls.load(estimator)
-            if str(estimator) in PRETRAINED:
-                return cls.pretrained(str(estimator))
-            raise ValueError(f"estimator {str(estimator)!r} is neither a file nor a pretrained "
-                             f"name ({', '.join(PRETRAINED)})")  # fmt: skip
-        raise ValueError(f"estimator must be an AmortizedPosterior, a path or a name; got "
-                         f"{type(estimator).__name__}")  # fmt: skip
-
-    @classmethod
-    def pretrained(cls, name: str, device: str | torch.device = "cpu") -> AmortizedPosterior:
-        """Load a pretrained estimator shipped with the package.
-
-        Parameters
-        ----------
-        name : str
-            One of :data:`prospect_sbi.pretrained.PRETRAINED` (``"jades-parametric"``,
-            ``"jades-continuity"``); :func:`prospect_sbi.pretrained_model` gives its
-            Prospector model.
-        device : str or torch.device
-        """
-        from ..pretrained import pretrained_path
-
-        return cls.load(pretrained_path(name), device)
-
-    @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike,
-        device: str | torch.device = "cpu",
-        *,
-        filters: Sequence | None = None,
-        model: object = None,
-    ) -> AmortizedPosterior:
-        """Read an estimator written by :meth:`save` (safetensors + JSON; nothing is unpickled).
-
-        Parameters
-        ----------
-        path : path-like
-            The file.
-        device : str or torch.device
-            Where to put the network.
-        filters, model : optional
-            Checked with :meth:`check` before the estimator is returned.
-
-        Raises
-        ------
-        ValueError
-            Not an estimator file, one of a newer format, a damaged file (checksum, header
-            entries, a network configuration that does not describe the stored weights), or
-            filters or model that differ.
-        """
-        tensors, header = read_tensors(path)
-        if header.get("kind") == "checkpoint":
-            raise ValueError(f"{path} is a training checkpoint, not an estimator")
-        fmt = header.get("format")
-        if not isinstance(fmt, int) or fmt > FORMAT:
-            raise ValueError(f"{path} has format {fmt!r}; this code reads formats 1 to {FORMAT}"
-                             " (upgrade prospect-sbi for a newer one)")  # fmt: skip
-        lacking = [k for k in _REQUIRED if k not in header]
-        if lacking:
-            raise ValueError(f"{path} is not a complete prospect-sbi estimator: its header has "
-                             f"no {', '.join(map(repr, lacking))}")  # fmt: skip
-        try:
-            network = PosteriorNetwork.from_weights(header["network"], tensors)
-            parts = {"targets": TargetSpace.from_dict, "encoder": ObservationEncoder.from_dict}
-            space, encoder = (parts[k](header[k]) for k in ("targets", "encoder"))
-            posterior = cls(network.to(device), space, encoder, header)
-            posterior._check_parts()
-        except (KeyError, TypeError, IndexError, ValueError) as err:
-            raise ValueError(f"{path}: {_reason(err)}") from None
-        posterior.check(filters=filters, model=model)
-        return posterior
-
-    def _check_parts(self) -> None:
-        """Raise if the header's parts disagree with each other (a damaged or edited file)."""
-        sizes = {"targets": (len(self.space), self.network.config["n_targets"]),
-                 "encoded inputs": (self.encoder.n_features, self.network.config["n_inputs"]),
-                 "filters": (len(self.filters), len(self.encoder.bands)),
-                 "noise bands": (len(self.noise.bands), len(self.encoder.bands))}  # fmt: skip
-        for what, (have, want) in sizes.items():
-            if have != want:
-                raise ValueError(f"the estimator's header lists {have} {what}; its network "
-                                 f"and encoder have {want}")  # fmt: skip
 
     def __repr__(self) -> str:
         recal = "recalibrated" if self.recalibration is not None else "not recalibrated"
         return (f"AmortizedPosterior({self.network.config['flow']}, {len(self.labels)} labels, "
                 f"{len(self.filters)} bands, redshift={self.redshift!r}, "
                 f"model {self.model_hash}, {recal})")  # fmt: skip
-
-
-def _reason(err: Exception) -> str:
-    """One line for an error raised while rebuilding an estimator from its header."""
-    if isinstance(err, ValueError):
-        return str(err)
-    if isinstance(err, KeyError):
-        return f"its header lacks the entry {err.args[0]!r}"
-    return f"its header is not what this version writes ({type(err).__name__}: {err})"
-
-
-def _band_names(filters: Sequence) -> list[str]:
-    """Return the sedpy names of sedpy filters, a ``FilterSet`` or band names."""
-    from ..filters import resolve_band_names
-    from ..provenance import filter_names
-
-    items = list(getattr(filters, "filters", filters))
-    if all(isinstance(f, str) for f in items):
-        return resolve_band_names(items)
-    return filter_names(items)
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:

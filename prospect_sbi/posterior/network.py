@@ -240,32 +240,72 @@ class PosteriorNetwork(nn.Module):
         """Log-density of targets ``z`` (*, B, D) given observations ``x`` (B, L) -> (*, B)."""
         return self.npe(z, self.context(x))
 
+    def to_base(self, z: Tensor, x: Tensor) -> Tensor:
+        """Map targets ``z`` (*, B, D) given ``x`` (B, L) to the flow's base variables (*, B, D).
+
+        The inverse of :meth:`sample` with ``base``.
+        """
+        return self.npe.flow(self.context(x)).transform(z)
+
     def forward(self, z: Tensor, x: Tensor) -> Tensor:
         """Evaluate :meth:`log_prob` (what :class:`lampe.inference.NPELoss` calls)."""
         return self.log_prob(z, x)
 
-    def sample(self, x: Tensor, n: int, fast: bool = True) -> Tensor:
+    def sample(self, x: Tensor, n: int, fast: bool = True, base: Tensor | None = None) -> Tensor:
         """``n`` draws for each of B observations ``x`` (B, L) -> (B, n, D).
 
-        ``fast=False`` uses zuko's generic ``flow(c).sample((n,))``.
+        ``fast=False`` uses zuko's generic ``flow(c).sample((n,))``. ``base`` (n, B, D), the
+        flow's standard-normal base variables to push through it instead of fresh ones
+        (:meth:`to_base` inverts the map), makes the draws a function of them.
         """
         c = self.context(x)
         flow = self.npe.flow
-        if not (fast and self.is_coupling):
+        if base is not None:
+            if not (fast and self.is_coupling):
+                return flow(c).transform.inv(base).movedim(0, -2)
+            y = base
+        elif not (fast and self.is_coupling):
             return flow(c).sample((n,)).movedim(0, -2)
-        y = flow.base(c).expand(c.shape[:-1]).sample((n,))  # (n, B, D), same draws as zuko
-        for t in reversed(flow.transform.transforms):
-            if isinstance(t, BrightnessShift):
-                y = y + t.offsets(c)
-            elif isinstance(t, ContextAffine):
-                y = t.inverse_draws(c, y)
-            elif isinstance(t, ElementWiseTransform):
-                y = _elementwise_inverse(t(c), y)
-            elif t.univariate is MonotonicAffineTransform:
-                y = _affine_coupling_inverse(t, y, c)
-            else:
-                y = _coupling_inverse(t, y, c)
-        return y.movedim(0, -2)
+        else:
+            y = flow.base(c).expand(c.shape[:-1]).sample((n,))  # (n, B, D), same draws as zuko
+        return _push(flow, c, y)[0].movedim(0, -2)
+
+    def sample_and_log_prob(self, x: Tensor, base: Tensor) -> tuple[Tensor, Tensor]:
+        """Push base variables ``base`` (n, B, D) through the flow, with their log density.
+
+        Returns the draws (B, n, D), as :meth:`sample` with ``base``, and :meth:`log_prob` at
+        them (B, n), from the Jacobians of the same pass instead of a second one (a third of
+        the cost of :meth:`log_prob` for a coupling flow).
+        """
+        c = self.context(x)
+        flow = self.npe.flow
+        log_base = flow.base(c).expand(c.shape[:-1]).log_prob(base)  # (n, B)
+        if self.is_coupling:
+            z, ladj = _push(flow, c, base, with_ladj=True)
+        else:
+            z, ladj = flow(c).transform.inv.call_and_ladj(base)
+        return z.movedim(0, -2), (log_base - ladj).movedim(0, -1)
+
+
+def _push(flow: Any, c: Tensor, y: Tensor, with_ladj: bool = False) -> tuple[Tensor, Any]:
+    """Push base draws ``y`` (n, B, D) through the inverse transforms of a coupling flow.
+
+    Returns the draws and, ``with_ladj``, the summed log |det| of the map (n, B) (else 0).
+    """
+    total: Any = 0.0
+    for t in reversed(flow.transform.transforms):
+        if isinstance(t, BrightnessShift):
+            y, ladj = y + t.offsets(c), 0.0
+        elif isinstance(t, ContextAffine):
+            y, ladj = t.inverse_draws(c, y), t.parameters_of(c)[2].sum(-1) if with_ladj else 0.0
+        elif isinstance(t, ElementWiseTransform):
+            y, ladj = _elementwise_inverse(t(c), y, with_ladj)
+        elif t.univariate is MonotonicAffineTransform:
+            y, ladj = _affine_coupling_inverse(t, y, c, with_ladj)
+        else:
+            y, ladj = _coupling_inverse(t, y, c, with_ladj)
+        total = total + ladj
+    return y, total
 
 
 _TRANSFORM = re.compile(r"^npe\.flow\.transform\.transforms\.(\d+)\.hyper\.(\d+)\.weight$")
@@ -446,12 +486,13 @@ def _hidden(t: GeneralCouplingTransform, y_a: Tensor, c: Tensor, weight_a: Tenso
     return h
 
 
-def _affine_coupling_inverse(t: GeneralCouplingTransform, y: Tensor, c: Tensor) -> Tensor:
+def _affine_coupling_inverse(t: GeneralCouplingTransform, y: Tensor, c: Tensor,
+                             with_ladj: bool = False) -> tuple[Tensor, Any]:  # fmt: skip
     """Inverse of one affine (RealNVP) coupling for draws ``y`` (n, B, D), context ``c`` (B, E).
 
     The hyper-network's first and last layers are padded to all D columns (zero weights for
     the constant half, whose shift and log-scale are then 0), so the columns never need to be
-    gathered or scattered.
+    gathered or scattered. Returns the draws and, ``with_ladj``, log |det| (n, B) (else 0).
     """
     weight_a, weight_out, bias_out = _padded_affine(t)
     h = _hidden(t, y, c, weight_a)
@@ -459,7 +500,8 @@ def _affine_coupling_inverse(t: GeneralCouplingTransform, y: Tensor, c: Tensor) 
     shift, scale = phi[..., 0], phi[..., 1]
     # MonotonicAffineTransform: log_scale = scale / (1 + |scale / ln(slope)|)
     log_scale = scale / scale.abs().mul_(1 / abs(math.log(_AFFINE_SLOPE))).add_(1)
-    return (y - shift).mul_(log_scale.neg_().exp_())
+    ladj = -log_scale.sum(-1) if with_ladj else 0.0
+    return (y - shift).mul_(log_scale.neg_().exp_()), ladj
 
 
 def _padded_affine(t: GeneralCouplingTransform) -> tuple[Tensor, Tensor, Tensor]:
@@ -488,27 +530,37 @@ def _padded_affine(t: GeneralCouplingTransform) -> tuple[Tensor, Tensor, Tensor]
     return padded
 
 
-def _coupling_inverse(t: GeneralCouplingTransform, y: Tensor, c: Tensor) -> Tensor:
+def _coupling_inverse(t: GeneralCouplingTransform, y: Tensor, c: Tensor,
+                      with_ladj: bool = False) -> tuple[Tensor, Any]:  # fmt: skip
     """Inverse of any other coupling transform for draws ``y`` (n, B, D), context ``c``."""
     mask = t.mask
     y_a = y[..., mask]
     h = _hidden(t, y_a, c, t.hyper[0].weight[:, : y_a.shape[-1]])
     phi = t.hyper[-1](h).unflatten(-1, (-1, t.total))
     out = y.clone()
-    out[..., ~mask] = t.univariate(*unpack(phi, t.shapes)).inv(y[..., ~mask])
-    return out
+    inverse = t.univariate(*unpack(phi, t.shapes)).inv
+    if not with_ladj:
+        out[..., ~mask] = inverse(y[..., ~mask])
+        return out, 0.0
+    out[..., ~mask], ladj = inverse.call_and_ladj(y[..., ~mask])
+    return out, ladj.sum(-1)
 
 
-def _elementwise_inverse(f: Transform, y: Tensor) -> Tensor:
+def _elementwise_inverse(f: Transform, y: Tensor, with_ladj: bool = False
+                         ) -> tuple[Tensor, Any]:  # fmt: skip
     """Inverse of an element-wise transform whose parameters depend on the context only.
 
     ``f`` holds parameters (B, D, ...) and ``y`` is (n, B, D). For a rational-quadratic
     spline, the bin of each draw is found by binary search over the knots of its own object
     and target instead of zuko's comparison with every knot, broadcast over the draws.
+    Returns the draws and, ``with_ladj``, log |det| (n, B) (else 0).
     """
     f = getattr(f, "base", f)  # zuko wraps it in a DependentTransform
     if not isinstance(f, MonotonicRQSTransform):
-        return f.inv(y)
+        if not with_ladj:
+            return f.inv(y), 0.0
+        x, ladj = f.inv.call_and_ladj(y)
+        return x, ladj.sum(-1)
     yt = y.permute(1, 2, 0).contiguous()  # (B, D, n): the knots' layout, one row per target
     k = torch.searchsorted(f.vertical.contiguous(), yt) - 1
     inside = (k >= 0) & (k < f.bins)
@@ -524,4 +576,10 @@ def _elementwise_inverse(f: Transform, y: Tensor) -> Tensor:
     cc = -s * y_
     z = 2 * cc / (-b - (b**2 - 4 * a * cc).sqrt())
     x = torch.where(inside, x0 + z * (x1 - x0), yt)
-    return x.permute(2, 0, 1)
+    if not with_ladj:
+        return x.permute(2, 0, 1), 0.0
+    # the forward spline's slope at x (Durkan et al. 2019, eq. 5); the inverse's is its reciprocal
+    zz = z * (1 - z)
+    slope = s**2 * (d1 * z**2 + 2 * s * zz + d0 * (1 - z) ** 2) / (s + (d0 + d1 - 2 * s) * zz) ** 2
+    ladj = -torch.where(inside, slope.log(), torch.zeros_like(slope)).sum(1)  # (B, n)
+    return x.permute(2, 0, 1), ladj.T

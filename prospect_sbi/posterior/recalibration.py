@@ -219,24 +219,22 @@ def recalibrate(
     -------
     AmortizedPosterior
     """
-    from .estimator import _seeded
-
     # the observations as sample() sees them (shallow bands dropped), for the S/N bins too
-    flux, err, z, _ = posterior._prepare(flux, err, zred)
+    obs = posterior.prepare(flux, err, zred)
     d = len(posterior.labels)
     truth = np.asarray(truth, float)
-    if truth.shape != (len(flux), d):
-        raise ValueError(f"truth has shape {truth.shape}; expected ({len(flux)}, {d}), in "
+    if truth.shape != (len(obs), d):
+        raise ValueError(f"truth has shape {truth.shape}; expected ({len(obs)}, {d}), in "
                          "the order of posterior.labels")  # fmt: skip
-    ranks = np.empty((len(flux), d))
-    with _seeded(int(seed), posterior.device):
-        starts = range(0, len(flux), int(chunk_size))
-        for start in tqdm(starts, desc="recalibrate", unit="chunk", disable=not progress):
-            rows = slice(start, start + int(chunk_size))
-            draws = posterior._draw(flux[rows], err[rows], None if z is None else z[rows], n,
-                                    recalibrate=False)  # fmt: skip
-            ranks[rows] = sbc_ranks(draws, truth[rows]) / draws.shape[1]
+    ranks = np.empty((len(obs), d))
+    starts = range(0, len(obs), int(chunk_size))
+    seeds = np.random.SeedSequence(int(seed)).generate_state(len(starts))
+    for start, chunk_seed in zip(tqdm(starts, desc="recalibrate", unit="chunk",
+                                      disable=not progress), seeds, strict=True):  # fmt: skip
+        rows = slice(start, start + int(chunk_size))
+        draws = posterior.sample(obs.take(rows), n=n, seed=int(chunk_seed), recalibrate=False)
+        ranks[rows] = sbc_ranks(draws, truth[rows]) / draws.shape[1]
     provenance = dict(info or {}, n_draws=int(n), seed=int(seed))
-    posterior.recalibration = Recalibration.fit(ranks, total_snr(flux, err), n_bins, n_knots,
+    posterior.recalibration = Recalibration.fit(ranks, obs.snr, n_bins, n_knots,
                                                 provenance)  # fmt: skip
     return posterior

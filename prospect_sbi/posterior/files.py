@@ -1,0 +1,241 @@
+"""An estimator's file: save, load, resolve a name, and check filters and model against it."""
+
+from __future__ import annotations
+
+__all__ = ["FORMAT", "EstimatorFiles"]
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import torch
+
+from .bounds import TargetSpace
+from .encoding import ObservationEncoder
+from .network import PosteriorNetwork
+from .recalibration import Recalibration
+from .storage import digest, read_tensors, write_tensors
+
+#: Version of the estimator file layout; files of a newer format are refused. Format 2 files
+#: carry a checksum (:mod:`prospect_sbi.posterior.storage`); format 1 files predate it.
+FORMAT = 2
+#: Header entries an estimator file must have.
+_REQUIRED = ("filters", "redshift", "noise", "model_spec", "model_hash", "flux_stats",
+             "network", "targets", "encoder")  # fmt: skip
+
+
+class EstimatorFiles:
+    """Files, names and provenance checks of :class:`AmortizedPosterior` (its base class).
+
+    Safetensors weights with a JSON header and a checksum of both
+    (:func:`~prospect_sbi.posterior.storage.write_tensors`): nothing is unpickled.
+    """
+
+    header: dict[str, Any]
+    filters: list[str]
+    model_spec: dict
+    model_hash: str
+    network: PosteriorNetwork
+    space: TargetSpace
+    encoder: ObservationEncoder
+    recalibration: Recalibration | None
+
+    def check(self, filters: Sequence | None = None, model: object = None) -> None:
+        """Raise if ``filters`` or ``model`` differ from those the estimator was trained on.
+
+        Parameters
+        ----------
+        filters : sequence, optional
+            sedpy filters, a ``FilterSet`` or band names (``"F444W"`` or ``"jwst_f444w"``).
+        model : prospect.models.ProspectorParams, optional
+            Compared through the hash of its specification.
+
+        Raises
+        ------
+        ValueError
+            Naming the first band that differs, or the model hashes and parameters.
+        """
+        if filters is not None:
+            names = _band_names(filters)
+            if names != self.filters:
+                pairs = zip(names, self.filters, strict=False)
+                diff = next((i for i, (a, b) in enumerate(pairs) if a != b),
+                            min(len(names), len(self.filters)))  # fmt: skip
+                got = names[diff] if diff < len(names) else "nothing"
+                want = self.filters[diff] if diff < len(self.filters) else "nothing"
+                raise ValueError(
+                    f"filters differ from the estimator's at position {diff}: got {got}, "
+                    f"expected {want} ({len(names)} bands given, {len(self.filters)} expected)"
+                )
+        if model is not None:
+            from ..provenance import model_hash, model_spec
+
+            spec = model_spec(model)
+            if model_hash(spec) != self.model_hash:
+                ours, theirs = self.model_spec["theta_labels"], spec["theta_labels"]
+                raise ValueError(
+                    f"model differs from the estimator's (hash {model_hash(spec)} vs "
+                    f"{self.model_hash}); free parameters {theirs} vs {ours}"
+                )
+
+    def model(self) -> object:
+        """Rebuild the Prospector ``SpecModel`` this estimator was trained on.
+
+        From the stored specification (:func:`prospect_sbi.provenance.model_from_spec`):
+        standard priors and transforms of Prospector and prospect-sbi; the result hashes to
+        :attr:`model_hash`.
+        """
+        from ..provenance import model_from_spec
+
+        return model_from_spec(self.model_spec)
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write weights and everything needed to use them to one safetensors file.
+
+        Raises
+        ------
+        FileExistsError
+            ``path`` exists and ``overwrite`` is False.
+        """
+        path = Path(path)
+        write_tensors(path, self.network.state_dict(), self._file_header(), overwrite=overwrite)
+        return path
+
+    def _file_header(self) -> dict[str, Any]:
+        """Return the JSON header :meth:`save` writes beside the weights."""
+        header = dict(self.header, format=FORMAT, network=self.network.config,
+                      targets=self.space.to_dict(), encoder=self.encoder.to_dict())  # fmt: skip
+        header.pop("recalibration", None)
+        if self.recalibration is not None:
+            header["recalibration"] = self.recalibration.to_dict()
+        return header
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of the weights and of everything :meth:`save` writes beside them.
+
+        Two estimators with the same digest give the same draws for the same seed; resumable
+        jobs (:func:`~prospect_sbi.pixels.fit_pixels` with ``parts``) record it.
+        """
+        text = json.dumps(self._file_header(), sort_keys=True, default=str)
+        return digest(self.network.state_dict(), text)
+
+    @classmethod
+    def resolve(cls, estimator: Any) -> Self:
+        """Return an estimator given as itself, a file or a pretrained name.
+
+        Raises
+        ------
+        ValueError
+            A string that is neither a file nor a pretrained name, or another type.
+        """
+        from ..pretrained import PRETRAINED
+
+        if isinstance(estimator, cls):
+            return estimator
+        if isinstance(estimator, str | os.PathLike):
+            if Path(estimator).is_file():
+                return cls.load(estimator)
+            if str(estimator) in PRETRAINED:
+                return cls.pretrained(str(estimator))
+            raise ValueError(f"estimator {str(estimator)!r} is neither a file nor a pretrained "
+                             f"name ({', '.join(PRETRAINED)})")  # fmt: skip
+        raise ValueError(f"estimator must be an AmortizedPosterior, a path or a name; got "
+                         f"{type(estimator).__name__}")  # fmt: skip
+
+    @classmethod
+    def pretrained(cls, name: str, device: str | torch.device = "cpu") -> Self:
+        """Load a pretrained estimator shipped with the package.
+
+        Parameters
+        ----------
+        name : str
+            One of :data:`prospect_sbi.pretrained.PRETRAINED` (``"jades-parametric"``,
+            ``"jades-continuity"``); :func:`prospect_sbi.pretrained_model` gives its
+            Prospector model.
+        device : str or torch.device
+        """
+        from ..pretrained import pretrained_path
+
+        return cls.load(pretrained_path(name), device)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        *,
+        filters: Sequence | None = None,
+        model: object = None,
+    ) -> Self:
+        """Read an estimator written by :meth:`save` (safetensors + JSON; nothing is unpickled).
+
+        Parameters
+        ----------
+        path : path-like
+            The file.
+        device : str or torch.device
+            Where to put the network.
+        filters, model : optional
+            Checked with :meth:`check` before the estimator is returned.
+
+        Raises
+        ------
+        ValueError
+            Not an estimator file, one of a newer format, a damaged file (checksum, header
+            entries, a network configuration that does not describe the stored weights), or
+            filters or model that differ.
+        """
+        tensors, header = read_tensors(path)
+        if header.get("kind") == "checkpoint":
+            raise ValueError(f"{path} is a training checkpoint, not an estimator")
+        fmt = header.get("format")
+        if not isinstance(fmt, int) or fmt > FORMAT:
+            raise ValueError(f"{path} has format {fmt!r}; this code reads formats 1 to {FORMAT}"
+                             " (upgrade prospect-sbi for a newer one)")  # fmt: skip
+        lacking = [k for k in _REQUIRED if k not in header]
+        if lacking:
+            raise ValueError(f"{path} is not a complete prospect-sbi estimator: its header has "
+                             f"no {', '.join(map(repr, lacking))}")  # fmt: skip
+        try:
+            network = PosteriorNetwork.from_weights(header["network"], tensors)
+            parts = {"targets": TargetSpace.from_dict, "encoder": ObservationEncoder.from_dict}
+            space, encoder = (parts[k](header[k]) for k in ("targets", "encoder"))
+            posterior = cls(network.to(device), space, encoder, header)
+            posterior._check_parts()
+        except (KeyError, TypeError, IndexError, ValueError) as err:
+            raise ValueError(f"{path}: {_reason(err)}") from None
+        posterior.check(filters=filters, model=model)
+        return posterior
+
+    def _check_parts(self) -> None:
+        """Raise if the header's parts disagree with each other (a damaged or edited file)."""
+        sizes = {"targets": (len(self.space), self.network.config["n_targets"]),
+                 "encoded inputs": (self.encoder.n_features, self.network.config["n_inputs"]),
+                 "filters": (len(self.filters), len(self.encoder.bands)),
+                 "noise bands": (len(self.noise.bands), len(self.encoder.bands))}  # fmt: skip
+        for what, (have, want) in sizes.items():
+            if have != want:
+                raise ValueError(f"the estimator's header lists {have} {what}; its network "
+                                 f"and encoder have {want}")  # fmt: skip
+
+
+def _reason(err: Exception) -> str:
+    """One line for an error raised while rebuilding an estimator from its header."""
+    if isinstance(err, ValueError):
+        return str(err)
+    if isinstance(err, KeyError):
+        return f"its header lacks the entry {err.args[0]!r}"
+    return f"its header is not what this version writes ({type(err).__name__}: {err})"
+
+
+def _band_names(filters: Sequence) -> list[str]:
+    """Return the sedpy names of sedpy filters, a ``FilterSet`` or band names."""
+    from ..filters import resolve_band_names
+    from ..provenance import filter_names
+
+    items = list(getattr(filters, "filters", filters))
+    if all(isinstance(f, str) for f in items):
+        return resolve_band_names(items)
+    return filter_names(items)
