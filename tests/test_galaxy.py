@@ -121,6 +121,9 @@ def test_map_outputs_are_one_unit_decided_by_the_marker(tiny_estimator_file, cub
     _assert_same_outputs(out, ref)
     assert cli.main(argv) == 0
     assert "galaxy_done.json exists: skipped" in capsys.readouterr().out
+    # a finished galaxy is not silently kept for other options: one line names them
+    assert cli.main([*argv, "--draws", "7"]) == 2
+    assert "was mapped with other inputs (n_draws: " in capsys.readouterr().err
     assert cli.main([*argv, "--overwrite"]) == 0
     assert "100 pixels fitted" in capsys.readouterr().out
 

@@ -95,15 +95,12 @@ def _load(args: argparse.Namespace) -> object:
 
 def run_map(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi map``."""
-    from ..pixels import galaxy_files, is_done, map_galaxy, select_pixels
+    from ..pixels import galaxy_files, map_galaxy, select_pixels
     from ..posterior import AmortizedPosterior
     from .common import dask_client
 
     out = Path(args.out)
     files = galaxy_files(out, args.name)  # refuses a name that would leave OUT
-    if is_done(out, args.name) and not args.overwrite:
-        print(f"{files['done']} exists: skipped (--overwrite to refit)")
-        return 0
     post = AmortizedPosterior.resolve(args.estimator)
     images = _load(args).matched(post.filters)
     segment = {"none": None, "centre": "centre", "all": "all"}.get(args.segment)
@@ -122,6 +119,9 @@ def run_map(args: argparse.Namespace) -> int:
     finally:
         if client is not None:
             client.close()
+    if done.skipped:  # finished before, with the same estimator, images and options
+        print(f"{files['done']} exists: skipped (--overwrite to refit)")
+        return 0
     fit, row = done.fit, done.outshining[0]
     ood = "n/a" if fit.ood is None else f"{fit.ood.mean():.1%}"
     resumed = f" ({fit.resumed_chunks} chunks resumed)" if fit.resumed_chunks else ""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 __all__ = ["GalaxyMaps", "check_name", "galaxy_files", "is_done", "map_galaxy"]
 
+import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -128,20 +130,25 @@ def map_galaxy(
     Returns
     -------
     GalaxyMaps
-        With ``skipped=True`` (and the outshining table read back) when the marker existed.
+        With ``skipped=True`` (and the outshining table read back) when the marker existed
+        for the same estimator, images and options.
 
     Raises
     ------
     ValueError
         A name that is not a plain file name; errors of :func:`fit_pixels` and
         :func:`~prospect_sbi.pixels.make_maps`; kept chunks of another fit (other images,
-        estimator or options): remove ``<name>.parts/`` or pass ``overwrite=True``.
+        estimator or options): remove ``<name>.parts/`` or pass ``overwrite=True``; a
+        marker of another estimator, other images or other options (each named): pass
+        ``overwrite=True`` to map the galaxy again.
     """
     files = galaxy_files(out, name)
     if overwrite:
         files["done"].unlink(missing_ok=True)
         shutil.rmtree(files["parts"], ignore_errors=True)
+    request = _request(post, images, mask, fit_options)
     if files["done"].is_file():
+        _check_marker(files["done"], request)
         shutil.rmtree(files["parts"], ignore_errors=True)  # left by a kill after the marker
         table = Table.read(files["outshining"], format="ascii.ecsv")
         return GalaxyMaps(name, files, table, skipped=True)
@@ -153,8 +160,42 @@ def map_galaxy(
     write_table(files["outshining"], table, overwrite=True)
     done = {"name": name, "n_pixels": len(fit), "resumed_chunks": fit.resumed_chunks,
             "files": {k: v.name for k, v in files.items() if k not in ("done", "parts")},
-            **{k: fit.meta[k] for k in ("n_draws", "seed", "model_hash")}}  # fmt: skip
+            "model_hash": fit.meta["model_hash"], "request": request}  # fmt: skip
     with atomic_path(files["done"], overwrite=True) as tmp:
         tmp.write_text(json.dumps(done, indent=1))
     shutil.rmtree(files["parts"], ignore_errors=True)
     return GalaxyMaps(name, files, table, fit, maps)
+
+
+#: Options of :func:`~prospect_sbi.pixels.fit_pixels` that change a galaxy's maps.
+_RESULT_OPTIONS = ("n_draws", "seed", "chunk_size", "p_value", "refine", "likelihood")
+
+
+def _request(post: Any, images: PixelImages, mask: np.ndarray | None, options: dict) -> dict:
+    """Describe what a galaxy's outputs depend on: estimator, images, pixels, fit options."""
+    defaults = {k: p.default for k, p in inspect.signature(fit_pixels).parameters.items()}
+    h = hashlib.sha256()
+    for a in (images.flux, images.err, mask):
+        h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
+    h.update(json.dumps(np.asarray(images.zred, float).tolist() if images.zred is not None
+                        else None).encode())  # fmt: skip
+    return {"estimator": post.digest(), "images": h.hexdigest(),
+            "check": options.get("model", defaults["model"]) is not False,
+            **{k: options.get(k, defaults[k]) for k in _RESULT_OPTIONS}}  # fmt: skip
+
+
+def _check_marker(path: Path, request: dict) -> None:
+    """Refuse to skip a galaxy whose marker records another estimator, images or options."""
+    try:
+        done = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} is damaged ({err}); remove it to map the galaxy again") from None
+    old = done.get("request")
+    if old is None:  # a marker written before markers kept what they were made with
+        return
+    diff = [f"{k}: {old.get(k)!r} then, {v!r} now" for k, v in request.items()
+            if old.get(k) != v]  # fmt: skip
+    if diff:
+        raise ValueError(f"{path.name[:-len('_done.json')]} was mapped with other inputs "
+                         f"({'; '.join(diff)}): pass overwrite=True (--overwrite) to map it "
+                         "again")  # fmt: skip
