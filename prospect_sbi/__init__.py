@@ -4,6 +4,7 @@ Importing the package lets Prospector's ``SpecModel`` build without ``$SPS_HOME`
 :mod:`prospect_sbi.sources.emlines`); nothing else happens at import time.
 """
 
+from ._version import __version__
 from .catalog import read_catalog
 from .filters import JADES_BANDS, JADES_MEDIUM_BANDS, jades_filters, resolve_band_names
 from .forward import ModelPhotometry
@@ -14,8 +15,6 @@ from .simulate import simulate
 from .sources import BC03MilesBasis, FastPhotometry, emission_line_info
 from .sources.emlines import patch_specmodel as _patch_specmodel
 from .trainingset import TrainingSet
-
-__version__ = "0.1.0"
 
 #: Public names that need torch or Prospector's fitting code: imported on first use.
 _LAZY = {

@@ -123,8 +123,9 @@ def filter_names(filters: Sequence) -> list[str]:
 def versions() -> dict[str, str]:
     """Versions of the packages a result depends on."""
     out = {}
-    for dist in ("prospect-sbi", "astro-prospector", "sedpy", "numpy", "torch", "lampe", "zuko",
-                 "bagpipes", "fsps"):  # fmt: skip
+    # sedpy's distribution is astro-sedpy (its import name is sedpy)
+    for dist in ("prospect-sbi", "astro-prospector", "astro-sedpy", "numpy", "torch", "lampe",
+                 "zuko", "bagpipes", "fsps"):  # fmt: skip
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:

@@ -245,7 +245,8 @@ def test_fit_resume_refuses_another_option_set(tmp_path, small_estimator, small_
         return [sys.executable, "-m", "prospect_sbi.cli", "fit", str(tmp_path / "cat.ecsv"),
                 str(small_estimator_file), "-o", str(path), "--unit", "nJy", "--flux-format",
                 "flux_{band}", "--err-format", "err_{band}", "--zred-column", zcol,
-                "--id-column", "id", "--draws", "30", "--chunk-size", "3", "--no-ppc"]  # fmt: skip
+                "--id-column", "id", "--draws", "30", "--chunk-size", "3", "--no-ppc",
+                "--refine", "never"]  # fmt: skip
 
     argv = command(out)
     env = dict(os.environ, OMP_NUM_THREADS="1")

@@ -14,9 +14,9 @@ from astropy.table import Table
 from scipy.stats import wasserstein_distance
 
 from ..posterior.refine import ROUND_DRAWS
-from .fit import run_sbi
 from .likelihood import NoiseLikelihood, fixed_redshift_model
 from .obs import obs_inputs, resolve_estimator
+from .sbi import run_sbi
 
 #: dynesty settings of :func:`compare` unless given: one static run, no dynamic batches.
 DYNESTY_DEFAULTS = {"nested_nlive_init": 200, "nested_dlogz_init": 0.2, "nested_maxbatch": 0,

@@ -30,7 +30,7 @@ def _prospector(**flags: bool) -> Fitter:
 
 
 def _sbi(obs: dict, model: Any, sps: Any, noise: tuple = (None, None), **kwargs: Any) -> dict:
-    from .fit import run_sbi
+    from .sbi import run_sbi
 
     return run_sbi(obs, model, sps, noise, **kwargs)
 

@@ -82,7 +82,7 @@ class PixelMaps:
 
 
 def _provenance(post: Any, fit: PixelFit, images: PixelImages) -> dict:
-    from .. import __version__
+    from .._version import __version__
 
     train = post.training or {}
     head = {

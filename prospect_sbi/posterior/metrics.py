@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 __all__ = [
-    "coverage", "coverage_noise", "evaluate", "held_out", "regression_metrics", "sbc_ranks",
+    "coverage", "coverage_from_ranks", "coverage_noise", "evaluate", "held_out",
+    "regression_metrics", "sbc_ranks",
 ]  # fmt: skip
 
 import functools
@@ -41,7 +42,7 @@ def coverage(draws: np.ndarray, truth: np.ndarray, levels: np.ndarray = LEVELS) 
     numpy.ndarray, (D, K)
         Fraction of objects whose truth lies in each interval.
     """
-    return _coverage_from_ranks(_ranks(draws, truth), levels)
+    return coverage_from_ranks(_ranks(draws, truth), levels)
 
 
 def coverage_noise(
@@ -103,7 +104,7 @@ def _chance_errors(
     errors = np.empty(trials)
     for t in range(trials):
         rank = rng.integers(0, n_draws + 1, (n_objects, n_labels)) / n_draws
-        errors[t] = np.abs(_coverage_from_ranks(rank, levels) - levels).max()
+        errors[t] = np.abs(coverage_from_ranks(rank, levels) - levels).max()
     return errors
 
 
@@ -145,7 +146,11 @@ def sbc_ranks(
     return below + rng.integers(0, ties + 1)
 
 
-def _coverage_from_ranks(rank: np.ndarray, levels: np.ndarray) -> np.ndarray:
+def coverage_from_ranks(rank: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Coverage of central intervals at ``levels`` (K,) from normalised ranks (B, D) -> (D, K).
+
+    The share of truths whose rank lies within ``level / 2`` of the median, per target.
+    """
     return (np.abs(rank - 0.5)[..., None] <= np.asarray(levels) / 2).mean(0)
 
 
@@ -252,5 +257,5 @@ def evaluate(
         medians.append(np.median(draws, 1))
         ranks.append(_ranks(draws, truth[rows]))
     stats = regression_metrics(np.concatenate(medians), truth)
-    cov_err = np.abs(_coverage_from_ranks(np.concatenate(ranks), LEVELS) - LEVELS).max(1)
+    cov_err = np.abs(coverage_from_ranks(np.concatenate(ranks), LEVELS) - LEVELS).max(1)
     return Table({"name": posterior.labels, **stats, "coverage_err": cov_err})

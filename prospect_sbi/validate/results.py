@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from ..posterior.metrics import LEVELS, _coverage_from_ranks, coverage_noise, regression_metrics
+from ..posterior.metrics import LEVELS, coverage_from_ranks, coverage_noise, regression_metrics
 from .calibration import (
     TARP_LEVELS,
     outlier_fraction,
@@ -83,7 +83,7 @@ class CalibrationReport:
     @property
     def coverage(self) -> np.ndarray:
         """Expected coverage of central credible intervals, (D, K) at :attr:`levels`."""
-        return _coverage_from_ranks(self.ranks / self.n_draws, LEVELS)
+        return coverage_from_ranks(self.ranks / self.n_draws, LEVELS)
 
     @property
     def tarp(self) -> tuple[np.ndarray, np.ndarray]:
