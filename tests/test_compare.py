@@ -60,8 +60,10 @@ def test_compare_short_dynesty_run(sps, small_estimator, tmp_path):
     assert out.samples["refined_weights"].sum() == pytest.approx(1.0)
     assert out.ess > 10 and out.t_refine > out.t_sbi
     # the same evidence convention as dynesty's (the likelihood's normalisation, ~+300 here,
-    # and the prior's): a short, unconverged dynesty run is off by a few units at most
-    assert abs(out.logz_refined - out.logz_dynesty) < 10 and out.khat < 1.0
+    # and the prior's: a density in log M* instead of M* would shift it by ~26). A short run
+    # stopped at 300 iterations has not reached the peak and underestimates its evidence
+    # (seen: 4-12 below), never overestimates it by more than its error
+    assert -3 < out.logz_refined - out.logz_dynesty < 20 and out.khat < 1.0
 
 
 def test_overlay_corner_shape_error(tmp_path):

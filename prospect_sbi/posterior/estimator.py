@@ -282,6 +282,15 @@ class AmortizedPosterior(EstimatorFiles):
             self._refiners[key] = Refiner(self, self._model, sps, likelihood)
         return self._refiners[key]
 
+    def _refiner_for(self, refine: str, sps: Any, likelihood: str) -> Any:
+        """:meth:`refiner` for a ``refine`` other than ``"never"`` (checked), else None."""
+        if refine == "never":
+            return None
+        from .refine import check_refine
+
+        check_refine(refine)
+        return self.refiner(sps, likelihood)
+
     # -- inference ------------------------------------------------------------------------
 
     def sample(
@@ -365,12 +374,7 @@ class AmortizedPosterior(EstimatorFiles):
         """
         n = _n_draws(n)
         obs = self._prepared(flux, err, zred, stacklevel=5)
-        refiner = None
-        if refine != "never":
-            from .refine import check_refine
-
-            check_refine(refine)
-            refiner = self.refiner(sps, likelihood)
+        refiner = self._refiner_for(refine, sps, likelihood)
         with _seeded(seed, self.device):
             out = self._draw(obs, n, chunk_size, recalibrate)
         if refiner is not None:
@@ -540,12 +544,10 @@ class AmortizedPosterior(EstimatorFiles):
         """
         n = _n_draws(n)
         obs = self._prepared(flux, err, zred, stacklevel=5)
-        refiner = None
-        if refine != "never":
-            from .refine import DIAGNOSTICS, check_refine
+        refiner = self._refiner_for(refine, sps, likelihood)
+        if refiner is not None:
+            from .refine import DIAGNOSTICS
 
-            check_refine(refine)
-            refiner = self.refiner(sps, likelihood)
             extra = {k: np.zeros(len(obs), dtype=t) for k, t in DIAGNOSTICS.items()}
         stats = np.empty((len(obs), len(self.labels), 5))
         edge = np.full(len(obs), "", dtype=object)
