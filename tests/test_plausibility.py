@@ -153,10 +153,35 @@ def test_noise_range_of_the_jades_noise(post):
     rng = NoiseRange.of(post.noise)
     depth = post.noise.depth
     # the smallest error: a detection just above its limit with a small magnitude error
-    # (measured 0.014-0.051 depth; the JOF pixels' errors are 0.115 depth and more)
+    # (measured 0.014-0.051 depth; the JOF pixels' errors are 0.115 depth and more); the bound
+    # of the flag: one at the limit with the 0.01 mag floor
     assert np.all(rng.err_min > 0.005 * depth) and np.all(rng.err_min < 0.1 * depth)
+    np.testing.assert_allclose(rng.err_bound, 0.4 * np.log(10) * 0.01 * depth, rtol=1e-12)
     assert rng.rel_floor == pytest.approx(0.4 * np.log(10) * 0.01, rel=0.1)
     assert np.all(rng.max_err >= 3 * depth)
+
+
+def test_flag_bound_is_a_bound_of_the_noise_not_a_sample_minimum(post):
+    """200,000 objects of the training noise never fall below err_bound (err_min, the minimum
+    of the range's own 20,000 draws, flagged 1 pixel in 1000 of a mock map); an error a unit
+    slip scaled down is flagged."""
+    rng, gen = NoiseRange.of(post.noise), np.random.default_rng(1)
+    true = post.noise.depth * 10 ** gen.uniform(-1, 6, (200_000, 14))
+    true[:20_000] = post.noise.limits * gen.uniform(1.0, 1.05, (20_000, 14))  # at the limit
+    flux, err = post.noise.apply(true, gen)
+    assert np.all(err >= rng.err_bound) and np.min(err / rng.err_bound) < 1.5
+    assert np.mean(np.any(err < rng.err_min, axis=1)) > 1e-4  # why err_min is not the bound
+    assert "err_below_noise" not in set(flag_observations(flux, err, rng, None))
+    flags = flag_observations(flux[:3] / 3631, err[:3] / 3631, rng, None)
+    assert all("err_below_noise" in f for f in flags)
+    # a noise model without a bound of its own: a margin below its draws' minimum
+    from prospect_sbi.noise import EmpiricalNoise
+
+    emp = EmpiricalNoise.from_catalog(flux[20_000:60_000], err[20_000:60_000], post.noise.bands)
+    assert emp.smallest_error() is None
+    e_rng = NoiseRange.of(emp)
+    _, e_err = emp.apply(true[20_000:], gen)
+    assert np.all(e_err >= e_rng.err_bound) and np.all(e_rng.err_bound > 0)
 
 
 def test_training_noise_is_neither_refused_nor_flagged(post):

@@ -161,6 +161,18 @@ class NoiseModel(ABC):
     def _draw_sigma(self, maggies: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """1-sigma errors (maggies) for true fluxes ``maggies`` >= 0, (*, F)."""
 
+    def smallest_error(self) -> np.ndarray | None:
+        """Return the smallest 1-sigma error :meth:`apply` can give per band, if bounded.
+
+        Returns
+        -------
+        numpy.ndarray, (F,), maggies, or None
+            None (the default) for errors with an unbounded lower tail; the plausibility
+            checks then estimate a bound by Monte Carlo
+            (:class:`~prospect_sbi.posterior.plausibility.NoiseRange`).
+        """
+        return None
+
     def upper_limits(self, flux: Any, err: Any = None) -> np.ndarray:
         """Non-detections: bands whose flux is below ``limit_sigma * depth``.
 

@@ -167,6 +167,16 @@ class JadesPixelNoise(NoiseModel):
             "mag_err_floor": self.mag_err_floor
         }
 
+    def smallest_error(self) -> np.ndarray | None:
+        """Return ``0.4 ln(10) limit mag_err_floor`` per band, maggies (F,); None without a floor.
+
+        A detection just above its limit with the floor's magnitude error (``depth`` if that
+        is smaller: a non-detection's error).
+        """
+        if self.mag_err_floor <= 0:
+            return None
+        return np.minimum(self.depth, _DMAG * self.limits * self.mag_err_floor)
+
     def magnitude_bin(self, maggies: Any) -> np.ndarray:
         """Index of the magnitude bin (bin k lies below edge k; the last bin is open), (*, F)."""
         f = self._check(maggies, "maggies")

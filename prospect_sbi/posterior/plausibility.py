@@ -15,7 +15,7 @@ B stands for the number of objects, F for the number of bands, n for draws per o
 
 from __future__ import annotations
 
-__all__ = ["BRIGHT_FACTOR", "FLAG_REASONS", "NoiseRange", "ObservationWarning",
+__all__ = ["BRIGHT_FACTOR", "ERR_MARGIN", "FLAG_REASONS", "NoiseRange", "ObservationWarning",
            "PriorEdgeWarning", "SCALE_PARAMETERS", "SHALLOW_FACTOR", "UnitError",
            "check_brightness", "check_errors", "count_flags", "flag_observations",
            "join_flags", "prior_edge_flags", "shallow_errors", "warn_flags",
@@ -35,6 +35,9 @@ SHALLOW_FACTOR = 3.0
 #: An object whose median flux exceeds this factor times the training set's 99th-percentile
 #: flux is flagged ``bright`` (0.4% of the ``jades-parametric`` training objects are; AB 17.1).
 BRIGHT_FACTOR = 3.0
+#: For a noise model without its own error bound: the smallest error an object may have before
+#: it is flagged, as a fraction of the smallest of the noise's Monte-Carlo draws.
+ERR_MARGIN = 0.25
 _FAINT_DEX = 2.0  # median |flux| this many dex below the training set's 0.1 percentile: faint
 _PRECISE_FRACTION = 0.5  # of the noise's relative-error floor: flagged snr_above_training
 _NEGATIVE_SIGMA = 5.0  # a flux this many errors below zero: flagged negative_flux
@@ -113,8 +116,15 @@ class NoiseRange:
         1-sigma depth, maggies.
     err_min : numpy.ndarray, (F,)
         Smallest error of 20,000 Monte-Carlo draws per band over true fluxes from 0.1 to 1e6
-        times the depth, maggies (``JadesPixelNoise``: 0.02-0.03 times the depth, a detection
-        just above its limit near the 0.01 mag floor). No training example had a smaller one.
+        times the depth, maggies (``JadesPixelNoise``: 0.014-0.051 times the depth, a
+        detection just above its limit near the 0.01 mag floor). A sample minimum: 10% of a
+        batch's errors below it is a unit slip (:func:`check_errors`), but one band of one
+        object in ~10^4 of the noise's own draws falls below it.
+    err_bound : numpy.ndarray, (F,)
+        The smallest error the noise model can give, maggies, for the per-object flag: its own
+        bound where it has one (:meth:`~prospect_sbi.noise.NoiseModel.smallest_error`;
+        ``JadesPixelNoise``: 0.0092 times the depth, a detection at its limit with the 0.01 mag
+        floor), else :data:`ERR_MARGIN` times ``err_min``.
     max_err : numpy.ndarray, (F,)
         Largest error of a non-detection (:func:`shallow_errors`), maggies.
     rel_floor : float
@@ -125,6 +135,7 @@ class NoiseRange:
     bands: tuple[str, ...]
     depth: np.ndarray
     err_min: np.ndarray
+    err_bound: np.ndarray
     max_err: np.ndarray
     rel_floor: float
 
@@ -137,7 +148,9 @@ class NoiseRange:
         _, err = noise.apply(true, rng)
         detected = true > 3 * np.asarray(noise.limits)
         rel = float(np.quantile((err / true)[detected], 1e-4))
-        return cls(tuple(noise.bands), depth, np.min(err, axis=0), shallow_errors(noise), rel)
+        err_min, bound = np.min(err, axis=0), noise.smallest_error()
+        err_bound = ERR_MARGIN * err_min if bound is None else np.minimum(err_min, bound)
+        return cls(tuple(noise.bands), depth, err_min, err_bound, shallow_errors(noise), rel)
 
 
 def _valid(flux: np.ndarray, err: np.ndarray) -> np.ndarray:
@@ -285,7 +298,7 @@ def flag_observations(
             masks["bright"] = _object_median(flux) > BRIGHT_FACTOR * p99
         if p01 is not None and p01 > 0:
             masks["faint"] = _object_median(np.abs(flux)) < p01 * 10**-_FAINT_DEX
-        masks["err_below_noise"] = np.any(valid & (err < ranges.err_min), axis=1)
+        masks["err_below_noise"] = np.any(valid & (err < ranges.err_bound), axis=1)
         detected = valid & (flux > 5 * err)
         rel = _object_median(np.where(detected, err / flux, np.nan))
         masks["snr_above_training"] = rel < _PRECISE_FRACTION * ranges.rel_floor
