@@ -23,7 +23,10 @@ is the flow alone, without its recalibration maps, on bright mocks: the target o
 
     python benchmarks/sharpness.py --quick          # 10 mocks per model
     python benchmarks/sharpness.py --n-mocks 100 --jobs 2
-    python benchmarks/sharpness.py --estimator my_estimator.sbi
+    python benchmarks/sharpness.py --estimator jades-parametric --estimator my_estimator.sbi
+
+Every estimator's mocks come from the same seed, so estimators of one model (a shipped one and
+a retrained candidate) are measured on identical mocks.
 """
 
 from __future__ import annotations
@@ -126,8 +129,10 @@ def main() -> None:
 
     from prospect_sbi import BC03MilesBasis
 
-    sps, rng = BC03MilesBasis(), np.random.default_rng(args.seed)
-    results = [run_model(s, args, sps, rng) for s in (args.estimator or DEFAULTS)]
+    # every estimator from the same seed: candidates of one model meet the same mocks
+    sps = BC03MilesBasis()
+    results = [run_model(s, args, sps, np.random.default_rng(args.seed))
+               for s in (args.estimator or DEFAULTS)]  # fmt: skip
 
     head = (f"{'model':16s} {'method':6s} {'param':12s} {'|dmed|/sig':>10s} {'width':>7s} "
             f"{'width S/N>=20':>13s}")  # fmt: skip
