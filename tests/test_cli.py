@@ -229,6 +229,12 @@ def test_table_parts_resume_and_name_what_changed(tmp_path, suffix):
     assert not (tmp_path / f"o{suffix}.parts").exists()
 
 
+def _default_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_fit_resume_refuses_another_option_set(tmp_path, small_estimator, small_estimator_file):
     """A real interrupted run (SIGINT after two chunks), rerun with another --zred-column."""
@@ -250,8 +256,10 @@ def test_fit_resume_refuses_another_option_set(tmp_path, small_estimator, small_
 
     argv = command(out)
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    # SIGINT at its default in the child: a job started in the background of a shell inherits
+    # it ignored, and Python then never raises KeyboardInterrupt (the run would finish)
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+                            text=True, preexec_fn=_default_sigint)  # fmt: skip
     parts = tmp_path / "fit.fits.parts"
     deadline = time.time() + 120
     while len(list(parts.glob("part*.npy"))) < 2 and proc.poll() is None:
