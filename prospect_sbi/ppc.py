@@ -161,10 +161,10 @@ class PredictiveCheck:
         self.flux_max = post.header.get("flux_stats", {}).get("max")
 
     def _photometry(self, values: np.ndarray, zred: Any) -> np.ndarray:
+        from .transforms import clip_to_prior
+
         theta = theta_matrix(self.post.labels, values, self.model, zred)
-        lo, hi = (np.asarray(b, dtype=float) for b in zip(*self.model.theta_bounds(),
-                                                            strict=True))  # fmt: skip
-        return self.photometry(np.clip(theta, lo, hi))[0]
+        return self.photometry(clip_to_prior(self.model, theta))[0]
 
     def model_flux(self, zred: Any, draws_or_summary: Any) -> np.ndarray:
         """Model photometry (B, F), maggies, of the posterior medians."""

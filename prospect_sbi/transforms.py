@@ -10,7 +10,7 @@ other ``depends_on`` function is called row by row, so every model still works.
 
 from __future__ import annotations
 
-__all__ = ["draw_theta", "batch_params", "zred_to_agebins", "BATCHED_TRANSFORMS"]
+__all__ = ["draw_theta", "clip_to_prior", "batch_params", "zred_to_agebins", "BATCHED_TRANSFORMS"]
 
 from collections.abc import Callable, Mapping
 
@@ -53,6 +53,16 @@ def draw_theta(model: object, unit: np.ndarray) -> np.ndarray:
             value = np.array([prior.unit_transform(row) for row in u], dtype=float)
         theta[:, inds] = value.reshape(u.shape)
     return theta
+
+
+def clip_to_prior(model: object, theta: np.ndarray) -> np.ndarray:
+    """Clip parameter vectors (*, ndim) into the model's prior bounds (``theta_bounds``).
+
+    For draws of an estimator that reach just past a bound (recalibrated edges, float32),
+    before they go through the forward model.
+    """
+    lo, hi = (np.asarray(v, dtype=float) for v in zip(*model.theta_bounds(), strict=True))
+    return np.clip(theta, lo, hi)
 
 
 def batch_params(model: object, theta: np.ndarray) -> Params:

@@ -41,6 +41,8 @@ from scipy import stats
 from ..cosmology import age_of_universe
 from ..forward import ModelPhotometry
 from ..noise.likelihood import NoiseLikelihood, check_likelihood
+from ..ppc import FLOOR
+from ..transforms import clip_to_prior
 from .importance import ImportanceBatch, adaptive_importance
 from .observations import Observations
 from .target import ExactTarget
@@ -58,8 +60,8 @@ AUTO_CHECK_DRAWS = 8
 #: (:class:`prospect_sbi.ppc.PredictiveCheck`): without it the model's own shortcomings on real
 #: data trigger the check. On the 1039 selected pixels of the three JOF cutouts
 #: (``jades-parametric``), pixels below AUTO_SNR were refined for their chi-square: 35% with no
-#: floor, 21% with 0.05, 3.3% with 0.10.
-AUTO_FLOOR = 0.10
+#: floor, 21% with 0.05, 3.3% with 0.10. The same constant as the check's.
+AUTO_FLOOR = FLOOR
 #: Defaults of the refinement: draws of the flow in the first round, draws per adapted
 #: round, most rounds, and the effective sample size an object is sampled to.
 FIRST_DRAWS, ROUND_DRAWS, MAX_ROUNDS, TARGET_ESS = 256, 256, 24, 200.0
@@ -269,7 +271,7 @@ class Refiner:
         b, k, _ = values.shape
         zred = None if obs.zred is None else np.repeat(obs.zred, k).reshape(b, k)
         theta = self.theta(values, zred).reshape(b * k, -1)
-        model, _ = self.phot(_inside(self.model, theta))
+        model, _ = self.phot(clip_to_prior(self.model, theta))
         model = model.reshape(b, k, -1)
         use = np.isfinite(obs.flux)
         f, e = np.where(use, obs.flux, 0.0)[:, None], np.where(use, obs.err, 1.0)[:, None]
@@ -337,12 +339,6 @@ def needs_refinement(refiner: Refiner, obs: Observations, draws: np.ndarray) -> 
         n_valid = np.isfinite(part.flux).sum(1)
         bright[rest] = chi2 > stats.chi2.isf(AUTO_P_VALUE, np.maximum(n_valid, 1))
     return bright
-
-
-def _inside(model: Any, theta: np.ndarray) -> np.ndarray:
-    """Clip theta (N, ndim) into the model's prior bounds (draws of recalibrated edges)."""
-    lo, hi = (np.asarray(v, dtype=float) for v in zip(*model.theta_bounds(), strict=True))
-    return np.clip(theta, lo, hi)
 
 
 def _with_free_zred(model: Any, post: Any) -> Any:
