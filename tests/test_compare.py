@@ -59,11 +59,32 @@ def test_compare_short_dynesty_run(sps, small_estimator, tmp_path):
     assert abs(out.table["is_p50"][row] - out.table["dynesty_p50"][row]) < 0.5
     assert out.samples["refined_weights"].sum() == pytest.approx(1.0)
     assert out.ess > 10 and out.t_refine > out.t_sbi
-    # the same evidence convention as dynesty's (the likelihood's normalisation, ~+300 here,
-    # and the prior's: a density in log M* instead of M* would shift it by ~26). A short run
-    # stopped at 300 iterations has not reached the peak and underestimates its evidence
-    # (seen: 4-12 below), never overestimates it by more than its error
-    assert -3 < out.logz_refined - out.logz_dynesty < 20 and out.khat < 1.0
+    # the same evidence convention as dynesty's, end to end (the likelihood's normalisation is
+    # ~+300 here). A 300-iteration, 30-point run is a rough reference: on this object its logz
+    # scattered from 11.5 below to 3.8 above the refined one between runs that differed only
+    # in BLAS threads, while the refined logz stayed within 0.1; the prior's convention is
+    # checked exactly in test_refined_prior_is_the_one_dynesty_integrates
+    assert abs(out.logz_refined - out.logz_dynesty) < 20 and out.khat < 1.0
+
+
+def test_refined_prior_is_the_one_dynesty_integrates(sps, small_estimator):
+    """The refinement's log prior equals Prospector's ``prior_product`` of the model dynesty
+    samples at a known redshift (tage cut at the age of the universe), so the two evidences
+    are of one prior: a density in log M* instead of M* would differ by ln(M ln 10), ~26."""
+    from prospect_sbi.cosmology import age_of_universe
+    from prospect_sbi.transforms import draw_theta
+
+    model = build_model("parametric_sfh", zred=(0.5, 5.0), logmass=(5.0, 12.0))
+    fixed = fixed_redshift_model(model, 1.5)
+    refiner = small_estimator.refiner(sps, "noise")
+    theta = draw_theta(refiner.model, np.random.default_rng(0).uniform(size=(1000, 7)))
+    theta[:, refiner.izred] = 1.5
+    theta = theta[theta[:, refiner.model.theta_index["tage"].start] < age_of_universe(1.5)]
+    free = np.delete(theta, refiner.izred, axis=1)
+    ours = refiner.log_prior(theta)
+    theirs = np.array([fixed.prior_product(t) for t in free])
+    assert len(theta) > 200 and np.all(np.isfinite(theirs))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-10)
 
 
 def test_overlay_corner_shape_error(tmp_path):
