@@ -10,6 +10,7 @@ from .filters import JADES_BANDS, JADES_MEDIUM_BANDS, jades_filters, resolve_ban
 from .forward import ModelPhotometry
 from .models import build_model
 from .noise import EmpiricalNoise, JadesPixelNoise, NoiseModel, noise_from_dict
+from .paramfile import ParamFile, load_param_file
 from .pretrained import PRETRAINED, pretrained_model
 from .simulate import simulate
 from .sources import BC03MilesBasis, FastPhotometry, emission_line_info
@@ -40,11 +41,13 @@ __all__ = [
     "ModelPhotometry",
     "NoiseModel",
     "PRETRAINED",
+    "ParamFile",
     "TrainingSet",
     "__version__",
     "build_model",
     "emission_line_info",
     "jades_filters",
+    "load_param_file",
     "noise_from_dict",
     "pretrained_model",
     "read_catalog",

@@ -6,7 +6,8 @@ specification lets a training set or an estimator refuse to be used with another
 
 from __future__ import annotations
 
-__all__ = ["model_spec", "model_hash", "model_from_spec", "filter_names", "versions"]
+__all__ = ["model_spec", "model_hash", "model_from_spec", "model_difference", "filter_names",
+           "versions"]
 
 import hashlib
 import json
@@ -113,6 +114,79 @@ def model_hash(spec: dict) -> str:
     """SHA-256 (first 16 hex digits) of a :func:`model_spec`, independent of key order."""
     text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _fmt(value: object) -> str:
+    """Format a stored value in few characters: numbers with %g, arrays in brackets."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return repr(value) if isinstance(value, str) else str(value)
+    if isinstance(value, int | float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def _prior(entry: dict) -> str:
+    prior = entry.get("prior")
+    if prior is None:
+        return "no prior"
+    args = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(prior.get("params", {}).items()))
+    return f"{prior['name']}({args})"
+
+
+def _state(entry: dict) -> str:
+    return "free" if entry["isfree"] else f"fixed at {_fmt(entry.get('init'))}"
+
+
+def model_difference(given: dict, reference: dict, what: str = "the estimator's") -> str | None:
+    """Name the first difference between two :func:`model_spec` (None when they agree).
+
+    Parameters
+    ----------
+    given, reference : dict
+        Specifications; ``given`` is the one being checked, ``reference`` the one it must
+        equal (an estimator's, a training set's).
+    what : str
+        How to call ``reference`` in the message.
+
+    Returns
+    -------
+    str or None
+        One line such as ``"model differs from the estimator's: logzsol prior
+        TopHat(maxi=0.19, mini=-2) vs TopHat(maxi=0.19, mini=-1)"``: the parameter, then what
+        differs (present, free or fixed, ``N``, prior with its parameters, fixed value or
+        initial value, ``depends_on``, units), given first.
+    """
+    head = f"model differs from {what}:"
+    if model_hash(given) == model_hash(reference):
+        return None
+    ours, theirs = given.get("params", {}), reference.get("params", {})
+    for name in [*ours, *(k for k in theirs if k not in ours)]:
+        if name not in theirs:
+            return f"{head} {name} ({_state(ours[name])}) is not in {what} model"
+        if name not in ours:
+            return f"{head} {name} ({_state(theirs[name])}) is missing (it is in {what} model)"
+        a, b = ours[name], theirs[name]
+        checks = [
+            ("", _state(a) if a["isfree"] != b["isfree"] else "",
+             _state(b) if a["isfree"] != b["isfree"] else ""),
+            ("N ", a["N"], b["N"]),
+            ("prior ", _prior(a), _prior(b)),
+            ("fixed at " if not a["isfree"] else "init ", _fmt(a.get("init")),
+             _fmt(b.get("init"))),
+            ("depends_on ", a.get("depends_on", "nothing"), b.get("depends_on", "nothing")),
+            ("units ", repr(a.get("units", "")), repr(b.get("units", ""))),
+        ]  # fmt: skip
+        for label, x, y in checks:
+            if x != y:
+                return f"{head} {name} {label}{x} vs {y}"
+    if given.get("theta_labels") != reference.get("theta_labels"):
+        return (f"{head} free parameters {given.get('theta_labels')} vs "
+                f"{reference.get('theta_labels')}")  # fmt: skip
+    if given.get("class") != reference.get("class"):
+        return f"{head} model class {given.get('class')} vs {reference.get('class')}"
+    return f"{head} hash {model_hash(given)} vs {model_hash(reference)}"
 
 
 def filter_names(filters: Sequence) -> list[str]:

@@ -30,7 +30,7 @@ from .cosmology import age_of_universe
 from .derived import DERIVED, STEP_DERIVED, derived_quantities
 from .filters import resolve_band_names
 from .forward import predict_each
-from .provenance import model_hash, model_spec, versions
+from .provenance import model_difference, model_hash, model_spec, versions
 from .sources import BC03MilesBasis
 from .sources.params import resolve_params
 from .trainingset import TrainingSet
@@ -141,7 +141,7 @@ def simulate(
         "seed": int(seed),
     }
     job = _Job(model, sps, filters, method, int(batch_size), int(seed), dict(fast_options or {}))
-    done_rows = _existing_rows(path, header)
+    done_rows = _existing_rows(path, header, spec)
     if done_rows >= n:
         return TrainingSet.open(path)
     _check_support(job)
@@ -386,18 +386,18 @@ def _write_part(parts: Path, c: int, result: dict) -> None:
     _write_bytes(_part(parts, c), lambda fh: np.savez(fh, **result))
 
 
-def _existing_rows(path: Path, header: dict) -> int:
+def _existing_rows(path: Path, header: dict, spec: dict | None = None) -> int:
     if not path.exists():
         return 0
     try:
         with h5py.File(path, "r") as f:
-            _compare(dict(f.attrs), header, path)
+            _compare(dict(f.attrs), header, path, spec)
             return int(f["theta"].shape[0])
     except OSError as err:
         raise ValueError(f"{path} exists but is not a readable HDF5 training set: {err}") from None
 
 
-def _compare(found: dict, header: dict, where: object) -> None:
+def _compare(found: dict, header: dict, where: object, spec: dict | None = None) -> None:
     for key, want in header.items():
         have = found.get(key)
         if isinstance(have, bytes):
@@ -406,6 +406,11 @@ def _compare(found: dict, header: dict, where: object) -> None:
             have = json.loads(have)
         if isinstance(have, np.generic):
             have = have.item()
+        if key == "model_hash" and have != want and spec is not None and found.get("model_spec"):
+            stored = found["model_spec"]
+            stored = json.loads(stored) if isinstance(stored, str | bytes) else stored
+            diff = model_difference(spec, stored, what=f"that of {where}")
+            raise ValueError(f"{diff}; use another path or the original model")
         if have != want:
             raise ValueError(f"{where} was made with {key}={have!r}, not {want!r}; "
                              "use another path or the original settings")  # fmt: skip
@@ -415,13 +420,14 @@ def _start_parts(parts: Path, header: dict, job: _Job, done_rows: int) -> dict:
     manifest_path = parts / "manifest.json"
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
-        _compare(manifest, header, parts)
+        _compare(manifest, header, parts, model_spec(job.model))
         if manifest.get("done_rows") != done_rows:
             shutil.rmtree(parts)  # parts of an extension that the final file already holds
         else:
             return manifest
     parts.mkdir(exist_ok=True)
-    manifest = dict(header, chunk_rows=job.chunk_rows, done_rows=done_rows)
+    manifest = dict(header, chunk_rows=job.chunk_rows, done_rows=done_rows,
+                    model_spec=model_spec(job.model))
     if done_rows:
         with h5py.File(_final_path(parts), "r") as f:
             manifest["chunk_rows"] = int(f.attrs["chunk_rows"])

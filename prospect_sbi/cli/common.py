@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["TEMPLATES", "add_refine_args", "check_run_options", "dask_client", "estimator_file",
-           "file_id", "read_run_file"]
+__all__ = ["TEMPLATES", "add_param_file_args", "add_refine_args", "check_run_options",
+           "dask_client", "estimator_file", "estimator_model", "file_id", "param_file",
+           "param_file_sps", "read_catalog_zred", "read_run_file"]
 
 import argparse
 import os
@@ -23,6 +24,79 @@ def add_refine_args(parser: Any, default: str) -> None:
     parser.add_argument("--likelihood", default="flux", metavar="{flux,noise}",
                         help="likelihood of the refinement: flux (Gaussian, real data; default) "
                              "or noise (the estimator's noise model, for its own mocks)")
+
+
+def add_param_file_args(parser: Any, sps: bool = True) -> None:
+    """Add ``--param-file`` (a Prospector parameter file) and, with ``sps``, ``--sps``."""
+    parser.add_argument("--param-file", metavar="PARAM_FILE.py", default=None,
+                        help="Prospector parameter file (build_model, build_obs, build_sps, "
+                             "run_params, as Prospector's demos write them; its main block "
+                             "is not run): its model instead of a template, checked against "
+                             "the estimator's (default: none; the estimator's stored "
+                             "model)")  # fmt: skip
+    if sps:
+        parser.add_argument("--sps", choices=("builtin", "param-file"), default="builtin",
+                            help="SPS source: builtin (prospect-sbi's offline BC03MilesBasis) "
+                                 "or param-file (the file's build_sps, e.g. FSPS; needs "
+                                 "$SPS_HOME) (default builtin)")  # fmt: skip
+
+
+def param_file(args: argparse.Namespace) -> Any:
+    """Return the :class:`~prospect_sbi.paramfile.ParamFile` of ``--param-file``, or None."""
+    from ..paramfile import ParamFile
+
+    path = getattr(args, "param_file", None)
+    return None if path is None else ParamFile(path)
+
+
+def param_file_sps(args: argparse.Namespace, pf: Any = None) -> Any:
+    """Return the SPS source ``--sps`` names (``param-file`` needs ``--param-file``)."""
+    source = getattr(args, "sps", "builtin")
+    if source == "param-file" and pf is None:
+        raise ValueError("--sps param-file needs --param-file")
+    if pf is not None:
+        return pf.sps(source)
+    from ..sources import BC03MilesBasis
+
+    return BC03MilesBasis()
+
+
+def estimator_model(post: Any, pf: Any = None) -> Any:
+    """Return the estimator's model, rebuilt one way by every subcommand.
+
+    The parameter file's model when one is given (refused, naming the first difference, when
+    it is not the estimator's), else the one rebuilt from the estimator's stored
+    specification (:meth:`~prospect_sbi.posterior.AmortizedPosterior.resolve_model`).
+    """
+    return post.resolve_model(None if pf is None else pf.model())
+
+
+def read_catalog_zred(path: str | os.PathLike, post: Any, zred_column: str,
+                      **options: Any) -> tuple[Any, str | None]:  # fmt: skip
+    """Read a catalogue in the estimator's bands, with the redshift Prospector would use.
+
+    The ``zred_column`` for an estimator conditioned on the redshift; when the catalogue has
+    no such column and the estimator's model fixes ``zred``, that redshift for every row.
+
+    Returns
+    -------
+    catalog : prospect_sbi.catalog.Catalog
+    column : str or None
+        The redshift column read (None: the model's redshift, or an estimator inferring it).
+    """
+    import numpy as np
+
+    from ..catalog import read_catalog
+
+    zcol = zred_column if post.redshift == "known" else None
+    try:
+        return read_catalog(path, post.filters, zred_column=zcol, **options), zcol
+    except ValueError as err:
+        if zcol is None or post.fixed_zred is None or "no redshift column" not in str(err):
+            raise
+    catalog = read_catalog(path, post.filters, zred_column=None, **options)
+    catalog.zred = np.full(len(catalog.flux), post.fixed_zred)
+    return catalog, None
 
 
 def file_id(path: str | os.PathLike) -> dict[str, Any]:

@@ -7,6 +7,7 @@ __all__ = ["add_compare_args", "run_compare"]
 import argparse
 from pathlib import Path
 
+from .common import add_param_file_args
 from .train import add_catalog_args
 
 
@@ -34,24 +35,24 @@ def add_compare_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine", action="store_true",
                         help="also compare the SBI draws importance-weighted by the same "
                         "likelihood (the exact posterior; a few seconds an object)")  # fmt: skip
+    add_param_file_args(parser)
 
 
 def run_compare(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi compare``."""
-    from ..catalog import read_catalog
     from ..fitting import compare
     from ..posterior import AmortizedPosterior
-    from ..sources import BC03MilesBasis
+    from .common import estimator_model, param_file, param_file_sps, read_catalog_zred
 
     post = AmortizedPosterior.resolve(args.estimator)
-    model = post.model()
-    zcol = args.zred_column if post.redshift == "known" else None
-    cat = read_catalog(args.catalog, post.filters, unit=args.unit, flux_format=args.flux_format,
-                       err_format=args.err_format, zred_column=zcol,
-                       id_column=args.id_column)  # fmt: skip
+    pf = param_file(args)
+    model = estimator_model(post, pf)
+    cat, _ = read_catalog_zred(args.catalog, post, args.zred_column, unit=args.unit,
+                               flux_format=args.flux_format, err_format=args.err_format,
+                               id_column=args.id_column)  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sps = BC03MilesBasis()
+    sps = param_file_sps(args, pf)
     for row in args.rows:
         if not 0 <= row < len(cat.flux):
             raise ValueError(f"row {row} is outside the catalogue (0..{len(cat.flux) - 1})")

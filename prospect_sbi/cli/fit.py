@@ -6,7 +6,7 @@ __all__ = ["add_fit_args", "run_fit"]
 
 import argparse
 
-from .common import add_refine_args
+from .common import add_param_file_args, add_refine_args
 from .train import add_catalog_args
 
 
@@ -25,7 +25,9 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", required=True, help="output table (.ecsv or .fits)")
     add_catalog_args(parser)
     parser.add_argument("--zred-column", default="redshift",
-                        help="redshift column, for estimators conditioned on it")  # fmt: skip
+                        help="redshift column, for estimators conditioned on it; without such "
+                             "a column, the redshift the estimator's model fixes (default "
+                             "redshift)")  # fmt: skip
     parser.add_argument("--id-column", default=None, help="id column (default: row number)")
     parser.add_argument("--err-floor", type=float, default=0.0,
                         help="fractional error floor added in quadrature, err = hypot(err, "
@@ -36,21 +38,29 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ppc", action="store_true",
                         help="skip the posterior-predictive check (chi2_red, ood)")  # fmt: skip
     add_refine_args(parser, "auto")
+    add_param_file_args(parser)
 
 
 def run_fit(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi fit``."""
-    from ..catalog import read_catalog
     from ..fitting import write_catalog_fit
     from ..posterior import AmortizedPosterior
-    from .common import estimator_file, file_id
+    from .common import (
+        estimator_file,
+        estimator_model,
+        file_id,
+        param_file,
+        param_file_sps,
+        read_catalog_zred,  # fmt: skip
+    )
 
     post = AmortizedPosterior.resolve(args.estimator)
-    zcol = args.zred_column if post.redshift == "known" else None
-    catalog = read_catalog(args.catalog, post.filters, unit=args.unit,
-                           flux_format=args.flux_format, err_format=args.err_format,
-                           zred_column=zcol, id_column=args.id_column,
-                           err_floor=args.err_floor)  # fmt: skip
+    pf = param_file(args)
+    model = None if pf is None else estimator_model(post, pf)
+    catalog, zcol = read_catalog_zred(args.catalog, post, args.zred_column, unit=args.unit,
+                                      flux_format=args.flux_format, err_format=args.err_format,
+                                      id_column=args.id_column,
+                                      err_floor=args.err_floor)  # fmt: skip
     # everything that changes a row: a resumed run must not mix two option sets
     fingerprint = {"catalog": file_id(args.catalog),
                    "estimator": file_id(estimator_file(args.estimator)),
@@ -59,10 +69,12 @@ def run_fit(args: argparse.Namespace) -> int:
                    "--id-column": args.id_column, "--err-floor": args.err_floor,
                    "--draws": args.draws, "--seed": args.seed,
                    "--no-ppc": args.no_ppc, "--refine": args.refine,
-                   "--likelihood": args.likelihood}  # fmt: skip
+                   "--likelihood": args.likelihood, "--sps": args.sps}  # fmt: skip
+    sps = None if args.sps == "builtin" else param_file_sps(args, pf)
     counts = write_catalog_fit(post, catalog, args.out, fingerprint, args.draws, args.seed,
-                               args.chunk_size, model=False if args.no_ppc else None,
-                               refine=args.refine, likelihood=args.likelihood)  # fmt: skip
+                               args.chunk_size, model=False if args.no_ppc else model,
+                               sps=sps, refine=args.refine,
+                               likelihood=args.likelihood)  # fmt: skip
     rows, refined = counts.pop("rows"), counts.pop("refined")
     also = "" if args.refine == "never" else f"; {refined} refined"
     print(f"{args.out}: {rows} objects ({', '.join(f'{v} {k}' for k, v in counts.items())})"

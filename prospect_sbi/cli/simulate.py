@@ -6,7 +6,7 @@ __all__ = ["add_predict_args", "add_simulate_args", "run_predict", "run_simulate
 
 import argparse
 
-from .common import TEMPLATES
+from .common import TEMPLATES, add_param_file_args
 
 
 def add_simulate_args(parser: argparse.ArgumentParser) -> None:
@@ -19,12 +19,18 @@ def add_simulate_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("out", help="output HDF5 file")
     parser.add_argument("-n", "--n", type=int, required=True, help="number of draws")
-    parser.add_argument("--template", choices=TEMPLATES, default="continuity_sfh")
-    parser.add_argument("--zred", type=float, nargs="+", default=[0.0, 12.0],
-                        help="fixed redshift, or MIN MAX of a uniform prior (default 0 12)")
+    parser.add_argument("--template", choices=TEMPLATES, default=None,
+                        help="Prospector template of the model (default continuity_sfh; not "
+                             "with --param-file)")  # fmt: skip
+    parser.add_argument("--zred", type=float, nargs="+", default=None,
+                        help="fixed redshift, or MIN MAX of a uniform prior (default 0 12; "
+                             "with --param-file: the file's model's zred)")  # fmt: skip
     parser.add_argument("--nbins", type=int, default=6, help="step-SFH bins (continuity_sfh)")
     parser.add_argument("--dust-type", type=int, default=0, choices=(0, 2, 4))
-    parser.add_argument("--bands", nargs="+", default=None, help="bands (default: the 14 JADES)")
+    parser.add_argument("--bands", nargs="+", default=None,
+                        help="bands (default: the 14 JADES; with --param-file, the bands of "
+                             "its build_obs)")  # fmt: skip
+    add_param_file_args(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=4096, help="draws per chunk")
     parser.add_argument("--workers", type=int, default=0,
@@ -40,21 +46,41 @@ def run_simulate(args: argparse.Namespace) -> int:
     from ..models import build_model
     from ..simulate import simulate
     from ..sources import BC03MilesBasis
-    from .common import dask_client
+    from .common import dask_client, param_file, param_file_sps
 
-    if len(args.zred) not in (1, 2):
-        raise ValueError(f"--zred takes one value or MIN MAX, got {len(args.zred)} values")
-    if not (0 <= args.zred[0] < args.zred[-1] or (len(args.zred) == 1 and args.zred[0] >= 0)):
-        raise ValueError(f"--zred takes one value or MIN MAX with 0 <= MIN < MAX; got "
-                         f"{' '.join(f'{z:g}' for z in args.zred)}")  # fmt: skip
-    zred = args.zred[0] if len(args.zred) == 1 else tuple(args.zred)
-    model = build_model(args.template, zred=zred, nbins=args.nbins, dust_type=args.dust_type)
+    pf = param_file(args)
+    if pf is not None:
+        given = [flag for flag, value in (("--template", args.template), ("--zred", args.zred))
+                 if value is not None]  # fmt: skip
+        if given:
+            raise ValueError(f"{' and '.join(given)} with --param-file: the model is the file's"
+                             f" (build_model of {pf.path}); change it there")  # fmt: skip
+        model = pf.model()
+        filters = jades_filters(bands=args.bands) if args.bands else pf.filters()
+    else:
+        zred = _zred_option([0.0, 12.0] if args.zred is None else args.zred)
+        model = build_model(args.template or "continuity_sfh", zred=zred, nbins=args.nbins,
+                            dust_type=args.dust_type)  # fmt: skip
+        filters = jades_filters(bands=args.bands)
+    sps = param_file_sps(args, pf)
+    method = args.method if isinstance(sps, BC03MilesBasis) else "generic"
     executor = dask_client(scheduler=args.scheduler) or args.workers or None
-    ts = simulate(model, BC03MilesBasis(), jades_filters(bands=args.bands), args.n, args.out,
-                  seed=args.seed, executor=executor, batch_size=args.batch_size,
-                  method=args.method)  # fmt: skip
-    print(f"{args.out}: {len(ts)} draws of {', '.join(ts.labels)}; {len(ts.filters)} bands")
+    ts = simulate(model, sps, filters, args.n, args.out, seed=args.seed, executor=executor,
+                  batch_size=args.batch_size, method=method)  # fmt: skip
+    fixed = "" if pf is None or pf.zred() is None else f" at the model's zred {pf.zred():g}"
+    print(f"{args.out}: {len(ts)} draws of {', '.join(ts.labels)}; {len(ts.filters)} bands"
+          f"{fixed}")
     return 0
+
+
+def _zred_option(values: list[float]) -> float | tuple[float, float]:
+    """``--zred``: one fixed redshift, or MIN MAX of a uniform prior (checked)."""
+    if len(values) not in (1, 2):
+        raise ValueError(f"--zred takes one value or MIN MAX, got {len(values)} values")
+    if not (0 <= values[0] < values[-1] or (len(values) == 1 and values[0] >= 0)):
+        raise ValueError(f"--zred takes one value or MIN MAX with 0 <= MIN < MAX; got "
+                         f"{' '.join(f'{z:g}' for z in values)}")  # fmt: skip
+    return values[0] if len(values) == 1 else (values[0], values[1])
 
 
 def add_predict_args(parser: argparse.ArgumentParser) -> None:

@@ -7,6 +7,8 @@ __all__ = ["add_catalog_args", "add_train_args", "run_train"]
 import argparse
 from pathlib import Path
 
+from .common import add_param_file_args
+
 
 def add_catalog_args(parser: argparse.ArgumentParser) -> None:
     """Options that say how to read fluxes from a catalogue table."""
@@ -52,6 +54,7 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recalibrate", choices=("auto", "always", "never"), default="auto",
                         help="fit recalibration maps on the validation rows after training "
                              "(auto: when there are >= 4000 of them)")  # fmt: skip
+    add_param_file_args(parser, sps=False)
     parser.add_argument("--checkpoint", help="checkpoint file (default: OUT.ckpt)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
@@ -90,6 +93,14 @@ def run_train(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise ValueError(f"{out} exists; pass --overwrite to replace it")
     with TrainingSet.open(args.trainingset) as ts:
+        if args.param_file is not None:
+            from ..provenance import model_difference, model_spec
+            from .common import param_file
+
+            diff = model_difference(model_spec(param_file(args).model()),
+                                    ts.provenance["model_spec"], "the training set's")
+            if diff:
+                raise ValueError(f"--param-file {args.param_file}: {diff}")
         noise = make_noise(args, list(ts.filters))
         post = train(ts, noise, redshift=args.redshift, flow=args.flow,
                      max_epochs=args.epochs, batch_size=args.batch_size,

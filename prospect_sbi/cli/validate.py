@@ -6,6 +6,8 @@ __all__ = ["add_validate_args", "run_validate"]
 
 import argparse
 
+from .common import add_param_file_args
+
 
 def add_validate_args(parser: argparse.ArgumentParser) -> None:
     """Options of ``prospect-sbi validate``."""
@@ -29,17 +31,22 @@ def add_validate_args(parser: argparse.ArgumentParser) -> None:
                              "(no KIND: all three)")  # fmt: skip
     parser.add_argument("--no-ppc", action="store_true",
                         help="skip the posterior-predictive check")  # fmt: skip
+    add_param_file_args(parser)
 
 
 def run_validate(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi validate``."""
     from ..validate import validate
+    from .common import param_file, param_file_sps
 
     kinds = args.misspecification
     miss = False if kinds is None else (kinds or True)
+    pf = param_file(args)
+    sps = None if args.sps == "builtin" else param_file_sps(args, pf)
     report = validate(args.estimator, args.out, testset=args.testset, n_mocks=args.mocks,
                       draws=args.draws, seed=args.seed, misspecification=miss,
-                      ppc=not args.no_ppc)  # fmt: skip
+                      ppc=not args.no_ppc, model=None if pf is None else pf.model(),
+                      sps=sps)  # fmt: skip
     print(report.summary_table())
     print(f"wrote {args.out}/report.md and its PNGs")
     return 0

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["check_observations", "check_zred", "drop_shallow",
-           "outside_zred_range"]
+__all__ = ["FIXED_ZRED_TOLERANCE", "check_observations", "check_zred", "drop_shallow",
+           "is_fixed_zred", "outside_zred_range", "zred_tolerance"]
 
 import warnings
 from collections.abc import Sequence
@@ -12,6 +12,10 @@ from typing import Any
 import numpy as np
 
 from .plausibility import UnitError, check_brightness
+
+#: A redshift within this much times (1 + z) of a fixed-redshift estimator's is taken as its
+#: (catalogues round: 2.6946 for 2.69458); 1e-3 (1 + z) moves a band's edge by 0.1%.
+FIXED_ZRED_TOLERANCE = 1e-3
 
 
 def _where(mask: np.ndarray) -> str:
@@ -114,8 +118,27 @@ def outside_zred_range(zred: np.ndarray, bounds: Sequence[float] | None) -> np.n
     if bounds is None:
         return np.zeros(z.shape, dtype=bool)
     lo, hi = bounds
-    tol = 1e-3 * (hi - lo) + 1e-9
+    tol = zred_tolerance(bounds)
     return (z < lo - tol) | (z > hi + tol)
+
+
+def zred_tolerance(bounds: Sequence[float]) -> float:
+    """How far beyond an estimator's training redshift range ``bounds`` a redshift may lie.
+
+    1e-3 of the range's width; for an estimator trained at one fixed redshift (a range of
+    width 0), :data:`FIXED_ZRED_TOLERANCE` ``* (1 + z)``: a catalogue's rounding of that
+    redshift (2.6946 or 2.695 for 2.69458) is that redshift.
+    """
+    lo, hi = (float(b) for b in bounds)
+    if is_fixed_zred(bounds):
+        return FIXED_ZRED_TOLERANCE * (1.0 + hi)
+    return 1e-3 * (hi - lo) + 1e-9
+
+
+def is_fixed_zred(bounds: Sequence[float] | None) -> bool:
+    """Whether a training redshift range ``bounds`` is one redshift (a fixed-``zred`` model)."""
+    return bounds is not None and float(bounds[1]) - float(bounds[0]) <= 1e-9 * (
+        1.0 + abs(float(bounds[1])))
 
 
 def check_zred(zred: Any, n: int, known: bool, bounds: tuple[float, float] | None) -> Any:
@@ -144,9 +167,16 @@ def check_zred(zred: Any, n: int, known: bool, bounds: tuple[float, float] | Non
     if bounds is not None:
         lo, hi = bounds
         out = outside_zred_range(z, bounds)
+        if out.any() and is_fixed_zred(bounds):
+            raise ValueError(f"zred {z[out][0]:g} is not the redshift this estimator was trained "
+                             f"at, {hi:g} (its model fixes zred; {int(out.sum())} objects "
+                             f"farther than {zred_tolerance(bounds):.2g}); fit other redshifts "
+                             "with an estimator trained on a zred range")  # fmt: skip
         if out.any():
             raise ValueError(f"zred {z[out][0]:g} is outside the training range [{lo:g}, {hi:g}]"
                              f" ({int(out.sum())} objects)")  # fmt: skip
+        if is_fixed_zred(bounds):
+            z[:] = hi  # a catalogue's rounding of the one redshift the network has seen
     return z
 
 

@@ -41,6 +41,7 @@ class EstimatorFiles:
     space: TargetSpace
     encoder: ObservationEncoder
     recalibration: Recalibration | None
+    _model: Any
 
     def check(self, filters: Sequence | None = None, model: object = None) -> None:
         """Raise if ``filters`` or ``model`` differ from those the estimator was trained on.
@@ -55,7 +56,8 @@ class EstimatorFiles:
         Raises
         ------
         ValueError
-            Naming the first band that differs, or the model hashes and parameters.
+            Naming the first band that differs, or the first model parameter that differs
+            and how (:func:`~prospect_sbi.provenance.model_difference`).
         """
         if filters is not None:
             names = _band_names(filters)
@@ -70,15 +72,13 @@ class EstimatorFiles:
                     f"expected {want} ({len(names)} bands given, {len(self.filters)} expected)"
                 )
         if model is not None:
-            from ..provenance import model_hash, model_spec
+            from ..provenance import model_difference, model_hash, model_spec
 
             spec = model_spec(model)
             if model_hash(spec) != self.model_hash:
-                ours, theirs = self.model_spec["theta_labels"], spec["theta_labels"]
-                raise ValueError(
-                    f"model differs from the estimator's (hash {model_hash(spec)} vs "
-                    f"{self.model_hash}); free parameters {theirs} vs {ours}"
-                )
+                raise ValueError(model_difference(spec, self.model_spec)
+                                 or f"model differs from the estimator's (hash "
+                                 f"{model_hash(spec)} vs {self.model_hash})")  # fmt: skip
 
     def model(self) -> object:
         """Rebuild the Prospector ``SpecModel`` this estimator was trained on.
@@ -86,10 +86,53 @@ class EstimatorFiles:
         From the stored specification (:func:`prospect_sbi.provenance.model_from_spec`):
         standard priors and transforms of Prospector and prospect-sbi; the result hashes to
         :attr:`model_hash`.
+
+        Raises
+        ------
+        ValueError
+            A model of the user's own functions or classes, which a specification cannot
+            rebuild; the message says to pass the parameter file (``--param-file``).
         """
         from ..provenance import model_from_spec
 
-        return model_from_spec(self.model_spec)
+        try:
+            return model_from_spec(self.model_spec)
+        except ValueError as err:
+            raise ValueError(f"the estimator's model cannot be rebuilt from its stored "
+                             f"specification ({err}); pass the Prospector parameter file it "
+                             "was trained with (--param-file, or model=)") from None  # fmt: skip
+
+    def resolve_model(self, model: object = None) -> object:
+        """Return the estimator's model: ``model`` checked (:meth:`check`), or :meth:`model`.
+
+        Every stage rebuilds the model this way, so a parameter file's model (given) and the
+        stored specification (not given) lead to the same model.
+
+        Raises
+        ------
+        ValueError
+            ``model`` differs from the estimator's (naming the first difference), or none is
+            given and the stored one cannot be rebuilt.
+        """
+        if model is None:
+            return self.model()
+        self.check(model=model)
+        self._model = model  # refinement uses it too (a stored spec may not rebuild it)
+        return model
+
+    @property
+    def fixed_zred(self) -> float | None:
+        """The redshift the estimator's model fixes (``zred`` not free), else None.
+
+        An estimator of such a model was trained at that one redshift: it fits objects at
+        that redshift only (within :func:`~prospect_sbi.posterior.checks.zred_tolerance`).
+        """
+        import numpy as np
+
+        info = self.model_spec.get("params", {}).get("zred")
+        if info is None or info.get("isfree", False) or info.get("init") is None:
+            return None
+        return float(np.ravel(info["init"])[0])
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write weights and everything needed to use them to one safetensors file.

@@ -198,8 +198,10 @@ def held_out(
     """
     posterior.check(filters=ts.filters)
     if ts.model_hash != posterior.model_hash:
-        raise ValueError(f"training set model {ts.model_hash} differs from the estimator's "
-                         f"{posterior.model_hash}")  # fmt: skip
+        from ..provenance import model_difference
+
+        diff = model_difference(ts.provenance["model_spec"], posterior.model_spec)
+        raise ValueError(f"training set {ts.path}: {diff}")
     data = ts[rows]
     maggies = np.maximum(data["photometry"], 0.0)  # round-off negatives (~1e-20)
     flux, err = posterior.noise.apply(maggies, np.random.default_rng(seed))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["estimator_model_kwargs", "mock_observations", "mock_seed", "test_set_observations"]
+__all__ = ["estimator_model_kwargs", "misspecified_model", "mock_observations", "mock_seed",
+           "test_set_observations"]
 
 import os
 from pathlib import Path
@@ -63,6 +64,74 @@ def estimator_model_kwargs(posterior: Any) -> dict:
     raise ValueError(f"the estimator's model (hash {posterior.model_hash}) is not one that "
                      f"build_model makes from {MODEL_TEMPLATES}; pass model= or "
                      "testset=")  # fmt: skip
+
+
+def misspecified_model(posterior: Any, model: object, kind: str) -> tuple[str, object]:
+    """Make a misspecified mock model of ``kind`` from from the estimator's own model.
+
+    An estimator of a :func:`~prospect_sbi.build_model` model gets the template's other
+    SFH, dust law or nebular setting (:func:`~prospect_sbi.validate.misspecified_kwargs`).
+    Any other model (a Prospector parameter file's) is edited where it says so itself:
+    ``dust_type`` 0 or 4 <-> 2 (Calzetti), nebular emission switched off (its
+    ``add_neb_emission`` and ``add_neb_continuum``) or on (Prospector's ``"nebular"``
+    template); for ``"sfh"`` the other SFH family is :func:`~prospect_sbi.build_model`'s
+    template with the model's redshift, dust law, nebular setting and mass range.
+
+    Parameters
+    ----------
+    posterior : AmortizedPosterior
+    model : prospect.models.SpecModel
+        The estimator's model (:meth:`~prospect_sbi.posterior.AmortizedPosterior.model`).
+    kind : {"sfh", "dust", "nebular"}
+
+    Returns
+    -------
+    name : str
+        E.g. ``"Calzetti dust mocks"``.
+    model : prospect.models.SpecModel
+    """
+    import copy
+
+    from prospect.models import SpecModel
+    from prospect.models import transforms as pt
+    from prospect.models.templates import TemplateLibrary
+
+    from .misspecification import misspecified_kwargs, prior_logmass
+
+    try:
+        base = estimator_model_kwargs(posterior)
+    except ValueError:
+        base = None
+    if base is not None:
+        label, kwargs = misspecified_kwargs(base, kind, prior_logmass(posterior))
+        return label, build_model(**kwargs)
+    config = copy.deepcopy(model.config_dict)
+    nebular = bool(np.ravel(config.get("add_neb_emission", {}).get("init", False))[0])
+    dust_type = int(np.ravel(config.get("dust_type", {}).get("init", 0))[0])
+    if kind == "dust":
+        new = 2 if dust_type != 2 else 0
+        config["dust_type"] = dict(config.get("dust_type", {"N": 1, "isfree": False}), init=new)
+        return ("Calzetti dust mocks" if new == 2 else "power-law dust mocks"), SpecModel(config)
+    if kind == "nebular":
+        if nebular:
+            for name in ("add_neb_emission", "add_neb_continuum"):
+                if name in config:
+                    config[name] = dict(config[name], init=False)
+            return "no-nebular mocks", SpecModel(config)
+        config.update(TemplateLibrary["nebular"])
+        config["gas_logz"]["depends_on"] = pt.stellar_logzsol
+        return "nebular mocks", SpecModel(config)
+    if kind != "sfh":
+        raise ValueError(f"unknown misspecification {kind!r}; use sfh, dust, nebular")
+    sfh = int(np.ravel(config.get("sfh", {}).get("init", 0))[0])
+    template = "parametric_sfh" if sfh == 3 else "continuity_sfh"
+    zspec = posterior.model_spec["params"].get("zred", {})
+    zred = (tuple(zspec["prior"]["params"][k] for k in ("mini", "maxi"))
+            if zspec.get("isfree") else float(np.ravel(zspec.get("init", 0.0))[0]))  # fmt: skip
+    other = build_model(template, zred=zred, nebular=nebular,
+                        dust_type=dust_type if dust_type in (0, 2, 4) else 0,
+                        logmass=prior_logmass(posterior))  # fmt: skip
+    return f"{template} mocks", other
 
 
 def mock_seed(posterior: Any, seed: int) -> int:

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .misspecification import MISSPECIFICATIONS, misspecified_kwargs, prior_logmass, shared_labels
-from .mocks import estimator_model_kwargs, mock_observations, test_set_observations
+from .misspecification import MISSPECIFICATIONS, shared_labels
+from .mocks import misspecified_model, mock_observations, test_set_observations
 from .results import CalibrationReport, calibrate
 
 #: Labels summarised side by side in the misspecification table (those the mocks have).
@@ -232,7 +232,8 @@ def validate(
     model : prospect.models.SpecModel, optional
         The estimator's model (checked against its hash). Default: the pretrained model for a
         pretrained name, else rebuilt from the estimator's header
-        (:func:`~prospect_sbi.validate.estimator_model_kwargs`).
+        (:meth:`~prospect_sbi.posterior.AmortizedPosterior.model`; a parameter file's model
+        when its functions are not Prospector's).
     n_mocks : int
         Test objects per test set.
     draws : int
@@ -305,13 +306,8 @@ def validate(
         _run_check(check, matched, obs)
         misspecified = {}
         if kinds:
-            base = estimator_model_kwargs(post)
-            logmass = prior_logmass(post)
             for kind in kinds:
-                from ..models import build_model
-
-                label, kwargs = misspecified_kwargs(base, kind, logmass)
-                other = build_model(**kwargs)
+                label, other = misspecified_model(post, model, kind)
                 mocks = mock_observations(post, other, sps, n_mocks,
                                           mock_dir / f"{_slug(label)}.h5", seed)  # fmt: skip
                 labels = shared_labels(post, mocks["truth"])
