@@ -131,7 +131,7 @@ def _prior(entry: dict) -> str:
     prior = entry.get("prior")
     if prior is None:
         return "no prior"
-    args = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(prior.get("params", {}).items()))
+    args = ", ".join(f"{k}={_fmt(v)}" for k, v in prior.get("params", {}).items())
     return f"{prior['name']}({args})"
 
 
@@ -154,7 +154,7 @@ def model_difference(given: dict, reference: dict, what: str = "the estimator's"
     -------
     str or None
         One line such as ``"model differs from the estimator's: logzsol prior
-        TopHat(maxi=0.19, mini=-2) vs TopHat(maxi=0.19, mini=-1)"``: the parameter, then what
+        TopHat(mini=-2, maxi=0.19) vs TopHat(mini=-1, maxi=0.19)"``: the parameter, then what
         differs (present, free or fixed, ``N``, prior with its parameters, fixed value or
         initial value, ``depends_on``, units), given first.
     """
