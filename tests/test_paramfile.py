@@ -212,3 +212,18 @@ def test_load_param_file_without_running_its_main_block(tmp_path):
     with pytest.raises(ValueError, match=r"build_sps\(\*\*run_params\) failed: .*default "
                        r"--sps builtin"):  # fmt: skip
         load_param_file(EXAMPLE).sps("param-file")
+
+
+def test_a_model_the_spec_cannot_rebuild_asks_for_the_param_file(chain):
+    from prospect_sbi import AmortizedPosterior
+
+    post = AmortizedPosterior.load(chain["est"])
+    # as stored for a model whose gas_logz follows a function of the user's own module
+    post.model_spec["params"]["gas_logz"]["depends_on"] = "my_params.tie_gas_logz"
+    with pytest.raises(ValueError, match=r"^the estimator's model cannot be rebuilt from its "
+                       r"stored specification \(gas_logz: depends_on 'my_params.tie_gas_logz' "
+                       r"is not a transform .*\); pass the Prospector parameter file it was "
+                       r"trained with \(--param-file, or model=\)$"):  # fmt: skip
+        post.model()
+    model = load_param_file(EXAMPLE).model()
+    assert post.resolve_model(model) is model  # checked against the stored hash instead
