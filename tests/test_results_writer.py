@@ -163,10 +163,12 @@ def _check_draws(draws, table, post):
                                rtol=1e-6)  # fmt: skip
     for i, label in enumerate(draws["theta_labels"]):
         if label != "zred":
-            np.testing.assert_array_equal(np.median(draws["theta"][fitted, :, i], axis=1),
+            np.testing.assert_array_equal(np.median(draws["theta"][fitted, :, i].astype(float),
+                                                    axis=1),
                                           table[f"{label}_p50"][fitted], err_msg=label)
     for i, label in enumerate(draws["derived_labels"]):
-        np.testing.assert_array_equal(np.median(draws["derived"][fitted, :, i], axis=1),
+        np.testing.assert_array_equal(np.median(draws["derived"][fitted, :, i].astype(float),
+                                                axis=1),
                                       table[f"{label}_p50"][fitted], err_msg=label)
 
 
