@@ -130,32 +130,38 @@ class DrawParts:
         """
         import h5py
 
-        parts = [np.load(self.path(c), mmap_mode="r") for c in range(n_chunks)]
-        n_rows = sum(len(p["id"]) for p in parts)
-        first = parts[0]
-        _, n, d = first["theta"].shape
-        k = first["derived"].shape[-1]
-        ids = np.concatenate([p["id"] for p in parts])
+        def column(name: str) -> np.ndarray:
+            out = []
+            for c in range(n_chunks):
+                with np.load(self.path(c)) as part:
+                    out.append(part[name])
+            return np.concatenate(out)
+
+        ids, zred, flag = column("id"), column("zred"), column("flag")
+        n_rows = len(ids)
+        with np.load(self.path(0)) as first:
+            _, n, d = first["theta"].shape
+            k, dtype = first["derived"].shape[-1], first["theta"].dtype
         with atomic_path(self.out, overwrite=True) as tmp, h5py.File(tmp, "w") as hf:
             if ids.dtype.kind in "US":
                 hf.create_dataset("id", data=ids.astype(object), dtype=h5py.string_dtype())
             else:
                 hf.create_dataset("id", data=ids)
-            hf.create_dataset("zred", data=np.concatenate([p["zred"] for p in parts]))
-            hf.create_dataset("flag", data=np.concatenate([p["flag"] for p in parts])
-                              .astype(object), dtype=h5py.string_dtype())  # fmt: skip
-            dtype = first["theta"].dtype
-            rows = max(1, min(n_rows, 64))
+            hf.create_dataset("zred", data=zred)
+            hf.create_dataset("flag", data=flag.astype(object), dtype=h5py.string_dtype())
+            # HDF5 chunks of about 4 MB: a few objects' draws each
+            rows = int(np.clip(4e6 // (n * max(d, k, 1) * dtype.itemsize), 1, max(n_rows, 1)))
             theta = hf.create_dataset("theta", (n_rows, n, d), dtype=dtype,
                                       chunks=(rows, n, d))  # fmt: skip
             derived = hf.create_dataset("derived", (n_rows, n, k), dtype=dtype,
-                                        chunks=(rows, n, max(k, 1)) if k else None)  # fmt: skip
+                                        chunks=(rows, n, k) if k else None)  # fmt: skip
             start = 0
-            for p in parts:
-                stop = start + len(p["id"])
-                theta[start:stop] = p["theta"]
-                if k:
-                    derived[start:stop] = p["derived"]
+            for c in range(n_chunks):  # one part in memory at a time
+                with np.load(self.path(c)) as part:
+                    stop = start + len(part["id"])
+                    theta[start:stop] = part["theta"]
+                    if k:
+                        derived[start:stop] = part["derived"]
                 start = stop
             for key, value in self.attrs.items():
                 hf.attrs[key] = json.dumps(value, default=str)
