@@ -37,6 +37,11 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ppc", action="store_true",
                         help="skip the posterior-predictive check (chi2_red, ood)")  # fmt: skip
+    parser.add_argument("--save-draws", metavar="PATH.h5", default=None,
+                        help="also keep every object's posterior draws (free parameters in "
+                             "the model's order, derived quantities) in this HDF5 file, with "
+                             "ids, flags, the model and the estimator digest; resumable with "
+                             "the table (default: quantiles only)")  # fmt: skip
     add_refine_args(parser, "auto")
     add_param_file_args(parser)
 
@@ -73,10 +78,11 @@ def run_fit(args: argparse.Namespace) -> int:
     sps = None if args.sps == "builtin" else param_file_sps(args, pf)
     counts = write_catalog_fit(post, catalog, args.out, fingerprint, args.draws, args.seed,
                                args.chunk_size, model=False if args.no_ppc else model,
-                               sps=sps, refine=args.refine,
-                               likelihood=args.likelihood)  # fmt: skip
+                               sps=sps, refine=args.refine, likelihood=args.likelihood,
+                               draws_file=args.save_draws)  # fmt: skip
     rows, refined = counts.pop("rows"), counts.pop("refined")
     also = "" if args.refine == "never" else f"; {refined} refined"
+    kept = "" if args.save_draws is None else f"; draws in {args.save_draws}"
     print(f"{args.out}: {rows} objects ({', '.join(f'{v} {k}' for k, v in counts.items())})"
-          f"{also}")
+          f"{also}{kept}")
     return 0

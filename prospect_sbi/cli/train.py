@@ -110,9 +110,12 @@ def run_train(args: argparse.Namespace) -> int:
                      checkpoint=args.checkpoint or out.with_name(out.name + ".ckpt"),
                      recalibrate=_RECALIBRATE[args.recalibrate])  # fmt: skip
     post.to("cpu").save(out, overwrite=args.overwrite)
+    from ..plotting.training import save_loss_curve
+
+    curve = save_loss_curve(out.with_name(out.name + ".loss.png"), post, title=out.name)
     info = post.training
     recal = post.recalibration or info.get("recalibration", "none")
     print(f"{out}: {len(post.labels)} labels ({', '.join(post.labels)}); "
           f"{len(info['history'])} epochs, best {info['best_epoch']}; "
-          f"recalibration: {recal}")  # fmt: skip
+          f"recalibration: {recal}; loss curve {curve}")  # fmt: skip
     return 0

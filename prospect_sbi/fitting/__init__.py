@@ -4,13 +4,15 @@
 ``sbi`` fitter; :func:`write_results` writes any fit with Prospector's ``write_hdf5``;
 :func:`compare` checks an SBI posterior against dynesty on the same object;
 :func:`importance_sample` turns the estimator's draws into the exact posterior of the likelihood;
-:func:`fit_catalog` and :func:`write_catalog_fit` fit every row of a catalogue.
+:func:`fit_catalog` and :func:`write_catalog_fit` fit every row of a catalogue (keeping
+its draws with ``draws_file=``, read by :func:`read_catalog_draws`).
 """
 
-from . import catalog, fit, importance, likelihood, obs, registry, results
+from . import catalog, draws, fit, importance, likelihood, obs, registry, results
 from . import compare as _compare_module
 from .catalog import *  # noqa: F403
 from .compare import *  # noqa: F403
+from .draws import *  # noqa: F403
 from .fit import *  # noqa: F403
 from .importance import *  # noqa: F403
 from .likelihood import *  # noqa: F403
@@ -27,4 +29,5 @@ __all__ = [
     *importance.__all__,
     *_compare_module.__all__,
     *catalog.__all__,
+    *draws.__all__,
 ]

@@ -15,6 +15,7 @@ __all__ = ["FIT_FLAGS", "check_catalog", "fit_catalog", "write_catalog_fit"]
 import os
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -168,8 +169,11 @@ class _CatalogFit:
         self.columns = [f"{label}_{s}" for label in post.labels for s in STATISTICS]
         self.edge_flags: list[np.ndarray] = []
 
-    def chunk(self, rows: slice) -> Table:
-        """Rows ``rows`` of the output table."""
+    def chunk(self, rows: slice, keep: Any = None, part: int = 0) -> Table:
+        """Rows ``rows`` of the output table; with ``keep`` (a DrawParts), draws as ``part``.
+
+        The draws part is written before the table's, so a table part always has its draws.
+        """
         n = rows.stop - rows.start
         cat = self.catalog
         z = np.full(n, np.nan) if cat.zred is None else np.asarray(cat.zred[rows], float)
@@ -181,13 +185,20 @@ class _CatalogFit:
             k: np.zeros(n, t) if t is bool else np.full(n, np.nan) for k, t in DIAGNOSTICS.items()}
         chi2, ood = np.full(n, np.nan), np.zeros(n, bool)
         fit = np.flatnonzero(flag == "")
+        draws = None if keep is None else np.full((n, self.draws, len(self.post.labels)),
+                                                  np.nan, np.float32)  # fmt: skip
+
+        def collect(batch: slice, values: np.ndarray) -> None:
+            draws[fit[batch]] = values
+
         if fit.size:
             obs = self.obs[self.index[fit + rows.start]]
             with warnings.catch_warnings():  # counted over the whole catalogue instead
                 warnings.simplefilter("ignore", PriorEdgeWarning)
                 summ = self.post.summarize(obs, n=self.draws, seed=self.seed + rows.start,
                                            predictive_check=self.check, refine=self.refine,
-                                           sps=self.sps, likelihood=self.likelihood)  # fmt: skip
+                                           sps=self.sps, likelihood=self.likelihood,
+                                           on_draws=None if keep is None else collect)  # fmt: skip
             for c in self.columns:
                 values[c][fit] = summ[c]
             for c in extra:
@@ -202,9 +213,21 @@ class _CatalogFit:
             out[c] = values[c]
         if self.check is not None:
             out["chi2_red"], out["ood"] = chi2, ood
-        for c, v in extra.items():
-            out[c] = v
+        for name, v in extra.items():
+            out[name] = v
+        if keep is not None:
+            keep.write(part, out["id"], z, out["flag"], draws)
         return out
+
+    def draw_parts(self, out: Any, folder: Any, model: Any) -> Any:
+        """Return a :class:`~prospect_sbi.fitting.DrawParts` for this fit's draws, or None."""
+        if out is None:
+            return None
+        from .draws import DrawParts
+
+        model = None if model is None or model is False else model
+        attrs = {"n_draws": self.draws, "seed": self.seed, "refine": self.refine}
+        return DrawParts(out, folder, self.post, model, attrs)
 
     def chunks(self, chunk_size: int) -> Iterator[slice]:
         if int(chunk_size) < 1:
@@ -233,6 +256,7 @@ def fit_catalog(
     progress: bool = True,
     refine: str = "auto",
     likelihood: str = "flux",
+    draws_file: str | os.PathLike | None = None,
 ) -> Table:
     """Posterior summaries of every catalogue row, with flags and a predictive check.
 
@@ -261,6 +285,11 @@ def fit_catalog(
         draws fit badly), for all or for none.
     likelihood : {"flux", "noise"}
         Likelihood of the refinement (``"flux"`` for real catalogues).
+    draws_file : path-like, optional
+        Also keep every object's draws in this HDF5 file (``.h5``): the free parameters in
+        the model's theta order and the derived quantities, the draws behind the
+        summaries (:mod:`prospect_sbi.fitting.draws`; read it with
+        :func:`~prospect_sbi.fitting.read_catalog_draws`). Written atomically, replacing it.
 
     Returns
     -------
@@ -286,7 +315,18 @@ def fit_catalog(
 
     job = _CatalogFit(post, catalog, draws, seed, model, sps, refine, likelihood)
     slices = list(job.chunks(chunk_size))
-    tables = [job.chunk(rows) for rows in tqdm(slices, unit="chunk", disable=not progress)]
+    keep = None
+    if draws_file is not None:
+        path = Path(draws_file)
+        keep = job.draw_parts(path, path.with_name(f".{path.name}.parts"), model)
+    try:
+        tables = [job.chunk(rows, keep, c)
+                  for c, rows in enumerate(tqdm(slices, unit="chunk", disable=not progress))]
+        if keep is not None:
+            keep.assemble(len(slices))
+    finally:
+        if keep is not None:
+            keep.remove()
     result = vstack(tables, metadata_conflicts="silent")
     result.meta.update(job.meta)
     warn_prior_edge(count_flags(result["flag"]), len(result))
@@ -307,6 +347,7 @@ def write_catalog_fit(
     progress: bool = True,
     refine: str = "auto",
     likelihood: str = "flux",
+    draws_file: str | os.PathLike | None = None,
 ) -> dict[str, int]:
     """:func:`fit_catalog` to a file, resumable, with memory flat in the number of rows.
 
@@ -325,6 +366,11 @@ def write_catalog_fit(
         seed, chunk size, predictive check); ``chunk_size`` is added to it.
     post, catalog, draws, seed, chunk_size, model, sps, progress, refine, likelihood
         As in :func:`fit_catalog`.
+    draws_file : path-like, optional
+        As in :func:`fit_catalog`: each chunk's draws are kept in the parts folder with its
+        table part (written first), so a resumed fit keeps them too; a chunk done by a run
+        without ``draws_file`` is fitted again (the same seed gives the same rows). The file
+        is assembled before the table.
 
     Returns
     -------
@@ -335,12 +381,13 @@ def write_catalog_fit(
 
     job = _CatalogFit(post, catalog, draws, seed, model, sps, refine, likelihood)
     parts = TableParts(out, dict(fingerprint, chunk_size=int(chunk_size)))
+    keep = job.draw_parts(draws_file, parts.folder, model)
     slices = list(job.chunks(chunk_size))
     counts: dict[str, int] = {}
     for c, rows in enumerate(tqdm(slices, desc=os.fspath(out), unit="chunk",
                                   disable=not progress)):  # fmt: skip
-        if c not in parts:
-            parts.write(c, job.chunk(rows))
+        if c not in parts or (keep is not None and c not in keep):
+            parts.write(c, job.chunk(rows, keep, c))
         part = parts.read(c)
         counts["refined"] = counts.get("refined", 0) + (int(np.sum(part["refined"]))
                                                         if "refined" in part.colnames else 0)
@@ -348,6 +395,8 @@ def write_catalog_fit(
         counts["ok"] = counts.get("ok", 0) + int(np.sum(flags == "ok"))
         for reason, k in count_flags(flags).items():
             counts[reason] = counts.get(reason, 0) + k
+    if keep is not None:
+        keep.assemble(len(slices))
     rows = parts.assemble(len(slices), job.meta)
     refined = counts.pop("refined", 0)
     warn_prior_edge(counts, rows)

@@ -7,6 +7,7 @@ __all__ = ["Comparison", "compare", "posterior_metrics", "weighted_quantile"]
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,9 @@ class Comparison:
         (with ``refine`` also ``"refined"`` and ``"refined_weights"``).
     plot : str or None
         Path of the corner plot.
+    sed_plot : str or None
+        Path of the SED figure of the SBI draws (observed vs model photometry, residuals,
+        SFH; :func:`prospect_sbi.plotting.save_sed`), ``<stem>_sed.png`` beside ``plot``.
     refined : dict or None
         With ``refine``: the output of the refined ``sbi`` fitter.
     t_refine : float
@@ -111,6 +115,7 @@ class Comparison:
     dynesty: dict = field(repr=False)
     samples: dict = field(repr=False)
     plot: str | None = None
+    sed_plot: str | None = None
     refined: dict | None = field(default=None, repr=False)
     t_refine: float = 0.0
     ess: float = float("nan")
@@ -163,7 +168,9 @@ def compare(
         See :class:`NoiseLikelihood`: ``"noise"`` for mocks made by the estimator's noise
         model, ``"flux"`` for real data.
     plot : path-like, optional
-        Where to save a PNG corner plot overlaying both posteriors.
+        Where to save a PNG corner plot overlaying both posteriors; the SED figure of the
+        SBI draws (observed vs model photometry with residuals, and the SFH) is saved
+        beside it as ``<stem>_sed.png``.
     truths : dict, optional
         True values to mark on the plot.
     refine : bool
@@ -249,6 +256,11 @@ def compare(
             truths=None if truths is None else [truths.get(names[i]) for i in shown],
             extra=extra,
         ))  # fmt: skip
+        from ..plotting.sed import save_sed
+
+        sed_path = Path(plot).with_name(f"{Path(plot).stem}_sed.png")
+        out.sed_plot = str(save_sed(sed_path, model, sps, obs, sbi, seed=0,
+                                    title="SBI posterior: model vs observed")[0])  # fmt: skip
     return out
 
 

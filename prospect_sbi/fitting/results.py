@@ -176,12 +176,23 @@ def write_results(
     optimize_result_list: Any = None,
     tsample: float = 0.0,
     toptimize: float = 0.0,
+    sps: Any = None,
 ) -> Path:
     """Write a fit with Prospector's ``write_hdf5``, adding ``sampling/derived``, atomically.
 
-    ``prospect.io.read_results.results_from(path)`` reads it; ``res["derived"]`` is then the
-    structured array of derived quantities, one row per chain row, and an :class:`SBIResult`'s
-    ``flags``, ``notes``, ``chi2_red`` and ``ood`` are ``res["flags"]``, ....
+    The one writer of prospect-sbi results: Prospector's ``write_hdf5`` called alone drops
+    the derived quantities. ``prospect.io.read_results.results_from(path)`` reads it:
+    ``res["chain"]`` (n, D), ``res["weights"]`` (n,), ``res["derived"]`` (the structured
+    array of derived quantities, one row per chain row), ``res["logz"]``, ``res["bestfit"]``
+    (with ``sps``) and an :class:`SBIResult`'s ``flags``, ``notes``, ``chi2_red``, ``ood``,
+    ``refined`` (and for refined draws ``ess``, ``khat``, ``khat_flag``) as ``res["flags"]``,
+    ....
+
+    With ``sps``, Prospector's ``bestfit`` group is written as ``write_hdf5(..., sps=sps)``
+    writes it: the draw of highest ``lnprobability`` (log-likelihood plus log prior, as
+    Prospector's ``best_sample`` picks it) as ``parameter``, and the model's ``spectrum``,
+    ``photometry`` (maggies, ``obs["filters"]``), ``mfrac`` and ``restframe_wavelengths``
+    there, from ``model.predict``.
 
     Prospector's own order is accepted too, ``write_results(path, run_params, model, obs,
     output)`` or ``write_results(path, run_params, model, obs, sampler=..., tsample=...)``
@@ -205,6 +216,10 @@ def write_results(
         Replace an existing file (otherwise FileExistsError).
     sampler, optimize_result_list, tsample, toptimize
         ``write_hdf5``'s keywords, in place of ``output``.
+    sps : object, optional
+        The SPS source of the fit (e.g. ``BC03MilesBasis``): writes the ``bestfit`` group.
+        An SBI result needs each draw's log-likelihood for it (``fit_model`` computes them
+        when given ``sps``, unless ``sbi_lnlike=False``).
 
     Returns
     -------
@@ -214,7 +229,8 @@ def write_results(
     ------
     ValueError
         A path not ending in ``.h5``; arguments in neither order (no fit found, a model or
-        obs of the wrong type), naming the argument.
+        obs of the wrong type), naming the argument; ``sps`` with draws whose
+        log-likelihoods were not computed.
     """
     import h5py
     from prospect.io.write_results import write_hdf5
@@ -228,14 +244,49 @@ def write_results(
     optres, topt = output.get("optimization", (None, 0.0))
     if derived is None and isinstance(sampler, Mapping):
         derived = sampler.get("derived")
+    if sps is not None:
+        obs = _predictable(obs, sampler)
     with atomic_path(path, overwrite) as tmp:
         with h5py.File(tmp, "w") as hf:  # write_hdf5 closes it itself
             write_hdf5(hf, dict(run_params or {}), model, obs, sampler=sampler,
-                       optimize_result_list=optres, tsample=tsample, toptimize=topt)  # fmt: skip
+                       optimize_result_list=optres, tsample=tsample, toptimize=topt,
+                       sps=sps)  # fmt: skip
         with h5py.File(tmp, "a") as hf:
             if derived is not None:
                 hf["sampling"].create_dataset("derived", data=np.asarray(derived))
-            for key in ("flags", "notes", "chi2_red", "ood"):  # read back as JSON
+            for key in _SBI_KEYS:  # read back as JSON
                 if isinstance(sampler, Mapping) and key in sampler:
-                    hf["sampling"].attrs[key] = json.dumps(sampler[key])
+                    hf["sampling"].attrs[key] = json.dumps(_plain(sampler[key]))
     return path
+
+
+#: :class:`SBIResult` entries that :func:`write_results` keeps as JSON attributes of ``sampling``.
+_SBI_KEYS = ("flags", "notes", "chi2_red", "ood", "refined", "ess", "khat", "khat_flag")
+
+
+def _plain(value: Any) -> Any:
+    """Return numpy scalars as Python ones (anything else unchanged), for JSON."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _predictable(obs: Mapping, sampler: Any) -> dict:
+    """Return the obs dict ``model.predict`` needs for ``bestfit``: ``wavelength``, filters.
+
+    Raises
+    ------
+    ValueError
+        An SBI result whose draws have no log-likelihood (all 0): its best draw is unknown.
+    """
+    if isinstance(sampler, Mapping) and "logl" in sampler and "eff" in sampler \
+            and not np.any(np.asarray(sampler["logl"])):  # fmt: skip
+        raise ValueError("sps= writes the best-fit draw, but this result's log-likelihoods "
+                         "are all 0 (not computed): fit with fit_model(..., sps) and "
+                         "sbi_lnlike=True, or write without sps")  # fmt: skip
+    obs = dict(obs)
+    obs.setdefault("wavelength", None)
+    filters = obs.get("filters")
+    if filters is not None and any(isinstance(f, str) for f in filters):
+        from sedpy.observate import load_filters
+
+        obs["filters"] = load_filters([str(f) for f in filters])
+    return obs

@@ -513,6 +513,7 @@ class AmortizedPosterior(EstimatorFiles):
         likelihood: str = "flux",
         target_ess: float | None = None,
         progress: bool = False,
+        on_draws: Callable | None = None,
     ) -> Table:
         """Posterior summaries of every object: one table row each, with a flag.
 
@@ -528,6 +529,10 @@ class AmortizedPosterior(EstimatorFiles):
             ``check(flux, err, zred, draws) -> (chi2_red, ood)`` for each batch, e.g. a
             :class:`~prospect_sbi.ppc.PredictiveCheck`: adds ``chi2_red`` and ``ood`` columns,
             and the reason ``ood`` to the flag of the objects it flags.
+        on_draws : callable, optional
+            ``on_draws(rows, draws)`` for each batch: ``rows`` a slice of the objects,
+            ``draws`` (b, n, D) the equal-weight draws (refined ones too) in :attr:`labels`
+            order behind the summaries (e.g. to keep them).
 
         Returns
         -------
@@ -564,6 +569,8 @@ class AmortizedPosterior(EstimatorFiles):
                     for key in extra:
                         extra[key][rows] = getattr(draws, key)
                 stats[rows] = draw_statistics(draws)
+                if on_draws is not None:
+                    on_draws(rows, np.asarray(draws))
                 edge[rows] = prior_edge_flags(draws, self.labels, self.space)
                 if chi2 is not None:
                     chi2[rows], ood[rows] = predictive_check(part.flux, part.err, part.zred,
