@@ -19,19 +19,24 @@ def add_simulate_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("out", help="output HDF5 file")
     parser.add_argument("-n", "--n", type=int, required=True, help="number of draws")
-    parser.add_argument("--template", choices=TEMPLATES, default="continuity_sfh")
+    parser.add_argument("--template", choices=TEMPLATES, default="continuity_sfh",
+                        help="Prospector template of the model")  # fmt: skip
     parser.add_argument("--zred", type=float, nargs="+", default=[0.0, 12.0],
-                        help="fixed redshift, or MIN MAX of a uniform prior (default 0 12)")
+                        help="fixed redshift, or MIN MAX of a uniform prior")
     parser.add_argument("--nbins", type=int, default=6, help="step-SFH bins (continuity_sfh)")
-    parser.add_argument("--dust-type", type=int, default=0, choices=(0, 2, 4))
+    parser.add_argument("--dust-type", type=int, default=0, choices=(0, 2, 4),
+                        help="Prospector dust_type: 0 power law, 2 Calzetti, 4 Kriek & "
+                             "Conroy")  # fmt: skip
     parser.add_argument("--bands", nargs="+", default=None, help="bands (default: the 14 JADES)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the parameter draws")
     parser.add_argument("--batch-size", type=int, default=4096, help="draws per chunk")
     parser.add_argument("--workers", type=int, default=0,
                         help="local worker processes (default: run in this process)")  # fmt: skip
     parser.add_argument("--scheduler", default=None,
                         help="address of a dask.distributed scheduler for the chunks")  # fmt: skip
-    parser.add_argument("--method", choices=("fast", "generic"), default="fast")
+    parser.add_argument("--method", choices=("fast", "generic"), default="fast",
+                        help="fast: batched BC03-MILES photometry; generic: Prospector's "
+                             "predict per draw")  # fmt: skip
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -63,8 +68,9 @@ def add_predict_args(parser: argparse.ArgumentParser) -> None:
         "Predict the JADES photometry (maggies, nJy, AB) of a Prospector template with nebular "
         "emission and IGM absorption, through the offline BC03-MILES source."
     )
-    parser.add_argument("--template", choices=TEMPLATES, default="parametric_sfh")
-    parser.add_argument("--zred", type=float, default=3.0, help="redshift (default: 3)")
+    parser.add_argument("--template", choices=TEMPLATES, default="parametric_sfh",
+                        help="Prospector template of the model")  # fmt: skip
+    parser.add_argument("--zred", type=float, default=3.0, help="redshift")
     parser.add_argument("--bands", nargs="+", default=None, help="bands (default: the 14 JADES)")
     parser.add_argument("--out", default=None, help="also write the table to this ECSV file")
 
