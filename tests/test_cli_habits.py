@@ -325,7 +325,7 @@ def test_map_command_on_a_jof_galaxy_says_warnings_once_with_the_option(capsys, 
                for x in lines), err  # fmt: skip
     floor = [x for x in lines if "error floor" in x]
     assert len(floor) == 1 and floor[0].startswith("prospect-sbi map: warning: outshining: ")
-    assert floor[0].endswith("add an error floor, err_floor=0.05 (--err-floor 0.05)"), floor
+    assert floor[0].endswith("; add an error floor, --err-floor 0.05"), floor
     assert "UserWarning" not in err and "warnings.warn" not in err and ".py:" not in err
     # the floor it names removes the warning
     err = _cli_stderr(capsys, [*argv[:3], tmp_path / "floored", *argv[4:], "--err-floor", "0.05"])

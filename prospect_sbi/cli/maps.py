@@ -125,8 +125,8 @@ def _segment(value: str, segmap: str | None) -> int | str | None:
 
 def run_map(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi map``."""
-    from .._steps import step_warnings
-    from ..pixels import galaxy_files, map_galaxy, select_pixels
+    from .._steps import record, say, step_warnings
+    from ..pixels import FLOOR_OPTION, galaxy_files, map_galaxy, select_pixels
     from ..posterior import AmortizedPosterior
     from .common import dask_client
 
@@ -150,14 +150,17 @@ def run_map(args: argparse.Namespace) -> int:
     with step_warnings("select"):
         mask = select_pixels(images, args.snr_min, args.snr_bands, segment)
     client = dask_client(args.workers, args.scheduler)
+    said: list = []
     try:
-        done = map_galaxy(post, images, out, args.name, mask, n_draws=args.draws,
-                          seed=args.seed, chunk_size=args.chunk_size, client=client,
-                          overwrite=args.overwrite, refine=args.refine,
-                          likelihood=args.likelihood, err_floor=args.err_floor)  # fmt: skip
+        with record() as said:  # said again below, naming the option that sets the floor
+            done = map_galaxy(post, images, out, args.name, mask, n_draws=args.draws,
+                              seed=args.seed, chunk_size=args.chunk_size, client=client,
+                              overwrite=args.overwrite, refine=args.refine,
+                              likelihood=args.likelihood, err_floor=args.err_floor)  # fmt: skip
     finally:
         if client is not None:
             client.close()
+        say(said, replace={FLOOR_OPTION: "--err-floor 0.05"})
     if done.skipped:  # finished before, with the same estimator, images and options
         print(f"{files['done']} exists: skipped (--overwrite to refit)")
         return 0

@@ -9,7 +9,8 @@ the chunks of pixels missing from ``<name>.parts/`` and rewrites every output.
 
 from __future__ import annotations
 
-__all__ = ["FLOOR_ADVICE", "GalaxyMaps", "check_name", "galaxy_files", "is_done", "map_galaxy"]
+__all__ = ["FLOOR_ADVICE", "FLOOR_OPTION", "GalaxyMaps", "check_name", "galaxy_files", "is_done",
+           "map_galaxy"]
 
 import hashlib
 import inspect
@@ -35,6 +36,8 @@ from .select import SNR_BANDS
 #: The advice of :class:`~prospect_sbi.posterior.ObservationWarning` for data more precise than
 #: the training noise; :func:`map_galaxy` names the option that sets the floor instead.
 FLOOR_ADVICE = "add an error floor, e.g. err = hypot(err, 0.05 * flux)"
+#: What :func:`map_galaxy` says instead: the option that sets the floor.
+FLOOR_OPTION = "map_galaxy(..., err_floor=0.05)"
 
 
 def check_name(name: str) -> str:
@@ -175,7 +178,7 @@ def map_galaxy(
         table = Table.read(files["outshining"], format="ascii.ecsv")
         return GalaxyMaps(name, files, table, skipped=True)
     files["maps"].parent.mkdir(parents=True, exist_ok=True)
-    advice, said = {FLOOR_ADVICE: "add an error floor, err_floor=0.05 (--err-floor 0.05)"}, set()
+    advice, said = {FLOOR_ADVICE: f"add an error floor, {FLOOR_OPTION}"}, set()
     with step_warnings("fit", advice, said):
         fit = fit_pixels(post, images, mask, parts=files["parts"], **fit_options)
     with step_warnings("maps", advice, said):
