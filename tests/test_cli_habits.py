@@ -352,6 +352,7 @@ def test_compare_command_dynesty_options_ids_and_title(capsys, tmp_path, tiny_es
     _one_line(capsys, [*base, "--id-column", "id", "--ids", "b2", "zz", "q"],
               "id(s) zz, q not in column 'id'")  # fmt: skip
     _one_line(capsys, [*base, "--err-floor", "-1"], "err_floor must be a fraction >= 0")
+    _one_line(capsys, [*base, "--maxiter", "0"], "--maxiter must be an integer >= 1; got 0")
     argv = [*base, "--id-column", "id", "--ids", "b2", "--err-floor", "0.05", "--nlive", "20",
             "--maxiter", "60", "--sample", "unif", "--bound", "single"]  # fmt: skip
     capsys.readouterr()

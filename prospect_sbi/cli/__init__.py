@@ -74,7 +74,7 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
 
 #: Options that count things (draws, rows per chunk, ...): each must be an integer >= 1.
 _COUNTS = ("n", "batch_size", "chunk_size", "draws", "epochs", "mocks", "nlive", "bins",
-           "knots", "nbins", "max_rows")  # fmt: skip
+           "knots", "nbins", "max_rows", "maxiter", "maxcall", "walks")  # fmt: skip
 
 
 def _check_counts(sub: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -14,7 +14,8 @@ def add_map_args(parser: argparse.ArgumentParser) -> None:
     """Options of ``prospect-sbi map``."""
     parser.description = (
         "Fit every selected pixel of a set of PSF-matched images (one FITS per band, or a "
-        "(band, y, x) cube) and write a multi-extension FITS file of maps (median, p16, p84 "
+        "(band, y, x) cube in FITS, .npy or .npz) and write a multi-extension FITS file of "
+        "maps (median, p16, p84 "
         "of stellar-mass and SFR surface density, sSFR, age, metallicity, dust, S/N, mask, "
         "predictive chi-square, OOD flag) with the input WCS, a PNG panel, a per-pixel table "
         "and the resolved-vs-integrated stellar mass. A finished NAME (its NAME_done.json "
