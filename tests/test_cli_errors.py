@@ -100,7 +100,7 @@ def test_map_band_images(capsys, tmp_path, tiny_estimator_file):
     noerr = _image(tmp_path / "noerr.fits")
     small = _image(tmp_path / "small.fits", shape=(5, 5))
     odd = _image(tmp_path / "odd.fits", err_shape=(8, 9))
-    base = ["map", tiny_estimator_file, "-o", tmp_path / "out", "--zred", "2"]
+    base = ["map", tiny_estimator_file, "-o", tmp_path / "out", "--zred", "2", "--segment", "none"]
     # silently last-wins before: the second image of a band replaced the first
     _one_line(capsys, [*base, "--image", f"F444W={a}", f"F444W={b}"],
               f"--image gives band F444W twice: {a} and {b}")

@@ -20,10 +20,10 @@ def add_refine_args(parser: Any, default: str) -> None:
                         help="replace the amortised draws by the exact posterior (importance "
                              "sampling with the likelihood, ~0.1-0.5 s an object) for every "
                              "object, none, or those that need it: total S/N >= 20, or badly "
-                             f"fitted by the flow's draws (default {default})")  # fmt: skip
+                             "fitted by the flow's draws")  # fmt: skip
     parser.add_argument("--likelihood", default="flux", metavar="{flux,noise}",
-                        help="likelihood of the refinement: flux (Gaussian, real data; default) "
-                             "or noise (the estimator's noise model, for its own mocks)")
+                        help="likelihood of the refinement: flux (Gaussian, real data) or "
+                             "noise (the estimator's noise model, for its own mocks)")
 
 
 def add_param_file_args(parser: Any, sps: bool = True) -> None:

@@ -10,36 +10,90 @@ from pathlib import Path
 from .common import add_param_file_args
 from .train import add_catalog_args
 
+#: :data:`prospect_sbi.fitting.compare.DYNESTY_DEFAULTS` (not imported: ``--help`` stays fast).
+DYNESTY = {"nested_nlive_init": 200, "nested_dlogz_init": 0.2, "nested_bound": "multi",
+           "nested_sample": "rwalk", "nested_walks": 16}  # fmt: skip
+
 
 def add_compare_args(parser: argparse.ArgumentParser) -> None:
     """Options of ``prospect-sbi compare``."""
     parser.description = (
         "Fit catalogue objects with the estimator and with dynesty (through Prospector, "
         "with the estimator's physics) and compare the posteriors per parameter: shift of "
-        "the median in dynesty sigmas, ratio of 68%% widths, Wasserstein distance, wall "
-        "times and speed-up. Writes a table and a corner plot per object; objects already "
-        "compared are skipped when rerun."
+        "the median in dynesty sigmas, ratio of 68% widths, Wasserstein distance, wall "
+        "times and speed-up. Writes a table and a corner plot (titled with the id, redshift "
+        "and timings) per object; objects already compared are skipped when rerun. dynesty "
+        "runs one static pass (Prospector's run_dynesty with no dynamic batches) and shows "
+        "its progress on stderr."
     )
     parser.add_argument("catalog", help="catalogue table")
     parser.add_argument("estimator", help="estimator file (.sbi) or pretrained name")
     parser.add_argument("-o", "--out", required=True, help="output folder")
-    parser.add_argument("--rows", type=int, nargs="+", default=[0], help="catalogue rows")
+    parser.add_argument("--rows", type=int, nargs="+",
+                        help="catalogue rows, from 0 (default: row 0 unless --ids)")  # fmt: skip
+    parser.add_argument("--ids", nargs="+",
+                        help="objects by their value in --id-column, instead of --rows")
     add_catalog_args(parser)
-    parser.add_argument("--zred-column", default="redshift")
-    parser.add_argument("--id-column", default=None)
+    parser.add_argument("--zred-column", default="redshift",
+                        help="redshift column, for estimators conditioned on it")  # fmt: skip
+    parser.add_argument("--id-column", default=None,
+                        help="id column, naming the outputs (default: row number)")  # fmt: skip
+    parser.add_argument("--err-floor", type=float, default=0.0,
+                        help="fractional error floor added in quadrature, err = hypot(err, "
+                             "FRAC * flux), e.g. 0.05 for integrated photometry")
     parser.add_argument("--likelihood", choices=("flux", "noise"), default="flux",
                         help="flux: Gaussian (real data); noise: the noise model")  # fmt: skip
-    parser.add_argument("--nlive", type=int, default=200, help="dynesty live points")
     parser.add_argument("--draws", type=int, default=4000, help="SBI draws")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the SBI draws")
+    dyn = parser.add_argument_group("dynesty (Prospector's nested_* run_params)")
+    dyn.add_argument("--nlive", type=int, default=DYNESTY["nested_nlive_init"],
+                     help="live points (nested_nlive_init)")  # fmt: skip
+    dyn.add_argument("--dlogz", type=float, default=DYNESTY["nested_dlogz_init"],
+                     help="stop when the remaining evidence is below this (nested_dlogz_init)")
+    dyn.add_argument("--maxiter", type=int, help="most iterations (nested_maxiter_init; "
+                     "default: no limit)")  # fmt: skip
+    dyn.add_argument("--maxcall", type=int, help="most likelihood calls (nested_maxcall_init; "
+                     "default: no limit)")  # fmt: skip
+    dyn.add_argument("--bound", choices=("none", "single", "multi", "balls", "cubes"),
+                     default=DYNESTY["nested_bound"], help="bounding of the live points "
+                     "(nested_bound)")  # fmt: skip
+    dyn.add_argument("--sample", choices=("auto", "unif", "rwalk", "slice", "rslice"),
+                     default=DYNESTY["nested_sample"], help="how new points are drawn "
+                     "(nested_sample)")  # fmt: skip
+    dyn.add_argument("--walks", type=int, default=DYNESTY["nested_walks"],
+                     help="random-walk steps per new point (nested_walks)")  # fmt: skip
+    dyn.add_argument("--no-progress", action="store_true",
+                     help="do not show dynesty's progress line on stderr")  # fmt: skip
     parser.add_argument("--refine", action="store_true",
                         help="also compare the SBI draws importance-weighted by the same "
                         "likelihood (the exact posterior; a few seconds an object)")  # fmt: skip
     add_param_file_args(parser)
 
 
+def _rows(args: argparse.Namespace, ids: list) -> list[int]:
+    """Catalogue rows of ``--rows`` or ``--ids`` (checked), row 0 without either."""
+    if args.rows is not None and args.ids is not None:
+        raise ValueError("give --rows or --ids, not both")
+    if args.ids is None:
+        rows = [0] if args.rows is None else list(args.rows)
+        bad = [r for r in rows if not 0 <= r < len(ids)]
+        if bad:
+            what = f"row {bad[0]} is" if len(bad) == 1 else f"rows {', '.join(map(str, bad))} are"
+            raise ValueError(f"{what} outside the catalogue (0..{len(ids) - 1})")
+        return rows
+    if args.id_column is None:
+        raise ValueError("--ids selects by the values of --id-column: give --id-column")
+    where = {str(v): i for i, v in enumerate(ids)}
+    missing = [i for i in args.ids if str(i) not in where]
+    if missing:
+        raise ValueError(f"id(s) {', '.join(missing)} not in column {args.id_column!r}")
+    return [where[str(i)] for i in args.ids]
+
+
 def run_compare(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi compare``."""
+    import sys
+
     from ..fitting import compare
     from ..posterior import AmortizedPosterior
     from .common import estimator_model, param_file, param_file_sps, read_catalog_zred
@@ -49,13 +103,16 @@ def run_compare(args: argparse.Namespace) -> int:
     model = estimator_model(post, pf)
     cat, _ = read_catalog_zred(args.catalog, post, args.zred_column, unit=args.unit,
                                flux_format=args.flux_format, err_format=args.err_format,
-                               id_column=args.id_column)  # fmt: skip
+                               id_column=args.id_column, err_floor=args.err_floor)  # fmt: skip
+    rows = _rows(args, list(cat.ids))
+    dynesty = {"nested_nlive_init": args.nlive, "nested_dlogz_init": args.dlogz,
+               "nested_maxiter_init": args.maxiter, "nested_maxcall_init": args.maxcall,
+               "nested_bound": args.bound, "nested_sample": args.sample,
+               "nested_walks": args.walks, "print_progress": not args.no_progress}  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sps = param_file_sps(args, pf)
-    for row in args.rows:
-        if not 0 <= row < len(cat.flux):
-            raise ValueError(f"row {row} is outside the catalogue (0..{len(cat.flux) - 1})")
+    for row in rows:
         name = f"{cat.ids[row]}"
         table_path = out / f"compare_{name}.ecsv"
         if table_path.exists():
@@ -64,11 +121,16 @@ def run_compare(args: argparse.Namespace) -> int:
         obs = {"maggies": cat.flux[row], "maggies_unc": cat.err[row], "filters": post.filters}
         if cat.zred is not None:
             obs["zred"] = float(cat.zred[row])
+        if not args.no_progress:
+            print(f"object {name}: dynesty", file=sys.stderr)
         res = compare(obs, model, sps, post, n_draws=args.draws, seed=args.seed + row,
                       likelihood=args.likelihood, plot=out / f"compare_{name}.png",
-                      refine=args.refine, nested_nlive_init=args.nlive)  # fmt: skip
+                      refine=args.refine, title=f"object {name}", **dynesty)  # fmt: skip
+        if not args.no_progress:
+            print(file=sys.stderr)  # ends dynesty's progress line
         res.table.meta.update(t_dynesty=res.t_dynesty, t_sbi=res.t_sbi, speedup=res.speedup,
-                              t_refine=res.t_refine, ess=res.ess)  # fmt: skip
+                              t_refine=res.t_refine, ess=res.ess, title=res.title,
+                              err_floor=args.err_floor)  # fmt: skip
         res.table.write(table_path, overwrite=True)
         print(f"object {name}: dynesty {res.t_dynesty:.1f} s, SBI {1e3 * res.t_sbi:.1f} ms "
               f"(x{res.speedup:.3g})")  # fmt: skip

@@ -31,10 +31,10 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id-column", default=None, help="id column (default: row number)")
     parser.add_argument("--err-floor", type=float, default=0.0,
                         help="fractional error floor added in quadrature, err = hypot(err, "
-                             "FRAC * flux), e.g. 0.05 for integrated photometry (default 0)")
+                             "FRAC * flux), e.g. 0.05 for integrated photometry")
     parser.add_argument("--draws", type=int, default=1000, help="posterior draws per object")
     parser.add_argument("--chunk-size", type=int, default=1024, help="objects per chunk")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the posterior draws")
     parser.add_argument("--no-ppc", action="store_true",
                         help="skip the posterior-predictive check (chi2_red, ood)")  # fmt: skip
     parser.add_argument("--save-draws", metavar="PATH.h5", default=None,

@@ -14,7 +14,8 @@ def add_map_args(parser: argparse.ArgumentParser) -> None:
     """Options of ``prospect-sbi map``."""
     parser.description = (
         "Fit every selected pixel of a set of PSF-matched images (one FITS per band, or a "
-        "(band, y, x) cube) and write a multi-extension FITS file of maps (median, p16, p84 "
+        "(band, y, x) cube in FITS, .npy or .npz) and write a multi-extension FITS file of "
+        "maps (median, p16, p84 "
         "of stellar-mass and SFR surface density, sSFR, age, metallicity, dust, S/N, mask, "
         "predictive chi-square, OOD flag) with the input WCS, a PNG panel, a per-pixel table "
         "and the resolved-vs-integrated stellar mass. A finished NAME (its NAME_done.json "
@@ -31,20 +32,44 @@ def add_map_args(parser: argparse.ArgumentParser) -> None:
                         help="1-sigma error image per band (default: an ERR HDU)")  # fmt: skip
     parser.add_argument("--weight", nargs="+", metavar="BAND=PATH", default=[],
                         help="inverse-variance image per band instead of --error")  # fmt: skip
-    parser.add_argument("--cube", help="(band, y, x) flux cube (FITS) instead of --image")
-    parser.add_argument("--err-cube", help="(band, y, x) error cube (FITS)")
-    parser.add_argument("--bands", nargs="+", help="bands of the cube planes, in order")
-    parser.add_argument("--unit", help="flux unit (default: BUNIT): MJy/sr, nJy, uJy, ...")
-    parser.add_argument("--segmap", help="segmentation map (FITS)")
+    parser.add_argument("--cube", metavar="PATH[:NAME]",
+                        help="(band, y, x) flux cube instead of --image: FITS (the first 3-d "
+                             "HDU), .npy, or .npz (its array 'flux', the only array, or NAME "
+                             "after a colon)")  # fmt: skip
+    parser.add_argument("--err-cube", metavar="PATH[:NAME]",
+                        help="(band, y, x) 1-sigma error cube: FITS, .npy or .npz (array 'err' "
+                             "or NAME; default: the 'err' array of an .npz --cube)")  # fmt: skip
+    parser.add_argument("--bands", nargs="+",
+                        help="bands of the cube planes, in order (default: the 'bands' array "
+                             "of an .npz cube)")  # fmt: skip
+    parser.add_argument("--unit", help="flux unit, MJy/sr, nJy, uJy, ... (default: BUNIT; "
+                        "required for .npy/.npz cubes)")  # fmt: skip
+    parser.add_argument("--pixel-scale", type=float, metavar="ARCSEC",
+                        help="pixel side, arcsec (default: from the WCS; required for a cube "
+                             "without one)")  # fmt: skip
+    parser.add_argument("--drop-unknown-bands", action="store_true",
+                        help="leave out, with one warning, image bands the estimator does not "
+                             "know (default: refuse them)")  # fmt: skip
+    parser.add_argument("--segmap", help="segmentation map (FITS, .npy)")
     parser.add_argument("--segment", default="centre",
-                        help="segment: centre, all, none or an id (default centre)")  # fmt: skip
-    parser.add_argument("--zred", type=float, help="redshift of the galaxy")
-    parser.add_argument("--snr-min", type=float, default=5.0)
-    parser.add_argument("--snr-bands", nargs="+", default=["F277W", "F356W", "F444W"])
+                        help="pixels to fit: those of the segment under the centre, of all "
+                             "segments, of segment ID, or none (S/N alone; no --segmap "
+                             "needed): centre, all, none or ID")  # fmt: skip
+    parser.add_argument("--zred", type=float,
+                        help="redshift of the galaxy (required by estimators conditioned on "
+                             "it)")  # fmt: skip
+    parser.add_argument("--snr-min", type=float, default=5.0,
+                        help="fit pixels whose mean S/N over --snr-bands reaches this")
+    parser.add_argument("--snr-bands", nargs="+", default=["F277W", "F356W", "F444W"],
+                        help="bands of the selection S/N")  # fmt: skip
+    parser.add_argument("--err-floor", type=float, default=0.0, metavar="FRAC",
+                        help="fractional error floor added in quadrature to every pixel and "
+                             "to the integrated photometry, err = hypot(err, FRAC * |flux|)")
     parser.add_argument("--draws", type=int, default=200, help="posterior draws per pixel")
     parser.add_argument("--chunk-size", type=int, default=1024, help="pixels per chunk")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=0, help="local dask workers")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the posterior draws")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="local dask workers (0: run in this process)")  # fmt: skip
     parser.add_argument("--scheduler", help="address of a dask.distributed scheduler")
     parser.add_argument("--overwrite", action="store_true", help="refit an existing NAME")
     add_refine_args(parser, "never")
@@ -66,59 +91,77 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
 
 
 def _load(args: argparse.Namespace) -> object:
-    from astropy.io import fits
-    from astropy.wcs import WCS
-
-    from ..pixels import load_cube, load_fits
+    from ..pixels import load_cube_file, load_fits
 
     if args.cube:
-        if not (args.err_cube and args.bands):
-            raise ValueError("--cube needs --err-cube and --bands")
-        with fits.open(args.cube) as hdul:
-            hdu = next((h for h in hdul if h.data is not None and h.data.ndim == 3), None)
-            if hdu is None:
-                raise ValueError(f"{args.cube} has no (band, y, x) cube in any HDU")
-            flux, header = hdu.data.astype(float), hdu.header
-        err = fits.getdata(args.err_cube).astype(float)
-        unit = args.unit or header.get("BUNIT")
-        if unit is None:
-            raise ValueError(f"{args.cube} has no BUNIT; give --unit")
-        wcs = WCS(header).celestial if "CTYPE1" in header else None
-        return load_cube(flux, err, args.bands, unit, wcs=wcs, segmap=args.segmap,
-                         zred=args.zred)  # fmt: skip
+        if args.image:
+            raise ValueError("give --cube or --image, not both")
+        return load_cube_file(args.cube, args.err_cube, args.bands, args.unit,
+                              pixel_scale=args.pixel_scale, segmap=args.segmap,
+                              zred=args.zred)  # fmt: skip
     if not args.image:
         raise ValueError("give the images: --image BAND=PATH ... or --cube")
-    return load_fits(_pairs(args.image, "image"), _pairs(args.error, "error") or None,
-                     weights=_pairs(args.weight, "weight") or None, unit=args.unit,
-                     segmap=args.segmap, zred=args.zred)  # fmt: skip
+    images = load_fits(_pairs(args.image, "image"), _pairs(args.error, "error") or None,
+                       weights=_pairs(args.weight, "weight") or None, unit=args.unit,
+                       segmap=args.segmap, zred=args.zred)  # fmt: skip
+    if args.pixel_scale is not None:
+        from dataclasses import replace
+
+        images = replace(images, pixel_scale=float(args.pixel_scale))
+    return images
+
+
+def _segment(value: str, segmap: str | None) -> int | str | None:
+    """``--segment`` as :func:`~prospect_sbi.pixels.select_pixels` takes it, checked."""
+    segment = {"none": None, "centre": "centre", "center": "centre", "all": "all"}.get(value, "")
+    if segment == "":
+        if not str(value).lstrip("-").isdigit():
+            raise ValueError(f"--segment takes centre, all, none or a segment id; got {value!r}")
+        segment = int(value)
+    if segment is not None and segmap is None:
+        raise ValueError(f"--segment {value} needs a segmentation map: give --segmap FILE, or "
+                         "--segment none to select pixels on S/N alone")  # fmt: skip
+    return segment
 
 
 def run_map(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi map``."""
-    from ..pixels import galaxy_files, map_galaxy, select_pixels
+    from .._steps import record, say, step_warnings
+    from ..pixels import FLOOR_OPTION, galaxy_files, map_galaxy, select_pixels
     from ..posterior import AmortizedPosterior
     from .common import dask_client
 
     out = Path(args.out)
     files = galaxy_files(out, args.name)  # refuses a name that would leave OUT
+    segment = _segment(args.segment, args.segmap)
+    if args.pixel_scale is not None and not args.pixel_scale > 0:
+        raise ValueError(f"--pixel-scale is the pixel side in arcsec, > 0; got "
+                         f"{args.pixel_scale}")  # fmt: skip
     post = AmortizedPosterior.resolve(args.estimator)
-    images = _load(args).matched(post.filters)
-    segment = {"none": None, "centre": "centre", "all": "all"}.get(args.segment)
-    if segment is None and args.segment != "none":
-        if not str(args.segment).lstrip("-").isdigit():
-            raise ValueError(f"--segment takes centre, all, none or a segment id; got "
-                             f"{args.segment!r}")  # fmt: skip
-        segment = int(args.segment)
-    mask = select_pixels(images, args.snr_min, args.snr_bands, segment)
+    if post.redshift == "known" and args.zred is None:
+        zr = post.header.get("zred_range")
+        if zr is None or zr[0] != zr[1]:
+            raise ValueError(f"{args.estimator} is conditioned on the redshift: give --zred Z")
+        args.zred = float(zr[0])  # trained at one redshift
+    with step_warnings("images"):
+        images = _load(args).matched(post.filters, drop_unknown=args.drop_unknown_bands)
+    if images.pixel_scale is None:
+        raise ValueError(f"{args.cube or 'the images'} has no WCS, so no pixel scale for the "
+                         "surface densities: give --pixel-scale ARCSEC")  # fmt: skip
+    with step_warnings("select"):
+        mask = select_pixels(images, args.snr_min, args.snr_bands, segment)
     client = dask_client(args.workers, args.scheduler)
+    said: list = []
     try:
-        done = map_galaxy(post, images, out, args.name, mask, n_draws=args.draws,
-                          seed=args.seed, chunk_size=args.chunk_size, client=client,
-                          overwrite=args.overwrite, refine=args.refine,
-                          likelihood=args.likelihood)  # fmt: skip
+        with record() as said:  # said again below, naming the option that sets the floor
+            done = map_galaxy(post, images, out, args.name, mask, n_draws=args.draws,
+                              seed=args.seed, chunk_size=args.chunk_size, client=client,
+                              overwrite=args.overwrite, refine=args.refine,
+                              likelihood=args.likelihood, err_floor=args.err_floor)  # fmt: skip
     finally:
         if client is not None:
             client.close()
+        say(said, replace={FLOOR_OPTION: "--err-floor 0.05"})
     if done.skipped:  # finished before, with the same estimator, images and options
         print(f"{files['done']} exists: skipped (--overwrite to refit)")
         return 0

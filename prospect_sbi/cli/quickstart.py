@@ -30,8 +30,8 @@ def add_quickstart_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draws", type=int, default=300, help="posterior draws per object")
     parser.add_argument("--err-floor", type=float, default=0.05,
                         help="fractional error floor added in quadrature to the catalogue's "
-                             "errors (default 0.05, as SED fits of galaxies do; 0: none)")
-    parser.add_argument("--seed", type=int, default=0)
+                             "errors, as SED fits of galaxies do (0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the mocks and draws")
 
 
 def run_quickstart(args: argparse.Namespace) -> int:

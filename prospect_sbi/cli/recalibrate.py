@@ -30,7 +30,7 @@ def add_recalibrate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draws", type=int, default=1000, help="posterior draws per object")
     parser.add_argument("--bins", type=int, default=4, help="S/N bins of equal counts")
     parser.add_argument("--knots", type=int, default=20, help="intervals of each map")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the mocks and draws")
     parser.add_argument("--overwrite", action="store_true", help="replace --out")
 
 

@@ -26,18 +26,22 @@ def add_simulate_args(parser: argparse.ArgumentParser) -> None:
                         help="fixed redshift, or MIN MAX of a uniform prior (default 0 12; "
                              "with --param-file: the file's model's zred)")  # fmt: skip
     parser.add_argument("--nbins", type=int, default=6, help="step-SFH bins (continuity_sfh)")
-    parser.add_argument("--dust-type", type=int, default=0, choices=(0, 2, 4))
+    parser.add_argument("--dust-type", type=int, default=0, choices=(0, 2, 4),
+                        help="Prospector dust_type: 0 power law, 2 Calzetti, 4 Kriek & "
+                             "Conroy")  # fmt: skip
     parser.add_argument("--bands", nargs="+", default=None,
                         help="bands (default: the 14 JADES; with --param-file, the bands of "
                              "its build_obs)")  # fmt: skip
     add_param_file_args(parser)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the parameter draws")
     parser.add_argument("--batch-size", type=int, default=4096, help="draws per chunk")
     parser.add_argument("--workers", type=int, default=0,
                         help="local worker processes (default: run in this process)")  # fmt: skip
     parser.add_argument("--scheduler", default=None,
                         help="address of a dask.distributed scheduler for the chunks")  # fmt: skip
-    parser.add_argument("--method", choices=("fast", "generic"), default="fast")
+    parser.add_argument("--method", choices=("fast", "generic"), default="fast",
+                        help="fast: batched BC03-MILES photometry; generic: Prospector's "
+                             "predict per draw")  # fmt: skip
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -89,8 +93,9 @@ def add_predict_args(parser: argparse.ArgumentParser) -> None:
         "Predict the JADES photometry (maggies, nJy, AB) of a Prospector template with nebular "
         "emission and IGM absorption, through the offline BC03-MILES source."
     )
-    parser.add_argument("--template", choices=TEMPLATES, default="parametric_sfh")
-    parser.add_argument("--zred", type=float, default=3.0, help="redshift (default: 3)")
+    parser.add_argument("--template", choices=TEMPLATES, default="parametric_sfh",
+                        help="Prospector template of the model")  # fmt: skip
+    parser.add_argument("--zred", type=float, default=3.0, help="redshift")
     parser.add_argument("--bands", nargs="+", default=None, help="bands (default: the 14 JADES)")
     parser.add_argument("--out", default=None, help="also write the table to this ECSV file")
 

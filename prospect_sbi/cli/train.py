@@ -15,9 +15,9 @@ def add_catalog_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unit", choices=("maggies", "Jy", "mJy", "uJy", "nJy", "AB"),
                         help="flux unit (default: the columns' own units)")  # fmt: skip
     parser.add_argument("--flux-format", default="{band}",
-                        help="flux column, {band} = short band name (default {band})")  # fmt: skip
+                        help="flux column, {band} = short band name")  # fmt: skip
     parser.add_argument("--err-format", default="unc_{band}",
-                        help="error column name (default: unc_{band})")  # fmt: skip
+                        help="error column, {band} = short band name")  # fmt: skip
 
 
 def add_train_args(parser: argparse.ArgumentParser) -> None:
@@ -36,20 +36,22 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
                         "(default: the numbers shipped with the package)")  # fmt: skip
     parser.add_argument("--mag-err-floor", type=float, default=0.01,
                         help="'jades': smallest magnitude error of a detected band "
-                             "(default 0.01; 0 as in SBIPIX)")
+                             "(0 as in SBIPIX)")
     parser.add_argument("--noise-catalog", help="learn the noise from this catalogue's fluxes "
                         "and errors instead (EmpiricalNoise)")  # fmt: skip
     add_catalog_args(parser)
-    parser.add_argument("--redshift", choices=("known", "infer"), default="known")
+    parser.add_argument("--redshift", choices=("known", "infer"), default="known",
+                        help="known: condition on the redshift; infer: a free parameter of "
+                             "the posterior")  # fmt: skip
     parser.add_argument("--flow", default="realnvp", help="realnvp, nsf, maf or nsf-ar")
-    parser.add_argument("--epochs", type=int, default=300, help="most epochs (default 300)")
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--epochs", type=int, default=300, help="most epochs")
+    parser.add_argument("--batch-size", type=int, default=512, help="simulations per step")
+    parser.add_argument("--learning-rate", type=float, default=3e-3, help="initial Adam step")
     parser.add_argument("--patience", type=int, default=15, help="early-stopping patience")
     parser.add_argument("--lr-patience", type=int, default=3,
                         help="epochs without progress before the learning rate is halved")
     parser.add_argument("--max-rows", type=int, help="use only the first rows of the set")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, noise and weights")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--recalibrate", choices=("auto", "always", "never"), default="auto",
                         help="fit recalibration maps on the validation rows after training "

@@ -25,7 +25,7 @@ def add_validate_args(parser: argparse.ArgumentParser) -> None:
                         "(default: simulate new mocks)")  # fmt: skip
     parser.add_argument("--mocks", type=int, default=1000, help="objects per test set")
     parser.add_argument("--draws", type=int, default=1000, help="posterior draws per object")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the mocks and draws")
     parser.add_argument("--misspecification", nargs="*", metavar="KIND",
                         help="also test on misspecified mocks: sfh, dust, nebular "
                              "(no KIND: all three)")  # fmt: skip

@@ -106,6 +106,8 @@ class Comparison:
         likelihood and prior.
     khat : float
         Pareto k-hat of the refined weights (nan without ``refine``).
+    title : str
+        Title of the corner plot: the caller's ``title``, the redshift and the wall times.
     """
 
     table: Table
@@ -122,6 +124,7 @@ class Comparison:
     logz_refined: float = float("nan")
     logz_dynesty: float = float("nan")
     khat: float = float("nan")
+    title: str = ""
 
     @property
     def speedup(self) -> float:
@@ -142,6 +145,7 @@ def compare(
     refine: bool = False,
     refine_ndraws: int = ROUND_DRAWS,
     refine_ess: float | None = None,
+    title: str | None = None,
     **dynesty_kwargs: Any,
 ) -> Comparison:
     """Fit one object with dynesty (through Prospector) and with SBI, and compare.
@@ -180,6 +184,9 @@ def compare(
         Draws per round of the refined fit.
     refine_ess : float, optional
         ESS the refined fit stops at (default that of ``fit_model``, 200).
+    title : str, optional
+        Start of the corner plot's title (e.g. the object's id), followed by the redshift
+        and the wall times.
     **dynesty_kwargs
         Prospector's ``run_dynesty`` options; defaults :data:`DYNESTY_DEFAULTS`.
 
@@ -244,6 +251,7 @@ def compare(
             out.table[f"is_{key}"] = [m[key] for m in metrics]
         samples["refined"] = np.stack([theirs[k] for k in names], -1)
         samples["refined_weights"] = w_is
+    out.title = _title(title, zred, out)
     if plot is not None:
         from ..plotting.corner import overlay_corner
 
@@ -254,7 +262,7 @@ def compare(
             plot, samples["sbi"][:, shown], samples["dynesty"][:, shown],
             [names[i] for i in shown], weights_b=weights,
             truths=None if truths is None else [truths.get(names[i]) for i in shown],
-            extra=extra,
+            extra=extra, title=out.title,
         ))  # fmt: skip
         from ..plotting.sed import save_sed
 
@@ -262,6 +270,16 @@ def compare(
         out.sed_plot = str(save_sed(sed_path, model, sps, obs, sbi, seed=0,
                                     title="SBI posterior: model vs observed")[0])  # fmt: skip
     return out
+
+
+def _title(start: str | None, zred: float | None, res: Comparison) -> str:
+    """Corner-plot title: ``start``, the redshift and the wall times of ``res``."""
+    z = "z free" if zred is None else f"z = {float(np.ravel(zred)[0]):.4g}"
+    times = (f"dynesty {res.t_dynesty:.1f} s, SBI {1e3 * res.t_sbi:.0f} ms "
+             f"(x{res.speedup:.3g})")  # fmt: skip
+    if res.refined is not None:
+        times += f", SBI + importance sampling {res.t_refine:.2f} s"
+    return "; ".join(x for x in (start, z, times) if x)
 
 
 def _columns(output: dict, model: Any) -> dict[str, np.ndarray]:

@@ -30,6 +30,7 @@ from astropy.table import Table
 from tqdm.auto import tqdm
 
 from .._io import ChunkStore, in_order
+from .._steps import record, say
 from ..posterior.refine import DIAGNOSTICS, check_refine
 from ..ppc import check_model
 from .images import PixelImages
@@ -169,7 +170,15 @@ def _chunk_seed(seed: int, c: int) -> int:
 
 def _fit_chunk(job: _Job, c: int, flux: np.ndarray, err: np.ndarray, zred: Any,
                groups: np.ndarray) -> dict:  # fmt: skip
-    """Summaries of one chunk of pixels (b, F)."""
+    """Summaries of one chunk of pixels (b, F), with its warnings as ``(category, message)``."""
+    with record() as said:
+        out = _chunk_summaries(job, c, flux, err, zred, groups)
+    out["warnings"] = said
+    return out
+
+
+def _chunk_summaries(job: _Job, c: int, flux: np.ndarray, err: np.ndarray, zred: Any,
+                     groups: np.ndarray) -> dict:  # fmt: skip
     if job.torch_threads:
         import torch
 
@@ -217,6 +226,8 @@ def _write_chunk(res: dict, tmp: Path) -> None:
     if "chi2_red" in res:
         arrays |= {"chi2_red": np.asarray(res["chi2_red"]), "ood": np.asarray(res["ood"])}
     arrays |= {f"refinement.{k}": np.asarray(v) for k, v in res.get("refinement", {}).items()}
+    said = res.get("warnings", [])
+    arrays["warnings"] = np.array(["\t".join(w) for w in said] if said else [], dtype=str)
     with open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
 
@@ -227,6 +238,7 @@ def _read_chunk(path: Path) -> dict:
         with np.load(path, allow_pickle=False) as f:
             res = {k: f[k] for k in f.files}
         res["mass"] = dict(zip(res.pop("mass_ids").tolist(), res.pop("mass_sums"), strict=True))
+        res["warnings"] = [tuple(str(w).split("\t", 1)) for w in res.pop("warnings", [])]
         refined = [k for k in res if k.startswith("refinement.")]
         if refined:
             res["refinement"] = {k.split(".", 1)[1]: res.pop(k) for k in refined}
@@ -368,6 +380,7 @@ def fit_pixels(
     refinement = None if refine == "never" else {
         k: np.zeros(n, t) if t is bool else np.full(n, np.nan) for k, t in DIAGNOSTICS.items()}
     mass: dict[int, np.ndarray] = {}
+    said: list[tuple[str, str]] = []
     done = sum(len(pieces[c][1][0]) for c in kept)
     bar = tqdm(total=n, initial=done, unit="pix", unit_scale=True, desc="fit pixels",
                disable=not progress)  # fmt: skip
@@ -388,9 +401,11 @@ def fit_pixels(
                 refinement[key][rows] = values
             for g, s in res["mass"].items():
                 mass[g] = mass[g] + s if g in mass else s
+            said.extend(res.get("warnings", []))
     finally:
         bar.close()
         computed.close()
+    say(said)  # once per fit, counts added over the chunks (and from dask workers)
     meta = {"n_draws": int(n_draws), "seed": int(seed), "model_hash": post.model_hash,
             "redshift": post.redshift, "n_pixels": int(n), "refine": refine,
             "ppc": "chi2 of the posterior-median photometry" if model is not None

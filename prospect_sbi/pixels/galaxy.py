@@ -9,7 +9,8 @@ the chunks of pixels missing from ``<name>.parts/`` and rewrites every output.
 
 from __future__ import annotations
 
-__all__ = ["GalaxyMaps", "check_name", "galaxy_files", "is_done", "map_galaxy"]
+__all__ = ["FLOOR_ADVICE", "FLOOR_OPTION", "GalaxyMaps", "check_name", "galaxy_files", "is_done",
+           "map_galaxy"]
 
 import hashlib
 import inspect
@@ -24,12 +25,19 @@ import numpy as np
 from astropy.table import Table
 
 from .._io import atomic_path
+from .._steps import step_warnings
 from .fit import PixelFit, fit_pixels
 from .images import PixelImages
 from .io import write_table
 from .maps import PixelMaps, make_maps
 from .outshining import outshining
 from .select import SNR_BANDS
+
+#: The advice of :class:`~prospect_sbi.posterior.ObservationWarning` for data more precise than
+#: the training noise; :func:`map_galaxy` names the option that sets the floor instead.
+FLOOR_ADVICE = "add an error floor, e.g. err = hypot(err, 0.05 * flux)"
+#: What :func:`map_galaxy` says instead: the option that sets the floor.
+FLOOR_OPTION = "map_galaxy(..., err_floor=0.05)"
 
 
 def check_name(name: str) -> str:
@@ -104,6 +112,7 @@ def map_galaxy(
     *,
     snr_bands: tuple[str, ...] = SNR_BANDS,
     overwrite: bool = False,
+    err_floor: float = 0.0,
     **fit_options: Any,
 ) -> GalaxyMaps:
     """Fit a galaxy's pixels and write its maps, pixel table and outshining table, resumably.
@@ -122,6 +131,10 @@ def map_galaxy(
         Bands of the S/N map.
     overwrite : bool
         Fit again a galaxy already done (its marker and kept chunks are removed first).
+    err_floor : float
+        Fractional error floor added in quadrature to every pixel's errors and to the
+        integrated photometry of the outshining table, ``err = hypot(err, err_floor *
+        |flux|)``; 0.05 is usual for integrated photometry.
     **fit_options
         ``n_draws``, ``model``, ``sps``, ``seed``, ``chunk_size``, ``client``, ... of
         :func:`~prospect_sbi.pixels.fit_pixels`; its chunks are kept in ``<name>.parts/``
@@ -140,9 +153,21 @@ def map_galaxy(
         :func:`~prospect_sbi.pixels.make_maps`; kept chunks of another fit (other images,
         estimator or options): remove ``<name>.parts/`` or pass ``overwrite=True``; a
         marker of another estimator, other images or other options (each named): pass
-        ``overwrite=True`` to map the galaxy again.
+        ``overwrite=True`` to map the galaxy again; images without a pixel scale (checked
+        before any fitting).
+
+    Warns
+    -----
+    UserWarning
+        Each warning of a step once, prefixed by the step: ``"fit: ..."`` (the pixel fit,
+        counts added over its chunks), ``"maps: ..."``, ``"outshining: ..."`` (the fit of the
+        integrated photometry, which leaves out what the pixel fit already said).
     """
     files = galaxy_files(out, name)
+    if images.pixel_scale is None:
+        raise ValueError("the images have no pixel scale (no WCS): pass pixel_scale= to "
+                         "load_cube (--pixel-scale) for the surface densities")  # fmt: skip
+    images = images.with_err_floor(err_floor)
     if overwrite:
         files["done"].unlink(missing_ok=True)
         shutil.rmtree(files["parts"], ignore_errors=True)
@@ -153,10 +178,15 @@ def map_galaxy(
         table = Table.read(files["outshining"], format="ascii.ecsv")
         return GalaxyMaps(name, files, table, skipped=True)
     files["maps"].parent.mkdir(parents=True, exist_ok=True)
-    fit = fit_pixels(post, images, mask, parts=files["parts"], **fit_options)
-    maps = make_maps(post, fit, images, fits_path=files["maps"], png_path=files["png"],
-                     table_path=files["pixels"], snr_bands=snr_bands, overwrite=True)  # fmt: skip
-    table = outshining(post, fit, images)
+    advice, said = {FLOOR_ADVICE: f"add an error floor, {FLOOR_OPTION}"}, set()
+    with step_warnings("fit", advice, said):
+        fit = fit_pixels(post, images, mask, parts=files["parts"], **fit_options)
+    with step_warnings("maps", advice, said):
+        maps = make_maps(post, fit, images, fits_path=files["maps"], png_path=files["png"],
+                         table_path=files["pixels"], snr_bands=snr_bands,
+                         overwrite=True)  # fmt: skip
+    with step_warnings("outshining", advice, said):
+        table = outshining(post, fit, images, err_floor=err_floor)
     write_table(files["outshining"], table, overwrite=True)
     done = {"name": name, "n_pixels": len(fit), "resumed_chunks": fit.resumed_chunks,
             "files": {k: v.name for k, v in files.items() if k not in ("done", "parts")},

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["PixelImages", "flux_unit_factor", "load_cube", "load_fits"]
+__all__ = ["PixelImages", "flux_unit_factor", "load_cube", "load_cube_file", "load_fits",
+           "read_array"]
 
 import os
 import re
@@ -115,28 +116,63 @@ class PixelImages:
         """(ny, nx)."""
         return tuple(self.flux.shape[1:])
 
-    def matched(self, filters: Sequence[str]) -> PixelImages:
+    def matched(self, filters: Sequence[str], drop_unknown: bool = False) -> PixelImages:
         """Return the images with their bands in the order of ``filters`` (an estimator's).
+
+        Parameters
+        ----------
+        filters : sequence of str
+            The estimator's bands.
+        drop_unknown : bool
+            Leave out image bands not among ``filters``, with one warning naming them all;
+            by default they are refused. Bands of ``filters`` the images lack are always
+            refused: the estimator needs every band it was trained on, so add each as a NaN
+            plane (flux and error) to mark it missing.
 
         Raises
         ------
         ValueError
-            Naming a band the images have and ``filters`` lack, or the reverse.
+            Naming every band the images have and ``filters`` lack (without
+            ``drop_unknown``), or every band ``filters`` has and the images lack.
+
+        Warns
+        -----
+        UserWarning
+            With ``drop_unknown``: the bands left out.
         """
         want = resolve_band_names(filters)
         extra = [b for b in self.bands if b not in want]
-        if extra:
-            raise ValueError(f"band {extra[0]} of the images is not one the estimator knows "
-                             f"({len(want)} bands: {want[0]}..{want[-1]})")  # fmt: skip
+        if extra and not drop_unknown:
+            raise ValueError(f"{len(extra)} band(s) of the images are not among the "
+                             f"estimator's {len(want)}: {', '.join(extra)}; leave them out with "
+                             "drop_unknown=True (--drop-unknown-bands)")  # fmt: skip
         lacking = [b for b in want if b not in self.bands]
         if lacking:
-            raise ValueError(f"the images have no {lacking[0]} band, which the estimator "
-                             f"needs ({len(lacking)} missing); add it as NaN to mark it "
-                             "missing")  # fmt: skip
+            raise ValueError(f"the images lack {len(lacking)} band(s) the estimator needs: "
+                             f"{', '.join(lacking)}; add each as a NaN plane (flux and error) "
+                             "to mark it missing")  # fmt: skip
+        if extra:
+            warnings.warn(f"left out {len(extra)} band(s) the estimator does not know: "
+                          f"{', '.join(extra)}", UserWarning, stacklevel=2)  # fmt: skip
         order = [self.bands.index(b) for b in want]
-        if order == list(range(len(order))):
+        if order == list(range(len(self.bands))):
             return self
         return replace(self, flux=self.flux[order], err=self.err[order], bands=want)
+
+    def with_err_floor(self, frac: float) -> PixelImages:
+        """Return the images with a fractional error floor, ``err = hypot(err, frac * |flux|)``.
+
+        Raises
+        ------
+        ValueError
+            ``frac`` negative or not finite.
+        """
+        frac = float(frac)
+        if not (np.isfinite(frac) and frac >= 0):
+            raise ValueError(f"err_floor must be a fraction >= 0 of the flux; got {frac}")
+        if frac == 0:
+            return self
+        return replace(self, err=np.hypot(self.err, frac * np.abs(self.flux)))
 
     def pixels(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fluxes and errors of the pixels where ``mask`` is True, (B, L) each, row-major."""
@@ -157,9 +193,7 @@ def _check_segmap(segmap: Any, shape: tuple[int, int]) -> np.ndarray | None:
     if segmap is None:
         return None
     if isinstance(segmap, (str, os.PathLike)):
-        from astropy.io import fits
-
-        segmap = fits.getdata(segmap)
+        segmap, _, _ = read_array(segmap, "segmap", ndim=2)
     seg = np.asarray(segmap)
     if seg.shape != shape:
         raise ValueError(f"segmap has shape {seg.shape}; the images are {shape}")
@@ -225,6 +259,140 @@ def load_cube(
     return PixelImages(flux, err, names, wcs, None if pixel_scale is None else float(pixel_scale),
                        _check_segmap(segmap, flux.shape[1:]), zred,
                        {"unit": str(unit), "source": "cube"})  # fmt: skip
+
+
+def _split(spec: str | os.PathLike) -> tuple[str, str | None]:
+    """``"cube.npz:flux"`` -> ``("cube.npz", "flux")``; any other path -> ``(path, None)``."""
+    text = os.fspath(spec)
+    head, sep, name = text.rpartition(":")
+    if sep and head.lower().endswith(".npz") and name:
+        return head, name
+    return text, None
+
+
+def read_array(spec: str | os.PathLike, default: str = "flux",
+               ndim: int = 3) -> tuple[np.ndarray, Any, list[str] | None]:  # fmt: skip
+    """Read an ``ndim``-d array (a cube or a map) from FITS, ``.npy`` or ``.npz``.
+
+    Parameters
+    ----------
+    spec : path-like
+        A FITS file (its first HDU holding an ``ndim``-d array), an ``.npy`` file, or an
+        ``.npz`` file: its array ``default``, its only array, or the array named after a
+        colon (``"cutouts.npz:id36_phot_uJy"``).
+    default : str
+        Name of the array read from an ``.npz`` file of several (``"flux"``, ``"err"``).
+    ndim : int
+        Dimensions expected (3: (band, y, x); 2: (y, x)).
+
+    Returns
+    -------
+    data : numpy.ndarray, float (or the file's integers for a map)
+    header : astropy.io.fits.Header or None
+        The HDU's header (None for NumPy files: no unit, no WCS).
+    bands : list of str or None
+        An ``.npz`` file's ``bands`` array, if it has one.
+
+    Raises
+    ------
+    ValueError
+        No such file, no array of ``ndim`` dimensions, an ``.npz`` file without the array
+        asked for (naming those it has).
+    """
+    path, name = _split(spec)
+    if not os.path.isfile(path):
+        raise ValueError(f"no file at {path}")
+    suffix = os.path.splitext(path)[1].lower()
+    header, bands = None, None
+    if suffix == ".npy":
+        data = np.load(path, allow_pickle=False)
+    elif suffix == ".npz":
+        with np.load(path, allow_pickle=False) as f:
+            arrays = [k for k in f.files if k != "bands"]
+            key = name or (default if default in f.files else None)
+            if key is None and len(arrays) == 1:
+                key = arrays[0]
+            if key not in f.files:
+                raise ValueError(f"{path} has no array {key or default!r} (it has "
+                                 f"{', '.join(f.files)}): name it {path}:NAME")  # fmt: skip
+            data = f[key]
+            if "bands" in f.files:
+                bands = [str(b) for b in f["bands"]]
+    else:
+        from astropy.io import fits
+
+        with fits.open(path, memmap=False) as hdul:
+            hdu = next((h for h in hdul if h.data is not None and h.data.ndim == ndim), None)
+            if hdu is None:
+                raise ValueError(f"{path} has no {_SHAPES[ndim]} in any HDU")
+            data, header = np.asarray(hdu.data), hdu.header.copy()
+    if data.ndim != ndim:
+        raise ValueError(f"{spec} holds an array of shape {data.shape}; expected "
+                         f"{_SHAPES[ndim]}")  # fmt: skip
+    return (data.astype(float) if ndim == 3 else data), header, bands
+
+
+_SHAPES = {3: "(band, y, x) cube", 2: "(y, x) map"}
+
+
+def load_cube_file(
+    cube: str | os.PathLike,
+    err_cube: str | os.PathLike | None = None,
+    bands: Sequence[str] | None = None,
+    unit: str | None = None,
+    *,
+    pixel_scale: float | None = None,
+    segmap: Any = None,
+    zred: Any = None,
+) -> PixelImages:
+    """Images from a flux cube file and its error cube: FITS, ``.npy`` or ``.npz``.
+
+    Parameters
+    ----------
+    cube, err_cube : path-like
+        See :func:`read_array`; the error cube defaults to the ``err`` array of an ``.npz``
+        flux cube.
+    bands : sequence of str, optional
+        Bands of the planes, in order (default: an ``.npz`` file's ``bands`` array).
+    unit : str, optional
+        Flux unit (default: the FITS header's ``BUNIT``; required for NumPy files).
+    pixel_scale : float, optional
+        Pixel side, arcsec (default: from a FITS header's WCS).
+    segmap, zred
+        See :func:`load_cube`.
+
+    Returns
+    -------
+    PixelImages
+
+    Raises
+    ------
+    ValueError
+        What :func:`read_array` and :func:`load_cube` raise; no error cube, no bands, no unit.
+    """
+    flux, header, file_bands = read_array(cube, "flux")
+    if err_cube is None:
+        path, name = _split(cube)
+        if not path.lower().endswith(".npz") or name == "err":
+            raise ValueError(f"{cube} holds no error cube: give err_cube= (--err-cube)")
+        err_cube = f"{path}:err"
+    err, _, _ = read_array(err_cube, "err")
+    bands = bands or file_bands
+    if not bands:
+        raise ValueError(f"{cube}: name the bands of its planes, in order (bands=, --bands)")
+    if unit is None:
+        unit = None if header is None else header.get("BUNIT")
+        if unit is None:
+            what = "no BUNIT" if header is not None else "no header to read the unit from"
+            raise ValueError(f"{cube} has {what}: give the flux unit, unit= (--unit), e.g. "
+                             "nJy, uJy, MJy/sr")  # fmt: skip
+    wcs = None
+    if header is not None and "CTYPE1" in header:
+        from astropy.wcs import WCS
+
+        wcs = WCS(header).celestial
+    return load_cube(flux, err, bands, unit, pixel_scale=pixel_scale, wcs=wcs, segmap=segmap,
+                     zred=zred)  # fmt: skip
 
 
 def _wcs_scale(wcs: Any) -> float:

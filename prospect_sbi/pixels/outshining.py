@@ -32,6 +32,7 @@ def outshining(
     *,
     n_draws: int = 1000,
     seed: int = 0,
+    err_floor: float = 0.0,
 ) -> Table:
     """Pixel-summed against integrated stellar mass, one row per segment of ``fit``.
 
@@ -56,6 +57,10 @@ def outshining(
     n_draws : int
         Draws for the integrated posterior.
     seed : int
+    err_floor : float
+        Fractional error floor added in quadrature to the summed errors, ``err =
+        hypot(err, err_floor * |flux|)`` (0.05 is usual for integrated photometry; the
+        estimator warns when the summed photometry is more precise than its training noise).
 
     Returns
     -------
@@ -73,6 +78,8 @@ def outshining(
         sel = fit.groups == g
         resolved = np.log10(fit.mass_draws[g])
         total, sigma = _summed(flux[sel], err[sel])
+        if err_floor:
+            sigma = np.hypot(sigma, float(err_floor) * np.abs(total))
         z = None if fit.zred is None else float(np.median(fit.zred[sel]))
         draws = post.sample(total, sigma, int(n_draws), zred=z, seed=seed)[:, k]
         r16, r50, r84 = np.percentile(resolved, [16, 50, 84])

@@ -22,6 +22,7 @@ def overlay_corner(
     names: tuple[str, str] = ("SBI", "dynesty"),
     truths: Sequence[float | None] | None = None,
     extra: Sequence[tuple[str, np.ndarray, np.ndarray | None]] = (),
+    title: str | None = None,
 ) -> Path:
     """Overlay two (or more) sets of samples on one corner plot and save it as a PNG.
 
@@ -41,6 +42,8 @@ def overlay_corner(
         P true values (None where unknown).
     extra : sequence of (name, samples (k, P), weights (k,) or None)
         More sets, drawn in green, red, ...
+    title : str, optional
+        Figure title (``fig.suptitle``).
 
     Returns
     -------
@@ -72,6 +75,8 @@ def overlay_corner(
                             truths=marks if i == len(sets) - 1 else None)  # fmt: skip
     handles = [plt.Line2D([], [], color=f"C{i}", label=n) for i, (n, _, _) in enumerate(sets)]
     fig.legend(handles=handles, loc="upper right", fontsize=12)
+    if title:
+        fig.suptitle(title, fontsize=14)
     path = Path(path)
     try:
         with atomic_path(path, overwrite=True) as tmp:
