@@ -49,6 +49,8 @@ def add_survey_args(parser: argparse.ArgumentParser) -> None:
                         help="local dask workers (galaxies on worker processes)")
     parser.add_argument("--scheduler", help="address of a dask.distributed scheduler")
     parser.add_argument("--overwrite", action="store_true", help="refit finished galaxies")
+    parser.add_argument("--no-png", action="store_true",
+                        help="skip each galaxy's PNG panel (about 1 s a galaxy)")
     add_refine_args(parser, "never")
 
 
@@ -85,7 +87,8 @@ def run_survey(args: argparse.Namespace) -> int:
                         zred=args.zred, unit=args.unit, margin=args.margin,
                         snr_min=args.snr_min, snr_bands=tuple(args.snr_bands),
                         quantities=tuple(args.maps or FIELD_QUANTITIES), client=client,
-                        overwrite=args.overwrite, n_draws=args.draws, seed=args.seed,
+                        overwrite=args.overwrite, png=not args.no_png, n_draws=args.draws,
+                        seed=args.seed,
                         chunk_size=args.chunk_size, refine=args.refine,
                         likelihood=args.likelihood)  # fmt: skip
     finally:

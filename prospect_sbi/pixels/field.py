@@ -609,6 +609,7 @@ def map_field(
     sps: Any = None,
     client: Any = None,
     overwrite: bool = False,
+    png: bool = True,
     progress: bool = True,
     strip: int = 256,
     **fit_options: Any,
@@ -655,6 +656,8 @@ def map_field(
         Map galaxies on its workers (the driver reads the cutouts and sends them).
     overwrite : bool
         Map again galaxies already done.
+    png : bool
+        Write each galaxy's PNG panel (about 1 s a galaxy; the field figure is always made).
     progress : bool
         A bar over galaxies (and, without a client, one over each galaxy's pixel chunks).
     strip : int
@@ -711,7 +714,7 @@ def map_field(
             errors: dict[int, str] = {}
             results: dict[int, dict] = {}
             names = {}
-            options = {"overwrite": overwrite, **fit_options}
+            options = {"overwrite": overwrite, "png": png, **fit_options}
             if client is None:
                 options["progress"] = progress
             else:

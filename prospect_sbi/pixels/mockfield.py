@@ -127,8 +127,10 @@ def _synthetic(n: int, cells: list[tuple[int, int]], cell: int, zred_range: tupl
         f[seg], e[seg] = flux, err
         cy, cx = cells[i]
         stamps.append({"z": float(zred[i]), "y0": cy + cell // 2 - half,
-                       "x0": cx + cell // 2 - half, "flux": f.transpose(2, 0, 1),
-                       "err": e.transpose(2, 0, 1), "seg": seg, "kind": "synthetic"})  # fmt: skip
+                       "x0": cx + cell // 2 - half,
+                       "flux": f.transpose(2, 0, 1).astype(np.float32),
+                       "err": e.transpose(2, 0, 1).astype(np.float32), "seg": seg,
+                       "kind": "synthetic"})  # fmt: skip
     return stamps
 
 
