@@ -259,7 +259,8 @@ def test_dask_run_equals_the_serial_run(field, small_estimator, tmp_path):
     synth = field.galaxies["id"][field.galaxies["kind"] == "synthetic"]
     catalog = tmp_path / "three.ecsv"
     cat[np.isin(cat["id"], synth[:3])].write(catalog)
-    kw = {"n_draws": 30, "model": False, "progress": False, "quantities": ("log_sigma_mstar",)}
+    kw = {"n_draws": 30, "model": False, "progress": False, "quantities": ("log_sigma_mstar",),
+          "png": False}
     tf = field
     serial = map_field(small_estimator, tf.mosaics, tf.segmap, catalog, tmp_path / "s", **kw)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -268,6 +269,8 @@ def test_dask_run_equals_the_serial_run(field, small_estimator, tmp_path):
         par = map_field(small_estimator, tf.mosaics, tf.segmap, catalog, tmp_path / "d",
                         client=client, **kw)  # fmt: skip
     assert par.fitted == serial.fitted == 3 and not par.errors
+    assert not list((tmp_path / "d").rglob("*_maps.png"))  # png=False: no per-galaxy panel
+    assert len(list((tmp_path / "d").rglob("*_maps.fits"))) == 3
     for col in serial.catalog.colnames:
         if serial.catalog[col].dtype.kind == "f":
             np.testing.assert_allclose(par.catalog[col], serial.catalog[col], rtol=1e-6,
