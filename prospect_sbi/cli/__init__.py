@@ -28,6 +28,7 @@ COMMANDS = {
     "train": ("train", "train an amortised posterior on a training set"),
     "fit": ("fit", "fit a photometric catalogue (FITS/ECSV) with an estimator"),
     "map": ("maps", "fit every pixel of multi-band images: FITS maps and PNGs"),
+    "survey": ("survey", "map every galaxy of a field: mosaics, segmentation map, catalogue"),
     "recalibrate": ("recalibrate", "fit an estimator's calibration maps on fresh mocks"),
     "validate": ("validate", "calibration report of an estimator on held-out mocks"),
     "compare": ("compare", "fit catalogue objects with SBI and dynesty and compare"),

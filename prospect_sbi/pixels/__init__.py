@@ -4,16 +4,20 @@ Load images (:func:`load_fits`, :func:`load_cube`; maggies per pixel), choose pi
 (:func:`select_pixels`), fit them with an amortised posterior (:func:`fit_pixels`, chunked,
 optionally on dask), and turn the fit into maps written as one FITS file, a PNG and a table
 (:func:`make_maps`); :func:`outshining` compares the pixel-summed and integrated masses.
-:func:`map_galaxy` does all of it for one galaxy as one resumable unit.
+:func:`map_galaxy` does all of it for one galaxy as one resumable unit; :func:`map_field`
+for every galaxy of a field (mosaics, a segmentation map, a redshift catalogue), and
+:func:`make_test_field` writes a realistic field to test it on.
 """
 
-from . import fit, galaxy, images, io, maps, select
+from . import field, fit, galaxy, images, io, maps, mockfield, select
 from . import outshining as _outshining
+from .field import *  # noqa: F403
 from .fit import *  # noqa: F403
 from .galaxy import *  # noqa: F403
 from .images import *  # noqa: F403
 from .io import *  # noqa: F403
 from .maps import *  # noqa: F403
+from .mockfield import *  # noqa: F403
 from .outshining import *  # noqa: F403
 from .select import *  # noqa: F403
 
@@ -25,4 +29,6 @@ __all__ = [
     *io.__all__,
     *_outshining.__all__,
     *galaxy.__all__,
+    *field.__all__,
+    *mockfield.__all__,
 ]

@@ -113,6 +113,7 @@ def map_galaxy(
     snr_bands: tuple[str, ...] = SNR_BANDS,
     overwrite: bool = False,
     err_floor: float = 0.0,
+    png: bool = True,
     **fit_options: Any,
 ) -> GalaxyMaps:
     """Fit a galaxy's pixels and write its maps, pixel table and outshining table, resumably.
@@ -135,6 +136,8 @@ def map_galaxy(
         Fractional error floor added in quadrature to every pixel's errors and to the
         integrated photometry of the outshining table, ``err = hypot(err, err_floor *
         |flux|)``; 0.05 is usual for integrated photometry.
+    png : bool
+        Write the PNG panel (~1 s a galaxy; a field of thousands may do without).
     **fit_options
         ``n_draws``, ``model``, ``sps``, ``seed``, ``chunk_size``, ``client``, ... of
         :func:`~prospect_sbi.pixels.fit_pixels`; its chunks are kept in ``<name>.parts/``
@@ -171,7 +174,7 @@ def map_galaxy(
     if overwrite:
         files["done"].unlink(missing_ok=True)
         shutil.rmtree(files["parts"], ignore_errors=True)
-    request = _request(post, images, mask, fit_options)
+    request = _request(post, images, mask, fit_options) | ({} if png else {"png": False})
     if files["done"].is_file():
         _check_marker(files["done"], request)
         shutil.rmtree(files["parts"], ignore_errors=True)  # left by a kill after the marker
@@ -182,14 +185,16 @@ def map_galaxy(
     with step_warnings("fit", advice, said):
         fit = fit_pixels(post, images, mask, parts=files["parts"], **fit_options)
     with step_warnings("maps", advice, said):
-        maps = make_maps(post, fit, images, fits_path=files["maps"], png_path=files["png"],
+        maps = make_maps(post, fit, images, fits_path=files["maps"],
+                         png_path=files["png"] if png else None,
                          table_path=files["pixels"], snr_bands=snr_bands,
                          overwrite=True)  # fmt: skip
     with step_warnings("outshining", advice, said):
         table = outshining(post, fit, images, err_floor=err_floor)
     write_table(files["outshining"], table, overwrite=True)
     done = {"name": name, "n_pixels": len(fit), "resumed_chunks": fit.resumed_chunks,
-            "files": {k: v.name for k, v in files.items() if k not in ("done", "parts")},
+            "files": {k: v.name for k, v in files.items()
+                      if k not in ("done", "parts") and (png or k != "png")},
             "model_hash": fit.meta["model_hash"], "request": request}  # fmt: skip
     with atomic_path(files["done"], overwrite=True) as tmp:
         tmp.write_text(json.dumps(done, indent=1))
