@@ -221,3 +221,44 @@ def kill_when(proc: object, folder: Path, pattern: str, count: int, timeout: flo
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-3000:]
     return len(list(folder.glob(pattern)))
+
+
+#: Redshift of :func:`z2_mock`.
+MOCK_ZRED = 2.0
+
+
+@pytest.fixture(scope="session")
+def z2_model() -> object:
+    """The fitting tests' model: parametric SFH, free redshift 0.5-5, logmass 5-12."""
+    from prospect_sbi import build_model as build_template
+
+    return build_template("parametric_sfh", zred=(0.5, 5.0), logmass=(5.0, 12.0))
+
+
+@pytest.fixture(scope="session")
+def z2_mock(z2_model: object, _sps_instance: object, small_estimator: object) -> tuple:
+    """A galaxy of 10^10.5 Msun at z=2 with the small estimator's noise: (obs, theta)."""
+    from prospect_sbi import jades_filters
+    from prospect_sbi.fitting import fixed_redshift_model
+    from prospect_sbi.forward import ModelPhotometry
+
+    fixed = fixed_redshift_model(z2_model, MOCK_ZRED)
+    theta = fixed.theta.copy()
+    theta[fixed.theta_index["mass"]] = 10**10.5
+    theta[fixed.theta_index["tage"]] = 1.5
+    maggies, _ = ModelPhotometry(fixed, _sps_instance, jades_filters())(theta)
+    flux, err = small_estimator.noise.apply(maggies, np.random.default_rng(0))
+    obs = {"maggies": flux, "maggies_unc": err, "filters": jades_filters(), "zred": MOCK_ZRED}
+    return obs, theta
+
+
+def cli_one_line(capsys: pytest.CaptureFixture, argv: list, match: str) -> str:
+    """Run the command; assert exit code 2 and a single stderr line containing ``match``."""
+    from prospect_sbi import cli
+
+    capsys.readouterr()
+    assert cli.main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("prospect-sbi "), err
+    assert match in err, err
+    return err

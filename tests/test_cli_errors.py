@@ -10,18 +10,9 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
+from conftest import cli_one_line
 
-from prospect_sbi import cli
-
-
-def _one_line(capsys, argv, match):
-    """Run the command; assert exit code 2 and a single stderr line containing ``match``."""
-    capsys.readouterr()
-    assert cli.main([str(a) for a in argv]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("prospect-sbi "), err
-    assert match in err, err
-    return err
+_one_line = cli_one_line
 
 
 def _image(path, shape=(8, 8), err_shape=None, unit="nJy"):

@@ -13,19 +13,12 @@ import warnings
 import numpy as np
 import pytest
 from astropy.table import Table
+from conftest import cli_one_line
 
 from prospect_sbi import cli
 from prospect_sbi._steps import merge, record, say, step_warnings
 
-
-def _one_line(capsys, argv, match):
-    """Run the command; assert exit code 2 and a single stderr line containing ``match``."""
-    capsys.readouterr()
-    assert cli.main([str(a) for a in argv]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("prospect-sbi "), err
-    assert match in err, err
-    return err
+_one_line = cli_one_line
 
 
 # -- every option has a help text and shows its default -------------------------------------

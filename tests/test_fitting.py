@@ -31,21 +31,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def model():
-    return build_model("parametric_sfh", zred=(0.5, 5.0), logmass=(5.0, 12.0))
+def model(z2_model):
+    return z2_model
 
 
 @pytest.fixture(scope="module")
-def mock(model, _sps_instance, small_estimator):
+def mock(z2_mock):
     """A galaxy of 10^10.5 Msun at z=2 with the estimator's noise: (obs, theta)."""
-    fixed = fixed_redshift_model(model, ZRED)
-    theta = fixed.theta.copy()
-    theta[fixed.theta_index["mass"]] = 10**10.5
-    theta[fixed.theta_index["tage"]] = 1.5
-    maggies, _ = ModelPhotometry(fixed, _sps_instance, jades_filters())(theta)
-    flux, err = small_estimator.noise.apply(maggies, np.random.default_rng(0))
-    obs = {"maggies": flux, "maggies_unc": err, "filters": jades_filters(), "zred": ZRED}
-    return obs, theta
+    return z2_mock
 
 
 def test_sbi_round_trip_through_prospector_hdf5(model, sps, mock, small_estimator, tmp_path):

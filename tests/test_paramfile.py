@@ -82,6 +82,12 @@ def test_param_file_runs_through_every_stage(chain, tmp_path, capsys):
         assert np.all(fit["zred"] == Z) and list(fit["flag"]) == ["ok"] * 4
         assert np.all((fit["logzsol_p50"] > -1.5) & (fit["logzsol_p50"] < 0.19))
         assert np.all((fit["log_mstar_p50"] > 6) & (fit["log_mstar_p50"] < 12.1))
+        rounded = _catalog(chain, 2, zred=2.6946)  # a catalogue's rounding: the z fitted
+        assert cli.main(["fit", str(rounded), str(chain["est"]), "-o",
+                         str(tmp_path / "fit_rounded.ecsv"), "--draws", "50", "--refine",
+                         "never", *base]) == 0  # fmt: skip
+        fit = Table.read(tmp_path / "fit_rounded.ecsv")
+        assert np.all(fit["zred"] == Z) and list(fit["flag"]) == ["ok"] * 2
 
         val = tmp_path / "val"
         assert cli.main(["validate", str(chain["est"]), "-o", str(val), "--mocks", "40",

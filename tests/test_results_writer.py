@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from prospect_sbi import build_model, jades_filters
-from prospect_sbi.fitting import fit_model, fixed_redshift_model, write_results
+from prospect_sbi.fitting import fit_model, write_results
 from prospect_sbi.forward import ModelPhotometry
 
 ZRED = 2.0
@@ -18,21 +18,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def model():
-    return build_model("parametric_sfh", zred=(0.5, 5.0), logmass=(5.0, 12.0))
+def model(z2_model):
+    return z2_model
 
 
 @pytest.fixture(scope="module")
-def mock(model, _sps_instance, small_estimator):
+def mock(z2_mock):
     """A galaxy of 10^10.5 Msun at z=2 with the estimator's noise: (obs, theta)."""
-    fixed = fixed_redshift_model(model, ZRED)
-    theta = fixed.theta.copy()
-    theta[fixed.theta_index["mass"]] = 10**10.5
-    theta[fixed.theta_index["tage"]] = 1.5
-    maggies, _ = ModelPhotometry(fixed, _sps_instance, jades_filters())(theta)
-    flux, err = small_estimator.noise.apply(maggies, np.random.default_rng(0))
-    obs = {"maggies": flux, "maggies_unc": err, "filters": jades_filters(), "zred": ZRED}
-    return obs, theta
+    return z2_mock
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import numpy as np
 from astropy.table import Table, vstack
 
 from ..catalog import FLUX_UNITS, Catalog
-from ..posterior.checks import check_observations, outside_zred_range
+from ..posterior.checks import check_observations, outside_zred_range, zred_tolerance
 from ..posterior.observations import Observations
 from ..posterior.plausibility import (
     PriorEdgeWarning,
@@ -177,6 +177,10 @@ class _CatalogFit:
         n = rows.stop - rows.start
         cat = self.catalog
         z = np.full(n, np.nan) if cat.zred is None else np.asarray(cat.zred[rows], float)
+        fixed = self.post.fixed_zred
+        if fixed is not None:  # the redshift fitted: a rounding of it is taken as it
+            near = np.abs(z - fixed) <= zred_tolerance((fixed, fixed))
+            z = np.where(near, fixed, z)
         out = Table({"id": cat.ids[rows], "zred": z})
         flag = self.flag[rows].copy()
         n_bands = np.sum(np.isfinite(cat.flux[rows]), axis=1)
