@@ -90,7 +90,8 @@ def _check_counts(sub: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 
 #: subcommand -> what its ``out`` must be: a folder, or a file with one of these suffixes.
 OUTPUTS: dict[str, str | tuple[str, ...]] = {
-    "map": "folder", "validate": "folder", "compare": "folder", "quickstart": "folder",
+    "map": "folder", "survey": "folder", "validate": "folder", "compare": "folder",
+    "quickstart": "folder",
     "simulate": (".h5", ".hdf5"), "train": (".sbi",), "recalibrate": (".sbi",),
     "fit": (".ecsv", ".fits", ".fit", ".fts"), "predict": (".ecsv",),
 }  # fmt: skip

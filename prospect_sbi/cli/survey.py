@@ -28,20 +28,23 @@ def add_survey_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segmap", required=True, help="segmentation map (FITS) on the grid")
     parser.add_argument("--catalog", required=True,
                         help="catalogue (FITS or ECSV): segment ids, redshifts")  # fmt: skip
-    parser.add_argument("--id-column", default="id", help="segment-id column (default id)")
-    parser.add_argument("--zred-column", default="z", help="redshift column (default z)")
+    parser.add_argument("--id-column", default="id", help="segment-id column")
+    parser.add_argument("--zred-column", default="z", help="redshift column")
     parser.add_argument("--zred", default="catalog", metavar="{catalog,infer}",
                         help="redshifts from the catalogue (infer: not available yet)")
     parser.add_argument("--unit", help="flux unit of every mosaic (default: BUNIT)")
     parser.add_argument("--margin", type=int, default=5,
-                        help="pixels around each segment's bounding box (default 5)")
+                        help="pixels around each segment's bounding box")
     parser.add_argument("--snr-min", type=float, default=5.0,
-                        help="least mean S/N of a fitted pixel over --snr-bands (default 5)")
+                        help="least mean S/N of a fitted pixel over --snr-bands")
     parser.add_argument("--snr-bands", nargs="+", default=["F277W", "F356W", "F444W"],
-                        help="bands of the S/N cut (default F277W F356W F444W)")
+                        help="bands of the S/N cut")
     parser.add_argument("--maps", nargs="+", metavar="QUANTITY",
                         help="field-wide maps to write (default all: log_sigma_mstar "
                              "log_sigma_sfr log_ssfr mwa logzsol dust2 chi2_red ood)")
+    parser.add_argument("--err-floor", type=float, default=0.0, metavar="FRAC",
+                        help="fractional error floor added in quadrature to every pixel and "
+                             "to the integrated photometry, err = hypot(err, FRAC * |flux|)")
     parser.add_argument("--draws", type=int, default=200, help="posterior draws per pixel")
     parser.add_argument("--chunk-size", type=int, default=1024, help="pixels per chunk")
     parser.add_argument("--seed", type=int, default=0, help="seed of every galaxy's draws")
@@ -88,7 +91,7 @@ def run_survey(args: argparse.Namespace) -> int:
                         snr_min=args.snr_min, snr_bands=tuple(args.snr_bands),
                         quantities=tuple(args.maps or FIELD_QUANTITIES), client=client,
                         overwrite=args.overwrite, png=not args.no_png, n_draws=args.draws,
-                        seed=args.seed,
+                        seed=args.seed, err_floor=args.err_floor,
                         chunk_size=args.chunk_size, refine=args.refine,
                         likelihood=args.likelihood)  # fmt: skip
     finally:
