@@ -82,7 +82,9 @@ def test_field_catalogue_maps_and_figure(run, field):
     for row in cat:
         o = Table.read(galaxy_files(out / "galaxies", f"gal{row['id']}")["outshining"])[0]
         assert row["log_mstar_pix_p50"] == pytest.approx(o["log_mstar_resolved"], abs=1e-9)
-        assert row["log_mstar_int_p50"] == pytest.approx(o["log_mstar_integrated"], abs=1e-6)
+        assert row["log_mstar_int_p50"] == pytest.approx(o["log_mstar_integrated"], abs=1e-9)
+        assert row["log_sfr_int_p84"] == pytest.approx(o["log_sfr100_integrated_p84"], abs=1e-9)
+        assert row["delta_mstar"] == pytest.approx(o["delta"], abs=1e-9)
     assert (out / "field_outshining.png").stat().st_size > 5000
     assert not list(out.rglob(".*.tmp")) and not list(out.rglob("*.parts"))
 

@@ -42,8 +42,6 @@ from .select import SNR_BANDS, select_pixels
 FIELD_QUANTITIES: tuple[str, ...] = (*MAP_QUANTITIES, "chi2_red", "ood")
 
 _BLOCK = 2880
-#: Draws of the integrated posterior (those of :func:`~prospect_sbi.pixels.outshining`).
-_INTEGRATED_DRAWS = 1000
 
 
 class FitsPlanes:
@@ -420,37 +418,25 @@ def _check_parts(post: Any, model: Any, sps: Any) -> tuple[Any, Any]:
     return model, sps
 
 
-def _summed(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sum pixels' fluxes (B, F) and errors in quadrature; a band missing anywhere is missing."""
-    missing = np.any(np.isnan(flux), axis=0)
-    total = np.where(missing, np.nan, np.nansum(flux, axis=0))
-    return total, np.where(missing, np.nan, np.sqrt(np.nansum(err**2, axis=0)))
+def _galaxy_row(files: dict[str, Path]) -> dict:
+    """Return the field-catalogue numbers of a mapped galaxy, from its pixel and outshining files.
 
-
-def _galaxy_row(post: Any, images: PixelImages, files: dict[str, Path], zred: float) -> dict:
-    """Return the field-catalogue numbers of a mapped galaxy, from its files and summed light."""
+    The integrated numbers are the galaxy's own outshining table's (the estimator's posterior
+    of the summed photometry of its fitted pixels, with the map's error floor).
+    """
     pix = Table.read(files["pixels"])
     out = Table.read(files["outshining"], format="ascii.ecsv")[0]
     row: dict[str, Any] = {"n_pixels": len(pix)}
     for q in ("", "_p16", "_p84"):
         row[f"log_mstar_pix{q or '_p50'}"] = float(out[f"log_mstar_resolved{q}"])
+        row[f"log_mstar_int{q or '_p50'}"] = float(out[f"log_mstar_integrated{q}"])
+        if f"log_sfr100_integrated{q}" in out.colnames:
+            row[f"log_sfr_int{q or '_p50'}"] = float(out[f"log_sfr100_integrated{q}"])
     if "log_sfr100_p50" in pix.colnames:
         for q in (16, 50, 84):  # sum of the pixels' percentiles (p16/p84: correlated bounds)
             row[f"log_sfr_pix_p{q}"] = float(np.log10(np.sum(10.0 ** np.asarray(
                 pix[f"log_sfr100_p{q}"], dtype=float))))  # fmt: skip
-    matched = images.matched(post.filters)
-    ys, xs = np.asarray(pix["y"]), np.asarray(pix["x"])
-    total, sigma = _summed(matched.flux[:, ys, xs].T, matched.err[:, ys, xs].T)
-    z = float(zred) if post.redshift == "known" else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        draws = post.sample(total, sigma, _INTEGRATED_DRAWS, zred=z, seed=0)
-    for name, label in (("log_mstar", "log_mstar"), ("log_sfr", "log_sfr100")):
-        if label in post.labels:
-            p = np.percentile(draws[:, post.labels.index(label)], [16, 50, 84])
-            row.update({f"{name}_int_p{q}": float(v) for q, v in zip((16, 50, 84), p,
-                                                                    strict=True)})  # fmt: skip
-    row["delta_mstar"] = row["log_mstar_pix_p50"] - row.get("log_mstar_int_p50", np.nan)
+    row["delta_mstar"] = float(out["delta"])
     if "ood" in pix.colnames:
         row["ood_share"] = float(np.mean(np.asarray(pix["ood"], dtype=float)))
         row["chi2_median"] = float(np.nanmedian(np.asarray(pix["chi2_red"], dtype=float)))
@@ -466,7 +452,7 @@ def _map_one(post: Any, images: PixelImages, mask: np.ndarray, out: str, name: s
     try:
         model, sps = _check_parts(post, model, sps)
         done = map_galaxy(post, images, out, name, mask, model=model, sps=sps, **options)
-        return {"skipped": done.skipped, "row": _galaxy_row(post, images, done.files, zred)}
+        return {"skipped": done.skipped, "row": _galaxy_row(done.files)}
     except (ValueError, OSError, RuntimeError) as err:
         return {"error": f"{type(err).__name__}: {err}" if not isinstance(err, ValueError)
                 else str(err)}  # fmt: skip

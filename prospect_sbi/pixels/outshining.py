@@ -6,7 +6,7 @@ that pixel-by-pixel fits recover (e.g. Sorba & Sawicki 2015; Gimenez-Arteaga et 
 
 from __future__ import annotations
 
-__all__ = ["outshining"]
+__all__ = ["outshining", "summed_photometry"]
 
 from typing import Any
 
@@ -17,8 +17,11 @@ from .fit import PixelFit
 from .images import PixelImages
 
 
-def _summed(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sum fluxes (F,) and errors in quadrature; a band missing in any pixel is missing."""
+def summed_photometry(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum pixels' fluxes (B, F) and their errors in quadrature: (F,) each, maggies.
+
+    A band missing (NaN) in any pixel is missing in the sum.
+    """
     missing = np.any(np.isnan(flux), axis=0)
     total = np.where(missing, np.nan, np.nansum(flux, axis=0))
     sigma = np.where(missing, np.nan, np.sqrt(np.nansum(err**2, axis=0)))
@@ -66,26 +69,35 @@ def outshining(
     -------
     astropy.table.Table
         Columns ``segment``, ``n_pixels``, ``log_mstar_resolved`` and
-        ``log_mstar_integrated`` (medians), each with ``_p16`` and ``_p84``, and ``delta``
-        (resolved - integrated, dex).
+        ``log_mstar_integrated`` (medians), each with ``_p16`` and ``_p84``, ``delta``
+        (resolved - integrated, dex) and, when the estimator has it, the integrated
+        ``log_sfr100_integrated`` with ``_p16`` and ``_p84``.
     """
     images = images.matched(post.filters)
     ys, xs = fit.index[:, 0], fit.index[:, 1]
     flux, err = images.flux[:, ys, xs].T, images.err[:, ys, xs].T  # (B, F)
     rows = []
     k = post.labels.index("log_mstar")
+    sfr = post.labels.index("log_sfr100") if "log_sfr100" in post.labels else None
     for g in sorted(fit.mass_draws):
         sel = fit.groups == g
         resolved = np.log10(fit.mass_draws[g])
-        total, sigma = _summed(flux[sel], err[sel])
+        total, sigma = summed_photometry(flux[sel], err[sel])
         if err_floor:
             sigma = np.hypot(sigma, float(err_floor) * np.abs(total))
         z = None if fit.zred is None else float(np.median(fit.zred[sel]))
-        draws = post.sample(total, sigma, int(n_draws), zred=z, seed=seed)[:, k]
+        draws = post.sample(total, sigma, int(n_draws), zred=z, seed=seed)
         r16, r50, r84 = np.percentile(resolved, [16, 50, 84])
-        i16, i50, i84 = np.percentile(draws, [16, 50, 84])
-        rows.append((int(g), int(sel.sum()), r50, r16, r84, i50, i16, i84, r50 - i50))
-    names = ("segment", "n_pixels", "log_mstar_resolved", "log_mstar_resolved_p16",
+        i16, i50, i84 = np.percentile(draws[:, k], [16, 50, 84])
+        row = [int(g), int(sel.sum()), r50, r16, r84, i50, i16, i84, r50 - i50]
+        if sfr is not None:
+            s16, s50, s84 = np.percentile(draws[:, sfr], [16, 50, 84])
+            row += [s50, s16, s84]
+        rows.append(tuple(row))
+    names = ["segment", "n_pixels", "log_mstar_resolved", "log_mstar_resolved_p16",
              "log_mstar_resolved_p84", "log_mstar_integrated", "log_mstar_integrated_p16",
-             "log_mstar_integrated_p84", "delta")  # fmt: skip
+             "log_mstar_integrated_p84", "delta"]  # fmt: skip
+    if sfr is not None:
+        names += ["log_sfr100_integrated", "log_sfr100_integrated_p16",
+                  "log_sfr100_integrated_p84"]  # fmt: skip
     return Table(rows=rows, names=names)
