@@ -430,7 +430,8 @@ def test_map_command_on_a_fits_cube(tmp_path, small_estimator, small_estimator_f
     assert np.corrcoef(sigma.ravel(), truth.ravel())[0, 1] > 0.9
     assert (tmp_path / "maps" / "galaxy_maps.png").exists()
     assert cli.main(argv) == 0 and "exists: skipped" in capsys.readouterr().out
-    assert cli.main([*argv[:3], str(tmp_path / "other"), "--image", "F444W"]) == 2
+    assert cli.main([*argv[:3], str(tmp_path / "other"), "--image", "F444W", "--segment",
+                     "none", "--zred", "2"]) == 2  # fmt: skip
     assert "--image takes BAND=PATH" in capsys.readouterr().err
     # refinement: every pixel, with per-pixel diagnostics in the table; a bad value is an error
     refined = [*argv[:3], str(tmp_path / "refined"), *argv[4:], "--refine", "always",

@@ -38,7 +38,7 @@ def add_param_file_args(parser: Any, sps: bool = True) -> None:
         parser.add_argument("--sps", choices=("builtin", "param-file"), default="builtin",
                             help="SPS source: builtin (prospect-sbi's offline BC03MilesBasis) "
                                  "or param-file (the file's build_sps, e.g. FSPS; needs "
-                                 "$SPS_HOME) (default builtin)")  # fmt: skip
+                                 "$SPS_HOME)")  # fmt: skip
 
 
 def param_file(args: argparse.Namespace) -> Any:

@@ -26,8 +26,7 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
     add_catalog_args(parser)
     parser.add_argument("--zred-column", default="redshift",
                         help="redshift column, for estimators conditioned on it; without such "
-                             "a column, the redshift the estimator's model fixes (default "
-                             "redshift)")  # fmt: skip
+                             "a column, the redshift the estimator's model fixes")  # fmt: skip
     parser.add_argument("--id-column", default=None, help="id column (default: row number)")
     parser.add_argument("--err-floor", type=float, default=0.0,
                         help="fractional error floor added in quadrature, err = hypot(err, "

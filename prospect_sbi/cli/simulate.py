@@ -20,11 +20,11 @@ def add_simulate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output HDF5 file")
     parser.add_argument("-n", "--n", type=int, required=True, help="number of draws")
     parser.add_argument("--template", choices=TEMPLATES, default=None,
-                        help="Prospector template of the model (default continuity_sfh; not "
-                             "with --param-file)")  # fmt: skip
+                        help="Prospector template of the model: continuity_sfh when not "
+                             "given (not with --param-file)")  # fmt: skip
     parser.add_argument("--zred", type=float, nargs="+", default=None,
-                        help="fixed redshift, or MIN MAX of a uniform prior (default 0 12; "
-                             "with --param-file: the file's model's zred)")  # fmt: skip
+                        help="fixed redshift, or MIN MAX of a uniform prior: 0 12 when not "
+                             "given; with --param-file, the file's model's zred")  # fmt: skip
     parser.add_argument("--nbins", type=int, default=6, help="step-SFH bins (continuity_sfh)")
     parser.add_argument("--dust-type", type=int, default=0, choices=(0, 2, 4),
                         help="Prospector dust_type: 0 power law, 2 Calzetti, 4 Kriek & "

@@ -40,7 +40,7 @@ def add_survey_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--snr-bands", nargs="+", default=["F277W", "F356W", "F444W"],
                         help="bands of the S/N cut")
     parser.add_argument("--maps", nargs="+", metavar="QUANTITY",
-                        help="field-wide maps to write (default all: log_sigma_mstar "
+                        help="field-wide maps to write; all when not given: log_sigma_mstar "
                              "log_sigma_sfr log_ssfr mwa logzsol dust2 chi2_red ood)")
     parser.add_argument("--err-floor", type=float, default=0.0, metavar="FRAC",
                         help="fractional error floor added in quadrature to every pixel and "
