@@ -54,6 +54,9 @@ def test_compare_short_dynesty_run(sps, small_estimator, tmp_path):
     row = names.index("log_mstar")
     assert abs(out.table["sbi_p50"][row] - out.table["dynesty_p50"][row]) < 0.5
     assert (tmp_path / "corner.png").stat().st_size > 10_000
+    sed = tmp_path / "corner_sed.png"  # the observed vs model SED with the SFH, beside it
+    assert out.sed_plot == str(sed) and sed.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sed.stat().st_size > 10_000
     # the refined draws: their own columns, weights and ESS
     assert np.all(np.isfinite(out.table["is_dmed_over_sigma"]))
     assert abs(out.table["is_p50"][row] - out.table["dynesty_p50"][row]) < 0.5

@@ -243,15 +243,3 @@ def test_train_command_writes_its_loss_curve(tmp_path, capsys):
     np.testing.assert_allclose(lines[1].get_xdata(), [1, 2, 3])
     with pytest.raises(ValueError, match="no epochs to plot"):
         plot_loss({"history": []})
-
-
-def test_compare_writes_the_sed_figure(sps, mock, model, small_estimator, tmp_path):
-    from prospect_sbi.fitting import compare
-
-    obs, _ = mock
-    out = compare(obs, model, sps, small_estimator, n_draws=200, seed=0,
-                  plot=tmp_path / "obj.png", nested_nlive_init=20, nested_maxiter_init=80,
-                  nested_sample="rwalk", nested_walks=3)  # fmt: skip
-    assert out.sed_plot == str(tmp_path / "obj_sed.png")
-    png = tmp_path / "obj_sed.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
