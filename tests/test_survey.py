@@ -34,7 +34,9 @@ def field(tmp_path_factory, _sps_instance):
     """3 JOF cutouts (when ../shared/data is there) and 4 simulated galaxies in a 150 x 375
     frame of JADES-depth sky."""
     folder = tmp_path_factory.mktemp("field")
-    jof = SHARED if (SHARED / "jof_psfmatched_cutouts.npz").is_file() else None
+    from prospect_sbi.jades_data import CUTOUTS, read_jof_cutouts
+
+    jof = read_jof_cutouts(SHARED) if (SHARED / CUTOUTS).is_file() else None
     return make_test_field(folder, 4, (150, 375), jof=jof, cell=75, seed=3, sps=_sps_instance)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 __all__ = ["TestField", "make_test_field"]
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,10 @@ from astropy.table import Table
 
 from ..filters import JADES_BANDS
 from .field import FitsPlanes
+from .images import PixelImages
 
 _ARCSEC_PER_RAD = 180.0 * 3600.0 / np.pi
 _JY_PER_MAGGIE = 3631.0
-#: Side of the JOF cutouts, pixels.
-_JOF_SIDE = 65
 
 
 @dataclass
@@ -134,30 +134,17 @@ def _synthetic(n: int, cells: list[tuple[int, int]], cell: int, zred_range: tupl
     return stamps
 
 
-def _jof(data_dir: Path, corners: list[tuple[int, int]]) -> list[dict]:
-    """Stamps of the three JOF cutouts (microJy -> maggies), at ``corners``."""
-    from ..jades_data import CUTOUTS
-
-    d = np.load(Path(data_dir) / CUTOUTS)
-    ids = sorted(int(k[2:].split("_")[0]) for k in d.files if k.endswith("_phot_uJy"))
-    order = [JADES_BANDS.index(b) for b in _sedpy(list(d["bands"]))]
+def _jof(cutouts: Mapping[int, PixelImages], corners: list[tuple[int, int]]) -> list[dict]:
+    """Stamps of the JOF cutouts (maggies, in the JADES band order), at ``corners``."""
     stamps = []
-    for gid, (y0, x0) in zip(ids, corners, strict=False):
-        scale = 1e-6 / _JY_PER_MAGGIE
-        f = np.empty((len(JADES_BANDS), _JOF_SIDE, _JOF_SIDE))
-        e = np.empty_like(f)
-        f[order], e[order] = d[f"id{gid}_phot_uJy"] * scale, d[f"id{gid}_err_uJy"] * scale
-        det = d[f"id{gid}_segmap_det"]
-        stamps.append({"id": gid, "z": float(d[f"id{gid}_redshift"]), "y0": y0, "x0": x0,
-                       "flux": f, "err": e, "seg": det == det[_JOF_SIDE // 2, _JOF_SIDE // 2],
+    for (gid, images), (y0, x0) in zip(sorted(cutouts.items()), corners, strict=False):
+        matched = images.matched(JADES_BANDS)
+        seg = np.asarray(images.segmap)
+        cy, cx = (n // 2 for n in seg.shape)
+        stamps.append({"id": int(gid), "z": float(images.zred), "y0": y0, "x0": x0,
+                       "flux": matched.flux, "err": matched.err, "seg": seg == seg[cy, cx],
                        "kind": "jof", "full": True})  # fmt: skip
     return stamps
-
-
-def _sedpy(bands: list[str]) -> list[str]:
-    from ..filters import resolve_band_names
-
-    return resolve_band_names([str(b) for b in bands])
 
 
 def make_test_field(
@@ -165,7 +152,7 @@ def make_test_field(
     n_synthetic: int = 20,
     shape: tuple[int, int] = (300, 300),
     *,
-    jof: str | os.PathLike | None = None,
+    jof: Mapping[int, PixelImages] | None = None,
     seed: int = 0,
     zred_range: tuple[float, float] = (1.0, 4.0),
     radius: tuple[float, float] = (1.5, 4.0),
@@ -187,9 +174,10 @@ def make_test_field(
         Synthetic galaxies, one per ``cell`` x ``cell`` cell of the frame, at random cells.
     shape : (int, int)
         (ny, nx) of the frame, pixels.
-    jof : path-like, optional
-        The JADES data folder (``../shared/data``): its three JOF cutouts go in the first
-        row of cells, verbatim (segment ids 36, 370, 778, their photometric redshifts).
+    jof : dict, optional
+        Galaxy id -> :class:`PixelImages` with a segmentation map and a redshift, e.g. the
+        three JOF cutouts of :func:`prospect_sbi.jades_data.read_jof_cutouts`: they go in the
+        first row of cells, verbatim (segment ids 36, 370, 778, their photometric redshifts).
     seed : int
         Same seed, same files.
     zred_range : (float, float)
@@ -228,11 +216,12 @@ def make_test_field(
     cells = [(y, x) for y in range(0, ny - cell + 1, cell) for x in range(0, nx - cell + 1, cell)]
     stamps: list[dict] = []
     if jof is not None:
-        if cell < _JOF_SIDE + 5:
+        side = max(max(images.shape) for images in jof.values())
+        if cell < side + 5:
             raise ValueError(f"cell={cell}: the JOF cutouts need cells of at least "
-                             f"{_JOF_SIDE + 5} pixels")  # fmt: skip
-        corners = [(y + 2, x + 2) for y, x in cells[:3]]
-        stamps += _jof(Path(jof), corners)
+                             f"{side + 5} pixels")  # fmt: skip
+        corners = [(y + 2, x + 2) for y, x in cells[:len(jof)]]
+        stamps += _jof(jof, corners)
         cells = cells[len(stamps):]
     if n_synthetic > len(cells):
         raise ValueError(f"{n_synthetic} synthetic galaxies do not fit in the {len(cells)} free "
