@@ -7,12 +7,13 @@ import json
 import h5py
 import numpy as np
 import pytest
+from conftest import MOCK_ZRED
 
 from prospect_sbi import build_model, jades_filters
 from prospect_sbi.fitting import fit_model, write_results
 from prospect_sbi.forward import ModelPhotometry
 
-ZRED = 2.0
+ZRED = MOCK_ZRED  # the redshift of the z2_mock fixture
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
