@@ -30,22 +30,24 @@ def calzetti(wave: np.ndarray) -> np.ndarray:
     return np.clip(k / 4.05, 0.0, None)
 
 
-def bump(wave: np.ndarray) -> np.ndarray:
-    """2175 AA bump of Kriek & Conroy (2013) per unit strength, over 4.05 (Calzetti's R_V).
+def bump(wave: np.ndarray, strength: np.ndarray | float = 1.0) -> np.ndarray:
+    """2175 AA bump of Kriek & Conroy (2013), over 4.05 (Calzetti's R_V), added to calzetti.
 
     Parameters
     ----------
     wave : ndarray
         Rest-frame wavelengths, AA.
+    strength : float or ndarray
+        Bump strength (:func:`bump_strength`), broadcast against ``wave``.
 
     Returns
     -------
     ndarray
-        Same shape as ``wave``: the Drude profile (FWHM 350 AA) added to :func:`calzetti`
-        times :func:`bump_strength`.
+        ``wave`` and ``strength`` broadcast: the Drude profile (FWHM 350 AA, 1 / 4.05 at its
+        peak per unit strength) that the law adds to :func:`calzetti`.
     """
     width2 = (wave * 350.0) ** 2
-    return width2 / ((wave**2 - 2175.0**2) ** 2 + width2) / 4.05
+    return strength * width2 / ((wave**2 - 2175.0**2) ** 2 + width2) / 4.05
 
 
 def bump_strength(dust_index: np.ndarray) -> np.ndarray:
@@ -111,7 +113,7 @@ def diffuse_tau(
     if dust_type == 2:
         return dust2 * calzetti(wave)
     if dust_type == 4:
-        curve = calzetti(wave) + bump_strength(index) * bump(wave)
+        curve = calzetti(wave) + bump(wave, bump_strength(index))
         return dust2 * curve * (wave / V_BAND) ** index
     raise ValueError(
         f"dust_type={dust_type} is not supported by BC03MilesBasis; use one of "
