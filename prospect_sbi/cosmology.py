@@ -36,6 +36,12 @@ def _check(zred: np.ndarray) -> np.ndarray:
     return zred
 
 
+def _spline(which: int, zred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the checked ``zred`` and table ``which`` (0: ln age, 1: ln(d_L / z)) there."""
+    zred = _check(zred)
+    return zred, _tables()[which](np.log1p(zred))
+
+
 def age_of_universe(zred: np.ndarray) -> np.ndarray:
     """Age of the universe at ``zred``, Gyr, in Prospector's cosmology (WMAP9).
 
@@ -49,8 +55,7 @@ def age_of_universe(zred: np.ndarray) -> np.ndarray:
     ndarray
         Same shape as ``zred``.
     """
-    zred = _check(zred)
-    return np.exp(_tables()[0](np.log1p(zred)))
+    return np.exp(_spline(0, zred)[1])
 
 
 def luminosity_distance(zred: np.ndarray) -> np.ndarray:
@@ -59,13 +64,13 @@ def luminosity_distance(zred: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     zred : array_like
-        Redshifts in [0, 30].
+        Redshifts in [0, 30], as for :func:`age_of_universe`.
 
     Returns
     -------
     ndarray
         Same shape as ``zred``.
     """
-    zred = _check(zred)
     # d_L / z is smooth and finite at z -> 0 (it tends to c / H0), so interpolate that.
-    return zred * np.exp(_tables()[1](np.log1p(zred)))
+    zred, log_ratio = _spline(1, zred)
+    return zred * np.exp(log_ratio)

@@ -353,6 +353,21 @@ def test_select_reorders_bands(models):
     assert swapped.limit_sigma == 3.0
 
 
+def test_band_matching_and_rebuilding_are_public(models):
+    from prospect_sbi.noise.base import match_bands
+
+    jades, _, empirical = models
+    assert match_bands(["F444W", "acs_wfc_f435w"], jades.bands) == ["jwst_f444w", "acs_wfc_f435w"]
+    with pytest.raises(ValueError, match=r"band 'F770W' is not in this noise model"):
+        match_bands(["F770W"], jades.bands)
+    assert JadesPixelNoise.per_band_keys == ("depth", "p_missing", "mag_edges", "mag_err_mean",
+                                             "mag_err_std")  # fmt: skip
+    assert set(EmpiricalNoise.per_band_keys) >= {"depth", "scale", "nodes"}
+    rebuilt = JadesPixelNoise.from_dict(jades.to_dict())
+    np.testing.assert_array_equal(rebuilt.mag_err_mean, jades.mag_err_mean)
+    assert rebuilt.to_dict() == jades.to_dict()
+
+
 def test_repr_names_bands_and_options(models):
     assert repr(models[0]) == (
         "JadesPixelNoise(14 bands: acs_wfc_f435w..jwst_f444w, limit_sigma=1, p_missing=0)"

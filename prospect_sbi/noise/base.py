@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+__all__ = ["UJY_TO_MAGGIES", "NoiseModel", "match_bands", "noise_from_dict"]
+
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
+from ..constants import UJY_TO_MAGGIES
 from ..filters import resolve_band_names
 
-#: microJansky -> maggies (AB: 1 maggie = 3631 Jy).
-UJY_TO_MAGGIES = 1e-6 / 3631.0
-_DMAG = 0.4 * np.log(10.0)  # sigma_flux = _DMAG * flux * sigma_mag
 _FORMAT = 1
+_KINDS: dict[str, type[NoiseModel]] = {}  # NoiseModel.kind -> subclass, for noise_from_dict
 def _band_list(bands: Sequence[str]) -> str:
     return f"{bands[0]}..{bands[-1]}" if len(bands) > 2 else ", ".join(bands)
 
 
-def _match_bands(bands: Iterable[str], known: Sequence[str]) -> list[str]:
-    """Map names (sedpy or short) onto ``known``, raising for any band not in it."""
+def match_bands(bands: Iterable[str], known: Sequence[str]) -> list[str]:
+    """Map names (sedpy or short) onto ``known``, raising for any band not in it.
+
+    Parameters
+    ----------
+    bands : iterable of str
+        sedpy (``jwst_f200w``) or short (``F200W``) filter names.
+    known : sequence of str
+        The sedpy names of a noise model's bands.
+
+    Returns
+    -------
+    list of str
+        The names in ``known``, in the order of ``bands``.
+    """
     out = []
     for band in bands:
         name = str(band).strip().lower()
@@ -55,13 +69,13 @@ class NoiseModel(ABC):
     """
 
     kind: ClassVar[str] = ""
-    _per_band: ClassVar[tuple[str, ...]] = ("depth", "p_missing")
-    _kinds: ClassVar[dict[str, type[NoiseModel]]] = {}
+    #: Keys of :meth:`to_dict` that hold one value per band (cut by :meth:`select`).
+    per_band_keys: ClassVar[tuple[str, ...]] = ("depth", "p_missing")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.kind:
-            NoiseModel._kinds[cls.kind] = cls
+            _KINDS[cls.kind] = cls
 
     def __init__(
         self, bands: Sequence[str], depth: Any, limit_sigma: float = 1.0, p_missing: Any = 0.0
@@ -215,8 +229,8 @@ class NoiseModel(ABC):
 
     @classmethod
     @abstractmethod
-    def _from_dict(cls, d: dict[str, Any]) -> NoiseModel:
-        """Rebuild from :meth:`to_dict` output."""
+    def from_dict(cls, d: dict[str, Any]) -> NoiseModel:
+        """Rebuild from :meth:`to_dict` output (:func:`noise_from_dict` picks the class)."""
 
     def select(self, bands: Iterable[str]) -> NoiseModel:
         """Restrict the model to ``bands`` (sedpy or short names), in that order.
@@ -226,9 +240,9 @@ class NoiseModel(ABC):
         ValueError
             Naming a band this model does not have.
         """
-        idx = [self.bands.index(b) for b in _match_bands(bands, self.bands)]
+        idx = [self.bands.index(b) for b in match_bands(bands, self.bands)]
         d = self.to_dict()
-        for key in self._per_band:
+        for key in self.per_band_keys:
             d[key] = [d[key][i] for i in idx]
         d["bands"] = [self.bands[i] for i in idx]
         return noise_from_dict(d)
@@ -254,11 +268,11 @@ def noise_from_dict(d: dict[str, Any]) -> NoiseModel:
         raise ValueError(f"a noise model is a JSON object (NoiseModel.to_dict); got a "
                          f"{type(d).__name__}")  # fmt: skip
     kind = d.get("kind")
-    if kind not in NoiseModel._kinds:
-        raise ValueError(f"unknown noise model kind {kind!r}; known: {sorted(NoiseModel._kinds)}")
+    if kind not in _KINDS:
+        raise ValueError(f"unknown noise model kind {kind!r}; known: {sorted(_KINDS)}")
     if int(d.get("format", _FORMAT)) > _FORMAT:
         raise ValueError(f"noise model format {d['format']} is newer than this code ({_FORMAT})")
     try:
-        return NoiseModel._kinds[kind]._from_dict(d)
+        return _KINDS[kind].from_dict(d)
     except KeyError as exc:
         raise ValueError(f"noise model dict of kind {kind!r} lacks key {exc}") from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["EmpiricalNoise"]
+
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -46,7 +48,7 @@ class EmpiricalNoise(NoiseModel):
     """
 
     kind = "empirical"
-    _per_band = NoiseModel._per_band + ("scale", "nodes", "log_sigma", "log_scatter")
+    per_band_keys = NoiseModel.per_band_keys + ("scale", "nodes", "log_sigma", "log_scatter")
 
     def __init__(
         self,
@@ -78,7 +80,8 @@ class EmpiricalNoise(NoiseModel):
         super().__init__(bands, depth, limit_sigma, p_missing)
 
     @classmethod
-    def _from_dict(cls, d: dict[str, Any]) -> EmpiricalNoise:
+    def from_dict(cls, d: dict[str, Any]) -> EmpiricalNoise:
+        """Rebuild from :meth:`to_dict` output."""
         return cls(
             d["bands"],
             d["scale"],

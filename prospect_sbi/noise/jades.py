@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["JadesPixelNoise"]
+
 import json
 import os
 from collections.abc import Sequence
@@ -13,8 +15,9 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from ..constants import DMAG, UJY_TO_MAGGIES
 from ..filters import JADES_BANDS
-from .base import _DMAG, UJY_TO_MAGGIES, NoiseModel, _match_bands
+from .base import NoiseModel, match_bands
 
 #: Band order of the SBIPIX ``obs/obs_properties`` arrays, as sedpy names.
 _SBIPIX_ORDER = (
@@ -101,7 +104,7 @@ class JadesPixelNoise(NoiseModel):
     """
 
     kind = "jades_pixel"
-    _per_band = NoiseModel._per_band + ("mag_edges", "mag_err_mean", "mag_err_std")
+    per_band_keys = NoiseModel.per_band_keys + ("mag_edges", "mag_err_mean", "mag_err_std")
 
     def __init__(
         self,
@@ -113,7 +116,7 @@ class JadesPixelNoise(NoiseModel):
         mag_err_floor: float = 0.01,
     ) -> None:
         table = _package_table() if data_dir is None else _read_sbipix_tables(data_dir)
-        names = _match_bands(bands, tuple(table))
+        names = match_bands(bands, tuple(table))
         rows = [table[b] for b in names]
         self._init(
             names,
@@ -154,11 +157,12 @@ class JadesPixelNoise(NoiseModel):
             raise ValueError("mag_err_mean and mag_err_std must be > 0")
 
     @classmethod
-    def _from_dict(cls, d: dict[str, Any]) -> JadesPixelNoise:
+    def from_dict(cls, d: dict[str, Any]) -> JadesPixelNoise:
+        """Rebuild from :meth:`to_dict` output."""
         obj = cls.__new__(cls)
         keys = ("bands", "depth", "mag_edges", "mag_err_mean", "mag_err_std", "limit_sigma")
         # files written before the floor existed were drawn without one
-        obj._init(*(d[k] for k in keys), d["p_missing"], d.get("mag_err_floor", 0.0))
+        cls._init(obj, *(d[k] for k in keys), d["p_missing"], d.get("mag_err_floor", 0.0))
         return obj
 
     def _params(self) -> dict[str, Any]:
@@ -175,7 +179,7 @@ class JadesPixelNoise(NoiseModel):
         """
         if self.mag_err_floor <= 0:
             return None
-        return np.minimum(self.depth, _DMAG * self.limits * self.mag_err_floor)
+        return np.minimum(self.depth, DMAG * self.limits * self.mag_err_floor)
 
     def magnitude_bin(self, maggies: Any) -> np.ndarray:
         """Index of the magnitude bin (bin k lies below edge k; the last bin is open), (*, F)."""
@@ -194,4 +198,4 @@ class JadesPixelNoise(NoiseModel):
         p0 = ndtr((self.mag_err_floor - mean) / std)
         q = p0 + rng.random(maggies.shape) * (1.0 - p0)
         sigma_mag = mean + std * ndtri(np.clip(q, np.nextafter(p0, 1), np.nextafter(1.0, 0)))
-        return np.where(detected, _DMAG * maggies * sigma_mag, self.depth)
+        return np.where(detected, DMAG * maggies * sigma_mag, self.depth)

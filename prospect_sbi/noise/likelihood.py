@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 from scipy.special import log_ndtr
 
+from ..constants import DMAG
 from ..cosmology import age_of_universe
-from .base import _DMAG, NoiseModel
+from .base import NoiseModel
 
 #: ``"flux"``: Gaussian in flux given the reported errors (Prospector's photometric chi^2);
 #: ``"noise"``: the noise model's full p(flux, err | model), see :class:`NoiseLikelihood`.
@@ -117,11 +118,11 @@ class NoiseLikelihood:
         band = np.arange(len(limits))
         mean, std = nz.mag_err_mean[band, k], nz.mag_err_std[band, k]
         floor = nz.mag_err_floor
-        s = e / (_DMAG * safe)
+        s = e / (DMAG * safe)
         logpdf = (-0.5 * ((s - mean) / std) ** 2 - np.log(std) - 0.5 * _LOG_2PI
-                  - log_ndtr((mean - floor) / std) - np.log(_DMAG * safe))  # fmt: skip
+                  - log_ndtr((mean - floor) / std) - np.log(DMAG * safe))  # fmt: skip
         # sigma_mag >= floor bounds a detected model flux from above: m <= err / (0.92 floor)
-        m_max = e / (_DMAG * floor) if floor > 0 else np.inf
+        m_max = e / (DMAG * floor) if floor > 0 else np.inf
         too_bright = detected & ~at_depth & (m > m_max)
         edge = np.where(too_bright, m_max, limits)
         ok &= ~too_bright

@@ -8,17 +8,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..constants import LIGHTSPEED, LYMAN_LIMIT, MAGGIE_CGS
 from .dust import birth_cloud_tau, diffuse_tau
 from .emlines import emission_line_info, line_mapping
-from .grids import SSPGrids, load_grids
+from .grids import SSPGrids, interp_index, load_grids
 from .igm import IGM_MODELS, igm_transmission
-from .params import Resolved, resolve_params
-from .photometry import FilterProjector, trapezoid_weights
+from .params import Resolved, batch_size, resolve_params
+from .photometry import FilterProjector, flux_norm, trapezoid_weights
 from .sfh import cumulative_mass, split_young_old
-
-_LYMAN_LIMIT = 911.75
-_LIGHTSPEED = 2.998e18
-_MAGGIE_CGS = 3631e-23
 
 
 class BC03MilesBasis:
@@ -130,12 +127,22 @@ class BC03MilesBasis:
                 t = (lam - wave[j]) / (wave[j + 1] - wave[j])
                 # Split between the two neighbours (keeps the centroid); /dw makes the
                 # trapezoid integral of L_lambda equal the line luminosity.
-                dep[e, j] = (1 - t) / dw[j] * wave[j] ** 2 / _LIGHTSPEED
-                dep[e, j + 1] = t / dw[j + 1] * wave[j + 1] ** 2 / _LIGHTSPEED
+                dep[e, j] = (1 - t) / dw[j] * wave[j] ** 2 / LIGHTSPEED
+                dep[e, j + 1] = t / dw[j + 1] * wave[j + 1] ** 2 / LIGHTSPEED
             self._deposit = dep
         return self._deposit
 
-    def _table_lines(self) -> tuple[np.ndarray, np.ndarray]:
+    def table_lines(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return Prospector's line table and the map onto it from the grids' Cloudy lines.
+
+        Returns
+        -------
+        table : structured ndarray, (E',)
+            :func:`~prospect_sbi.sources.emlines.emission_line_info`, re-read when SPS_HOME
+            changes.
+        mapping : ndarray, (E, E')
+            :func:`~prospect_sbi.sources.emlines.line_mapping` of the grids' lines onto it.
+        """
         # Follow SPS_HOME as SpecModel does when it is built, even if it changes later.
         table = emission_line_info()
         if self._line_table is None or not np.array_equal(table, self._line_table):
@@ -191,7 +198,7 @@ class BC03MilesBasis:
         elum : ndarray, (E,)
             Dust-attenuated luminosities, Lsun per Msun formed (0 without nebular emission).
         """
-        table, mapping = self._table_lines()
+        table, mapping = self.table_lines()
         if self._line_lum is None:
             return table["wave"].copy(), np.zeros(len(table))
         return table["wave"].copy(), self._line_lum @ mapping
@@ -223,7 +230,7 @@ class BC03MilesBasis:
             outwave = obs_wave
         spec = np.interp(outwave, obs_wave, fnu, left=0, right=0)
         if peraa:
-            spec = spec * _MAGGIE_CGS * _LIGHTSPEED / outwave**2
+            spec = spec * MAGGIE_CGS * LIGHTSPEED / outwave**2
         return spec, phot, mfrac
 
     # ------------------------------------------------------------------ batched interface
@@ -251,7 +258,7 @@ class BC03MilesBasis:
             ``wave`` (L,), ``spectrum`` (B, L) Lsun/Hz per Msun formed, ``mfrac`` (B,),
             ``line_lum`` (B, E) attenuated Lsun per Msun formed, on the grids' Cloudy lines.
         """
-        n = _batch_size(params, n)
+        n = batch_size(params, n)
         res = resolve_params(params, n)
         wave = self.grids.wave
         sl = slice(None)
@@ -296,7 +303,7 @@ class BC03MilesBasis:
         mfrac : ndarray, (B,)
             Surviving stellar mass / mass formed.
         """
-        n = 1 if single else _batch_size(params, n)
+        n = 1 if single else batch_size(params, n)
         res = resolve_params(params, None if single else n)
         proj = self._projector(filters)
         norm = self._flux_norm(res)
@@ -306,12 +313,12 @@ class BC03MilesBasis:
         mfrac = np.empty(res.n)
         for start in range(0, res.n, chunk_size):
             idx = order[start : start + chunk_size]
-            sub = _take(res, idx)
+            sub = res.take(idx)
             lo, hi = proj.index_range(zred[idx])
             spec, mf, lines = self._sed(sub, slice(lo, hi))
             phot = proj.counts(spec, zred[idx], start=lo)
             if sub.switches["add_neb_emission"] and not sub.switches["nebemlineinspec"]:
-                table, mapping = self._table_lines()
+                table, mapping = self.table_lines()
                 line_flux = proj.line_counts(lines @ mapping, table["wave"], zred[idx])
                 phot = phot + line_flux / (1 + zred[idx])[:, None]
             maggies[idx] = phot * norm[idx, None]
@@ -328,18 +335,16 @@ class BC03MilesBasis:
     @staticmethod
     def _flux_norm(res: Resolved) -> np.ndarray:
         """Lsun/Hz per Msun formed -> maggies, as ``SpecModel.flux_norm`` (B,)."""
-        from prospect.sources.constants import cosmo, jansky_cgs, to_cgs_at_10pc
+        from prospect.sources.constants import cosmo
 
         zred = res.values["zred"]
-        mass = res.values["mass"].sum(-1)
         lumdist = res.values.get("lumdist")
         if lumdist is None:
             lumdist = np.full(res.n, 1e-5)
             far = zred > 0
             if far.any():
                 lumdist[far] = cosmo.luminosity_distance(zred[far]).to("Mpc").value
-        dfactor = (lumdist * 1e5) ** 2
-        return mass * to_cgs_at_10pc / (3631 * jansky_cgs) * (1 + zred) / dfactor
+        return flux_norm(zred, res.values["mass"].sum(-1), lumdist)
 
     # ------------------------------------------------------------------ the physics
     def _sed(self, res: Resolved, sl: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -350,7 +355,7 @@ class BC03MilesBasis:
         young, old, mfrac = self._stars(res, sl)
         lines = np.zeros((res.n, len(g.line_wave)))
         if sw["add_neb_emission"]:
-            young[:, wave < _LYMAN_LIMIT] = 0.0  # ionising photons go into the nebula
+            young[:, wave < LYMAN_LIMIT] = 0.0  # ionising photons go into the nebula
             cont, lines = self._nebular(res, sl)
             young += cont
 
@@ -383,7 +388,7 @@ class BC03MilesBasis:
         g = self.grids
         v = res.values
         young, old = split_young_old(g.age_edges, 10.0 ** v["dust_tesc"], res.switches["sfh"], v)
-        zi, zf = _interp_index(g.logzsol, v["logzsol"])
+        zi, zf = interp_index(g.logzsol, v["logzsol"])
         nwave = len(g.wave[sl])
         stars_young, stars_old = np.empty((res.n, nwave)), np.empty((res.n, nwave))
         mfrac = np.empty(res.n)
@@ -418,8 +423,8 @@ class BC03MilesBasis:
 
 def _neb_corners(g: SSPGrids, v: dict) -> list:
     """Objects grouped by their (gas Z, logU) grid cell, with bilinear corner weights."""
-    zi, zf = _interp_index(g.logzsol, v["gas_logz"])
-    ui, uf = _interp_index(g.logu, v["gas_logu"])
+    zi, zf = interp_index(g.logzsol, v["gas_logz"])
+    ui, uf = interp_index(g.logu, v["gas_logu"])
     key = zi * len(g.logu) + ui
     groups = []
     for k in np.unique(key):
@@ -435,25 +440,3 @@ def _neb_corners(g: SSPGrids, v: dict) -> list:
         groups.append((rows, corners))
     return groups
 
-
-def _interp_index(grid: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lower index and fraction for linear interpolation on ``grid`` (x within the grid)."""
-    i = np.clip(np.searchsorted(grid, x, side="right") - 1, 0, len(grid) - 2)
-    return i, (x - grid[i]) / (grid[i + 1] - grid[i])
-
-
-def _batch_size(params: Mapping[str, object], n: int | None) -> int:
-    if n is not None:
-        return int(n)
-    for name in ("zred", "logzsol", "tage", "dust2", "mass"):
-        if name in params and np.ndim(params[name]) >= 1:
-            return int(np.shape(params[name])[0])
-    raise ValueError("cannot tell the batch size: pass n= or give zred as an array (B,)")
-
-
-def _take(res: Resolved, idx: np.ndarray) -> Resolved:
-    return Resolved(
-        n=len(idx),
-        switches=res.switches,
-        values={k: val[idx] for k, val in res.values.items()},
-    )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["SUPPORTED_DUST_TYPES", "diffuse_tau", "birth_cloud_tau", "calzetti"]
+__all__ = ["SUPPORTED_DUST_TYPES", "diffuse_tau", "birth_cloud_tau", "bump", "bump_strength",
+           "calzetti", "power_law_log_grid"]  # fmt: skip
 
 import numpy as np
+
+from ..constants import V_BAND
 
 #: FSPS ``dust_type`` codes implemented here.
 SUPPORTED_DUST_TYPES = {0: "power law", 2: "Calzetti et al. 2000", 4: "Kriek & Conroy 2013"}
 
-_V = 5500.0
+_BLOCK = 64  # power_law_log_grid builds (lambda / 5500) ** index from blocks of this many pixels
 
 
 def calzetti(wave: np.ndarray) -> np.ndarray:
@@ -25,6 +28,61 @@ def calzetti(wave: np.ndarray) -> np.ndarray:
     red = 2.659 * (-1.857 + 1.040 * x) + 4.05
     k = np.where(wave < 6300.0, blue, red)
     return np.clip(k / 4.05, 0.0, None)
+
+
+def bump(wave: np.ndarray, strength: np.ndarray | float = 1.0) -> np.ndarray:
+    """2175 AA bump of Kriek & Conroy (2013), over 4.05 (Calzetti's R_V), added to calzetti.
+
+    Parameters
+    ----------
+    wave : ndarray
+        Rest-frame wavelengths, AA.
+    strength : float or ndarray
+        Bump strength (:func:`bump_strength`), broadcast against ``wave``.
+
+    Returns
+    -------
+    ndarray
+        ``wave`` and ``strength`` broadcast: the Drude profile (FWHM 350 AA, 1 / 4.05 at its
+        peak per unit strength) that the law adds to :func:`calzetti`.
+    """
+    width2 = (wave * 350.0) ** 2
+    return strength * width2 / ((wave**2 - 2175.0**2) ** 2 + width2) / 4.05
+
+
+def bump_strength(dust_index: np.ndarray) -> np.ndarray:
+    """Strength of the 2175 AA bump tied to the slope, 0.85 - 1.9 ``dust_index`` (KC13).
+
+    Computed in the dtype of ``dust_index`` (float32 in, float32 out).
+    """
+    return 0.85 - 1.9 * dust_index
+
+
+def power_law_log_grid(
+    index: np.ndarray, scale: np.ndarray, ln_first: float, step: float, n: int
+) -> np.ndarray:
+    """``scale * (lambda / 5500) ** index`` on n pixels of a uniform ln grid, (C, n) float32.
+
+    A geometric sequence in the pixel number: the outer product of per-block and
+    within-block factors costs one multiplication per pixel instead of an exp.
+
+    Parameters
+    ----------
+    index, scale : ndarray, (C,)
+        Power-law slopes and the values at 5500 AA.
+    ln_first : float
+        ln(lambda_0 / 5500) of the first pixel.
+    step : float
+        Pixel step in ln(lambda).
+    n : int
+        Number of pixels.
+    """
+    nblock = -(-n // _BLOCK)
+    index = np.asarray(index, dtype=np.float32)[:, None]
+    outer = np.exp(index * (ln_first + step * _BLOCK * np.arange(nblock)).astype(np.float32))
+    outer *= np.asarray(scale, dtype=np.float32)[:, None]
+    inner = np.exp(index * (step * np.arange(_BLOCK)).astype(np.float32))
+    return (outer[:, :, None] * inner[:, None, :]).reshape(len(index), -1)[:, :n]
 
 
 def diffuse_tau(
@@ -51,14 +109,12 @@ def diffuse_tau(
     dust2 = np.asarray(dust2, dtype=float)[:, None]
     index = np.asarray(dust_index, dtype=float)[:, None]
     if dust_type == 0:
-        return dust2 * (wave / _V) ** index
+        return dust2 * (wave / V_BAND) ** index
     if dust_type == 2:
         return dust2 * calzetti(wave)
     if dust_type == 4:
-        bump_strength = 0.85 - 1.9 * index
-        width2 = (wave * 350.0) ** 2
-        bump = bump_strength * width2 / ((wave**2 - 2175.0**2) ** 2 + width2)
-        return dust2 * (calzetti(wave) + bump / 4.05) * (wave / _V) ** index
+        curve = calzetti(wave) + bump(wave, bump_strength(index))
+        return dust2 * curve * (wave / V_BAND) ** index
     raise ValueError(
         f"dust_type={dust_type} is not supported by BC03MilesBasis; use one of "
         f"{SUPPORTED_DUST_TYPES}"
@@ -73,5 +129,5 @@ def birth_cloud_tau(wave: np.ndarray, dust1: np.ndarray, dust1_index: np.ndarray
     wave = np.asarray(wave, dtype=float)[None, :]
     return (
         np.asarray(dust1, dtype=float)[:, None]
-        * (wave / _V) ** np.asarray(dust1_index, dtype=float)[:, None]
+        * (wave / V_BAND) ** np.asarray(dust1_index, dtype=float)[:, None]
     )

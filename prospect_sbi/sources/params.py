@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FSPS_DEFAULTS", "IMPLEMENTED", "Resolved", "resolve_params"]
+__all__ = ["FSPS_DEFAULTS", "IMPLEMENTED", "Resolved", "batch_size", "resolve_params"]
 
 import warnings
 from collections.abc import Mapping
@@ -71,6 +71,30 @@ class Resolved:
     n: int
     switches: dict[str, int | bool] = field(default_factory=dict)
     values: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def take(self, idx: np.ndarray) -> Resolved:
+        """Return the objects ``idx`` (C,) of the batch, in that order."""
+        return Resolved(
+            n=len(idx),
+            switches=self.switches,
+            values={k: val[idx] for k, val in self.values.items()},
+        )
+
+
+def batch_size(params: Mapping[str, object], n: int | None) -> int:
+    """Batch size B: ``n`` if given, else the length of the first batched parameter.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is None and no parameter has a batch axis.
+    """
+    if n is not None:
+        return int(n)
+    for name in ("zred", "logzsol", "tage", "dust2", "mass"):
+        if name in params and np.ndim(params[name]) >= 1:
+            return int(np.shape(params[name])[0])
+    raise ValueError("cannot tell the batch size: pass n= or give zred as an array (B,)")
 
 
 def _scalar_switch(name: str, value: object) -> int | bool:

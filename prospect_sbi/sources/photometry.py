@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
-__all__ = ["FilterProjector", "trapezoid_weights"]
+__all__ = ["FilterProjector", "flux_norm", "trapezoid_weights"]
 
 from collections.abc import Sequence
 
 import numpy as np
 
-# Prospector's constants: to_cgs_at_10pc uses lsun=3.846e33 and pc=3.085677581467192e18.
-_LIGHTSPEED = 2.998e18  # AA/s
-_MAGGIE_CGS = 3631e-23  # erg/s/cm^2/Hz
+from ..constants import JY_PER_MAGGIE, LIGHTSPEED, MAGGIE_CGS
+
+
+def flux_norm(zred: np.ndarray, mass: np.ndarray, lumdist: np.ndarray) -> np.ndarray:
+    """Lsun/Hz per Msun formed -> maggies, as Prospector's ``SpecModel.flux_norm``, (B,).
+
+    Parameters
+    ----------
+    zred : ndarray, (B,)
+        Redshifts.
+    mass : ndarray, (B,)
+        Stellar mass formed, Msun.
+    lumdist : ndarray, (B,)
+        Luminosity distances, Mpc (Prospector takes 1e-5, i.e. 10 pc, at z = 0).
+    """
+    from prospect.sources.constants import jansky_cgs, to_cgs_at_10pc
+
+    dfactor = (lumdist * 1e5) ** 2
+    return mass * to_cgs_at_10pc / (JY_PER_MAGGIE * jansky_cgs) * (1 + zred) / dfactor
 
 
 def trapezoid_weights(x: np.ndarray) -> np.ndarray:
@@ -96,7 +112,7 @@ class FilterProjector:
             trans = np.interp(lam_obs, f.wavelength, f.transmission, left=0.0, right=0.0)
             weight = np.where(inside, trans * self._dw_over_w[idx], 0.0)
             out[:, k] = (lnu[rows, idx - start] * weight).sum(-1)
-        return out * (_LIGHTSPEED * _MAGGIE_CGS) / self._zero
+        return out * (LIGHTSPEED * MAGGIE_CGS) / self._zero
 
     def line_counts(
         self, line_lum: np.ndarray, line_wave: np.ndarray, zred: np.ndarray
@@ -121,5 +137,5 @@ class FilterProjector:
         out = np.empty((line_lum.shape[0], len(self.filters)))
         for k, f in enumerate(self.filters):
             trans = np.interp(lam_obs, f.wavelength, f.transmission, left=0.0, right=0.0)
-            out[:, k] = (trans * lam_obs * line_lum).sum(-1) * _MAGGIE_CGS / self._zero[k]
+            out[:, k] = (trans * lam_obs * line_lum).sum(-1) * MAGGIE_CGS / self._zero[k]
         return out

@@ -1,0 +1,199 @@
+"""The fast path's nebular emission: Cloudy continuum on the rest pixels, lines off the grid.
+
+:class:`FastNebular` holds the nebular continuum binned on the
+:class:`~.fast_grid.LogGrid` rest pixels and the line luminosities per (Z, U, age) grid
+point, and puts each emission line through the filters at its own observed wavelength (a
+fine filter table in ln(lambda)). Used by :class:`~prospect_sbi.sources.fast.FastPhotometry`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FastNebular"]
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..constants import MAGGIE_CGS
+from .fast_attenuation import FastAttenuation
+from .fast_grid import LogGrid, runs, support
+from .grids import SSPGrids, interp_index
+from .params import Resolved
+from .sfh import cumulative_mass
+
+_F32 = np.float32
+
+
+class FastNebular:
+    """Nebular continuum and lines of a chunk of objects, and the lines' band counts.
+
+    Parameters
+    ----------
+    grids : SSPGrids
+        The source's grids.
+    binned : callable
+        Bins native spectra onto the rest pixels (:meth:`~.fast_grid.LogGrid.binner`).
+    scale : float
+        Divisor of every binned spectrum (:attr:`~.fast_stars.FastStars.scale`).
+    grid : LogGrid
+        The filters and their zero points.
+    line_step : float
+        ln(lambda) step of the filter tables used for emission lines.
+    table_lines : callable
+        Returns Prospector's line table and the map onto it from the grids' lines
+        (:meth:`~prospect_sbi.sources.basis.BC03MilesBasis.table_lines`).
+
+    Attributes
+    ----------
+    cont : ndarray, (Z, U, N, L) float32
+        Nebular continuum per grid point and nebular age bin, on the rest pixels.
+    line_lum : ndarray, (Z, U, N, E)
+        Line luminosities per grid point and nebular age bin.
+    """
+
+    def __init__(
+        self, grids: SSPGrids, binned: Callable[[np.ndarray], np.ndarray], scale: float,
+        grid: LogGrid, line_step: float, table_lines: Callable[[], tuple],
+    ) -> None:  # fmt: skip
+        self.grids = grids
+        self.cont = (binned(grids.neb_cont) / scale).astype(_F32)  # (Z, U, N, L)
+        self.line_lum = grids.line_lum / scale  # (Z, U, N, E)
+        self._table_lines = table_lines
+        self._build_lines(grid, float(line_step))
+
+    def _build_lines(self, grid: LogGrid, step: float) -> None:
+        """Fine filter tables in ln(lambda_obs) for the lines, and the lines' positions."""
+        g = self.grids
+        self._step = step
+        self._nbands = len(grid.filters)
+        tabs, start, off, length = [], [], [], []
+        for f, zero in zip(grid.filters, grid.zero, strict=True):
+            lo, hi = support(f)
+            u = np.arange(np.log(lo) - 2 * step, np.log(hi) + 3 * step, step)
+            tab = np.interp(np.exp(u), f.wavelength, f.transmission, left=0.0, right=0.0)
+            tab[:2] = tab[-2:] = 0.0  # clipped look-ups land on zeros
+            off.append(sum(len(t) for t in tabs))
+            start.append(u[0])
+            length.append(len(u))
+            tabs.append(tab * MAGGIE_CGS / zero)
+        tab = np.concatenate(tabs)
+        # value and slope side by side: one gather per look-up
+        self._line_tab = np.stack([tab, np.append(np.diff(tab), 0.0)], axis=1).astype(_F32)
+        self._line_start = np.array(start)
+        self._line_off = np.array(off)
+        self._line_len = np.array(length)
+        # nebemlineinspec=True: each line is split between its two native neighbours.
+        lw = g.line_wave
+        j = np.searchsorted(g.wave, lw) - 1
+        ok = (j >= 0) & (j < len(g.wave) - 1)
+        e, j = np.flatnonzero(ok), j[ok]
+        t = (lw[ok] - g.wave[j]) / (g.wave[j + 1] - g.wave[j])
+        self._points_spec = _sorted_points(
+            np.concatenate([g.wave[j], g.wave[j + 1]]),
+            np.concatenate([e, e]),
+            np.concatenate([(1 - t) * g.wave[j], t * g.wave[j + 1]]),
+        )
+        self._points_table: tuple | None = None
+        self._table_key: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ continuum and lines
+    def weights(self, res: Resolved) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Nebular age weights (C, N), the (Z, U) cell's grid points (C, 4), their weights."""
+        g, v = self.grids, res.values
+        edges = np.minimum(g.neb_age_edges[None, :], 10.0 ** v["dust_tesc"][:, None])
+        mass = np.diff(cumulative_mass(edges, res.switches["sfh"], v, closed_form=True), axis=-1)
+        zi, zf = interp_index(g.logzsol, v["gas_logz"])
+        ui, uf = interp_index(g.logu, v["gas_logu"])
+        nu = len(g.logu)
+        cols = np.stack([zi * nu + ui, zi * nu + ui + 1, (zi + 1) * nu + ui,
+                         (zi + 1) * nu + ui + 1], axis=1)  # fmt: skip
+        corner = np.stack([(1 - zf) * (1 - uf), (1 - zf) * uf, zf * (1 - uf), zf * uf], axis=1)
+        return mass, cols, corner
+
+    def add(
+        self, res: Resolved, slow: np.ndarray, mass: np.ndarray, cols: np.ndarray,
+        corner: np.ndarray, light: np.ndarray, lines: np.ndarray, i0: int, i1: int,
+    ) -> None:  # fmt: skip
+        """Add the nebular continuum and lines of rows ``slow`` by full N-age products.
+
+        Rows come grouped by cell; grid points (Z, U) and (Z, U + 1) are adjacent in memory,
+        so a cell takes two products over 2 N ages. ``light`` (C, L) on rest pixels
+        [i0, i1) and ``lines`` (C, E) are added to in place.
+        """
+        nu, nage = self.cont.shape[1], self.cont.shape[2]
+        for s, e in runs(cols[:, 0]):
+            pick = slice(s, e) if slow[s:e].all() else s + np.flatnonzero(slow[s:e])
+            if not isinstance(pick, slice) and not len(pick):
+                continue
+            zk, uk = divmod(int(cols[s, 0]), nu)
+            for dz in (0, 1):
+                w = corner[pick, 2 * dz : 2 * dz + 2, None] * mass[pick, None, :]
+                w = w.reshape(len(w), 2 * nage)
+                lines[pick] += w @ self.line_lum[zk + dz, uk : uk + 2].reshape(2 * nage, -1)
+                if res.switches["add_neb_continuum"]:
+                    basis = self.cont[zk + dz, uk : uk + 2].reshape(2 * nage, -1)
+                    light[pick] += w.astype(_F32) @ basis[:, i0:i1]
+
+    def spectra(self, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lines (Z U, E) and continuum (Z U, L) of each grid point for nebular age weights."""
+        lum = np.einsum("n,zune->zue", shape, self.line_lum)
+        cont = np.einsum("n,zunl->zul", shape.astype(_F32), self.cont)
+        return lum.reshape(-1, lum.shape[-1]), cont.reshape(-1, cont.shape[-1])
+
+    # ------------------------------------------------------------------ lines through filters
+    def line_counts(self, res: Resolved, lines: np.ndarray, dust: FastAttenuation
+                    ) -> np.ndarray:  # fmt: skip
+        """Band counts (C, F) of the emission lines (C, E), each at its own observed wavelength.
+
+        ``dust`` attenuates them (and applies the IGM to those in the spectrum).
+        """
+        pos, line, weight = self._line_points(res.switches["nebemlineinspec"])
+        ln1z = np.log1p(res.values["zred"])
+        step = self._step
+        # The points that fall in each band for some object of the chunk, band after band.
+        first = np.searchsorted(pos, self._line_start - ln1z.max())
+        last = np.searchsorted(pos, self._line_start + self._line_len * step - ln1z.min())
+        count = np.maximum(last - first, 0)
+        out = np.zeros((res.n, self._nbands))
+        if not count.any():
+            return out
+        band = np.repeat(np.arange(self._nbands), count)
+        point = np.concatenate([np.arange(a, a + c) for a, c in zip(first, count, strict=True)])
+        used, col = np.unique(line[point], return_inverse=True)
+        amp = dust.lines(res, lines, used)[:, col] * weight[point].astype(_F32)
+        # Table coordinate of each (point, object), from the chunk's lowest redshift so that
+        # float32 keeps it to ~1e-2 of a step; point-major order walks the table in order.
+        base = ((pos[point] + ln1z.min() - self._line_start[band]) / step).astype(_F32)
+        x = base[:, None] + ((ln1z - ln1z.min()) / step).astype(_F32)[None, :]
+        np.clip(x, 0, (self._line_len[band] - 2).astype(_F32)[:, None], out=x)
+        j = x.astype(np.int32)
+        x -= j
+        j += self._line_off[band].astype(np.int32)[:, None]
+        pair = np.take(self._line_tab, j, axis=0)
+        trans = pair[..., 1] * x
+        trans += pair[..., 0]
+        trans *= amp.T
+        bands = np.flatnonzero(count)
+        out[:, bands] = np.add.reduceat(trans, np.cumsum(count)[bands] - count[bands], axis=0).T
+        return out
+
+    def _line_points(self, in_spectrum: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sorted ln(lambda) (P,), source line (P,) and weight in AA (P,) of the line points.
+
+        In the spectrum, a line is split between its two native pixels; otherwise it sits at
+        the wavelength of the table line it maps to (``SpecModel``'s line photometry).
+        """
+        if in_spectrum:
+            return self._points_spec
+        table, mapping = self._table_lines()
+        if self._table_key is None or not np.array_equal(table, self._table_key):
+            e, t = np.nonzero(mapping)
+            self._points_table = _sorted_points(table["wave"][t], e, table["wave"][t])
+            self._table_key = table
+        return self._points_table
+
+
+def _sorted_points(wave: np.ndarray, line: np.ndarray, weight: np.ndarray) -> tuple:
+    """Line points (ln lambda, source line, weight in AA), sorted by wavelength."""
+    order = np.argsort(wave)
+    return np.log(wave[order]), line[order], weight[order]

@@ -1,0 +1,153 @@
+"""The fast path's stars: exact SSP age weights of a chunk, and SSP spectra mixed in Z.
+
+:class:`FastStars` holds the SSP spectra binned on the :class:`~.fast_grid.LogGrid` rest
+pixels (float32, scaled to <= 1), with metallicity pairs interleaved so that a range of ages
+is a range of rows of one matrix product. Used by
+:class:`~prospect_sbi.sources.fast.FastPhotometry`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SAME_SHAPE", "FastStars", "common_shape", "mix", "z_pairs", "z_spectra"]
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..constants import LYMAN_LIMIT
+from .fast_grid import runs
+from .grids import SSPGrids
+from .params import Resolved
+from .sfh import cumulative_mass, step_bin_masses
+
+_F32 = np.float32
+
+#: Rows whose age weights match a reference shape to this (relative) are rank one.
+SAME_SHAPE = 1e-10
+
+
+class FastStars:
+    """SSP spectra on the rest pixels and the age weights of a chunk of objects.
+
+    Parameters
+    ----------
+    grids : SSPGrids
+        The source's grids.
+    binned : callable
+        Bins native spectra (..., L_native) onto the rest pixels
+        (:meth:`~.fast_grid.LogGrid.binner`).
+
+    Attributes
+    ----------
+    scale : float
+        Largest binned SSP value; every binned spectrum here is divided by it.
+    pairs, pairs_nolyc : ndarray, (Z - 1, 2 A, L) float32
+        SSPs with ages interleaved between Z_k and Z_k+1, with and without their ionising
+        photons (which go into the nebula when there is one).
+    edges : ndarray, (A + 1,)
+        SSP age-bin edges, yr, the last one finite and older than any SFH.
+    """
+
+    def __init__(self, grids: SSPGrids, binned: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.grids = grids
+        self.edges = grids.age_edges.copy()
+        self.edges[-1] = max(1e13, 10 * self.edges[-2])  # finite, older than any SFH
+        ssp = binned(grids.ssp)
+        self.scale = float(np.abs(ssp).max())
+        ssp /= self.scale
+        lyc = binned(grids.ssp * (grids.wave < LYMAN_LIMIT)) / self.scale
+        # Z pairs with ages interleaved (row 2a: SSP a at Z_k, 2a + 1: at Z_k+1), so that a
+        # range of ages is a range of rows of one matrix product.
+        self.pairs = z_pairs(ssp)
+        self.pairs_nolyc = z_pairs(ssp - lyc)  # ionising photons go into the nebula
+
+    def weights(
+        self, res: Resolved, zi: np.ndarray, zf: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Young and old mass fractions per SSP age bin (C, A) and mfrac (C,), float64.
+
+        Young stars are those younger than ``10**dust_tesc`` yr (the bin holding it is split
+        exactly), as :func:`~prospect_sbi.sources.sfh.split_young_old`; ``zi``, ``zf`` (C,)
+        place each object's ``logzsol`` on the grid.
+        """
+        v = res.values
+        tesc = 10.0 ** v["dust_tesc"]
+        cut = np.searchsorted(self.edges, tesc, side="right") - 1  # bin holding tesc
+        if res.switches["sfh"] == 3:
+            lo, hi = 10.0 ** v["agebins"][..., 0], 10.0 ** v["agebins"][..., 1]
+            sfr = v["mass"] / (hi - lo) / v["mass"].sum(-1, keepdims=True)
+            total = step_bin_masses(self.edges, lo, hi, sfr)
+            start = self.edges[cut][:, None]
+            overlap = np.clip(np.minimum(hi, tesc[:, None]) - np.maximum(lo, start), 0.0, None)
+            partial = (sfr * overlap).sum(-1)
+        else:
+            edges = np.broadcast_to(self.edges, (res.n, len(self.edges)))
+            cum = cumulative_mass(np.concatenate([edges, tesc[:, None]], axis=1),
+                                  res.switches["sfh"], v, closed_form=True)  # fmt: skip
+            total = np.diff(cum[:, :-1], axis=-1)
+            partial = cum[:, -1] - cum[np.arange(res.n), cut]
+        # Young: every bin wholly below tesc, and the part of the bin holding it.
+        nyoung = int(cut.max()) + 1
+        young = np.zeros_like(total)
+        young[:, :nyoung] = np.where(np.arange(nyoung) < cut[:, None], total[:, :nyoung], 0.0)
+        young[np.arange(res.n), cut] = partial
+        old = total - young
+        old[self.edges[None, 1:] <= tesc[:, None]] = 0.0  # exactly 0, not a rounding residual
+        # (C, Z), then linear in log Z as the exact path; einsum, not BLAS, so that a row's sum
+        # does not depend on how many rows share the chunk
+        live = np.einsum("ca,za->cz", total, self.grids.live_frac)
+        rows = np.arange(res.n)
+        return young, old, (1 - zf) * live[rows, zi] + zf * live[rows, zi + 1]
+
+
+def z_pairs(ssp: np.ndarray) -> np.ndarray:
+    """(Z, A, L) -> (Z - 1, 2 A, L) float32, ages interleaved between Z_k and Z_k+1."""
+    nz, na, nl = ssp.shape
+    out = np.empty((nz - 1, na, 2, nl), dtype=_F32)
+    out[:, :, 0] = ssp[:-1]
+    out[:, :, 1] = ssp[1:]
+    return out.reshape(nz - 1, 2 * na, nl)
+
+
+def z_spectra(shape: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Spectra (Z, L) float32 of one set of SSP age weights (A,) at each grid metallicity."""
+    a1 = int(np.flatnonzero(shape)[-1]) + 1
+    w = shape[:a1].astype(_F32)
+    spectra = [w @ pairs[k, 0 : 2 * a1 : 2] for k in range(len(pairs))]
+    return np.stack([*spectra, w @ pairs[-1, 1 : 2 * a1 : 2]])
+
+
+def common_shape(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Row sums (C,), the shape most rows share (or None), and which rows share it (C,).
+
+    Rows of ``weights`` (C, A) share the shape to a relative :data:`SAME_SHAPE`.
+    """
+    alpha = weights.sum(-1)
+    ref = int(np.argmax(alpha))
+    if alpha[ref] <= 0:
+        return alpha, None, np.zeros(len(alpha), dtype=bool)
+    shape = weights[ref] / alpha[ref]
+    dev = np.abs(weights - alpha[:, None] * shape[None, :]).max(-1)
+    same = dev <= SAME_SHAPE * np.abs(alpha) * shape.max()
+    return alpha, (shape if same.mean() > 0.5 else None), same
+
+
+def mix(
+    weights: np.ndarray, zi: np.ndarray, zf: np.ndarray, pairs: np.ndarray, i0: int, i1: int
+) -> np.ndarray:
+    """Spectra (C, L) float32 on rest pixels [i0, i1) of SSP weights (C, A), linear in Z.
+
+    Rows must come grouped by ``zi`` (C,); ``zf`` (C,) is the fraction towards Z_zi+1.
+    """
+    active = np.flatnonzero(weights.any(axis=0))
+    out = np.zeros((len(weights), i1 - i0), dtype=_F32)
+    if not len(active):
+        return out
+    a0, a1 = active[0], active[-1] + 1
+    w = np.empty((len(weights), a1 - a0, 2), dtype=_F32)
+    w[:, :, 0] = (1 - zf[:, None]) * weights[:, a0:a1]
+    w[:, :, 1] = zf[:, None] * weights[:, a0:a1]
+    w = w.reshape(len(weights), -1)
+    for s, e in runs(zi):
+        np.matmul(w[s:e], pairs[zi[s], 2 * a0 : 2 * a1, i0:i1], out=out[s:e])
+    return out
