@@ -13,7 +13,7 @@ import numpy as np
 from ..posterior.plausibility import join_flags, prior_edge_flags
 from ..posterior.refine import MAX_ROUNDS, ROUND_DRAWS, check_refine, needs_refinement
 from .likelihood import NoiseLikelihood
-from .obs import obs_inputs, resolve_estimator
+from .obs import obs_arrays, resolve_estimator
 from .results import SBIResult, to_struct
 
 
@@ -115,13 +115,13 @@ def run_sbi(
     mode = refine_mode(sbi_refine)
     post = resolve_estimator(sbi_estimator)
     t0 = time.perf_counter()
-    flux, err, zred = obs_inputs(obs, post, model)
+    flux, err, zred = obs_arrays(obs, post, model)
+    prepared = post.prepare(flux, err, zred)  # the one check of the values
     notes = []
     if obs.get("spectrum") is not None:
         warnings.warn("obs['spectrum'] is ignored: the sbi fitter uses the photometry only "
                       "(the estimator was trained on it)", UserWarning, stacklevel=3)  # fmt: skip
         notes.append("spectrum ignored: the estimator uses photometry only")
-    prepared = post.prepare(flux, err, zred)
     draws = post.sample(prepared, n=int(sbi_ndraws), seed=sbi_seed)
     refiner = None if mode == "never" else post.refiner(sps, sbi_likelihood)
     if refiner is not None and (mode == "always"
