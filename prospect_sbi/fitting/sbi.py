@@ -4,9 +4,10 @@ from __future__ import annotations
 
 __all__ = ["refine_mode", "run_sbi", "sbi_chain"]
 
+import os
 import time
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from ..posterior.refine import MAX_ROUNDS, ROUND_DRAWS, check_refine, needs_refi
 from .likelihood import NoiseLikelihood
 from .obs import obs_arrays, resolve_estimator
 from .results import SBIResult, to_struct
+
+if TYPE_CHECKING:
+    from ..posterior.estimator import AmortizedPosterior
 
 
 def sbi_chain(draws: np.ndarray, labels: list[str], model: Any, zred: float | None) -> np.ndarray:
@@ -63,7 +67,7 @@ def run_sbi(
     model: Any,
     sps: Any = None,
     noise: tuple = (None, None),
-    sbi_estimator: Any = None,
+    sbi_estimator: AmortizedPosterior | str | os.PathLike | None = None,
     sbi_ndraws: int = 4000,
     sbi_seed: int | None = None,
     sbi_lnlike: bool = True,
@@ -168,7 +172,7 @@ def run_sbi(
     return {"optimization": (None, 0.0), "sampling": (result, duration)}
 
 
-def _photometry(model: Any, sps: Any, post: Any) -> Any:
+def _photometry(model: Any, sps: Any, estimator: AmortizedPosterior) -> Any:
     from ..forward import ModelPhotometry
 
-    return ModelPhotometry(model, sps, post.filters)
+    return ModelPhotometry(model, sps, estimator.filters)
