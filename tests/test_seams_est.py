@@ -21,7 +21,7 @@ FOREIGN = {"_version"}  # torch.Tensor's in-place version counter (posterior/net
 
 
 def _modules() -> dict[str, ast.Module]:
-    out = {}
+    out = {"prospect_sbi.ppc": ast.parse((ROOT / "ppc.py").read_text(), "ppc")}
     for package in PACKAGES:
         path = ROOT / package.split(".", 1)[1]
         for info in pkgutil.iter_modules([str(path)]):
@@ -64,7 +64,7 @@ def test_no_import_cycles_among_estimator_and_fitting_modules():
     trees = _modules()
     edges = {m: set() for m in trees}
     for module, tree in trees.items():
-        for node in tree.body:  # imports at module level: those run on import
+        for node in ast.walk(tree):  # lazy and type-only imports too: no cycle even on paper
             if isinstance(node, ast.ImportFrom):
                 target = _target(module, node)
                 names = [target] + [f"{target}.{a.name}" for a in node.names]
