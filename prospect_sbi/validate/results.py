@@ -4,7 +4,6 @@ from __future__ import annotations
 
 __all__ = ["CalibrationReport", "calibrate"]
 
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -159,7 +158,7 @@ class CalibrationReport:
 
 
 def calibrate(
-    estimator: AmortizedPosterior | str | os.PathLike,
+    estimator: AmortizedPosterior,
     flux: np.ndarray,
     err: np.ndarray,
     truth: np.ndarray,
@@ -176,8 +175,9 @@ def calibrate(
 
     Parameters
     ----------
-    estimator : AmortizedPosterior, path-like or str
-        The estimator.
+    estimator : AmortizedPosterior
+        The estimator (or any object with ``labels`` and ``sample(flux, err, n, zred=,
+        seed=)``).
     flux, err : numpy.ndarray, (B, F)
         Noisy observations, maggies.
     truth : numpy.ndarray, (B, D)
@@ -202,9 +202,6 @@ def calibrate(
     -------
     CalibrationReport
     """
-    from ..posterior.estimator import AmortizedPosterior
-
-    estimator = AmortizedPosterior.resolve(estimator)
     labels = list(estimator.labels if labels is None else labels)
     missing = [x for x in labels if x not in estimator.labels]
     if missing:
