@@ -49,22 +49,7 @@ def obs_inputs(
     :func:`obs_arrays`, then the values as ``AmortizedPosterior.prepare`` checks them (unit
     slips, swapped flux and error, flipped signs), without its flags and warnings: for a caller
     that uses the values before drawing (the ``sbi`` fitter itself checks them once, in
-    ``prepare``).
-
-    Parameters
-    ----------
-    obs : dict
-        Prospector obs dict: ``maggies``, ``maggies_unc`` (F,), ``filters``; optional
-        ``phot_mask`` (F,), ``zred``, ``units``.
-    estimator : AmortizedPosterior
-    model : prospect.models.SpecModel, optional
-
-    Returns
-    -------
-    flux, err : numpy.ndarray, (F,)
-        Maggies, NaN in both for a missing band.
-    zred : float or None
-        None when the estimator infers the redshift.
+    ``prepare``). Parameters and returned values are :func:`obs_arrays`'.
 
     Raises
     ------
