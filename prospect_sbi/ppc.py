@@ -10,14 +10,17 @@ from __future__ import annotations
 
 __all__ = ["PredictiveCheck", "check_model", "predictive_check", "theta_matrix"]
 
+import os
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
 
-#: Default fractional model-error floor of the check.
-FLOOR = 0.10
+from .posterior.plausibility import MODEL_ERROR_FLOOR as FLOOR  # the check's default floor
+
+if TYPE_CHECKING:
+    from .posterior.estimator import AmortizedPosterior
 
 
 def theta_matrix(labels: list[str], values: np.ndarray, model: Any, zred: Any) -> np.ndarray:
@@ -48,15 +51,15 @@ def theta_matrix(labels: list[str], values: np.ndarray, model: Any, zred: Any) -
     return theta
 
 
-def check_model(post: Any, model: Any = None, sps: Any = None,
+def check_model(estimator: AmortizedPosterior, model: Any = None, sps: Any = None,
                 stacklevel: int = 3) -> tuple[Any, Any]:  # fmt: skip
-    """Return the model and SPS source of a predictive check of ``post``, or ``(None, None)``.
+    """Return the model and SPS source of a predictive check of ``estimator``, or ``(None, None)``.
 
     Parameters
     ----------
-    post : AmortizedPosterior
+    estimator : AmortizedPosterior
     model : prospect.models.SpecModel or False, optional
-        Checked against the estimator (``post.check``); default ``post.model()`` (a model
+        Checked against the estimator (``estimator.check``); default ``estimator.model()`` (a model
         that cannot be rebuilt skips the check with a warning); ``False`` skips it.
     sps : object, optional
         Default a new ``BC03MilesBasis``.
@@ -65,13 +68,13 @@ def check_model(post: Any, model: Any = None, sps: Any = None,
     """
     if model is None:
         try:
-            model = post.model()
+            model = estimator.model()
         except ValueError as err:
             warnings.warn(f"the predictive check (chi2_red, OOD flag) is skipped: {err}; "
                           "pass model=", UserWarning, stacklevel=stacklevel)  # fmt: skip
     if not model:
         return None, None
-    post.check(model=model)
+    estimator.check(model=model)
     if sps is None:
         from .sources import BC03MilesBasis
 
@@ -79,17 +82,17 @@ def check_model(post: Any, model: Any = None, sps: Any = None,
     return model, sps
 
 
-def _medians(post: Any, draws_or_summary: Any) -> np.ndarray:
-    """Posterior medians (B, D) over ``post.labels`` from draws (B, n, D) or a summary table."""
+def _medians(estimator: AmortizedPosterior, draws_or_summary: Any) -> np.ndarray:
+    """Posterior medians (B, D) over ``estimator.labels`` from draws (B, n, D) or a summary."""
     if hasattr(draws_or_summary, "colnames"):
         return np.stack([np.asarray(draws_or_summary[f"{k}_p50"], dtype=float)
-                         for k in post.labels], axis=-1)  # fmt: skip
+                         for k in estimator.labels], axis=-1)  # fmt: skip
     arr = np.asarray(draws_or_summary, dtype=float)
     if arr.ndim == 3:
         return np.median(arr, axis=1)
-    if arr.ndim == 2 and arr.shape[-1] == len(post.labels):
+    if arr.ndim == 2 and arr.shape[-1] == len(estimator.labels):
         return arr  # already one point per object
-    d = len(post.labels)
+    d = len(estimator.labels)
     raise ValueError(f"draws_or_summary has shape {arr.shape}; expected (B, n, {d}) draws, "
                      f"(B, {d}) medians or a summary table")  # fmt: skip
 
@@ -116,9 +119,9 @@ class PredictiveCheck:
 
     Parameters
     ----------
-    post : AmortizedPosterior
+    estimator : AmortizedPosterior, path-like or str
     model : prospect.models.SpecModel
-        The estimator's model (checked with ``post.check(model=model)``).
+        The estimator's model (checked with ``estimator.check(model=model)``).
     sps : object
         Its SPS source (``BC03MilesBasis``).
     p_value : float
@@ -146,19 +149,21 @@ class PredictiveCheck:
     >>> chi2_red, ood = check(flux, err, zred, draws)  # doctest: +SKIP
     """
 
-    def __init__(self, post: Any, model: Any, sps: Any, p_value: float = 1e-3,
-                 slack: float = 1.0, n_spread: int = 8, floor: float = FLOOR,
-                 photometry: Any = None) -> None:  # fmt: skip
+    def __init__(self, estimator: AmortizedPosterior | str | os.PathLike, model: Any,
+                 sps: Any, p_value: float = 1e-3, slack: float = 1.0, n_spread: int = 8,
+                 floor: float = FLOOR, photometry: Any = None) -> None:  # fmt: skip
         from .forward import ModelPhotometry
+        from .posterior.estimator import AmortizedPosterior
 
-        post.check(model=model)
-        self.post, self.model = post, model
+        estimator = AmortizedPosterior.resolve(estimator)
+        estimator.check(model=model)
+        self.post, self.model = estimator, model
         self.p_value, self.slack, self.n_spread = float(p_value), float(slack), int(n_spread)
         self.floor = float(floor)
         if photometry is None:
-            photometry = ModelPhotometry(model, sps, post.filters)
+            photometry = ModelPhotometry(model, sps, estimator.filters)
         self.photometry = photometry
-        self.flux_max = post.header.get("flux_stats", {}).get("max")
+        self.flux_max = estimator.header.get("flux_stats", {}).get("max")
 
     def _photometry(self, values: np.ndarray, zred: Any) -> np.ndarray:
         from .transforms import clip_to_prior
@@ -223,14 +228,14 @@ class PredictiveCheck:
         return chi2_red, ood
 
 
-def predictive_check(post: Any, model: Any, sps: Any, flux: Any, err: Any, zred: Any,
-                     draws_or_summary: Any, *, p_value: float = 1e-3, slack: float = 1.0,
-                     n_spread: int = 8,
+def predictive_check(estimator: AmortizedPosterior | str | os.PathLike, model: Any, sps: Any,
+                     flux: Any, err: Any, zred: Any, draws_or_summary: Any, *,
+                     p_value: float = 1e-3, slack: float = 1.0, n_spread: int = 8,
                      floor: float = FLOOR) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """One-call form of :class:`PredictiveCheck`: ``(chi2_red, ood)``, each (B,).
 
     Build a :class:`PredictiveCheck` once instead when checking many batches (its
     photometry tables take a few seconds to build).
     """
-    check = PredictiveCheck(post, model, sps, p_value, slack, n_spread, floor)
+    check = PredictiveCheck(estimator, model, sps, p_value, slack, n_spread, floor)
     return check(flux, err, zred, draws_or_summary)

@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.table import Table
@@ -18,6 +18,9 @@ from ..posterior.refine import ROUND_DRAWS
 from .likelihood import NoiseLikelihood, fixed_redshift_model
 from .obs import obs_inputs, resolve_estimator
 from .sbi import run_sbi
+
+if TYPE_CHECKING:
+    from ..posterior.estimator import AmortizedPosterior
 
 #: dynesty settings of :func:`compare` unless given: one static run, no dynamic batches.
 DYNESTY_DEFAULTS = {"nested_nlive_init": 200, "nested_dlogz_init": 0.2, "nested_maxbatch": 0,
@@ -136,7 +139,7 @@ def compare(
     obs: dict,
     model: Any,
     sps: Any,
-    estimator: Any,
+    estimator: AmortizedPosterior | str | os.PathLike,
     n_draws: int = 4000,
     seed: int | None = None,
     likelihood: str = "noise",

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 __all__ = ["fit_model", "refine_mode", "resolve_fitter", "run_sbi", "sbi_chain"]
 
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
 from prospect.fitting import lnprobfn as _prospect_lnprobfn
 
 from .registry import get_fitter
 from .sbi import refine_mode, run_sbi, sbi_chain  # re-exported: their home is the sbi backend
+
+if TYPE_CHECKING:
+    from ..posterior.estimator import AmortizedPosterior
 
 
 def resolve_fitter(
@@ -58,7 +62,7 @@ def fit_model(
     emcee: bool = False,
     dynesty: bool = True,
     sbi: bool = False,
-    estimator: Any = None,
+    estimator: AmortizedPosterior | str | os.PathLike | None = None,
     fitter: str | None = None,
     refine: str | None = None,
     **kwargs: Any,

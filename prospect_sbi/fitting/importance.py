@@ -15,13 +15,17 @@ __all__ = [
     "importance_sample",
 ]  # fmt: skip
 
+import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..posterior.importance import GROW_EVERY, adaptive_importance
 from ..posterior.refine import Refiner
+
+if TYPE_CHECKING:
+    from ..posterior.estimator import AmortizedPosterior
 
 #: Defaults of :func:`importance_sample` (draws per round, most rounds, ESS to stop at): a
 #: long reference run. On the bright mocks of ``benchmarks/vs_dynesty.py`` this reached an
@@ -85,7 +89,7 @@ class ImportanceResult:
 
 
 def importance_sample(
-    posterior: Any,
+    estimator: AmortizedPosterior | str | os.PathLike,
     model: Any,
     sps: Any,
     flux: np.ndarray,
@@ -101,7 +105,7 @@ def importance_sample(
 
     Parameters
     ----------
-    posterior : AmortizedPosterior
+    estimator : AmortizedPosterior, path-like or str
     model : prospect.models.SpecModel
         The estimator's model (:meth:`AmortizedPosterior.model`).
     sps : BC03MilesBasis or any Prospector source, optional
@@ -134,10 +138,13 @@ def importance_sample(
         target for, an estimator trained without jitter on its derived targets, a likelihood
         the noise model does not have, or ``n < 2`` / ``rounds < 1``.
     """
+    from ..posterior.estimator import AmortizedPosterior
+
+    estimator = AmortizedPosterior.resolve(estimator)
     if int(n) < 2 or int(rounds) < 1:
         raise ValueError(f"n must be >= 2 and rounds >= 1; got n={n}, rounds={rounds}")
-    refiner = Refiner(posterior, model, sps, likelihood)
-    obs = posterior.prepare(np.asarray(flux, float)[None], np.asarray(err, float)[None],
+    refiner = Refiner(estimator, model, sps, likelihood)
+    obs = estimator.prepare(np.asarray(flux, float)[None], np.asarray(err, float)[None],
                             None if zred is None else [float(zred)])  # fmt: skip
     batch = adaptive_importance(refiner.target(obs), int(n), int(rounds), float(target_ess),
                                 seed=seed)  # fmt: skip

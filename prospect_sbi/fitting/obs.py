@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-__all__ = ["obs_inputs", "resolve_estimator"]
+__all__ = ["obs_arrays", "obs_inputs", "resolve_estimator"]
 
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..posterior.checks import check_observations, check_zred
 from ..posterior.plausibility import check_errors
 
+if TYPE_CHECKING:
+    from ..posterior.estimator import AmortizedPosterior
 
-def resolve_estimator(estimator: Any) -> Any:
-    """Return an :class:`~prospect_sbi.posterior.AmortizedPosterior` from an object or path.
+
+def resolve_estimator(
+    estimator: AmortizedPosterior | str | os.PathLike | None,
+) -> AmortizedPosterior:
+    """Return :meth:`AmortizedPosterior.resolve` of ``estimator``, refusing None for the fitter.
 
     Parameters
     ----------
@@ -36,19 +42,40 @@ def resolve_estimator(estimator: Any) -> Any:
 
 
 def obs_inputs(
-    obs: dict, estimator: Any, model: Any = None
+    obs: dict, estimator: AmortizedPosterior, model: Any = None
 ) -> tuple[np.ndarray, np.ndarray, float | None]:
     """Check ``obs`` against ``estimator`` and return its inputs.
 
+    :func:`obs_arrays`, then the values as ``AmortizedPosterior.prepare`` checks them (unit
+    slips, swapped flux and error, flipped signs), without its flags and warnings: for a caller
+    that uses the values before drawing (the ``sbi`` fitter itself checks them once, in
+    ``prepare``). Parameters and returned values are :func:`obs_arrays`'.
+
+    Raises
+    ------
+    ValueError
+        As :func:`obs_arrays`, and values that contradict maggies.
+    """
+    flux, err, zred = obs_arrays(obs, estimator, model)
+    stats = estimator.header.get("flux_stats")
+    flux, err = check_observations(flux, err, estimator.filters, stats)
+    check_errors(flux, err, estimator.noise_range)
+    return flux[0], err[0], zred
+
+
+def obs_arrays(
+    obs: dict, estimator: AmortizedPosterior, model: Any = None
+) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """Check the layout of ``obs`` against ``estimator`` and return its arrays, values unchecked.
+
     Checks, in order: the filters (names and order) and the model's free parameters
     (``estimator.check``); the flux units (``obs["units"]`` if present must be
-    ``"maggies"``; values are checked as in ``AmortizedPosterior.sample``: unit slips,
-    swapped flux and error, flipped signs); one object (``maggies`` of shape (F,)); a
-    boolean ``phot_mask`` (True: fit the band, as in Prospector); the redshift,
-    ``obs["zred"]`` (or ``obs["redshift"]``; both must agree), one value, required when the
-    estimator is conditioned on it and refused when it infers it. Bands that Prospector
-    would not fit (``phot_mask`` False, non-finite flux or error, error <= 0) become missing
-    bands (NaN).
+    ``"maggies"``); one object (``maggies`` of shape (F,)); a boolean ``phot_mask`` (True: fit
+    the band, as in Prospector); the redshift, ``obs["zred"]`` (or ``obs["redshift"]``; both
+    must agree), one value, required when the estimator is conditioned on it and refused when
+    it infers it. Bands that Prospector would not fit (``phot_mask`` False, non-finite flux or
+    error, error <= 0) become missing bands (NaN). The values themselves are checked by
+    ``estimator.prepare`` (or :func:`obs_inputs`).
 
     Parameters
     ----------
@@ -60,7 +87,7 @@ def obs_inputs(
 
     Returns
     -------
-    flux, err : numpy.ndarray, (F,)
+    flux, err : numpy.ndarray, float64, (F,)
         Maggies, NaN in both for a missing band.
     zred : float or None
         None when the estimator infers the redshift.
@@ -68,9 +95,9 @@ def obs_inputs(
     Raises
     ------
     ValueError
-        A missing key, other filters, another model, units other than maggies or values
-        that contradict them, several objects, a ``phot_mask`` of indices, a redshift
-        missing, unexpected, given twice or outside the training range.
+        A missing key, other filters, another model, units other than maggies, several
+        objects, a ``phot_mask`` of indices, a redshift missing, unexpected, given twice or
+        outside the training range.
     """
     for key in ("maggies", "maggies_unc", "filters"):
         if obs.get(key) is None:
@@ -94,10 +121,7 @@ def obs_inputs(
     with np.errstate(invalid="ignore"):
         mask = mask & np.isfinite(flux) & np.isfinite(err) & (err > 0)
     flux[~mask], err[~mask] = np.nan, np.nan
-    stats = estimator.header.get("flux_stats")
-    flux, err = check_observations(flux, err, estimator.filters, stats)
-    check_errors(flux, err, estimator.noise_range)
-    return flux[0], err[0], _zred(obs, estimator)
+    return flux, err, _zred(obs, estimator)
 
 
 def _phot_mask(mask: Any, shape: tuple) -> np.ndarray:
@@ -116,7 +140,7 @@ def _phot_mask(mask: Any, shape: tuple) -> np.ndarray:
     return arr.astype(bool)
 
 
-def _zred(obs: dict, estimator: Any) -> float | None:
+def _zred(obs: dict, estimator: AmortizedPosterior) -> float | None:
     z = obs.get("zred", obs.get("redshift"))
     for key in ("zred", "redshift"):
         if obs.get(key) is not None and np.size(obs[key]) != 1:

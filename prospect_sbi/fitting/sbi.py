@@ -4,17 +4,21 @@ from __future__ import annotations
 
 __all__ = ["refine_mode", "run_sbi", "sbi_chain"]
 
+import os
 import time
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..posterior.plausibility import join_flags, prior_edge_flags
 from ..posterior.refine import MAX_ROUNDS, ROUND_DRAWS, check_refine, needs_refinement
 from .likelihood import NoiseLikelihood
-from .obs import obs_inputs, resolve_estimator
+from .obs import obs_arrays, resolve_estimator
 from .results import SBIResult, to_struct
+
+if TYPE_CHECKING:
+    from ..posterior.estimator import AmortizedPosterior
 
 
 def sbi_chain(draws: np.ndarray, labels: list[str], model: Any, zred: float | None) -> np.ndarray:
@@ -63,7 +67,7 @@ def run_sbi(
     model: Any,
     sps: Any = None,
     noise: tuple = (None, None),
-    sbi_estimator: Any = None,
+    sbi_estimator: AmortizedPosterior | str | os.PathLike | None = None,
     sbi_ndraws: int = 4000,
     sbi_seed: int | None = None,
     sbi_lnlike: bool = True,
@@ -115,13 +119,13 @@ def run_sbi(
     mode = refine_mode(sbi_refine)
     post = resolve_estimator(sbi_estimator)
     t0 = time.perf_counter()
-    flux, err, zred = obs_inputs(obs, post, model)
+    flux, err, zred = obs_arrays(obs, post, model)
+    prepared = post.prepare(flux, err, zred)  # the one check of the values
     notes = []
     if obs.get("spectrum") is not None:
         warnings.warn("obs['spectrum'] is ignored: the sbi fitter uses the photometry only "
                       "(the estimator was trained on it)", UserWarning, stacklevel=3)  # fmt: skip
         notes.append("spectrum ignored: the estimator uses photometry only")
-    prepared = post.prepare(flux, err, zred)
     draws = post.sample(prepared, n=int(sbi_ndraws), seed=sbi_seed)
     refiner = None if mode == "never" else post.refiner(sps, sbi_likelihood)
     if refiner is not None and (mode == "always"
@@ -168,7 +172,7 @@ def run_sbi(
     return {"optimization": (None, 0.0), "sampling": (result, duration)}
 
 
-def _photometry(model: Any, sps: Any, post: Any) -> Any:
+def _photometry(model: Any, sps: Any, estimator: AmortizedPosterior) -> Any:
     from ..forward import ModelPhotometry
 
-    return ModelPhotometry(model, sps, post.filters)
+    return ModelPhotometry(model, sps, estimator.filters)

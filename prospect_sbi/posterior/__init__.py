@@ -13,6 +13,7 @@ from . import (
     encoding,
     estimator,
     files,
+    heldout,
     importance,
     layers,
     metrics,
@@ -31,6 +32,7 @@ from .draws import *  # noqa: F403
 from .encoding import *  # noqa: F403
 from .estimator import *  # noqa: F403
 from .files import *  # noqa: F403
+from .heldout import *  # noqa: F403
 from .importance import *  # noqa: F403
 from .layers import *  # noqa: F403
 from .metrics import *  # noqa: F403
@@ -55,6 +57,7 @@ __all__ = [
     *checks.__all__,
     *plausibility.__all__,
     *metrics.__all__,
+    *heldout.__all__,
     *recalibration.__all__,
     *observations.__all__,
     *importance.__all__,

@@ -246,22 +246,24 @@ class EstimatorFiles:
             parts = {"targets": TargetSpace.from_dict, "encoder": ObservationEncoder.from_dict}
             space, encoder = (parts[k](header[k]) for k in ("targets", "encoder"))
             posterior = cls(network.to(device), space, encoder, header)
-            posterior._check_parts()
+            _check_parts(posterior)
         except (KeyError, TypeError, IndexError, ValueError) as err:
             raise ValueError(f"{path}: {_reason(err)}") from None
         posterior.check(filters=filters, model=model)
         return posterior
 
-    def _check_parts(self) -> None:
-        """Raise if the header's parts disagree with each other (a damaged or edited file)."""
-        sizes = {"targets": (len(self.space), self.network.config["n_targets"]),
-                 "encoded inputs": (self.encoder.n_features, self.network.config["n_inputs"]),
-                 "filters": (len(self.filters), len(self.encoder.bands)),
-                 "noise bands": (len(self.noise.bands), len(self.encoder.bands))}  # fmt: skip
-        for what, (have, want) in sizes.items():
-            if have != want:
-                raise ValueError(f"the estimator's header lists {have} {what}; its network "
-                                 f"and encoder have {want}")  # fmt: skip
+
+def _check_parts(estimator: EstimatorFiles) -> None:
+    """Raise if the header's parts disagree with each other (a damaged or edited file)."""
+    bands, config = len(estimator.encoder.bands), estimator.network.config
+    sizes = {"targets": (len(estimator.space), config["n_targets"]),
+             "encoded inputs": (estimator.encoder.n_features, config["n_inputs"]),
+             "filters": (len(estimator.filters), bands),
+             "noise bands": (len(estimator.noise.bands), bands)}  # fmt: skip
+    for what, (have, want) in sizes.items():
+        if have != want:
+            raise ValueError(f"the estimator's header lists {have} {what}; its network "
+                             f"and encoder have {want}")  # fmt: skip
 
 
 def _reason(err: Exception) -> str:

@@ -174,10 +174,8 @@ class TMixture:
 
     def take(self, rows: np.ndarray) -> TMixture:
         """Return the mixtures of objects ``rows`` only."""
-        out = TMixture.__new__(TMixture)
-        out.mean, out.df, out.log_alpha = self.mean[rows], self.df, self.log_alpha[rows]
-        out.scale, out._root, out._whiten = self.scale[rows], self._root[rows], self._whiten[rows]
-        out._log_norm = self._log_norm[rows]
+        out = TMixture.__new__(TMixture)  # every attribute but df has the objects' axis first
+        vars(out).update({k: v if k == "df" else v[rows] for k, v in vars(self).items()})
         return out
 
     @classmethod

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = [
-    "coverage", "coverage_from_ranks", "coverage_noise", "evaluate", "held_out",
-    "regression_metrics", "sbc_ranks",
-]  # fmt: skip
+__all__ = ["coverage", "coverage_from_ranks", "coverage_noise", "regression_metrics",
+           "sbc_ranks"]  # fmt: skip
 
 import functools
-from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
-from astropy.table import Table
-
-from ..trainingset import TrainingSet
 
 #: Credibility levels at which coverage is measured.
 LEVELS = np.linspace(0.02, 0.98, 49)
@@ -172,92 +165,3 @@ def regression_metrics(estimate: np.ndarray, truth: np.ndarray) -> dict[str, np.
     bias = np.median(resid, 0)
     scatter = 1.4826 * np.median(np.abs(resid - bias), 0)
     return {"r2": r2, "bias": bias, "scatter": scatter}
-
-
-def held_out(
-    posterior: Any, ts: TrainingSet, rows: slice | np.ndarray, seed: int | Sequence[int] = 0
-) -> dict[str, np.ndarray]:
-    """Noisy observations and true values of training-set rows, for validation.
-
-    Parameters
-    ----------
-    posterior : AmortizedPosterior
-        Gives the noise model, the labels and the redshift mode.
-    ts : TrainingSet
-        Simulations never used in training (another file, or rows beyond ``max_rows``).
-    rows : slice or numpy.ndarray
-        Rows to use.
-    seed : int or sequence of int
-        Seed of the noise draw (``numpy.random.default_rng``'s).
-
-    Returns
-    -------
-    dict
-        ``flux``, ``err`` (B, F) maggies, ``zred`` (B,) or None, ``truth`` (B, D) in the order
-        of ``posterior.labels``.
-    """
-    posterior.check(filters=ts.filters)
-    if ts.model_hash != posterior.model_hash:
-        from ..provenance import model_difference
-
-        diff = model_difference(ts.provenance["model_spec"], posterior.model_spec)
-        raise ValueError(f"training set {ts.path}: {diff}")
-    data = ts[rows]
-    maggies = np.maximum(data["photometry"], 0.0)  # round-off negatives (~1e-20)
-    flux, err = posterior.noise.apply(maggies, np.random.default_rng(seed))
-    columns = {name: data["theta"][:, i] for i, name in enumerate(ts.labels)}
-    columns |= {k: v for k, v in data.items() if k not in ("theta", "photometry")}
-    truth = np.stack([columns[name] for name in posterior.labels], axis=1)
-    zred = data["zred"] if posterior.redshift == "known" else None
-    return {"flux": flux, "err": err, "zred": zred, "truth": truth}
-
-
-def evaluate(
-    posterior: Any,
-    flux: np.ndarray,
-    err: np.ndarray,
-    truth: np.ndarray,
-    zred: np.ndarray | None = None,
-    n: int = 1000,
-    seed: int = 0,
-    chunk_size: int = 256,
-    recalibrate: bool = True,
-) -> Table:
-    """R^2, bias, scatter (of the posterior median) and coverage error, per label.
-
-    Parameters
-    ----------
-    posterior : AmortizedPosterior
-        The estimator.
-    flux, err : numpy.ndarray, (B, F)
-        Observations, maggies.
-    truth : numpy.ndarray, (B, D)
-        True values in the order of ``posterior.labels``.
-    zred : numpy.ndarray, (B,), optional
-        Redshifts, for an estimator conditioned on them.
-    n : int
-        Draws per object.
-    seed : int
-        Seed of the draws.
-    chunk_size : int
-        Objects per batch (memory holds ``chunk_size * n * D`` draws).
-    recalibrate : bool
-        Apply the estimator's recalibration, if it has one (False: the flow's draws).
-
-    Returns
-    -------
-    astropy.table.Table
-        One row per label: ``name``, ``r2``, ``bias``, ``scatter``, ``coverage_err`` (largest
-        ``|coverage - level|`` over :data:`LEVELS`).
-    """
-    medians, ranks = [], []
-    for start in range(0, len(flux), chunk_size):
-        rows = slice(start, start + chunk_size)
-        draws = posterior.sample(flux[rows], err[rows], n, seed=seed + start,
-                                 zred=None if zred is None else zred[rows],
-                                 recalibrate=recalibrate)  # fmt: skip
-        medians.append(np.median(draws, 1))
-        ranks.append(_ranks(draws, truth[rows]))
-    stats = regression_metrics(np.concatenate(medians), truth)
-    cov_err = np.abs(coverage_from_ranks(np.concatenate(ranks), LEVELS) - LEVELS).max(1)
-    return Table({"name": posterior.labels, **stats, "coverage_err": cov_err})

@@ -6,6 +6,7 @@ __all__ = ["FLOWS", "PosteriorNetwork", "brightness_config", "check_config"]
 
 import math
 import re
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -26,6 +27,9 @@ from .layers import BrightnessShift, ContextAffine, ResidualMLP
 
 #: zuko's default minimum slope of MonotonicAffineTransform (RealNVP couplings).
 _AFFINE_SLOPE = 1e-3
+
+#: Padded layers of each coupling transform (:func:`_padded_affine`), with the weights' key.
+_PADDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _spline_coupling(features: int, context: int, bins: int = 8, **kwargs: Any) -> zuko.flows.Flow:
@@ -511,8 +515,9 @@ def _padded_affine(t: GeneralCouplingTransform) -> tuple[Tensor, Tensor, Tensor]
     tensors' version counters).
     """
     first, last = t.hyper[0], t.hyper[-1]
+    # torch's in-place version counter of a tensor (no public name): bumped by every update
     key = tuple((p.data_ptr(), p._version) for p in (first.weight, last.weight, last.bias))
-    cached = getattr(t, "_prospect_sbi_padded", None)
+    cached = _PADDED.get(t)
     if cached is not None and cached[0] == key:
         return cached[1]
     mask = t.mask
@@ -526,7 +531,7 @@ def _padded_affine(t: GeneralCouplingTransform) -> tuple[Tensor, Tensor, Tensor]
         b = last.bias.new_zeros(d, 2)
         b[~mask] = last.bias.unflatten(0, (-1, 2))
     padded = (weight_a, w.flatten(0, 1), b.flatten())
-    t._prospect_sbi_padded = (key, padded)
+    _PADDED[t] = (key, padded)
     return padded
 
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-__all__ = ["Observations"]
+__all__ = ["Observations", "total_snr"]
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .recalibration import total_snr
+
+def total_snr(flux: np.ndarray, err: np.ndarray) -> np.ndarray:
+    """S/N of the summed flux of the bands present: ``sum f / sqrt(sum sigma^2)``, (B,).
+
+    The statistic the recalibration bins by: defined for any filter set, and 0 for an object
+    with no band.
+    """
+    ok = np.isfinite(flux) & np.isfinite(err)
+    signal = np.where(ok, flux, 0.0).sum(-1)
+    noise = np.sqrt((np.where(ok, err, 0.0) ** 2).sum(-1))
+    return np.where(noise > 0, signal / np.where(noise > 0, noise, 1.0), 0.0)
 
 
 def _frozen(values: np.ndarray | None) -> np.ndarray | None:

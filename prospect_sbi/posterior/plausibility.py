@@ -15,8 +15,8 @@ B stands for the number of objects, F for the number of bands, n for draws per o
 
 from __future__ import annotations
 
-__all__ = ["BRIGHT_FACTOR", "ERR_MARGIN", "FLAG_REASONS", "NoiseRange", "ObservationWarning",
-           "PriorEdgeWarning", "SCALE_PARAMETERS", "SHALLOW_FACTOR", "UnitError",
+__all__ = ["BRIGHT_FACTOR", "ERR_MARGIN", "FLAG_REASONS", "MODEL_ERROR_FLOOR", "NoiseRange",
+           "ObservationWarning", "PriorEdgeWarning",
            "check_brightness", "check_errors", "count_flags", "flag_observations",
            "join_flags", "prior_edge_flags", "shallow_errors", "warn_flags",
            "warn_prior_edge"]  # fmt: skip
@@ -38,6 +38,10 @@ BRIGHT_FACTOR = 3.0
 #: For a noise model without its own error bound: the smallest error an object may have before
 #: it is flagged, as a fraction of the smallest of the noise's Monte-Carlo draws.
 ERR_MARGIN = 0.25
+#: Fractional model error added in quadrature to the observed errors when a fit's chi-square
+#: judges it: the predictive check's default (:class:`prospect_sbi.ppc.PredictiveCheck`) and
+#: ``refine="auto"``'s (:data:`~prospect_sbi.posterior.refine.AUTO_FLOOR`).
+MODEL_ERROR_FLOOR = 0.10
 _FAINT_DEX = 2.0  # median |flux| this many dex below the training set's 0.1 percentile: faint
 _PRECISE_FRACTION = 0.5  # of the noise's relative-error floor: flagged snr_above_training
 _NEGATIVE_SIGMA = 5.0  # a flux this many errors below zero: flagged negative_flux

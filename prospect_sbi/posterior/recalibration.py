@@ -23,33 +23,18 @@ not draw by draw (``sample(..., recalibrate=False)`` gives the flow's draws).
 
 from __future__ import annotations
 
-__all__ = ["Recalibration", "recalibrate", "total_snr"]
+__all__ = ["MIN_PER_BIN", "N_SNR_BINS", "Recalibration"]
 
 import functools
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-
-from .metrics import sbc_ranks
 
 #: Fewest mocks per S/N bin that :meth:`Recalibration.fit` accepts.
 MIN_PER_BIN = 50
 #: S/N bins of the maps unless asked otherwise.
 N_SNR_BINS = 4
-
-
-def total_snr(flux: np.ndarray, err: np.ndarray) -> np.ndarray:
-    """S/N of the summed flux of the bands present: ``sum f / sqrt(sum sigma^2)``, (B,).
-
-    The statistic the recalibration bins by: defined for any filter set, and 0 for an object
-    with no band.
-    """
-    ok = np.isfinite(flux) & np.isfinite(err)
-    signal = np.where(ok, flux, 0.0).sum(-1)
-    noise = np.sqrt((np.where(ok, err, 0.0) ** 2).sum(-1))
-    return np.where(noise > 0, signal / np.where(noise > 0, noise, 1.0), 0.0)
 
 
 class Recalibration:
@@ -175,66 +160,3 @@ class Recalibration:
     def __repr__(self) -> str:
         m, d, k = self.maps.shape
         return f"Recalibration({m} S/N bins, {d} labels, {k - 1} knots)"
-
-
-def recalibrate(
-    posterior: Any,
-    flux: np.ndarray,
-    err: np.ndarray,
-    truth: np.ndarray,
-    zred: np.ndarray | None = None,
-    *,
-    n: int = 1000,
-    n_bins: int = N_SNR_BINS,
-    n_knots: int = 20,
-    seed: int = 0,
-    chunk_size: int = 256,
-    info: dict | None = None,
-    progress: bool = False,
-) -> Any:
-    """Fit a :class:`Recalibration` on held-out mocks and attach it to ``posterior``.
-
-    Parameters
-    ----------
-    posterior : AmortizedPosterior
-        Changed in place (``posterior.recalibration``, saved with it) and returned.
-    flux, err, truth, zred
-        Held-out mocks, e.g. from :func:`~prospect_sbi.posterior.held_out` (``truth`` (B, D)
-        in the order of ``posterior.labels``): simulations used neither in training nor in
-        the validation that will judge the result.
-    n : int
-        Draws per mock.
-    n_bins, n_knots
-        As in :meth:`Recalibration.fit`; 20,000 mocks give 5000 ranks per bin of the default 4.
-    seed : int
-        Seed of the draws.
-    chunk_size : int
-        Mocks per batch.
-    info : dict, optional
-        Provenance stored with the maps.
-    progress : bool
-        Show a progress bar over the mocks.
-
-    Returns
-    -------
-    AmortizedPosterior
-    """
-    # the observations as sample() sees them (shallow bands dropped), for the S/N bins too
-    obs = posterior.prepare(flux, err, zred)
-    d = len(posterior.labels)
-    truth = np.asarray(truth, float)
-    if truth.shape != (len(obs), d):
-        raise ValueError(f"truth has shape {truth.shape}; expected ({len(obs)}, {d}), in "
-                         "the order of posterior.labels")  # fmt: skip
-    ranks = np.empty((len(obs), d))
-    starts = range(0, len(obs), int(chunk_size))
-    seeds = np.random.SeedSequence(int(seed)).generate_state(len(starts))
-    for start, chunk_seed in zip(tqdm(starts, desc="recalibrate", unit="chunk",
-                                      disable=not progress), seeds, strict=True):  # fmt: skip
-        rows = slice(start, start + int(chunk_size))
-        draws = posterior.sample(obs.take(rows), n=n, seed=int(chunk_seed), recalibrate=False)
-        ranks[rows] = sbc_ranks(draws, truth[rows]) / draws.shape[1]
-    provenance = dict(info or {}, n_draws=int(n), seed=int(seed))
-    posterior.recalibration = Recalibration.fit(ranks, obs.snr, n_bins, n_knots,
-                                                provenance)  # fmt: skip
-    return posterior

@@ -41,10 +41,10 @@ from scipy import stats
 from ..cosmology import age_of_universe
 from ..forward import ModelPhotometry
 from ..noise.likelihood import NoiseLikelihood, check_likelihood
-from ..ppc import FLOOR
 from ..transforms import clip_to_prior
 from .importance import ImportanceBatch, adaptive_importance
 from .observations import Observations
+from .plausibility import MODEL_ERROR_FLOOR
 from .target import ExactTarget
 
 #: Values of ``refine=``.
@@ -61,7 +61,7 @@ AUTO_CHECK_DRAWS = 8
 #: data trigger the check. On the 1039 selected pixels of the three JOF cutouts
 #: (``jades-parametric``), pixels below AUTO_SNR were refined for their chi-square: 35% with no
 #: floor, 21% with 0.05, 3.3% with 0.10. The same constant as the check's.
-AUTO_FLOOR = FLOOR
+AUTO_FLOOR = MODEL_ERROR_FLOOR
 #: Defaults of the refinement: draws of the flow in the first round, draws per adapted
 #: round, most rounds, and the effective sample size an object is sampled to.
 FIRST_DRAWS, ROUND_DRAWS, MAX_ROUNDS, TARGET_ESS = 256, 256, 24, 200.0
@@ -163,14 +163,15 @@ class Refiner:
         no target for, or an estimator trained without jitter on its derived targets.
     """
 
-    def __init__(self, post: Any, model: Any, sps: Any = None, likelihood: str = "flux") -> None:
-        check_likelihood(post.noise, likelihood)
-        self.post, self.known = post, post.redshift == "known"
-        self.model = _with_free_zred(model, post) if self.known else model
+    def __init__(self, estimator: Any, model: Any, sps: Any = None,
+                 likelihood: str = "flux") -> None:  # fmt: skip
+        check_likelihood(estimator.noise, likelihood)
+        self.post, self.known = estimator, estimator.redshift == "known"
+        self.model = _with_free_zred(model, estimator) if self.known else model
         self.phot = ModelPhotometry(self.model, default_sps() if sps is None else sps,
-                                    post.filters)  # fmt: skip
-        self.lnl = NoiseLikelihood(self.phot, post.noise, likelihood)
-        space, self.k, self.jitter = post.space, post.n_jittered, post.jitter
+                                    estimator.filters)  # fmt: skip
+        self.lnl = NoiseLikelihood(self.phot, estimator.noise, likelihood)
+        space, self.k, self.jitter = estimator.space, estimator.n_jittered, estimator.jitter
         self.p = len(space) - self.k
         if self.k and self.jitter <= 0:
             raise ValueError("refinement needs an estimator whose derived targets were trained "
@@ -341,7 +342,7 @@ def needs_refinement(refiner: Refiner, obs: Observations, draws: np.ndarray) -> 
     return bright
 
 
-def _with_free_zred(model: Any, post: Any) -> Any:
+def _with_free_zred(model: Any, estimator: Any) -> Any:
     """Return ``model`` if its ``zred`` is free, else a copy with ``zred`` free.
 
     The copy's ``zred`` prior spans the estimator's training range; the observation's ``zred``
@@ -351,7 +352,7 @@ def _with_free_zred(model: Any, post: Any) -> Any:
         return model
     from prospect.models import SpecModel, priors
 
-    lo, hi = post.header.get("zred_range") or (0.0, 20.0)
+    lo, hi = estimator.header.get("zred_range") or (0.0, 20.0)
     cfg = copy.deepcopy(model.config_dict)
     cfg["zred"].update(isfree=True, prior=priors.TopHat(mini=0.999 * lo, maxi=1.001 * hi))
     return SpecModel(cfg)

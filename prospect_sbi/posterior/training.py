@@ -25,9 +25,9 @@ from .checkpoint import Checkpoint
 from .data import Examples, MassAugmentation
 from .encoding import ObservationEncoder
 from .estimator import AmortizedPosterior
-from .metrics import held_out
+from .heldout import held_out, recalibrate
 from .network import FLOWS, PosteriorNetwork, brightness_config
-from .recalibration import MIN_PER_BIN, N_SNR_BINS, recalibrate
+from .recalibration import MIN_PER_BIN, N_SNR_BINS
 
 #: Derived quantities learned with the free parameters by default (``t50`` when present).
 DEFAULT_DERIVED = ("log_mstar", "log_sfr100", "mwa", "t50")
@@ -262,19 +262,19 @@ def _opened(trainingset: str | os.PathLike | TrainingSet) -> Iterator[TrainingSe
 
 
 def _recalibrate_on_validation(
-    post: AmortizedPosterior,
+    estimator: AmortizedPosterior,
     trainingset: str | os.PathLike | TrainingSet,
     rows: np.ndarray,
     seed: int,
     progress: bool,
 ) -> None:
-    """Fit ``post``'s recalibration maps on the validation ``rows`` of the set, in place."""
+    """Fit ``estimator``'s recalibration maps on the validation ``rows`` of the set, in place."""
     noise_seed = [int(seed), 4]  # the split, encoder, validation and epochs use [seed, 0-3]
     with _opened(trainingset) as ts:
-        mocks = held_out(post, ts, rows, seed=noise_seed)
+        mocks = held_out(estimator, ts, rows, seed=noise_seed)
     info = {"mocks": f"the {len(rows)} validation rows of the training set (seed {seed}), "
                      f"noise drawn with default_rng({noise_seed})"}  # fmt: skip
-    recalibrate(post, mocks["flux"], mocks["err"], mocks["truth"], mocks["zred"], seed=seed,
+    recalibrate(estimator, mocks["flux"], mocks["err"], mocks["truth"], mocks["zred"], seed=seed,
                 info=info, progress=progress)  # fmt: skip
 
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 __all__ = ["MISSPECIFICATIONS", "misspecified_kwargs", "prior_logmass", "shared_labels"]
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..models import MODEL_TEMPLATES
+
+if TYPE_CHECKING:
+    from ..posterior.estimator import AmortizedPosterior
 
 #: Kinds of misspecification and what they change.
 MISSPECIFICATIONS = {
@@ -26,9 +29,9 @@ MISSPECIFICATIONS = {
 }
 
 
-def prior_logmass(posterior: Any) -> tuple[float, float] | None:
+def prior_logmass(estimator: AmortizedPosterior) -> tuple[float, float] | None:
     """Range of log10 stellar mass formed in the estimator's prior (None if not found)."""
-    params = posterior.model_spec["params"]
+    params = estimator.model_spec["params"]
     if "logsfr_ratios" in params:
         prior = params["logmass"].get("prior", {}).get("params", {})
         pair = (prior.get("mini"), prior.get("maxi"))
@@ -78,6 +81,6 @@ def misspecified_kwargs(kwargs: dict, kind: str, logmass: tuple | None = None) -
     return ("no-nebular mocks" if not out["nebular"] else "nebular mocks"), out
 
 
-def shared_labels(posterior: Any, truth: dict) -> list[str]:
+def shared_labels(estimator: AmortizedPosterior, truth: dict) -> list[str]:
     """Labels of the estimator that the mocks also have (in the estimator's order)."""
-    return [name for name in posterior.labels if name in truth]
+    return [name for name in estimator.labels if name in truth]

@@ -7,7 +7,7 @@ __all__ = ["estimator_model_kwargs", "misspecified_model", "mock_observations", 
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,8 +15,11 @@ from ..models import MODEL_TEMPLATES, build_model
 from ..posterior.checks import outside_zred_range
 from ..provenance import model_hash, model_spec
 
+if TYPE_CHECKING:
+    from ..posterior.estimator import AmortizedPosterior
 
-def estimator_model_kwargs(posterior: Any) -> dict:
+
+def estimator_model_kwargs(estimator: AmortizedPosterior) -> dict:
     """Arguments of :func:`prospect_sbi.build_model` that rebuild the estimator's model.
 
     Read from the model specification stored in the estimator, and accepted only when the
@@ -24,7 +27,7 @@ def estimator_model_kwargs(posterior: Any) -> dict:
 
     Parameters
     ----------
-    posterior : AmortizedPosterior
+    estimator : AmortizedPosterior
 
     Returns
     -------
@@ -37,7 +40,7 @@ def estimator_model_kwargs(posterior: Any) -> dict:
         The estimator's model was not made by :func:`prospect_sbi.build_model` (pass the
         model, or a held-out training set, instead).
     """
-    params = posterior.model_spec["params"]
+    params = estimator.model_spec["params"]
     template = "continuity_sfh" if "logsfr_ratios" in params else "parametric_sfh"
     zspec = params["zred"]
     zred = (tuple(zspec["prior"]["params"][k] for k in ("mini", "maxi"))
@@ -59,14 +62,16 @@ def estimator_model_kwargs(posterior: Any) -> dict:
             model = build_model(**candidate)
         except (ValueError, KeyError, TypeError):
             continue
-        if model_hash(model_spec(model)) == posterior.model_hash:
+        if model_hash(model_spec(model)) == estimator.model_hash:
             return candidate
-    raise ValueError(f"the estimator's model (hash {posterior.model_hash}) is not one that "
+    raise ValueError(f"the estimator's model (hash {estimator.model_hash}) is not one that "
                      f"build_model makes from {MODEL_TEMPLATES}; pass model= or "
                      "testset=")  # fmt: skip
 
 
-def misspecified_model(posterior: Any, model: object, kind: str) -> tuple[str, object]:
+def misspecified_model(
+    estimator: AmortizedPosterior, model: object, kind: str
+) -> tuple[str, object]:
     """Make a misspecified mock model of ``kind`` from from the estimator's own model.
 
     An estimator of a :func:`~prospect_sbi.build_model` model gets the template's other
@@ -79,7 +84,7 @@ def misspecified_model(posterior: Any, model: object, kind: str) -> tuple[str, o
 
     Parameters
     ----------
-    posterior : AmortizedPosterior
+    estimator : AmortizedPosterior
     model : prospect.models.SpecModel
         The estimator's model (:meth:`~prospect_sbi.posterior.AmortizedPosterior.model`).
     kind : {"sfh", "dust", "nebular"}
@@ -99,11 +104,11 @@ def misspecified_model(posterior: Any, model: object, kind: str) -> tuple[str, o
     from .misspecification import misspecified_kwargs, prior_logmass
 
     try:
-        base = estimator_model_kwargs(posterior)
+        base = estimator_model_kwargs(estimator)
     except ValueError:
         base = None
     if base is not None:
-        label, kwargs = misspecified_kwargs(base, kind, prior_logmass(posterior))
+        label, kwargs = misspecified_kwargs(base, kind, prior_logmass(estimator))
         return label, build_model(**kwargs)
     config = copy.deepcopy(model.config_dict)
     nebular = bool(np.ravel(config.get("add_neb_emission", {}).get("init", False))[0])
@@ -125,28 +130,28 @@ def misspecified_model(posterior: Any, model: object, kind: str) -> tuple[str, o
         raise ValueError(f"unknown misspecification {kind!r}; use sfh, dust, nebular")
     sfh = int(np.ravel(config.get("sfh", {}).get("init", 0))[0])
     template = "parametric_sfh" if sfh == 3 else "continuity_sfh"
-    zspec = posterior.model_spec["params"].get("zred", {})
+    zspec = estimator.model_spec["params"].get("zred", {})
     zred = (tuple(zspec["prior"]["params"][k] for k in ("mini", "maxi"))
             if zspec.get("isfree") else float(np.ravel(zspec.get("init", 0.0))[0]))  # fmt: skip
     other = build_model(template, zred=zred, nebular=nebular,
                         dust_type=dust_type if dust_type in (0, 2, 4) else 0,
-                        logmass=prior_logmass(posterior))  # fmt: skip
+                        logmass=prior_logmass(estimator))  # fmt: skip
     return f"{template} mocks", other
 
 
-def mock_seed(posterior: Any, seed: int) -> int:
+def mock_seed(estimator: AmortizedPosterior, seed: int) -> int:
     """Seed of mock simulations, never that of the estimator's training set.
 
     Two simulations of one model with one seed share their rows, so mocks drawn with the
     training seed would be training objects.
     """
-    train = posterior.training.get("trainingset", {}).get("seed")
+    train = estimator.training.get("trainingset", {}).get("seed")
     mock = 1_000_003 + int(seed)
     return mock + 1 if train is not None and mock == int(train) else mock
 
 
 def mock_observations(
-    posterior: Any,
+    estimator: AmortizedPosterior,
     model: object,
     sps: object,
     n: int,
@@ -157,7 +162,7 @@ def mock_observations(
 
     Parameters
     ----------
-    posterior : AmortizedPosterior
+    estimator : AmortizedPosterior
         Gives the bands, the noise model and the redshift range.
     model : prospect.models.SpecModel
         The model the mocks come from: the estimator's, or another one (misspecification).
@@ -179,29 +184,29 @@ def mock_observations(
     """
     from ..simulate import simulate
 
-    s = mock_seed(posterior, seed)
-    with simulate(model, sps, posterior.filters, int(n), Path(path), seed=s,
+    s = mock_seed(estimator, seed)
+    with simulate(model, sps, estimator.filters, int(n), Path(path), seed=s,
                   progress=False) as ts:  # fmt: skip
         data = ts[slice(0, int(n))]
         labels = list(ts.labels)
     maggies = np.maximum(data["photometry"], 0.0)
-    flux, err = posterior.noise.apply(maggies, np.random.default_rng(s))
+    flux, err = estimator.noise.apply(maggies, np.random.default_rng(s))
     truth = {name: data["theta"][:, i] for i, name in enumerate(labels)}
     truth |= {k: v for k, v in data.items() if k not in ("theta", "photometry")}
-    keep = ~outside_zred_range(data["zred"], posterior.header.get("zred_range"))
-    zred = data["zred"][keep] if posterior.redshift == "known" else None
+    keep = ~outside_zred_range(data["zred"], estimator.header.get("zred_range"))
+    zred = data["zred"][keep] if estimator.redshift == "known" else None
     return {"flux": flux[keep], "err": err[keep], "zred": zred,
             "truth": {k: np.asarray(v)[keep] for k, v in truth.items()}}  # fmt: skip
 
 
 def test_set_observations(
-    posterior: Any, testset: str | os.PathLike | Any, n: int, seed: int = 0
+    estimator: AmortizedPosterior, testset: str | os.PathLike | Any, n: int, seed: int = 0
 ) -> tuple[dict[str, Any], Path]:
     """Noisy observations of the first ``n`` rows of a test set, and the set's path.
 
     Parameters
     ----------
-    posterior : AmortizedPosterior
+    estimator : AmortizedPosterior
     testset : path-like or TrainingSet
         Simulations of the estimator's model never used in training (a file is opened and
         closed again here).
@@ -223,7 +228,7 @@ def test_set_observations(
     try:
         if len(ts) < n:
             raise ValueError(f"test set {ts.path} has {len(ts)} rows; n_mocks={n}")
-        return held_out(posterior, ts, slice(0, int(n)), seed=seed), Path(ts.path)
+        return held_out(estimator, ts, slice(0, int(n)), seed=seed), Path(ts.path)
     finally:
         if opened:
             ts.close()

@@ -11,13 +11,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .misspecification import MISSPECIFICATIONS, shared_labels
 from .mocks import misspecified_model, mock_observations, test_set_observations
 from .results import CalibrationReport, calibrate
+
+if TYPE_CHECKING:
+    from ..posterior.estimator import AmortizedPosterior
 
 #: Labels summarised side by side in the misspecification table (those the mocks have).
 KEY_LABELS = ("log_mstar", "log_sfr100", "mwa", "logzsol", "dust2")
@@ -170,9 +173,9 @@ def _summary_markdown(report: ValidationReport) -> str:
     return "\n".join(lines)
 
 
-def _recalibration_note(post: Any) -> str | None:
+def _recalibration_note(estimator: AmortizedPosterior) -> str | None:
     """Where the estimator's recalibration maps came from, for the report; None without."""
-    recal = post.recalibration
+    recal = estimator.recalibration
     if recal is None:
         return None
     return f"{recal!r}, fitted on {recal.info.get('mocks', 'unrecorded mocks')}"
@@ -205,7 +208,7 @@ def _run_check(check: Any, rep: CalibrationReport, obs: dict) -> None:
 
 
 def validate(
-    estimator: str | os.PathLike | Any,
+    estimator: AmortizedPosterior | str | os.PathLike,
     folder: str | os.PathLike | None = None,
     *,
     testset: str | os.PathLike | Any = None,

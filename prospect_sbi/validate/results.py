@@ -5,7 +5,7 @@ from __future__ import annotations
 __all__ = ["CalibrationReport", "calibrate"]
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.table import Table
@@ -21,6 +21,9 @@ from .calibration import (
     tarp_fractions,
     tarp_references,
 )
+
+if TYPE_CHECKING:
+    from ..posterior.estimator import AmortizedPosterior
 
 #: Posterior draws per object kept for the predictive check's spread term.
 SPREAD_DRAWS = 8
@@ -155,7 +158,7 @@ class CalibrationReport:
 
 
 def calibrate(
-    posterior: Any,
+    estimator: AmortizedPosterior,
     flux: np.ndarray,
     err: np.ndarray,
     truth: np.ndarray,
@@ -172,8 +175,9 @@ def calibrate(
 
     Parameters
     ----------
-    posterior : AmortizedPosterior
-        The estimator.
+    estimator : AmortizedPosterior
+        The estimator (or any object with ``labels`` and ``sample(flux, err, n, zred=,
+        seed=)``).
     flux, err : numpy.ndarray, (B, F)
         Noisy observations, maggies.
     truth : numpy.ndarray, (B, D)
@@ -181,7 +185,7 @@ def calibrate(
     zred : numpy.ndarray, (B,), optional
         Redshifts, for an estimator conditioned on them.
     labels : list of str, optional
-        Quantities to evaluate, a subset of ``posterior.labels`` (default: all of them).
+        Quantities to evaluate, a subset of ``estimator.labels`` (default: all of them).
     n : int
         Draws per object (SBC ranks run from 0 to n).
     seed : int
@@ -198,25 +202,25 @@ def calibrate(
     -------
     CalibrationReport
     """
-    labels = list(posterior.labels if labels is None else labels)
-    missing = [x for x in labels if x not in posterior.labels]
+    labels = list(estimator.labels if labels is None else labels)
+    missing = [x for x in labels if x not in estimator.labels]
     if missing:
-        raise ValueError(f"labels {missing} are not among the estimator's {posterior.labels}")
+        raise ValueError(f"labels {missing} are not among the estimator's {estimator.labels}")
     truth = np.asarray(truth, dtype=float)
     if truth.shape != (len(flux), len(labels)):
         raise ValueError(f"truth has shape {truth.shape}; expected ({len(flux)}, {len(labels)})")
-    cols = [posterior.labels.index(x) for x in labels]
+    cols = [estimator.labels.index(x) for x in labels]
     rng = np.random.default_rng(seed)
     refs = tarp_references(len(truth), len(labels), rng)
     low, high = truth.min(0), truth.max(0)
     out = {k: np.empty(truth.shape) for k in ("p16", "p50", "p84")}
-    medians = np.empty((len(truth), len(posterior.labels)))
-    spread = np.empty((len(truth), min(SPREAD_DRAWS, n), len(posterior.labels)), np.float32)
+    medians = np.empty((len(truth), len(estimator.labels)))
+    spread = np.empty((len(truth), min(SPREAD_DRAWS, n), len(estimator.labels)), np.float32)
     ranks = np.empty(truth.shape, dtype=np.int64)
     tarp_f = np.empty(len(truth))
     for start in range(0, len(flux), int(chunk_size)):
         rows = slice(start, start + int(chunk_size))
-        draws = posterior.sample(flux[rows], err[rows], n, seed=seed + start,
+        draws = estimator.sample(flux[rows], err[rows], n, seed=seed + start,
                                  zred=None if zred is None else zred[rows])  # fmt: skip
         medians[rows] = np.median(draws, 1)
         spread[rows] = draws[:, : spread.shape[1]]  # independent draws: any subset will do
