@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
@@ -127,3 +128,51 @@ def _add(offset: np.ndarray, nothing: None, flag: bool, x: int) -> int:
     assert nothing is None and flag is True
     time.sleep(0.02 * (8 - x) / 8)
     return int(offset.sum()) + x
+
+
+def test_job_functions_take_the_estimator_as_object_or_file(tiny_estimator_file, tmp_path):
+    from astropy.table import Table
+
+    from prospect_sbi import read_catalog
+    from prospect_sbi.fitting import check_catalog, fit_catalog, write_catalog_fit
+    from prospect_sbi.pixels import PixelImages, fit_pixels
+    from prospect_sbi.posterior import AmortizedPosterior
+
+    post = AmortizedPosterior.load(tiny_estimator_file)
+    rng = np.random.default_rng(1)
+    n_bands = len(post.filters)
+    flux = 100.0 * np.exp(rng.normal(0, 0.3, (n_bands, 3, 4)))  # nJy
+    images = PixelImages(flux * 1e-9 / 3631, 0.1 * flux * 1e-9 / 3631, list(post.filters),
+                         zred=2.0)  # fmt: skip
+    kw = {"n_draws": 20, "model": False, "chunk_size": 5, "seed": 3, "progress": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        by_object = fit_pixels(post, images, np.ones((3, 4), bool), **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        by_file = fit_pixels(estimator=str(tiny_estimator_file), images=images,
+                             mask=np.ones((3, 4), bool), **kw)  # fmt: skip
+    np.testing.assert_array_equal(by_object.quantiles, by_file.quantiles)
+    table = Table({"id": np.arange(12), "z": np.full(12, 2.0)})
+    for j, band in enumerate(post.filters):
+        table[f"f_{band}"], table[f"e_{band}"] = flux[j].ravel(), 0.1 * flux[j].ravel()
+    cat = read_catalog(table, post.filters, unit="nJy", flux_format="f_{band}",
+                       err_format="e_{band}", zred_column="z", id_column="id")  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        obs = check_catalog(estimator=tiny_estimator_file, catalog=cat)
+    assert obs.flux.shape == (12, n_bands)
+    opts = {"draws": 20, "seed": 2, "chunk_size": 5, "model": False, "refine": "never",
+            "progress": False}  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mem = fit_catalog(tiny_estimator_file, cat, **opts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        counts = write_catalog_fit(estimator=tiny_estimator_file, catalog=cat,
+                                   out=tmp_path / "fit.ecsv", fingerprint={"x": 1}, **opts)
+    assert counts["rows"] == 12
+    disk = Table.read(tmp_path / "fit.ecsv")
+    np.testing.assert_array_equal(disk["log_mstar_p50"], mem["log_mstar_p50"])
+    with pytest.raises(TypeError, match="unexpected keyword argument 'n_draws'"):
+        write_catalog_fit(post, cat, tmp_path / "x.ecsv", {}, n_draws=3)
