@@ -159,7 +159,8 @@ class ChunkStore:
         rerun reads them back from :attr:`manifest`).
     on_mismatch : callable, optional
         ``on_mismatch(found)`` with the manifest found (a dict) when its fingerprint differs:
-        raise the caller's error, or return to discard the old chunks. Default: a ValueError.
+        raise the caller's error, or return to discard the old chunks (it may update
+        ``extra`` first, e.g. to keep a setting of the old run). Default: a ValueError.
     sync : bool
         Force each file to disk before its rename (:func:`atomic_path`).
 

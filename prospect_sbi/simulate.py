@@ -374,12 +374,16 @@ def _parts(path: Path, header: dict, job: _Job, spec: dict, done_rows: int) -> C
         with h5py.File(path, "r") as f:
             chunk_rows = int(f.attrs["chunk_rows"])
 
+    extra = {"chunk_rows": chunk_rows, "model_spec": spec}
+
     def mismatch(found: dict) -> None:  # raises for other settings; else the parts are stale
-        _compare({**found, **found.get("inputs", {})}, header, folder, spec)
+        found = {**found, **found.get("inputs", {})}
+        _compare(found, header, folder, spec)
+        if found.get("done_rows") == done_rows and "chunk_rows" in found:  # an older layout
+            extra["chunk_rows"] = int(found["chunk_rows"])  # a rerun keeps the batch size
 
     return ChunkStore(folder, dict(header, done_rows=done_rows), ".npz", name="chunk_{:07d}",
-                      extra={"chunk_rows": chunk_rows, "model_spec": spec}, on_mismatch=mismatch,
-                      sync=True)  # fmt: skip
+                      extra=extra, on_mismatch=mismatch, sync=True)  # fmt: skip
 
 
 def _assemble(path: Path, parts: ChunkStore, header: dict, spec: dict, job: _Job, n: int,
