@@ -315,8 +315,10 @@ def run_ordered(fn: Callable[..., Any], items: Iterable[tuple[Any, tuple]],
         owned = executor = ProcessPoolExecutor(max_workers=executor, mp_context=ctx)
     try:
         if is_dask(executor):
+            # in a list, so that a dict or a list is sent as one object, not item by item
             sent = tuple(x if x is None or isinstance(x, bool)
-                         else executor.scatter(x, broadcast=True) for x in shared)  # fmt: skip
+                         else executor.scatter([x], broadcast=True)[0]
+                         for x in shared)  # fmt: skip
 
             def submit(args: tuple) -> Any:
                 return executor.submit(fn, *sent, *args, pure=False)

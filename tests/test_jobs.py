@@ -119,15 +119,15 @@ def test_run_ordered_on_a_dask_cluster():
             distributed.Client(cluster) as client:  # fmt: skip
         offset = np.array([10, 20])  # scattered once; None and booleans passed as they are
         out = list(run_ordered(_add, [(x, (x,)) for x in range(8)], client,
-                               shared=(offset, None, True)))  # fmt: skip
-    assert out == [(x, 30 + x) for x in range(8)]
+                               shared=(offset, None, True, {"scale": 2})))  # fmt: skip
+    assert out == [(x, 30 + 2 * x) for x in range(8)]
     assert dask_client(0, None) is None
 
 
-def _add(offset: np.ndarray, nothing: None, flag: bool, x: int) -> int:
+def _add(offset: np.ndarray, nothing: None, flag: bool, options: dict, x: int) -> int:
     assert nothing is None and flag is True
     time.sleep(0.02 * (8 - x) / 8)
-    return int(offset.sum()) + x
+    return int(offset.sum()) + options["scale"] * x
 
 
 def test_job_functions_take_the_estimator_as_object_or_file(tiny_estimator_file, tmp_path):
