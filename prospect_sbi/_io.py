@@ -1,8 +1,22 @@
-"""Atomic file writes, resumable chunked jobs, and bounded, ordered execution of chunks."""
+"""The job engine: atomic writes, chunks and their seeds, resumable parts, an ordered runner.
+
+Every long job of the package (:func:`~prospect_sbi.simulate`, catalogue fits, pixel fits,
+field maps) is built from these pieces:
+
+- :func:`atomic_path`: a file appears whole under its name or not at all;
+- :func:`chunk_slices`, :func:`chunk_sequence`, :func:`chunk_seed`, :func:`row_seed`: the
+  rows of each chunk and the random seed of each, a pure function of the chunk;
+- :class:`ChunkStore`: finished chunks kept in a folder under a fingerprint, so that a killed
+  job resumes with the chunks it lacks and a job with other inputs is refused;
+- :func:`run_ordered` (over :func:`in_order`): chunks computed here, in local processes or on
+  a dask cluster (:func:`dask_client`), their results yielded in order with bounded memory.
+"""
 
 from __future__ import annotations
 
-__all__ = ["ChunkStore", "atomic_path", "in_order"]
+__all__ = ["ChunkStore", "atomic_path", "chunk_seed", "chunk_sequence", "chunk_slices",
+           "dask_client", "in_order", "is_dask", "n_workers",
+           "parts_folder", "row_seed", "run_ordered"]  # fmt: skip
 
 import contextlib
 import hashlib
@@ -12,7 +26,10 @@ import shutil
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _umask() -> int:
@@ -27,13 +44,15 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, overwrite: bool = False,
+                sync: bool = False) -> Iterator[Path]:  # fmt: skip
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
 
     A crash leaves no half-written file under the final name; temporary files that a killed
     writer left beside ``path`` are removed at the next successful write. The file gets the
     permissions of any new file (``0o666`` less the umask) whatever the writer chose:
-    safetensors, for one, creates its files ``0o600``.
+    safetensors, for one, creates its files ``0o600``. With ``sync``, the file's content is
+    forced to disk (``fsync``) before the rename.
 
     Raises
     ------
@@ -48,6 +67,12 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
         yield tmp
         if tmp.is_file():
             os.chmod(tmp, 0o666 & ~_umask())
+            if sync:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
         os.replace(tmp, path)
         for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed writer
             stale.unlink(missing_ok=True)
@@ -56,22 +81,94 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
             tmp.unlink()
 
 
+def parts_folder(path: str | os.PathLike) -> Path:
+    """Folder of the finished chunks of the job that writes ``path``: ``<path>.parts``."""
+    path = Path(path)
+    return path.with_name(path.name + ".parts")
+
+
+def chunk_slices(n: int, size: int) -> list[slice]:
+    """Rows of each chunk: ``slice(c * size, min((c + 1) * size, n))`` for c = 0, 1, ...
+
+    Raises
+    ------
+    ValueError
+        ``size < 1``.
+
+    Examples
+    --------
+    >>> chunk_slices(5, 2)
+    [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+    """
+    if int(size) < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {size}")
+    n, size = int(n), int(size)
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def chunk_sequence(seed: int, c: int) -> np.random.SeedSequence:
+    """Random state of chunk ``c``: ``SeedSequence(seed, spawn_key=(c,))``, whoever runs it.
+
+    :func:`~prospect_sbi.simulate` draws chunk ``c`` with ``default_rng`` of it.
+    """
+    import numpy as np
+
+    return np.random.SeedSequence(int(seed), spawn_key=(int(c),))
+
+
+def chunk_seed(seed: int, c: int) -> int:
+    """One integer seed (< 2**32) for chunk ``c``, from :func:`chunk_sequence` (pixel fits).
+
+    Examples
+    --------
+    >>> chunk_seed(0, 1) == chunk_seed(0, 1) != chunk_seed(0, 2)
+    True
+    """
+    return int(chunk_sequence(seed, c).generate_state(1)[0])
+
+
+def row_seed(seed: int, rows: slice) -> int:
+    """Seed of the chunk of catalogue rows ``rows``: ``seed`` plus its first row."""
+    return int(seed) + int(rows.start)
+
+
 class ChunkStore:
     """Finished chunks of a resumable job: one file per chunk in a folder, under a fingerprint.
 
     The folder's ``manifest.json`` keeps the SHA-256 of ``fingerprint`` (the job's inputs and
-    options). A rerun with the same fingerprint finds the chunks already done and computes
-    only the others; a folder left by a job with another fingerprint is refused. Each chunk
-    is written atomically (:func:`atomic_path`), so a killed job leaves whole chunks only.
+    options), the fingerprint itself and ``extra``. A rerun with the same fingerprint finds
+    the chunks already done and computes only the others; a folder left by a job with another
+    fingerprint is refused (or, where ``on_mismatch`` returns, emptied and started again).
+    Each chunk is written atomically (:func:`atomic_path`), so a killed job leaves whole
+    chunks only.
 
     Parameters
     ----------
     folder : path-like
         Where the chunks live (created).
-    fingerprint : dict
-        JSON-able description of everything that changes a chunk's result.
+    fingerprint : dict or None
+        JSON-able description of everything that changes a chunk's result; None for a
+        scratch folder without a manifest (a job that is not resumed, or whose manifest
+        another store of the same folder keeps).
     suffix : str
         File suffix of a chunk (``".npz"``, ``".ecsv"``).
+    name : str
+        Format of a chunk's file name from its number (``"part{:06d}"``).
+    extra : dict, optional
+        More JSON-able entries of a new manifest that are not part of the fingerprint (a
+        rerun reads them back from :attr:`manifest`).
+    on_mismatch : callable, optional
+        ``on_mismatch(found)`` with the manifest found (a dict) when its fingerprint differs:
+        raise the caller's error, or return to discard the old chunks (it may update
+        ``extra`` first, e.g. to keep a setting of the old run). Default: a ValueError.
+    sync : bool
+        Force each file to disk before its rename (:func:`atomic_path`).
+
+    Attributes
+    ----------
+    manifest : dict
+        The manifest in force (``key``, ``inputs`` and ``extra``'s entries); empty without a
+        fingerprint.
 
     Raises
     ------
@@ -89,33 +186,54 @@ class ChunkStore:
     >>> store.remove()
     """
 
-    def __init__(
-        self, folder: str | os.PathLike, fingerprint: dict[str, Any], suffix: str
-    ) -> None:
-        self.folder, self.suffix = Path(folder), suffix
+    def __init__(self, folder: str | os.PathLike, fingerprint: dict[str, Any] | None,
+                 suffix: str, *, name: str = "part{:06d}", extra: dict[str, Any] | None = None,
+                 on_mismatch: Callable[[dict], Any] | None = None,
+                 sync: bool = False) -> None:  # fmt: skip
+        self.folder, self.suffix, self.name, self.sync = Path(folder), suffix, name, sync
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.manifest: dict[str, Any] = {}
+        if fingerprint is None:
+            return
         text = json.dumps(fingerprint, sort_keys=True, default=str)
         key = hashlib.sha256(text.encode()).hexdigest()
-        manifest = self.folder / "manifest.json"
-        if manifest.exists():
-            if json.loads(manifest.read_text()).get("key") != key:
+        path = self.folder / "manifest.json"
+        if path.exists():
+            found = json.loads(path.read_text())
+            if found.get("key") == key:
+                self.manifest = found
+                return
+            if on_mismatch is None:
                 raise ValueError(f"{self.folder} holds an unfinished run with other inputs or "
                                  "options; remove it or rerun with the same ones")  # fmt: skip
-        else:
-            with atomic_path(manifest, overwrite=True) as tmp:
-                tmp.write_text(json.dumps({"key": key, "inputs": json.loads(text)}))
+            on_mismatch(found)
+            shutil.rmtree(self.folder)  # chunks the caller chose to discard
+            self.folder.mkdir(parents=True)
+        self.manifest = {"key": key, "inputs": json.loads(text), **(extra or {})}
+        with atomic_path(path, overwrite=True, sync=sync) as tmp:
+            tmp.write_text(json.dumps(self.manifest))
 
     def path(self, c: int) -> Path:
         """File of chunk ``c``."""
-        return self.folder / f"part{int(c):06d}{self.suffix}"
+        return self.folder / f"{self.name.format(int(c))}{self.suffix}"
 
     def __contains__(self, c: int) -> bool:
         return self.path(c).exists()
 
     def write(self, c: int, write: Callable[[Path], Any]) -> None:
         """Keep chunk ``c``: ``write(tmp)`` writes it to a temporary path, renamed when done."""
-        with atomic_path(self.path(c), overwrite=True) as tmp:
+        with atomic_path(self.path(c), overwrite=True, sync=self.sync) as tmp:
             write(tmp)
+
+    def save(self, c: int, **arrays: Any) -> None:
+        """Keep chunk ``c`` as an ``.npz`` of ``arrays`` (:func:`numpy.savez`), atomically."""
+        import numpy as np
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+        self.write(c, write)
 
     def remove(self) -> None:
         """Delete the folder (once the job's output is written)."""
@@ -143,3 +261,96 @@ def in_order(submit: Callable[[Any], Any], items: Iterable[tuple[Any, Any]],
     finally:
         for _, fut in pending:
             fut.cancel()
+
+
+def is_dask(executor: object) -> bool:
+    """Whether ``executor`` is a ``dask.distributed.Client``."""
+    return type(executor).__module__.startswith("distributed")
+
+
+def n_workers(executor: object) -> int:
+    """Workers of a dask client (its threads) or of a ``concurrent.futures`` executor."""
+    if hasattr(executor, "nthreads"):  # dask.distributed.Client
+        return max(1, sum(executor.nthreads().values()))
+    return max(1, getattr(executor, "_max_workers", os.cpu_count() or 1))
+
+
+def run_ordered(fn: Callable[..., Any], items: Iterable[tuple[Any, tuple]],
+                executor: object = None, *, shared: tuple = (),
+                width: int | None = None) -> Iterator[tuple[Any, Any]]:  # fmt: skip
+    """Yield ``(key, fn(*shared, *args))`` for each ``(key, args)`` of ``items``, in order.
+
+    Parameters
+    ----------
+    fn : callable
+        A module-level function (it is pickled for other processes).
+    items : iterable of (key, tuple)
+        The chunks: a key yielded back, and ``fn``'s own arguments.
+    executor : None, int, concurrent.futures.Executor or dask.distributed.Client
+        Where ``fn`` runs: here, one call after the other (None); in that many local
+        processes (int, spawned, shut down at the end); on any executor with
+        ``submit(fn, *args)``; on a dask client's workers.
+    shared : tuple
+        Arguments before each item's, the same for all: sent once per worker on dask
+        (scattered; None and booleans are passed as they are), with each task otherwise.
+    width : int, optional
+        Tasks in flight (default twice the executor's workers): bounds the results held.
+
+    Yields
+    ------
+    (key, result)
+        In the order of ``items``; tasks still in flight when the consumer stops are
+        cancelled.
+    """
+    if executor is None:
+        for key, args in items:
+            yield key, fn(*shared, *args)
+        return
+    owned = None
+    if isinstance(executor, int):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("spawn")
+        owned = executor = ProcessPoolExecutor(max_workers=executor, mp_context=ctx)
+    try:
+        if is_dask(executor):
+            # in a list, so that a dict or a list is sent as one object, not item by item
+            sent = tuple(x if x is None or isinstance(x, bool)
+                         else executor.scatter([x], broadcast=True)[0]
+                         for x in shared)  # fmt: skip
+
+            def submit(args: tuple) -> Any:
+                return executor.submit(fn, *sent, *args, pure=False)
+        else:
+            def submit(args: tuple) -> Any:
+                return executor.submit(fn, *shared, *args)
+
+        yield from in_order(submit, items, width or 2 * n_workers(executor))
+    finally:
+        if owned is not None:
+            owned.shutdown(cancel_futures=True)
+
+
+def dask_client(workers: int = 0, scheduler: str | None = None) -> Any:
+    """Connect to a dask scheduler at ``scheduler``, or start ``workers`` local processes.
+
+    Returns the ``distributed.Client``, or None when neither is given.
+
+    Raises
+    ------
+    ImportError
+        dask.distributed is not installed; the message names the extra that installs it.
+    """
+    if not (workers or scheduler):
+        return None
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        what = "--scheduler" if scheduler else "--workers"
+        raise ImportError(f"{what} needs dask.distributed, which is not installed: "
+                          'pip install "prospect-sbi[dask]"') from None  # fmt: skip
+    if scheduler:
+        return Client(scheduler)
+    return Client(LocalCluster(n_workers=int(workers), threads_per_worker=1,
+                               dashboard_address=None))  # fmt: skip

@@ -15,9 +15,8 @@ __all__ = ["simulate", "SIMULATION_METHODS"]
 
 import json
 import os
-import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._io import atomic_path, in_order
+from ._io import ChunkStore, atomic_path, chunk_sequence, parts_folder, run_ordered
 from .cosmology import age_of_universe
 from .derived import DERIVED, STEP_DERIVED, derived_quantities
 from .filters import resolve_band_names
@@ -145,19 +144,19 @@ def simulate(
     if done_rows >= n:
         return TrainingSet.open(path)
     _check_support(job)
-    parts = _parts_dir(path)
-    manifest = _start_parts(parts, header, job, done_rows)
-    job.chunk_rows = manifest["chunk_rows"]
+    parts = _parts(path, header, job, spec, done_rows)
+    job.chunk_rows = parts.manifest["chunk_rows"]
 
     chunks = range(done_rows // job.chunk_rows, -(-n // job.chunk_rows))
-    todo = [c for c in chunks if not _part(parts, c).exists()]
+    todo = [c for c in chunks if c not in parts]
     have = done_rows + sum(_rows_in(c, job.chunk_rows, done_rows, n)
                            for c in chunks if c not in todo)  # fmt: skip
     bar = tqdm(total=n, initial=min(have, n), unit="SED", unit_scale=True, desc="simulate",
                disable=not progress, smoothing=0.1)  # fmt: skip
     try:
-        for c, result in _run(job, todo, executor):
-            _write_part(parts, c, result)
+        for c, result in run_ordered(_chunk, ((c, (c,)) for c in todo), executor,
+                                     shared=(job,)):  # fmt: skip
+            parts.save(c, **result)
             bar.update(_rows_in(c, job.chunk_rows, done_rows, n))
     finally:
         bar.close()
@@ -288,7 +287,7 @@ def _check_agebins(params: dict) -> None:
 
 def _chunk(job: _Job, c: int) -> dict:
     """Draws, derived quantities and photometry of chunk ``c`` (a pure function of c)."""
-    rng = np.random.default_rng(np.random.SeedSequence(job.seed, spawn_key=(c,)))
+    rng = np.random.default_rng(chunk_sequence(job.seed, c))
     unit = rng.uniform(size=(job.chunk_rows, job.model.ndim))
     theta, params, redrawn = _draw(job.model, unit, rng)
     sps, filters, fast = _worker_state(job)
@@ -327,63 +326,10 @@ def _worker_state(job: _Job) -> tuple:
     return _WORKER_STATE["state"]
 
 
-def _run(job: _Job, todo: list[int], executor: object) -> object:
-    """Yield (chunk, result) in order, with at most a few chunks in flight."""
-    if executor is None:
-        for c in todo:
-            yield c, _chunk(job, c)
-        return
-    owned = None
-    if isinstance(executor, int):
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        ctx = multiprocessing.get_context("spawn")
-        owned = executor = ProcessPoolExecutor(max_workers=executor, mp_context=ctx)
-    try:
-        yield from in_order(lambda c: _submit(executor, job, c), ((c, c) for c in todo),
-                            2 * _n_workers(executor))  # fmt: skip
-    finally:
-        if owned is not None:
-            owned.shutdown(cancel_futures=True)
-
-
-def _submit(executor: object, job: _Job, c: int) -> object:
-    if type(executor).__module__.startswith("distributed"):
-        return executor.submit(_chunk, job, c, pure=False)
-    return executor.submit(_chunk, job, c)
-
-
-def _n_workers(executor: object) -> int:
-    if hasattr(executor, "nthreads"):  # dask.distributed.Client
-        return max(1, sum(executor.nthreads().values()))
-    return max(1, getattr(executor, "_max_workers", os.cpu_count() or 1))
-
-
 # ---------------------------------------------------------------------- files
-def _parts_dir(path: Path) -> Path:
-    return path.with_name(path.name + ".parts")
-
-
-def _part(parts: Path, c: int) -> Path:
-    return parts / f"chunk_{c:07d}.npz"
-
-
 def _rows_in(c: int, rows: int, done: int, n: int) -> int:
     """Rows of chunk ``c`` that are new (not in the existing file) and wanted (below n)."""
     return max(0, min((c + 1) * rows, n) - max(c * rows, done))
-
-
-def _write_bytes(target: Path, write: Callable) -> None:
-    """Write ``target`` atomically (:func:`~prospect_sbi._io.atomic_path`) and to disk."""
-    with atomic_path(target, overwrite=True) as tmp, open(tmp, "wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _write_part(parts: Path, c: int, result: dict) -> None:
-    _write_bytes(_part(parts, c), lambda fh: np.savez(fh, **result))
 
 
 def _existing_rows(path: Path, header: dict, spec: dict | None = None) -> int:
@@ -416,30 +362,31 @@ def _compare(found: dict, header: dict, where: object, spec: dict | None = None)
                              "use another path or the original settings")  # fmt: skip
 
 
-def _start_parts(parts: Path, header: dict, job: _Job, done_rows: int) -> dict:
-    manifest_path = parts / "manifest.json"
-    if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
-        _compare(manifest, header, parts, model_spec(job.model))
-        if manifest.get("done_rows") != done_rows:
-            shutil.rmtree(parts)  # parts of an extension that the final file already holds
-        else:
-            return manifest
-    parts.mkdir(exist_ok=True)
-    manifest = dict(header, chunk_rows=job.chunk_rows, done_rows=done_rows,
-                    model_spec=model_spec(job.model))
+def _parts(path: Path, header: dict, job: _Job, spec: dict, done_rows: int) -> ChunkStore:
+    """Return the chunks of ``path`` done so far, in ``<path>.parts/`` (manifest checked).
+
+    A folder made with other settings is refused naming the first that differs; one left by
+    an extension that the final file already holds (or by an older layout) is started again.
+    """
+    folder = parts_folder(path)
+    chunk_rows = job.chunk_rows
     if done_rows:
-        with h5py.File(_final_path(parts), "r") as f:
-            manifest["chunk_rows"] = int(f.attrs["chunk_rows"])
-    _write_bytes(manifest_path, lambda fh: fh.write(json.dumps(manifest).encode()))
-    return manifest
+        with h5py.File(path, "r") as f:
+            chunk_rows = int(f.attrs["chunk_rows"])
+
+    extra = {"chunk_rows": chunk_rows, "model_spec": spec}
+
+    def mismatch(found: dict) -> None:  # raises for other settings; else the parts are stale
+        found = {**found, **found.get("inputs", {})}
+        _compare(found, header, folder, spec)
+        if found.get("done_rows") == done_rows and "chunk_rows" in found:  # an older layout
+            extra["chunk_rows"] = int(found["chunk_rows"])  # a rerun keeps the batch size
+
+    return ChunkStore(folder, dict(header, done_rows=done_rows), ".npz", name="chunk_{:07d}",
+                      extra=extra, on_mismatch=mismatch, sync=True)  # fmt: skip
 
 
-def _final_path(parts: Path) -> Path:
-    return parts.with_name(parts.name[: -len(".parts")])
-
-
-def _assemble(path: Path, parts: Path, header: dict, spec: dict, job: _Job, n: int,
+def _assemble(path: Path, parts: ChunkStore, header: dict, spec: dict, job: _Job, n: int,
               done_rows: int) -> None:  # fmt: skip
     """Write the final file through a temporary one, then drop the parts.
 
@@ -449,7 +396,7 @@ def _assemble(path: Path, parts: Path, header: dict, spec: dict, job: _Job, n: i
     rows = job.chunk_rows
     first = done_rows // rows
     keep = first * rows  # rows of an existing file kept as they are
-    with np.load(_part(parts, first)) as probe:
+    with np.load(parts.path(first)) as probe:
         names = [k for k in probe.files if k not in ("redrawn",)]
         shapes = {k: probe[k].shape[1:] for k in names}
     redrawn = 0
@@ -464,7 +411,7 @@ def _assemble(path: Path, parts: Path, header: dict, spec: dict, job: _Job, n: i
                     for k in names:
                         out[k][start : start + rows] = old[k][start : min(start + rows, keep)]
         for c in range(first, -(-n // rows)):
-            with np.load(_part(parts, c)) as part:
+            with np.load(parts.path(c)) as part:
                 take = min(rows, n - c * rows)
                 for k in names:
                     out[k][c * rows : c * rows + take] = part[k][:take]
@@ -482,4 +429,4 @@ def _assemble(path: Path, parts: Path, header: dict, spec: dict, job: _Job, n: i
             "format_version": _FORMAT_VERSION,
             "photometry_units": "maggies",
         })  # fmt: skip
-    shutil.rmtree(parts, ignore_errors=True)
+    parts.remove()

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 __all__ = ["TableParts", "fingerprint_changes"]
 
-import hashlib
 import io
 import json
 import os
-import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from ._io import atomic_path
+from ._io import ChunkStore, atomic_path, parts_folder
 
 _FITS_BLOCK = 2880
 
@@ -61,6 +59,9 @@ def fingerprint_changes(old: Mapping, new: Mapping) -> list[str]:
 class TableParts:
     """Finished chunks of a table, kept beside its output ``out`` in ``<out>.parts/``.
 
+    The folder is a :class:`~prospect_sbi._io.ChunkStore` (one ``.npy`` a chunk, the
+    fingerprint in its manifest).
+
     Parameters
     ----------
     out : path-like
@@ -90,33 +91,32 @@ class TableParts:
 
     def __init__(self, out: str | os.PathLike, fingerprint: dict[str, Any]) -> None:
         self.out = Path(out)
-        self.folder = self.out.with_name(self.out.name + ".parts")
-        self.folder.mkdir(parents=True, exist_ok=True)
+        folder = parts_folder(self.out)
         inputs = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
-        key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-        manifest = self.folder / "manifest.json"
-        if manifest.exists():
-            found = json.loads(manifest.read_text())
-            if found.get("key") != key:
-                changes = fingerprint_changes(found.get("inputs", {}), inputs)
-                raise ValueError(f"{self.folder} holds an unfinished run with other inputs or "
-                                 f"options ({'; '.join(changes) or 'unknown'}): rerun with the "
-                                 "same ones to resume, or remove the folder")  # fmt: skip
-        else:
-            with atomic_path(manifest, overwrite=True) as tmp:
-                tmp.write_text(json.dumps({"key": key, "inputs": inputs}))
+
+        def refuse(found: dict) -> None:
+            changes = fingerprint_changes(found.get("inputs", {}), inputs)
+            raise ValueError(f"{folder} holds an unfinished run with other inputs or "
+                             f"options ({'; '.join(changes) or 'unknown'}): rerun with the "
+                             "same ones to resume, or remove the folder")  # fmt: skip
+
+        self.store = ChunkStore(folder, fingerprint, ".npy", on_mismatch=refuse)
+        self.folder = self.store.folder
 
     def path(self, c: int) -> Path:
         """File of chunk ``c``."""
-        return self.folder / f"part{int(c):06d}.npy"
+        return self.store.path(c)
 
     def __contains__(self, c: int) -> bool:
-        return self.path(c).exists()
+        return c in self.store
 
     def write(self, c: int, table: Table) -> None:
         """Keep chunk ``c`` (numeric, boolean and string columns), written atomically."""
-        with atomic_path(self.path(c), overwrite=True) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, table.as_array(), allow_pickle=False)
+        def save(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.save(fh, table.as_array(), allow_pickle=False)
+
+        self.store.write(c, save)
 
     def read(self, c: int) -> Table:
         """Read the table of chunk ``c``."""
@@ -160,7 +160,7 @@ class TableParts:
 
     def remove(self) -> None:
         """Delete the parts (once the output is written)."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self.store.remove()
 
 
 def _write_ecsv(fh: Any, tables: Iterator[Table], meta: dict) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ._io import parts_folder
 from .cosmology import luminosity_distance
 
 #: Brightest absolute AB magnitude (any band) a training flux may have. The brightest stellar
@@ -96,7 +97,7 @@ class TrainingSet:
         """
         path = Path(path)
         if not path.exists():
-            parts = path.with_name(path.name + ".parts")
+            parts = parts_folder(path)
             hint = f" (an unfinished run is in {parts}: rerun simulate)" if parts.exists() else ""
             raise FileNotFoundError(f"no training set at {path}{hint}")
         try:

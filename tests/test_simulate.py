@@ -120,6 +120,35 @@ def test_extending_a_file_gives_the_same_rows(fast_set, model, tmp_path, jades):
     assert not path.with_name("grow.h5.parts").exists()
 
 
+def test_parts_folder_is_a_chunk_store_and_an_older_layout_is_checked(fast_set, model, tmp_path,
+                                                                      jades, monkeypatch):
+    """The parts folder is a ChunkStore; one of the older flat layout is refused (other
+    settings) or started again (same settings), ending with the rows of one clean run."""
+    import json
+
+    sim_module = sys.modules["prospect_sbi.simulate"]  # the module, not the function
+    path, parts = tmp_path / "old.h5", tmp_path / "old.h5.parts"
+    monkeypatch.setattr(sim_module, "_assemble", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        simulate(model, BC03MilesBasis(), jades, 300, path, seed=7, batch_size=100,
+                 progress=False)  # fmt: skip
+    monkeypatch.undo()
+    manifest = json.loads((parts / "manifest.json").read_text())
+    assert manifest["inputs"]["seed"] == 7 and manifest["chunk_rows"] == 100
+    assert sorted(p.name for p in parts.glob("chunk_*.npz")) == [
+        f"chunk_{c:07d}.npz" for c in range(3)]
+    # the layout before the job engine: the header, chunk_rows, done_rows, model_spec, flat
+    flat = {**manifest["inputs"], "chunk_rows": 100, "model_spec": manifest["model_spec"]}
+    (parts / "manifest.json").write_text(json.dumps(dict(flat, seed=8)))
+    with pytest.raises(ValueError, match=r"old.h5.parts was made with seed=8, not 7"):
+        simulate(model, BC03MilesBasis(), jades, 300, path, seed=7, progress=False)
+    (parts / "manifest.json").write_text(json.dumps(flat))
+    (parts / "chunk_0000001.npz").write_bytes(b"not a chunk")  # started again: not read
+    ts = simulate(model, BC03MilesBasis(), jades, 300, path, seed=7, progress=False)
+    _assert_same(_content(ts), _content(fast_set))
+    assert not parts.exists()
+
+
 def test_resume_after_kill_9(tmp_path):
     path = tmp_path / "killed.h5"
     parts = tmp_path / "killed.h5.parts"

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._io import dask_client  # the CLI's --workers/--scheduler
+
 TEMPLATES = ("parametric_sfh", "continuity_sfh")
 
 
@@ -103,30 +105,6 @@ def file_id(path: str | os.PathLike) -> dict[str, Any]:
     """Identify an input file for a resumable job: resolved path, size, modification time."""
     stat = os.stat(path)
     return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime": stat.st_mtime}
-
-
-def dask_client(workers: int = 0, scheduler: str | None = None) -> Any:
-    """Connect to a dask scheduler at ``scheduler``, or start ``workers`` local processes.
-
-    Returns the ``distributed.Client``, or None when neither is given.
-
-    Raises
-    ------
-    ImportError
-        dask.distributed is not installed; the message names the extra that installs it.
-    """
-    if not (workers or scheduler):
-        return None
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        what = "--scheduler" if scheduler else "--workers"
-        raise ImportError(f"{what} needs dask.distributed, which is not installed: "
-                          'pip install "prospect-sbi[dask]"') from None  # fmt: skip
-    if scheduler:
-        return Client(scheduler)
-    return Client(LocalCluster(n_workers=int(workers), threads_per_worker=1,
-                               dashboard_address=None))  # fmt: skip
 
 
 def estimator_file(name: str) -> Path:

@@ -46,11 +46,12 @@ def add_simulate_args(parser: argparse.ArgumentParser) -> None:
 
 def run_simulate(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi simulate``."""
+    from .._io import dask_client
     from ..filters import jades_filters
     from ..models import build_model
     from ..simulate import simulate
     from ..sources import BC03MilesBasis
-    from .common import dask_client, param_file, param_file_sps
+    from .common import param_file, param_file_sps
 
     pf = param_file(args)
     if pf is not None:

@@ -75,9 +75,9 @@ def _mosaics(items: list[str]) -> dict[str, str]:
 
 def run_survey(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi survey``."""
+    from .._io import dask_client
     from ..pixels import FIELD_QUANTITIES, map_field
     from ..posterior import AmortizedPosterior
-    from .common import dask_client
     if args.zred == "infer":
         raise ValueError("--zred infer is not available yet (redshift inference of whole "
                          "galaxies has not landed): give --zred-column")  # fmt: skip

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 __all__ = ["FIT_FLAGS", "check_catalog", "fit_catalog", "write_catalog_fit"]
 
+import inspect
 import os
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.table import Table, vstack
 
+from .._io import chunk_slices, row_seed, run_ordered
 from ..catalog import FLUX_UNITS, Catalog
 from ..posterior.checks import check_observations, outside_zred_range, zred_tolerance
 from ..posterior.observations import Observations
@@ -34,6 +35,9 @@ from ..posterior.plausibility import (
 from ..posterior.refine import DIAGNOSTICS, check_refine
 from ..posterior.summary import STATISTICS
 from ..tables import TableParts
+
+if TYPE_CHECKING:
+    from ..posterior import AmortizedPosterior
 
 #: Flags of rows that are not fitted (NaN summaries), on top of those of
 #: :data:`~prospect_sbi.posterior.plausibility.FLAG_REASONS` and ``<param>_at_prior_max/min``.
@@ -94,7 +98,8 @@ def _likely_unit(post: Any, flux: np.ndarray, err: np.ndarray, declared: str) ->
     return best
 
 
-def check_catalog(post: Any, catalog: Catalog, rows: np.ndarray | None = None) -> Observations:
+def check_catalog(estimator: AmortizedPosterior | str | os.PathLike, catalog: Catalog,
+                  rows: np.ndarray | None = None) -> Observations:  # fmt: skip
     """Check the catalogue's fluxes (``rows`` of them) against the estimator, once.
 
     As :meth:`AmortizedPosterior.prepare`, with the catalogue's units in the message of a
@@ -103,7 +108,9 @@ def check_catalog(post: Any, catalog: Catalog, rows: np.ndarray | None = None) -
 
     Parameters
     ----------
-    post : AmortizedPosterior
+    estimator : AmortizedPosterior, path-like or str
+        The estimator, its file or a pretrained name
+        (:meth:`~prospect_sbi.posterior.AmortizedPosterior.resolve`).
     catalog : Catalog
         In the estimator's band order (:func:`prospect_sbi.read_catalog`).
     rows : numpy.ndarray, int, optional
@@ -120,6 +127,9 @@ def check_catalog(post: Any, catalog: Catalog, rows: np.ndarray | None = None) -
         Any error of ``prepare``; for units, e.g. ``column 'F435W' declares nJy (its unit in
         the file) but the values look like Jy: ...; pass --unit Jy (unit='Jy') to override``.
     """
+    from ..posterior import AmortizedPosterior
+
+    post = AmortizedPosterior.resolve(estimator)
     rows = np.arange(len(catalog.flux)) if rows is None else np.asarray(rows)
     zred = None if post.redshift != "known" or catalog.zred is None else catalog.zred[rows]
     try:
@@ -199,7 +209,7 @@ class _CatalogFit:
             obs = self.obs[self.index[fit + rows.start]]
             with warnings.catch_warnings():  # counted over the whole catalogue instead
                 warnings.simplefilter("ignore", PriorEdgeWarning)
-                summ = self.post.summarize(obs, n=self.draws, seed=self.seed + rows.start,
+                summ = self.post.summarize(obs, n=self.draws, seed=row_seed(self.seed, rows),
                                            predictive_check=self.check, refine=self.refine,
                                            sps=self.sps, likelihood=self.likelihood,
                                            on_draws=None if keep is None else collect)  # fmt: skip
@@ -233,13 +243,6 @@ class _CatalogFit:
         attrs = {"n_draws": self.draws, "seed": self.seed, "refine": self.refine}
         return DrawParts(out, folder, self.post, model, attrs)
 
-    def chunks(self, chunk_size: int) -> Iterator[slice]:
-        if int(chunk_size) < 1:
-            raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
-        n, size = len(self.flag), int(chunk_size)
-        for start in range(0, n, size):
-            yield slice(start, min(start + size, n))
-
     @property
     def meta(self) -> dict[str, Any]:
         return {"estimator_model_hash": self.post.model_hash, "n_draws": self.draws,
@@ -249,7 +252,7 @@ class _CatalogFit:
 
 
 def fit_catalog(
-    post: Any,
+    estimator: AmortizedPosterior | str | os.PathLike,
     catalog: Catalog,
     draws: int = 1000,
     seed: int = 0,
@@ -266,13 +269,16 @@ def fit_catalog(
 
     Parameters
     ----------
-    post : AmortizedPosterior
+    estimator : AmortizedPosterior, path-like or str
+        The estimator, its file or a pretrained name
+        (:meth:`~prospect_sbi.posterior.AmortizedPosterior.resolve`).
     catalog : Catalog
         In the estimator's band order (:func:`prospect_sbi.read_catalog`), maggies.
     draws : int
         Posterior draws per object.
     seed : int
-        Chunk ``c`` starting at row ``r`` draws with seed ``seed + r``.
+        Chunk ``c`` starting at row ``r`` draws with seed ``seed + r``
+        (:func:`~prospect_sbi._io.row_seed`).
     chunk_size : int
         Rows per chunk (memory: ``chunk_size * draws * D`` floats).
     model : prospect.models.SpecModel or False, optional
@@ -317,15 +323,19 @@ def fit_catalog(
     """
     from tqdm.auto import tqdm
 
+    from ..posterior import AmortizedPosterior
+
+    post = AmortizedPosterior.resolve(estimator)
     job = _CatalogFit(post, catalog, draws, seed, model, sps, refine, likelihood)
-    slices = list(job.chunks(chunk_size))
+    slices = chunk_slices(len(job.flag), chunk_size)
     keep = None
     if draws_file is not None:
         path = Path(draws_file)
         keep = job.draw_parts(path, path.with_name(f".{path.name}.parts"), model)
     try:
-        tables = [job.chunk(rows, keep, c)
-                  for c, rows in enumerate(tqdm(slices, unit="chunk", disable=not progress))]
+        bar = tqdm(slices, unit="chunk", disable=not progress)
+        items = ((c, (rows, keep, c)) for c, rows in enumerate(bar))
+        tables = [table for _, table in run_ordered(job.chunk, items)]
         if keep is not None:
             keep.assemble(len(slices))
     finally:
@@ -338,20 +348,14 @@ def fit_catalog(
 
 
 def write_catalog_fit(
-    post: Any,
+    estimator: AmortizedPosterior | str | os.PathLike,
     catalog: Catalog,
     out: str | os.PathLike,
     fingerprint: dict[str, Any],
     draws: int = 1000,
     seed: int = 0,
     chunk_size: int = 1024,
-    *,
-    model: Any = None,
-    sps: Any = None,
-    progress: bool = True,
-    refine: str = "auto",
-    likelihood: str = "flux",
-    draws_file: str | os.PathLike | None = None,
+    **options: Any,
 ) -> dict[str, int]:
     """:func:`fit_catalog` to a file, resumable, with memory flat in the number of rows.
 
@@ -368,13 +372,20 @@ def write_catalog_fit(
     fingerprint : dict
         Every input and option that changes a row (files, units, columns, error floor, draws,
         seed, chunk size, predictive check); ``chunk_size`` is added to it.
-    post, catalog, draws, seed, chunk_size, model, sps, progress, refine, likelihood
+    estimator, catalog, draws, seed, chunk_size
         As in :func:`fit_catalog`.
-    draws_file : path-like, optional
-        As in :func:`fit_catalog`: each chunk's draws are kept in the parts folder with its
-        table part (written first), so a resumed fit keeps them too; a chunk done by a run
-        without ``draws_file`` is fitted again (the same seed gives the same rows). The file
-        is assembled before the table.
+    **options
+        The keyword-only options of :func:`fit_catalog` (``model``, ``sps``, ``progress``,
+        ``refine``, ``likelihood``, ``draws_file``), with its defaults. With ``draws_file``
+        each chunk's draws are kept in the parts folder with its table part (written first),
+        so a resumed fit keeps them too; a chunk done by a run without ``draws_file`` is
+        fitted again (the same seed gives the same rows). The file is assembled before the
+        table.
+
+    Raises
+    ------
+    TypeError
+        An option :func:`fit_catalog` does not take.
 
     Returns
     -------
@@ -383,13 +394,23 @@ def write_catalog_fit(
     """
     from tqdm.auto import tqdm
 
-    job = _CatalogFit(post, catalog, draws, seed, model, sps, refine, likelihood)
+    from ..posterior import AmortizedPosterior
+
+    opts = {k: p.default for k, p in inspect.signature(fit_catalog).parameters.items()
+            if p.kind is p.KEYWORD_ONLY}  # fmt: skip
+    unknown = sorted(set(options) - set(opts))
+    if unknown:
+        raise TypeError(f"write_catalog_fit() got an unexpected keyword argument {unknown[0]!r}")
+    opts.update(options)
+    post = AmortizedPosterior.resolve(estimator)
+    job = _CatalogFit(post, catalog, draws, seed, opts["model"], opts["sps"], opts["refine"],
+                      opts["likelihood"])  # fmt: skip
     parts = TableParts(out, dict(fingerprint, chunk_size=int(chunk_size)))
-    keep = job.draw_parts(draws_file, parts.folder, model)
-    slices = list(job.chunks(chunk_size))
+    keep = job.draw_parts(opts["draws_file"], parts.folder, opts["model"])
+    slices = chunk_slices(len(job.flag), chunk_size)
     counts: dict[str, int] = {}
     for c, rows in enumerate(tqdm(slices, desc=os.fspath(out), unit="chunk",
-                                  disable=not progress)):  # fmt: skip
+                                  disable=not opts["progress"])):  # fmt: skip
         if c not in parts or (keep is not None and c not in keep):
             parts.write(c, job.chunk(rows, keep, c))
         part = parts.read(c)

@@ -24,14 +24,16 @@ __all__ = ["DRAWS_FORMAT", "DrawParts", "read_catalog_draws"]
 
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._io import atomic_path
+from .._io import ChunkStore, atomic_path
+
+if TYPE_CHECKING:
+    from ..posterior import AmortizedPosterior
 
 #: ``format`` attribute of a catalogue draws file.
 DRAWS_FORMAT = "prospect-sbi catalogue draws 1"
@@ -51,9 +53,10 @@ class DrawParts:
     out : path-like
         The HDF5 file the parts will make (``.h5`` or ``.hdf5``).
     folder : path-like
-        Where the parts live (created): the fit's table parts folder, so that they share its
+        Where the parts live (created; :class:`~prospect_sbi._io.ChunkStore` without a
+        manifest of its own): the fit's table parts folder, so that they share its
         fingerprint.
-    post : AmortizedPosterior
+    estimator : AmortizedPosterior
         The estimator (labels, model, digest).
     model : prospect.models.SpecModel
         Whose theta order the draws follow (the estimator's own model by default).
@@ -67,13 +70,15 @@ class DrawParts:
         estimator does not give.
     """
 
-    def __init__(self, out: str | os.PathLike, folder: str | os.PathLike, post: Any,
-                 model: Any = None, attrs: dict | None = None) -> None:  # fmt: skip
+    def __init__(self, out: str | os.PathLike, folder: str | os.PathLike,
+                 estimator: AmortizedPosterior, model: Any = None,
+                 attrs: dict | None = None) -> None:  # fmt: skip
         from ..provenance import model_spec
 
+        post = estimator
         self.out = _check_suffix(Path(out))
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.store = ChunkStore(folder, None, ".npz", name="draws{:06d}")
+        self.folder = self.store.folder
         self.labels = list(post.labels)
         self.model = post.model() if model is None else model
         self.theta_labels = list(self.model.theta_labels())
@@ -89,10 +94,10 @@ class DrawParts:
 
     def path(self, c: int) -> Path:
         """Part file of chunk ``c``."""
-        return self.folder / f"draws{int(c):06d}.npz"
+        return self.store.path(c)
 
     def __contains__(self, c: int) -> bool:
-        return self.path(c).exists()
+        return c in self.store
 
     def split(self, draws: np.ndarray, zred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Theta (b, n, D) in the model's order and derived (b, n, K) of draws (b, n, L).
@@ -117,9 +122,9 @@ class DrawParts:
               draws: np.ndarray) -> None:  # fmt: skip
         """Keep chunk ``c``: ids, zred, flags (b,) and draws (b, n, L), atomically."""
         theta, derived = self.split(draws, zred)
-        with atomic_path(self.path(c), overwrite=True) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, id=np.asarray(ids), zred=np.asarray(zred, float),
-                     flag=np.asarray(flag, dtype=str), theta=theta, derived=derived)  # fmt: skip
+        self.store.save(c, id=np.asarray(ids), zred=np.asarray(zred, float),
+                        flag=np.asarray(flag, dtype=str), theta=theta,
+                        derived=derived)  # fmt: skip
 
     def assemble(self, n_chunks: int) -> Path:
         """Write the ``n_chunks`` parts to :attr:`out` atomically, a part at a time.
@@ -169,7 +174,7 @@ class DrawParts:
 
     def remove(self) -> None:
         """Delete the parts folder (once the file is written)."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self.store.remove()
 
 
 def read_catalog_draws(path: str | os.PathLike) -> dict[str, Any]:

@@ -23,19 +23,22 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.table import Table
 from tqdm.auto import tqdm
 
-from .._io import atomic_path, in_order
+from .._io import atomic_path, run_ordered
 from ..filters import resolve_band_names
 from .galaxy import galaxy_files, map_galaxy
 from .images import PixelImages, flux_unit_factor, load_cube
 from .io import read_maps, write_table
 from .maps import MAP_QUANTITIES
 from .select import SNR_BANDS, select_pixels
+
+if TYPE_CHECKING:
+    from ..posterior import AmortizedPosterior
 
 #: Field-wide maps written by default: each of :data:`MAP_QUANTITIES` (HDUs P50, P16, P84),
 #: and the predictive check's ``chi2_red`` and ``ood`` (one HDU each).
@@ -443,9 +446,9 @@ def _galaxy_row(files: dict[str, Path]) -> dict:
     return row
 
 
-def _map_one(post: Any, images: PixelImages, mask: np.ndarray, out: str, name: str,
-             zred: float, model: Any, sps: Any, options: dict) -> dict:  # fmt: skip
-    """Map one galaxy here or on a dask worker.
+def _map_one(post: Any, model: Any, sps: Any, options: dict, images: PixelImages,
+             mask: np.ndarray, out: str, name: str, zred: float) -> dict:  # fmt: skip
+    """Map one galaxy here or on a dask worker (:func:`~prospect_sbi._io.run_ordered`).
 
     Returns ``{"skipped": bool, "row": {...}}``, or ``{"error": "one line"}``.
     """
@@ -577,7 +580,7 @@ def _inputs(mosaic: Mosaic, segmap: Any, ids: np.ndarray, zred: np.ndarray, boxe
 
 
 def map_field(
-    post: Any,
+    estimator: AmortizedPosterior | str | os.PathLike,
     mosaics: Mapping[str, Any],
     segmap: str | os.PathLike,
     catalog: str | os.PathLike,
@@ -612,7 +615,9 @@ def map_field(
 
     Parameters
     ----------
-    post : AmortizedPosterior
+    estimator : AmortizedPosterior, path-like or str
+        The estimator, its file or a pretrained name
+        (:meth:`~prospect_sbi.posterior.AmortizedPosterior.resolve`).
     mosaics : mapping
         Band -> FITS file (:class:`Mosaic`); bands in any order, on one pixel grid.
     segmap : path-like
@@ -679,6 +684,9 @@ def map_field(
     if unknown:
         raise ValueError(f"unknown field map {unknown[0]!r}; choose from "
                          f"{', '.join(FIELD_QUANTITIES)}")  # fmt: skip
+    from ..posterior import AmortizedPosterior
+
+    post = AmortizedPosterior.resolve(estimator)
     if post.redshift != "known":
         raise ValueError("map_field needs an estimator conditioned on the redshift "
                          "(redshift='known')")  # fmt: skip
@@ -711,9 +719,12 @@ def map_field(
                            tuple(snr_bands), flags, errors)  # fmt: skip
             n_todo = int(np.sum(np.isfinite(zcat)))
             bar = tqdm(total=n_todo, unit="gal", desc="map galaxies", disable=not progress)
+            opts = {**options, "snr_bands": tuple(snr_bands)}
+            items = ((g, (images, mask, str(galaxies), f"gal{g}", float(images.zred)))
+                     for g, (images, mask) in todo)  # fmt: skip
             try:
-                for g, res in _run(post, todo, galaxies, model, sps, options, client,
-                                   snr_bands):  # fmt: skip
+                for g, res in run_ordered(_map_one, items, client,
+                                          shared=(post, model, sps, opts)):  # fmt: skip
                     results[g] = res
                     if "error" in res:
                         errors[g] = f"galaxy {g}: {res['error']}"
@@ -743,24 +754,3 @@ def map_field(
     n_skipped = sum(1 for r in results.values() if r.get("skipped"))
     return FieldMaps(table, files, {g: errors[g] for g in sorted(errors)}, no_zred,
                      len(names) - n_skipped, n_skipped)  # fmt: skip
-
-
-def _run(post: Any, todo: Iterator, galaxies: Path, model: Any, sps: Any, options: dict,
-         client: Any, snr_bands: Sequence[str]) -> Iterator[tuple[int, dict]]:  # fmt: skip
-    """Yield ``(id, result)`` of each galaxy of ``todo``, in order, here or on ``client``."""
-    opts = {**options, "snr_bands": tuple(snr_bands)}
-
-    def args(g: int, item: tuple) -> tuple:
-        images, mask = item
-        return (images, mask, str(galaxies), f"gal{g}", float(images.zred))
-
-    if client is None:
-        for g, item in todo:
-            yield g, _map_one(post, *args(g, item), model, sps, opts)
-        return
-    shared = client.scatter(post, broadcast=True)
-    extra = [client.scatter(x, broadcast=True) if x not in (None, False) else x
-             for x in (model, sps)]  # fmt: skip
-    width = 2 * max(1, sum(client.nthreads().values()))
-    yield from in_order(lambda a: client.submit(_map_one, shared, *a, *extra, opts, pure=False),
-                        ((g, args(g, item)) for g, item in todo), width)  # fmt: skip

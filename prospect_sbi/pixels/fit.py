@@ -19,22 +19,23 @@ import os
 import threading
 import uuid
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.table import Table
 from tqdm.auto import tqdm
 
-from .._io import ChunkStore, in_order
+from .._io import ChunkStore, chunk_seed, chunk_slices, run_ordered
 from .._steps import record, say
 from ..posterior.refine import DIAGNOSTICS, check_refine
 from ..ppc import check_model
 from .images import PixelImages
 from .select import select_pixels
+
+if TYPE_CHECKING:
+    from ..posterior import AmortizedPosterior
 
 #: Quantiles kept per pixel and label, in this order along the last axis.
 QUANTILES = (16, 50, 84)
@@ -164,10 +165,6 @@ def _checker(job: _Job) -> Any:
     return _LOCAL.check
 
 
-def _chunk_seed(seed: int, c: int) -> int:
-    return int(np.random.SeedSequence(int(seed), spawn_key=(int(c),)).generate_state(1)[0])
-
-
 def _fit_chunk(job: _Job, c: int, flux: np.ndarray, err: np.ndarray, zred: Any,
                groups: np.ndarray) -> dict:  # fmt: skip
     """Summaries of one chunk of pixels (b, F), with its warnings as ``(category, message)``."""
@@ -184,7 +181,7 @@ def _chunk_summaries(job: _Job, c: int, flux: np.ndarray, err: np.ndarray, zred:
 
         torch.set_num_threads(int(job.torch_threads))
     post = job.post
-    draws = post.sample(flux, err, job.n_draws, zred=zred, seed=_chunk_seed(job.seed, c),
+    draws = post.sample(flux, err, job.n_draws, zred=zred, seed=chunk_seed(job.seed, c),
                         refine=job.refine, sps=job.sps, likelihood=job.likelihood)  # fmt: skip
     out = {"quantiles": np.percentile(draws, QUANTILES, axis=1).transpose(1, 2, 0)
            .astype(np.float32)}  # fmt: skip
@@ -201,26 +198,8 @@ def _chunk_summaries(job: _Job, c: int, flux: np.ndarray, err: np.ndarray, zred:
     return out
 
 
-def _chunks(n: int, size: int) -> Iterator[tuple[int, slice]]:
-    for c, start in enumerate(range(0, n, size)):
-        yield c, slice(start, min(start + size, n))
-
-
-def _run(job: _Job, pieces: list, client: Any) -> Iterator[tuple[int, dict]]:
-    """Yield (chunk, result) in chunk order, with at most 2 chunks per worker in flight."""
-    if client is None:
-        for c, args in pieces:
-            yield c, _fit_chunk(job, c, *args)
-        return
-    shared = client.scatter(job, broadcast=True)
-    width = 2 * max(1, sum(client.nthreads().values()))
-    yield from in_order(lambda piece: client.submit(_fit_chunk, shared, piece[0], *piece[1],
-                                                    pure=False),
-                        ((c, (c, args)) for c, args in pieces), width)  # fmt: skip
-
-
-def _write_chunk(res: dict, tmp: Path) -> None:
-    """Write the summaries of one chunk as ``.npz`` (plain arrays; nothing is pickled)."""
+def _chunk_arrays(res: dict) -> dict[str, np.ndarray]:
+    """Return the summaries of one chunk as plain arrays for an ``.npz`` (nothing pickled)."""
     arrays = {"quantiles": res["quantiles"], "mass_ids": np.array(list(res["mass"]), np.int64),
               "mass_sums": np.stack(list(res["mass"].values()))}  # fmt: skip
     if "chi2_red" in res:
@@ -228,12 +207,11 @@ def _write_chunk(res: dict, tmp: Path) -> None:
     arrays |= {f"refinement.{k}": np.asarray(v) for k, v in res.get("refinement", {}).items()}
     said = res.get("warnings", [])
     arrays["warnings"] = np.array(["\t".join(w) for w in said] if said else [], dtype=str)
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+    return arrays
 
 
 def _read_chunk(path: Path) -> dict:
-    """Inverse of :func:`_write_chunk`; a file it cannot read is a one-line ValueError."""
+    """Inverse of :func:`_chunk_arrays`; a file it cannot read is a one-line ValueError."""
     try:
         with np.load(path, allow_pickle=False) as f:
             res = {k: f[k] for k in f.files}
@@ -275,7 +253,7 @@ def _pixel_zred(images: PixelImages, mask: np.ndarray, known: bool) -> np.ndarra
 
 
 def fit_pixels(
-    post: Any,
+    estimator: AmortizedPosterior | str | os.PathLike,
     images: PixelImages,
     mask: np.ndarray | None = None,
     *,
@@ -296,8 +274,10 @@ def fit_pixels(
 
     Parameters
     ----------
-    post : AmortizedPosterior
-        The estimator; its bands must be those of ``images`` (any order).
+    estimator : AmortizedPosterior, path-like or str
+        The estimator, its file or a pretrained name
+        (:meth:`~prospect_sbi.posterior.AmortizedPosterior.resolve`); its bands must be those
+        of ``images`` (any order).
     images : PixelImages
         Fluxes and errors in maggies (:func:`load_fits`, :func:`load_cube`).
     mask : numpy.ndarray, bool, (ny, nx), optional
@@ -314,8 +294,9 @@ def fit_pixels(
         Same seed, same result, serial or distributed.
     chunk_size : int
         Pixels per chunk (bounds memory at ``chunk_size * n_draws * D`` floats per worker).
-    client : dask.distributed.Client, optional
-        Run the chunks on its workers (the estimator, model and SPS are sent once).
+    client : dask.distributed.Client or concurrent.futures.Executor, optional
+        Run the chunks on its workers (on dask the estimator, model and SPS are sent once;
+        :func:`~prospect_sbi._io.run_ordered`).
     p_value : float
         False-alarm probability of the OOD flag (see :class:`~prospect_sbi.ppc.PredictiveCheck`).
     torch_threads : int, optional
@@ -350,6 +331,9 @@ def fit_pixels(
     if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
     check_refine(refine)
+    from ..posterior import AmortizedPosterior
+
+    post = AmortizedPosterior.resolve(estimator)
     images = images.matched(post.filters)
     mask = select_pixels(images) if mask is None else np.asarray(mask, dtype=bool)
     if mask.shape != images.shape:
@@ -369,11 +353,12 @@ def fit_pixels(
                torch_threads, refine, likelihood)  # fmt: skip
     n, size = len(flux), int(chunk_size)
     pieces = [(c, (flux[rows], err[rows], None if zred is None else zred[rows], groups[rows]))
-              for c, rows in _chunks(n, size)]  # fmt: skip
+              for c, rows in enumerate(chunk_slices(n, size))]  # fmt: skip
     store = None if parts is None else ChunkStore(parts, _fingerprint(job, pieces, sps, size),
                                                   ".npz")  # fmt: skip
     kept = {c for c, _ in pieces if store is not None and c in store}
-    computed = _run(job, [p for p in pieces if p[0] not in kept], client)
+    computed = run_ordered(_fit_chunk, ((c, (c, *args)) for c, args in pieces if c not in kept),
+                           client, shared=(job,))  # fmt: skip
     quantiles = np.empty((n, len(post.labels), len(QUANTILES)), dtype=np.float32)
     chi2 = np.full(n, np.nan) if model is not None else None
     ood = np.zeros(n, bool) if model is not None else None
@@ -392,7 +377,7 @@ def fit_pixels(
             else:
                 res = next(computed)[1]
                 if store is not None:
-                    store.write(c, partial(_write_chunk, res))
+                    store.save(c, **_chunk_arrays(res))
                 bar.update(rows.stop - rows.start)
             quantiles[rows] = res["quantiles"]
             if chi2 is not None:

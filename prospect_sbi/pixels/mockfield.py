@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
+from .._io import atomic_path
 from ..filters import JADES_BANDS
 from .field import FitsPlanes
 from .images import PixelImages
@@ -279,10 +280,11 @@ def make_test_field(
             return (rows * to_mjysr).astype(np.float32)
 
         path = folder / f"{band}.fits"
-        FitsPlanes(path, (ny, nx), ["SCI", "ERR"], header, {"SCI": "MJy/sr", "ERR": "MJy/sr"},
-                   {"TELESCOP": "JWST" if band.startswith("jwst") else "HST",
-                    "FILTER": band.rsplit("_", 1)[-1].upper(), "PIXAR_SR": pixar},
-                   fill=fill, strip=strip)  # fmt: skip
+        with atomic_path(path, overwrite=True) as tmp:
+            FitsPlanes(tmp, (ny, nx), ["SCI", "ERR"], header, {"SCI": "MJy/sr", "ERR": "MJy/sr"},
+                       {"TELESCOP": "JWST" if band.startswith("jwst") else "HST",
+                        "FILTER": band.rsplit("_", 1)[-1].upper(), "PIXAR_SR": pixar},
+                       fill=fill, strip=strip)  # fmt: skip
         mosaics[band] = path
 
     def seg_fill(name: str, y0: int, y1: int) -> np.ndarray:
@@ -294,11 +296,13 @@ def make_test_field(
         return rows
 
     segmap = folder / "segmap.fits"
-    FitsPlanes(segmap, (ny, nx), ["SEG"], wcs.to_header(), {"SEG": "segment id"}, fill=seg_fill,
-               strip=strip, dtype=np.int32)  # fmt: skip
+    with atomic_path(segmap, overwrite=True) as tmp:
+        FitsPlanes(tmp, (ny, nx), ["SEG"], wcs.to_header(), {"SEG": "segment id"},
+                   fill=seg_fill, strip=strip, dtype=np.int32)  # fmt: skip
     galaxies = Table(rows=[(s["id"], s["z"], s["kind"], s["y0"], s["x0"], *s["seg"].shape,
                             int(s["seg"].sum())) for s in sorted(stamps, key=lambda s: s["id"])],
                      names=("id", "z", "kind", "y0", "x0", "ny", "nx", "n_segment"))  # fmt: skip
     catalog = folder / "catalog.ecsv"
-    galaxies[["id", "z"]].write(catalog, format="ascii.ecsv", overwrite=True)
+    with atomic_path(catalog, overwrite=True) as tmp:
+        galaxies[["id", "z"]].write(tmp, format="ascii.ecsv")
     return TestField(mosaics, segmap, catalog, galaxies, wcs, (ny, nx), pixar)
