@@ -232,6 +232,7 @@ def load_cube(
     Returns
     -------
     PixelImages
+        Bands in the order of ``bands``; ``meta`` ``{"unit": unit, "source": "cube"}``.
 
     Raises
     ------
@@ -364,6 +365,7 @@ def load_cube_file(
     Returns
     -------
     PixelImages
+        With the WCS of a FITS cube's header, if it has one.
 
     Raises
     ------
@@ -488,6 +490,7 @@ def load_fits(
     Returns
     -------
     PixelImages
+        Bands in the order of ``images``; the WCS and pixel scale of the first image.
 
     Raises
     ------
@@ -581,6 +584,7 @@ def load_images(
     Returns
     -------
     PixelImages
+        That of :func:`load_fits` or :func:`load_cube_file`.
 
     Raises
     ------
