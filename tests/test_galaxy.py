@@ -230,6 +230,34 @@ def test_map_galaxy_is_select_fit_maps_outshining_in_one_call(small_estimator,
                    png=False, progress=False, **kw)  # fmt: skip
 
 
+@pytest.mark.data
+def test_map_galaxy_skips_a_default_selection_marker_of_before(small_estimator, shared_data,
+                                                                tmp_path):  # fmt: skip
+    """Markers of the default selection made inside fit_pixels (mask=None: quickstart) hashed
+    the images with no mask; map_galaxy now selects first, and still skips those galaxies."""
+    import hashlib
+    import json
+
+    from prospect_sbi.jades_data import read_jof_cutouts
+
+    images = read_jof_cutouts(shared_data)[778]
+    kw = {"n_draws": 20, "model": False, "png": False, "progress": False}
+    done = map_galaxy(small_estimator, images, tmp_path, "g", **kw)
+    aligned = images.matched(small_estimator.filters)
+    h = hashlib.sha256()  # the images digest of a marker written with mask=None
+    for a in (aligned.flux, aligned.err):
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(b"-")
+    h.update(json.dumps(float(aligned.zred)).encode())
+    marker = json.loads(done.files["done"].read_text())
+    assert marker["request"]["images"] != h.hexdigest()  # the selected mask is hashed now
+    marker["request"]["images"] = h.hexdigest()
+    done.files["done"].write_text(json.dumps(marker))
+    assert map_galaxy(small_estimator, images, tmp_path, "g", **kw).skipped
+    with pytest.raises(ValueError, match=r"g was mapped with other inputs \(images: "):
+        map_galaxy(small_estimator, images, tmp_path, "g", snr_min=6.0, **kw)
+
+
 def test_segment_text_and_the_two_image_loaders(tmp_path):
     from prospect_sbi.pixels import load_cube_file, load_images, parse_segment
 

@@ -213,6 +213,9 @@ def map_galaxy(
     advice, said = {FLOOR_ADVICE: f"add an error floor, {FLOOR_OPTION}"}, set()
     with step_warnings("images", advice, said):
         images = images.matched(post.filters, drop_unknown=drop_unknown)
+    # markers of versions that fitted the default selection inside fit_pixels hashed no mask
+    default = mask is None and not err_floor and (snr_min, tuple(snr_bands), segment) == (
+        5.0, SNR_BANDS, "centre")  # fmt: skip
     if mask is None:
         with step_warnings("select", advice, said):
             mask = select_pixels(images, snr_min, snr_bands, segment)
@@ -224,7 +227,8 @@ def map_galaxy(
     request = _request(post, images, mask, fit_options) | ({} if png else {"png": False}) | (
         {} if outshining else {"outshining": False})  # fmt: skip
     if files["done"].is_file():
-        _check_marker(files["done"], request)
+        legacy = _request(post, images, None, fit_options)["images"] if default else None
+        _check_marker(files["done"], request, legacy)
         shutil.rmtree(files["parts"], ignore_errors=True)  # left by a kill after the marker
         table = (Table.read(files["outshining"], format="ascii.ecsv") if outshining
                  else None)  # fmt: skip
@@ -270,8 +274,12 @@ def _request(post: AmortizedPosterior, images: PixelImages, mask: np.ndarray | N
             **{k: options.get(k, defaults[k]) for k in _RESULT_OPTIONS}}  # fmt: skip
 
 
-def _check_marker(path: Path, request: dict) -> None:
-    """Refuse to skip a galaxy whose marker records another estimator, images or options."""
+def _check_marker(path: Path, request: dict, legacy: str | None = None) -> None:
+    """Refuse to skip a galaxy whose marker records another estimator, images or options.
+
+    ``legacy``: the images' digest without a mask, which markers of the default selection
+    recorded before :func:`map_galaxy` selected the pixels itself; it counts as the same.
+    """
     try:
         done = json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -279,6 +287,8 @@ def _check_marker(path: Path, request: dict) -> None:
     old = done.get("request")
     if old is None:  # a marker written before markers kept what they were made with
         return
+    if legacy is not None and old.get("images") == legacy:
+        old = {**old, "images": request["images"]}
     diff = [f"{k}: {old.get(k)!r} then, {v!r} now" for k, v in request.items()
             if old.get(k) != v and k != "outshining"]  # fmt: skip
     if old.get("outshining", True) is False and request.get("outshining", True):
