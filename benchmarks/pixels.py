@@ -1,5 +1,8 @@
 """End-to-end pixel-map throughput: load, select, fit (with the predictive check), write maps.
 
+Each galaxy is one :func:`prospect_sbi.pixels.map_galaxy` call (the one map call), without the
+PNG panel and the outshining table: the maps FITS file and the per-pixel table are written.
+
 Each case runs in a fresh subprocess so its peak RSS is its own. Cases: the three real JOF
 cutouts (if ``../shared/data`` is present) on one core, and a synthetic N x N x 14 field
 (random parametric-SFH pixels at z = 2 with JADES pixel noise) on one core and on all cores
@@ -61,7 +64,7 @@ def child(args) -> dict:
     import torch
 
     from prospect_sbi import AmortizedPosterior, BC03MilesBasis
-    from prospect_sbi.pixels import fit_pixels, load_cube, make_maps, select_pixels
+    from prospect_sbi.pixels import load_cube, map_galaxy
 
     torch.set_num_threads(1)
     post = AmortizedPosterior.resolve(args.estimator or args.pretrained)
@@ -86,12 +89,9 @@ def child(args) -> dict:
     pixels, refined, t0 = 0, 0, time.perf_counter()
     for i, (f, e, unit, seg, z, segment) in enumerate(inputs):
         images = load_cube(f, e, post.filters, unit, pixel_scale=0.03, segmap=seg, zred=z)
-        mask = select_pixels(images, segment=segment)
-        fit = fit_pixels(post, images, mask, model=model, sps=sps, n_draws=args.n_draws,
-                         client=client, torch_threads=1, progress=False,
-                         refine=args.refine)  # fmt: skip
-        make_maps(post, fit, images, fits_path=f"{out}/m{i}.fits",
-                  table_path=f"{out}/t{i}.fits")  # fmt: skip
+        fit = map_galaxy(post, images, out, f"m{i}", segment=segment, model=model, sps=sps,
+                         n_draws=args.n_draws, client=client, torch_threads=1, progress=False,
+                         refine=args.refine, png=False, outshining=False).fit  # fmt: skip
         pixels += len(fit)
         if fit.refinement is not None:
             refined += int(fit.refinement["refined"].sum())

@@ -1,12 +1,13 @@
 """Resolved maps of three real JADES Origin Field galaxies (PSF-matched 14-band cutouts).
 
 Reads ``../shared/data/jof_psfmatched_cutouts.npz`` (microJy per pixel, 0.03"/pixel,
-photometric redshifts), selects pixels (segment of the central galaxy, mean S/N >= 5 over
-F277W, F356W, F444W), fits them with the pretrained ``jades-parametric`` estimator (or
-``--estimator PATH``), and writes per galaxy a multi-extension FITS file of maps, a PNG
-panel and a table of per-pixel summaries, plus one PNG of resolved vs integrated stellar
-masses. The file has no WCS: a TAN WCS is built from each galaxy's RA/Dec and the pixel scale
-(centred on the cutout centre), which is approximate.
+photometric redshifts) and maps each galaxy with one call, ``pixels.map_galaxy``: it selects
+pixels (segment of the central galaxy, mean S/N >= 5 over F277W, F356W, F444W), fits them with
+the pretrained ``jades-parametric`` estimator (or ``--estimator PATH``), and writes a
+multi-extension FITS file of maps, a PNG panel, a table of per-pixel summaries and the
+resolved-vs-integrated table; then one PNG of resolved vs integrated stellar masses. The file
+has no WCS: a TAN WCS is built from each galaxy's RA/Dec and the pixel scale (centred on the
+cutout centre), which is approximate.
 
     python examples/jof_maps.py --out jof_maps [--estimator small.sbi]
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -47,38 +47,33 @@ def main(argv=None) -> int:
     import torch
 
     from prospect_sbi import AmortizedPosterior, BC03MilesBasis
-    from prospect_sbi.pixels import fit_pixels, make_maps, outshining, select_pixels
+    from prospect_sbi.pixels import map_galaxy
     from prospect_sbi.plotting.maps import plot_outshining
 
     torch.set_num_threads(args.threads)
     post = AmortizedPosterior.resolve(args.estimator or args.pretrained)
     model = post.model()
     sps = BC03MilesBasis()
-    args.out.mkdir(parents=True, exist_ok=True)
     tables = []
     print(f"{'id':>5} {'z':>6} {'pixels':>6} {'logM_pix':>17} {'logM_int':>17} {'OOD':>6} "
           f"{'ms/pix':>6}")
     cutouts = read_jof_cutouts(data)
     for gid, images in cutouts.items():
-        mask = select_pixels(images, bands=args.snr_bands)
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            fit = fit_pixels(post, images, mask, model=model, sps=sps, n_draws=args.n_draws,
-                             progress=False)  # fmt: skip
+        # each warning said once, named by its step ("fit: ...", "outshining: ...")
+        done = map_galaxy(post, images, args.out, f"jof_{gid}", model=model, sps=sps,
+                          n_draws=args.n_draws, snr_bands=tuple(args.snr_bands),
+                          overwrite=True, progress=False)  # fmt: skip
         dt = time.perf_counter() - t0
-        make_maps(post, fit, images, fits_path=args.out / f"jof_{gid}_maps.fits",
-                  png_path=args.out / f"jof_{gid}_maps.png",
-                  table_path=args.out / f"jof_{gid}_pixels.fits", overwrite=True)  # fmt: skip
-        tab = outshining(post, fit, images)
-        tables.append(tab)
-        r = tab[0]
+        fit, r = done.fit, done.outshining[0]
+        tables.append(done.outshining)
         ood = float(np.mean(fit.ood)) if fit.ood is not None else float("nan")
         print(f"{gid:>5} {images.zred:6.3f} {len(fit):>6} {fmt(r, 'log_mstar_resolved'):>17} "
               f"{fmt(r, 'log_mstar_integrated'):>17} {ood:6.1%} {1e3 * dt / len(fit):6.2f}")
     fig = plot_outshining(tables, names=[f"JOF {g}" for g in cutouts])
     fig.savefig(args.out / "jof_outshining.png", dpi=120)
-    print(f"wrote {args.out}/jof_<id>_maps.fits, _maps.png, _pixels.fits, jof_outshining.png")
+    print(f"wrote {args.out}/jof_<id>_maps.fits, _maps.png, _pixels.fits, _outshining.ecsv, "
+          "jof_outshining.png")
     return 0
 
 

@@ -16,7 +16,7 @@ from astropy.wcs import WCS
 from conftest import kill_when
 
 from prospect_sbi import cli
-from prospect_sbi.pixels import fit_pixels, load_cube, read_maps
+from prospect_sbi.pixels import fit_pixels, load_cube, map_galaxy, read_maps
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -175,3 +175,105 @@ def test_map_refuses_names_that_leave_the_output_folder(tiny_estimator_file, cub
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"name {name!r} is not a plain file name" in err, err
     assert not list(tmp_path.rglob("*_maps.fits"))
+
+
+@pytest.mark.data
+def test_map_galaxy_is_select_fit_maps_outshining_in_one_call(small_estimator,
+                                                             small_estimator_file, shared_data,
+                                                             tmp_path):  # fmt: skip
+    """JOF galaxy 778 given in reversed band order and the estimator as a file: map_galaxy
+    aligns the bands, selects, fits, maps and measures outshining; its files equal the steps
+    written out by hand (before, it took neither, and make_maps wrote the files itself)."""
+    from prospect_sbi.jades_data import read_jof_cutouts
+    from prospect_sbi.pixels import (
+        PixelImages,
+        make_maps,
+        outshining,
+        parse_segment,
+        select_pixels,
+    )
+
+    images = read_jof_cutouts(shared_data)[778]
+    kw = {"n_draws": 40, "model": False, "seed": 2}
+    aligned = images.matched(small_estimator.filters)
+    mask = select_pixels(aligned, 8.0, segment=parse_segment("centre"))
+    fit = fit_pixels(small_estimator, aligned, mask, progress=False, **kw)
+    maps = make_maps(small_estimator, fit, aligned)
+    table = outshining(small_estimator, fit, aligned)
+    flipped = PixelImages(images.flux[::-1], images.err[::-1], images.bands[::-1], images.wcs,
+                          images.pixel_scale, images.segmap, images.zred)  # fmt: skip
+    done = map_galaxy(small_estimator_file, flipped, tmp_path, "g778", snr_min=8.0, png=False,
+                      progress=False, **kw)  # fmt: skip
+    assert len(done.fit) == int(mask.sum()) == 114
+    read, _, header = read_maps(done.files["maps"])
+    assert read.keys() == maps.maps.keys() and header["NPIX"] == 114
+    for k in read:
+        np.testing.assert_array_equal(read[k], maps[k], err_msg=k)
+    pixels = Table.read(done.files["pixels"])
+    for c in fit.table().colnames:
+        np.testing.assert_array_equal(pixels[c], fit.table()[c], err_msg=c)
+    written = Table.read(done.files["outshining"], format="ascii.ecsv")
+    for c in table.colnames:
+        np.testing.assert_array_equal(written[c], table[c], err_msg=c)
+        np.testing.assert_array_equal(done.outshining[c], table[c], err_msg=c)
+    assert not done.files["png"].exists()
+    # the pixel fit alone (what the benchmark times): no outshining table, and the marker says
+    # so: a later call that wants the table maps the galaxy again instead of skipping it
+    alone = map_galaxy(small_estimator, images, tmp_path / "alone", "g778", snr_min=8.0,
+                       png=False, outshining=False, progress=False, **kw)  # fmt: skip
+    assert alone.outshining is None and not alone.files["outshining"].exists()
+    np.testing.assert_array_equal(read_maps(alone.files["maps"])[0]["log_sigma_mstar_p50"],
+                                  maps["log_sigma_mstar_p50"])  # fmt: skip
+    with pytest.raises(ValueError, match=r"outshining: False then, True now\): pass "
+                                         r"overwrite=True"):  # fmt: skip
+        map_galaxy(small_estimator, images, tmp_path / "alone", "g778", snr_min=8.0,
+                   png=False, progress=False, **kw)  # fmt: skip
+
+
+@pytest.mark.data
+def test_map_galaxy_skips_a_default_selection_marker_of_before(small_estimator, shared_data,
+                                                                tmp_path):  # fmt: skip
+    """Markers of the default selection made inside fit_pixels (mask=None: quickstart) hashed
+    the images with no mask; map_galaxy now selects first, and still skips those galaxies."""
+    import hashlib
+    import json
+
+    from prospect_sbi.jades_data import read_jof_cutouts
+
+    images = read_jof_cutouts(shared_data)[778]
+    kw = {"n_draws": 20, "model": False, "png": False, "progress": False}
+    done = map_galaxy(small_estimator, images, tmp_path, "g", **kw)
+    aligned = images.matched(small_estimator.filters)
+    h = hashlib.sha256()  # the images digest of a marker written with mask=None
+    for a in (aligned.flux, aligned.err):
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(b"-")
+    h.update(json.dumps(float(aligned.zred)).encode())
+    marker = json.loads(done.files["done"].read_text())
+    assert marker["request"]["images"] != h.hexdigest()  # the selected mask is hashed now
+    marker["request"]["images"] = h.hexdigest()
+    done.files["done"].write_text(json.dumps(marker))
+    assert map_galaxy(small_estimator, images, tmp_path, "g", **kw).skipped
+    with pytest.raises(ValueError, match=r"g was mapped with other inputs \(images: "):
+        map_galaxy(small_estimator, images, tmp_path, "g", snr_min=6.0, **kw)
+
+
+def test_segment_text_and_the_two_image_loaders(tmp_path):
+    from prospect_sbi.pixels import load_cube_file, load_images, parse_segment
+
+    assert [parse_segment(v) for v in ("centre", "center", "all", "none", "12", None, 7)] == [
+        "centre", "centre", "all", None, 12, None, 7]  # fmt: skip
+    with pytest.raises(ValueError, match="--segment takes centre, all, none or a segment id; "
+                                         "got 'middle'"):  # fmt: skip
+        parse_segment("middle")
+    rng = np.random.default_rng(0)
+    flux, err = rng.uniform(1, 2, (3, 4, 5)), np.full((3, 4, 5), 0.1)
+    np.savez(tmp_path / "c.npz", flux=flux, err=err, bands=np.array(["F277W", "F356W", "F444W"]))
+    images = load_images(cube=tmp_path / "c.npz", unit="nJy", pixel_scale=0.05, zred=2.0)
+    ref = load_cube_file(tmp_path / "c.npz", unit="nJy", pixel_scale=0.05, zred=2.0)
+    np.testing.assert_array_equal(images.flux, ref.flux)
+    assert images.pixel_scale == 0.05 and images.zred == 2.0 and images.shape == (4, 5)
+    with pytest.raises(ValueError, match="give --cube or --image, not both"):
+        load_images({"F277W": "a.fits"}, cube=tmp_path / "c.npz")
+    with pytest.raises(ValueError, match="give the images: --image BAND=PATH"):
+        load_images()

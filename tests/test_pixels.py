@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.table import Table
 from astropy.wcs import WCS
 
 from prospect_sbi.pixels import (
+    PixelMaps,
     fit_pixels,
     flux_unit_factor,
     load_cube,
@@ -167,8 +169,9 @@ def test_synthetic_field_maps_recover_truth_and_round_trip(small_estimator, fiel
     images, truth, model = field
     fit = fit_pixels(small_estimator, images, np.ones((10, 10), bool), model=model,
                      sps=_sps_instance, chunk_size=40, progress=False)
-    maps = make_maps(small_estimator, fit, images, fits_path=tmp_path / "m.fits",
-                     png_path=tmp_path / "m.png", table_path=tmp_path / "t.fits")
+    maps = make_maps(small_estimator, fit, images)
+    assert not any(tmp_path.iterdir())  # make_maps returns the maps; .write puts them on disk
+    maps.write(tmp_path / "m.fits", png_path=tmp_path / "m.png", table_path=tmp_path / "t.fits")
     sigma_true = truth - np.log10(pixel_area_kpc2(0.03, 2.0))
     diff = maps["log_sigma_mstar_p50"] - sigma_true
     assert np.median(np.abs(diff)) < 0.15
@@ -189,7 +192,12 @@ def test_synthetic_field_maps_recover_truth_and_round_trip(small_estimator, fiel
     assert header["FILT014"] == "jwst_f444w" and header["ZRED"] == 2.0
     assert (tmp_path / "m.png").stat().st_size > 10_000
     with pytest.raises(FileExistsError):
-        make_maps(small_estimator, fit, images, fits_path=tmp_path / "m.fits")
+        maps.write(tmp_path / "m.fits")
+    np.testing.assert_array_equal(Table.read(tmp_path / "t.fits")["log_mstar_p50"],
+                                  fit.table()["log_mstar_p50"])  # fmt: skip
+    bare = PixelMaps(maps.maps, maps.units, maps.wcs, maps.header)
+    with pytest.raises(ValueError, match="these maps hold no pixel fit, so no per-pixel table"):
+        bare.write(table_path=tmp_path / "t2.fits")
 
     out = outshining(small_estimator, fit, images)
     total = np.log10(np.sum(10**truth))

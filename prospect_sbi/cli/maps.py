@@ -90,50 +90,19 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def _load(args: argparse.Namespace) -> object:
-    from ..pixels import load_cube_file, load_fits
-
-    if args.cube:
-        if args.image:
-            raise ValueError("give --cube or --image, not both")
-        return load_cube_file(args.cube, args.err_cube, args.bands, args.unit,
-                              pixel_scale=args.pixel_scale, segmap=args.segmap,
-                              zred=args.zred)  # fmt: skip
-    if not args.image:
-        raise ValueError("give the images: --image BAND=PATH ... or --cube")
-    images = load_fits(_pairs(args.image, "image"), _pairs(args.error, "error") or None,
-                       weights=_pairs(args.weight, "weight") or None, unit=args.unit,
-                       segmap=args.segmap, zred=args.zred)  # fmt: skip
-    if args.pixel_scale is not None:
-        from dataclasses import replace
-
-        images = replace(images, pixel_scale=float(args.pixel_scale))
-    return images
-
-
-def _segment(value: str, segmap: str | None) -> int | str | None:
-    """``--segment`` as :func:`~prospect_sbi.pixels.select_pixels` takes it, checked."""
-    segment = {"none": None, "centre": "centre", "center": "centre", "all": "all"}.get(value, "")
-    if segment == "":
-        if not str(value).lstrip("-").isdigit():
-            raise ValueError(f"--segment takes centre, all, none or a segment id; got {value!r}")
-        segment = int(value)
-    if segment is not None and segmap is None:
-        raise ValueError(f"--segment {value} needs a segmentation map: give --segmap FILE, or "
-                         "--segment none to select pixels on S/N alone")  # fmt: skip
-    return segment
-
-
 def run_map(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi map``."""
     from .._steps import record, say, step_warnings
-    from ..pixels import FLOOR_OPTION, galaxy_files, map_galaxy, select_pixels
+    from ..pixels import FLOOR_OPTION, galaxy_files, load_images, map_galaxy, parse_segment
     from ..posterior import AmortizedPosterior
     from .common import dask_client
 
     out = Path(args.out)
     files = galaxy_files(out, args.name)  # refuses a name that would leave OUT
-    segment = _segment(args.segment, args.segmap)
+    segment = parse_segment(args.segment)
+    if segment is not None and args.segmap is None:
+        raise ValueError(f"--segment {args.segment} needs a segmentation map: give --segmap "
+                         "FILE, or --segment none to select pixels on S/N alone")  # fmt: skip
     if args.pixel_scale is not None and not args.pixel_scale > 0:
         raise ValueError(f"--pixel-scale is the pixel side in arcsec, > 0; got "
                          f"{args.pixel_scale}")  # fmt: skip
@@ -144,17 +113,21 @@ def run_map(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.estimator} is conditioned on the redshift: give --zred Z")
         args.zred = float(zr[0])  # trained at one redshift
     with step_warnings("images"):
-        images = _load(args).matched(post.filters, drop_unknown=args.drop_unknown_bands)
+        images = load_images(_pairs(args.image, "image"), _pairs(args.error, "error"),
+                             weights=_pairs(args.weight, "weight"), cube=args.cube,
+                             err_cube=args.err_cube, bands=args.bands, unit=args.unit,
+                             pixel_scale=args.pixel_scale, segmap=args.segmap,
+                             zred=args.zred)  # fmt: skip
     if images.pixel_scale is None:
         raise ValueError(f"{args.cube or 'the images'} has no WCS, so no pixel scale for the "
                          "surface densities: give --pixel-scale ARCSEC")  # fmt: skip
-    with step_warnings("select"):
-        mask = select_pixels(images, args.snr_min, args.snr_bands, segment)
     client = dask_client(args.workers, args.scheduler)
     said: list = []
     try:
         with record() as said:  # said again below, naming the option that sets the floor
-            done = map_galaxy(post, images, out, args.name, mask, n_draws=args.draws,
+            done = map_galaxy(post, images, out, args.name, snr_min=args.snr_min,
+                              segment=segment, snr_bands=tuple(args.snr_bands),
+                              drop_unknown=args.drop_unknown_bands, n_draws=args.draws,
                               seed=args.seed, chunk_size=args.chunk_size, client=client,
                               overwrite=args.overwrite, refine=args.refine,
                               likelihood=args.likelihood, err_floor=args.err_floor)  # fmt: skip

@@ -8,8 +8,12 @@ import argparse
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..posterior import AmortizedPosterior
 
 
 def add_quickstart_args(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +90,7 @@ def _calibration(args: argparse.Namespace, out: Path) -> Path:
     return folder / "report.md"
 
 
-def _catalogue(post: object, data: Path, out: Path, args: argparse.Namespace) -> Path:
+def _catalogue(post: AmortizedPosterior, data: Path, out: Path, args: argparse.Namespace) -> Path:
     """Fit the spec-z catalogue; write its summary table and a stellar-mass plot."""
     import matplotlib
 
@@ -125,7 +129,7 @@ def _catalogue(post: object, data: Path, out: Path, args: argparse.Namespace) ->
     return path
 
 
-def _maps(post: object, data: Path, out: Path, args: argparse.Namespace) -> list[Path]:
+def _maps(post: AmortizedPosterior, data: Path, out: Path, args: argparse.Namespace) -> list[Path]:
     """Pixel maps of the JOF cutouts and the resolved-vs-integrated plot."""
     from ..jades_data import read_jof_cutouts
     from ..pixels import map_galaxy
@@ -136,8 +140,8 @@ def _maps(post: object, data: Path, out: Path, args: argparse.Namespace) -> list
     cutouts = read_jof_cutouts(data)
     for gid, images in cutouts.items():
         t0 = time.perf_counter()
-        done = map_galaxy(post, images.matched(post.filters), folder, f"jof_{gid}",
-                          n_draws=min(args.draws, 200), seed=args.seed, progress=False)
+        done = map_galaxy(post, images, folder, f"jof_{gid}", n_draws=min(args.draws, 200),
+                          seed=args.seed, progress=False)
         tables.append(done.outshining)
         written.append(done.files["maps"])
         if done.skipped:

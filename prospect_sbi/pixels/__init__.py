@@ -1,10 +1,11 @@
 """Resolved maps from multi-band pixels: images -> selection -> per-pixel posteriors -> maps.
 
-Load images (:func:`load_fits`, :func:`load_cube`; maggies per pixel), choose pixels
-(:func:`select_pixels`), fit them with an amortised posterior (:func:`fit_pixels`, chunked,
-optionally on dask), and turn the fit into maps written as one FITS file, a PNG and a table
-(:func:`make_maps`); :func:`outshining` compares the pixel-summed and integrated masses.
-:func:`map_galaxy` does all of it for one galaxy as one resumable unit; :func:`map_field`
+Load images (:func:`load_fits`, :func:`load_cube`, :func:`load_images`; maggies per pixel),
+choose pixels (:func:`select_pixels`), fit them with an amortised posterior
+(:func:`fit_pixels`, chunked, optionally on dask), and turn the fit into maps
+(:func:`make_maps`), which :meth:`PixelMaps.write` puts on disk as one FITS file, a PNG and a
+table; :func:`outshining` compares the pixel-summed and integrated masses. :func:`map_galaxy`
+is the one map call: all of it for one galaxy as one resumable unit; :func:`map_field`
 for every galaxy of a field (mosaics, a segmentation map, a redshift catalogue), and
 :func:`make_test_field` writes a realistic field to test it on.
 """

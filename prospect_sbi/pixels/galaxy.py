@@ -1,7 +1,9 @@
 """One galaxy's maps as one unit: a resumable pixel fit, atomic outputs, a done marker last.
 
-:func:`map_galaxy` writes four files, ``<name>_maps.fits``, ``<name>_maps.png``,
-``<name>_pixels.fits`` and ``<name>_outshining.ecsv``, each atomically, then the marker
+:func:`map_galaxy` is the one map call: it puts the images' bands in the estimator's order,
+selects the pixels, fits them, makes the maps and measures the outshining. It writes four
+files, ``<name>_maps.fits``, ``<name>_maps.png``, ``<name>_pixels.fits`` and
+``<name>_outshining.ecsv``, each atomically, then the marker
 ``<name>_done.json``. Whether a galaxy is finished is decided by the marker alone: a job killed
 after writing some of the files (or during the fit) is resumed on the next call, which fits only
 the chunks of pixels missing from ``<name>.parts/`` and rewrites every output.
@@ -19,7 +21,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.table import Table
@@ -30,8 +32,11 @@ from .fit import PixelFit, fit_pixels
 from .images import PixelImages
 from .io import write_table
 from .maps import PixelMaps, make_maps
-from .outshining import outshining
-from .select import SNR_BANDS
+from .outshining import outshining as outshining_table
+from .select import SNR_BANDS, select_pixels
+
+if TYPE_CHECKING:
+    from ..posterior import AmortizedPosterior
 
 #: The advice of :class:`~prospect_sbi.posterior.ObservationWarning` for data more precise than
 #: the training noise; :func:`map_galaxy` names the option that sets the floor instead.
@@ -85,8 +90,9 @@ class GalaxyMaps:
     name : str
     files : dict of str -> pathlib.Path
         :func:`galaxy_files`.
-    outshining : astropy.table.Table
-        Resolved against integrated stellar mass (:func:`~prospect_sbi.pixels.outshining`).
+    outshining : astropy.table.Table or None
+        Resolved against integrated stellar mass (:func:`~prospect_sbi.pixels.outshining`);
+        None when not measured (``outshining=False``).
     fit : PixelFit or None
         The pixel fit; None when the galaxy was already done (``skipped``).
     maps : PixelMaps or None
@@ -97,39 +103,65 @@ class GalaxyMaps:
 
     name: str
     files: dict[str, Path]
-    outshining: Table
+    outshining: Table | None
     fit: PixelFit | None = None
     maps: PixelMaps | None = None
     skipped: bool = False
 
 
 def map_galaxy(
-    post: Any,
+    estimator: AmortizedPosterior | str | os.PathLike,
     images: PixelImages,
     out: str | os.PathLike,
     name: str = "galaxy",
     mask: np.ndarray | None = None,
     *,
+    model: Any = None,
+    sps: Any = None,
+    n_draws: int = 200,
+    seed: int = 0,
+    snr_min: float = 5.0,
+    segment: int | str | None = "centre",
     snr_bands: tuple[str, ...] = SNR_BANDS,
+    drop_unknown: bool = False,
     overwrite: bool = False,
     err_floor: float = 0.0,
     png: bool = True,
+    outshining: bool = True,
     **fit_options: Any,
 ) -> GalaxyMaps:
-    """Fit a galaxy's pixels and write its maps, pixel table and outshining table, resumably.
+    """Map one galaxy: align its bands, select, fit, map and measure outshining, resumably.
 
     Parameters
     ----------
-    post : AmortizedPosterior
+    estimator : AmortizedPosterior, path-like or str
+        The estimator, a file of it or a pretrained name (resolved once).
     images : PixelImages
+        In any band order: put in the estimator's once (:meth:`PixelImages.matched`).
     out : path-like
         Output folder (created).
     name : str
         Prefix of the files (:func:`galaxy_files`); a plain file name.
     mask : numpy.ndarray, bool, (ny, nx), optional
-        Pixels to fit (default :func:`~prospect_sbi.pixels.select_pixels`).
+        Pixels to fit (default :func:`~prospect_sbi.pixels.select_pixels` with ``snr_min``,
+        ``snr_bands`` and ``segment``, on the images before ``err_floor``).
+    model, sps
+        Prospector model and SPS of the predictive check (:func:`fit_pixels`; ``model=False``:
+        no check).
+    n_draws : int
+        Posterior draws per pixel.
+    seed : int
+        Seed of the draws.
+    snr_min : float
+        Mean S/N a pixel needs over ``snr_bands`` to be selected (without ``mask``).
+    segment : int, "centre", "all" or None
+        Segment of the selection (:func:`~prospect_sbi.pixels.select_pixels`); a string of
+        ``--segment`` goes through :func:`~prospect_sbi.pixels.parse_segment` first.
     snr_bands : tuple of str
-        Bands of the S/N map.
+        Bands of the selection S/N and of the S/N map.
+    drop_unknown : bool
+        Leave out image bands the estimator does not know, with one warning (default: refuse
+        them).
     overwrite : bool
         Fit again a galaxy already done (its marker and kept chunks are removed first).
     err_floor : float
@@ -138,8 +170,11 @@ def map_galaxy(
         |flux|)``; 0.05 is usual for integrated photometry.
     png : bool
         Write the PNG panel (~1 s a galaxy; a field of thousands may do without).
+    outshining : bool
+        Measure and write the outshining table (a benchmark of the pixel fit alone may do
+        without).
     **fit_options
-        ``n_draws``, ``model``, ``sps``, ``seed``, ``chunk_size``, ``client``, ... of
+        ``chunk_size``, ``client``, ``refine``, ``progress``, ... of
         :func:`~prospect_sbi.pixels.fit_pixels`; its chunks are kept in ``<name>.parts/``
         until the marker is written.
 
@@ -152,7 +187,8 @@ def map_galaxy(
     Raises
     ------
     ValueError
-        A name that is not a plain file name; errors of :func:`fit_pixels` and
+        A name that is not a plain file name; bands of :meth:`PixelImages.matched`; errors of
+        :func:`~prospect_sbi.pixels.select_pixels`, :func:`fit_pixels` and
         :func:`~prospect_sbi.pixels.make_maps`; kept chunks of another fit (other images,
         estimator or options): remove ``<name>.parts/`` or pass ``overwrite=True``; a
         marker of another estimator, other images or other options (each named): pass
@@ -162,39 +198,57 @@ def map_galaxy(
     Warns
     -----
     UserWarning
-        Each warning of a step once, prefixed by the step: ``"fit: ..."`` (the pixel fit,
-        counts added over its chunks), ``"maps: ..."``, ``"outshining: ..."`` (the fit of the
-        integrated photometry, which leaves out what the pixel fit already said).
+        Each warning of a step once, prefixed by the step: ``"images: ..."`` (bands left
+        out), ``"select: ..."``, ``"fit: ..."`` (the pixel fit, counts added over its
+        chunks), ``"maps: ..."``, ``"outshining: ..."`` (the fit of the integrated
+        photometry, which leaves out what the pixel fit already said).
     """
+    from ..posterior import AmortizedPosterior
+
     files = galaxy_files(out, name)
     if images.pixel_scale is None:
         raise ValueError("the images have no pixel scale (no WCS): pass pixel_scale= to "
-                         "load_cube (--pixel-scale) for the surface densities")  # fmt: skip
+                         "load_cube (--pixel-scale)")  # fmt: skip
+    post = AmortizedPosterior.resolve(estimator)
+    advice, said = {FLOOR_ADVICE: f"add an error floor, {FLOOR_OPTION}"}, set()
+    with step_warnings("images", advice, said):
+        images = images.matched(post.filters, drop_unknown=drop_unknown)
+    # markers of versions that fitted the default selection inside fit_pixels hashed no mask
+    default = mask is None and not err_floor and (snr_min, tuple(snr_bands), segment) == (
+        5.0, SNR_BANDS, "centre")  # fmt: skip
+    if mask is None:
+        with step_warnings("select", advice, said):
+            mask = select_pixels(images, snr_min, snr_bands, segment)
     images = images.with_err_floor(err_floor)
     if overwrite:
         files["done"].unlink(missing_ok=True)
         shutil.rmtree(files["parts"], ignore_errors=True)
-    request = _request(post, images, mask, fit_options) | ({} if png else {"png": False})
+    fit_options |= {"model": model, "sps": sps, "n_draws": n_draws, "seed": seed}
+    request = _request(post, images, mask, fit_options) | ({} if png else {"png": False}) | (
+        {} if outshining else {"outshining": False})  # fmt: skip
     if files["done"].is_file():
-        _check_marker(files["done"], request)
+        legacy = _request(post, images, None, fit_options)["images"] if default else None
+        _check_marker(files["done"], request, legacy)
         shutil.rmtree(files["parts"], ignore_errors=True)  # left by a kill after the marker
-        table = Table.read(files["outshining"], format="ascii.ecsv")
+        table = (Table.read(files["outshining"], format="ascii.ecsv") if outshining
+                 else None)  # fmt: skip
         return GalaxyMaps(name, files, table, skipped=True)
     files["maps"].parent.mkdir(parents=True, exist_ok=True)
-    advice, said = {FLOOR_ADVICE: f"add an error floor, {FLOOR_OPTION}"}, set()
     with step_warnings("fit", advice, said):
         fit = fit_pixels(post, images, mask, parts=files["parts"], **fit_options)
     with step_warnings("maps", advice, said):
-        maps = make_maps(post, fit, images, fits_path=files["maps"],
-                         png_path=files["png"] if png else None,
-                         table_path=files["pixels"], snr_bands=snr_bands,
-                         overwrite=True)  # fmt: skip
-    with step_warnings("outshining", advice, said):
-        table = outshining(post, fit, images, err_floor=err_floor)
-    write_table(files["outshining"], table, overwrite=True)
+        maps = make_maps(post, fit, images, snr_bands=snr_bands)
+        maps.write(files["maps"], png_path=files["png"] if png else None,
+                   table_path=files["pixels"], overwrite=True)  # fmt: skip
+    table = None
+    if outshining:
+        with step_warnings("outshining", advice, said):
+            table = outshining_table(post, fit, images, err_floor=err_floor)
+        write_table(files["outshining"], table, overwrite=True)
     done = {"name": name, "n_pixels": len(fit), "resumed_chunks": fit.resumed_chunks,
             "files": {k: v.name for k, v in files.items()
-                      if k not in ("done", "parts") and (png or k != "png")},
+                      if k not in ("done", "parts") and (png or k != "png")
+                      and (outshining or k != "outshining")},
             "model_hash": fit.meta["model_hash"], "request": request}  # fmt: skip
     with atomic_path(files["done"], overwrite=True) as tmp:
         tmp.write_text(json.dumps(done, indent=1))
@@ -206,7 +260,8 @@ def map_galaxy(
 _RESULT_OPTIONS = ("n_draws", "seed", "chunk_size", "p_value", "refine", "likelihood")
 
 
-def _request(post: Any, images: PixelImages, mask: np.ndarray | None, options: dict) -> dict:
+def _request(post: AmortizedPosterior, images: PixelImages, mask: np.ndarray | None,
+             options: dict) -> dict:  # fmt: skip
     """Describe what a galaxy's outputs depend on: estimator, images, pixels, fit options."""
     defaults = {k: p.default for k, p in inspect.signature(fit_pixels).parameters.items()}
     h = hashlib.sha256()
@@ -219,8 +274,12 @@ def _request(post: Any, images: PixelImages, mask: np.ndarray | None, options: d
             **{k: options.get(k, defaults[k]) for k in _RESULT_OPTIONS}}  # fmt: skip
 
 
-def _check_marker(path: Path, request: dict) -> None:
-    """Refuse to skip a galaxy whose marker records another estimator, images or options."""
+def _check_marker(path: Path, request: dict, legacy: str | None = None) -> None:
+    """Refuse to skip a galaxy whose marker records another estimator, images or options.
+
+    ``legacy``: the images' digest without a mask, which markers of the default selection
+    recorded before :func:`map_galaxy` selected the pixels itself; it counts as the same.
+    """
     try:
         done = json.loads(path.read_text())
     except (OSError, ValueError) as err:
@@ -228,8 +287,12 @@ def _check_marker(path: Path, request: dict) -> None:
     old = done.get("request")
     if old is None:  # a marker written before markers kept what they were made with
         return
+    if legacy is not None and old.get("images") == legacy:
+        old = {**old, "images": request["images"]}
     diff = [f"{k}: {old.get(k)!r} then, {v!r} now" for k, v in request.items()
-            if old.get(k) != v]  # fmt: skip
+            if old.get(k) != v and k != "outshining"]  # fmt: skip
+    if old.get("outshining", True) is False and request.get("outshining", True):
+        diff.append("outshining: False then, True now")  # no table to give back
     if diff:
         raise ValueError(f"{path.name[:-len('_done.json')]} was mapped with other inputs "
                          f"({'; '.join(diff)}): pass overwrite=True (--overwrite) to map it "

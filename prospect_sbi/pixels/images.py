@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["PixelImages", "flux_unit_factor", "load_cube", "load_cube_file", "load_fits",
-           "read_array"]
+           "load_images", "read_array"]
 
 import os
 import re
@@ -58,7 +58,7 @@ def flux_unit_factor(unit: str, pixel_scale: float | None = None,
 
     Examples
     --------
-    >>> flux_unit_factor("uJy") * 3631e6
+    >>> round(flux_unit_factor("uJy") * 3631e6, 12)
     1.0
     >>> round(flux_unit_factor("MJy/sr", pixel_scale=0.03) * 3631, 12)  # Jy per MJy/sr
     2.1154e-08
@@ -232,6 +232,7 @@ def load_cube(
     Returns
     -------
     PixelImages
+        Bands in the order of ``bands``; ``meta`` ``{"unit": unit, "source": "cube"}``.
 
     Raises
     ------
@@ -364,6 +365,7 @@ def load_cube_file(
     Returns
     -------
     PixelImages
+        With the WCS of a FITS cube's header, if it has one.
 
     Raises
     ------
@@ -482,12 +484,13 @@ def load_fits(
         ``weights``, the error is read from an ``ERR`` HDU of the same file.
     wcs : astropy.wcs.WCS, optional
         Use this WCS instead of the headers' (for files without one).
-    segmap : array_like or path, optional
-    zred : float or array_like (ny, nx), optional
+    segmap, zred
+        See :func:`load_cube`.
 
     Returns
     -------
     PixelImages
+        Bands in the order of ``images``; the WCS and pixel scale of the first image.
 
     Raises
     ------
@@ -542,3 +545,61 @@ def load_fits(
     meta = {"unit": unit or "BUNIT", "source": "fits",
             "files": {b: str(images[b]) for b in bands}}  # fmt: skip
     return PixelImages(f, e, names, ref_wcs, scale, _check_segmap(segmap, grid), zred, meta)
+
+
+def load_images(
+    images: Mapping[str, Any] | None = None,
+    errors: Mapping[str, Any] | None = None,
+    *,
+    weights: Mapping[str, Any] | None = None,
+    cube: str | os.PathLike | None = None,
+    err_cube: str | os.PathLike | None = None,
+    bands: Sequence[str] | None = None,
+    unit: str | None = None,
+    pixel_scale: float | None = None,
+    segmap: Any = None,
+    zred: Any = None,
+) -> PixelImages:
+    """Load images from one FITS file per band (:func:`load_fits`) or a cube file.
+
+    The cube file is read by :func:`load_cube_file`.
+
+    What ``prospect-sbi map`` reads: give ``images`` (with ``errors`` or ``weights``, or
+    neither for ERR extensions) or ``cube`` (with ``err_cube`` and ``bands`` as that
+    function needs them), not both.
+
+    Parameters
+    ----------
+    images, errors, weights
+        Band -> path mappings of :func:`load_fits`.
+    cube, err_cube, bands
+        Of :func:`load_cube_file`.
+    unit : str, optional
+        Flux unit (default: the headers' ``BUNIT``).
+    pixel_scale : float, optional
+        Pixel side, arcsec; replaces the WCS's.
+    segmap, zred
+        See :func:`load_cube`.
+
+    Returns
+    -------
+    PixelImages
+        That of :func:`load_fits` or :func:`load_cube_file`.
+
+    Raises
+    ------
+    ValueError
+        Both or neither of ``images`` and ``cube``; what the two loaders raise.
+    """
+    if cube:
+        if images:
+            raise ValueError("give --cube or --image, not both (cube= or images=)")
+        return load_cube_file(cube, err_cube, bands, unit, pixel_scale=pixel_scale,
+                              segmap=segmap, zred=zred)  # fmt: skip
+    if not images:
+        raise ValueError("give the images: --image BAND=PATH ... or --cube (images= or cube=)")
+    loaded = load_fits(images, errors or None, weights=weights or None, unit=unit,
+                       segmap=segmap, zred=zred)  # fmt: skip
+    if pixel_scale is not None:
+        loaded = replace(loaded, pixel_scale=float(pixel_scale))
+    return loaded

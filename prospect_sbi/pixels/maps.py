@@ -8,14 +8,19 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._io import atomic_path
 from ..cosmology import luminosity_distance
 from .fit import PixelFit
 from .images import PixelImages
+from .io import write_maps, write_table
 from .select import SNR_BANDS, snr_map
+
+if TYPE_CHECKING:
+    from ..posterior import AmortizedPosterior
 
 _ARCSEC_PER_RAD = 180.0 * 3600.0 / np.pi
 
@@ -67,12 +72,15 @@ class PixelMaps:
     wcs : astropy.wcs.WCS or None
     header : dict
         Provenance for the primary FITS header.
+    fit : PixelFit or None
+        The pixel fit the maps were made from (for the per-pixel table of :meth:`write`).
     """
 
     maps: dict[str, np.ndarray]
     units: dict[str, str]
     wcs: Any
     header: dict = field(default_factory=dict)
+    fit: PixelFit | None = field(default=None, repr=False)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.maps[name]
@@ -80,8 +88,51 @@ class PixelMaps:
     def __contains__(self, name: str) -> bool:
         return name in self.maps
 
+    def write(
+        self,
+        fits_path: str | os.PathLike | None = None,
+        *,
+        png_path: str | os.PathLike | None = None,
+        table_path: str | os.PathLike | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        """Put the maps on disk, each file atomically: FITS, then table, then PNG.
 
-def _provenance(post: Any, fit: PixelFit, images: PixelImages) -> dict:
+        Parameters
+        ----------
+        fits_path : path-like, optional
+            One multi-extension FITS file: one named image HDU per map, each with the
+            images' WCS and its unit (BUNIT), provenance in the primary header
+            (:func:`~prospect_sbi.pixels.write_maps`; read back with
+            :func:`~prospect_sbi.pixels.read_maps`).
+        png_path : path-like, optional
+            A panel of the median maps (:func:`~prospect_sbi.plotting.maps.plot_maps`).
+        table_path : path-like, optional
+            The per-pixel summaries of :attr:`fit` (``.fits``, ``.ecsv`` or ``.csv``).
+        overwrite : bool
+            Replace existing files (otherwise FileExistsError).
+
+        Raises
+        ------
+        ValueError
+            ``table_path`` for maps made without their fit.
+        """
+        if table_path is not None and self.fit is None:
+            raise ValueError("these maps hold no pixel fit, so no per-pixel table: make them "
+                             "with make_maps to write table_path=")  # fmt: skip
+        if fits_path is not None:
+            write_maps(fits_path, self, overwrite=overwrite)
+        if table_path is not None:
+            write_table(table_path, self.fit.table(), overwrite=overwrite)
+        if png_path is not None:
+            from ..plotting.maps import plot_maps
+
+            fig = plot_maps(self)
+            with atomic_path(png_path, overwrite) as tmp:
+                fig.savefig(tmp, dpi=110, format="png")
+
+
+def _provenance(post: AmortizedPosterior, fit: PixelFit, images: PixelImages) -> dict:
     from .._version import __version__
 
     train = post.training or {}
@@ -110,47 +161,40 @@ def _provenance(post: Any, fit: PixelFit, images: PixelImages) -> dict:
 
 
 def make_maps(
-    post: Any,
+    estimator: AmortizedPosterior | str | os.PathLike,
     fit: PixelFit,
     images: PixelImages,
     *,
-    fits_path: str | os.PathLike | None = None,
-    png_path: str | os.PathLike | None = None,
-    table_path: str | os.PathLike | None = None,
     snr_bands: tuple[str, ...] = SNR_BANDS,
-    overwrite: bool = False,
 ) -> PixelMaps:
     """Map the properties fitted in each pixel (median, 16th and 84th percentiles).
 
+    Writes nothing: put the maps on disk with :meth:`PixelMaps.write`.
+
     Parameters
     ----------
-    post : AmortizedPosterior
-        The estimator of ``fit`` (for provenance).
+    estimator : AmortizedPosterior, path-like or str
+        The estimator of ``fit`` (for provenance), a file of it or a pretrained name.
     fit : PixelFit
         From :func:`fit_pixels` on ``images``.
     images : PixelImages
         For the pixel scale, redshift, S/N map and WCS.
-    fits_path : path-like, optional
-        Write one multi-extension FITS file: one named image HDU per map, each with the
-        images' WCS and its unit (BUNIT), provenance in the primary header.
-    png_path : path-like, optional
-        Write a panel of the median maps.
-    table_path : path-like, optional
-        Write the per-pixel summaries (``.fits``, ``.ecsv`` or ``.csv``).
     snr_bands : tuple of str
         Bands of the S/N map.
-    overwrite : bool
-        Replace existing files (otherwise FileExistsError).
 
     Returns
     -------
     PixelMaps
+        Holding ``fit`` for the per-pixel table of :meth:`PixelMaps.write`.
 
     Raises
     ------
     ValueError
         ``fit`` of another grid, surface densities without a pixel scale or redshift.
     """
+    from ..posterior import AmortizedPosterior
+
+    post = AmortizedPosterior.resolve(estimator)
     if tuple(fit.shape) != tuple(images.shape):
         raise ValueError(f"the fit is of a {fit.shape} grid; the images are {images.shape}")
     if images.pixel_scale is None:
@@ -179,20 +223,4 @@ def make_maps(
         units["chi2_red"] = "reduced chi2 of the posterior-median photometry"
         maps["ood"] = fit.image(fit.ood.astype(np.int16), fill=0).astype(np.int16)
         units["ood"] = "1: out of distribution"
-    result = PixelMaps(maps, units, images.wcs, _provenance(post, fit, images))
-    if fits_path is not None:
-        from .io import write_maps
-
-        write_maps(fits_path, result, overwrite=overwrite)
-    if table_path is not None:
-        from .io import write_table
-
-        write_table(table_path, fit.table(), overwrite=overwrite)
-    if png_path is not None:
-        from ..plotting.maps import plot_maps
-        from .io import atomic_path
-
-        fig = plot_maps(result)
-        with atomic_path(png_path, overwrite) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    return result
+    return PixelMaps(maps, units, images.wcs, _provenance(post, fit, images), fit)

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 __all__ = ["outshining", "summed_photometry"]
 
-from typing import Any
+import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy.table import Table
 
 from .fit import PixelFit
 from .images import PixelImages
+
+if TYPE_CHECKING:
+    from ..posterior import AmortizedPosterior
 
 
 def summed_photometry(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -29,7 +33,7 @@ def summed_photometry(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np
 
 
 def outshining(
-    post: Any,
+    estimator: AmortizedPosterior | str | os.PathLike,
     fit: PixelFit,
     images: PixelImages,
     *,
@@ -53,7 +57,8 @@ def outshining(
 
     Parameters
     ----------
-    post : AmortizedPosterior
+    estimator : AmortizedPosterior, path-like or str
+        The estimator of ``fit``, a file of it or a pretrained name.
     fit : PixelFit
     images : PixelImages
         The images ``fit`` was made from.
@@ -73,6 +78,9 @@ def outshining(
         (resolved - integrated, dex) and, when the estimator has it, the integrated
         ``log_sfr100_integrated`` with ``_p16`` and ``_p84``.
     """
+    from ..posterior import AmortizedPosterior
+
+    post = AmortizedPosterior.resolve(estimator)
     images = images.matched(post.filters)
     ys, xs = fit.index[:, 0], fit.index[:, 1]
     flux, err = images.flux[:, ys, xs].T, images.err[:, ys, xs].T  # (B, F)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SNR_BANDS", "detection_snr", "select_pixels", "snr_map"]
+__all__ = ["SNR_BANDS", "detection_snr", "parse_segment", "select_pixels", "snr_map"]
 
 from collections.abc import Sequence
 
@@ -105,3 +105,38 @@ def select_pixels(
     if not np.any(seg == int(segment)):
         raise ValueError(f"segment {segment} is not in the segmentation map")
     return keep & (seg == int(segment))
+
+
+def parse_segment(value: int | str | None) -> int | str | None:
+    """Return a segment choice given as text (``--segment``) as :func:`select_pixels` takes it.
+
+    Parameters
+    ----------
+    value : int, str or None
+        ``"centre"`` (or ``"center"``), ``"all"``, ``"none"`` (or None), or a segment id
+        (an int or its digits).
+
+    Returns
+    -------
+    int, "centre", "all" or None
+
+    Raises
+    ------
+    ValueError
+        Any other text.
+
+    Examples
+    --------
+    >>> parse_segment("center"), parse_segment("none"), parse_segment("12")
+    ('centre', None, 12)
+    """
+    if value is None or isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return None if value is None else int(value)
+    segment = {"none": None, "centre": "centre", "center": "centre", "all": "all"}.get(
+        str(value), "")  # fmt: skip
+    if segment == "":
+        if not str(value).lstrip("-").isdigit():
+            raise ValueError(f"--segment takes centre, all, none or a segment id; got "
+                             f"{value!r}")  # fmt: skip
+        segment = int(value)
+    return segment
