@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["UJY_TO_MAGGIES", "NoiseModel", "noise_from_dict"]
+
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar

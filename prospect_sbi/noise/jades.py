@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["JadesPixelNoise"]
+
 import json
 import os
 from collections.abc import Sequence

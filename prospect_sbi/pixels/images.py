@@ -58,7 +58,7 @@ def flux_unit_factor(unit: str, pixel_scale: float | None = None,
 
     Examples
     --------
-    >>> flux_unit_factor("uJy") * 3631e6
+    >>> round(flux_unit_factor("uJy") * 3631e6, 12)
     1.0
     >>> round(flux_unit_factor("MJy/sr", pixel_scale=0.03) * 3631, 12)  # Jy per MJy/sr
     2.1154e-08
