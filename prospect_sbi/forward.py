@@ -39,7 +39,9 @@ class ModelPhotometry:
     >>> from prospect_sbi import BC03MilesBasis, build_model, jades_filters
     >>> model = build_model("parametric_sfh", zred=2.0)
     >>> phot = ModelPhotometry(model, BC03MilesBasis(), jades_filters())
-    >>> maggies, mfrac = phot(model.theta[None, :])  # doctest: +SKIP
+    >>> maggies, mfrac = phot(model.theta[None, :])
+    >>> maggies.shape  # (objects, bands), maggies
+    (1, 14)
     """
 
     def __init__(

@@ -241,8 +241,8 @@ def load_param_file(path: str | os.PathLike, **run_params: Any) -> ParamFile:
 
     Examples
     --------
-    >>> pf = load_param_file("examples/prospector_param_file.py")  # doctest: +SKIP
-    >>> pf.model().free_params, pf.bands()[:2], pf.zred()  # doctest: +SKIP
+    >>> pf = load_param_file("examples/prospector_param_file.py")  # from the repository root
+    >>> pf.model().free_params, pf.bands()[:2], pf.zred()
     (['mass', 'logzsol', 'dust2', 'tage', 'tau'], ['jwst_f090w', 'jwst_f115w'], 2.695)
     """
     return ParamFile(path, run_params)

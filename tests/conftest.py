@@ -1,4 +1,8 @@
-"""Shared fixtures: one BC03MilesBasis per session, JADES filters, SpecModel builder."""
+"""Shared fixtures: one BC03MilesBasis per session, JADES filters, SpecModel builder.
+
+Every test starts from the same seeds (torch, numpy's global generator, ``random``): the
+autouse fixture is in the repository root's ``conftest.py``, which the doctests share.
+"""
 
 from __future__ import annotations
 
@@ -25,12 +29,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
-
-
-@pytest.fixture(autouse=True)
-def _seed_numpy() -> None:
-    """Seed numpy's global generator so every test is reproducible."""
-    np.random.seed(1234)
 
 
 @pytest.fixture(autouse=True)

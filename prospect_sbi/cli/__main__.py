@@ -1,5 +1,7 @@
 """``python -m prospect_sbi.cli``."""
 
+__all__: list[str] = []
+
 import sys
 
 from . import main
