@@ -81,7 +81,7 @@ def main() -> None:
 
     from prospect_sbi import AmortizedPosterior, BC03MilesBasis
     from prospect_sbi.fitting import compare, derived_chain, fit_model, write_results
-    from prospect_sbi.fitting.compare import weighted_quantile
+    from prospect_sbi.fitting.comparison import weighted_quantile
     from prospect_sbi.fitting.likelihood import fixed_redshift_model
 
     torch.set_num_threads(1)

@@ -12,7 +12,7 @@ from .models import build_model
 from .noise import EmpiricalNoise, JadesPixelNoise, NoiseModel, noise_from_dict
 from .paramfile import ParamFile, load_param_file
 from .pretrained import PRETRAINED, pretrained_model
-from .simulate import simulate
+from .simulation import simulate
 from .sources import BC03MilesBasis, FastPhotometry, emission_line_info
 from .sources.emlines import patch_specmodel as _patch_specmodel
 from .trainingset import TrainingSet

@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.table import Table
 
+from .constants import DMAG, JY_PER_MAGGIE
+
 #: Flux units a catalogue may use -> factor to maggies ("AB" magnitudes are handled apart).
-FLUX_UNITS = {"maggies": 1.0, "Jy": 1 / 3631, "mJy": 1e-3 / 3631, "uJy": 1e-6 / 3631,
-              "nJy": 1e-9 / 3631}  # fmt: skip
+FLUX_UNITS = {"maggies": 1.0, "Jy": 1 / JY_PER_MAGGIE, "mJy": 1e-3 / JY_PER_MAGGIE,
+              "uJy": 1e-6 / JY_PER_MAGGIE,
+              "nJy": 1e-9 / JY_PER_MAGGIE}  # fmt: skip
 #: AB magnitudes (or magnitude errors) this large are sentinels (99, -99) of a missing band.
 AB_SENTINEL = 50.0
 _MAG_ROWS = 5  # rows from which flux columns all within 5-45 (errors < 1) are magnitudes
@@ -61,7 +64,7 @@ def to_maggies(
         sentinel = _ab_sentinels(flux, err)
         flux, err = np.where(sentinel, np.nan, flux), np.where(sentinel, np.nan, err)
         maggies = 10 ** (-0.4 * flux)
-        return maggies, 0.4 * np.log(10) * maggies * err
+        return maggies, DMAG * maggies * err
     return flux * FLUX_UNITS[unit], err * FLUX_UNITS[err_unit]
 
 

@@ -54,7 +54,7 @@ def test_every_option_has_help_and_shows_its_default():
 
 def test_compare_dynesty_defaults_are_the_library_ones():
     from prospect_sbi.cli.compare import DYNESTY
-    from prospect_sbi.fitting.compare import DYNESTY_DEFAULTS
+    from prospect_sbi.fitting.comparison import DYNESTY_DEFAULTS
 
     assert all(DYNESTY_DEFAULTS[k] == v for k, v in DYNESTY.items())
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from .common import add_param_file_args
 from .train import add_catalog_args
 
-#: :data:`prospect_sbi.fitting.compare.DYNESTY_DEFAULTS` (not imported: ``--help`` stays fast).
+#: :data:`prospect_sbi.fitting.comparison.DYNESTY_DEFAULTS` (not imported: ``--help`` stays fast).
 DYNESTY = {"nested_nlive_init": 200, "nested_dlogz_init": 0.2, "nested_bound": "multi",
            "nested_sample": "rwalk", "nested_walks": 16}  # fmt: skip
 

@@ -49,7 +49,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     from .._io import dask_client
     from ..filters import jades_filters
     from ..models import build_model
-    from ..simulate import simulate
+    from ..simulation import simulate
     from ..sources import BC03MilesBasis
     from .common import param_file, param_file_sps
 

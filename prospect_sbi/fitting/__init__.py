@@ -8,10 +8,9 @@
 its draws with ``draws_file=``, read by :func:`read_catalog_draws`).
 """
 
-from . import catalog, draws, fit, importance, likelihood, obs, registry, results
-from . import compare as _compare_module
+from . import catalog, comparison, draws, fit, importance, likelihood, obs, registry, results
 from .catalog import *  # noqa: F403
-from .compare import *  # noqa: F403
+from .comparison import *  # noqa: F403
 from .draws import *  # noqa: F403
 from .fit import *  # noqa: F403
 from .importance import *  # noqa: F403
@@ -27,7 +26,7 @@ __all__ = [
     *obs.__all__,
     *likelihood.__all__,
     *importance.__all__,
-    *_compare_module.__all__,
+    *comparison.__all__,
     *catalog.__all__,
     *draws.__all__,
 ]

@@ -10,8 +10,7 @@ for every galaxy of a field (mosaics, a segmentation map, a redshift catalogue),
 :func:`make_test_field` writes a realistic field to test it on.
 """
 
-from . import field, fit, galaxy, images, io, maps, mockfield, select
-from . import outshining as _outshining
+from . import field, fit, galaxy, images, io, maps, mockfield, resolved, select
 from .field import *  # noqa: F403
 from .fit import *  # noqa: F403
 from .galaxy import *  # noqa: F403
@@ -19,7 +18,7 @@ from .images import *  # noqa: F403
 from .io import *  # noqa: F403
 from .maps import *  # noqa: F403
 from .mockfield import *  # noqa: F403
-from .outshining import *  # noqa: F403
+from .resolved import *  # noqa: F403
 from .select import *  # noqa: F403
 
 __all__ = [
@@ -28,7 +27,7 @@ __all__ = [
     *fit.__all__,
     *maps.__all__,
     *io.__all__,
-    *_outshining.__all__,
+    *resolved.__all__,
     *galaxy.__all__,
     *field.__all__,
     *mockfield.__all__,

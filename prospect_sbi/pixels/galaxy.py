@@ -32,7 +32,7 @@ from .fit import PixelFit, fit_pixels
 from .images import PixelImages
 from .io import write_table
 from .maps import PixelMaps, make_maps
-from .outshining import outshining as outshining_table
+from .resolved import outshining as outshining_table
 from .select import SNR_BANDS, select_pixels
 
 if TYPE_CHECKING:

@@ -14,12 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from ..constants import ARCSEC_PER_RAD, JY_PER_MAGGIE
 from ..filters import resolve_band_names
 
-_JY_PER_MAGGIE = 3631.0
-_ARCSEC_PER_RAD = 180.0 * 3600.0 / np.pi
 #: Jy per unit for the flux units of a pixel (not per area).
-_PER_PIXEL = {"maggies": _JY_PER_MAGGIE, "maggie": _JY_PER_MAGGIE, "jy": 1.0, "mjy": 1e-3,
+_PER_PIXEL = {"maggies": JY_PER_MAGGIE, "maggie": JY_PER_MAGGIE, "jy": 1.0, "mjy": 1e-3,
               "ujy": 1e-6, "microjy": 1e-6, "njy": 1e-9}  # fmt: skip
 #: Jy per steradian for the surface-brightness units.
 _PER_SR = {"mjy/sr": 1e6, "jy/sr": 1.0}
@@ -65,14 +64,14 @@ def flux_unit_factor(unit: str, pixel_scale: float | None = None,
     """
     u = _normalise_unit(unit)
     if u in _PER_PIXEL:
-        return _PER_PIXEL[u] / _JY_PER_MAGGIE
+        return _PER_PIXEL[u] / JY_PER_MAGGIE
     if u in _PER_SR:
         if pixel_area_sr is None:
             if pixel_scale is None or not pixel_scale > 0:
                 raise ValueError(f"unit {unit!r} is per steradian: give the pixel scale "
                                  "(arcsec) or the pixel area (sr)")  # fmt: skip
-            pixel_area_sr = (float(pixel_scale) / _ARCSEC_PER_RAD) ** 2
-        return _PER_SR[u] * float(pixel_area_sr) / _JY_PER_MAGGIE
+            pixel_area_sr = (float(pixel_scale) / ARCSEC_PER_RAD) ** 2
+        return _PER_SR[u] * float(pixel_area_sr) / JY_PER_MAGGIE
     raise ValueError(f"unknown flux unit {unit!r}; use maggies, Jy, mJy, uJy, nJy (per pixel) "
                      "or MJy/sr, Jy/sr")  # fmt: skip
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._io import atomic_path
+from ..constants import ARCSEC_PER_RAD
 from ..cosmology import luminosity_distance
 from .fit import PixelFit
 from .images import PixelImages
@@ -22,7 +23,6 @@ from .select import SNR_BANDS, snr_map
 if TYPE_CHECKING:
     from ..posterior import AmortizedPosterior
 
-_ARCSEC_PER_RAD = 180.0 * 3600.0 / np.pi
 
 #: map name -> (estimator label, unit, per unit area). Surface densities are per kpc^2 of the
 #: galaxy (proper area at its redshift).
@@ -56,7 +56,7 @@ def pixel_area_kpc2(pixel_scale: float, zred: Any) -> np.ndarray:
     """
     zred = np.asarray(zred, dtype=float)
     d_a_kpc = luminosity_distance(zred) * 1e3 / (1.0 + zred) ** 2
-    return (float(pixel_scale) / _ARCSEC_PER_RAD * d_a_kpc) ** 2
+    return (float(pixel_scale) / ARCSEC_PER_RAD * d_a_kpc) ** 2
 
 
 @dataclass

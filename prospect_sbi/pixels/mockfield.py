@@ -26,12 +26,10 @@ import numpy as np
 from astropy.table import Table
 
 from .._io import atomic_path
+from ..constants import ARCSEC_PER_RAD, JY_PER_MAGGIE
 from ..filters import JADES_BANDS
 from .field import FitsPlanes
 from .images import PixelImages
-
-_ARCSEC_PER_RAD = 180.0 * 3600.0 / np.pi
-_JY_PER_MAGGIE = 3631.0
 
 
 @dataclass
@@ -245,8 +243,8 @@ def make_test_field(
             s["id"], next_id = next_id, next_id + 1
     stamps.sort(key=lambda s: s["y0"])
     wcs = _wcs((ny, nx), pixel_scale)
-    pixar = (pixel_scale / _ARCSEC_PER_RAD) ** 2
-    to_mjysr = _JY_PER_MAGGIE / (1e6 * pixar)  # maggies per pixel -> MJy/sr
+    pixar = (pixel_scale / ARCSEC_PER_RAD) ** 2
+    to_mjysr = JY_PER_MAGGIE / (1e6 * pixar)  # maggies per pixel -> MJy/sr
     header = wcs.to_header()
     header["PIXAR_SR"] = (pixar, "pixel solid angle, sr")
 

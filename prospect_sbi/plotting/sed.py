@@ -22,9 +22,7 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_path
-
-#: Microjansky per maggie (3631 Jy).
-UJY_PER_MAGGIE = 3631e6
+from ..constants import UJY_PER_MAGGIE
 
 
 @dataclass

@@ -16,7 +16,7 @@ B stands for the number of objects, F for the number of bands, n for draws per o
 from __future__ import annotations
 
 __all__ = ["BRIGHT_FACTOR", "ERR_MARGIN", "FLAG_REASONS", "MODEL_ERROR_FLOOR", "NoiseRange",
-           "ObservationWarning", "PriorEdgeWarning",
+           "ObservationWarning", "PriorEdgeWarning", "UnitError",
            "check_brightness", "check_errors", "count_flags", "flag_observations",
            "join_flags", "prior_edge_flags", "shallow_errors", "warn_flags",
            "warn_prior_edge"]  # fmt: skip

@@ -182,7 +182,7 @@ def mock_observations(
         quantities. Mocks whose redshift lies outside the estimator's training range are
         dropped, so B <= n.
     """
-    from ..simulate import simulate
+    from ..simulation import simulate
 
     s = mock_seed(estimator, seed)
     with simulate(model, sps, estimator.filters, int(n), Path(path), seed=s,
