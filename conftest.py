@@ -32,8 +32,9 @@ def _seed_everything() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _doctests_from_the_root(request: pytest.FixtureRequest,
-                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def _doctests_from_the_root(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Run doctests from the repository root, where their relative paths (``examples/``) lie."""
     if isinstance(request.node, pytest.DoctestItem):
         monkeypatch.chdir(request.config.rootpath)

@@ -43,23 +43,39 @@ REPORTED = ("log_mstar", "log_sfr100", "mwa", "logzsol", "dust2")
 SNR_BINS = ((5, 20), (20, 50), (50, None))
 
 
-def run_template(template: str, folder: Path, n_train: int, n_test: int, draws: int,
-                 max_epochs: int, device: str) -> tuple[object, float]:  # fmt: skip
+def run_template(
+    template: str,
+    folder: Path,
+    n_train: int,
+    n_test: int,
+    draws: int,
+    max_epochs: int,
+    device: str,
+) -> tuple[object, float]:
     from prospect_sbi import BC03MilesBasis, JadesPixelNoise, build_model, jades_filters, simulate
     from prospect_sbi.posterior import held_out, recalibrate, train
 
     model = build_model(template, zred=ZRED)
     sps, filters = BC03MilesBasis(), jades_filters()
-    ts = simulate(model, sps, filters, n_train, folder / f"{template}_train.h5", seed=1,
-                  progress=False)  # fmt: skip
-    test = simulate(model, sps, filters, n_test, folder / f"{template}_test.h5", seed=2,
-                    progress=False)  # fmt: skip
-    cal = simulate(model, sps, filters, n_test, folder / f"{template}_cal.h5", seed=4,
-                   progress=False)  # fmt: skip
+    ts = simulate(
+        model, sps, filters, n_train, folder / f"{template}_train.h5", seed=1, progress=False
+    )
+    test = simulate(
+        model, sps, filters, n_test, folder / f"{template}_test.h5", seed=2, progress=False
+    )
+    cal = simulate(
+        model, sps, filters, n_test, folder / f"{template}_cal.h5", seed=4, progress=False
+    )
     start = time.perf_counter()
-    post = train(ts, JadesPixelNoise(), max_epochs=max_epochs, device=device,
-                 checkpoint=folder / f"{template}.ckpt", progress=False,
-                 recalibrate=False)  # fmt: skip
+    post = train(
+        ts,
+        JadesPixelNoise(),
+        max_epochs=max_epochs,
+        device=device,
+        checkpoint=folder / f"{template}.ckpt",
+        progress=False,
+        recalibrate=False,
+    )
     seconds = time.perf_counter() - start
     # recalibration maps from mocks of their own (neither the training nor the test set), as
     # the shipped estimators' were fitted, rather than train's on its validation split
@@ -67,8 +83,12 @@ def run_template(template: str, folder: Path, n_train: int, n_test: int, draws: 
     recalibrate(post, mocks["flux"], mocks["err"], mocks["truth"], mocks["zred"], n=draws)
     post.save(folder / f"{template}.sbi", overwrite=True)
     obs = held_out(post.to("cpu"), test, slice(0, n_test), seed=3)
-    meta = {"template": template, "seconds": seconds, "epochs": len(post.training["history"]),
-            "best_epoch": post.training["best_epoch"]}  # fmt: skip
+    meta = {
+        "template": template,
+        "seconds": seconds,
+        "epochs": len(post.training["history"]),
+        "best_epoch": post.training["best_epoch"],
+    }
     return evaluate_sets(post, obs, draws, meta), seconds
 
 
@@ -79,12 +99,23 @@ def run_pretrained(template: str, folder: Path, n_test: int, draws: int) -> tupl
 
     name = "jades-" + template.split("_")[0]
     post, model = AmortizedPosterior.pretrained(name), pretrained_model(name)
-    test = simulate(model, BC03MilesBasis(), post.filters, n_test, folder / f"{name}_test.h5",
-                    seed=2, progress=False)  # fmt: skip
+    test = simulate(
+        model,
+        BC03MilesBasis(),
+        post.filters,
+        n_test,
+        folder / f"{name}_test.h5",
+        seed=2,
+        progress=False,
+    )
     obs = held_out(post, test, slice(0, n_test), seed=3)
     info = post.training
-    meta = {"template": f"{template} ({name})", "seconds": info.get("wall_s", np.nan),
-            "epochs": len(info["history"]), "best_epoch": info["best_epoch"]}  # fmt: skip
+    meta = {
+        "template": f"{template} ({name})",
+        "seconds": info.get("wall_s", np.nan),
+        "epochs": len(info["history"]),
+        "best_epoch": info["best_epoch"],
+    }
     return evaluate_sets(post, obs, draws, meta), 0.0
 
 
@@ -104,8 +135,10 @@ def evaluate_sets(post: object, obs: dict, draws: int, meta: dict) -> dict[str, 
     snr = detection_snr(obs["flux"][:, cols], obs["err"][:, cols])
     tables = {}
     subsets = {"all": np.ones(len(snr), bool), "S/N>=5": snr >= 5}
-    subsets |= {f"S/N {lo}-{hi}" if hi else f"S/N>={lo}": (snr >= lo) & (snr < (hi or np.inf))
-                for lo, hi in SNR_BINS}  # fmt: skip
+    subsets |= {
+        f"S/N {lo}-{hi}" if hi else f"S/N>={lo}": (snr >= lo) & (snr < (hi or np.inf))
+        for lo, hi in SNR_BINS
+    }
     for name, rows in subsets.items():
         args = (post, obs["flux"][rows], obs["err"][rows], obs["truth"][rows], obs["zred"][rows])
         table = evaluate(*args, n=draws)
@@ -126,10 +159,17 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
     parser.add_argument("--n-train", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None, help="most epochs")
-    parser.add_argument("--n-test", type=int, default=None,
-                        help="held-out mocks per model (20000; 1000 with --quick)")  # fmt: skip
-    parser.add_argument("--pretrained", action="store_true",
-                        help="evaluate the shipped estimators instead of training")  # fmt: skip
+    parser.add_argument(
+        "--n-test",
+        type=int,
+        default=None,
+        help="held-out mocks per model (20000; 1000 with --quick)",
+    )
+    parser.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="evaluate the shipped estimators instead of training",
+    )
     args = parser.parse_args()
     n_train = args.n_train or (30_000 if args.quick else 1_000_000)
     # 20000 mocks (~14000 detected): a calibrated posterior then shows a coverage error of up
@@ -143,37 +183,53 @@ def main() -> None:
         if args.pretrained:
             tables = {t: run_pretrained(t, folder, n_test, draws)[0] for t in TEMPLATES}
         else:
-            tables = {t: run_template(t, folder, n_train, n_test, draws, epochs, args.device)[0]
-                      for t in TEMPLATES}  # fmt: skip
-    setup = ("the shipped estimators (300k simulations, zred 0.1-10, log M formed 4-12)"
-             if args.pretrained else f"training sets of {n_train}; zred {ZRED}")  # fmt: skip
-    print(f"\nheld-out mocks: {n_test} per model, {draws} draws each; {setup}; redshift "
-          "known; 14 JADES bands, JadesPixelNoise")  # fmt: skip
+            tables = {
+                t: run_template(t, folder, n_train, n_test, draws, epochs, args.device)[0]
+                for t in TEMPLATES
+            }
+    setup = (
+        "the shipped estimators (300k simulations, zred 0.1-10, log M formed 4-12)"
+        if args.pretrained
+        else f"training sets of {n_train}; zred {ZRED}"
+    )
+    print(
+        f"\nheld-out mocks: {n_test} per model, {draws} draws each; {setup}; redshift "
+        "known; 14 JADES bands, JadesPixelNoise"
+    )
     r2_mass, cov_max = {"all": np.inf, "S/N>=5": np.inf}, {"all": 0.0, "S/N>=5": 0.0}
     cov_noise, cov_flow = dict.fromkeys(cov_max, 0.0), 0.0
     for sets in tables.values():
         for subset, table in sets.items():
             meta = table.meta
-            took = (f", {meta['seconds']:.0f} s of training" if np.isfinite(meta["seconds"])
-                    else "")  # fmt: skip
-            print(f"\n{meta['template']}: {meta['epochs']} epochs (best {meta['best_epoch']})"
-                  f"{took}; {subset} mocks: {meta['n']}")  # fmt: skip
+            took = f", {meta['seconds']:.0f} s of training" if np.isfinite(meta["seconds"]) else ""
+            print(
+                f"\n{meta['template']}: {meta['epochs']} epochs (best {meta['best_epoch']})"
+                f"{took}; {subset} mocks: {meta['n']}"
+            )
             flow = "coverage_err_flow" in table.colnames
-            print(f"{'quantity':12s} {'R^2':>7s} {'bias':>8s} {'scatter':>8s} {'cov err':>8s}"
-                  + (f" {'flow only':>9s}" if flow else ""))  # fmt: skip
+            print(
+                f"{'quantity':12s} {'R^2':>7s} {'bias':>8s} {'scatter':>8s} {'cov err':>8s}"
+                + (f" {'flow only':>9s}" if flow else "")
+            )
             for row in table:
                 if row["name"] in REPORTED:
-                    print(f"{row['name']:12s} {row['r2']:7.3f} {row['bias']:8.3f} "
-                          f"{row['scatter']:8.3f} {row['coverage_err']:8.3f}"
-                          + (f" {row['coverage_err_flow']:9.3f}" if flow else ""))  # fmt: skip
+                    print(
+                        f"{row['name']:12s} {row['r2']:7.3f} {row['bias']:8.3f} "
+                        f"{row['scatter']:8.3f} {row['coverage_err']:8.3f}"
+                        + (f" {row['coverage_err_flow']:9.3f}" if flow else "")
+                    )
             worst = int(np.argmax(table["coverage_err"]))
-            print(f"largest coverage error: {table['coverage_err'][worst]:.3f} "
-                  f"({table['name'][worst]}) over {len(table)} labels; a calibrated "
-                  f"posterior shows up to {meta['coverage_noise']:.3f} by chance")  # fmt: skip
+            print(
+                f"largest coverage error: {table['coverage_err'][worst]:.3f} "
+                f"({table['name'][worst]}) over {len(table)} labels; a calibrated "
+                f"posterior shows up to {meta['coverage_noise']:.3f} by chance"
+            )
             if flow:
                 bad = int(np.argmax(table["coverage_err_flow"]))
-                print(f"without the recalibration: {table['coverage_err_flow'][bad]:.3f} "
-                      f"({table['name'][bad]})")  # fmt: skip
+                print(
+                    f"without the recalibration: {table['coverage_err_flow'][bad]:.3f} "
+                    f"({table['name'][bad]})"
+                )
             if subset not in cov_max:
                 continue
             cov_noise[subset] = max(cov_noise[subset], meta["coverage_noise"])
@@ -182,9 +238,11 @@ def main() -> None:
             cov_max[subset] = max(cov_max[subset], float(np.max(table["coverage_err"])))
             if flow and subset == "S/N>=5":
                 cov_flow = max(cov_flow, float(np.max(table["coverage_err_flow"])))
-    print(f"RESULT r2_logmass={r2_mass['S/N>=5']:.4f} coverage_err_max={cov_max['S/N>=5']:.3f} "
-          f"r2_logmass_all={r2_mass['all']:.4f} coverage_err_max_all={cov_max['all']:.3f} "
-          f"coverage_err_noise={cov_noise['S/N>=5']:.3f} coverage_err_max_flow={cov_flow:.3f}")
+    print(
+        f"RESULT r2_logmass={r2_mass['S/N>=5']:.4f} coverage_err_max={cov_max['S/N>=5']:.3f} "
+        f"r2_logmass_all={r2_mass['all']:.4f} coverage_err_max_all={cov_max['all']:.3f} "
+        f"coverage_err_noise={cov_noise['S/N>=5']:.3f} coverage_err_max_flow={cov_flow:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -64,9 +64,23 @@ def make_catalogue(path: Path, n: int, model_name: str, seed: int = 0) -> None:
 
 def fit_peak(catalogue: Path, out: Path, args: argparse.Namespace) -> tuple[float, float]:
     """Run ``prospect-sbi fit`` in a subprocess: (wall seconds, peak RSS in GB)."""
-    cmd = [sys.executable, "-m", "prospect_sbi.cli", "fit", str(catalogue), args.model,
-           "-o", str(out), "--draws", str(args.draws), "--chunk-size", str(args.chunk_size),
-           "--refine", args.refine, *(["--no-ppc"] if args.no_ppc else [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "prospect_sbi.cli",
+        "fit",
+        str(catalogue),
+        args.model,
+        "-o",
+        str(out),
+        "--draws",
+        str(args.draws),
+        "--chunk-size",
+        str(args.chunk_size),
+        "--refine",
+        args.refine,
+        *(["--no-ppc"] if args.no_ppc else []),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -104,13 +118,25 @@ def main() -> None:
             out.unlink(missing_ok=True)
             print(f"fitting {n} rows -> {out.name} ...", flush=True)
             wall, peak = fit_peak(catalogue, out, args)
-            rows.append((n, fmt, wall, peak, catalogue.stat().st_size / 1024**3,
-                         out.stat().st_size / 1024**3))  # fmt: skip
-    print("\n| rows | output | draws | wall (s) | rows/s | peak RSS (GB) | catalogue (GB) | "
-          "output (GB) |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+            rows.append(
+                (
+                    n,
+                    fmt,
+                    wall,
+                    peak,
+                    catalogue.stat().st_size / 1024**3,
+                    out.stat().st_size / 1024**3,
+                )
+            )
+    print(
+        "\n| rows | output | draws | wall (s) | rows/s | peak RSS (GB) | catalogue (GB) | "
+        "output (GB) |\n|---|---|---|---|---|---|---|---|"
+    )
     for n, fmt, wall, peak, cat_gb, out_gb in rows:
-        print(f"| {n:,} | {fmt} | {args.draws} | {wall:.0f} | {n / wall:.0f} | {peak:.2f} | "
-              f"{cat_gb:.3f} | {out_gb:.3f} |")  # fmt: skip
+        print(
+            f"| {n:,} | {fmt} | {args.draws} | {wall:.0f} | {n / wall:.0f} | {peak:.2f} | "
+            f"{cat_gb:.3f} | {out_gb:.3f} |"
+        )
     worst = {n: max(p for m, _, _, p, _, _ in rows if m == n) for n in sizes}
     if 1_000_000 in worst:
         print(f"\nRESULT peak_rss_gb_1e6_rows={worst[1_000_000]:.2f}")
@@ -118,8 +144,10 @@ def main() -> None:
         (n0, p0), (n1, p1) = sorted(worst.items())[:1] + sorted(worst.items())[-1:]
         slope = (p1 - p0) / (n1 - n0)
         est = p1 + slope * (1_000_000 - n1)
-        print(f"\npeak RSS grows {slope * 1e5:.3f} GB per 10^5 rows; 10^6 rows extrapolated "
-              f"linearly from {n0:,} and {n1:,} rows (not measured)")
+        print(
+            f"\npeak RSS grows {slope * 1e5:.3f} GB per 10^5 rows; 10^6 rows extrapolated "
+            f"linearly from {n0:,} and {n1:,} rows (not measured)"
+        )
         print(f"RESULT peak_rss_gb_1e6_rows={est:.2f} (extrapolated)")
     else:
         print(f"\nRESULT peak_rss_gb_{sizes[0]}_rows={worst[sizes[0]]:.2f}")

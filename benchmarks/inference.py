@@ -41,8 +41,9 @@ def build(folder: Path, quick: bool) -> Path:
     torch.set_num_threads(1)
     n = 12_000 if quick else 60_000
     model = build_model("parametric_sfh", zred=ZRED)
-    ts = simulate(model, BC03MilesBasis(), jades_filters(), n, folder / "train.h5", seed=1,
-                  progress=False)  # fmt: skip
+    ts = simulate(
+        model, BC03MilesBasis(), jades_filters(), n, folder / "train.h5", seed=1, progress=False
+    )
     post = train(ts, JadesPixelNoise(), max_epochs=3 if quick else 20, progress=False)
     return post.save(folder / "estimator.sbi")
 
@@ -53,8 +54,15 @@ def mocks(estimator: Path, folder: Path, pixels: int) -> Path:
     from prospect_sbi.posterior import AmortizedPosterior, held_out
 
     post = AmortizedPosterior.resolve(str(estimator))
-    ts = simulate(post.model(), BC03MilesBasis(), post.filters, pixels, folder / "mocks.h5",
-                  seed=987, progress=False)  # fmt: skip
+    ts = simulate(
+        post.model(),
+        BC03MilesBasis(),
+        post.filters,
+        pixels,
+        folder / "mocks.h5",
+        seed=987,
+        progress=False,
+    )
     obs = held_out(post, ts, slice(0, pixels), seed=5)
     path = folder / "mocks.npz"
     np.savez(path, flux=obs["flux"], err=obs["err"], zred=obs["zred"])
@@ -106,14 +114,27 @@ def worker(estimator: str, data: str, out: str) -> None:
                 torch.cuda.synchronize()
             best = min(best, time.perf_counter() - start)
         pixels = len(obs["flux"])
-        rows.append({"device": device, "threads": threads, "draws": n,
-                     "recalibrated": recal and post.recalibration is not None,
-                     "pixels_per_s": pixels / best,
-                     "ms_per_pixel": 1e3 * best / pixels})  # fmt: skip
+        rows.append(
+            {
+                "device": device,
+                "threads": threads,
+                "draws": n,
+                "recalibrated": recal and post.recalibration is not None,
+                "pixels_per_s": pixels / best,
+                "ms_per_pixel": 1e3 * best / pixels,
+            }
+        )
     peak = peak_rss_gb()
-    Path(out).write_text(json.dumps({"rows": rows, "peak_rss_gb": peak,
-                                     "network": post.network.config,
-                                     "labels": len(post.labels)}))  # fmt: skip
+    Path(out).write_text(
+        json.dumps(
+            {
+                "rows": rows,
+                "peak_rss_gb": peak,
+                "network": post.network.config,
+                "labels": len(post.labels),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -131,28 +152,37 @@ def main() -> None:
         estimator = args.estimator or build(folder, args.quick)
         data = mocks(estimator, folder, args.pixels)
         out = folder / "timings.json"
-        subprocess.run([sys.executable, __file__, "--worker", str(estimator), str(data),
-                        str(out)], check=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, __file__, "--worker", str(estimator), str(data), str(out)], check=True
+        )
         result = json.loads(out.read_text())
     net = result["network"]
     name = args.estimator or "parametric_sfh trained here"
-    print(f"\n{name} ({result['labels']} labels), 14 JADES bands, JadesPixelNoise, zred known; "
-          f"{args.pixels} pixels; flow {net['flow']} x{net['transforms']} hidden "
-          f"{net['hidden']}")  # fmt: skip
-    print(f"{'device':8s} {'threads':>7s} {'draws':>6s} {'recal':>5s} {'pixels/s':>10s} "
-          f"{'ms/pixel':>9s}")  # fmt: skip
+    print(
+        f"\n{name} ({result['labels']} labels), 14 JADES bands, JadesPixelNoise, zred known; "
+        f"{args.pixels} pixels; flow {net['flow']} x{net['transforms']} hidden "
+        f"{net['hidden']}"
+    )
+    print(
+        f"{'device':8s} {'threads':>7s} {'draws':>6s} {'recal':>5s} {'pixels/s':>10s} "
+        f"{'ms/pixel':>9s}"
+    )
     for r in result["rows"]:
-        print(f"{r['device']:8s} {r['threads']:7d} {r['draws']:6d} "
-              f"{'yes' if r['recalibrated'] else 'no':>5s} {r['pixels_per_s']:10.1f} "
-              f"{r['ms_per_pixel']:9.3f}")  # fmt: skip
+        print(
+            f"{r['device']:8s} {r['threads']:7d} {r['draws']:6d} "
+            f"{'yes' if r['recalibrated'] else 'no':>5s} {r['pixels_per_s']:10.1f} "
+            f"{r['ms_per_pixel']:9.3f}"
+        )
     print(f"peak RSS of the sampling process: {result['peak_rss_gb']:.2f} GB")
     main_rows = [r for r in result["rows"] if r["threads"] == 1 and r["device"] == "cpu"]
     one = {r["draws"]: r["ms_per_pixel"] for r in main_rows if r["recalibrated"]}
     one = one or {r["draws"]: r["ms_per_pixel"] for r in main_rows}
     flow = [r["ms_per_pixel"] for r in main_rows if not r["recalibrated"] and r["draws"] == 1000]
-    print(f"RESULT ms_per_pixel_100={one[100]:.3f} ms_per_pixel_1000={one[1000]:.3f} "
-          f"peak_rss_gb={result['peak_rss_gb']:.2f}"
-          + (f" ms_per_pixel_1000_flow={flow[0]:.3f}" if flow else ""))
+    print(
+        f"RESULT ms_per_pixel_100={one[100]:.3f} ms_per_pixel_1000={one[1000]:.3f} "
+        f"peak_rss_gb={result['peak_rss_gb']:.2f}"
+        + (f" ms_per_pixel_1000_flow={flow[0]:.3f}" if flow else "")
+    )
 
 
 if __name__ == "__main__":

@@ -73,8 +73,17 @@ def child(args) -> dict:
     _ = sps.grids
     if args.case == "jof":
         d = np.load(DATA)
-        inputs = [(d[f"id{g}_phot_uJy"], d[f"id{g}_err_uJy"], "uJy", d[f"id{g}_segmap_det"],
-                   float(d[f"id{g}_redshift"]), "centre") for g in (36, 370, 778)]  # fmt: skip
+        inputs = [
+            (
+                d[f"id{g}_phot_uJy"],
+                d[f"id{g}_err_uJy"],
+                "uJy",
+                d[f"id{g}_segmap_det"],
+                float(d[f"id{g}_redshift"]),
+                "centre",
+            )
+            for g in (36, 370, 778)
+        ]
     else:
         f, e = field_cube(post, model, sps, args.n)
         inputs = [(f, e, "maggies", None, 2.0, None)]
@@ -82,36 +91,74 @@ def child(args) -> dict:
     if args.workers > 1:
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)  # fmt: skip
+        cluster = LocalCluster(
+            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         client = Client(cluster)
     out = tempfile.mkdtemp()
     pixels, refined, t0 = 0, 0, time.perf_counter()
     for i, (f, e, unit, seg, z, segment) in enumerate(inputs):
         images = load_cube(f, e, post.filters, unit, pixel_scale=0.03, segmap=seg, zred=z)
-        fit = map_galaxy(post, images, out, f"m{i}", segment=segment, model=model, sps=sps,
-                         n_draws=args.n_draws, client=client, torch_threads=1, progress=False,
-                         refine=args.refine, png=False, outshining=False).fit  # fmt: skip
+        fit = map_galaxy(
+            post,
+            images,
+            out,
+            f"m{i}",
+            segment=segment,
+            model=model,
+            sps=sps,
+            n_draws=args.n_draws,
+            client=client,
+            torch_threads=1,
+            progress=False,
+            refine=args.refine,
+            png=False,
+            outshining=False,
+        ).fit
         pixels += len(fit)
         if fit.refinement is not None:
             refined += int(fit.refinement["refined"].sum())
     wall = time.perf_counter() - t0
     worker_rss = 0.0
     if client is not None:
-        worker_rss = max(client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-                         .values()) / 1e6  # fmt: skip
+        worker_rss = (
+            max(client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values())
+            / 1e6
+        )
         client.close()
         cluster.close()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB -> GB (Linux)
-    return {"case": args.case, "n": args.n, "workers": args.workers, "pixels": pixels,
-            "wall_s": wall, "peak_rss_gb": rss, "worker_rss_gb": worker_rss,
-            "refine": args.refine, "refined": refined}  # fmt: skip
+    return {
+        "case": args.case,
+        "n": args.n,
+        "workers": args.workers,
+        "pixels": pixels,
+        "wall_s": wall,
+        "peak_rss_gb": rss,
+        "worker_rss_gb": worker_rss,
+        "refine": args.refine,
+        "refined": refined,
+    }
 
 
 def run_case(args, case, n, workers, refine="never") -> dict:
-    cmd = [sys.executable, __file__, "--child", "--case", case, "--n", str(n), "--workers",
-           str(workers), "--n-draws", str(args.n_draws), "--pretrained",
-           args.pretrained, "--refine", refine]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--case",
+        case,
+        "--n",
+        str(n),
+        "--workers",
+        str(workers),
+        "--n-draws",
+        str(args.n_draws),
+        "--pretrained",
+        args.pretrained,
+        "--refine",
+        refine,
+    ]
     if args.estimator:
         cmd += ["--estimator", str(args.estimator)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -136,29 +183,34 @@ def main() -> None:
         print(json.dumps(child(args)))
         return
     n = 100 if args.quick else 200
-    cases = ([("jof", 0, 1), ("jof", 0, 1, "auto")] if DATA.is_file() else []) + [
-        ("field", n, 1)]  # fmt: skip
+    cases = ([("jof", 0, 1), ("jof", 0, 1, "auto")] if DATA.is_file() else []) + [("field", n, 1)]
     if args.workers > 1:
         cases.append(("field", n, args.workers))
     rows = [run_case(args, *c) for c in cases]
-    print(f"{'case':<14} {'refine':>6} {'workers':>7} {'pixels':>7} {'refined':>7} {'wall s':>8} "
-          f"{'ms/pix/core':>11} {'pix/s':>8} {'RSS GB':>7} {'worker GB':>9}")  # fmt: skip
+    print(
+        f"{'case':<14} {'refine':>6} {'workers':>7} {'pixels':>7} {'refined':>7} {'wall s':>8} "
+        f"{'ms/pix/core':>11} {'pix/s':>8} {'RSS GB':>7} {'worker GB':>9}"
+    )
     for r in rows:
         label = "JOF x3" if r["case"] == "jof" else f"field {r['n']}x{r['n']}"
         ms = 1e3 * r["wall_s"] * r["workers"] / r["pixels"]
-        print(f"{label:<14} {r['refine']:>6} {r['workers']:>7} {r['pixels']:>7} "
-              f"{r['refined']:>7} {r['wall_s']:>8.1f} {ms:>11.2f} "
-              f"{r['pixels'] / r['wall_s']:>8.0f} {r['peak_rss_gb']:>7.2f} "
-              f"{r['worker_rss_gb']:>9.2f}")  # fmt: skip
+        print(
+            f"{label:<14} {r['refine']:>6} {r['workers']:>7} {r['pixels']:>7} "
+            f"{r['refined']:>7} {r['wall_s']:>8.1f} {ms:>11.2f} "
+            f"{r['pixels'] / r['wall_s']:>8.0f} {r['peak_rss_gb']:>7.2f} "
+            f"{r['worker_rss_gb']:>9.2f}"
+        )
     one = next(r for r in rows if r["case"] == "field" and r["workers"] == 1)
     many = rows[-1]
     peak = max(max(r["peak_rss_gb"], r["worker_rss_gb"]) for r in rows)
     ref = next((r for r in rows if r["refine"] == "auto"), None)
     ms_ref = np.nan if ref is None else 1e3 * ref["wall_s"] / ref["pixels"]
     share = np.nan if ref is None else ref["refined"] / ref["pixels"]
-    print(f"RESULT ms_per_pixel_core={1e3 * one['wall_s'] / one['pixels']:.3f} "
-          f"pixels_per_s_all_cores={many['pixels'] / many['wall_s']:.1f} peak_rss_gb={peak:.3f} "
-          f"ms_per_pixel_core_refined={ms_ref:.2f} refined_share={share:.3f}")
+    print(
+        f"RESULT ms_per_pixel_core={1e3 * one['wall_s'] / one['pixels']:.3f} "
+        f"pixels_per_s_all_cores={many['pixels'] / many['wall_s']:.1f} peak_rss_gb={peak:.3f} "
+        f"ms_per_pixel_core_refined={ms_ref:.2f} refined_share={share:.3f}"
+    )
 
 
 if __name__ == "__main__":

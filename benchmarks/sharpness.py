@@ -60,8 +60,16 @@ def exact(i: int, obs: dict, n_draws: int) -> tuple[dict, float, float]:
 
     w = _WORKER
     t0 = time.perf_counter()
-    res = importance_sample(w["post"], w["model"], w["sps"], obs["maggies"], obs["maggies_unc"],
-                            obs["zred"], likelihood="noise", seed=i)  # fmt: skip
+    res = importance_sample(
+        w["post"],
+        w["model"],
+        w["sps"],
+        obs["maggies"],
+        obs["maggies_unc"],
+        obs["zred"],
+        likelihood="noise",
+        seed=i,
+    )
     seconds = time.perf_counter() - t0
     keep = res.resample(n_draws, seed=i)
     values = {lab: res.samples[keep, k] for k, lab in enumerate(res.labels)}
@@ -78,30 +86,50 @@ def run_model(spec: str, args: argparse.Namespace, sps, rng: np.random.Generator
     which = [post.labels.index(p) for p in NAMED]
     draws = {
         "sbi": post.sample(flux, err, args.n_draws, zred=zred, seed=args.seed)[..., which],
-        "flow": post.sample(flux, err, args.n_draws, zred=zred, seed=args.seed,
-                            recalibrate=False)[..., which],
-    }  # fmt: skip
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"),
-                             initializer=_init_worker, initargs=(spec,)) as pool:  # fmt: skip
-        ref = list(pool.map(exact, range(len(objs)), [o for o, _ in objs],
-                            [args.n_draws] * len(objs)))  # fmt: skip
+        "flow": post.sample(flux, err, args.n_draws, zred=zred, seed=args.seed, recalibrate=False)[
+            ..., which
+        ],
+    }
+    with ProcessPoolExecutor(
+        args.jobs, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(spec,)
+    ) as pool:
+        ref = list(
+            pool.map(exact, range(len(objs)), [o for o, _ in objs], [args.n_draws] * len(objs))
+        )
     ess = np.array([r[1] for r in ref])
     # a reference with few effective draws is not exact: such mocks are left out, and counted
     good = np.flatnonzero(ess >= args.min_ess)
-    metrics = {m: {p: [posterior_metrics(d[i, :, k], ref[i][0][p]) for i in good]
-                   for k, p in enumerate(NAMED)}
-               for m, d in draws.items()}  # fmt: skip
+    metrics = {
+        m: {
+            p: [posterior_metrics(d[i, :, k], ref[i][0][p]) for i in good]
+            for k, p in enumerate(NAMED)
+        }
+        for m, d in draws.items()
+    }
     for j, i in enumerate(good):
-        each = " ".join(f"{p} {metrics['sbi'][p][j]['dmed_over_sigma']:+.2f}/"
-                        f"{metrics['sbi'][p][j]['width_ratio']:.2f}" for p in NAMED)  # fmt: skip
-        print(f"  {template} mock {i}: z={zred[i]:.2f} S/N={snr[i]:.1f} exact {ref[i][2]:.1f} s "
-              f"ESS {ess[i]:.0f}; sbi dmed/sig/width: {each}", flush=True)  # fmt: skip
+        each = " ".join(
+            f"{p} {metrics['sbi'][p][j]['dmed_over_sigma']:+.2f}/"
+            f"{metrics['sbi'][p][j]['width_ratio']:.2f}"
+            for p in NAMED
+        )
+        print(
+            f"  {template} mock {i}: z={zred[i]:.2f} S/N={snr[i]:.1f} exact {ref[i][2]:.1f} s "
+            f"ESS {ess[i]:.0f}; sbi dmed/sig/width: {each}",
+            flush=True,
+        )
     for i in np.setdiff1d(np.arange(len(objs)), good):
-        print(f"  {template} mock {i}: z={zred[i]:.2f} S/N={snr[i]:.1f} left out: ESS "
-              f"{ess[i]:.0f} < {args.min_ess:.0f}")  # fmt: skip
-    return {"template": template, "metrics": metrics, "snr": snr[good], "ess": ess,
-            "t_exact": np.array([r[2] for r in ref]),
-            "left_out": len(objs) - len(good)}  # fmt: skip
+        print(
+            f"  {template} mock {i}: z={zred[i]:.2f} S/N={snr[i]:.1f} left out: ESS "
+            f"{ess[i]:.0f} < {args.min_ess:.0f}"
+        )
+    return {
+        "template": template,
+        "metrics": metrics,
+        "snr": snr[good],
+        "ess": ess,
+        "t_exact": np.array([r[2] for r in ref]),
+        "left_out": len(objs) - len(good),
+    }
 
 
 def _pooled(r: dict, method: str, key: str, sel: np.ndarray | None = None) -> list[float]:
@@ -113,14 +141,21 @@ def _pooled(r: dict, method: str, key: str, sel: np.ndarray | None = None) -> li
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--estimator", action="append", help="estimator file or pretrained name "
-                    "(repeatable; default the two pretrained)")  # fmt: skip
+    ap.add_argument(
+        "--estimator",
+        action="append",
+        help="estimator file or pretrained name (repeatable; default the two pretrained)",
+    )
     ap.add_argument("--n-mocks", type=int, default=100)
     ap.add_argument("--n-draws", type=int, default=1000, help="SBI draws per object")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="importance-sampling processes")
-    ap.add_argument("--min-ess", type=float, default=200.0,
-                    help="mocks whose exact posterior has a smaller ESS are left out")
+    ap.add_argument(
+        "--min-ess",
+        type=float,
+        default=200.0,
+        help="mocks whose exact posterior has a smaller ESS are left out",
+    )
     ap.add_argument("--quick", action="store_true", help="10 mocks per model")
     args = ap.parse_args()
     if args.quick:
@@ -131,11 +166,15 @@ def main() -> None:
 
     # every estimator from the same seed: candidates of one model meet the same mocks
     sps = BC03MilesBasis()
-    results = [run_model(s, args, sps, np.random.default_rng(args.seed))
-               for s in (args.estimator or DEFAULTS)]  # fmt: skip
+    results = [
+        run_model(s, args, sps, np.random.default_rng(args.seed))
+        for s in (args.estimator or DEFAULTS)
+    ]
 
-    head = (f"{'model':16s} {'method':6s} {'param':12s} {'|dmed|/sig':>10s} {'width':>7s} "
-            f"{'width S/N>=20':>13s}")  # fmt: skip
+    head = (
+        f"{'model':16s} {'method':6s} {'param':12s} {'|dmed|/sig':>10s} {'width':>7s} "
+        f"{'width S/N>=20':>13s}"
+    )
     print(f"\nSBI against the importance-sampled exact posterior, medians over mocks\n{head}")
     print("-" * len(head))
     for r in results:
@@ -145,37 +184,51 @@ def main() -> None:
                 m = r["metrics"][method][p]
                 d = np.median([abs(x["dmed_over_sigma"]) for x in m])
                 w = np.median([x["width_ratio"] for x in m])
-                wb = np.median([x["width_ratio"] for x, b in zip(m, bright, strict=True) if b]
-                               or [np.nan])  # fmt: skip
+                wb = np.median(
+                    [x["width_ratio"] for x, b in zip(m, bright, strict=True) if b] or [np.nan]
+                )
                 print(f"{r['template']:16s} {method:6s} {p:12s} {d:10.3f} {w:7.3f} {wb:13.3f}")
-    print(f"\n{'model':16s} {'method':6s} {'S/N':>6s} {'mocks':>5s} {'|dmed|/sig':>10s} "
-          f"{'width':>7s}")  # fmt: skip
+    print(
+        f"\n{'model':16s} {'method':6s} {'S/N':>6s} {'mocks':>5s} {'|dmed|/sig':>10s} "
+        f"{'width':>7s}"
+    )
     for r in results:
         for method in ("sbi", "flow"):
             for label, (lo, hi) in SNR_BINS.items():
                 sel = np.flatnonzero((r["snr"] >= lo) & (r["snr"] < hi))
                 d, w = (_pooled(r, method, k, sel) for k in ("dmed_over_sigma", "width_ratio"))
-                print(f"{r['template']:16s} {method:6s} {label:>6s} {len(sel):5d} "
-                      f"{np.median(d) if d else np.nan:10.3f} "
-                      f"{np.median(w) if w else np.nan:7.3f}")  # fmt: skip
+                print(
+                    f"{r['template']:16s} {method:6s} {label:>6s} {len(sel):5d} "
+                    f"{np.median(d) if d else np.nan:10.3f} "
+                    f"{np.median(w) if w else np.nan:7.3f}"
+                )
     for r in results:
         e, t = r["ess"], r["t_exact"]
-        print(f"{r['template']}: exact posterior ESS median {np.median(e):.0f}, min {e.min():.0f}"
-              f" ({r['left_out']} mocks left out); {np.median(t):.1f} s per mock (one core)")
+        print(
+            f"{r['template']}: exact posterior ESS median {np.median(e):.0f}, min {e.min():.0f}"
+            f" ({r['left_out']} mocks left out); {np.median(t):.1f} s per mock (one core)"
+        )
     print(f"n_mocks={args.n_mocks} per model, n_draws={args.n_draws}, seed={args.seed}")
 
     def med(method: str, key: str, bright: bool = False) -> str:
-        vals = [v for r in results for v in _pooled(
-            r, method, key, np.flatnonzero(r["snr"] >= BRIGHT) if bright else None)]
+        vals = [
+            v
+            for r in results
+            for v in _pooled(
+                r, method, key, np.flatnonzero(r["snr"] >= BRIGHT) if bright else None
+            )
+        ]
         return f"{np.median(vals):.3f}"
 
     ess = np.median(np.concatenate([r["ess"] for r in results]))
-    print(f"RESULT width_ratio_flow_bright={med('flow', 'width_ratio', True)} "
-          f"dmed_over_sigma_vs_is={med('sbi', 'dmed_over_sigma')} "
-          f"width_ratio_vs_is={med('sbi', 'width_ratio')} "
-          f"width_ratio_vs_is_bright={med('sbi', 'width_ratio', True)} "
-          f"width_ratio_vs_is_flow={med('flow', 'width_ratio')} ess={ess:.0f} "
-          f"left_out={sum(r['left_out'] for r in results)}")
+    print(
+        f"RESULT width_ratio_flow_bright={med('flow', 'width_ratio', True)} "
+        f"dmed_over_sigma_vs_is={med('sbi', 'dmed_over_sigma')} "
+        f"width_ratio_vs_is={med('sbi', 'width_ratio')} "
+        f"width_ratio_vs_is_bright={med('sbi', 'width_ratio', True)} "
+        f"width_ratio_vs_is_flow={med('flow', 'width_ratio')} ess={ess:.0f} "
+        f"left_out={sum(r['left_out'] for r in results)}"
+    )
 
 
 if __name__ == "__main__":

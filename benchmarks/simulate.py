@@ -54,12 +54,28 @@ def time_simulate(method: str, n: int, folder: Path, batch: int) -> tuple[float,
     start = time.perf_counter()
     # One-offs, not part of the rate: loading the grids and filters, the fast path's tables.
     filters = jades_filters()
-    simulate(model, sps, filters, 1, folder / f"warm_{method}.h5", batch_size=1,
-             method=method, progress=False)  # fmt: skip
+    simulate(
+        model,
+        sps,
+        filters,
+        1,
+        folder / f"warm_{method}.h5",
+        batch_size=1,
+        method=method,
+        progress=False,
+    )
     setup = time.perf_counter() - start
     start = time.perf_counter()
-    ts = simulate(model, sps, filters, n, folder / f"{method}.h5", batch_size=batch,
-                  method=method, progress=False)  # fmt: skip
+    ts = simulate(
+        model,
+        sps,
+        filters,
+        n,
+        folder / f"{method}.h5",
+        batch_size=batch,
+        method=method,
+        progress=False,
+    )
     elapsed = time.perf_counter() - start
     assert len(ts) == n and np.all(np.isfinite(ts.photometry[: min(n, 1000)]))
     return n / elapsed, n, setup
@@ -87,8 +103,11 @@ def time_bagpipes(n: int, folder: Path) -> tuple[float, int, float]:
         edges = 10 ** np.concatenate([[0.0], params["agebins"][i][:, 1]]) / 1e6
         edges[-1] = min(edges[-1], 0.999e3 * float(bagpipes.utils.cosmo.age(zred).value))
         sfr = (params["mass"][i] / np.diff(edges))[::-1]  # bagpipes: oldest bin first
-        cont = {"bin_edges": edges.tolist(), "massformed": float(params["logmass"][i]),
-                "metallicity": float(10 ** params["logzsol"][i])}  # fmt: skip
+        cont = {
+            "bin_edges": edges.tolist(),
+            "massformed": float(params["logmass"][i]),
+            "metallicity": float(10 ** params["logzsol"][i]),
+        }
         for k in range(1, len(sfr)):
             cont[f"dsfr{k}"] = float(np.log10(sfr[k] / sfr[k - 1]))
         return {
@@ -143,16 +162,18 @@ def main() -> None:
         }
         rss = peak_rss(rss_n, folder)
     fast, generic, peer = (rows[k][0] for k in rows)
-    print("\ncontinuity_sfh (6 bins), Calzetti dust, nebular, zred 0.1-10, 14 JADES bands; "
-          "one core")  # fmt: skip
-    print(f"{'path':34s} {'SEDs':>8s} {'SEDs/s/core':>12s} {'vs bagpipes':>12s} "
-          f"{'set-up s':>9s}")  # fmt: skip
+    print(
+        "\ncontinuity_sfh (6 bins), Calzetti dust, nebular, zred 0.1-10, 14 JADES bands; one core"
+    )
+    print(f"{'path':34s} {'SEDs':>8s} {'SEDs/s/core':>12s} {'vs bagpipes':>12s} {'set-up s':>9s}")
     for name, (rate, count, setup) in rows.items():
         print(f"{name:34s} {count:8d} {rate:12.1f} {rate / peer:11.1f}x {setup:9.1f}")
     print(f"peak RSS simulating {rss_n:.0e} SEDs (fast path, batch 4096): {rss:.2f} GB")
-    print(f"RESULT fast_seds_per_s_core={fast:.0f} generic_seds_per_s_core={generic:.1f} "
-          f"bagpipes_seds_per_s_core={peer:.1f} ratio_vs_bagpipes={fast / peer:.1f} "
-          f"peak_rss_gb={rss:.2f}")  # fmt: skip
+    print(
+        f"RESULT fast_seds_per_s_core={fast:.0f} generic_seds_per_s_core={generic:.1f} "
+        f"bagpipes_seds_per_s_core={peer:.1f} ratio_vs_bagpipes={fast / peer:.1f} "
+        f"peak_rss_gb={rss:.2f}"
+    )
 
 
 if __name__ == "__main__":

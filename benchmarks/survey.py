@@ -55,32 +55,72 @@ def child(args) -> dict:
     if args.child_workers:
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=args.child_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)  # fmt: skip
+        cluster = LocalCluster(
+            n_workers=args.child_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
         client = Client(cluster)
         client.run(lambda: __import__("prospect_sbi.pixels"))  # started, as a real cluster is
     t0 = time.perf_counter()
-    res = map_field(post, mosaics, folder / "segmap.fits", folder / "catalog.ecsv", args.out,
-                    n_draws=args.n_draws, client=client, progress=False, png=args.png,
-                    quantities=tuple(args.maps))  # fmt: skip
+    res = map_field(
+        post,
+        mosaics,
+        folder / "segmap.fits",
+        folder / "catalog.ecsv",
+        args.out,
+        n_draws=args.n_draws,
+        client=client,
+        progress=False,
+        png=args.png,
+        quantities=tuple(args.maps),
+    )
     wall = time.perf_counter() - t0
     worker_rss = 0.0
     if client is not None:
-        worker_rss = max(client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-                         .values()) / 1e6  # fmt: skip
+        worker_rss = (
+            max(client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values())
+            / 1e6
+        )
         client.close()
         cluster.close()
-    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-              resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1e6  # kB -> GB
-    return {"workers": args.child_workers, "galaxies": int(res.fitted), "errors": len(res.errors),
-            "pixels": int(res.catalog["n_pixels"].sum()), "wall_s": wall, "peak_rss_gb": rss,
-            "worker_rss_gb": worker_rss}  # fmt: skip
+    rss = (
+        max(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+        )
+        / 1e6
+    )  # kB -> GB
+    return {
+        "workers": args.child_workers,
+        "galaxies": int(res.fitted),
+        "errors": len(res.errors),
+        "pixels": int(res.catalog["n_pixels"].sum()),
+        "wall_s": wall,
+        "peak_rss_gb": rss,
+        "worker_rss_gb": worker_rss,
+    }
 
 
 def run_case(args, folder: Path, out: Path, workers: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--folder", str(folder), "--out", str(out),
-           "--child-workers", str(workers), "--n-draws", str(args.n_draws), "--pretrained",
-           args.pretrained, "--maps", *args.maps] + (["--png"] if args.png else [])  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--folder",
+        str(folder),
+        "--out",
+        str(out),
+        "--child-workers",
+        str(workers),
+        "--n-draws",
+        str(args.n_draws),
+        "--pretrained",
+        args.pretrained,
+        "--maps",
+        *args.maps,
+    ] + (["--png"] if args.png else [])
     if args.estimator:
         cmd += ["--estimator", str(args.estimator)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -96,15 +136,29 @@ def main() -> None:
     p.add_argument("--pretrained", default="jades-parametric", help="pretrained estimator")
     p.add_argument("--estimator", type=Path, help="an estimator file instead")
     p.add_argument("--n-draws", type=int, default=200, help="posterior draws per pixel")
-    p.add_argument("--maps", nargs="+", default=["log_sigma_mstar"],
-                   help="field-wide maps to write (each 1.2 GB at side 10,000)")
-    p.add_argument("--png", action="store_true",
-                   help="write each galaxy's PNG panel too (about 1 s a galaxy)")
+    p.add_argument(
+        "--maps",
+        nargs="+",
+        default=["log_sigma_mstar"],
+        help="field-wide maps to write (each 1.2 GB at side 10,000)",
+    )
+    p.add_argument(
+        "--png", action="store_true", help="write each galaxy's PNG panel too (about 1 s a galaxy)"
+    )
     p.add_argument("--tmp", help="folder for the temporary files (default: the system's)")
-    p.add_argument("--galaxies", type=int,
-                   help="this many galaxies of the setup's size (default 1000, --quick 100)")
-    p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], choices=(0, 1, 2),
-                   help="runs: 0 serial, 1 and 2 dask workers (the speed-up needs 1 and 2)")
+    p.add_argument(
+        "--galaxies",
+        type=int,
+        help="this many galaxies of the setup's size (default 1000, --quick 100)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        choices=(0, 1, 2),
+        help="runs: 0 serial, 1 and 2 dask workers (the speed-up needs 1 and 2)",
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -120,39 +174,50 @@ def main() -> None:
     tmp_root = args.tmp or tempfile.gettempdir()
     free = shutil.disk_usage(tmp_root).free
     if free < 1.2 * need:
-        sys.exit(f"needs {need / 1e9:.1f} GB free in {tmp_root} (has {free / 1e9:.1f}); "
-                 "pass --tmp FOLDER or a smaller --side")  # fmt: skip
+        sys.exit(
+            f"needs {need / 1e9:.1f} GB free in {tmp_root} (has {free / 1e9:.1f}); "
+            "pass --tmp FOLDER or a smaller --side"
+        )
     from prospect_sbi.pixels import make_test_field
 
     with tempfile.TemporaryDirectory(dir=tmp_root, prefix="survey_bench_") as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
-        field = make_test_field(tmp / "field", n_gal, (side, side), seed=1, radius=radius,
-                                log_mass=log_mass, cell=cell)  # fmt: skip
+        field = make_test_field(
+            tmp / "field", n_gal, (side, side), seed=1, radius=radius, log_mass=log_mass, cell=cell
+        )
         t_write = time.perf_counter() - t0
         size = sum(f.stat().st_size for f in (tmp / "field").iterdir()) / 1e9
         rows = [run_case(args, tmp / "field", tmp / f"out{w}", w) for w in args.workers]
     print(f"per-galaxy PNG panels: {'yes' if args.png else 'no (--png to add them)'}")
-    print(f"field {side} x {side} x 14 bands, {len(field.galaxies)} galaxies, "
-          f"{int(field.galaxies['n_segment'].sum())} segment pixels; mosaics {size:.1f} GB on "
-          f"disk, written in {t_write:.0f} s")  # fmt: skip
-    print(f"{'run':<10} {'galaxies':>8} {'failed':>6} {'pixels':>8} {'wall s':>8} "
-          f"{'ms/pix/core':>11} {'pix/s':>7} {'RSS GB':>7} {'worker GB':>9}")
+    print(
+        f"field {side} x {side} x 14 bands, {len(field.galaxies)} galaxies, "
+        f"{int(field.galaxies['n_segment'].sum())} segment pixels; mosaics {size:.1f} GB on "
+        f"disk, written in {t_write:.0f} s"
+    )
+    print(
+        f"{'run':<10} {'galaxies':>8} {'failed':>6} {'pixels':>8} {'wall s':>8} "
+        f"{'ms/pix/core':>11} {'pix/s':>7} {'RSS GB':>7} {'worker GB':>9}"
+    )
     for r in rows:
         label = "serial" if not r["workers"] else f"dask x{r['workers']}"
         ms = 1e3 * r["wall_s"] * max(1, r["workers"]) / r["pixels"]
-        print(f"{label:<10} {r['galaxies']:>8} {r['errors']:>6} {r['pixels']:>8} "
-              f"{r['wall_s']:>8.1f} {ms:>11.2f} {r['pixels'] / r['wall_s']:>7.0f} "
-              f"{r['peak_rss_gb']:>7.2f} {r['worker_rss_gb']:>9.2f}")  # fmt: skip
+        print(
+            f"{label:<10} {r['galaxies']:>8} {r['errors']:>6} {r['pixels']:>8} "
+            f"{r['wall_s']:>8.1f} {ms:>11.2f} {r['pixels'] / r['wall_s']:>7.0f} "
+            f"{r['peak_rss_gb']:>7.2f} {r['worker_rss_gb']:>9.2f}"
+        )
     runs = {r["workers"]: r for r in rows}
     serial = runs.get(0, rows[0])
     speedup = runs[1]["wall_s"] / runs[2]["wall_s"] if {1, 2} <= set(runs) else float("nan")
     peak = max(max(r["peak_rss_gb"], r["worker_rss_gb"]) for r in rows)
     ms = 1e3 * serial["wall_s"] * max(1, serial["workers"]) / serial["pixels"]
-    print(f"RESULT ms_per_pixel_core={ms:.3f} "
-          f"peak_rss_gb={peak:.3f} speedup_2_workers={speedup:.2f} "
-          f"galaxies={serial['galaxies']} pixels={serial['pixels']} side={side} "
-          f"cpus={os.cpu_count()}")  # fmt: skip
+    print(
+        f"RESULT ms_per_pixel_core={ms:.3f} "
+        f"peak_rss_gb={peak:.3f} speedup_2_workers={speedup:.2f} "
+        f"galaxies={serial['galaxies']} pixels={serial['pixels']} side={side} "
+        f"cpus={os.cpu_count()}"
+    )
 
 
 if __name__ == "__main__":

@@ -72,8 +72,9 @@ def mocks(model, post, sps, n: int, rng: np.random.Generator) -> list:
         maggies, _ = ModelPhotometry(fixed, sps, post.filters)(theta)
         flux, err = post.noise.apply(maggies, rng)
         truth = dict(zip(fixed.theta_labels(), theta, strict=True))
-        out.append(({"maggies": flux, "maggies_unc": err, "filters": post.filters, "zred": z},
-                    truth))  # fmt: skip
+        out.append(
+            ({"maggies": flux, "maggies_unc": err, "filters": post.filters, "zred": z}, truth)
+        )
     return out
 
 
@@ -129,8 +130,9 @@ def refine_batch(model, post, sps, n: int, rng: np.random.Generator) -> dict:
         parts.append((f[keep], e[keep], z[keep]))
     flux, err, zred = (np.concatenate([p[j] for p in parts])[:n] for j in range(3))
     args = flux, err, 1000
-    post.sample(flux[:1], err[:1], 10, zred=zred[:1], refine="always", sps=sps,
-                likelihood="noise", seed=0)  # warm-up: the forward model's tables  # fmt: skip
+    post.sample(
+        flux[:1], err[:1], 10, zred=zred[:1], refine="always", sps=sps, likelihood="noise", seed=0
+    )  # warm-up: the forward model's tables
     t0 = time.perf_counter()
     draws = post.sample(*args, zred=zred, refine="always", sps=sps, likelihood="noise", seed=1)
     seconds = time.perf_counter() - t0
@@ -144,12 +146,31 @@ def fit_mock(i: int, obs: dict, truth: dict, args: argparse.Namespace) -> tuple:
 
     w = _WORKER
     plot = args.out / f"{w['template']}_{i}.png" if i < args.plots else None
-    c = compare(obs, w["model"], w["sps"], w["post"], n_draws=args.n_draws, seed=i, plot=plot,
-                truths=truth, refine=args.refine, refine_ndraws=args.refine_ndraws,
-                nested_nlive_init=args.nlive, nested_dlogz_init=args.dlogz,
-                nested_sample="rwalk", nested_walks=args.walks)  # fmt: skip
-    return ({r["param"]: dict(r) for r in c.table}, c.t_dynesty, c.t_sbi, c.t_refine, c.ess,
-            c.logz_refined, c.logz_dynesty)
+    c = compare(
+        obs,
+        w["model"],
+        w["sps"],
+        w["post"],
+        n_draws=args.n_draws,
+        seed=i,
+        plot=plot,
+        truths=truth,
+        refine=args.refine,
+        refine_ndraws=args.refine_ndraws,
+        nested_nlive_init=args.nlive,
+        nested_dlogz_init=args.dlogz,
+        nested_sample="rwalk",
+        nested_walks=args.walks,
+    )
+    return (
+        {r["param"]: dict(r) for r in c.table},
+        c.t_dynesty,
+        c.t_sbi,
+        c.t_refine,
+        c.ess,
+        c.logz_refined,
+        c.logz_dynesty,
+    )
 
 
 def run_model(spec, args, sps, rng) -> dict:
@@ -162,14 +183,21 @@ def run_model(spec, args, sps, rng) -> dict:
 
     def report(i: int, res: tuple) -> None:
         out[i] = res
-        each = " ".join(f"{p} {res[0][p]['dmed_over_sigma']:+.2f}/{res[0][p]['width_ratio']:.2f}"
-                        for p in NAMED if p in res[0])  # fmt: skip
-        line = (f"  {template} mock {i}: z={objs[i][0]['zred']:.2f} S/N={snr[i]:.1f} dynesty "
-                f"{res[1]:.1f} s, sbi {res[2] * 1e3:.1f} ms; dmed/sig/width: {each}")  # fmt: skip
+        each = " ".join(
+            f"{p} {res[0][p]['dmed_over_sigma']:+.2f}/{res[0][p]['width_ratio']:.2f}"
+            for p in NAMED
+            if p in res[0]
+        )
+        line = (
+            f"  {template} mock {i}: z={objs[i][0]['zred']:.2f} S/N={snr[i]:.1f} dynesty "
+            f"{res[1]:.1f} s, sbi {res[2] * 1e3:.1f} ms; dmed/sig/width: {each}"
+        )
         if args.refine:
-            line += (f"; sbi+is {res[3]:.2f} s, ESS {res[4]:.0f}: " + " ".join(
+            line += f"; sbi+is {res[3]:.2f} s, ESS {res[4]:.0f}: " + " ".join(
                 f"{p} {res[0][p]['is_dmed_over_sigma']:+.2f}/{res[0][p]['is_width_ratio']:.2f}"
-                for p in NAMED if p in res[0]))  # fmt: skip
+                for p in NAMED
+                if p in res[0]
+            )
         print(line, flush=True)
 
     if args.jobs == 1:
@@ -178,44 +206,78 @@ def run_model(spec, args, sps, rng) -> dict:
             report(i, fit_mock(i, obs, truth, args))
     else:
         # one dynesty fit per core; each worker times its own fits on its own core
-        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"),
-                                 initializer=_init_worker, initargs=(spec,)) as pool:  # fmt: skip
-            futures = {pool.submit(fit_mock, i, obs, truth, args): i
-                       for i, (obs, truth) in enumerate(objs)}  # fmt: skip
+        with ProcessPoolExecutor(
+            args.jobs, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(spec,)
+        ) as pool:
+            futures = {
+                pool.submit(fit_mock, i, obs, truth, args): i
+                for i, (obs, truth) in enumerate(objs)
+            }
             for f in as_completed(futures):
                 report(futures[f], f.result())
     rows, t_dyn, t_one, t_refine, ess, logz_r, logz_d = zip(*out, strict=True)
-    return {"template": template, "rows": list(rows), "t_dyn": np.array(t_dyn),
-            "t_one": np.array(t_one), "t_batch": t_batch, "snr": snr,
-            "t_refine": np.array(t_refine), "ess": np.array(ess), "batch": batch,
-            "logz_diff": np.abs(np.array(logz_r) - np.array(logz_d))}  # fmt: skip
+    return {
+        "template": template,
+        "rows": list(rows),
+        "t_dyn": np.array(t_dyn),
+        "t_one": np.array(t_one),
+        "t_batch": t_batch,
+        "snr": snr,
+        "t_refine": np.array(t_refine),
+        "ess": np.array(ess),
+        "batch": batch,
+        "logz_diff": np.abs(np.array(logz_r) - np.array(logz_d)),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--estimator", action="append", help="estimator file or pretrained name "
-                    "(repeatable; default the two pretrained)")  # fmt: skip
+    ap.add_argument(
+        "--estimator",
+        action="append",
+        help="estimator file or pretrained name (repeatable; default the two pretrained)",
+    )
     ap.add_argument("--n-mocks", type=int, default=20)
-    ap.add_argument("--n-draws", type=int, default=1000,
-                    help="SBI draws per object (1000, as the inference target of issue 5)")
+    ap.add_argument(
+        "--n-draws",
+        type=int,
+        default=1000,
+        help="SBI draws per object (1000, as the inference target of issue 5)",
+    )
     ap.add_argument("--nlive", type=int, default=150)
     ap.add_argument("--dlogz", type=float, default=0.2)
     ap.add_argument("--walks", type=int, default=16, help="dynesty rwalk steps")
     ap.add_argument("--plots", type=int, default=1, help="corner plots per model")
     ap.add_argument("--out", type=Path, default=Path("vs_dynesty_out"))
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="dynesty fits run side by side, one per core (each timed on its own)")
-    ap.add_argument("--refine", action="store_true",
-                    help="also SBI + importance sampling with the likelihood")
-    ap.add_argument("--refine-ndraws", type=int, default=ROUND_DRAWS,
-                    help="draws per round of the refined fit")
-    ap.add_argument("--n-timing", type=int, default=16,
-                    help="bright mocks refined in one batch for ms_per_refined_object")
-    ap.add_argument("--timing-only", action="store_true",
-                    help="only refine --n-timing bright mocks per model (no dynesty)")
-    ap.add_argument("--quick", action="store_true", help="3 mocks, nlive 30, 8 walks, "
-                    "dlogz 1, 1000 draws, 8 bright mocks timed")  # fmt: skip
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="dynesty fits run side by side, one per core (each timed on its own)",
+    )
+    ap.add_argument(
+        "--refine", action="store_true", help="also SBI + importance sampling with the likelihood"
+    )
+    ap.add_argument(
+        "--refine-ndraws", type=int, default=ROUND_DRAWS, help="draws per round of the refined fit"
+    )
+    ap.add_argument(
+        "--n-timing",
+        type=int,
+        default=16,
+        help="bright mocks refined in one batch for ms_per_refined_object",
+    )
+    ap.add_argument(
+        "--timing-only",
+        action="store_true",
+        help="only refine --n-timing bright mocks per model (no dynesty)",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="3 mocks, nlive 30, 8 walks, dlogz 1, 1000 draws, 8 bright mocks timed",
+    )
     args = ap.parse_args()
     if args.quick:
         args.n_mocks, args.nlive, args.walks, args.dlogz, args.n_draws = 3, 30, 8, 1.0, 1000
@@ -232,9 +294,11 @@ def main() -> None:
     results = [run_model(s, args, sps, rng) for s in (args.estimator or DEFAULTS)]
 
     methods = {"sbi": ""} | ({"sbi+is": "is_"} if args.refine else {})
-    head = (f"{'model':16s} {'method':7s} {'param':12s} {'|dmed|/sig':>10s} {'width':>7s} "
-            f"{'W1':>8s} {'t_dyn s':>8s} {'t_fit ms':>8s} {'t_batch ms':>10s} "
-            f"{'speedup':>9s}")  # fmt: skip
+    head = (
+        f"{'model':16s} {'method':7s} {'param':12s} {'|dmed|/sig':>10s} {'width':>7s} "
+        f"{'W1':>8s} {'t_dyn s':>8s} {'t_fit ms':>8s} {'t_batch ms':>10s} "
+        f"{'speedup':>9s}"
+    )
     print(head)
     print("-" * len(head))
     pooled = {m: ([], [], []) for m in methods}  # |dmed|/sigma, width ratio, speed-up
@@ -251,74 +315,97 @@ def main() -> None:
                 w1 = np.array([row[p][f"{pre}wasserstein"] for row in r["rows"] if p in row])
                 pooled[method][0].extend(d)
                 pooled[method][1].extend(w)
-                print(f"{r['template']:16s} {method:7s} {p:12s} {np.median(d):10.3f} "
-                      f"{np.median(w):7.3f} {np.median(w1):8.3f} {np.median(r['t_dyn']):8.1f} "
-                      f"{t_fit * 1e3:8.1f} {t_per * 1e3:10.2f} {sp:9.3g}")  # fmt: skip
-    print(f"\n{'model':16s} {'method':7s} {'S/N':>10s} {'mocks':>5s} {'|dmed|/sig':>10s} "
-          f"{'width':>7s}")  # fmt: skip
+                print(
+                    f"{r['template']:16s} {method:7s} {p:12s} {np.median(d):10.3f} "
+                    f"{np.median(w):7.3f} {np.median(w1):8.3f} {np.median(r['t_dyn']):8.1f} "
+                    f"{t_fit * 1e3:8.1f} {t_per * 1e3:10.2f} {sp:9.3g}"
+                )
+    print(
+        f"\n{'model':16s} {'method':7s} {'S/N':>10s} {'mocks':>5s} {'|dmed|/sig':>10s} "
+        f"{'width':>7s}"
+    )
     for r in results:
         for method, pre in methods.items():
             for label, (lo, hi) in SNR_BINS.items():
                 sel = np.flatnonzero((r["snr"] >= lo) & (r["snr"] < hi))
                 d = [abs(r["rows"][i][p][f"{pre}dmed_over_sigma"]) for i in sel for p in NAMED]
                 w = [r["rows"][i][p][f"{pre}width_ratio"] for i in sel for p in NAMED]
-                print(f"{r['template']:16s} {method:7s} {label:>10s} {len(sel):5d} "
-                      f"{np.median(d) if d else np.nan:10.3f} "
-                      f"{np.median(w) if w else np.nan:7.3f}")  # fmt: skip
+                print(
+                    f"{r['template']:16s} {method:7s} {label:>10s} {len(sel):5d} "
+                    f"{np.median(d) if d else np.nan:10.3f} "
+                    f"{np.median(w) if w else np.nan:7.3f}"
+                )
     if args.refine:
-        print(f"\n{'model':16s} {'bright':>6s} {'ms/object':>9s} {'ESS med':>7s} {'ESS min':>7s} "
-              f"{'k-hat max':>9s} {'|dlogz| med':>11s} {'speedup':>8s}")  # fmt: skip
+        print(
+            f"\n{'model':16s} {'bright':>6s} {'ms/object':>9s} {'ESS med':>7s} {'ESS min':>7s} "
+            f"{'k-hat max':>9s} {'|dlogz| med':>11s} {'speedup':>8s}"
+        )
         for r in results:
             b = r["batch"]
             sp = np.median(r["t_dyn"]) / (b["ms"] / 1e3)
-            print(f"{r['template']:16s} {b.get('n', 0):6d} {b['ms']:9.1f} "
-                  f"{np.nanmedian(b['ess']):7.0f} {np.nanmin(b['ess']):7.0f} "
-                  f"{np.nanmax(b['khat']):9.2f} {np.median(r['logz_diff']):11.2f} {sp:8.3g}")
+            print(
+                f"{r['template']:16s} {b.get('n', 0):6d} {b['ms']:9.1f} "
+                f"{np.nanmedian(b['ess']):7.0f} {np.nanmin(b['ess']):7.0f} "
+                f"{np.nanmax(b['khat']):9.2f} {np.median(r['logz_diff']):11.2f} {sp:8.3g}"
+            )
         for r in results:
             e = r["ess"]
-            print(f"{r['template']}: ESS of the unbatched refined fits: median "
-                  f"{np.median(e):.0f}, min {e.min():.0f}, mocks with ESS < 50: "
-                  f"{int((e < 50).sum())}")
+            print(
+                f"{r['template']}: ESS of the unbatched refined fits: median "
+                f"{np.median(e):.0f}, min {e.min():.0f}, mocks with ESS < 50: "
+                f"{int((e < 50).sum())}"
+            )
     print(
         f"n_mocks={args.n_mocks} per model, nlive={args.nlive}, walks={args.walks}, "
         f"dlogz={args.dlogz}, jobs={args.jobs}, n_draws={args.n_draws}"
         + (f", refine_ndraws={args.refine_ndraws}" if args.refine else "")
         + "; sbi speedup uses the batched per-object SBI time, sbi+is the per-object time"
     )
-    line = " ".join(f"{k}{'' if m == 'sbi' else '_is'}={f(v)}"
-                    for m, vals in pooled.items()
-                    for k, v, f in zip(("dmed_over_sigma", "width_ratio", "speedup"), vals,
-                                       (_f3, _f3, _g3), strict=True))  # fmt: skip
+    line = " ".join(
+        f"{k}{'' if m == 'sbi' else '_is'}={f(v)}"
+        for m, vals in pooled.items()
+        for k, v, f in zip(
+            ("dmed_over_sigma", "width_ratio", "speedup"), vals, (_f3, _f3, _g3), strict=True
+        )
+    )
     if args.refine:
         line += f" ess={np.median(np.concatenate([r['ess'] for r in results])):.0f}"
         ms = np.nanmedian([r["batch"]["ms"] for r in results])
         t_dyn = np.median(np.concatenate([r["t_dyn"] for r in results]))
         ess = np.concatenate([r["batch"]["ess"] for r in results])
         khat = np.concatenate([r["batch"]["khat"] for r in results])
-        line += (f" dmed_over_sigma_refined={_f3(pooled['sbi+is'][0])} "
-                 f"width_ratio_refined={_f3(pooled['sbi+is'][1])} "
-                 f"logz_diff={np.median(np.concatenate([r['logz_diff'] for r in results])):.3f}"
-                 f" ms_per_refined_object={ms:.1f} speedup_refined={t_dyn / (ms / 1e3):.3g}"
-                 f" ess_refined={np.nanmedian(ess):.0f} khat_refined={np.nanmax(khat):.2f}")
+        line += (
+            f" dmed_over_sigma_refined={_f3(pooled['sbi+is'][0])} "
+            f"width_ratio_refined={_f3(pooled['sbi+is'][1])} "
+            f"logz_diff={np.median(np.concatenate([r['logz_diff'] for r in results])):.3f}"
+            f" ms_per_refined_object={ms:.1f} speedup_refined={t_dyn / (ms / 1e3):.3g}"
+            f" ess_refined={np.nanmedian(ess):.0f} khat_refined={np.nanmax(khat):.2f}"
+        )
     print(f"RESULT {line}")
 
 
 def timing_only(args: argparse.Namespace, sps, rng: np.random.Generator) -> None:
     """Refine ``--n-timing`` bright mocks per model in one batch; table and RESULT line."""
     rows = []
-    print(f"{'model':16s} {'bright':>6s} {'ms/object':>9s} {'ESS med':>7s} {'ESS min':>7s} "
-          f"{'k-hat med':>9s} {'k-hat max':>9s} {'flagged':>7s}")  # fmt: skip
+    print(
+        f"{'model':16s} {'bright':>6s} {'ms/object':>9s} {'ESS med':>7s} {'ESS min':>7s} "
+        f"{'k-hat med':>9s} {'k-hat max':>9s} {'flagged':>7s}"
+    )
     for spec in args.estimator or DEFAULTS:
         template, post, model = load(spec)
         b = refine_batch(model, post, sps, args.n_timing, rng)
         rows.append(b)
-        print(f"{template:16s} {b['n']:6d} {b['ms']:9.1f} {np.median(b['ess']):7.0f} "
-              f"{b['ess'].min():7.0f} {np.median(b['khat']):9.2f} {b['khat'].max():9.2f} "
-              f"{int((b['khat'] > 0.7).sum()):7d}")  # fmt: skip
+        print(
+            f"{template:16s} {b['n']:6d} {b['ms']:9.1f} {np.median(b['ess']):7.0f} "
+            f"{b['ess'].min():7.0f} {np.median(b['khat']):9.2f} {b['khat'].max():9.2f} "
+            f"{int((b['khat'] > 0.7).sum()):7d}"
+        )
     ess = np.concatenate([b["ess"] for b in rows])
-    print(f"RESULT ms_per_refined_object={np.median([b['ms'] for b in rows]):.1f} "
-          f"ess_refined={np.median(ess):.0f} "
-          f"khat_refined={np.max(np.concatenate([b['khat'] for b in rows])):.2f}")
+    print(
+        f"RESULT ms_per_refined_object={np.median([b['ms'] for b in rows]):.1f} "
+        f"ess_refined={np.median(ess):.0f} "
+        f"khat_refined={np.max(np.concatenate([b['khat'] for b in rows])):.2f}"
+    )
 
 
 def _f3(v: list) -> str:
@@ -327,6 +414,7 @@ def _f3(v: list) -> str:
 
 def _g3(v: list) -> str:
     return f"{np.median(v):.3g}"
+
 
 if __name__ == "__main__":
     main()

@@ -55,22 +55,32 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", type=Path, help="output folder")
     ap.add_argument("--data", type=Path, help="JADES data folder (default ../shared/data)")
-    ap.add_argument("--estimator", default="jades-parametric",
-                    help="pretrained name or estimator file")  # fmt: skip
+    ap.add_argument(
+        "--estimator", default="jades-parametric", help="pretrained name or estimator file"
+    )
     ap.add_argument("--n-draws", type=int, default=2000)
     ap.add_argument("--n-dynesty", type=int, default=3)
     ap.add_argument("--nlive", type=int, default=100)
-    ap.add_argument("--err-floor", type=float, default=0.05,
-                    help="fractional error floor added in quadrature (0: none)")  # fmt: skip
-    ap.add_argument("--refine", action="store_true",
-                    help="also SBI + importance sampling for the dynesty galaxies")  # fmt: skip
+    ap.add_argument(
+        "--err-floor",
+        type=float,
+        default=0.05,
+        help="fractional error floor added in quadrature (0: none)",
+    )
+    ap.add_argument(
+        "--refine",
+        action="store_true",
+        help="also SBI + importance sampling for the dynesty galaxies",
+    )
     args = ap.parse_args()
     from prospect_sbi.jades_data import CATALOGUE, find_data_dir, read_specz_catalogue
 
     data = find_data_dir(args.data)
     if data is None or not (data / CATALOGUE).is_file():
-        sys.exit(f"needs {CATALOGUE} (JADES spec-z photometry in Jy) in ../shared/data beside "
-                 "the repository or $PROSPECT_SBI_DATA; pass --data FOLDER")  # fmt: skip
+        sys.exit(
+            f"needs {CATALOGUE} (JADES spec-z photometry in Jy) in ../shared/data beside "
+            "the repository or $PROSPECT_SBI_DATA; pass --data FOLDER"
+        )
 
     import matplotlib
 
@@ -106,14 +116,21 @@ def main() -> None:
         obs = {"maggies": flux[i], "maggies_unc": err[i], "filters": post.filters, "zred": z}
         if rec["flag"] == "ok":
             try:
-                out = fit_model(obs, model, sps, sbi=True, estimator=post,
-                                sbi_ndraws=args.n_draws, sbi_seed=i)  # fmt: skip
+                out = fit_model(
+                    obs, model, sps, sbi=True, estimator=post, sbi_ndraws=args.n_draws, sbi_seed=i
+                )
             except ValueError as exc:  # e.g. brighter than every training galaxy
                 rec["flag"] = str(exc)
         if rec["flag"] == "ok":
             res = out["sampling"][0]
-            write_results(args.out / "sbi" / f"{gid}.h5", out, model, obs,
-                          {"fitter": "sbi", "id": gid}, overwrite=True)  # fmt: skip
+            write_results(
+                args.out / "sbi" / f"{gid}.h5",
+                out,
+                model,
+                obs,
+                {"fitter": "sbi", "id": gid},
+                overwrite=True,
+            )
             values = {k: res["derived"][k] for k in res["derived"].dtype.names}
             values["dust2"] = res["samples"][:, model.theta_labels().index("dust2")]
             fitted.append(i)
@@ -123,8 +140,10 @@ def main() -> None:
         rows.append(rec)
     t_sbi = time.perf_counter() - t0
     summary = Table(rows=rows)
-    summary.meta.update(estimator=repr(post), units="log_mstar: log10 Msun; log_sfr100: log10 "
-                        "Msun/yr; mwa: Gyr; dust2: optical depth")  # fmt: skip
+    summary.meta.update(
+        estimator=repr(post),
+        units="log_mstar: log10 Msun; log_sfr100: log10 Msun/yr; mwa: Gyr; dust2: optical depth",
+    )
     write_table_atomic(summary, args.out / "summary.ecsv")
     print(
         f"SBI: {len(fitted)} of {len(cat)} galaxies in {t_sbi:.1f} s "
@@ -136,38 +155,66 @@ def main() -> None:
     for i in sorted(set(picks)) if args.n_dynesty > 0 else []:
         gid, z = int(cat["id"][i]), float(cat["redshift"][i])
         obs = {"maggies": flux[i], "maggies_unc": err[i], "filters": post.filters, "zred": z}
-        c = compare(obs, model, sps, post, n_draws=args.n_draws, seed=i, likelihood="flux",
-                    plot=args.out / "dynesty" / f"{gid}_corner.png", refine=args.refine,
-                    nested_nlive_init=args.nlive)  # fmt: skip
+        c = compare(
+            obs,
+            model,
+            sps,
+            post,
+            n_draws=args.n_draws,
+            seed=i,
+            likelihood="flux",
+            plot=args.out / "dynesty" / f"{gid}_corner.png",
+            refine=args.refine,
+            nested_nlive_init=args.nlive,
+        )
         fixed = fixed_redshift_model(model, z)
         dres = c.dynesty["sampling"][0]
         derived = derived_chain(fixed, sps, post.filters, np.asarray(dres["samples"]))
-        write_results(args.out / "dynesty" / f"{gid}.h5", c.dynesty, fixed, obs,
-                      {"fitter": "dynesty", "id": gid}, derived=derived,
-                      overwrite=True)  # fmt: skip
+        write_results(
+            args.out / "dynesty" / f"{gid}.h5",
+            c.dynesty,
+            fixed,
+            obs,
+            {"fitter": "dynesty", "id": gid},
+            derived=derived,
+            overwrite=True,
+        )
         k = list(c.table["param"]).index("log_mstar")
         qd = weighted_quantile(derived["log_mstar"], [0.16, 0.5, 0.84], c.samples["weights"])
         qs = np.percentile(c.samples["sbi"][:, k], [16, 50, 84])
         qr = np.full(3, np.nan)
         line = ""
         if args.refine:
-            write_results(args.out / "refined" / f"{gid}.h5", c.refined, model, obs,
-                          {"fitter": "sbi", "sbi_refine": True, "id": gid},
-                          overwrite=True)  # fmt: skip
-            qr = weighted_quantile(c.samples["refined"][:, k], [0.16, 0.5, 0.84],
-                                   c.samples["refined_weights"])  # fmt: skip
+            write_results(
+                args.out / "refined" / f"{gid}.h5",
+                c.refined,
+                model,
+                obs,
+                {"fitter": "sbi", "sbi_refine": True, "id": gid},
+                overwrite=True,
+            )
+            qr = weighted_quantile(
+                c.samples["refined"][:, k], [0.16, 0.5, 0.84], c.samples["refined_weights"]
+            )
             line = f", refined {qr[1]:.2f} (ESS {c.ess:.0f}, {c.t_refine:.1f} s)"
         mass.append((qs, qd, qr))
-        print(f"  id {gid} z={z:.2f}: log M* SBI {qs[1]:.2f}, dynesty {qd[1]:.2f}{line}; "
-              f"dynesty {c.t_dynesty:.0f} s, SBI {c.t_sbi * 1e3:.0f} ms")  # fmt: skip
+        print(
+            f"  id {gid} z={z:.2f}: log M* SBI {qs[1]:.2f}, dynesty {qd[1]:.2f}{line}; "
+            f"dynesty {c.t_dynesty:.0f} s, SBI {c.t_sbi * 1e3:.0f} ms"
+        )
     if mass:
         s, d, r = (np.array([m[j] for m in mass]) for j in (0, 1, 2))
         fig, ax = plt.subplots(figsize=(4.5, 4.5))
         for y, label in ((s, "SBI"), (r, "SBI + importance sampling")):
             if np.isfinite(y).all():
-                ax.errorbar(d[:, 1], y[:, 1], xerr=[d[:, 1] - d[:, 0], d[:, 2] - d[:, 1]],
-                            yerr=[y[:, 1] - y[:, 0], y[:, 2] - y[:, 1]], fmt="o",
-                            label=label)  # fmt: skip
+                ax.errorbar(
+                    d[:, 1],
+                    y[:, 1],
+                    xerr=[d[:, 1] - d[:, 0], d[:, 2] - d[:, 1]],
+                    yerr=[y[:, 1] - y[:, 0], y[:, 2] - y[:, 1]],
+                    fmt="o",
+                    label=label,
+                )
         lims = [np.nanmin([d, s, r]) - 0.3, np.nanmax([d, s, r]) + 0.3]
         ax.plot(lims, lims, "k--", lw=1)
         ax.set(xlabel="log M* dynesty", ylabel="log M* SBI", xlim=lims, ylim=lims)

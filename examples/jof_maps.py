@@ -41,8 +41,11 @@ def main(argv=None) -> int:
 
     data = find_data_dir(args.data)
     if data is None or not (data / CUTOUTS).is_file():
-        print(f"needs {CUTOUTS} in ../shared/data beside the repository or $PROSPECT_SBI_DATA;"
-              " pass --data FOLDER", file=sys.stderr)  # fmt: skip
+        print(
+            f"needs {CUTOUTS} in ../shared/data beside the repository or $PROSPECT_SBI_DATA;"
+            " pass --data FOLDER",
+            file=sys.stderr,
+        )
         return 1
     import torch
 
@@ -55,25 +58,40 @@ def main(argv=None) -> int:
     model = post.model()
     sps = BC03MilesBasis()
     tables = []
-    print(f"{'id':>5} {'z':>6} {'pixels':>6} {'logM_pix':>17} {'logM_int':>17} {'OOD':>6} "
-          f"{'ms/pix':>6}")
+    print(
+        f"{'id':>5} {'z':>6} {'pixels':>6} {'logM_pix':>17} {'logM_int':>17} {'OOD':>6} "
+        f"{'ms/pix':>6}"
+    )
     cutouts = read_jof_cutouts(data)
     for gid, images in cutouts.items():
         t0 = time.perf_counter()
         # each warning said once, named by its step ("fit: ...", "outshining: ...")
-        done = map_galaxy(post, images, args.out, f"jof_{gid}", model=model, sps=sps,
-                          n_draws=args.n_draws, snr_bands=tuple(args.snr_bands),
-                          overwrite=True, progress=False)  # fmt: skip
+        done = map_galaxy(
+            post,
+            images,
+            args.out,
+            f"jof_{gid}",
+            model=model,
+            sps=sps,
+            n_draws=args.n_draws,
+            snr_bands=tuple(args.snr_bands),
+            overwrite=True,
+            progress=False,
+        )
         dt = time.perf_counter() - t0
         fit, r = done.fit, done.outshining[0]
         tables.append(done.outshining)
         ood = float(np.mean(fit.ood)) if fit.ood is not None else float("nan")
-        print(f"{gid:>5} {images.zred:6.3f} {len(fit):>6} {fmt(r, 'log_mstar_resolved'):>17} "
-              f"{fmt(r, 'log_mstar_integrated'):>17} {ood:6.1%} {1e3 * dt / len(fit):6.2f}")
+        print(
+            f"{gid:>5} {images.zred:6.3f} {len(fit):>6} {fmt(r, 'log_mstar_resolved'):>17} "
+            f"{fmt(r, 'log_mstar_integrated'):>17} {ood:6.1%} {1e3 * dt / len(fit):6.2f}"
+        )
     fig = plot_outshining(tables, names=[f"JOF {g}" for g in cutouts])
     fig.savefig(args.out / "jof_outshining.png", dpi=120)
-    print(f"wrote {args.out}/jof_<id>_maps.fits, _maps.png, _pixels.fits, _outshining.ecsv, "
-          "jof_outshining.png")
+    print(
+        f"wrote {args.out}/jof_<id>_maps.fits, _maps.png, _pixels.fits, _outshining.ecsv, "
+        "jof_outshining.png"
+    )
     return 0
 
 

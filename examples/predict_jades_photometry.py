@@ -86,8 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     abmag = -2.5 * np.log10(np.clip(maggies, 1e-300, None))
     for f, p, m, nj, ab in zip(filters, pivot, maggies, njy, abmag, strict=True):
         print(f"{f.name:<15}{p:>9.4f}{m:>13.4e}{nj:>12.4g}{ab:>9.3f}")
-    print(f"grids loaded in {t_load:.2f} s; SpecModel.predict: first call {t_first:.2f} s "
-          f"(one-time caches), then {t_pred * 1e3:.0f} ms per call")  # fmt: skip
+    print(
+        f"grids loaded in {t_load:.2f} s; SpecModel.predict: first call {t_first:.2f} s "
+        f"(one-time caches), then {t_pred * 1e3:.0f} ms per call"
+    )
 
     if args.out:
         from astropy.table import Table
@@ -96,8 +98,9 @@ def main(argv: list[str] | None = None) -> None:
             [[f.name for f in filters], pivot, maggies, njy, abmag],
             names=["band", "pivot_um", "maggies", "nJy", "AB_mag"],
         )
-        table.meta.update(template=args.template, zred=args.z, mfrac=float(mfrac),
-                          sps=sps.description)  # fmt: skip
+        table.meta.update(
+            template=args.template, zred=args.z, mfrac=float(mfrac), sps=sps.description
+        )
         table.write(args.out, format="ascii.ecsv", overwrite=True)
         print(f"wrote {args.out}")
 
@@ -107,13 +110,16 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     phot, mf = sps.photometry(batch, filters)
     dt = time.perf_counter() - t0
-    model.set_parameters(model.prior_transform(np.random.default_rng(args.seed).uniform(
-        size=model.ndim)))  # fmt: skip
+    model.set_parameters(
+        model.prior_transform(np.random.default_rng(args.seed).uniform(size=model.ndim))
+    )
     _, ref, _ = model.predict(model.theta, obs=obs, sps=sps)
     err = np.max(np.abs(phot[0] / ref - 1))
-    print(f"sps.photometry: {args.ndraws} prior draws -> maggies {phot.shape}, mfrac {mf.shape} "
-          f"in {dt:.2f} s ({args.ndraws / dt:.0f} SEDs/s); "
-          f"max |batched / SpecModel.predict - 1| for draw 0 = {err:.1e}")  # fmt: skip
+    print(
+        f"sps.photometry: {args.ndraws} prior draws -> maggies {phot.shape}, mfrac {mf.shape} "
+        f"in {dt:.2f} s ({args.ndraws / dt:.0f} SEDs/s); "
+        f"max |batched / SpecModel.predict - 1| for draw 0 = {err:.1e}"
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,16 @@ from prospect.models.templates import TemplateLibrary
 from prospect.utils import prospect_args
 
 #: Bands of the fit (sedpy names).
-BANDS = ["jwst_f090w", "jwst_f115w", "jwst_f150w", "jwst_f200w", "jwst_f277w", "jwst_f356w",
-         "jwst_f410m", "jwst_f444w"]  # fmt: skip
+BANDS = [
+    "jwst_f090w",
+    "jwst_f115w",
+    "jwst_f150w",
+    "jwst_f200w",
+    "jwst_f277w",
+    "jwst_f356w",
+    "jwst_f410m",
+    "jwst_f444w",
+]
 
 
 def build_model(object_redshift=2.695, add_neb=True, **extras):
@@ -50,8 +58,14 @@ def build_obs(phottable=None, objid=123364, **extras):
     """Photometry of one object (maggies) from ``phottable``, or the bands alone without it."""
     from sedpy.observate import load_filters
 
-    obs = {"filters": load_filters(BANDS), "wavelength": None, "spectrum": None,
-           "unc": None, "maggies": None, "maggies_unc": None}  # fmt: skip
+    obs = {
+        "filters": load_filters(BANDS),
+        "wavelength": None,
+        "spectrum": None,
+        "unc": None,
+        "maggies": None,
+        "maggies_unc": None,
+    }
     if phottable is not None:
         from astropy.table import Table
 
@@ -59,8 +73,9 @@ def build_obs(phottable=None, objid=123364, **extras):
         row = row[np.flatnonzero(row["id"] == objid)[0]]
         njy = 1e-9 / 3631
         obs["maggies"] = np.array([row[b.split("_")[-1].upper()] for b in BANDS]) * njy
-        obs["maggies_unc"] = np.array([row["unc_" + b.split("_")[-1].upper()]
-                                       for b in BANDS]) * njy  # fmt: skip
+        obs["maggies_unc"] = (
+            np.array([row["unc_" + b.split("_")[-1].upper()] for b in BANDS]) * njy
+        )
         obs["phot_mask"] = np.isfinite(obs["maggies"])
     return obs
 
@@ -77,8 +92,7 @@ def build_noise(**extras):
 
 
 def build_all(**kwargs):
-    return (build_obs(**kwargs), build_model(**kwargs), build_sps(**kwargs),
-            build_noise(**kwargs))  # fmt: skip
+    return (build_obs(**kwargs), build_model(**kwargs), build_sps(**kwargs), build_noise(**kwargs))
 
 
 if __name__ == "__main__":
@@ -92,6 +106,13 @@ if __name__ == "__main__":
     run_params = vars(args)
     obs, model, sps, noise = build_all(**run_params)
     output = fit_model(obs, model, sps, noise, **run_params)
-    writer.write_hdf5(f"{args.outfile}_result.h5", run_params, model, obs,
-                      output["sampling"][0], output["optimization"][0],
-                      tsample=output["sampling"][1], toptimize=output["optimization"][1])
+    writer.write_hdf5(
+        f"{args.outfile}_result.h5",
+        run_params,
+        model,
+        obs,
+        output["sampling"][0],
+        output["optimization"][0],
+        tsample=output["sampling"][1],
+        toptimize=output["optimization"][1],
+    )

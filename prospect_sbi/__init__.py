@@ -19,17 +19,27 @@ from .trainingset import TrainingSet
 
 #: Public names that need torch or Prospector's fitting code: imported on first use.
 _LAZY = {
-    "AmortizedPosterior": "posterior", "train": "posterior",
+    "AmortizedPosterior": "posterior",
+    "train": "posterior",
     "ObservationWarning": "posterior",
-    "fit_model": "fitting", "compare": "fitting", "write_results": "fitting",
+    "fit_model": "fitting",
+    "compare": "fitting",
+    "write_results": "fitting",
     "fit_catalog": "fitting",
     "importance_sample": "fitting",
-    "register_fitter": "fitting", "get_fitter": "fitting", "available_fitters": "fitting",
-    "fit_pixels": "pixels", "make_maps": "pixels", "load_fits": "pixels",
-    "load_cube": "pixels", "select_pixels": "pixels", "outshining": "pixels",
+    "register_fitter": "fitting",
+    "get_fitter": "fitting",
+    "available_fitters": "fitting",
+    "fit_pixels": "pixels",
+    "make_maps": "pixels",
+    "load_fits": "pixels",
+    "load_cube": "pixels",
+    "select_pixels": "pixels",
+    "outshining": "pixels",
     "map_galaxy": "pixels",
-    "predictive_check": "ppc", "ValidationReport": "validate",
-}  # fmt: skip
+    "predictive_check": "ppc",
+    "ValidationReport": "validate",
+}
 
 __all__ = [
     "BC03MilesBasis",
@@ -67,4 +77,3 @@ def __getattr__(name: str) -> object:
 
         return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'prospect_sbi' has no attribute {name!r}")
-

@@ -14,9 +14,20 @@ field maps) is built from these pieces:
 
 from __future__ import annotations
 
-__all__ = ["ChunkStore", "atomic_path", "chunk_seed", "chunk_sequence", "chunk_slices",
-           "dask_client", "in_order", "is_dask", "n_workers",
-           "parts_folder", "row_seed", "run_ordered"]  # fmt: skip
+__all__ = [
+    "ChunkStore",
+    "atomic_path",
+    "chunk_seed",
+    "chunk_sequence",
+    "chunk_slices",
+    "dask_client",
+    "in_order",
+    "is_dask",
+    "n_workers",
+    "parts_folder",
+    "row_seed",
+    "run_ordered",
+]
 
 import contextlib
 import hashlib
@@ -44,8 +55,9 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, overwrite: bool = False,
-                sync: bool = False) -> Iterator[Path]:  # fmt: skip
+def atomic_path(
+    path: str | os.PathLike, overwrite: bool = False, sync: bool = False
+) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
 
     A crash leaves no half-written file under the final name; temporary files that a killed
@@ -186,10 +198,17 @@ class ChunkStore:
     >>> store.remove()
     """
 
-    def __init__(self, folder: str | os.PathLike, fingerprint: dict[str, Any] | None,
-                 suffix: str, *, name: str = "part{:06d}", extra: dict[str, Any] | None = None,
-                 on_mismatch: Callable[[dict], Any] | None = None,
-                 sync: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        fingerprint: dict[str, Any] | None,
+        suffix: str,
+        *,
+        name: str = "part{:06d}",
+        extra: dict[str, Any] | None = None,
+        on_mismatch: Callable[[dict], Any] | None = None,
+        sync: bool = False,
+    ) -> None:
         self.folder, self.suffix, self.name, self.sync = Path(folder), suffix, name, sync
         self.folder.mkdir(parents=True, exist_ok=True)
         self.manifest: dict[str, Any] = {}
@@ -204,8 +223,10 @@ class ChunkStore:
                 self.manifest = found
                 return
             if on_mismatch is None:
-                raise ValueError(f"{self.folder} holds an unfinished run with other inputs or "
-                                 "options; remove it or rerun with the same ones")  # fmt: skip
+                raise ValueError(
+                    f"{self.folder} holds an unfinished run with other inputs or "
+                    "options; remove it or rerun with the same ones"
+                )
             on_mismatch(found)
             shutil.rmtree(self.folder)  # chunks the caller chose to discard
             self.folder.mkdir(parents=True)
@@ -240,8 +261,9 @@ class ChunkStore:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def in_order(submit: Callable[[Any], Any], items: Iterable[tuple[Any, Any]],
-             width: int) -> Iterator[tuple[Any, Any]]:  # fmt: skip
+def in_order(
+    submit: Callable[[Any], Any], items: Iterable[tuple[Any, Any]], width: int
+) -> Iterator[tuple[Any, Any]]:
     """Yield ``(key, future.result())`` in the order of ``items``, ``width`` futures in flight.
 
     ``submit(item)`` returns a future (``concurrent.futures`` or dask). Bounding the futures
@@ -275,9 +297,14 @@ def n_workers(executor: object) -> int:
     return max(1, getattr(executor, "_max_workers", os.cpu_count() or 1))
 
 
-def run_ordered(fn: Callable[..., Any], items: Iterable[tuple[Any, tuple]],
-                executor: object = None, *, shared: tuple = (),
-                width: int | None = None) -> Iterator[tuple[Any, Any]]:  # fmt: skip
+def run_ordered(
+    fn: Callable[..., Any],
+    items: Iterable[tuple[Any, tuple]],
+    executor: object = None,
+    *,
+    shared: tuple = (),
+    width: int | None = None,
+) -> Iterator[tuple[Any, Any]]:
     """Yield ``(key, fn(*shared, *args))`` for each ``(key, args)`` of ``items``, in order.
 
     Parameters
@@ -316,13 +343,15 @@ def run_ordered(fn: Callable[..., Any], items: Iterable[tuple[Any, tuple]],
     try:
         if is_dask(executor):
             # in a list, so that a dict or a list is sent as one object, not item by item
-            sent = tuple(x if x is None or isinstance(x, bool)
-                         else executor.scatter([x], broadcast=True)[0]
-                         for x in shared)  # fmt: skip
+            sent = tuple(
+                x if x is None or isinstance(x, bool) else executor.scatter([x], broadcast=True)[0]
+                for x in shared
+            )
 
             def submit(args: tuple) -> Any:
                 return executor.submit(fn, *sent, *args, pure=False)
         else:
+
             def submit(args: tuple) -> Any:
                 return executor.submit(fn, *shared, *args)
 
@@ -348,9 +377,12 @@ def dask_client(workers: int = 0, scheduler: str | None = None) -> Any:
         from distributed import Client, LocalCluster
     except ImportError:
         what = "--scheduler" if scheduler else "--workers"
-        raise ImportError(f"{what} needs dask.distributed, which is not installed: "
-                          'pip install "prospect-sbi[dask]"') from None  # fmt: skip
+        raise ImportError(
+            f"{what} needs dask.distributed, which is not installed: "
+            'pip install "prospect-sbi[dask]"'
+        ) from None
     if scheduler:
         return Client(scheduler)
-    return Client(LocalCluster(n_workers=int(workers), threads_per_worker=1,
-                               dashboard_address=None))  # fmt: skip
+    return Client(
+        LocalCluster(n_workers=int(workers), threads_per_worker=1, dashboard_address=None)
+    )

@@ -61,7 +61,7 @@ def kind(category: str, message: str) -> tuple[str, bool | None, str]:
     m = _COUNTS.match(message)
     if m is None:
         return category, None, message
-    return category, m.group(2) is not None, message[m.end():]
+    return category, m.group(2) is not None, message[m.end() :]
 
 
 def merge(records: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -90,9 +90,13 @@ def merge(records: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-def say(records: Iterable[tuple[str, str]], step: str | None = None,
-        replace: dict[str, str] | None = None, said: set | None = None,
-        stacklevel: int = 2) -> None:  # fmt: skip
+def say(
+    records: Iterable[tuple[str, str]],
+    step: str | None = None,
+    replace: dict[str, str] | None = None,
+    said: set | None = None,
+    stacklevel: int = 2,
+) -> None:
     """Warn once per merged record (:func:`merge`), prefixed ``"<step>: "`` when given.
 
     ``replace`` maps text of the messages to what replaces it (advice naming what the
@@ -111,8 +115,9 @@ def say(records: Iterable[tuple[str, str]], step: str | None = None,
 
 
 @contextlib.contextmanager
-def step_warnings(step: str, replace: dict[str, str] | None = None,
-                  said: set | None = None) -> Iterator[list[tuple[str, str]]]:  # fmt: skip
+def step_warnings(
+    step: str, replace: dict[str, str] | None = None, said: set | None = None
+) -> Iterator[list[tuple[str, str]]]:
     """Say the warnings of a block once each, merged (:func:`merge`), as ``"<step>: ..."``.
 
     Parameters

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AB_SENTINEL", "Catalog", "FLUX_UNITS", "read_catalog", "short_band_name",
-           "to_maggies"]
+__all__ = ["AB_SENTINEL", "Catalog", "FLUX_UNITS", "read_catalog", "short_band_name", "to_maggies"]
 
 import os
 import warnings
@@ -16,9 +15,13 @@ from astropy.table import Table
 from .constants import DMAG, JY_PER_MAGGIE
 
 #: Flux units a catalogue may use -> factor to maggies ("AB" magnitudes are handled apart).
-FLUX_UNITS = {"maggies": 1.0, "Jy": 1 / JY_PER_MAGGIE, "mJy": 1e-3 / JY_PER_MAGGIE,
-              "uJy": 1e-6 / JY_PER_MAGGIE,
-              "nJy": 1e-9 / JY_PER_MAGGIE}  # fmt: skip
+FLUX_UNITS = {
+    "maggies": 1.0,
+    "Jy": 1 / JY_PER_MAGGIE,
+    "mJy": 1e-3 / JY_PER_MAGGIE,
+    "uJy": 1e-6 / JY_PER_MAGGIE,
+    "nJy": 1e-9 / JY_PER_MAGGIE,
+}
 #: AB magnitudes (or magnitude errors) this large are sentinels (99, -99) of a missing band.
 AB_SENTINEL = 50.0
 _MAG_ROWS = 5  # rows from which flux columns all within 5-45 (errors < 1) are magnitudes
@@ -58,8 +61,10 @@ def to_maggies(
         if u != "AB" and u not in FLUX_UNITS:
             raise ValueError(f"unknown flux unit {u!r}; use one of {[*FLUX_UNITS, 'AB']}")
     if (unit == "AB") != (err_unit == "AB"):
-        raise ValueError(f"fluxes in {unit} but errors in {err_unit}: give both as AB "
-                         "magnitudes or both as flux densities")  # fmt: skip
+        raise ValueError(
+            f"fluxes in {unit} but errors in {err_unit}: give both as AB "
+            "magnitudes or both as flux densities"
+        )
     if unit == "AB":
         sentinel = _ab_sentinels(flux, err)
         flux, err = np.where(sentinel, np.nan, flux), np.where(sentinel, np.nan, err)
@@ -71,8 +76,11 @@ def to_maggies(
 def _look_like_magnitudes(flux: np.ndarray, err: np.ndarray) -> bool:
     """Whether a flux column and its errors look like AB magnitudes and magnitude errors."""
     ok = np.isfinite(flux) & np.isfinite(err)
-    return bool(ok.any() and np.all((flux[ok] > 5) & (flux[ok] < 45))
-                and np.all((err[ok] > 0) & (err[ok] < 1)))  # fmt: skip
+    return bool(
+        ok.any()
+        and np.all((flux[ok] > 5) & (flux[ok] < 45))
+        and np.all((err[ok] > 0) & (err[ok] < 1))
+    )
 
 
 def _ab_sentinels(mag: np.ndarray, mag_err: np.ndarray) -> np.ndarray:
@@ -165,8 +173,10 @@ def read_catalog(
     err = np.empty_like(flux)
     units, sentinels, like_mags = {}, 0, None
     for j, band in enumerate(bands):
-        fname, ename = (_column(table, fmt, band, what) for fmt, what in
-                        ((flux_format, "flux"), (err_format, "error")))  # fmt: skip
+        fname, ename = (
+            _column(table, fmt, band, what)
+            for fmt, what in ((flux_format, "flux"), (err_format, "error"))
+        )
         units[fname] = unit or _unit_of(table[fname], fname)
         units[ename] = unit or _unit_of(table[ename], ename, default=units[fname])
         raw = [np.asarray(np.ma.filled(table[name], np.nan), float) for name in (fname, ename)]
@@ -177,13 +187,18 @@ def read_catalog(
         flux[:, j], err[:, j] = to_maggies(*raw, units[fname], units[ename])
     if like_mags and len(table) >= _MAG_ROWS:
         first = _column(table, flux_format, bands[0], "flux")
-        raise ValueError(f"the flux columns hold values between 5 and 45 with errors below 1 "
-                         f"in every row, like AB magnitudes, but are read as {units[first]} "
-                         f"({first!r}): pass --unit AB (unit='AB')")  # fmt: skip
+        raise ValueError(
+            f"the flux columns hold values between 5 and 45 with errors below 1 "
+            f"in every row, like AB magnitudes, but are read as {units[first]} "
+            f"({first!r}): pass --unit AB (unit='AB')"
+        )
     if sentinels:
-        warnings.warn(f"{sentinels} entries with an AB magnitude or error of {AB_SENTINEL:g} or "
-                      "more (99, -99: no measurement) are treated as missing bands",
-                      UserWarning, stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"{sentinels} entries with an AB magnitude or error of {AB_SENTINEL:g} or "
+            "more (99, -99: no measurement) are treated as missing bands",
+            UserWarning,
+            stacklevel=2,
+        )
     with np.errstate(invalid="ignore"):
         missing = ~np.isfinite(flux) | ~np.isfinite(err) | (err <= 0)
     flux[missing] = err[missing] = np.nan
@@ -207,8 +222,9 @@ def _read_table(path: str | os.PathLike) -> Table:
         return Table.read(path)
     except Exception as err:  # astropy's readers raise many types, with multi-line messages
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ValueError(f"{path} is not a table astropy can read (FITS table, ECSV, CSV, ...): "
-                         f"{first}") from None
+        raise ValueError(
+            f"{path} is not a table astropy can read (FITS table, ECSV, CSV, ...): {first}"
+        ) from None
 
 
 def _column(table: Table, fmt: str, band: str, what: str) -> str:
@@ -216,9 +232,11 @@ def _column(table: Table, fmt: str, band: str, what: str) -> str:
     wanted = {name.lower() for name in names}
     found = [c for c in table.colnames if c.lower() in wanted]
     if len(found) > 1:
-        raise ValueError(f"columns {' and '.join(map(repr, found))} both match the {what} of "
-                         f"band {band} (names are matched whatever their case): drop or rename "
-                         "one")  # fmt: skip
+        raise ValueError(
+            f"columns {' and '.join(map(repr, found))} both match the {what} of "
+            f"band {band} (names are matched whatever their case): drop or rename "
+            "one"
+        )
     if found:
         return found[0]
     raise ValueError(f"no {what} column for band {band} (tried {names[0]!r} and {names[1]!r})")

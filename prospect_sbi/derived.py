@@ -25,8 +25,9 @@ DERIVED = {
     "mwa": "mass-weighted age of the mass formed, Gyr",
 }
 #: Lookback times (Gyr) at which 25, 50, 75% of the mass had formed (sfh 1, 3, 4).
-STEP_DERIVED = {f"t{q}": f"lookback time when {q}% of the mass had formed, Gyr"
-                for q in (25, 50, 75)}  # fmt: skip
+STEP_DERIVED = {
+    f"t{q}": f"lookback time when {q}% of the mass had formed, Gyr" for q in (25, 50, 75)
+}
 #: Specific SFRs below this (log10, 1/yr) are set to it, so quiescent galaxies have finite logs.
 LOG_SSFR_FLOOR = -14.0
 

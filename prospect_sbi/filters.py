@@ -8,15 +8,30 @@ from collections.abc import Iterable
 
 #: The 14 HST/ACS + JWST/NIRCam bands of the JADES pixel analyses, in this order.
 JADES_BANDS: tuple[str, ...] = (
-    "acs_wfc_f435w", "acs_wfc_f606w", "acs_wfc_f775w", "acs_wfc_f814w", "acs_wfc_f850lp",
-    "jwst_f090w", "jwst_f115w", "jwst_f150w", "jwst_f200w", "jwst_f277w", "jwst_f335m",
-    "jwst_f356w", "jwst_f410m", "jwst_f444w",
-)  # fmt: skip
+    "acs_wfc_f435w",
+    "acs_wfc_f606w",
+    "acs_wfc_f775w",
+    "acs_wfc_f814w",
+    "acs_wfc_f850lp",
+    "jwst_f090w",
+    "jwst_f115w",
+    "jwst_f150w",
+    "jwst_f200w",
+    "jwst_f277w",
+    "jwst_f335m",
+    "jwst_f356w",
+    "jwst_f410m",
+    "jwst_f444w",
+)
 
 #: JADES NIRCam medium bands that sedpy ships, beyond those in :data:`JADES_BANDS`.
 JADES_MEDIUM_BANDS: tuple[str, ...] = (
-    "jwst_f182m", "jwst_f210m", "jwst_f430m", "jwst_f460m", "jwst_f480m",
-)  # fmt: skip
+    "jwst_f182m",
+    "jwst_f210m",
+    "jwst_f430m",
+    "jwst_f460m",
+    "jwst_f480m",
+)
 
 _ACS = {"F435W", "F606W", "F775W", "F814W", "F850LP"}
 

@@ -97,8 +97,10 @@ class ModelPhotometry:
     def _theta(self, theta: np.ndarray) -> np.ndarray:
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
         if theta.shape[1] != self.model.ndim:
-            raise ValueError(f"theta has {theta.shape[1]} columns; the model's free "
-                             f"parameters are {self.model.theta_labels()}")  # fmt: skip
+            raise ValueError(
+                f"theta has {theta.shape[1]} columns; the model's free "
+                f"parameters are {self.model.theta_labels()}"
+            )
         return theta
 
     def _photometry(self, theta: np.ndarray, params: dict | None) -> tuple:

@@ -36,8 +36,11 @@ def find_data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
         if not path.is_dir():
             raise FileNotFoundError(f"data folder {path} does not exist")
         return path
-    candidates = [os.environ.get("PROSPECT_SBI_DATA"), Path.cwd().parent / "shared" / "data",
-                  Path(__file__).resolve().parents[2] / "shared" / "data"]  # fmt: skip
+    candidates = [
+        os.environ.get("PROSPECT_SBI_DATA"),
+        Path.cwd().parent / "shared" / "data",
+        Path(__file__).resolve().parents[2] / "shared" / "data",
+    ]
     return next((Path(c) for c in candidates if c and Path(c).is_dir()), None)
 
 
@@ -51,8 +54,14 @@ def read_specz_catalogue(
     ``err_floor`` is added in quadrature as a fraction of the flux (:func:`read_catalog`): the
     catalogue's errors reach S/N 3000, far below any pixel noise.
     """
-    return read_catalog(Path(data_dir) / CATALOGUE, bands, unit="Jy", zred_column="redshift",
-                        id_column="id", err_floor=err_floor)  # fmt: skip
+    return read_catalog(
+        Path(data_dir) / CATALOGUE,
+        bands,
+        unit="Jy",
+        zred_column="redshift",
+        id_column="id",
+        err_floor=err_floor,
+    )
 
 
 def read_jof_cutouts(data_dir: str | os.PathLike) -> dict[int, object]:
@@ -82,7 +91,13 @@ def read_jof_cutouts(data_dir: str | os.PathLike) -> dict[int, object]:
         wcs.wcs.crval = [float(v) for v in data[f"id{gid}_radec"]]
         wcs.wcs.crpix = [(flux.shape[-1] + 1) / 2, (flux.shape[-2] + 1) / 2]
         wcs.wcs.cdelt = [-JOF_PIXEL_SCALE / 3600, JOF_PIXEL_SCALE / 3600]
-        out[gid] = load_cube(flux, data[f"id{gid}_err_uJy"], [str(b) for b in data["bands"]],
-                             "uJy", wcs=wcs, segmap=data[f"id{gid}_segmap_det"],
-                             zred=float(data[f"id{gid}_redshift"]))  # fmt: skip
+        out[gid] = load_cube(
+            flux,
+            data[f"id{gid}_err_uJy"],
+            [str(b) for b in data["bands"]],
+            "uJy",
+            wcs=wcs,
+            segmap=data[f"id{gid}_segmap_det"],
+            zred=float(data[f"id{gid}_redshift"]),
+        )
     return out

@@ -64,15 +64,20 @@ def build_model(
     spec["imf_type"]["init"] = 1
     spec["dust_type"]["init"] = dust_type
     if dust_type == 4:
-        spec["dust_index"] = {"N": 1, "isfree": True, "init": 0.0,
-                              "prior": priors.TopHat(mini=-1.0, maxi=0.4)}  # fmt: skip
+        spec["dust_index"] = {
+            "N": 1,
+            "isfree": True,
+            "init": 0.0,
+            "prior": priors.TopHat(mini=-1.0, maxi=0.4),
+        }
     if logmass is not None:
         lo, hi = (float(m) for m in logmass)
         if not lo < hi:
             raise ValueError(f"logmass={logmass}: the lower bound must be below the upper one")
         if template == "parametric_sfh":
-            spec["mass"].update(init=10 ** (0.5 * (lo + hi)),
-                                prior=priors.LogUniform(mini=10**lo, maxi=10**hi))  # fmt: skip
+            spec["mass"].update(
+                init=10 ** (0.5 * (lo + hi)), prior=priors.LogUniform(mini=10**lo, maxi=10**hi)
+            )
         else:
             spec["logmass"].update(init=0.5 * (lo + hi), prior=priors.TopHat(mini=lo, maxi=hi))
     if np.ndim(zred) == 0:
@@ -90,10 +95,12 @@ def build_model(
         spec["agebins"].update(N=nbins, init=agebins, depends_on=zred_to_agebins)
         spec["mass"].update(N=nbins, init=np.full(nbins, 1e6))
         spec["logsfr_ratios"].update(
-            N=nbins - 1, init=np.zeros(nbins - 1),
-            prior=priors.StudentT(mean=np.zeros(nbins - 1), scale=np.full(nbins - 1, 0.3),
-                                  df=np.full(nbins - 1, 2)),
-        )  # fmt: skip
+            N=nbins - 1,
+            init=np.zeros(nbins - 1),
+            prior=priors.StudentT(
+                mean=np.zeros(nbins - 1), scale=np.full(nbins - 1, 0.3), df=np.full(nbins - 1, 2)
+            ),
+        )
         # Prospector evaluates dependent parameters in order: bins before the masses.
         spec = {k: spec[k] for k in sorted(spec, key=lambda k: k == "mass")}
     return SpecModel(spec)

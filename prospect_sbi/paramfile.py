@@ -29,8 +29,11 @@ import numpy as np
 SPS_SOURCES = ("builtin", "param-file")
 
 #: What a parameter file must define for each part, Prospector's names first.
-_BUILDERS = {"model": ("build_model", "load_model"), "obs": ("build_obs", "load_obs"),
-             "sps": ("build_sps", "load_sps")}  # fmt: skip
+_BUILDERS = {
+    "model": ("build_model", "load_model"),
+    "obs": ("build_obs", "load_obs"),
+    "sps": ("build_sps", "load_sps"),
+}
 
 
 def _one_line(err: BaseException) -> str:
@@ -116,8 +119,10 @@ class ParamFile:
         except Exception as err:  # anything a user's file raises, in one line
             raise ValueError(f"{self.path}: importing it failed: {_one_line(err)}") from None
         except SystemExit:
-            raise ValueError(f"{self.path}: importing it called sys.exit() (is its main block "
-                             'guarded by if __name__ == "__main__":?)') from None  # fmt: skip
+            raise ValueError(
+                f"{self.path}: importing it called sys.exit() (is its main block "
+                'guarded by if __name__ == "__main__":?)'
+            ) from None
         finally:
             sys.path.remove(folder)
         return module
@@ -127,19 +132,26 @@ class ParamFile:
             func = getattr(self.module, name, None)
             if callable(func):
                 return func
-        have = [n for names in _BUILDERS.values() for n in names[:1]
-                if callable(getattr(self.module, n, None))]  # fmt: skip
-        raise ValueError(f"{self.path} defines no {_BUILDERS[part][0]} (a Prospector parameter "
-                         f"file defines build_model, build_obs and build_sps; this one has "
-                         f"{', '.join(have) or 'none of them'})")  # fmt: skip
+        have = [
+            n
+            for names in _BUILDERS.values()
+            for n in names[:1]
+            if callable(getattr(self.module, n, None))
+        ]
+        raise ValueError(
+            f"{self.path} defines no {_BUILDERS[part][0]} (a Prospector parameter "
+            f"file defines build_model, build_obs and build_sps; this one has "
+            f"{', '.join(have) or 'none of them'})"
+        )
 
     def _call(self, part: str) -> Any:
         func = self._builder(part)
         try:
             return func(**self.run_params)
         except Exception as err:  # a user's function: its error in one line
-            raise ValueError(f"{self.path}: {func.__name__}(**run_params) failed: "
-                             f"{_one_line(err)}") from None  # fmt: skip
+            raise ValueError(
+                f"{self.path}: {func.__name__}(**run_params) failed: {_one_line(err)}"
+            ) from None
 
     def model(self) -> object:
         """Build the file's model, ``build_model(**run_params)`` (built once).
@@ -152,8 +164,10 @@ class ParamFile:
         if self._model is None:
             model = self._call("model")
             if not hasattr(model, "config_dict") or not hasattr(model, "theta_labels"):
-                raise ValueError(f"{self.path}: build_model returned a "
-                                 f"{type(model).__name__}, not a Prospector model")  # fmt: skip
+                raise ValueError(
+                    f"{self.path}: build_model returned a "
+                    f"{type(model).__name__}, not a Prospector model"
+                )
             self._model = model
         return self._model
 
@@ -182,8 +196,10 @@ class ParamFile:
             filters = getattr(phot[0], "filters", None) if phot else None
         filters = list(getattr(filters, "filters", None) or filters or [])
         if not filters:
-            raise ValueError(f"{self.path}: build_obs gives no photometric filters "
-                             "(obs['filters'] is empty); pass --bands")  # fmt: skip
+            raise ValueError(
+                f"{self.path}: build_obs gives no photometric filters "
+                "(obs['filters'] is empty); pass --bands"
+            )
         return filters
 
     def bands(self) -> list[str]:
@@ -191,8 +207,11 @@ class ParamFile:
         from .provenance import filter_names
 
         items = self.filters()
-        return [str(f) for f in items] if all(isinstance(f, str) for f in items) \
-            else filter_names(items)  # fmt: skip
+        return (
+            [str(f) for f in items]
+            if all(isinstance(f, str) for f in items)
+            else filter_names(items)
+        )
 
     def sps(self, source: str = "builtin") -> object:
         """Build the SPS of the fits: ``"builtin"`` (BC03MilesBasis) or ``"param-file"`` (its own).
@@ -212,8 +231,9 @@ class ParamFile:
         try:
             return self._call("sps")
         except ValueError as err:
-            raise ValueError(f"{err} (the default --sps builtin uses prospect-sbi's offline "
-                             "BC03MilesBasis)") from None  # fmt: skip
+            raise ValueError(
+                f"{err} (the default --sps builtin uses prospect-sbi's offline BC03MilesBasis)"
+            ) from None
 
     def zred(self) -> float | None:
         """Return the model's redshift when it is fixed there (:func:`fixed_zred`), else None."""

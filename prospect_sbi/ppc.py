@@ -51,8 +51,9 @@ def theta_matrix(labels: list[str], values: np.ndarray, model: Any, zred: Any) -
     return theta
 
 
-def check_model(estimator: AmortizedPosterior, model: Any = None, sps: Any = None,
-                stacklevel: int = 3) -> tuple[Any, Any]:  # fmt: skip
+def check_model(
+    estimator: AmortizedPosterior, model: Any = None, sps: Any = None, stacklevel: int = 3
+) -> tuple[Any, Any]:
     """Return the model and SPS source of a predictive check of ``estimator``, or ``(None, None)``.
 
     Parameters
@@ -70,8 +71,11 @@ def check_model(estimator: AmortizedPosterior, model: Any = None, sps: Any = Non
         try:
             model = estimator.model()
         except ValueError as err:
-            warnings.warn(f"the predictive check (chi2_red, OOD flag) is skipped: {err}; "
-                          "pass model=", UserWarning, stacklevel=stacklevel)  # fmt: skip
+            warnings.warn(
+                f"the predictive check (chi2_red, OOD flag) is skipped: {err}; pass model=",
+                UserWarning,
+                stacklevel=stacklevel,
+            )
     if not model:
         return None, None
     estimator.check(model=model)
@@ -85,16 +89,20 @@ def check_model(estimator: AmortizedPosterior, model: Any = None, sps: Any = Non
 def _medians(estimator: AmortizedPosterior, draws_or_summary: Any) -> np.ndarray:
     """Posterior medians (B, D) over ``estimator.labels`` from draws (B, n, D) or a summary."""
     if hasattr(draws_or_summary, "colnames"):
-        return np.stack([np.asarray(draws_or_summary[f"{k}_p50"], dtype=float)
-                         for k in estimator.labels], axis=-1)  # fmt: skip
+        return np.stack(
+            [np.asarray(draws_or_summary[f"{k}_p50"], dtype=float) for k in estimator.labels],
+            axis=-1,
+        )
     arr = np.asarray(draws_or_summary, dtype=float)
     if arr.ndim == 3:
         return np.median(arr, axis=1)
     if arr.ndim == 2 and arr.shape[-1] == len(estimator.labels):
         return arr  # already one point per object
     d = len(estimator.labels)
-    raise ValueError(f"draws_or_summary has shape {arr.shape}; expected (B, n, {d}) draws, "
-                     f"(B, {d}) medians or a summary table")  # fmt: skip
+    raise ValueError(
+        f"draws_or_summary has shape {arr.shape}; expected (B, n, {d}) draws, "
+        f"(B, {d}) medians or a summary table"
+    )
 
 
 class PredictiveCheck:
@@ -149,9 +157,17 @@ class PredictiveCheck:
     >>> chi2_red, ood = check(flux, err, zred, draws)  # doctest: +SKIP
     """
 
-    def __init__(self, estimator: AmortizedPosterior | str | os.PathLike, model: Any,
-                 sps: Any, p_value: float = 1e-3, slack: float = 1.0, n_spread: int = 8,
-                 floor: float = FLOOR, photometry: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        estimator: AmortizedPosterior | str | os.PathLike,
+        model: Any,
+        sps: Any,
+        p_value: float = 1e-3,
+        slack: float = 1.0,
+        n_spread: int = 8,
+        floor: float = FLOOR,
+        photometry: Any = None,
+    ) -> None:
         from .forward import ModelPhotometry
         from .posterior.estimator import AmortizedPosterior
 
@@ -189,8 +205,9 @@ class PredictiveCheck:
         n = np.maximum(np.asarray(n_valid), 1)
         return self.slack * stats.chi2.isf(self.p_value, n) / n
 
-    def __call__(self, flux: Any, err: Any, zred: Any, draws_or_summary: Any,
-                 spread_draws: Any = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    def __call__(
+        self, flux: Any, err: Any, zred: Any, draws_or_summary: Any, spread_draws: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Reduced chi-square (B,) and OOD flag (B,) of observations against their posteriors.
 
         Parameters
@@ -228,10 +245,20 @@ class PredictiveCheck:
         return chi2_red, ood
 
 
-def predictive_check(estimator: AmortizedPosterior | str | os.PathLike, model: Any, sps: Any,
-                     flux: Any, err: Any, zred: Any, draws_or_summary: Any, *,
-                     p_value: float = 1e-3, slack: float = 1.0, n_spread: int = 8,
-                     floor: float = FLOOR) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def predictive_check(
+    estimator: AmortizedPosterior | str | os.PathLike,
+    model: Any,
+    sps: Any,
+    flux: Any,
+    err: Any,
+    zred: Any,
+    draws_or_summary: Any,
+    *,
+    p_value: float = 1e-3,
+    slack: float = 1.0,
+    n_spread: int = 8,
+    floor: float = FLOOR,
+) -> tuple[np.ndarray, np.ndarray]:
     """One-call form of :class:`PredictiveCheck`: ``(chi2_red, ood)``, each (B,).
 
     Build a :class:`PredictiveCheck` once instead when checking many batches (its

@@ -6,8 +6,14 @@ specification lets a training set or an estimator refuse to be used with another
 
 from __future__ import annotations
 
-__all__ = ["model_spec", "model_hash", "model_from_spec", "model_difference", "filter_names",
-           "versions"]
+__all__ = [
+    "model_spec",
+    "model_hash",
+    "model_from_spec",
+    "model_difference",
+    "filter_names",
+    "versions",
+]
 
 import hashlib
 import json
@@ -94,14 +100,18 @@ def model_from_spec(spec: dict) -> object:
             cls = getattr(priors, entry["prior"]["name"], None)
             if cls is None:
                 raise ValueError(f"{name}: unknown prior class {entry['prior']['name']!r}")
-            args = {k: np.asarray(v) if isinstance(v, list) else v
-                    for k, v in entry["prior"]["params"].items()}  # fmt: skip
+            args = {
+                k: np.asarray(v) if isinstance(v, list) else v
+                for k, v in entry["prior"]["params"].items()
+            }
             info["prior"] = cls(**args)
         if "depends_on" in entry:
             module, _, func = entry["depends_on"].rpartition(".")
             if module not in _TRANSFORM_MODULES:
-                raise ValueError(f"{name}: depends_on {entry['depends_on']!r} is not a transform "
-                                 f"of {' or '.join(_TRANSFORM_MODULES)}")  # fmt: skip
+                raise ValueError(
+                    f"{name}: depends_on {entry['depends_on']!r} is not a transform "
+                    f"of {' or '.join(_TRANSFORM_MODULES)}"
+                )
             info["depends_on"] = getattr(importlib.import_module(module), func)
         config[name] = info
     model = SpecModel(config)
@@ -169,21 +179,29 @@ def model_difference(given: dict, reference: dict, what: str = "the estimator's"
             return f"{head} {name} ({_state(theirs[name])}) is missing (it is in {what} model)"
         a, b = ours[name], theirs[name]
         checks = [
-            ("", _state(a) if a["isfree"] != b["isfree"] else "",
-             _state(b) if a["isfree"] != b["isfree"] else ""),
+            (
+                "",
+                _state(a) if a["isfree"] != b["isfree"] else "",
+                _state(b) if a["isfree"] != b["isfree"] else "",
+            ),
             ("N ", a["N"], b["N"]),
             ("prior ", _prior(a), _prior(b)),
-            ("fixed at " if not a["isfree"] else "init ", _fmt(a.get("init")),
-             _fmt(b.get("init"))),
+            (
+                "fixed at " if not a["isfree"] else "init ",
+                _fmt(a.get("init")),
+                _fmt(b.get("init")),
+            ),
             ("depends_on ", a.get("depends_on", "nothing"), b.get("depends_on", "nothing")),
             ("units ", repr(a.get("units", "")), repr(b.get("units", ""))),
-        ]  # fmt: skip
+        ]
         for label, x, y in checks:
             if x != y:
                 return f"{head} {name} {label}{x} vs {y}"
     if given.get("theta_labels") != reference.get("theta_labels"):
-        return (f"{head} free parameters {given.get('theta_labels')} vs "
-                f"{reference.get('theta_labels')}")  # fmt: skip
+        return (
+            f"{head} free parameters {given.get('theta_labels')} vs "
+            f"{reference.get('theta_labels')}"
+        )
     if given.get("class") != reference.get("class"):
         return f"{head} model class {given.get('class')} vs {reference.get('class')}"
     return f"{head} hash {model_hash(given)} vs {model_hash(reference)}"
@@ -198,8 +216,17 @@ def versions() -> dict[str, str]:
     """Versions of the packages a result depends on."""
     out = {}
     # sedpy's distribution is astro-sedpy (its import name is sedpy)
-    for dist in ("prospect-sbi", "astro-prospector", "astro-sedpy", "numpy", "torch", "lampe",
-                 "zuko", "bagpipes", "fsps"):  # fmt: skip
+    for dist in (
+        "prospect-sbi",
+        "astro-prospector",
+        "astro-sedpy",
+        "numpy",
+        "torch",
+        "lampe",
+        "zuko",
+        "bagpipes",
+        "fsps",
+    ):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:

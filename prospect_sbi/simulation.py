@@ -149,13 +149,20 @@ def simulate(
 
     chunks = range(done_rows // job.chunk_rows, -(-n // job.chunk_rows))
     todo = [c for c in chunks if c not in parts]
-    have = done_rows + sum(_rows_in(c, job.chunk_rows, done_rows, n)
-                           for c in chunks if c not in todo)  # fmt: skip
-    bar = tqdm(total=n, initial=min(have, n), unit="SED", unit_scale=True, desc="simulate",
-               disable=not progress, smoothing=0.1)  # fmt: skip
+    have = done_rows + sum(
+        _rows_in(c, job.chunk_rows, done_rows, n) for c in chunks if c not in todo
+    )
+    bar = tqdm(
+        total=n,
+        initial=min(have, n),
+        unit="SED",
+        unit_scale=True,
+        desc="simulate",
+        disable=not progress,
+        smoothing=0.1,
+    )
     try:
-        for c, result in run_ordered(_chunk, ((c, (c,)) for c in todo), executor,
-                                     shared=(job,)):  # fmt: skip
+        for c, result in run_ordered(_chunk, ((c, (c,)) for c in todo), executor, shared=(job,)):
             parts.save(c, **result)
             bar.update(_rows_in(c, job.chunk_rows, done_rows, n))
     finally:
@@ -214,14 +221,14 @@ def _check_support(job: _Job) -> None:
             raise ValueError(f"the model's priors reach outside BC03MilesBasis: {err}") from None
         zmax = job.fast_options.get("zmax", 20.0)
         if np.max(params["zred"]) > zmax:
-            raise ValueError(f"the zred prior reaches {np.max(params['zred']):.3g}, beyond "
-                             f"FastPhotometry zmax={zmax}")  # fmt: skip
+            raise ValueError(
+                f"the zred prior reaches {np.max(params['zred']):.3g}, beyond "
+                f"FastPhotometry zmax={zmax}"
+            )
 
 
 # ---------------------------------------------------------------------- draws and chunks
-def _draw(
-    model: object, unit: np.ndarray, rng: np.random.Generator, strict: bool = True
-) -> tuple:
+def _draw(model: object, unit: np.ndarray, rng: np.random.Generator, strict: bool = True) -> tuple:
     """Theta and batched params, with ``tage`` redrawn where it exceeds the age of the universe.
 
     Only ``tage`` is redrawn, from its own prior truncated at the age of the universe (inverse
@@ -236,8 +243,10 @@ def _draw(
     redrawn = int(bad.sum())
     if redrawn and strict:
         if "tage" not in model.theta_index:
-            raise ValueError("tage is fixed but exceeds the age of the universe at some zred "
-                             "of the prior; narrow the zred prior or free tage")  # fmt: skip
+            raise ValueError(
+                "tage is fixed but exceeds the age of the universe at some zred "
+                "of the prior; narrow the zred prior or free tage"
+            )
         col = model.theta_index["tage"].start
         prior = model.config_dict["tage"]["prior"]
         tuniv = age_of_universe(np.asarray(params["zred"], dtype=float).reshape(-1)[bad])
@@ -249,8 +258,10 @@ def _draw(
             if isinstance(v, np.ndarray):
                 v[bad] = sub[k]
         if _unphysical(params).any():
-            raise ValueError("the tage prior does not reach below the age of the universe at "
-                             "some zred of the prior")  # fmt: skip
+            raise ValueError(
+                "the tage prior does not reach below the age of the universe at "
+                "some zred of the prior"
+            )
     _check_agebins(params)
     return theta, params, redrawn
 
@@ -272,17 +283,21 @@ def _check_agebins(params: dict) -> None:
     bad = np.flatnonzero(np.any(bins[..., 1] <= bins[..., 0], axis=-1))
     if bad.size:
         i = bad[0]
-        raise ValueError(f"agebins are not increasing at zred={zred[i]:.3g} "
-                         f"({bins[i].round(3).tolist()}): the bins do not fit in the age of "
-                         "the universe there; narrow the zred prior or change agebins")
+        raise ValueError(
+            f"agebins are not increasing at zred={zred[i]:.3g} "
+            f"({bins[i].round(3).tolist()}): the bins do not fit in the age of "
+            "the universe there; narrow the zred prior or change agebins"
+        )
     tuniv = np.log10(age_of_universe(zred) * 1e9)
     old = np.flatnonzero(bins[:, -1, 1] > tuniv + 1e-6)
     if old.size:
         i = old[0]
-        raise ValueError(f"agebins reach 10^{bins[i, -1, 1]:.3f} yr, older than the universe "
-                         f"at zred={zred[i]:.3g}; make them follow zred with model_params"
-                         "['agebins']['depends_on'] = "
-                         "prospect_sbi.transforms.zred_to_agebins")  # fmt: skip
+        raise ValueError(
+            f"agebins reach 10^{bins[i, -1, 1]:.3f} yr, older than the universe "
+            f"at zred={zred[i]:.3g}; make them follow zred with model_params"
+            "['agebins']['depends_on'] = "
+            "prospect_sbi.transforms.zred_to_agebins"
+        )
 
 
 def _chunk(job: _Job, c: int) -> dict:
@@ -302,8 +317,13 @@ def _chunk(job: _Job, c: int) -> dict:
     if bad.any():
         i = np.flatnonzero(bad)[0]
         raise ValueError(f"non-finite photometry for theta={theta[i].tolist()}")
-    out = {"theta": theta, "photometry": phot, "mfrac": mfrac, "redrawn": np.array(redrawn),
-           "zred": np.asarray(params["zred"], dtype=float).reshape(-1)}  # fmt: skip
+    out = {
+        "theta": theta,
+        "photometry": phot,
+        "mfrac": mfrac,
+        "redrawn": np.array(redrawn),
+        "zred": np.asarray(params["zred"], dtype=float).reshape(-1),
+    }
     out.update({f"derived/{k}": v for k, v in derived_quantities(params, mfrac).items()})
     return out
 
@@ -358,8 +378,10 @@ def _compare(found: dict, header: dict, where: object, spec: dict | None = None)
             diff = model_difference(spec, stored, what=f"that of {where}")
             raise ValueError(f"{diff}; use another path or the original model")
         if have != want:
-            raise ValueError(f"{where} was made with {key}={have!r}, not {want!r}; "
-                             "use another path or the original settings")  # fmt: skip
+            raise ValueError(
+                f"{where} was made with {key}={have!r}, not {want!r}; "
+                "use another path or the original settings"
+            )
 
 
 def _parts(path: Path, header: dict, job: _Job, spec: dict, done_rows: int) -> ChunkStore:
@@ -382,12 +404,20 @@ def _parts(path: Path, header: dict, job: _Job, spec: dict, done_rows: int) -> C
         if found.get("done_rows") == done_rows and "chunk_rows" in found:  # an older layout
             extra["chunk_rows"] = int(found["chunk_rows"])  # a rerun keeps the batch size
 
-    return ChunkStore(folder, dict(header, done_rows=done_rows), ".npz", name="chunk_{:07d}",
-                      extra=extra, on_mismatch=mismatch, sync=True)  # fmt: skip
+    return ChunkStore(
+        folder,
+        dict(header, done_rows=done_rows),
+        ".npz",
+        name="chunk_{:07d}",
+        extra=extra,
+        on_mismatch=mismatch,
+        sync=True,
+    )
 
 
-def _assemble(path: Path, parts: ChunkStore, header: dict, spec: dict, job: _Job, n: int,
-              done_rows: int) -> None:  # fmt: skip
+def _assemble(
+    path: Path, parts: ChunkStore, header: dict, spec: dict, job: _Job, n: int, done_rows: int
+) -> None:
     """Write the final file through a temporary one, then drop the parts.
 
     :func:`~prospect_sbi._io.atomic_path` removes the temporary file of an assembly that was
@@ -402,8 +432,9 @@ def _assemble(path: Path, parts: ChunkStore, header: dict, spec: dict, job: _Job
     redrawn = 0
     with atomic_path(path, overwrite=True) as tmp, h5py.File(tmp, "w") as out:
         for k in names:
-            out.create_dataset(k, shape=(n, *shapes[k]), dtype="f8",
-                               chunks=(min(n, 4096), *shapes[k]))  # fmt: skip
+            out.create_dataset(
+                k, shape=(n, *shapes[k]), dtype="f8", chunks=(min(n, 4096), *shapes[k])
+            )
         if keep:
             with h5py.File(path, "r") as old:
                 redrawn = int(old.attrs.get("redrawn", 0))
@@ -416,17 +447,19 @@ def _assemble(path: Path, parts: ChunkStore, header: dict, spec: dict, job: _Job
                 for k in names:
                     out[k][c * rows : c * rows + take] = part[k][:take]
                 redrawn += int(part["redrawn"])
-        out.attrs.update({
-            **{k: v for k, v in header.items() if k != "filters"},
-            "filters": json.dumps(header["filters"]),
-            "labels": json.dumps(list(job.model.theta_labels())),
-            "model_spec": json.dumps(spec),
-            "derived_units": json.dumps({**DERIVED, **STEP_DERIVED}),
-            "chunk_rows": rows,
-            "redrawn": redrawn,
-            "versions": json.dumps(versions()),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "format_version": _FORMAT_VERSION,
-            "photometry_units": "maggies",
-        })  # fmt: skip
+        out.attrs.update(
+            {
+                **{k: v for k, v in header.items() if k != "filters"},
+                "filters": json.dumps(header["filters"]),
+                "labels": json.dumps(list(job.model.theta_labels())),
+                "model_spec": json.dumps(spec),
+                "derived_units": json.dumps({**DERIVED, **STEP_DERIVED}),
+                "chunk_rows": rows,
+                "redrawn": redrawn,
+                "versions": json.dumps(versions()),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "format_version": _FORMAT_VERSION,
+                "photometry_units": "maggies",
+            }
+        )
     parts.remove()

@@ -47,13 +47,19 @@ def fingerprint_changes(old: Mapping, new: Mapping) -> list[str]:
     ...                     {"--seed": 1, "catalog": {"size": 1}})
     ['--seed: 0 then, 1 now']
     """
-    a, b = _flat(json.loads(json.dumps(old, default=str))), _flat(
-        json.loads(json.dumps(new, default=str)))  # fmt: skip
+    a, b = (
+        _flat(json.loads(json.dumps(old, default=str))),
+        _flat(json.loads(json.dumps(new, default=str))),
+    )
+
     def show(d: dict, k: str) -> str:
         return repr(d[k]) if k in d else "absent"
 
-    return [f"{k}: {show(a, k)} then, {show(b, k)} now"
-            for k in sorted(set(a) | set(b)) if show(a, k) != show(b, k)]  # fmt: skip
+    return [
+        f"{k}: {show(a, k)} then, {show(b, k)} now"
+        for k in sorted(set(a) | set(b))
+        if show(a, k) != show(b, k)
+    ]
 
 
 class TableParts:
@@ -96,9 +102,11 @@ class TableParts:
 
         def refuse(found: dict) -> None:
             changes = fingerprint_changes(found.get("inputs", {}), inputs)
-            raise ValueError(f"{folder} holds an unfinished run with other inputs or "
-                             f"options ({'; '.join(changes) or 'unknown'}): rerun with the "
-                             "same ones to resume, or remove the folder")  # fmt: skip
+            raise ValueError(
+                f"{folder} holds an unfinished run with other inputs or "
+                f"options ({'; '.join(changes) or 'unknown'}): rerun with the "
+                "same ones to resume, or remove the folder"
+            )
 
         self.store = ChunkStore(folder, fingerprint, ".npy", on_mismatch=refuse)
         self.folder = self.store.folder
@@ -112,6 +120,7 @@ class TableParts:
 
     def write(self, c: int, table: Table) -> None:
         """Keep chunk ``c`` (numeric, boolean and string columns), written atomically."""
+
         def save(tmp: Path) -> None:
             with open(tmp, "wb") as fh:
                 np.save(fh, table.as_array(), allow_pickle=False)
@@ -152,9 +161,13 @@ class TableParts:
             if self.out.suffix.lower() == ".ecsv":
                 rows = _write_ecsv(fh, self._tables(n_chunks, dtype), meta or {})
             else:
-                rows = _write_fits(fh, self._tables(n_chunks, dtype), dtype, meta or {},
-                                   sum(len(np.load(self.path(c), mmap_mode="r"))
-                                       for c in range(n_chunks)))  # fmt: skip
+                rows = _write_fits(
+                    fh,
+                    self._tables(n_chunks, dtype),
+                    dtype,
+                    meta or {},
+                    sum(len(np.load(self.path(c), mmap_mode="r")) for c in range(n_chunks)),
+                )
         self.remove()
         return rows
 
@@ -192,8 +205,10 @@ def _write_fits(fh: Any, tables: Iterator[Table], dtype: np.dtype, meta: dict, n
     for table in tables:
         hdu = fits.table_to_hdu(table)
         if hdu.header["NAXIS1"] != head["NAXIS1"]:
-            raise ValueError(f"a part's rows are {hdu.header['NAXIS1']} bytes, not "
-                             f"{head['NAXIS1']}: its columns differ")  # fmt: skip
+            raise ValueError(
+                f"a part's rows are {hdu.header['NAXIS1']} bytes, not "
+                f"{head['NAXIS1']}: its columns differ"
+            )
         buf = io.BytesIO()
         fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buf)
         raw = buf.getvalue()

@@ -107,12 +107,15 @@ class TrainingSet:
         if "theta" not in handle or "labels" not in handle.attrs:
             handle.close()
             raise ValueError(f"{path} is not a prospect-sbi training set")
-        lacking = ([f"{k!r} attribute" for k in _ATTRS if k not in handle.attrs]
-                   + [f"{k!r} array" for k in _DATASETS if k not in handle])  # fmt: skip
+        lacking = [f"{k!r} attribute" for k in _ATTRS if k not in handle.attrs] + [
+            f"{k!r} array" for k in _DATASETS if k not in handle
+        ]
         if lacking:
             handle.close()
-            raise ValueError(f"{path} is not a complete prospect-sbi training set: it has no "
-                             f"{', '.join(lacking)}")  # fmt: skip
+            raise ValueError(
+                f"{path} is not a complete prospect-sbi training set: it has no "
+                f"{', '.join(lacking)}"
+            )
         try:
             return cls(handle)
         except ValueError:
@@ -139,8 +142,12 @@ class TrainingSet:
 
     def __getitem__(self, index: slice | np.ndarray) -> dict[str, np.ndarray]:
         """Rows ``index`` of every array, read from disk: theta, photometry, zred, derived."""
-        out = {"theta": self.theta[index], "photometry": self.photometry[index],
-               "zred": self.zred[index], "mfrac": self.mfrac[index]}  # fmt: skip
+        out = {
+            "theta": self.theta[index],
+            "photometry": self.photometry[index],
+            "zred": self.zred[index],
+            "mfrac": self.mfrac[index],
+        }
         out.update({k: v[index] for k, v in self.derived.items()})
         return out
 
@@ -155,8 +162,10 @@ class TrainingSet:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"TrainingSet({self._file.filename!r}, n={len(self)}, labels={self.labels}, "
-                f"filters={len(self.filters)})")  # fmt: skip
+        return (
+            f"TrainingSet({self._file.filename!r}, n={len(self)}, labels={self.labels}, "
+            f"filters={len(self.filters)})"
+        )
 
 
 def _json_attr(handle: h5py.File, key: str) -> list:
@@ -221,26 +230,33 @@ def check_photometry(
     bad_z = ~np.isfinite(z) | (z < 0)
     if bad_z.any():
         i = int(np.argmax(bad_z))
-        raise ValueError(f"training zred is {z[i]} at row {first_row + i}; expected a finite "
-                         "redshift >= 0")  # fmt: skip
+        raise ValueError(
+            f"training zred is {z[i]} at row {first_row + i}; expected a finite redshift >= 0"
+        )
     if not np.all(np.isfinite(phot)):
         row, band, value = where(~np.isfinite(phot))
-        raise ValueError(f"training photometry is {value} at row {row}, band {band}; expected "
-                         "finite fluxes (maggies)")  # fmt: skip
+        raise ValueError(
+            f"training photometry is {value} at row {row}, band {band}; expected "
+            "finite fluxes (maggies)"
+        )
     floor = -_ROUND_OFF * np.max(np.abs(phot), axis=1, keepdims=True)
     if np.any(phot < floor):
         row, band, value = where(phot < floor)
-        raise ValueError(f"training photometry is {value:.3g} maggies at row {row}, band {band};"
-                         " expected noiseless fluxes >= 0")  # fmt: skip
+        raise ValueError(
+            f"training photometry is {value:.3g} maggies at row {row}, band {band};"
+            " expected noiseless fluxes >= 0"
+        )
     dist_pc = np.maximum(luminosity_distance(z) * 1e6, 10.0)
     limit = 10 ** (-0.4 * (MAX_ABS_MAG + 5 * np.log10(dist_pc / 10.0))) * (1 + z)
     over = phot > limit[:, None]
     if over.any():
         row, band, value = where(over)
         i = row - first_row
-        raise ValueError(f"training photometry is {value:.3g} maggies at row {row}, band {band}; "
-                         f"no galaxy at zred {z[i]:.3g} is brighter than {limit[i]:.3g} maggies "
-                         f"(absolute AB magnitude {MAX_ABS_MAG:g}): fluxes in other units?")
+        raise ValueError(
+            f"training photometry is {value:.3g} maggies at row {row}, band {band}; "
+            f"no galaxy at zred {z[i]:.3g} is brighter than {limit[i]:.3g} maggies "
+            f"(absolute AB magnitude {MAX_ABS_MAG:g}): fluxes in other units?"
+        )
     return np.maximum(phot, 0.0)
 
 

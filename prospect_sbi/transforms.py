@@ -97,8 +97,11 @@ def batch_params(model: object, theta: np.ndarray) -> Params:
             params[name] = value[:, 0] if value.shape[1] == 1 and _scalar(info) else value
         else:
             params[name] = _broadcast(model.params.get(name, info.get("init")), n)
-    dependent = [(k, v["depends_on"]) for k, v in model.config_dict.items()
-                 if v.get("depends_on") is not None]  # fmt: skip
+    dependent = [
+        (k, v["depends_on"])
+        for k, v in model.config_dict.items()
+        if v.get("depends_on") is not None
+    ]
     for _ in range(2 if len(dependent) > 1 else 1):
         for name, func in dependent:
             params[name] = _apply(func, params, n, name)
@@ -123,13 +126,16 @@ def _apply(func: Callable, params: Params, n: int, name: str) -> np.ndarray:
         return batched(**params)
     rows = []
     for i in range(n):  # unknown transform: Prospector's calling convention, one row at a time
-        row = {k: (np.atleast_1d(v[i]) if isinstance(v, np.ndarray) else v)
-               for k, v in params.items()}  # fmt: skip
+        row = {
+            k: (np.atleast_1d(v[i]) if isinstance(v, np.ndarray) else v) for k, v in params.items()
+        }
         try:
             rows.append(np.asarray(func(**row), dtype=float))
         except Exception as err:
-            raise ValueError(f"depends_on function {func.__module__}.{func.__qualname__} of "
-                             f"parameter {name!r} failed: {err}") from err  # fmt: skip
+            raise ValueError(
+                f"depends_on function {func.__module__}.{func.__qualname__} of "
+                f"parameter {name!r} failed: {err}"
+            ) from err
     out = np.stack(rows)
     return out[:, 0] if out.ndim == 2 and out.shape[1] == 1 else out
 
@@ -196,17 +202,24 @@ def _logsfr_ratios_to_agebins(
     logsfr_ratios: np.ndarray, agebins: np.ndarray, **extras: object
 ) -> np.ndarray:
     ratios = 10 ** np.clip(np.atleast_2d(logsfr_ratios), -10, 10)
-    lin = 10 ** np.broadcast_to(np.asarray(agebins, dtype=float),
-                                (len(ratios), *np.shape(agebins)[-2:]))  # fmt: skip
+    lin = 10 ** np.broadcast_to(
+        np.asarray(agebins, dtype=float), (len(ratios), *np.shape(agebins)[-2:])
+    )
     lower = lin[:, 0, 1] - lin[:, 0, 0]
     upper = lin[:, -1, 1] - lin[:, -1, 0]
     flex = lin[:, -1, 1] - upper - lower
     cum = np.cumprod(ratios, axis=1)
     dt1 = flex / (1 + cum.sum(1))
-    lims = np.concatenate([
-        np.ones((len(ratios), 1)), lower[:, None], (dt1 + lower)[:, None],
-        (dt1 + lower)[:, None] + dt1[:, None] * np.cumsum(cum, axis=1), lin[:, -1, 1:],
-    ], axis=1)  # fmt: skip
+    lims = np.concatenate(
+        [
+            np.ones((len(ratios), 1)),
+            lower[:, None],
+            (dt1 + lower)[:, None],
+            (dt1 + lower)[:, None] + dt1[:, None] * np.cumsum(cum, axis=1),
+            lin[:, -1, 1:],
+        ],
+        axis=1,
+    )
     lims = np.log10(lims)
     return np.stack([lims[:, :-1], lims[:, 1:]], axis=-1)
 

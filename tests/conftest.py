@@ -111,8 +111,9 @@ def make_model() -> Callable[..., object]:
     return build_model
 
 
-def predict_phot(model: object, sps: object, filters: list, theta: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, float]:  # fmt: skip
+def predict_phot(
+    model: object, sps: object, filters: list, theta: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
     """Photometry (maggies) and mfrac from ``SpecModel.predict`` at ``theta`` (default: init)."""
     theta = model.theta.copy() if theta is None else theta
     _, phot, mfrac = model.predict(theta, obs={"filters": filters, "wavelength": None}, sps=sps)
@@ -167,8 +168,15 @@ def small_estimator(tmp_path_factory: pytest.TempPathFactory, _sps_instance: obj
     with one_torch_thread():
         model = build_model("parametric_sfh", zred=(0.5, 5.0), logmass=(5.0, 12.0))
         folder = tmp_path_factory.mktemp("small_estimator")
-        ts = simulate(model, _sps_instance, jades_filters(), 20_000, folder / "train.h5", seed=5,
-                      progress=False)  # fmt: skip
+        ts = simulate(
+            model,
+            _sps_instance,
+            jades_filters(),
+            20_000,
+            folder / "train.h5",
+            seed=5,
+            progress=False,
+        )
         post = train(ts, JadesPixelNoise(), max_epochs=30, progress=False, seed=5)
         ts.close()
     return post
@@ -195,8 +203,9 @@ def tiny_estimator_file(tmp_path_factory: pytest.TempPathFactory, _sps_instance:
     folder = tmp_path_factory.mktemp("tiny_estimator")
     with one_torch_thread():
         model = build_model("parametric_sfh", zred=(1.0, 4.0), logmass=(5.0, 12.0))
-        with simulate(model, _sps_instance, jades_filters(), 600, folder / "train.h5", seed=1,
-                      progress=False) as ts:  # fmt: skip
+        with simulate(
+            model, _sps_instance, jades_filters(), 600, folder / "train.h5", seed=1, progress=False
+        ) as ts:
             post = train(ts, JadesPixelNoise(), max_epochs=2, progress=False, seed=1)
     return post.save(folder / "tiny.sbi")
 

@@ -49,8 +49,14 @@ def test_import_does_not_set_sps_home():
         "m = SpecModel(spec)\n"
         "print(repr(os.environ.get('SPS_HOME')), len(m.emline_info))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     sps_home, nlines = out.stdout.split()
     assert sps_home == "None"
     assert int(nlines) > 50

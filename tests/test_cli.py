@@ -39,8 +39,22 @@ def test_simulate_command_writes_and_resumes(tmp_path, capsys):
     from prospect_sbi import TrainingSet
 
     out = tmp_path / "t.h5"
-    argv = ["simulate", str(out), "-n", "200", "--template", "parametric_sfh", "--zred", "1",
-            "4", "--batch-size", "64", "--bands", "F200W", "F444W"]  # fmt: skip
+    argv = [
+        "simulate",
+        str(out),
+        "-n",
+        "200",
+        "--template",
+        "parametric_sfh",
+        "--zred",
+        "1",
+        "4",
+        "--batch-size",
+        "64",
+        "--bands",
+        "F200W",
+        "F444W",
+    ]
     assert cli.main(argv) == 0
     with TrainingSet.open(out) as ts:
         assert len(ts) == 200 and ts.filters == ["jwst_f200w", "jwst_f444w"]
@@ -66,8 +80,9 @@ def _mock_catalog(post, n, seed):
     rng = np.random.default_rng(seed)
     theta = draw_theta(model, rng.uniform(size=(n, model.ndim)))
     zred = theta[:, model.theta_index["zred"]][:, 0]
-    theta[:, model.theta_index["tage"]] = np.minimum(theta[:, model.theta_index["tage"]],
-                                                     0.9 * cosmo_age(zred)[:, None])  # fmt: skip
+    theta[:, model.theta_index["tage"]] = np.minimum(
+        theta[:, model.theta_index["tage"]], 0.9 * cosmo_age(zred)[:, None]
+    )
     phot = ModelPhotometry(model, BC03MilesBasis(), post.filters)
     maggies, _ = phot(theta)
     truth = phot.derived(theta)["log_mstar"]
@@ -97,9 +112,29 @@ def test_fit_command_catalogue_in_njy(tmp_path, small_estimator, small_estimator
     table["flux_F200W"][8] *= 30  # a spike in one band: the model cannot fit it
     cat, out = tmp_path / "cat.ecsv", tmp_path / "fit.ecsv"
     table.write(cat)
-    argv = ["fit", str(cat), str(small_estimator_file), "-o", str(out), "--unit", "nJy",
-            "--flux-format", "flux_{band}", "--err-format", "err_{band}", "--zred-column", "z",
-            "--id-column", "id", "--draws", "200", "--chunk-size", "50", "--refine", "never"]
+    argv = [
+        "fit",
+        str(cat),
+        str(small_estimator_file),
+        "-o",
+        str(out),
+        "--unit",
+        "nJy",
+        "--flux-format",
+        "flux_{band}",
+        "--err-format",
+        "err_{band}",
+        "--zred-column",
+        "z",
+        "--id-column",
+        "id",
+        "--draws",
+        "200",
+        "--chunk-size",
+        "50",
+        "--refine",
+        "never",
+    ]
     assert cli.main(argv) == 0, capsys.readouterr().err
     summary = capsys.readouterr().out
     res = Table.read(out)
@@ -129,13 +164,27 @@ def test_fit_command_refine_values(tmp_path, small_estimator, small_estimator_fi
     table, _ = _mock_catalog(small_estimator, 6, seed=9)
     cat = tmp_path / "cat.ecsv"
     table.write(cat)
-    base = ["fit", str(cat), str(small_estimator_file), "--unit", "nJy", "--flux-format",
-            "flux_{band}", "--err-format", "err_{band}", "--zred-column", "z", "--draws", "100"]
+    base = [
+        "fit",
+        str(cat),
+        str(small_estimator_file),
+        "--unit",
+        "nJy",
+        "--flux-format",
+        "flux_{band}",
+        "--err-format",
+        "err_{band}",
+        "--zred-column",
+        "z",
+        "--draws",
+        "100",
+    ]
     snr = small_estimator.prepare(*_arrays(small_estimator, table)).snr
     for refine in ("auto", "always", "never"):
         out = tmp_path / f"fit_{refine}.ecsv"
-        assert cli.main([*base, "-o", str(out), "--refine", refine, "--likelihood",
-                         "noise"]) == 0, capsys.readouterr().err  # fmt: skip
+        assert (
+            cli.main([*base, "-o", str(out), "--refine", refine, "--likelihood", "noise"]) == 0
+        ), capsys.readouterr().err
         res = Table.read(out)
         if refine == "never":
             assert "refined" not in res.colnames and "refined" not in capsys.readouterr().out
@@ -145,8 +194,10 @@ def test_fit_command_refine_values(tmp_path, small_estimator, small_estimator_fi
         assert np.all(res["ess"][want] > 0) and np.all(np.isnan(res["ess"][~want]))
         assert f"{int(want.sum())} refined" in capsys.readouterr().out
     assert 0 < (snr >= 20).sum() < 6  # the catalogue has both kinds
-    for bad, message in (("sometimes", "refine='sometimes' is unknown; use one of never, "
-                          "always, auto"), ("gauss", "likelihood 'gauss' is unknown")):
+    for bad, message in (
+        ("sometimes", "refine='sometimes' is unknown; use one of never, always, auto"),
+        ("gauss", "likelihood 'gauss' is unknown"),
+    ):
         option = "--refine" if bad == "sometimes" else "--likelihood"
         assert cli.main([*base, "-o", str(tmp_path / "x.ecsv"), option, bad]) == 2
         err = capsys.readouterr().err.strip()
@@ -178,15 +229,29 @@ def test_fit_command_error_floor(tmp_path, small_estimator, small_estimator_file
     stds = []
     for floor in ("0", "0.2"):  # pixel-noise mocks are at S/N < 20: 5% hardly widens them
         out = tmp_path / f"fit{floor}.ecsv"
-        argv = ["fit", str(cat), str(small_estimator_file), "-o", str(out), "--draws", "300",
-                "--err-floor", floor, "--zred-column", "z", "--refine", "never",
-                *(f"--{k.replace('_', '-')}={v}" for k, v in kw.items())]  # fmt: skip
+        argv = [
+            "fit",
+            str(cat),
+            str(small_estimator_file),
+            "-o",
+            str(out),
+            "--draws",
+            "300",
+            "--err-floor",
+            floor,
+            "--zred-column",
+            "z",
+            "--refine",
+            "never",
+            *(f"--{k.replace('_', '-')}={v}" for k, v in kw.items()),
+        ]
         assert cli.main(argv) == 0, capsys.readouterr().err
         stds.append(np.asarray(Table.read(out)["log_mstar_std"]))
     # the command fits the floored errors (one chunk: seed 0), and they widen the posteriors
     floored = read_catalog(cat, small_estimator.filters, err_floor=0.2, **kw)
-    expect = small_estimator.summarize(floored.flux, floored.err, zred=np.asarray(table["z"]),
-                                       n=300, seed=0)["log_mstar_std"]  # fmt: skip
+    expect = small_estimator.summarize(
+        floored.flux, floored.err, zred=np.asarray(table["z"]), n=300, seed=0
+    )["log_mstar_std"]
     np.testing.assert_allclose(stds[1], expect, rtol=1e-5)
     # measured 1.04 (with 0.05: 1.005, which failed the former 1.02 on main too)
     assert np.median(stds[1] / stds[0]) > 1.02, np.median(stds[1] / stds[0])
@@ -216,10 +281,11 @@ def test_table_parts_resume_and_name_what_changed(tmp_path, suffix):
     with pytest.raises(KeyboardInterrupt):
         run(options, fail_at=6)
     assert calls == [0, 3, 6]
-    for changed, said in [({"--zred-column": "redshift"},
-                           "--zred-column: 'z' then, 'redshift' now"),
-                          ({"catalog": {"size": 11}}, "catalog size: 10 then, 11 now"),
-                          ({"--unit": "Jy"}, "--unit: absent then, 'Jy' now")]:  # fmt: skip
+    for changed, said in [
+        ({"--zred-column": "redshift"}, "--zred-column: 'z' then, 'redshift' now"),
+        ({"catalog": {"size": 11}}, "catalog size: 10 then, 11 now"),
+        ({"--unit": "Jy"}, "--unit: absent then, 'Jy' now"),
+    ]:
         with pytest.raises(ValueError, match=f"other inputs or options \\({said}\\)"):
             run({**options, **changed})
     calls.clear()
@@ -248,18 +314,46 @@ def test_fit_resume_refuses_another_option_set(tmp_path, small_estimator, small_
     out = tmp_path / "fit.fits"
 
     def command(path, zcol="z"):
-        return [sys.executable, "-m", "prospect_sbi.cli", "fit", str(tmp_path / "cat.ecsv"),
-                str(small_estimator_file), "-o", str(path), "--unit", "nJy", "--flux-format",
-                "flux_{band}", "--err-format", "err_{band}", "--zred-column", zcol,
-                "--id-column", "id", "--draws", "30", "--chunk-size", "3", "--no-ppc",
-                "--refine", "never"]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "prospect_sbi.cli",
+            "fit",
+            str(tmp_path / "cat.ecsv"),
+            str(small_estimator_file),
+            "-o",
+            str(path),
+            "--unit",
+            "nJy",
+            "--flux-format",
+            "flux_{band}",
+            "--err-format",
+            "err_{band}",
+            "--zred-column",
+            zcol,
+            "--id-column",
+            "id",
+            "--draws",
+            "30",
+            "--chunk-size",
+            "3",
+            "--no-ppc",
+            "--refine",
+            "never",
+        ]
 
     argv = command(out)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     # SIGINT at its default in the child: a job started in the background of a shell inherits
     # it ignored, and Python then never raises KeyboardInterrupt (the run would finish)
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=_default_sigint)  # fmt: skip
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
     parts = tmp_path / "fit.fits.parts"
     deadline = time.time() + 120
     while len(list(parts.glob("part*.npy"))) < 2 and proc.poll() is None:
@@ -273,19 +367,23 @@ def test_fit_resume_refuses_another_option_set(tmp_path, small_estimator, small_
     assert 2 <= done < 200 and not out.exists()
     other = subprocess.run(command(out, "z2"), env=env, capture_output=True, text=True)
     assert other.returncode == 2
-    assert "holds an unfinished run with other inputs or options (--zred-column: 'z' then, " \
-           "'z2' now)" in other.stderr, other.stderr  # fmt: skip
+    assert (
+        "holds an unfinished run with other inputs or options (--zred-column: 'z' then, "
+        "'z2' now)" in other.stderr
+    ), other.stderr
     again = subprocess.run(argv, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert f"{out}: 600 objects (" in again.stdout, again.stdout
     resumed = Table.read(out)
     assert resumed["id"].tolist() == table["id"].tolist()
     # the chunks done before the interruption are those an uninterrupted run gives
-    whole = subprocess.run(command(tmp_path / "whole.fits"), env=env, capture_output=True,
-                           text=True)  # fmt: skip
+    whole = subprocess.run(
+        command(tmp_path / "whole.fits"), env=env, capture_output=True, text=True
+    )
     assert whole.returncode == 0, whole.stderr
-    np.testing.assert_array_equal(Table.read(tmp_path / "whole.fits")["log_mstar_p50"],
-                                  resumed["log_mstar_p50"])  # fmt: skip
+    np.testing.assert_array_equal(
+        Table.read(tmp_path / "whole.fits")["log_mstar_p50"], resumed["log_mstar_p50"]
+    )
 
 
 @pytest.mark.data
@@ -296,9 +394,11 @@ def test_fit_refuses_a_header_unit_the_values_contradict(tmp_path, shared_data, 
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0, err
-    assert err.startswith("prospect-sbi fit: error: column 'F435W' declares nJy (its unit in "
-                          "the file) but the values look like Jy: 100% of the errors are "
-                          "below the smallest"), err  # fmt: skip
+    assert err.startswith(
+        "prospect-sbi fit: error: column 'F435W' declares nJy (its unit in "
+        "the file) but the values look like Jy: 100% of the errors are "
+        "below the smallest"
+    ), err
     assert err.endswith("pass --unit Jy (unit='Jy') to override the file's unit"), err
     assert not out.exists() and not (tmp_path / "fit.ecsv.parts").exists()
     assert cli.main([*argv, "--unit", "Jy", "--err-floor", "0.05", "--id-column", "id"]) == 0
@@ -312,17 +412,26 @@ def test_fit_refuses_a_header_unit_the_values_contradict(tmp_path, shared_data, 
 
 def test_run_file_values_are_checked_against_the_option_types(tmp_path, capsys):
     run = tmp_path / "run.toml"
-    argv = ["fit", "cat.fits", "jades-parametric", "-o", str(tmp_path / "o.ecsv"),
-            "--config", str(run)]  # fmt: skip
-    for text, said in [("draws = 2.5", "--draws must be an integer; got 2.5 (float)"),
-                       ('seed = "1"', "--seed must be an integer; got '1' (str)"),
-                       ("[fit]\nerr-floor = true",
-                        "--err-floor must be a number; got True (bool)"),
-                       ('no-ppc = "yes"', "--no-ppc must be true or false; got 'yes' (str)"),
-                       ('unit = "Jansky"', "--unit must be one of ['maggies', 'Jy', 'mJy', "
-                                           "'uJy', 'nJy', 'AB']; got 'Jansky'"),
-                       ("zred-column = 3",
-                        "--zred-column must be a string; got 3 (int)")]:  # fmt: skip
+    argv = [
+        "fit",
+        "cat.fits",
+        "jades-parametric",
+        "-o",
+        str(tmp_path / "o.ecsv"),
+        "--config",
+        str(run),
+    ]
+    for text, said in [
+        ("draws = 2.5", "--draws must be an integer; got 2.5 (float)"),
+        ('seed = "1"', "--seed must be an integer; got '1' (str)"),
+        ("[fit]\nerr-floor = true", "--err-floor must be a number; got True (bool)"),
+        ('no-ppc = "yes"', "--no-ppc must be true or false; got 'yes' (str)"),
+        (
+            'unit = "Jansky"',
+            "--unit must be one of ['maggies', 'Jy', 'mJy', 'uJy', 'nJy', 'AB']; got 'Jansky'",
+        ),
+        ("zred-column = 3", "--zred-column must be a string; got 3 (int)"),
+    ]:
         run.write_text(text + "\n")
         assert cli.main(argv) == 2, text
         err = capsys.readouterr().err.strip()
@@ -333,10 +442,18 @@ def test_catalogue_columns_matched_twice_or_in_other_units(tmp_path):
     from prospect_sbi.catalog import read_catalog
 
     bands = ["jwst_f200w", "jwst_f444w"]
-    table = Table({"F200W": [10.0, 20.0], "unc_F200W": [1.0, 2.0], "F444W": [30.0, 40.0],
-                   "f444w": [3.0, 4.0], "unc_F444W": [1.0, 1.0]})  # fmt: skip
-    with pytest.raises(ValueError, match="columns 'F444W' and 'f444w' both match the flux of "
-                       "band jwst_f444w"):  # fmt: skip
+    table = Table(
+        {
+            "F200W": [10.0, 20.0],
+            "unc_F200W": [1.0, 2.0],
+            "F444W": [30.0, 40.0],
+            "f444w": [3.0, 4.0],
+            "unc_F444W": [1.0, 1.0],
+        }
+    )
+    with pytest.raises(
+        ValueError, match="columns 'F444W' and 'f444w' both match the flux of band jwst_f444w"
+    ):
         read_catalog(table, bands, unit="nJy")
     del table["f444w"]
     table["F200W"].unit = table["F444W"].unit = "nJy"
@@ -346,17 +463,30 @@ def test_catalogue_columns_matched_twice_or_in_other_units(tmp_path):
     np.testing.assert_allclose(cat.err[:, 0], [1e-9 / 3631, 2e-9 / 3631])
     assert cat.units == {"F200W": "nJy", "unc_F200W": "nJy", "F444W": "nJy", "unc_F444W": "uJy"}
     assert cat.unit_source == "header"
-    mags = Table({"F200W": [25.0, 99.0], "unc_F200W": [0.1, 99.0], "F444W": [24.0, 24.5],
-                  "unc_F444W": [0.1, -99.0]})  # fmt: skip
+    mags = Table(
+        {
+            "F200W": [25.0, 99.0],
+            "unc_F200W": [0.1, 99.0],
+            "F444W": [24.0, 24.5],
+            "unc_F444W": [0.1, -99.0],
+        }
+    )
     with pytest.warns(UserWarning, match="2 entries with an AB magnitude or error of 50 or more"):
         cat = read_catalog(mags, bands, unit="AB")
     assert np.isnan(cat.flux[1]).all() and np.isfinite(cat.flux[0]).all()
     rng = np.random.default_rng(0)
-    mags = Table({c: rng.uniform(22, 30, 6) if c[0] == "F" else rng.uniform(0.01, 0.3, 6)
-                  for c in ("F200W", "unc_F200W", "F444W", "unc_F444W")})  # fmt: skip
-    with pytest.raises(ValueError, match=r"the flux columns hold values between 5 and 45 with "
-                       r"errors below 1 in every row, like AB magnitudes, but are read as nJy "
-                       r"\('F200W'\): pass --unit AB"):  # fmt: skip
+    mags = Table(
+        {
+            c: rng.uniform(22, 30, 6) if c[0] == "F" else rng.uniform(0.01, 0.3, 6)
+            for c in ("F200W", "unc_F200W", "F444W", "unc_F444W")
+        }
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"the flux columns hold values between 5 and 45 with "
+        r"errors below 1 in every row, like AB magnitudes, but are read as nJy "
+        r"\('F200W'\): pass --unit AB",
+    ):
         read_catalog(mags, bands, unit="nJy")
     assert np.all(read_catalog(mags, bands, unit="AB").flux < 1e-8)
 
@@ -365,11 +495,29 @@ def test_train_command_with_a_run_file(tmp_path, capsys):
     from prospect_sbi import AmortizedPosterior
 
     ts = tmp_path / "t.h5"
-    assert cli.main(["simulate", str(ts), "-n", "600", "--template", "parametric_sfh",
-                     "--zred", "2", "--bands", "F200W", "F277W", "F444W"]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "simulate",
+                str(ts),
+                "-n",
+                "600",
+                "--template",
+                "parametric_sfh",
+                "--zred",
+                "2",
+                "--bands",
+                "F200W",
+                "F277W",
+                "F444W",
+            ]
+        )
+        == 0
+    )
     run = tmp_path / "run.toml"
-    run.write_text('seed = 3\n[train]\nepochs = 2\nbatch-size = 128\nflow = "maf"\n'
-                   "mag-err-floor = 0.02\n")
+    run.write_text(
+        'seed = 3\n[train]\nepochs = 2\nbatch-size = 128\nflow = "maf"\nmag-err-floor = 0.02\n'
+    )
     out = tmp_path / "e.sbi"
     assert cli.main(["train", str(ts), str(out), "--config", str(run)]) == 0
     post = AmortizedPosterior.load(out)
@@ -417,10 +565,26 @@ def test_map_command_on_a_fits_cube(tmp_path, small_estimator, small_estimator_f
     fits.writeto(tmp_path / "flux.fits", cube, header)
     fits.writeto(tmp_path / "err.fits", (err.T.reshape(14, 6, 6) * 3631e9).astype(np.float32))
     bands = [b.rsplit("_", 1)[-1].upper() for b in small_estimator.filters]
-    argv = ["map", str(small_estimator_file), "-o", str(tmp_path / "maps"), "--cube",
-            str(tmp_path / "flux.fits"), "--err-cube", str(tmp_path / "err.fits"), "--bands",
-            *bands, "--zred", "2", "--segment", "none", "--snr-min", "3",
-            "--draws", "100"]  # fmt: skip
+    argv = [
+        "map",
+        str(small_estimator_file),
+        "-o",
+        str(tmp_path / "maps"),
+        "--cube",
+        str(tmp_path / "flux.fits"),
+        "--err-cube",
+        str(tmp_path / "err.fits"),
+        "--bands",
+        *bands,
+        "--zred",
+        "2",
+        "--segment",
+        "none",
+        "--snr-min",
+        "3",
+        "--draws",
+        "100",
+    ]
     assert cli.main(argv) == 0, capsys.readouterr().err
     assert "36 pixels fitted" in capsys.readouterr().out
     with fits.open(tmp_path / "maps" / "galaxy_maps.fits") as hdul:
@@ -430,12 +594,34 @@ def test_map_command_on_a_fits_cube(tmp_path, small_estimator, small_estimator_f
     assert np.corrcoef(sigma.ravel(), truth.ravel())[0, 1] > 0.9
     assert (tmp_path / "maps" / "galaxy_maps.png").exists()
     assert cli.main(argv) == 0 and "exists: skipped" in capsys.readouterr().out
-    assert cli.main([*argv[:3], str(tmp_path / "other"), "--image", "F444W", "--segment",
-                     "none", "--zred", "2"]) == 2  # fmt: skip
+    assert (
+        cli.main(
+            [
+                *argv[:3],
+                str(tmp_path / "other"),
+                "--image",
+                "F444W",
+                "--segment",
+                "none",
+                "--zred",
+                "2",
+            ]
+        )
+        == 2
+    )
     assert "--image takes BAND=PATH" in capsys.readouterr().err
     # refinement: every pixel, with per-pixel diagnostics in the table; a bad value is an error
-    refined = [*argv[:3], str(tmp_path / "refined"), *argv[4:], "--refine", "always",
-               "--likelihood", "noise", "--draws", "50"]  # fmt: skip
+    refined = [
+        *argv[:3],
+        str(tmp_path / "refined"),
+        *argv[4:],
+        "--refine",
+        "always",
+        "--likelihood",
+        "noise",
+        "--draws",
+        "50",
+    ]
     assert cli.main(refined) == 0, capsys.readouterr().err
     assert "100.0% of pixels refined" in capsys.readouterr().out
     pixels = Table.read(tmp_path / "refined" / "galaxy_pixels.fits")
@@ -446,13 +632,36 @@ def test_map_command_on_a_fits_cube(tmp_path, small_estimator, small_estimator_f
 
 def test_validate_and_quickstart_commands(tmp_path, small_estimator_file, capsys):
     out = tmp_path / "val"
-    assert cli.main(["validate", str(small_estimator_file), "-o", str(out), "--mocks", "80",
-                     "--draws", "100"]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "validate",
+                str(small_estimator_file),
+                "-o",
+                str(out),
+                "--mocks",
+                "80",
+                "--draws",
+                "100",
+            ]
+        )
+        == 0
+    )
     report = (out / "report.md").read_text()
     assert "log_mstar" in report and (out / "tarp.png").exists()
     qs = tmp_path / "qs"
-    argv = ["quickstart", "-o", str(qs), "--estimator", str(small_estimator_file), "--mocks",
-            "60", "--draws", "60", "--no-data"]  # fmt: skip
+    argv = [
+        "quickstart",
+        "-o",
+        str(qs),
+        "--estimator",
+        str(small_estimator_file),
+        "--mocks",
+        "60",
+        "--draws",
+        "60",
+        "--no-data",
+    ]
     assert cli.main(argv) == 0
     text = capsys.readouterr().out
     r2 = float(text.split("log M*: R^2 ")[1].split(",")[0])
@@ -461,13 +670,28 @@ def test_validate_and_quickstart_commands(tmp_path, small_estimator_file, capsys
     assert cli.main(argv) == 0 and "exists, kept" in capsys.readouterr().out
 
 
-def test_compare_command_refuses_rows_outside(tmp_path, small_estimator, small_estimator_file,
-                                              capsys):  # fmt: skip
+def test_compare_command_refuses_rows_outside(
+    tmp_path, small_estimator, small_estimator_file, capsys
+):
     table, _ = _mock_catalog(small_estimator, 3, seed=1)
     table.write(tmp_path / "cat.ecsv")
-    argv = ["compare", str(tmp_path / "cat.ecsv"), str(small_estimator_file), "-o",
-            str(tmp_path / "cmp"), "--unit", "nJy", "--flux-format", "flux_{band}",
-            "--err-format", "err_{band}", "--zred-column", "z", "--rows", "5"]  # fmt: skip
+    argv = [
+        "compare",
+        str(tmp_path / "cat.ecsv"),
+        str(small_estimator_file),
+        "-o",
+        str(tmp_path / "cmp"),
+        "--unit",
+        "nJy",
+        "--flux-format",
+        "flux_{band}",
+        "--err-format",
+        "err_{band}",
+        "--zred-column",
+        "z",
+        "--rows",
+        "5",
+    ]
     assert cli.main(argv) == 2
     assert "row 5 is outside the catalogue (0..2)" in capsys.readouterr().err
 
@@ -476,8 +700,20 @@ def test_recalibrate_command(tmp_path, small_estimator_file, capsys):
     from prospect_sbi.posterior import AmortizedPosterior
 
     out = tmp_path / "recal.sbi"
-    argv = ["recalibrate", str(small_estimator_file), "-o", str(out), "--mocks", "1500",
-            "--draws", "200", "--bins", "2", "--knots", "10"]  # fmt: skip
+    argv = [
+        "recalibrate",
+        str(small_estimator_file),
+        "-o",
+        str(out),
+        "--mocks",
+        "1500",
+        "--draws",
+        "200",
+        "--bins",
+        "2",
+        "--knots",
+        "10",
+    ]
     assert cli.main(argv) == 0
     post = AmortizedPosterior.load(out)
     recal = post.recalibration

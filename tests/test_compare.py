@@ -40,10 +40,21 @@ def test_compare_short_dynesty_run(sps, small_estimator, tmp_path):
     maggies, _ = ModelPhotometry(fixed, sps, jades_filters())(theta)
     flux, err = small_estimator.noise.apply(maggies, np.random.default_rng(2))
     obs = {"maggies": flux, "maggies_unc": err, "filters": jades_filters(), "zred": 1.5}
-    out = compare(obs, model, sps, small_estimator, n_draws=1000, seed=0,
-                  plot=tmp_path / "corner.png", refine=True, refine_ndraws=500,
-                  nested_nlive_init=30, nested_maxiter_init=300, nested_sample="rwalk",
-                  nested_walks=5)  # fmt: skip
+    out = compare(
+        obs,
+        model,
+        sps,
+        small_estimator,
+        n_draws=1000,
+        seed=0,
+        plot=tmp_path / "corner.png",
+        refine=True,
+        refine_ndraws=500,
+        nested_nlive_init=30,
+        nested_maxiter_init=300,
+        nested_sample="rwalk",
+        nested_walks=5,
+    )
     names = list(out.table["param"])
     assert names[: fixed.ndim] == fixed.theta_labels()  # zred is known: not compared
     assert {"log_mstar", "log_sfr100", "mwa"} <= set(names)

@@ -10,8 +10,9 @@ from conftest import REPO_ROOT
 
 
 def _run(*args: str, timeout: int = 600) -> str:
-    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO_ROOT)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
@@ -22,10 +23,20 @@ def test_predict_jades_photometry_example():
 
 
 def test_jof_maps_example(shared_data, small_estimator_file, tmp_path):
-    out = _run("examples/jof_maps.py", "--out", str(tmp_path), "--estimator",
-               str(small_estimator_file), "--n-draws", "50")  # fmt: skip
-    rows = {int(line.split()[0]): line.split() for line in out.splitlines()
-            if line.split() and line.split()[0].isdigit()}  # fmt: skip
+    out = _run(
+        "examples/jof_maps.py",
+        "--out",
+        str(tmp_path),
+        "--estimator",
+        str(small_estimator_file),
+        "--n-draws",
+        "50",
+    )
+    rows = {
+        int(line.split()[0]): line.split()
+        for line in out.splitlines()
+        if line.split() and line.split()[0].isdigit()
+    }
     assert sorted(rows) == [36, 370, 778]
     assert [int(rows[g][2]) for g in (36, 370, 778)] == [458, 432, 149]  # pixels fitted
     for gid in (36, 370, 778):
@@ -33,7 +44,8 @@ def test_jof_maps_example(shared_data, small_estimator_file, tmp_path):
     assert (tmp_path / "jof_outshining.png").exists()
 
 
-@pytest.mark.parametrize("script", ["examples/jades_specz_catalogue.py",
-                                    "examples/train_jades_estimators.py"])  # fmt: skip
+@pytest.mark.parametrize(
+    "script", ["examples/jades_specz_catalogue.py", "examples/train_jades_estimators.py"]
+)
 def test_slow_examples_at_least_parse_their_options(script):
     assert "usage:" in _run(script, "--help")

@@ -44,8 +44,12 @@ def _workload(rng, n, sfh, dust_type, in_spec):
     if dust_type == 4:
         params["dust_index"] = rng.uniform(-1.0, 0.4, n)
     if sfh == "delayed_tau":
-        return params | dict(sfh=4, tage=tuniv * rng.uniform(0.01, 1.0, n),
-                             tau=10 ** rng.uniform(-1, 1, n), mass=1e9)  # fmt: skip
+        return params | dict(
+            sfh=4,
+            tage=tuniv * rng.uniform(0.01, 1.0, n),
+            tau=10 ** rng.uniform(-1, 1, n),
+            mass=1e9,
+        )
     nbin = int(sfh[-1])
     template = np.array([[0.0, 7.5], [7.5, 8.0]] + [[8.0, 9.0]] * (nbin - 2))
     agebins = np.stack([zred_to_agebins(z, template) for z in zred])
@@ -53,8 +57,9 @@ def _workload(rng, n, sfh, dust_type, in_spec):
 
 
 def _redward_of_lya(filters, zred):
-    blue_edge = np.array([f.wavelength[f.transmission > 0.01 * f.transmission.max()].min()
-                          for f in filters])  # fmt: skip
+    blue_edge = np.array(
+        [f.wavelength[f.transmission > 0.01 * f.transmission.max()].min() for f in filters]
+    )
     return blue_edge[None, :] > 1216.0 * (1 + zred[:, None])
 
 
@@ -143,8 +148,9 @@ def test_closed_form_sfh_matches_gammainc(rng, sfh):
     age = np.geomspace(1e4, 2e10, 300)
     # Both cancel alike where tage - age ~ tage: fractions agree to ~1e-13 absolute.
     expected = cumulative_mass(age, sfh, params)
-    np.testing.assert_allclose(cumulative_mass(age, sfh, params, closed_form=True), expected,
-                               rtol=1e-10, atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        cumulative_mass(age, sfh, params, closed_form=True), expected, rtol=1e-10, atol=1e-12
+    )
 
 
 def test_fast_rejects_redshift_beyond_zmax(fast, rng):

@@ -6,10 +6,21 @@ import prospect_sbi
 from prospect_sbi import JADES_BANDS, JADES_MEDIUM_BANDS, jades_filters, resolve_band_names
 
 EXPECTED_BANDS = [
-    "acs_wfc_f435w", "acs_wfc_f606w", "acs_wfc_f775w", "acs_wfc_f814w", "acs_wfc_f850lp",
-    "jwst_f090w", "jwst_f115w", "jwst_f150w", "jwst_f200w", "jwst_f277w", "jwst_f335m",
-    "jwst_f356w", "jwst_f410m", "jwst_f444w",
-]  # fmt: skip
+    "acs_wfc_f435w",
+    "acs_wfc_f606w",
+    "acs_wfc_f775w",
+    "acs_wfc_f814w",
+    "acs_wfc_f850lp",
+    "jwst_f090w",
+    "jwst_f115w",
+    "jwst_f150w",
+    "jwst_f200w",
+    "jwst_f277w",
+    "jwst_f335m",
+    "jwst_f356w",
+    "jwst_f410m",
+    "jwst_f444w",
+]
 
 EXPECTED_MEDIUM = ["jwst_f182m", "jwst_f210m", "jwst_f430m", "jwst_f460m", "jwst_f480m"]
 

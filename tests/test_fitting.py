@@ -46,8 +46,16 @@ def test_sbi_round_trip_through_prospector_hdf5(model, sps, mock, small_estimato
     from prospect.io.read_results import results_from
 
     obs, _ = mock
-    out = fit_model(dict(obs), model, sps, sbi=True, estimator=small_estimator,
-                    sbi_ndraws=500, sbi_seed=3, refine="never")  # fmt: skip
+    out = fit_model(
+        dict(obs),
+        model,
+        sps,
+        sbi=True,
+        estimator=small_estimator,
+        sbi_ndraws=500,
+        sbi_seed=3,
+        refine="never",
+    )
     res, duration = out["sampling"]
     assert out["optimization"] == (None, 0.0) and duration > 0
     draws = small_estimator.sample(obs["maggies"], obs["maggies_unc"], 500, zred=ZRED, seed=3)
@@ -70,28 +78,46 @@ def test_sbi_round_trip_through_prospector_hdf5(model, sps, mock, small_estimato
         write_results(path, out, model, obs)
 
 
-def test_write_results_in_prospector_order_or_refused(model, sps, mock, small_estimator,
-                                                     tmp_path):  # fmt: skip
+def test_write_results_in_prospector_order_or_refused(model, sps, mock, small_estimator, tmp_path):
     """write_hdf5's order (path, run_params, model, obs, output) works; others are refused."""
     from prospect.io.read_results import results_from
 
     obs, _ = mock
-    out = fit_model(dict(obs), model, sps, sbi=True, estimator=small_estimator,
-                    sbi_ndraws=200, sbi_seed=1, sbi_lnlike=False)  # fmt: skip
+    out = fit_model(
+        dict(obs),
+        model,
+        sps,
+        sbi=True,
+        estimator=small_estimator,
+        sbi_ndraws=200,
+        sbi_seed=1,
+        sbi_lnlike=False,
+    )
     run_params = {"fitter": "sbi", "outfile": "x"}
-    for i, args in enumerate([(out, model, obs, run_params),  # ours
-                              (run_params, model, obs, out),  # Prospector's
-                              (run_params, model, obs)]):  # fmt: skip
+    for i, args in enumerate(
+        [
+            (out, model, obs, run_params),  # ours
+            (run_params, model, obs, out),  # Prospector's
+            (run_params, model, obs),
+        ]
+    ):
         kwargs = {"sampler": out["sampling"][0], "tsample": 1.0} if len(args) == 3 else {}
-        back, _, _ = results_from(str(write_results(tmp_path / f"f{i}.h5", *args, **kwargs)),
-                                  dangerous=False)  # fmt: skip
+        back, _, _ = results_from(
+            str(write_results(tmp_path / f"f{i}.h5", *args, **kwargs)), dangerous=False
+        )
         np.testing.assert_allclose(back["chain"], out["sampling"][0]["samples"])
         assert back["run_params"]["fitter"] == "sbi"
-    with pytest.raises(ValueError, match=r"no fit to write: the 2nd argument holds no "
-                       r"'sampling' or 'optimization' \(keys 'fitter', 'outfile'\)"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"no fit to write: the 2nd argument holds no "
+        r"'sampling' or 'optimization' \(keys 'fitter', 'outfile'\)",
+    ):
         write_results(tmp_path / "g.h5", run_params, model, obs)
-    with pytest.raises(ValueError, match=r"model \(3rd argument\) is a dict, not a Prospector "
-                       r"model"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"model \(3rd argument\) is a dict, not a Prospector "
+        r"model",
+    ):
         write_results(tmp_path / "g.h5", out, obs, model)
     assert not (tmp_path / "g.h5").exists()
 
@@ -102,16 +128,27 @@ def test_sbi_result_says_what_it_cannot_vouch_for(model, sps, mock, small_estima
 
     obs, _ = mock
     # the predictive check is that of the amortised draws (refined ones have ESS and k-hat)
-    out = fit_model(dict(obs), model, sps, sbi=True, estimator=small_estimator,
-                    sbi_ndraws=300, sbi_seed=3, sbi_refine=False)  # fmt: skip
+    out = fit_model(
+        dict(obs),
+        model,
+        sps,
+        sbi=True,
+        estimator=small_estimator,
+        sbi_ndraws=300,
+        sbi_seed=3,
+        sbi_refine=False,
+    )
     res = out["sampling"][0]
     assert res["flags"] == [] and res["notes"] == [] and not res["ood"]
     assert 0 < res["chi2_red"] < 3
     spectrum = dict(obs, wavelength=np.linspace(1e4, 5e4, 50), spectrum=np.ones(50))
-    with pytest.warns(UserWarning, match="obs\\['spectrum'\\] is ignored: the sbi fitter "
-                      "uses the photometry only"):  # fmt: skip
-        out = fit_model(spectrum, model, sps, sbi=True, estimator=small_estimator,
-                        sbi_ndraws=300, sbi_seed=3)  # fmt: skip
+    with pytest.warns(
+        UserWarning,
+        match="obs\\['spectrum'\\] is ignored: the sbi fitter uses the photometry only",
+    ):
+        out = fit_model(
+            spectrum, model, sps, sbi=True, estimator=small_estimator, sbi_ndraws=300, sbi_seed=3
+        )
     assert out["sampling"][0]["notes"] == ["spectrum ignored: the estimator uses photometry only"]
     # Jy passed as maggies (a 10^9.5 Msun galaxy; 10^10.5 in Jy is brighter than every
     # training flux and refused): warned about, flagged, and the flag travels to the file
@@ -119,20 +156,35 @@ def test_sbi_result_says_what_it_cannot_vouch_for(model, sps, mock, small_estima
     err = np.hypot(10 * small_estimator.noise.depth, 0.05 * faint)
     jy = dict(obs, maggies=faint * 3631, maggies_unc=err * 3631)
     with pytest.warns(UserWarning, match="Jy passed as maggies"):
-        out = fit_model(jy, model, sps, sbi=True, estimator=small_estimator, sbi_ndraws=300,
-                        sbi_seed=3, sbi_refine=False)  # fmt: skip
+        out = fit_model(
+            jy,
+            model,
+            sps,
+            sbi=True,
+            estimator=small_estimator,
+            sbi_ndraws=300,
+            sbi_seed=3,
+            sbi_refine=False,
+        )
     res = out["sampling"][0]
     assert {"bright", "mass_at_prior_max", "ood"} <= set(res["flags"]), res["flags"]
-    back, _, _ = results_from(str(write_results(tmp_path / "jy.h5", out, model, jy)),
-                              dangerous=False)  # fmt: skip
+    back, _, _ = results_from(
+        str(write_results(tmp_path / "jy.h5", out, model, jy)), dangerous=False
+    )
     assert back["flags"] == res["flags"] and back["ood"] and back["chi2_red"] > 10
 
 
 def test_run_params_dispatch_by_name(model, sps, mock, small_estimator, tmp_path):
     small_estimator.save(tmp_path / "est.sbi")
-    run_params = {"fitter": "sbi", "sbi_estimator": str(tmp_path / "est.sbi"),
-                  "sbi_ndraws": 200, "sbi_seed": 1, "outfile": "x", "verbose": False,
-                  "sbi_refine": "never"}  # fmt: skip
+    run_params = {
+        "fitter": "sbi",
+        "sbi_estimator": str(tmp_path / "est.sbi"),
+        "sbi_ndraws": 200,
+        "sbi_seed": 1,
+        "outfile": "x",
+        "verbose": False,
+        "sbi_refine": "never",
+    }
     out = fit_model(dict(mock[0]), model, sps, **run_params)
     assert out["sampling"][0]["samples"].shape == (200, model.ndim)
     mstar = np.median(out["sampling"][0]["derived"]["log_mstar"])
@@ -191,8 +243,16 @@ def test_prospector_backend_unchanged(model, sps, mock):
     fixed.set_parameters(theta)
     pobs = dict(obs, wavelength=None, spectrum=None)
     pobs.pop("zred")
-    out = fit_model(pobs, fixed, sps, lnprobfn=lnp, optimize=True, dynesty=False,
-                    min_method="powell", min_opts={"options": {"maxfev": 30}})  # fmt: skip
+    out = fit_model(
+        pobs,
+        fixed,
+        sps,
+        lnprobfn=lnp,
+        optimize=True,
+        dynesty=False,
+        min_method="powell",
+        min_opts={"options": {"maxfev": 30}},
+    )
     results, t = out["optimization"]
     assert out["sampling"] == (None, 0.0) and t > 0 and len(results) == 1
     assert results[0].fun <= -lnp(theta, model=fixed, obs=pobs) + 1e-6
@@ -207,8 +267,14 @@ def test_obs_mismatches_raise(model, mock, small_estimator):
     with pytest.raises(ValueError, match="model differs"):
         obs_inputs(obs, small_estimator, build_model("parametric_sfh", zred=(0.5, 5.0)))
     with pytest.raises(ValueError, match="convert Jy"):
-        obs_inputs(dict(obs, maggies=obs["maggies"] * 3631 * 1e6,
-                        maggies_unc=obs["maggies_unc"] * 3631 * 1e6), small_estimator)  # fmt: skip
+        obs_inputs(
+            dict(
+                obs,
+                maggies=obs["maggies"] * 3631 * 1e6,
+                maggies_unc=obs["maggies_unc"] * 3631 * 1e6,
+            ),
+            small_estimator,
+        )
     with pytest.raises(ValueError, match="units.*'Jy'"):
         obs_inputs(dict(obs, units="Jy"), small_estimator)
     with pytest.raises(ValueError, match="set obs\\['zred'\\]"):
@@ -220,21 +286,31 @@ def test_obs_mismatches_raise(model, mock, small_estimator):
     with pytest.raises(ValueError, match="neither a file nor a pretrained"):
         fit_model(obs, model, None, sbi=True, estimator="/no/such.sbi")
     # what a slip of Prospector's obs conventions gives, refused in one line each
-    with pytest.raises(ValueError, match=r"obs\['maggies'\] has shape \(2, 14\): the sbi "
-                       r"fitter fits one object"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"obs\['maggies'\] has shape \(2, 14\): the sbi "
+        r"fitter fits one object",
+    ):
         two = {k: np.stack([obs[k]] * 2) for k in ("maggies", "maggies_unc")}
         obs_inputs(dict(obs, **two), small_estimator)
-    with pytest.raises(ValueError, match=r"obs\['phot_mask'\] holds 3, 7: .*True where a band "
-                       r"is fitted"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"obs\['phot_mask'\] holds 3, 7: .*True where a band "
+        r"is fitted",
+    ):
         obs_inputs(dict(obs, phot_mask=np.array([3, 7] + [1] * 12)), small_estimator)
     with pytest.raises(ValueError, match=r"obs\['zred'\] has 14 values; one redshift"):
         obs_inputs(dict(obs, zred=np.full(14, ZRED)), small_estimator)
-    with pytest.raises(ValueError, match=r"obs\['zred'\] = 2 and obs\['redshift'\] = 2.5 "
-                       r"differ"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"obs\['zred'\] = 2 and obs\['redshift'\] = 2.5 "
+        r"differ",
+    ):
         obs_inputs(dict(obs, redshift=2.5), small_estimator)
     with pytest.raises(ValueError, match="flux and err look swapped"):
-        obs_inputs(dict(obs, maggies=obs["maggies_unc"], maggies_unc=obs["maggies"]),
-                   small_estimator)  # fmt: skip
+        obs_inputs(
+            dict(obs, maggies=obs["maggies_unc"], maggies_unc=obs["maggies"]), small_estimator
+        )
 
 
 def test_masked_bands_become_missing(model, mock, small_estimator):
@@ -320,7 +396,15 @@ def test_real_jades_catalogue_rows(shared_data, model, sps, small_estimator):
             "filters": small_estimator.filters,
             "zred": zred[i],
         }
-        out = fit_model(obs, model, sps, sbi=True, estimator=small_estimator, sbi_ndraws=300,
-                        sbi_seed=0, refine="never")  # fmt: skip
+        out = fit_model(
+            obs,
+            model,
+            sps,
+            sbi=True,
+            estimator=small_estimator,
+            sbi_ndraws=300,
+            sbi_seed=0,
+            refine="never",
+        )
         mstar = out["sampling"][0]["derived"]["log_mstar"]
         assert np.all(np.isfinite(mstar)) and 6 < np.median(mstar) < 12.5

@@ -37,8 +37,12 @@ def cube(tiny_estimator_file, tmp_path_factory, _sps_instance):
     n = SIDE * SIDE
     rng = np.random.default_rng(3)
     theta = np.tile(model.theta, (n, 1))
-    for name, value in (("zred", 2.0), ("tage", 1.0), ("dust2", rng.uniform(0.1, 0.8, n)),
-                        ("mass", 10 ** rng.uniform(7.5, 8.5, n))):  # fmt: skip
+    for name, value in (
+        ("zred", 2.0),
+        ("tage", 1.0),
+        ("dust2", rng.uniform(0.1, 0.8, n)),
+        ("mass", 10 ** rng.uniform(7.5, 8.5, n)),
+    ):
         theta[:, model.theta_index[name].start] = value
     maggies, _ = ModelPhotometry(model, _sps_instance, post.filters)(theta)
     flux, err = post.noise.apply(maggies, rng)
@@ -57,15 +61,38 @@ def cube(tiny_estimator_file, tmp_path_factory, _sps_instance):
 
 def _argv(estimator, cube, out, *extra):
     flux, err, bands = cube
-    return ["map", str(estimator), "-o", str(out), "--cube", str(flux), "--err-cube", str(err),
-            "--bands", *bands, "--zred", "2", "--segment", "none", "--snr-min", "0",
-            "--draws", "50", *extra]  # fmt: skip
+    return [
+        "map",
+        str(estimator),
+        "-o",
+        str(out),
+        "--cube",
+        str(flux),
+        "--err-cube",
+        str(err),
+        "--bands",
+        *bands,
+        "--zred",
+        "2",
+        "--segment",
+        "none",
+        "--snr-min",
+        "0",
+        "--draws",
+        "50",
+        *extra,
+    ]
 
 
 def _map(argv: list[str]) -> str:
     """Run ``prospect-sbi map`` in a one-thread process; its stdout (it must succeed)."""
-    done = subprocess.run([sys.executable, "-m", "prospect_sbi.cli", *argv], env=ENV,
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "prospect_sbi.cli", *argv],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
@@ -96,8 +123,12 @@ def test_map_resumes_after_kill_9_with_the_result_of_an_uninterrupted_run(
     ends (before, it restarted from zero; after a kill during the writes, it skipped)."""
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     argv = _argv(tiny_estimator_file, cube, killed, "--chunk-size", "2")  # 50 chunks
-    proc = subprocess.Popen([sys.executable, "-m", "prospect_sbi.cli", *argv], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prospect_sbi.cli", *argv],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     parts = killed / "galaxy.parts"
     kept = kill_when(proc, parts, "part*.npz", 5)
     assert 5 <= kept < 50 and not (killed / "galaxy_done.json").exists()
@@ -111,16 +142,18 @@ def test_map_resumes_after_kill_9_with_the_result_of_an_uninterrupted_run(
 
 
 @pytest.mark.slow
-def test_map_outputs_are_one_unit_decided_by_the_marker(tiny_estimator_file, cube, tmp_path,
-                                                        capsys):  # fmt: skip
+def test_map_outputs_are_one_unit_decided_by_the_marker(
+    tiny_estimator_file, cube, tmp_path, capsys
+):
     """A kill after the FITS file but before the PNG and tables left a galaxy that every
     rerun skipped; the done marker, written last, decides."""
     out, ref = tmp_path / "out", tmp_path / "ref"
     argv = _argv(tiny_estimator_file, cube, out)
     assert cli.main(argv) == 0
     assert cli.main(_argv(tiny_estimator_file, cube, ref)) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUTS, "galaxy_maps.png",
-                                                            "galaxy_done.json"])  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*OUTPUTS, "galaxy_maps.png", "galaxy_done.json"]
+    )
     for name in ("galaxy_done.json", "galaxy_maps.png", "galaxy_outshining.ecsv"):
         (out / name).unlink()  # what a kill after writing the maps FITS file leaves
     capsys.readouterr()
@@ -141,8 +174,9 @@ def test_fit_pixels_keeps_chunks_and_refuses_another_fit(tiny_estimator_file, cu
 
     post = AmortizedPosterior.load(tiny_estimator_file)
     flux, err, bands = cube
-    images = load_cube(fits.getdata(flux), fits.getdata(err), bands, "nJy", pixel_scale=0.03,
-                       zred=2.0)  # fmt: skip
+    images = load_cube(
+        fits.getdata(flux), fits.getdata(err), bands, "nJy", pixel_scale=0.03, zred=2.0
+    )
     mask = np.ones((SIDE, SIDE), bool)
     kw = {"n_draws": 40, "model": False, "chunk_size": 30, "progress": False}
     whole = fit_pixels(post, images, mask, **kw)
@@ -155,16 +189,20 @@ def test_fit_pixels_keeps_chunks_and_refuses_another_fit(tiny_estimator_file, cu
     for fit in (first, again):
         np.testing.assert_array_equal(fit.quantiles, whole.quantiles)
         np.testing.assert_array_equal(fit.mass_draws[0], whole.mass_draws[0])
-    with pytest.raises(ValueError, match=r"g\.parts holds an unfinished run with other inputs or "
-                                         r"options; remove it or rerun with the same ones"):
+    with pytest.raises(
+        ValueError,
+        match=r"g\.parts holds an unfinished run with other inputs or "
+        r"options; remove it or rerun with the same ones",
+    ):
         fit_pixels(post, images, mask, parts=parts, **(kw | {"n_draws": 41}))
     with pytest.raises(ValueError, match="chunk_size must be a positive integer; got 0"):
         fit_pixels(post, images, mask, **(kw | {"chunk_size": 0}))
 
 
 @pytest.mark.parametrize("name", ["../../x", "a/b", "..", "", "a\\b"])
-def test_map_refuses_names_that_leave_the_output_folder(tiny_estimator_file, cube, tmp_path,
-                                                        name, capsys):  # fmt: skip
+def test_map_refuses_names_that_leave_the_output_folder(
+    tiny_estimator_file, cube, tmp_path, name, capsys
+):
     """``--name ../../x`` (or ``name`` in a run file) wrote outside ``-o``."""
     out = tmp_path / "a" / "b" / "out"
     run = tmp_path / "run.toml"
@@ -178,9 +216,9 @@ def test_map_refuses_names_that_leave_the_output_folder(tiny_estimator_file, cub
 
 
 @pytest.mark.data
-def test_map_galaxy_is_select_fit_maps_outshining_in_one_call(small_estimator,
-                                                             small_estimator_file, shared_data,
-                                                             tmp_path):  # fmt: skip
+def test_map_galaxy_is_select_fit_maps_outshining_in_one_call(
+    small_estimator, small_estimator_file, shared_data, tmp_path
+):
     """JOF galaxy 778 given in reversed band order and the estimator as a file: map_galaxy
     aligns the bands, selects, fits, maps and measures outshining; its files equal the steps
     written out by hand (before, it took neither, and make_maps wrote the files itself)."""
@@ -200,10 +238,25 @@ def test_map_galaxy_is_select_fit_maps_outshining_in_one_call(small_estimator,
     fit = fit_pixels(small_estimator, aligned, mask, progress=False, **kw)
     maps = make_maps(small_estimator, fit, aligned)
     table = outshining(small_estimator, fit, aligned)
-    flipped = PixelImages(images.flux[::-1], images.err[::-1], images.bands[::-1], images.wcs,
-                          images.pixel_scale, images.segmap, images.zred)  # fmt: skip
-    done = map_galaxy(small_estimator_file, flipped, tmp_path, "g778", snr_min=8.0, png=False,
-                      progress=False, **kw)  # fmt: skip
+    flipped = PixelImages(
+        images.flux[::-1],
+        images.err[::-1],
+        images.bands[::-1],
+        images.wcs,
+        images.pixel_scale,
+        images.segmap,
+        images.zred,
+    )
+    done = map_galaxy(
+        small_estimator_file,
+        flipped,
+        tmp_path,
+        "g778",
+        snr_min=8.0,
+        png=False,
+        progress=False,
+        **kw,
+    )
     assert len(done.fit) == int(mask.sum()) == 114
     read, _, header = read_maps(done.files["maps"])
     assert read.keys() == maps.maps.keys() and header["NPIX"] == 114
@@ -219,20 +272,42 @@ def test_map_galaxy_is_select_fit_maps_outshining_in_one_call(small_estimator,
     assert not done.files["png"].exists()
     # the pixel fit alone (what the benchmark times): no outshining table, and the marker says
     # so: a later call that wants the table maps the galaxy again instead of skipping it
-    alone = map_galaxy(small_estimator, images, tmp_path / "alone", "g778", snr_min=8.0,
-                       png=False, outshining=False, progress=False, **kw)  # fmt: skip
+    alone = map_galaxy(
+        small_estimator,
+        images,
+        tmp_path / "alone",
+        "g778",
+        snr_min=8.0,
+        png=False,
+        outshining=False,
+        progress=False,
+        **kw,
+    )
     assert alone.outshining is None and not alone.files["outshining"].exists()
-    np.testing.assert_array_equal(read_maps(alone.files["maps"])[0]["log_sigma_mstar_p50"],
-                                  maps["log_sigma_mstar_p50"])  # fmt: skip
-    with pytest.raises(ValueError, match=r"outshining: False then, True now\): pass "
-                                         r"overwrite=True"):  # fmt: skip
-        map_galaxy(small_estimator, images, tmp_path / "alone", "g778", snr_min=8.0,
-                   png=False, progress=False, **kw)  # fmt: skip
+    np.testing.assert_array_equal(
+        read_maps(alone.files["maps"])[0]["log_sigma_mstar_p50"], maps["log_sigma_mstar_p50"]
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"outshining: False then, True now\): pass "
+        r"overwrite=True",
+    ):
+        map_galaxy(
+            small_estimator,
+            images,
+            tmp_path / "alone",
+            "g778",
+            snr_min=8.0,
+            png=False,
+            progress=False,
+            **kw,
+        )
 
 
 @pytest.mark.data
-def test_map_galaxy_skips_a_default_selection_marker_of_before(small_estimator, shared_data,
-                                                                tmp_path):  # fmt: skip
+def test_map_galaxy_skips_a_default_selection_marker_of_before(
+    small_estimator, shared_data, tmp_path
+):
     """Markers of the default selection made inside fit_pixels (mask=None: quickstart) hashed
     the images with no mask; map_galaxy now selects first, and still skips those galaxies."""
     import hashlib
@@ -262,9 +337,17 @@ def test_segment_text_and_the_two_image_loaders(tmp_path):
     from prospect_sbi.pixels import load_cube_file, load_images, parse_segment
 
     assert [parse_segment(v) for v in ("centre", "center", "all", "none", "12", None, 7)] == [
-        "centre", "centre", "all", None, 12, None, 7]  # fmt: skip
-    with pytest.raises(ValueError, match="--segment takes centre, all, none or a segment id; "
-                                         "got 'middle'"):  # fmt: skip
+        "centre",
+        "centre",
+        "all",
+        None,
+        12,
+        None,
+        7,
+    ]
+    with pytest.raises(
+        ValueError, match="--segment takes centre, all, none or a segment id; got 'middle'"
+    ):
         parse_segment("middle")
     rng = np.random.default_rng(0)
     flux, err = rng.uniform(1, 2, (3, 4, 5)), np.full((3, 4, 5), 0.1)

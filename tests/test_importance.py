@@ -33,10 +33,14 @@ class KnownTarget:
 
     def evaluate(self, rows, u, rng):
         u = np.asarray(u).reshape(len(rows), -1, len(self.q.mean))
-        logp = logsumexp([f + c.logpdf(u) for f, c in zip(self.log_fracs, self.comps,
-                                                           strict=True)], axis=0)  # fmt: skip
-        return {"u": u, "log_target": logp.reshape(u.shape[:2]),
-                "log_first": self.q.logpdf(u).reshape(u.shape[:2])}  # fmt: skip
+        logp = logsumexp(
+            [f + c.logpdf(u) for f, c in zip(self.log_fracs, self.comps, strict=True)], axis=0
+        )
+        return {
+            "u": u,
+            "log_target": logp.reshape(u.shape[:2]),
+            "log_first": self.q.logpdf(u).reshape(u.shape[:2]),
+        }
 
 
 def test_adaptation_recovers_a_narrow_offset_gaussian():
@@ -80,8 +84,9 @@ def bright_mock(_sps_instance, small_estimator):
 
 def test_importance_sample_of_a_bright_galaxy(sps, small_estimator, bright_mock):
     model, flux, err, truth = bright_mock
-    res = importance_sample(small_estimator, model, sps, flux, err, 1.5, n=1000, rounds=5,
-                            likelihood="noise", seed=0)  # fmt: skip
+    res = importance_sample(
+        small_estimator, model, sps, flux, err, 1.5, n=1000, rounds=5, likelihood="noise", seed=0
+    )
     w = res.weights
     assert w.sum() == pytest.approx(1.0) and res.ess > 100 and res.khat < 0.7
     assert res.samples.shape == (len(w), 6) and res.labels[0] == "mass"
@@ -108,8 +113,17 @@ def test_fit_model_refine_writes_weights_prospector_reads(
 
     model, flux, err, _ = bright_mock
     obs = {"maggies": flux, "maggies_unc": err, "filters": jades_filters(), "zred": 1.5}
-    out = fit_model(obs, model, sps, sbi=True, estimator=small_estimator, sbi_seed=1,
-                    sbi_refine=True, sbi_refine_ndraws=500, sbi_refine_rounds=6)  # fmt: skip
+    out = fit_model(
+        obs,
+        model,
+        sps,
+        sbi=True,
+        estimator=small_estimator,
+        sbi_seed=1,
+        sbi_refine=True,
+        sbi_refine_ndraws=500,
+        sbi_refine_rounds=6,
+    )
     result = out["sampling"][0]
     w = result.weights
     assert w.sum() == pytest.approx(1.0) and w.std() > 0  # importance weights, not 1/n

@@ -47,13 +47,15 @@ def test_chunk_seeds_are_the_old_formulas():
 def test_parts_folder_resumes_and_refuses_another_fingerprint(tmp_path):
     folder = parts_folder(tmp_path / "job.h5")
     assert folder == tmp_path / "job.h5.parts"
-    store = ChunkStore(folder, {"seed": 0, "n": 5}, ".npz", name="chunk_{:07d}",
-                       extra={"chunk_rows": 7})  # fmt: skip
+    store = ChunkStore(
+        folder, {"seed": 0, "n": 5}, ".npz", name="chunk_{:07d}", extra={"chunk_rows": 7}
+    )
     store.save(0, x=np.arange(3))
     store.save(2, x=np.arange(2))
     assert store.path(2).name == "chunk_0000002.npz"
-    again = ChunkStore(folder, {"n": 5, "seed": 0}, ".npz", name="chunk_{:07d}",
-                       extra={"chunk_rows": 99})  # fmt: skip
+    again = ChunkStore(
+        folder, {"n": 5, "seed": 0}, ".npz", name="chunk_{:07d}", extra={"chunk_rows": 99}
+    )
     assert [c in again for c in range(3)] == [True, False, True]
     assert again.manifest["chunk_rows"] == 7  # a resumed job keeps the manifest's entries
     np.testing.assert_array_equal(np.load(again.path(0))["x"], [0, 1, 2])
@@ -63,8 +65,9 @@ def test_parts_folder_resumes_and_refuses_another_fingerprint(tmp_path):
         ChunkStore(folder, {"seed": 1, "n": 5}, ".npz", name="chunk_{:07d}")
     assert 0 in again  # refused, nothing removed
     seen = []
-    fresh = ChunkStore(folder, {"seed": 1, "n": 5}, ".npz", name="chunk_{:07d}",
-                       on_mismatch=seen.append)  # the caller chose to start again
+    fresh = ChunkStore(
+        folder, {"seed": 1, "n": 5}, ".npz", name="chunk_{:07d}", on_mismatch=seen.append
+    )  # the caller chose to start again
     assert seen[0]["inputs"] == {"n": 5, "seed": 0}
     assert 0 not in fresh and 2 not in fresh and fresh.manifest["inputs"]["seed"] == 1
     scratch = ChunkStore(tmp_path / "scratch", None, ".txt")
@@ -114,12 +117,21 @@ def test_run_ordered_bounds_the_tasks_in_flight():
 
 def test_run_ordered_on_a_dask_cluster():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:  # fmt: skip
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         offset = np.array([10, 20])  # scattered once; None and booleans passed as they are
-        out = list(run_ordered(_add, [(x, (x,)) for x in range(8)], client,
-                               shared=(offset, None, True, {"scale": 2})))  # fmt: skip
+        out = list(
+            run_ordered(
+                _add,
+                [(x, (x,)) for x in range(8)],
+                client,
+                shared=(offset, None, True, {"scale": 2}),
+            )
+        )
     assert out == [(x, 30 + 2 * x) for x in range(8)]
     assert dask_client(0, None) is None
 
@@ -142,35 +154,55 @@ def test_job_functions_take_the_estimator_as_object_or_file(tiny_estimator_file,
     rng = np.random.default_rng(1)
     n_bands = len(post.filters)
     flux = 100.0 * np.exp(rng.normal(0, 0.3, (n_bands, 3, 4)))  # nJy
-    images = PixelImages(flux * 1e-9 / 3631, 0.1 * flux * 1e-9 / 3631, list(post.filters),
-                         zred=2.0)  # fmt: skip
+    images = PixelImages(
+        flux * 1e-9 / 3631, 0.1 * flux * 1e-9 / 3631, list(post.filters), zred=2.0
+    )
     kw = {"n_draws": 20, "model": False, "chunk_size": 5, "seed": 3, "progress": False}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         by_object = fit_pixels(post, images, np.ones((3, 4), bool), **kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        by_file = fit_pixels(estimator=str(tiny_estimator_file), images=images,
-                             mask=np.ones((3, 4), bool), **kw)  # fmt: skip
+        by_file = fit_pixels(
+            estimator=str(tiny_estimator_file), images=images, mask=np.ones((3, 4), bool), **kw
+        )
     np.testing.assert_array_equal(by_object.quantiles, by_file.quantiles)
     table = Table({"id": np.arange(12), "z": np.full(12, 2.0)})
     for j, band in enumerate(post.filters):
         table[f"f_{band}"], table[f"e_{band}"] = flux[j].ravel(), 0.1 * flux[j].ravel()
-    cat = read_catalog(table, post.filters, unit="nJy", flux_format="f_{band}",
-                       err_format="e_{band}", zred_column="z", id_column="id")  # fmt: skip
+    cat = read_catalog(
+        table,
+        post.filters,
+        unit="nJy",
+        flux_format="f_{band}",
+        err_format="e_{band}",
+        zred_column="z",
+        id_column="id",
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         obs = check_catalog(estimator=tiny_estimator_file, catalog=cat)
     assert obs.flux.shape == (12, n_bands)
-    opts = {"draws": 20, "seed": 2, "chunk_size": 5, "model": False, "refine": "never",
-            "progress": False}  # fmt: skip
+    opts = {
+        "draws": 20,
+        "seed": 2,
+        "chunk_size": 5,
+        "model": False,
+        "refine": "never",
+        "progress": False,
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mem = fit_catalog(tiny_estimator_file, cat, **opts)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        counts = write_catalog_fit(estimator=tiny_estimator_file, catalog=cat,
-                                   out=tmp_path / "fit.ecsv", fingerprint={"x": 1}, **opts)
+        counts = write_catalog_fit(
+            estimator=tiny_estimator_file,
+            catalog=cat,
+            out=tmp_path / "fit.ecsv",
+            fingerprint={"x": 1},
+            **opts,
+        )
     assert counts["rows"] == 12
     disk = Table.read(tmp_path / "fit.ecsv")
     np.testing.assert_array_equal(disk["log_mstar_p50"], mem["log_mstar_p50"])

@@ -18,11 +18,26 @@ from prospect_sbi.noise import (
 ALL19 = JADES_BANDS + JADES_MEDIUM_BANDS
 #: Band order of the SBIPIX arrays in ../shared/data/jades_noise (README.md there).
 SBIPIX_ORDER = (
-    "jwst_f090w", "jwst_f115w", "jwst_f150w", "jwst_f182m", "jwst_f200w", "jwst_f210m",
-    "jwst_f277w", "jwst_f335m", "jwst_f356w", "jwst_f410m", "jwst_f430m", "jwst_f444w",
-    "jwst_f460m", "jwst_f480m", "acs_wfc_f435w", "acs_wfc_f606w", "acs_wfc_f775w",
-    "acs_wfc_f814w", "acs_wfc_f850lp",
-)  # fmt: skip
+    "jwst_f090w",
+    "jwst_f115w",
+    "jwst_f150w",
+    "jwst_f182m",
+    "jwst_f200w",
+    "jwst_f210m",
+    "jwst_f277w",
+    "jwst_f335m",
+    "jwst_f356w",
+    "jwst_f410m",
+    "jwst_f430m",
+    "jwst_f444w",
+    "jwst_f460m",
+    "jwst_f480m",
+    "acs_wfc_f435w",
+    "acs_wfc_f606w",
+    "acs_wfc_f775w",
+    "acs_wfc_f814w",
+    "acs_wfc_f850lp",
+)
 SHORT = [b.split("_")[-1].upper() for b in JADES_BANDS]
 DMAG = 0.4 * np.log(10)
 
@@ -360,8 +375,13 @@ def test_band_matching_and_rebuilding_are_public(models):
     assert match_bands(["F444W", "acs_wfc_f435w"], jades.bands) == ["jwst_f444w", "acs_wfc_f435w"]
     with pytest.raises(ValueError, match=r"band 'F770W' is not in this noise model"):
         match_bands(["F770W"], jades.bands)
-    assert JadesPixelNoise.per_band_keys == ("depth", "p_missing", "mag_edges", "mag_err_mean",
-                                             "mag_err_std")  # fmt: skip
+    assert JadesPixelNoise.per_band_keys == (
+        "depth",
+        "p_missing",
+        "mag_edges",
+        "mag_err_mean",
+        "mag_err_std",
+    )
     assert set(EmpiricalNoise.per_band_keys) >= {"depth", "scale", "nodes"}
     rebuilt = JadesPixelNoise.from_dict(jades.to_dict())
     np.testing.assert_array_equal(rebuilt.mag_err_mean, jades.mag_err_mean)

@@ -34,8 +34,22 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict:
     ts, est = folder / "train.h5", folder / "g123364.sbi"
     with one_torch_thread():
         assert cli.main(["simulate", str(ts), "-n", "2000", "--param-file", str(EXAMPLE)]) == 0
-        assert cli.main(["train", str(ts), str(est), "--param-file", str(EXAMPLE), "--epochs",
-                         "3", "--batch-size", "256"]) == 0  # fmt: skip
+        assert (
+            cli.main(
+                [
+                    "train",
+                    str(ts),
+                    str(est),
+                    "--param-file",
+                    str(EXAMPLE),
+                    "--epochs",
+                    "3",
+                    "--batch-size",
+                    "256",
+                ]
+            )
+            == 0
+        )
     return {"folder": folder, "ts": ts, "est": est}
 
 
@@ -75,24 +89,70 @@ def test_param_file_runs_through_every_stage(chain, tmp_path, capsys):
     cat = _catalog(chain, 4)  # no redshift column: the model's zred
     base = ["--unit", "nJy", "--id-column", "id", "--param-file", str(EXAMPLE)]
     with one_torch_thread():
-        assert cli.main(["fit", str(cat), str(chain["est"]), "-o", str(tmp_path / "fit.ecsv"),
-                         "--draws", "200", "--refine", "never", *base]) == 0  # fmt: skip
+        assert (
+            cli.main(
+                [
+                    "fit",
+                    str(cat),
+                    str(chain["est"]),
+                    "-o",
+                    str(tmp_path / "fit.ecsv"),
+                    "--draws",
+                    "200",
+                    "--refine",
+                    "never",
+                    *base,
+                ]
+            )
+            == 0
+        )
         fit = Table.read(tmp_path / "fit.ecsv")
         assert list(fit["id"]) == [123364, 123365, 123366, 123367]
         assert np.all(fit["zred"] == Z) and list(fit["flag"]) == ["ok"] * 4
         assert np.all((fit["logzsol_p50"] > -1.5) & (fit["logzsol_p50"] < 0.19))
         assert np.all((fit["log_mstar_p50"] > 6) & (fit["log_mstar_p50"] < 12.1))
         rounded = _catalog(chain, 2, zred=2.6946)  # a catalogue's rounding: the z fitted
-        assert cli.main(["fit", str(rounded), str(chain["est"]), "-o",
-                         str(tmp_path / "fit_rounded.ecsv"), "--draws", "50", "--refine",
-                         "never", *base]) == 0  # fmt: skip
+        assert (
+            cli.main(
+                [
+                    "fit",
+                    str(rounded),
+                    str(chain["est"]),
+                    "-o",
+                    str(tmp_path / "fit_rounded.ecsv"),
+                    "--draws",
+                    "50",
+                    "--refine",
+                    "never",
+                    *base,
+                ]
+            )
+            == 0
+        )
         fit = Table.read(tmp_path / "fit_rounded.ecsv")
         assert np.all(fit["zred"] == Z) and list(fit["flag"]) == ["ok"] * 2
 
         val = tmp_path / "val"
-        assert cli.main(["validate", str(chain["est"]), "-o", str(val), "--mocks", "40",
-                         "--draws", "50", "--misspecification", "dust", "nebular",
-                         "--param-file", str(EXAMPLE)]) == 0  # fmt: skip
+        assert (
+            cli.main(
+                [
+                    "validate",
+                    str(chain["est"]),
+                    "-o",
+                    str(val),
+                    "--mocks",
+                    "40",
+                    "--draws",
+                    "50",
+                    "--misspecification",
+                    "dust",
+                    "nebular",
+                    "--param-file",
+                    str(EXAMPLE),
+                ]
+            )
+            == 0
+        )
         report = (val / "report.md").read_text()
         assert "Calzetti dust mocks" in report and "no-nebular mocks" in report
         for name in ("held_out", "calzetti_dust", "no_nebular"):
@@ -102,8 +162,25 @@ def test_param_file_runs_through_every_stage(chain, tmp_path, capsys):
             assert 0 < row["scatter"] < 1.5 and np.isfinite(row["r2"])
 
         cmp = tmp_path / "cmp"
-        assert cli.main(["compare", str(cat), str(chain["est"]), "-o", str(cmp), "--nlive",
-                         "10", "--draws", "300", "--rows", "1", *base]) == 0  # fmt: skip
+        assert (
+            cli.main(
+                [
+                    "compare",
+                    str(cat),
+                    str(chain["est"]),
+                    "-o",
+                    str(cmp),
+                    "--nlive",
+                    "10",
+                    "--draws",
+                    "300",
+                    "--rows",
+                    "1",
+                    *base,
+                ]
+            )
+            == 0
+        )
     table = Table.read(cmp / "compare_123365.ecsv")
     assert list(table["param"][: len(free)]) == free
     assert np.all(np.isfinite(table["width_ratio"])) and (cmp / "compare_123365.png").exists()
@@ -127,24 +204,51 @@ def test_validate_misspecified_mocks_of_a_model_no_template_makes(chain, tmp_pat
 
 
 def test_param_file_mismatches_name_the_parameter(chain, tmp_path, capsys):
-    other = _other_file(tmp_path, "priors.TopHat(mini=-1.5, maxi=0.19)",
-                        "priors.TopHat(mini=-1.0, maxi=0.19)")  # fmt: skip
+    other = _other_file(
+        tmp_path, "priors.TopHat(mini=-1.5, maxi=0.19)", "priors.TopHat(mini=-1.0, maxi=0.19)"
+    )
     cat = _catalog(chain, 2)
-    want = ("model differs from the estimator's: logzsol prior TopHat(mini=-1, maxi=0.19) vs "
-            "TopHat(mini=-1.5, maxi=0.19)")  # fmt: skip
-    argv = ["fit", str(cat), str(chain["est"]), "-o", str(tmp_path / "f.ecsv"), "--unit", "nJy",
-            "--param-file", str(other)]  # fmt: skip
+    want = (
+        "model differs from the estimator's: logzsol prior TopHat(mini=-1, maxi=0.19) vs "
+        "TopHat(mini=-1.5, maxi=0.19)"
+    )
+    argv = [
+        "fit",
+        str(cat),
+        str(chain["est"]),
+        "-o",
+        str(tmp_path / "f.ecsv"),
+        "--unit",
+        "nJy",
+        "--param-file",
+        str(other),
+    ]
     assert cli.main(argv) == 2
     assert capsys.readouterr().err.strip().endswith(want)
-    assert cli.main(["compare", str(cat), str(chain["est"]), "-o", str(tmp_path / "c"),
-                     "--unit", "nJy", "--param-file", str(other)]) == 2  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "compare",
+                str(cat),
+                str(chain["est"]),
+                "-o",
+                str(tmp_path / "c"),
+                "--unit",
+                "nJy",
+                "--param-file",
+                str(other),
+            ]
+        )
+        == 2
+    )
     assert want in capsys.readouterr().err
     # training set vs the file, and a resumed simulation of another model
-    assert cli.main(["train", str(chain["ts"]), str(tmp_path / "e.sbi"), "--param-file",
-                     str(other)]) == 2  # fmt: skip
+    assert (
+        cli.main(["train", str(chain["ts"]), str(tmp_path / "e.sbi"), "--param-file", str(other)])
+        == 2
+    )
     assert "model differs from the training set's: logzsol prior" in capsys.readouterr().err
-    assert cli.main(["simulate", str(chain["ts"]), "-n", "2500", "--param-file",
-                     str(other)]) == 2  # fmt: skip
+    assert cli.main(["simulate", str(chain["ts"]), "-n", "2500", "--param-file", str(other)]) == 2
     err = capsys.readouterr().err
     assert "logzsol prior TopHat(mini=-1, maxi=0.19) vs TopHat(mini=-1.5, maxi=0.19)" in err
     # a fixed value that differs: the other redshift
@@ -162,15 +266,18 @@ def test_model_difference_names_free_fixed_n_and_depends_on(make_model):
     a = model_spec(make_model("parametric_sfh", zred=fixed))
     b = model_spec(make_model("parametric_sfh", zred=free))
     assert model_difference(a, a) is None
-    assert model_difference(a, b) == ("model differs from the estimator's: zred fixed at 2 vs "
-                                      "free")  # fmt: skip
+    assert model_difference(a, b) == (
+        "model differs from the estimator's: zred fixed at 2 vs free"
+    )
     c = model_spec(make_model("parametric_sfh", "nebular"))
     want = "model differs from the training set's: zred fixed at 2 vs 0"
     assert model_difference(a, c, "the training set's").startswith(want)
     d = model_spec(make_model("parametric_sfh", zred=fixed, tau=tau))
-    assert model_difference(a, d) == ("model differs from the estimator's: tau prior "
-                                      "LogUniform(mini=0.1, maxi=30) vs LogUniform(mini=0.1, "
-                                      "maxi=10)")  # fmt: skip
+    assert model_difference(a, d) == (
+        "model differs from the estimator's: tau prior "
+        "LogUniform(mini=0.1, maxi=30) vs LogUniform(mini=0.1, "
+        "maxi=10)"
+    )
 
 
 def test_fixed_redshift_estimator_accepts_a_rounding_of_its_redshift():
@@ -178,8 +285,11 @@ def test_fixed_redshift_estimator_accepts_a_rounding_of_its_redshift():
     z = check_zred(2.6946, 3, True, fixed)  # refused before as outside [2.69458, 2.69458]
     assert np.all(z == 2.69458)  # the one redshift the network has seen
     assert np.all(check_zred(np.array([2.695, 2.6939]), 2, True, fixed) == 2.69458)
-    with pytest.raises(ValueError, match=r"^zred 2.75 is not the redshift this estimator was "
-                       r"trained at, 2.69458 \(its model fixes zred"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"^zred 2.75 is not the redshift this estimator was "
+        r"trained at, 2.69458 \(its model fixes zred",
+    ):
         check_zred(2.75, 1, True, fixed)
     with pytest.raises(ValueError, match=r"outside the training range \[0.5, 5\]"):
         check_zred(5.1, 1, True, (0.5, 5.0))  # a range keeps its own rule
@@ -210,13 +320,19 @@ def test_load_param_file_without_running_its_main_block(tmp_path):
     assert type(pf.sps()).__name__ == "BC03MilesBasis"
     bare = tmp_path / "bare.py"
     bare.write_text("x = 1\n")
-    with pytest.raises(ValueError, match=r"bare.py defines no build_model \(a Prospector "
-                       r"parameter file defines build_model, build_obs and build_sps; this "
-                       r"one has none of them\)"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"bare.py defines no build_model \(a Prospector "
+        r"parameter file defines build_model, build_obs and build_sps; this "
+        r"one has none of them\)",
+    ):
         load_param_file(bare)
     # the demo's build_sps makes FSPS's CSPSpecBasis: no $SPS_HOME here, one line
-    with pytest.raises(ValueError, match=r"build_sps\(\*\*run_params\) failed: .*default "
-                       r"--sps builtin"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"build_sps\(\*\*run_params\) failed: .*default "
+        r"--sps builtin",
+    ):
         load_param_file(EXAMPLE).sps("param-file")
 
 
@@ -226,10 +342,13 @@ def test_a_model_the_spec_cannot_rebuild_asks_for_the_param_file(chain):
     post = AmortizedPosterior.load(chain["est"])
     # as stored for a model whose gas_logz follows a function of the user's own module
     post.model_spec["params"]["gas_logz"]["depends_on"] = "my_params.tie_gas_logz"
-    with pytest.raises(ValueError, match=r"^the estimator's model cannot be rebuilt from its "
-                       r"stored specification \(gas_logz: depends_on 'my_params.tie_gas_logz' "
-                       r"is not a transform .*\); pass the Prospector parameter file it was "
-                       r"trained with \(--param-file, or model=\)$"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"^the estimator's model cannot be rebuilt from its "
+        r"stored specification \(gas_logz: depends_on 'my_params.tie_gas_logz' "
+        r"is not a transform .*\); pass the Prospector parameter file it was "
+        r"trained with \(--param-file, or model=\)$",
+    ):
         post.model()
     model = load_param_file(EXAMPLE).model()
     assert post.resolve_model(model) is model  # checked against the stored hash instead

@@ -49,13 +49,18 @@ def _private_reach_ins(name: str, path: Path) -> list[str]:
             for alias in node.names:
                 imported.add(alias.asname or alias.name)
                 if private(alias.name):
-                    found.append(f"{name}: from {'.' * node.level}{node.module} import "
-                                 f"{alias.name}")  # fmt: skip
+                    found.append(
+                        f"{name}: from {'.' * node.level}{node.module} import {alias.name}"
+                    )
         elif isinstance(node, ast.Import):
             imported.update((a.asname or a.name).split(".")[0] for a in node.names)
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and private(node.attr)
-                and isinstance(node.value, ast.Name) and node.value.id in imported):  # fmt: skip
+        if (
+            isinstance(node, ast.Attribute)
+            and private(node.attr)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in imported
+        ):
             found.append(f"{name}:{node.lineno}: {node.value.id}.{node.attr}")
     return found
 
@@ -123,8 +128,9 @@ def test_fast_igm_edges_and_tables_follow_igm_py(grid):
     edges = igm_edges("madau1995")
     assert edges[0] == constants.LYMAN_ALPHA and edges[-1] == constants.LYMAN_LIMIT
     assert len(igm_edges("inoue2014")) > 30
-    att = FastAttenuation(grid, np.array([1025.72, 1215.67, 6564.6]), "madau1995", zmax=4.0,
-                          dz=0.01)  # fmt: skip
+    att = FastAttenuation(
+        grid, np.array([1025.72, 1215.67, 6564.6]), "madau1995", zmax=4.0, dz=0.01
+    )
     z = np.array([2.0, 3.5])
     trans = att.igm("lines", z, np.ones(2), slice(None))
     exact = igm_transmission(np.nextafter(np.array([1025.72, 1215.67]), 0.0), z)

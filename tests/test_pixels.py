@@ -41,8 +41,9 @@ def test_unit_factors_against_hand_values():
     assert flux_unit_factor("nJy per pixel") == pytest.approx(1e-9 / 3631, rel=1e-12)
     assert flux_unit_factor("maggies") == 1.0
     # 1 MJy/sr over a 0.03" pixel: 1e6 Jy/sr * (0.03 / 206264.806")^2 sr = 2.11540e-8 Jy
-    assert flux_unit_factor("MJy/sr", pixel_scale=0.03) * 3631 == pytest.approx(2.1154e-8,
-                                                                                 rel=1e-4)
+    assert flux_unit_factor("MJy/sr", pixel_scale=0.03) * 3631 == pytest.approx(
+        2.1154e-8, rel=1e-4
+    )
     assert flux_unit_factor("MJy/sr", pixel_area_sr=1e-14) == pytest.approx(1e-8 / 3631)
     with pytest.raises(ValueError, match="per steradian"):
         flux_unit_factor("MJy/sr")
@@ -53,8 +54,13 @@ def test_unit_factors_against_hand_values():
 def _write_band(path, data, err, unit="MJy/sr", wcs=None):
     head = (wcs or _wcs(data.shape[0])).to_header()
     head["BUNIT"] = unit
-    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data, head, name="SCI"),
-                  fits.ImageHDU(err, head, name="ERR")]).writeto(path)
+    fits.HDUList(
+        [
+            fits.PrimaryHDU(),
+            fits.ImageHDU(data, head, name="SCI"),
+            fits.ImageHDU(err, head, name="ERR"),
+        ]
+    ).writeto(path)
 
 
 def test_load_fits_units_wcs_missing_bands_and_errors(tmp_path):
@@ -75,11 +81,17 @@ def test_load_fits_units_wcs_missing_bands_and_errors(tmp_path):
     matched = images.matched(["jwst_f277w", "jwst_f356w", "jwst_f444w"])
     assert matched.flux[0, 3, 4] == pytest.approx(data["F277W"][3, 4] * factor, rel=1e-6)
 
-    with pytest.raises(ValueError, match=r"1 band\(s\) of the images are not among the "
-                                         r"estimator's 2: jwst_f444w; leave them out"):
+    with pytest.raises(
+        ValueError,
+        match=r"1 band\(s\) of the images are not among the "
+        r"estimator's 2: jwst_f444w; leave them out",
+    ):
         images.matched(["F277W", "F356W"])
-    with pytest.raises(ValueError, match=r"the images lack 1 band\(s\) the estimator needs: "
-                                         r"jwst_f150w; add each as a NaN plane"):
+    with pytest.raises(
+        ValueError,
+        match=r"the images lack 1 band\(s\) the estimator needs: "
+        r"jwst_f150w; add each as a NaN plane",
+    ):
         images.matched(["F150W", *BANDS])
     odd = tmp_path / "odd.fits"
     _write_band(odd, np.ones((9, 8)), np.ones((9, 8)))
@@ -106,8 +118,14 @@ def test_jof_selection_counts(shared_data):
     d = np.load(shared_data / "jof_psfmatched_cutouts.npz")
     counts, reference = {}, {}
     for gid in (36, 370, 778):
-        images = load_cube(d[f"id{gid}_phot_uJy"], d[f"id{gid}_err_uJy"], list(d["bands"]),
-                           "uJy", pixel_scale=0.03, segmap=d[f"id{gid}_segmap_det"])
+        images = load_cube(
+            d[f"id{gid}_phot_uJy"],
+            d[f"id{gid}_err_uJy"],
+            list(d["bands"]),
+            "uJy",
+            pixel_scale=0.03,
+            segmap=d[f"id{gid}_segmap_det"],
+        )
         counts[gid] = int(select_pixels(images).sum())
         # The counts quoted in the data README come from F277W, F335M, F356W (bands 9-11).
         reference[gid] = int(select_pixels(images, bands=["F277W", "F335M", "F356W"]).sum())
@@ -154,21 +172,40 @@ def field(small_estimator, _sps_instance):
     yy, xx = np.mgrid[:10, :10]
     logm = 8.5 - 0.25 * np.hypot(yy - 4.5, xx - 4.5)
     values = dict(zred=2.0, logzsol=-0.5, dust2=0.3, tage=1.0, tau=0.5, gas_logu=-2.0)
-    theta = np.array([[10**lm if k == "mass" else values[k] for k in model.theta_labels()]
-                      for lm in logm.ravel()])  # fmt: skip
+    theta = np.array(
+        [
+            [10**lm if k == "mass" else values[k] for k in model.theta_labels()]
+            for lm in logm.ravel()
+        ]
+    )
     truth = phot.derived(theta)["log_mstar"].reshape(10, 10)
     flux, err = small_estimator.noise.apply(phot(theta)[0], np.random.default_rng(3))
     seg = np.ones((10, 10), int)
-    images = load_cube(flux.T.reshape(-1, 10, 10), err.T.reshape(-1, 10, 10),
-                       small_estimator.filters, "maggies", wcs=_wcs(10), segmap=seg, zred=2.0)
+    images = load_cube(
+        flux.T.reshape(-1, 10, 10),
+        err.T.reshape(-1, 10, 10),
+        small_estimator.filters,
+        "maggies",
+        wcs=_wcs(10),
+        segmap=seg,
+        zred=2.0,
+    )
     return images, truth, model
 
 
-def test_synthetic_field_maps_recover_truth_and_round_trip(small_estimator, field, tmp_path,
-                                                           _sps_instance):
+def test_synthetic_field_maps_recover_truth_and_round_trip(
+    small_estimator, field, tmp_path, _sps_instance
+):
     images, truth, model = field
-    fit = fit_pixels(small_estimator, images, np.ones((10, 10), bool), model=model,
-                     sps=_sps_instance, chunk_size=40, progress=False)
+    fit = fit_pixels(
+        small_estimator,
+        images,
+        np.ones((10, 10), bool),
+        model=model,
+        sps=_sps_instance,
+        chunk_size=40,
+        progress=False,
+    )
     maps = make_maps(small_estimator, fit, images)
     assert not any(tmp_path.iterdir())  # make_maps returns the maps; .write puts them on disk
     maps.write(tmp_path / "m.fits", png_path=tmp_path / "m.png", table_path=tmp_path / "t.fits")
@@ -178,13 +215,24 @@ def test_synthetic_field_maps_recover_truth_and_round_trip(small_estimator, fiel
     assert np.corrcoef(sigma_true.ravel(), maps["log_sigma_mstar_p50"].ravel())[0, 1] > 0.95
     # surface-density arithmetic: map = log M* - log10(pixel area in kpc^2)
     assert maps["log_sigma_mstar_p84"][4, 4] == pytest.approx(
-        fit.values("log_mstar", 84)[44] - np.log10(pixel_area_kpc2(0.03, 2.0)), abs=1e-5)
+        fit.values("log_mstar", 84)[44] - np.log10(pixel_area_kpc2(0.03, 2.0)), abs=1e-5
+    )
     assert np.all(maps["log_sigma_mstar_p16"] <= maps["log_sigma_mstar_p84"])
     assert fit.ood.mean() < 0.2  # clean mocks pass the predictive check
 
     read, wcs, header = read_maps(tmp_path / "m.fits")
-    assert {"log_sigma_mstar_p50", "log_sigma_sfr_p16", "log_ssfr_p84", "mwa_p50",
-            "logzsol_p50", "dust2_p50", "snr", "mask", "chi2_red", "ood"} <= set(read)
+    assert {
+        "log_sigma_mstar_p50",
+        "log_sigma_sfr_p16",
+        "log_ssfr_p84",
+        "mwa_p50",
+        "logzsol_p50",
+        "dust2_p50",
+        "snr",
+        "mask",
+        "chi2_red",
+        "ood",
+    } <= set(read)
     np.testing.assert_array_equal(read["log_sigma_mstar_p50"], maps["log_sigma_mstar_p50"])
     assert np.allclose(wcs.wcs.crval, images.wcs.wcs.crval)
     assert np.allclose(wcs.wcs.cdelt, images.wcs.wcs.cdelt) and wcs.wcs.ctype[0] == "RA---TAN"
@@ -193,8 +241,9 @@ def test_synthetic_field_maps_recover_truth_and_round_trip(small_estimator, fiel
     assert (tmp_path / "m.png").stat().st_size > 10_000
     with pytest.raises(FileExistsError):
         maps.write(tmp_path / "m.fits")
-    np.testing.assert_array_equal(Table.read(tmp_path / "t.fits")["log_mstar_p50"],
-                                  fit.table()["log_mstar_p50"])  # fmt: skip
+    np.testing.assert_array_equal(
+        Table.read(tmp_path / "t.fits")["log_mstar_p50"], fit.table()["log_mstar_p50"]
+    )
     bare = PixelMaps(maps.maps, maps.units, maps.wcs, maps.header)
     with pytest.raises(ValueError, match="these maps hold no pixel fit, so no per-pixel table"):
         bare.write(table_path=tmp_path / "t2.fits")
@@ -212,18 +261,46 @@ def test_dask_local_cluster_matches_serial(small_estimator, field):
     images = field[0]
     mask = np.zeros((10, 10), bool)
     mask[2:8, 2:8] = True
-    serial = fit_pixels(small_estimator, images, mask, model=False, n_draws=50,
-                        chunk_size=10, seed=4, progress=False)  # fmt: skip
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:  # fmt: skip
-        dist = fit_pixels(small_estimator, images, mask, model=False, n_draws=50,
-                          chunk_size=10, seed=4, client=client, progress=False)  # fmt: skip
+    serial = fit_pixels(
+        small_estimator,
+        images,
+        mask,
+        model=False,
+        n_draws=50,
+        chunk_size=10,
+        seed=4,
+        progress=False,
+    )
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        dist = fit_pixels(
+            small_estimator,
+            images,
+            mask,
+            model=False,
+            n_draws=50,
+            chunk_size=10,
+            seed=4,
+            client=client,
+            progress=False,
+        )
     # Same draws; float32 sums in torch may round differently on a worker thread (~1e-6).
     np.testing.assert_allclose(serial.quantiles, dist.quantiles, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(serial.mass_draws[1], dist.mass_draws[1], rtol=1e-5)
-    other = fit_pixels(small_estimator, images, mask, model=False, n_draws=50,
-                       chunk_size=10, seed=5, progress=False)  # fmt: skip
+    other = fit_pixels(
+        small_estimator,
+        images,
+        mask,
+        model=False,
+        n_draws=50,
+        chunk_size=10,
+        seed=5,
+        progress=False,
+    )
     assert np.max(np.abs(serial.quantiles - other.quantiles)[:, 1:]) > 1e-2  # seed matters
 
 
@@ -240,5 +317,6 @@ def test_fit_pixels_errors(small_estimator, field):
     from prospect_sbi import build_model
 
     with pytest.raises(ValueError, match="model differs"):
-        fit_pixels(small_estimator, images, model=build_model("parametric_sfh", zred=2.0),
-                   progress=False)  # fmt: skip
+        fit_pixels(
+            small_estimator, images, model=build_model("parametric_sfh", zred=2.0), progress=False
+        )

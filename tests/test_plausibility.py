@@ -67,8 +67,11 @@ def test_clean_faint_galaxies_pass_unflagged(post, faint):
 
 def test_jy_as_maggies_one_galaxy_is_warned_about_and_flagged(post, faint):
     flux, err, zred, log_mass = faint
-    with pytest.warns(ObservationWarning, match=r"1 of 1 objects are brighter than 3x the "
-                      r"training set's 99th-percentile flux .* Jy passed as maggies"):  # fmt: skip
+    with pytest.warns(
+        ObservationWarning,
+        match=r"1 of 1 objects are brighter than 3x the "
+        r"training set's 99th-percentile flux .* Jy passed as maggies",
+    ):
         table = post.summarize(flux[:1] * 3631, err[:1] * 3631, zred=zred[:1], n=300, seed=0)
     flags = table["flag"][0].split(";")
     assert "bright" in flags and "mass_at_prior_max" in flags, flags
@@ -79,8 +82,11 @@ def test_jy_as_maggies_one_galaxy_is_warned_about_and_flagged(post, faint):
 
 def test_jy_as_maggies_ten_rows_refused(post, faint):
     flux, err, zred, _ = faint
-    with pytest.raises(ValueError, match=r"median flux .* of the 10 objects is brighter than "
-                       r"99% of the training fluxes.*Jy passed as maggies"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"median flux .* of the 10 objects is brighter than "
+        r"99% of the training fluxes.*Jy passed as maggies",
+    ):
         post.sample(flux * 3631, err * 3631, 10, zred=zred)
 
 
@@ -101,8 +107,11 @@ def test_fluxes_scaled_down_refused(post, faint, factor, match):
 
 def test_errors_far_below_the_noise_model_refused(post, faint):
     flux, err, zred, _ = faint
-    with pytest.raises(ValueError, match=r"100% of the errors are below the smallest .*median "
-                       r"S/N 2e\+11.*variances"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"100% of the errors are below the smallest .*median "
+        r"S/N 2e\+11.*variances",
+    ):
         post.sample(flux, err * 1e-10, 10, zred=zred)
 
 
@@ -116,8 +125,11 @@ def test_flux_and_err_swapped_refused(post, faint):
 
 def test_all_negative_fluxes_refused(post, faint):
     flux, err, zred, _ = faint
-    with pytest.raises(ValueError, match=r"every flux is negative \(median S/N -1[0-9]\.[0-9]\)"
-                       r": a sign flipped"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"every flux is negative \(median S/N -1[0-9]\.[0-9]\)"
+        r": a sign flipped",
+    ):
         post.sample(-np.abs(flux), err, 10, zred=zred)
 
 
@@ -125,16 +137,20 @@ def test_a_flux_far_below_zero_is_flagged(post, faint):
     flux, err, zred, _ = faint
     bad = flux.copy()
     bad[2, 5] = -8 * err[2, 5]
-    with pytest.warns(ObservationWarning, match="1 of 10 objects have fluxes more than 5 sigma "
-                      "below zero"):  # fmt: skip
+    with pytest.warns(
+        ObservationWarning, match="1 of 10 objects have fluxes more than 5 sigma below zero"
+    ):
         obs = post.prepare(bad, err, zred)
     assert obs.flags.tolist() == [""] * 2 + ["negative_flux"] + [""] * 7
 
 
 def test_n_must_be_a_number_of_draws(post, faint):
     flux, err, zred, _ = faint
-    with pytest.raises(TypeError, match=r"n must be an integer number of draws; got 2.3 "
-                       r"\(float\): a redshift\? pass zred="):  # fmt: skip
+    with pytest.raises(
+        TypeError,
+        match=r"n must be an integer number of draws; got 2.3 "
+        r"\(float\): a redshift\? pass zred=",
+    ):
         post.sample(flux, err, 2.3)
 
 
@@ -143,9 +159,12 @@ def test_log_prob_refuses_theta_outside_every_prior_box(post, faint):
     theta = post.sample(flux, err, 5, zred=zred, seed=0)[:, 0]  # (10, D)
     assert np.all(np.isfinite(post.log_prob(theta, flux, err, zred=zred)))
     theta[:, post.labels.index("mass")] = log_mass  # log10 of the LogUniform mass
-    with pytest.raises(ValueError, match=r"no theta lies inside the prior support: mass = "
-                       r"[0-9.]+ is outside \[10000, 1e\+12\] \(a log10 of a LogUniform "
-                       r"parameter\?\)"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"no theta lies inside the prior support: mass = "
+        r"[0-9.]+ is outside \[10000, 1e\+12\] \(a log10 of a LogUniform "
+        r"parameter\?\)",
+    ):
         post.log_prob(theta, flux, err, zred=zred)
 
 
@@ -203,7 +222,10 @@ def test_prior_edge_flags(post):
     draws[1, :, m] = 10 ** np.linspace(11.88, 12.0, 100)  # 2/3 of the draws within 0.08 dex
     draws[2, :, m] = 10 ** np.linspace(4.0, 4.1, 100)
     assert prior_edge_flags(draws, labels, space).tolist() == [
-        "", "mass_at_prior_max", "mass_at_prior_min"]  # fmt: skip
+        "",
+        "mass_at_prior_max",
+        "mass_at_prior_min",
+    ]
 
 
 @pytest.mark.data

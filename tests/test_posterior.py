@@ -39,8 +39,9 @@ def trainset_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trainset(trainset_path, model, _sps_instance):
-    ts = simulate(model, _sps_instance, jades_filters(), N_SIM, trainset_path, seed=3,
-                  progress=False)  # fmt: skip
+    ts = simulate(
+        model, _sps_instance, jades_filters(), N_SIM, trainset_path, seed=3, progress=False
+    )
     yield ts
     ts.close()
 
@@ -59,8 +60,19 @@ def mocks(trained, trainset):
 
 
 def test_labels_and_training_record(trained):
-    assert trained.labels == ["mass", "logzsol", "dust2", "tage", "tau", "gas_logu",
-                              "log_mstar", "log_sfr100", "mwa", "t50", "log_ssfr100"]  # fmt: skip
+    assert trained.labels == [
+        "mass",
+        "logzsol",
+        "dust2",
+        "tage",
+        "tau",
+        "gas_logu",
+        "log_mstar",
+        "log_sfr100",
+        "mwa",
+        "t50",
+        "log_ssfr100",
+    ]
     assert trained.redshift == "known" and "zred" not in trained.labels
     info = trained.training
     assert info["n_train"] + info["n_val"] == N_TRAIN and info["best_epoch"] >= 10
@@ -89,8 +101,10 @@ def test_deconvolve_removes_the_training_jitter(trained):
     rot = torch.linalg.qr(torch.randn(4, 4, generator=gen, dtype=torch.float64))[0]
     true = torch.randn(3, 200_000, 4, generator=gen, dtype=torch.float64) * scale @ rot.T
     jittered = true + 0.01 * torch.randn(true.shape, generator=gen, dtype=torch.float64)
-    z = torch.cat([torch.randn(3, 200_000, d - 4, generator=gen, dtype=torch.float64),
-                   jittered + 3.0], dim=-1)  # fmt: skip
+    z = torch.cat(
+        [torch.randn(3, 200_000, d - 4, generator=gen, dtype=torch.float64), jittered + 3.0],
+        dim=-1,
+    )
     out = deconvolve(z.clone(), 4, 0.01)
     assert torch.equal(out[..., :-4], z[..., :-4])
 
@@ -163,11 +177,12 @@ def test_missing_bands_give_finite_wider_posteriors(trained, mocks):
 
 
 def test_summarize_table(trained, mocks):
-    table = trained.summarize(mocks["flux"][:40], mocks["err"][:40], zred=mocks["zred"][:40],
-                              n=200, seed=2, chunk_size=7)  # fmt: skip
+    table = trained.summarize(
+        mocks["flux"][:40], mocks["err"][:40], zred=mocks["zred"][:40], n=200, seed=2, chunk_size=7
+    )
     assert len(table) == 40
     assert table.colnames[:5] == ["mass_p50", "mass_p16", "mass_p84", "mass_mean", "mass_std"]
-    assert table.colnames[5 * len(trained.labels):] == ["flag"]
+    assert table.colnames[5 * len(trained.labels) :] == ["flag"]
     assert set(table["flag"]) <= {"ok", "mass_at_prior_max", "mass_at_prior_min"}
     assert np.all(table["log_mstar_p16"] <= table["log_mstar_p50"])
     assert np.all(table["log_mstar_p50"] <= table["log_mstar_p84"])
@@ -196,8 +211,10 @@ def test_save_load_round_trip(trained, mocks, tmp_path):
         trained.save(path)
     loaded = AmortizedPosterior.load(path, filters=jades_filters())
     args = (mocks["flux"][:10], mocks["err"][:10], 100)
-    assert np.array_equal(trained.sample(*args, zred=mocks["zred"][:10], seed=4),
-                          loaded.sample(*args, zred=mocks["zred"][:10], seed=4))  # fmt: skip
+    assert np.array_equal(
+        trained.sample(*args, zred=mocks["zred"][:10], seed=4),
+        loaded.sample(*args, zred=mocks["zred"][:10], seed=4),
+    )
     assert loaded.labels == trained.labels and loaded.filters == trained.filters
     assert loaded.noise.to_dict() == trained.noise.to_dict()
     # One safetensors file: an 8-byte header length, then a JSON header; no pickle opcodes.
@@ -213,8 +230,9 @@ def test_recalibration_corrects_underestimated_errors(trained, model, _sps_insta
     """A survey whose errors are a quarter of the true noise makes the flow overconfident;
     maps fitted on 4000 such mocks calibrate 1000 others, and travel with the estimator's
     file. (Errors half the noise only moved the coverage error from 0.035 to 0.043.)"""
-    ts = simulate(model, _sps_instance, jades_filters(), 5000, tmp_path / "recal.h5", seed=13,
-                  progress=False)  # fmt: skip
+    ts = simulate(
+        model, _sps_instance, jades_filters(), 5000, tmp_path / "recal.h5", seed=13, progress=False
+    )
     obs = held_out(trained, ts, slice(0, 5000), seed=14)
     maggies = np.maximum(ts[slice(0, 5000)]["photometry"], 0.0)
     flux = maggies + 4.0 * (obs["flux"] - maggies)
@@ -222,8 +240,16 @@ def test_recalibration_corrects_underestimated_errors(trained, model, _sps_insta
     args = (flux[test], obs["err"][test], obs["truth"][test], obs["zred"][test])
     before = evaluate(trained, *args, n=500)
     post = AmortizedPosterior.load(trained.save(tmp_path / "copy.sbi"))  # the fixture stays
-    recalibrate(post, flux[fit], obs["err"][fit], obs["truth"][fit], obs["zred"][fit], n=500,
-                n_bins=2, n_knots=10)  # fmt: skip
+    recalibrate(
+        post,
+        flux[fit],
+        obs["err"][fit],
+        obs["truth"][fit],
+        obs["zred"][fit],
+        n=500,
+        n_bins=2,
+        n_knots=10,
+    )
     after = evaluate(post, *args, n=500)
     # measured: 0.089 before, 0.040 after (chance level of 1000 mocks: 0.05)
     assert np.max(before["coverage_err"]) > 0.07, before
@@ -231,10 +257,14 @@ def test_recalibration_corrects_underestimated_errors(trained, model, _sps_insta
     loaded = AmortizedPosterior.load(post.save(tmp_path / "recal.sbi"))
     assert np.array_equal(loaded.recalibration.maps, post.recalibration.maps)
     draw = (flux[:5], obs["err"][:5], 50)
-    assert np.array_equal(loaded.sample(*draw, zred=obs["zred"][:5], seed=2),
-                          post.sample(*draw, zred=obs["zred"][:5], seed=2))  # fmt: skip
-    assert np.array_equal(loaded.sample(*draw, zred=obs["zred"][:5], seed=2, recalibrate=False),
-                          trained.sample(*draw, zred=obs["zred"][:5], seed=2))  # fmt: skip
+    assert np.array_equal(
+        loaded.sample(*draw, zred=obs["zred"][:5], seed=2),
+        post.sample(*draw, zred=obs["zred"][:5], seed=2),
+    )
+    assert np.array_equal(
+        loaded.sample(*draw, zred=obs["zred"][:5], seed=2, recalibrate=False),
+        trained.sample(*draw, zred=obs["zred"][:5], seed=2),
+    )
 
 
 def test_train_recalibrates_on_its_validation_rows(trainset):
@@ -302,8 +332,12 @@ def test_bad_inputs(trained, mocks):
 
 def test_noise_must_cover_the_bands(trainset):
     with pytest.raises(ValueError, match="does not cover the training set's bands"):
-        train(trainset, JadesPixelNoise(bands=jades_filters_names()[:10]), max_epochs=1,
-              progress=False)  # fmt: skip
+        train(
+            trainset,
+            JadesPixelNoise(bands=jades_filters_names()[:10]),
+            max_epochs=1,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="redshift="):
         train(trainset, JadesPixelNoise(), redshift="fit", progress=False)
 
@@ -313,8 +347,9 @@ def jades_filters_names():
 
 
 def test_redshift_inferred(trainset):
-    post = train(trainset, JadesPixelNoise(), redshift="infer", max_rows=4000, max_epochs=3,
-                 progress=False)  # fmt: skip
+    post = train(
+        trainset, JadesPixelNoise(), redshift="infer", max_rows=4000, max_epochs=3, progress=False
+    )
     assert post.labels[0] == "zred"
     obs = held_out(post, trainset, slice(N_TRAIN, N_TRAIN + 50))
     assert obs["zred"] is None
@@ -340,11 +375,9 @@ def test_checkpoint_resume_is_exact(trainset, tmp_path):
     again = train(trainset, JadesPixelNoise(), max_epochs=4, checkpoint=ckpt, **kwargs)
     assert again.training["resumed_at_epoch"] == 4
     with pytest.raises(ValueError, match="another training configuration .*batch_size"):
-        train(trainset, JadesPixelNoise(), max_epochs=4, checkpoint=ckpt, batch_size=64,
-              **kwargs)  # fmt: skip
+        train(trainset, JadesPixelNoise(), max_epochs=4, checkpoint=ckpt, batch_size=64, **kwargs)
     with pytest.raises(ValueError, match="another training configuration .*lr_patience"):
-        train(trainset, JadesPixelNoise(), max_epochs=4, checkpoint=ckpt, lr_patience=8,
-              **kwargs)  # fmt: skip
+        train(trainset, JadesPixelNoise(), max_epochs=4, checkpoint=ckpt, lr_patience=8, **kwargs)
     assert resumed.training["lr_patience"] == 3
 
 
@@ -373,8 +406,15 @@ def test_kill_and_resume(trainset, trainset_path, tmp_path):
     from prospect_sbi.posterior.storage import read_tensors
 
     done = read_tensors(ckpt)[1]["epoch"]
-    post = train(trainset_path, JadesPixelNoise(), max_rows=3000, max_epochs=done + 1,
-                 checkpoint=ckpt, progress=False, network={"transforms": 4})  # fmt: skip
+    post = train(
+        trainset_path,
+        JadesPixelNoise(),
+        max_rows=3000,
+        max_epochs=done + 1,
+        checkpoint=ckpt,
+        progress=False,
+        network={"transforms": 4},
+    )
     assert post.training["resumed_at_epoch"] == done
     assert len(post.training["history"]) == done + 1
     assert not list(Path(tmp_path).glob("*.tmp"))  # a write cut by the kill is cleaned up
@@ -382,12 +422,14 @@ def test_kill_and_resume(trainset, trainset_path, tmp_path):
 
 def test_trainingset_path_is_accepted(trainset, trainset_path):
     path = trainset_path
-    post = train(path, JadesPixelNoise(), max_rows=1000, max_epochs=1, progress=False,
-                 derived=["log_mstar"])  # fmt: skip
+    post = train(
+        path, JadesPixelNoise(), max_rows=1000, max_epochs=1, progress=False, derived=["log_mstar"]
+    )
     assert post.labels[-1] == "log_mstar" and "log_ssfr100" not in post.labels
     with pytest.raises(ValueError, match="unknown derived"):
-        train(path, JadesPixelNoise(), max_rows=1000, max_epochs=1, derived=["t90"],
-              progress=False)  # fmt: skip
+        train(
+            path, JadesPixelNoise(), max_rows=1000, max_epochs=1, derived=["t90"], progress=False
+        )
     with TrainingSet.open(path) as ts:
         assert len(ts) == N_SIM
 
@@ -396,39 +438,62 @@ def test_finetune_continues_from_an_estimator(trained, trainset, tmp_path):
     """``init=`` starts from the estimator's weights: its validation loss, not a fresh one's."""
     kwargs = {"max_rows": N_TRAIN, "progress": False}
     # a learning rate of ~0 leaves the weights as they are: the loss is the estimator's own
-    same = train(trainset, JadesPixelNoise(), max_epochs=1, learning_rate=1e-12, init=trained,
-                 **kwargs)  # fmt: skip
+    same = train(
+        trainset, JadesPixelNoise(), max_epochs=1, learning_rate=1e-12, init=trained, **kwargs
+    )
     assert same.training["history"][0]["val_loss"] == pytest.approx(
-        trained.training["best_val_loss"], abs=0.05)
+        trained.training["best_val_loss"], abs=0.05
+    )
     assert same.training["init"]["epochs"] == len(trained.training["history"])
     assert same.space.to_dict() == trained.space.to_dict()
     # the per-object affine transform added to an estimator without one starts at the identity
-    grown = train(trainset, JadesPixelNoise(), max_epochs=1, learning_rate=1e-12, init=trained,
-                  network={"affine": True}, **kwargs)  # fmt: skip
+    grown = train(
+        trainset,
+        JadesPixelNoise(),
+        max_epochs=1,
+        learning_rate=1e-12,
+        init=trained,
+        network={"affine": True},
+        **kwargs,
+    )
     assert grown.network.config["affine"] and grown.training["init"]["added"] == "affine"
     assert grown.training["history"][0]["val_loss"] == pytest.approx(
-        same.training["history"][0]["val_loss"], abs=1e-3)
+        same.training["history"][0]["val_loss"], abs=1e-3
+    )
     fresh = train(trainset, JadesPixelNoise(), max_epochs=1, learning_rate=1e-12, **kwargs)
     assert fresh.training["history"][0]["val_loss"] > trained.training["best_val_loss"] + 5
     # a file works too, and a mismatch is refused by name
     path = trained.save(tmp_path / "start.sbi")
-    tuned = train(trainset, JadesPixelNoise(), max_epochs=1, learning_rate=3e-5, init=path,
-                  **kwargs)  # fmt: skip
+    tuned = train(
+        trainset, JadesPixelNoise(), max_epochs=1, learning_rate=3e-5, init=path, **kwargs
+    )
     assert tuned.training["best_val_loss"] < trained.training["best_val_loss"] + 0.5
     with pytest.raises(ValueError, match="init estimator differs .*redshift"):
-        train(trainset, JadesPixelNoise(), redshift="infer", max_epochs=1, init=trained,
-              **kwargs)  # fmt: skip
+        train(trainset, JadesPixelNoise(), redshift="infer", max_epochs=1, init=trained, **kwargs)
 
 
-SHARP = {"affine": True, "residual": True, "embedding": [32, 32], "transforms": 3,
-         "hidden": [32], "brightness": True}  # fmt: skip
+SHARP = {
+    "affine": True,
+    "residual": True,
+    "embedding": [32, 32],
+    "transforms": 3,
+    "hidden": [32],
+    "brightness": True,
+}
 
 
 def test_mass_augmentation_and_cosine_schedule(trainset, tmp_path):
     kwargs = {"max_rows": 4000, "progress": False, "network": SHARP}
     ckpt = tmp_path / "aug.ckpt"
-    post = train(trainset, JadesPixelNoise(), max_epochs=3, augment_mass=True,
-                 schedule="cosine", checkpoint=ckpt, **kwargs)  # fmt: skip
+    post = train(
+        trainset,
+        JadesPixelNoise(),
+        max_epochs=3,
+        augment_mass=True,
+        schedule="cosine",
+        checkpoint=ckpt,
+        **kwargs,
+    )
     lrs = [e["lr"] for e in post.training["history"]]
     assert lrs[0] > lrs[1] > lrs[2] and lrs[2] < 0.5 * 3e-3
     assert post.training["augment_mass"] and post.training["schedule"] == "cosine"
@@ -439,8 +504,9 @@ def test_mass_augmentation_and_cosine_schedule(trainset, tmp_path):
     assert again.network.config == post.network.config
     # the augmentation is part of what a checkpoint must match
     with pytest.raises(ValueError, match="differs in augment_mass"):
-        train(trainset, JadesPixelNoise(), max_epochs=4, schedule="cosine", checkpoint=ckpt,
-              **kwargs)  # fmt: skip
+        train(
+            trainset, JadesPixelNoise(), max_epochs=4, schedule="cosine", checkpoint=ckpt, **kwargs
+        )
     with pytest.raises(ValueError, match="schedule='step'"):
         train(trainset, JadesPixelNoise(), schedule="step", **kwargs)
 

@@ -34,12 +34,18 @@ def test_all_exports_import():
 
 
 def _space() -> TargetSpace:
-    spec = {"params": {
-        "mass": {"prior": {"name": "LogUniform", "params": {"mini": 1e8, "maxi": 1e12}}},
-        "dust2": {"prior": {"name": "TopHat", "params": {"mini": 0.0, "maxi": 2.0}}},
-        "ratio": {"prior": {"name": "StudentT", "params": {"mean": [0, 0], "scale": [0.3, 0.3],
-                                                           "df": [2, 2]}}},
-    }}  # fmt: skip
+    spec = {
+        "params": {
+            "mass": {"prior": {"name": "LogUniform", "params": {"mini": 1e8, "maxi": 1e12}}},
+            "dust2": {"prior": {"name": "TopHat", "params": {"mini": 0.0, "maxi": 2.0}}},
+            "ratio": {
+                "prior": {
+                    "name": "StudentT",
+                    "params": {"mean": [0, 0], "scale": [0.3, 0.3], "df": [2, 2]},
+                }
+            },
+        }
+    }
     return TargetSpace.from_model_spec(spec, ["mass", "dust2", "ratio_1", "ratio_2"], ["mwa"])
 
 
@@ -54,8 +60,14 @@ def test_target_kinds_from_priors():
 def test_bijection_round_trip_and_box():
     space = _space()
     rng = np.random.default_rng(0)
-    x = np.column_stack([10 ** rng.uniform(8, 12, 500), rng.uniform(0, 2, 500),
-                         rng.standard_t(2, (500, 2)) * 0.3, rng.lognormal(0, 1, 500)])  # fmt: skip
+    x = np.column_stack(
+        [
+            10 ** rng.uniform(8, 12, 500),
+            rng.uniform(0, 2, 500),
+            rng.standard_t(2, (500, 2)) * 0.3,
+            rng.lognormal(0, 1, 500),
+        ]
+    )
     space.fit(x)
     z = space.to_flow(torch.from_numpy(x))
     assert torch.allclose(space.to_physical(z), torch.from_numpy(x), rtol=1e-6)
@@ -158,8 +170,9 @@ ARCHS = [{}, {"affine": True}, {"affine": True, "residual": True}]
 @pytest.mark.parametrize("arch", ARCHS, ids=["plain", "affine", "affine-residual"])
 @pytest.mark.parametrize("flow", sorted(FLOWS))
 def test_network_shapes_and_fast_sampling(flow, arch):
-    net = PosteriorNetwork(4, 9, flow=flow, transforms=3, hidden=(32,), embedding=(32,),
-                           context=8, **arch).eval()  # fmt: skip
+    net = PosteriorNetwork(
+        4, 9, flow=flow, transforms=3, hidden=(32,), embedding=(32,), context=8, **arch
+    ).eval()
     with torch.no_grad():  # move the affine head off the identity it starts at
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -183,8 +196,9 @@ def test_network_shapes_and_fast_sampling(flow, arch):
 def test_fast_sampling_follows_new_weights():
     """The padded coupling weights are cached, and rebuilt once the weights change."""
     net = PosteriorNetwork(5, 9, transforms=3, hidden=(32,), embedding=(32,), context=8).eval()
-    other = PosteriorNetwork(5, 9, transforms=3, hidden=(32,), embedding=(32,), context=8,
-                             seed=1).eval()  # fmt: skip
+    other = PosteriorNetwork(
+        5, 9, transforms=3, hidden=(32,), embedding=(32,), context=8, seed=1
+    ).eval()
     x = torch.randn(4, 9)
     with torch.no_grad():
         net.sample(x, 10)  # fills the cache
@@ -214,8 +228,9 @@ def test_sample_and_log_prob_is_sample_and_log_prob_in_one_pass():
     from prospect_sbi.posterior import PosteriorNetwork
 
     for flow in ("realnvp", "nsf"):
-        net = PosteriorNetwork(5, 3, flow=flow, transforms=3, hidden=(16,), embedding=(16,),
-                               context=8).eval()  # fmt: skip
+        net = PosteriorNetwork(
+            5, 3, flow=flow, transforms=3, hidden=(16,), embedding=(16,), context=8
+        ).eval()
         x = torch.randn(4, 3, generator=torch.Generator().manual_seed(1))
         base = torch.randn(50, 4, 5, generator=torch.Generator().manual_seed(2))
         with torch.no_grad():
@@ -265,8 +280,10 @@ def test_model_rebuilt_from_a_stored_specification():
     import prospect_sbi as ps
     from prospect_sbi.provenance import model_from_spec, model_hash, model_spec
 
-    for model in (ps.build_model("continuity_sfh", zred=(0.5, 6.0)),
-                  ps.build_model("parametric_sfh", zred=2.0, dust_type=4)):  # fmt: skip
+    for model in (
+        ps.build_model("continuity_sfh", zred=(0.5, 6.0)),
+        ps.build_model("parametric_sfh", zred=2.0, dust_type=4),
+    ):
         spec = model_spec(model)
         again = model_from_spec(spec)
         assert model_hash(model_spec(again)) == model_hash(spec)
@@ -281,12 +298,20 @@ def test_shallow_non_detections_become_missing_bands():
     from prospect_sbi.posterior.checks import drop_shallow
 
     max_err = np.array([3.0, 3.0, 3.0])
-    flux = np.array([[0.5, 10.0, 200.0],    # band 0 at the depth: kept
-                     [0.5, 10.0, 200.0],    # band 0 45x shallower, S/N 0.01: missing
-                     [5.0, 0.0, 0.0]])      # every band shallow and undetected: kept as is
-    err = np.array([[1.0, 1.0, 10.0],
-                    [45.0, 1.0, 10.0],      # band 2: err 10x depth but S/N 20: kept
-                    [40.0, 40.0, 40.0]])  # fmt: skip
+    flux = np.array(
+        [
+            [0.5, 10.0, 200.0],  # band 0 at the depth: kept
+            [0.5, 10.0, 200.0],  # band 0 45x shallower, S/N 0.01: missing
+            [5.0, 0.0, 0.0],
+        ]
+    )  # every band shallow and undetected: kept as is
+    err = np.array(
+        [
+            [1.0, 1.0, 10.0],
+            [45.0, 1.0, 10.0],  # band 2: err 10x depth but S/N 20: kept
+            [40.0, 40.0, 40.0],
+        ]
+    )
     with pytest.warns(UserWarning, match="1 non-detections with errors larger than in training"):
         f, e = drop_shallow(flux, err, max_err)
     assert np.isnan(f[1, 0]) and np.isnan(e[1, 0])
@@ -348,9 +373,12 @@ def test_precise_flag_on_catalogue_errors_not_on_training_noise():
     assert set(flags) == {""}
     flags = flag_observations(maggies, 1e-3 * maggies, ranges, None)  # S/N 1000, a catalogue's
     assert set(flags) == {"snr_above_training"}
-    with pytest.warns(ObservationWarning, match=r"200 of 200 objects have detected bands more "
-                      r"precise than the training noise's error floor \(relative error "
-                      r"0.0046\)"):  # fmt: skip
+    with pytest.warns(
+        ObservationWarning,
+        match=r"200 of 200 objects have detected bands more "
+        r"precise than the training noise's error floor \(relative error "
+        r"0.0046\)",
+    ):
         warn_flags(flags, ranges, None)
 
 
@@ -415,11 +443,11 @@ def test_mass_augmentation_is_an_exact_prior_draw(make_model, sps, jades):
     rng = np.random.default_rng(1)
     theta = np.array([model.prior_transform(rng.random(model.ndim)) for _ in range(5)])
     maggies, derived = phot.with_derived(theta)
-    rows = np.column_stack([theta] + [derived[k] for k in names[model.ndim:]])
+    rows = np.column_stack([theta] + [derived[k] for k in names[model.ndim :]])
     moved, factor = aug.draw(rows, rng)
     new_maggies, new_derived = phot.with_derived(moved[:, : model.ndim])
     np.testing.assert_allclose(new_maggies, maggies * factor[:, None], rtol=1e-9)
-    for k, name in enumerate(names[model.ndim:], start=model.ndim):
+    for k, name in enumerate(names[model.ndim :], start=model.ndim):
         np.testing.assert_allclose(moved[:, k], new_derived[name], rtol=0, atol=1e-9)
     mass = np.log10(moved[:, names.index("mass")])
     assert np.all((mass >= 4.0) & (mass <= 12.0)) and np.ptp(np.log10(factor)) > 0.5
@@ -444,14 +472,24 @@ def _brightness_net(**arch):
     err = np.hypot(depth, 0.02 * flux)
     enc.fit(flux, err, zred)
     theta = np.column_stack([10**log_mass, rng.uniform(0, 2, 2000), log_mass - 0.2])
-    spec = {"params": {
-        "mass": {"prior": {"name": "LogUniform", "params": {"mini": 1e4, "maxi": 1e12}}},
-        "dust2": {"prior": {"name": "TopHat", "params": {"mini": 0.0, "maxi": 2.0}}},
-    }}  # fmt: skip
+    spec = {
+        "params": {
+            "mass": {"prior": {"name": "LogUniform", "params": {"mini": 1e4, "maxi": 1e12}}},
+            "dust2": {"prior": {"name": "TopHat", "params": {"mini": 0.0, "maxi": 2.0}}},
+        }
+    }
     space = TargetSpace.from_model_spec(spec, ["mass", "dust2"], ["log_mstar"]).fit(theta)
     config = brightness_config(enc, space, enc.encode(flux, err, zred), theta)
-    net = PosteriorNetwork(3, enc.n_features, transforms=2, hidden=(16,), embedding=(16,),
-                           context=8, brightness=config, **arch).eval()  # fmt: skip
+    net = PosteriorNetwork(
+        3,
+        enc.n_features,
+        transforms=2,
+        hidden=(16,),
+        embedding=(16,),
+        context=8,
+        brightness=config,
+        **arch,
+    ).eval()
     return net, enc, space
 
 
@@ -484,8 +522,9 @@ def test_brightness_network_samples_saves_and_checks():
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    x = enc.encode(np.array([[3e-9, 4e-9, 6e-9]] * 4), np.full((4, 3), 1e-10),
-                   np.array([0.5, 1.0, 2.0, 4.0]))  # fmt: skip
+    x = enc.encode(
+        np.array([[3e-9, 4e-9, 6e-9]] * 4), np.full((4, 3), 1e-10), np.array([0.5, 1.0, 2.0, 4.0])
+    )
     with torch.no_grad():
         torch.manual_seed(1)
         fast = net.sample(x, 30)

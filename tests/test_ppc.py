@@ -54,9 +54,11 @@ def test_ppc_inputs(small_estimator, _sps_instance, mocks):
     with pytest.raises(ValueError, match="lack the model parameter 'zred'"):
         theta_matrix(labels, values, model, None)
     table = small_estimator.summarize(flux[:5], err[:5], zred=theta[:5, 0], n=50, seed=0)
-    chi2, ood = predictive_check(small_estimator, model, _sps_instance, flux[:5], err[:5],
-                                 theta[:5, 0], table)  # fmt: skip
+    chi2, ood = predictive_check(
+        small_estimator, model, _sps_instance, flux[:5], err[:5], theta[:5, 0], table
+    )
     assert chi2.shape == (5,) and ood.dtype == bool and np.all(chi2 > 0)
     with pytest.raises(ValueError, match="draws_or_summary has shape"):
-        predictive_check(small_estimator, model, _sps_instance, flux[:5], err[:5],
-                         theta[:5, 0], np.zeros(3))  # fmt: skip
+        predictive_check(
+            small_estimator, model, _sps_instance, flux[:5], err[:5], theta[:5, 0], np.zeros(3)
+        )

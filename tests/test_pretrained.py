@@ -20,14 +20,22 @@ def test_shipped_estimator_accuracy_and_calibration(name, _sps_instance, tmp_pat
     post = AmortizedPosterior.pretrained(name)
     assert post.recalibration is not None
     assert post.recalibration.maps.shape[:2] == (4, len(post.labels))
-    ts = simulate(pretrained_model(name), _sps_instance, post.filters, N_MOCKS,
-                  tmp_path / "mocks.h5", seed=77, progress=False)  # fmt: skip
+    ts = simulate(
+        pretrained_model(name),
+        _sps_instance,
+        post.filters,
+        N_MOCKS,
+        tmp_path / "mocks.h5",
+        seed=77,
+        progress=False,
+    )
     obs = held_out(post, ts, slice(0, N_MOCKS), seed=78)
     ts.close()
     cols = [post.filters.index(b) for b in resolve_band_names(SNR_BANDS)]
     rows = detection_snr(obs["flux"][:, cols], obs["err"][:, cols]) >= 5
-    table = evaluate(post, obs["flux"][rows], obs["err"][rows], obs["truth"][rows],
-                     obs["zred"][rows], n=N_DRAWS)  # fmt: skip
+    table = evaluate(
+        post, obs["flux"][rows], obs["err"][rows], obs["truth"][rows], obs["zred"][rows], n=N_DRAWS
+    )
     r2 = dict(zip(table["name"], table["r2"], strict=True))
     # full scale (benchmarks/accuracy.py, 20,000 mocks): R^2(log M*) 0.993 for both
     assert r2["log_mstar"] > 0.985, table

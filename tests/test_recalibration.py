@@ -26,8 +26,9 @@ def gaussian_mocks(n: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     truth = mean + sigma * rng.normal(size=(n, 3))
     factor = np.where(snr >= 50.5, 1.3, 0.85)[:, None, None]
     shift = np.array([0.0, 0.0, 0.3]) * sigma
-    draws = mean[:, None] + shift[:, None] + factor * sigma[:, None] * rng.normal(
-        size=(n, N_DRAWS, 3))  # fmt: skip
+    draws = (
+        mean[:, None] + shift[:, None] + factor * sigma[:, None] * rng.normal(size=(n, N_DRAWS, 3))
+    )
     return truth, snr, draws
 
 

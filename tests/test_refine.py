@@ -25,12 +25,14 @@ class GaussianTargets:
 
     @staticmethod
     def _normal(u, mean, sd):
-        return -0.5 * np.sum(((u - mean) / sd) ** 2, -1) - u.shape[-1] * (np.log(sd)
-                                                                          + 0.5 * LOG_2PI)
+        return -0.5 * np.sum(((u - mean) / sd) ** 2, -1) - u.shape[-1] * (
+            np.log(sd) + 0.5 * LOG_2PI
+        )
 
     def first(self, rows, n, rng):
-        return self.evaluate(rows, self.q * rng.standard_normal((len(rows), n, self.mu.shape[1])),
-                             rng)  # fmt: skip
+        return self.evaluate(
+            rows, self.q * rng.standard_normal((len(rows), n, self.mu.shape[1])), rng
+        )
 
     def evaluate(self, rows, u, rng):
         log_target = self.logz[rows, None] + self._normal(u, self.mu[rows, None], self.sd)
@@ -76,10 +78,12 @@ def test_pareto_khat_known_answer_and_a_bad_proposal():
         assert np.median(pareto_khat(np.log(w))) == pytest.approx(k, abs=0.1)
     # a proposal narrower than its target: heavy-tailed weights, flagged; a wider one is fine
     # (k = 1 - q^2 / sd^2 for a narrow Gaussian q: 0.94 here; measured 0.84-1.06)
-    narrow = adaptive_importance(GaussianTargets(np.zeros((3, 2)), 1.0, np.zeros(3), 0.25), 4000,
-                                 1, 100.0, seed=5)  # fmt: skip
-    wide = adaptive_importance(GaussianTargets(np.zeros((3, 2)), 1.0, np.zeros(3), 1.5), 2000,
-                               1, 100.0, seed=5)  # fmt: skip
+    narrow = adaptive_importance(
+        GaussianTargets(np.zeros((3, 2)), 1.0, np.zeros(3), 0.25), 4000, 1, 100.0, seed=5
+    )
+    wide = adaptive_importance(
+        GaussianTargets(np.zeros((3, 2)), 1.0, np.zeros(3), 1.5), 2000, 1, 100.0, seed=5
+    )
     assert np.all(narrow.khat > 0.7) and narrow.flagged.all()
     assert np.all(wide.khat < 0.5) and not wide.flagged.any()
 
@@ -131,11 +135,11 @@ def test_prepare_returns_a_checked_immutable_batch(post, mocks):
     with pytest.raises(ValueError, match="read-only"):
         obs.flux[0, 0] = 1.0
     assert mocks["flux"].flags.writeable  # the caller's array is left alone
-    assert post.prepare(obs) is obs and post.prepare(mocks["flux"][0], mocks["err"][0],
-                                                     1.5).single  # fmt: skip
+    assert post.prepare(obs) is obs and post.prepare(mocks["flux"][0], mocks["err"][0], 1.5).single
     same = post.sample(obs, n=50, seed=3)
-    np.testing.assert_array_equal(same, post.sample(mocks["flux"], mocks["err"], 50,
-                                                    zred=mocks["zred"], seed=3))  # fmt: skip
+    np.testing.assert_array_equal(
+        same, post.sample(mocks["flux"], mocks["err"], 50, zred=mocks["zred"], seed=3)
+    )
     z = post.flow_draws(obs, 40)
     assert z.shape == (5, 40, len(post.targets)) and float(z.abs().max()) < 20
     assert post.encode(obs).shape[0] == 5 and post.n_jittered == 4 and post.jitter == 0.01
@@ -150,15 +154,27 @@ def test_refine_always_sharpens_bright_and_matches_the_one_object_path(post, moc
 
     flux, err, zred = mocks["flux"][:3], mocks["err"][:3], mocks["zred"][:3]
     flow = post.sample(flux, err, 2000, zred=zred, seed=1)
-    draws = post.sample(flux, err, 2000, zred=zred, seed=1, refine="always", sps=sps,
-                        likelihood="noise")  # fmt: skip
+    draws = post.sample(
+        flux, err, 2000, zred=zred, seed=1, refine="always", sps=sps, likelihood="noise"
+    )
     assert draws.shape == flow.shape and draws.refined.all() and not draws.khat_flag.any()
     assert np.all(draws.ess >= 200) and np.all(draws.khat < 0.7) and np.all(draws.logz > 0)
     k = post.labels.index("log_mstar")
     model = post.model()
     for b in range(3):  # the one-object path, long: the exact posterior
-        one = importance_sample(post, model, sps, flux[b], err[b], zred[b], n=2000, rounds=12,
-                                target_ess=1500, likelihood="noise", seed=b)  # fmt: skip
+        one = importance_sample(
+            post,
+            model,
+            sps,
+            flux[b],
+            err[b],
+            zred[b],
+            n=2000,
+            rounds=12,
+            target_ess=1500,
+            likelihood="noise",
+            seed=b,
+        )
         assert one.ess >= 1500 and one.khat < 0.7
         lo, med, hi = _quantiles(one.derived["log_mstar"], one.weights)
         q = np.quantile(draws[b, :, k], [0.16, 0.5, 0.84])
@@ -176,8 +192,16 @@ def test_refined_draws_are_exact_and_not_recalibrated(post, mocks, sps):
     from prospect_sbi.forward import ModelPhotometry
     from prospect_sbi.ppc import theta_matrix
 
-    draws = post.sample(mocks["flux"][1], mocks["err"][1], 300, zred=mocks["zred"][1], seed=2,
-                        refine="always", sps=sps, likelihood="noise")  # fmt: skip
+    draws = post.sample(
+        mocks["flux"][1],
+        mocks["err"][1],
+        300,
+        zred=mocks["zred"][1],
+        seed=2,
+        refine="always",
+        sps=sps,
+        likelihood="noise",
+    )
     assert draws.shape == (300, len(post.labels)) and draws.refined is np.True_
     model = post.model()
     theta = theta_matrix(post.labels, draws[:20], model, mocks["zred"][1])
@@ -190,16 +214,18 @@ def test_refined_draws_are_exact_and_not_recalibrated(post, mocks, sps):
 
 def test_refine_auto_refines_bright_and_badly_fitted_objects_only(post, mocks, sps):
     flux, err = mocks["flux"].copy(), mocks["err"].copy()
-    draws = post.sample(flux, err, 200, zred=mocks["zred"], seed=4, refine="auto", sps=sps,
-                        likelihood="noise")  # fmt: skip
+    draws = post.sample(
+        flux, err, 200, zred=mocks["zred"], seed=4, refine="auto", sps=sps, likelihood="noise"
+    )
     np.testing.assert_array_equal(draws.refined, [True, True, True, False, False])
     assert np.isnan(draws.ess[3:]).all() and np.isfinite(draws.ess[:3]).all()
     # a faint object whose photometry no draw of the flow fits (a 30-sigma spike) is refined
     flux[4, 7] += 30 * err[4, 7]
     obs = post.prepare(flux[3:], err[3:], mocks["zred"][3:])
     flow = post.sample(obs, n=200, seed=4)
-    np.testing.assert_array_equal(needs_refinement(post.refiner(sps, "noise"), obs, flow),
-                                  [False, True])  # fmt: skip
+    np.testing.assert_array_equal(
+        needs_refinement(post.refiner(sps, "noise"), obs, flow), [False, True]
+    )
     table = post.summarize(obs, n=200, seed=4, refine="auto", sps=sps, likelihood="noise")
     assert list(table["refined"]) == [False, True] and np.isnan(table["ess"][0])
     assert table["ess"][1] > 0 and {"khat", "logz", "khat_flag"} <= set(table.colnames)
@@ -210,8 +236,9 @@ def test_refine_errors(post, mocks):
 
     args = mocks["flux"][0], mocks["err"][0], 10
     for bad in ("sometimes", True, None):
-        with pytest.raises(ValueError, match=f"refine={bad!r} is unknown; use one of never, "
-                                             "always, auto"):  # fmt: skip
+        with pytest.raises(
+            ValueError, match=f"refine={bad!r} is unknown; use one of never, always, auto"
+        ):
             post.sample(*args, zred=1.5, refine=bad)
     with pytest.raises(ValueError, match="refine='Auto' is unknown"):
         post.summarize(mocks["flux"][:1], mocks["err"][:1], [1.5], refine="Auto")
@@ -221,11 +248,15 @@ def test_refine_errors(post, mocks):
     empirical._refiners = {}
     rng = np.random.default_rng(7)
     flux = rng.lognormal(np.log(1e-10), 1.0, size=(300, len(post.filters)))
-    empirical.noise = EmpiricalNoise.from_catalog(flux, np.hypot(3e-12, 0.02 * flux),
-                                                  bands=post.filters)  # fmt: skip
-    with pytest.raises(ValueError, match="likelihood 'noise' is known only for "
-                                         "JadesPixelNoise, not for the noise model "
-                                         "EmpiricalNoise; use likelihood='flux'"):  # fmt: skip
+    empirical.noise = EmpiricalNoise.from_catalog(
+        flux, np.hypot(3e-12, 0.02 * flux), bands=post.filters
+    )
+    with pytest.raises(
+        ValueError,
+        match="likelihood 'noise' is known only for "
+        "JadesPixelNoise, not for the noise model "
+        "EmpiricalNoise; use likelihood='flux'",
+    ):
         empirical.sample(*args, zred=1.5, refine="always", likelihood="noise")
 
     class SpikyNoise(JadesPixelNoise):
@@ -236,8 +267,10 @@ def test_refine_errors(post, mocks):
 
     odd = copy.copy(post)
     odd._refiners, odd.noise = {}, SpikyNoise()
-    with pytest.raises(ValueError, match="the noise model SpikyNoise draws fluxes its own "
-                                         "way, so no likelihood is known"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match="the noise model SpikyNoise draws fluxes its own way, so no likelihood is known",
+    ):
         odd.sample(*args, zred=1.5, refine="auto")
 
 
@@ -248,10 +281,15 @@ def test_fit_model_refine_gives_logz_that_results_from_reads(post, mocks, sps, t
     from prospect_sbi.fitting import write_results
 
     model = post.model()
-    obs = {"maggies": mocks["flux"][0], "maggies_unc": mocks["err"][0],
-           "filters": post.filters, "zred": mocks["zred"][0]}  # fmt: skip
-    out = fit_model(obs, model, sps, sbi=True, estimator=post, sbi_seed=1,
-                    sbi_likelihood="noise")  # the default: refine="auto", a bright object
+    obs = {
+        "maggies": mocks["flux"][0],
+        "maggies_unc": mocks["err"][0],
+        "filters": post.filters,
+        "zred": mocks["zred"][0],
+    }
+    out = fit_model(
+        obs, model, sps, sbi=True, estimator=post, sbi_seed=1, sbi_likelihood="noise"
+    )  # the default: refine="auto", a bright object
     result = out["sampling"][0]
     assert result["refined"] and result["ess"] >= 200 and result["khat"] < 0.7
     w = result.weights
@@ -264,8 +302,16 @@ def test_fit_model_refine_gives_logz_that_results_from_reads(post, mocks, sps, t
     np.testing.assert_allclose(res["weights"], w)
     assert res["derived"]["log_mstar"] == pytest.approx(result["derived"]["log_mstar"])
     # sbi_refine is refine's alias; faint objects are left to the flow under "auto"
-    same = fit_model(obs, model, sps, sbi=True, estimator=post, sbi_seed=1,
-                     sbi_likelihood="noise", sbi_refine=True)["sampling"][0]  # fmt: skip
+    same = fit_model(
+        obs,
+        model,
+        sps,
+        sbi=True,
+        estimator=post,
+        sbi_seed=1,
+        sbi_likelihood="noise",
+        sbi_refine=True,
+    )["sampling"][0]
     assert same["logz"][-1] == pytest.approx(result["logz"][-1])
     faint = dict(obs, maggies=mocks["flux"][3], maggies_unc=mocks["err"][3], zred=2.0)
     plain = fit_model(faint, model, sps, sbi=True, estimator=post, sbi_ndraws=100)

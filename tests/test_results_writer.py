@@ -33,12 +33,19 @@ def mock(z2_mock):
 def fitted(model, _sps_instance, mock, small_estimator):
     """``fit_model`` output of the mock, amortised draws with their log-likelihoods."""
     obs, _ = mock
-    return fit_model(dict(obs), model, _sps_instance, sbi=True, estimator=small_estimator,
-                     sbi_ndraws=400, sbi_seed=3, refine="never")  # fmt: skip
+    return fit_model(
+        dict(obs),
+        model,
+        _sps_instance,
+        sbi=True,
+        estimator=small_estimator,
+        sbi_ndraws=400,
+        sbi_seed=3,
+        refine="never",
+    )
 
 
-def test_results_from_gives_chain_weights_derived_bestfit_logz(model, sps, mock, fitted,
-                                                               tmp_path):  # fmt: skip
+def test_results_from_gives_chain_weights_derived_bestfit_logz(model, sps, mock, fitted, tmp_path):
     from prospect.io.read_results import results_from
 
     obs, _ = mock
@@ -56,8 +63,9 @@ def test_results_from_gives_chain_weights_derived_bestfit_logz(model, sps, mock,
     lnp = res["logl"] + model.prior_product(res["samples"])
     best = res["samples"][np.argmax(lnp)]
     np.testing.assert_allclose(back["bestfit"]["parameter"], best)
-    assert {"photometry", "spectrum", "parameter", "mfrac",
-            "restframe_wavelengths"} <= set(back["bestfit"])  # fmt: skip
+    assert {"photometry", "spectrum", "parameter", "mfrac", "restframe_wavelengths"} <= set(
+        back["bestfit"]
+    )
     want, mfrac = ModelPhotometry(model, sps, jades_filters())(best)
     np.testing.assert_allclose(back["bestfit"]["photometry"], want, rtol=2e-3)
     assert back["bestfit"]["mfrac"] == pytest.approx(mfrac, rel=2e-3)
@@ -67,8 +75,16 @@ def test_results_from_gives_chain_weights_derived_bestfit_logz(model, sps, mock,
 
 def test_bestfit_needs_the_likelihoods(model, sps, mock, small_estimator, tmp_path):
     obs, _ = mock
-    out = fit_model(dict(obs), model, None, sbi=True, estimator=small_estimator,
-                    sbi_ndraws=50, sbi_seed=3, refine="never")  # fmt: skip
+    out = fit_model(
+        dict(obs),
+        model,
+        None,
+        sbi=True,
+        estimator=small_estimator,
+        sbi_ndraws=50,
+        sbi_seed=3,
+        refine="never",
+    )
     with pytest.raises(ValueError, match="log-likelihoods are all 0"):
         write_results(tmp_path / "x.h5", out, model, obs, sps=sps)
     assert not (tmp_path / "x.h5").exists()
@@ -122,8 +138,9 @@ def _catalog_table(post, n=30, seed=7):
 
     maggies, _ = ModelPhotometry(cat_model, BC03MilesBasis(), post.filters)(theta)
     flux, err = post.noise.apply(maggies, rng)
-    table = Table({"id": [f"g{i}" for i in range(n)],
-                   "z": theta[:, cat_model.theta_index["zred"]][:, 0]})  # fmt: skip
+    table = Table(
+        {"id": [f"g{i}" for i in range(n)], "z": theta[:, cat_model.theta_index["zred"]][:, 0]}
+    )
     for j, band in enumerate(post.filters):
         short = band.rsplit("_", 1)[-1].upper()
         table[f"flux_{short}"] = flux[:, j] * 3631e9
@@ -135,8 +152,15 @@ def _catalog_table(post, n=30, seed=7):
 def _read(post, table):
     from prospect_sbi import read_catalog
 
-    return read_catalog(table, post.filters, unit="nJy", flux_format="flux_{band}",
-                        err_format="err_{band}", zred_column="z", id_column="id")  # fmt: skip
+    return read_catalog(
+        table,
+        post.filters,
+        unit="nJy",
+        flux_format="flux_{band}",
+        err_format="err_{band}",
+        zred_column="z",
+        id_column="id",
+    )
 
 
 def _check_draws(draws, table, post):
@@ -152,18 +176,24 @@ def _check_draws(draws, table, post):
     assert np.all(np.isfinite(draws["theta"][fitted]))
     np.testing.assert_array_equal(draws["zred"], table["zred"])
     iz = draws["theta_labels"].index("zred")
-    np.testing.assert_allclose(draws["theta"][fitted, :, iz],
-                               np.repeat(np.asarray(table["zred"])[fitted, None], 100, 1),
-                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        draws["theta"][fitted, :, iz],
+        np.repeat(np.asarray(table["zred"])[fitted, None], 100, 1),
+        rtol=1e-6,
+    )
     for i, label in enumerate(draws["theta_labels"]):
         if label != "zred":
-            np.testing.assert_array_equal(np.median(draws["theta"][fitted, :, i].astype(float),
-                                                    axis=1),
-                                          table[f"{label}_p50"][fitted], err_msg=label)
+            np.testing.assert_array_equal(
+                np.median(draws["theta"][fitted, :, i].astype(float), axis=1),
+                table[f"{label}_p50"][fitted],
+                err_msg=label,
+            )
     for i, label in enumerate(draws["derived_labels"]):
-        np.testing.assert_array_equal(np.median(draws["derived"][fitted, :, i].astype(float),
-                                                axis=1),
-                                      table[f"{label}_p50"][fitted], err_msg=label)
+        np.testing.assert_array_equal(
+            np.median(draws["derived"][fitted, :, i].astype(float), axis=1),
+            table[f"{label}_p50"][fitted],
+            err_msg=label,
+        )
 
 
 def test_catalogue_draws_resume_with_the_table(small_estimator, tmp_path, monkeypatch):
@@ -174,8 +204,14 @@ def test_catalogue_draws_resume_with_the_table(small_estimator, tmp_path, monkey
 
     post = small_estimator
     cat = _read(post, _catalog_table(post))
-    kw = {"draws": 100, "seed": 2, "chunk_size": 8, "model": False, "refine": "never",
-          "progress": False}  # fmt: skip
+    kw = {
+        "draws": 100,
+        "seed": 2,
+        "chunk_size": 8,
+        "model": False,
+        "refine": "never",
+        "progress": False,
+    }
     out, dfile = tmp_path / "fit.ecsv", tmp_path / "draws.h5"
     # interrupted after its chunks, without draws: a rerun with draws fits them again
     monkeypatch.setattr(TableParts, "assemble", lambda *a, **k: 1 / 0)
@@ -215,10 +251,32 @@ def test_fit_command_saves_draws(small_estimator, small_estimator_file, tmp_path
     table = _catalog_table(small_estimator, n=12, seed=3)
     cat, out, dfile = tmp_path / "cat.ecsv", tmp_path / "fit.fits", tmp_path / "d.h5"
     table.write(cat)
-    argv = ["fit", str(cat), str(small_estimator_file), "-o", str(out), "--unit", "nJy",
-            "--flux-format", "flux_{band}", "--err-format", "err_{band}", "--zred-column", "z",
-            "--id-column", "id", "--draws", "100", "--chunk-size", "5", "--refine", "never",
-            "--no-ppc", "--save-draws", str(dfile)]  # fmt: skip
+    argv = [
+        "fit",
+        str(cat),
+        str(small_estimator_file),
+        "-o",
+        str(out),
+        "--unit",
+        "nJy",
+        "--flux-format",
+        "flux_{band}",
+        "--err-format",
+        "err_{band}",
+        "--zred-column",
+        "z",
+        "--id-column",
+        "id",
+        "--draws",
+        "100",
+        "--chunk-size",
+        "5",
+        "--refine",
+        "never",
+        "--no-ppc",
+        "--save-draws",
+        str(dfile),
+    ]
     assert cli.main(argv) == 0, capsys.readouterr().err
     assert f"draws in {dfile}" in capsys.readouterr().out
     _check_draws(read_catalog_draws(dfile), Table.read(out), small_estimator)
@@ -229,8 +287,24 @@ def test_train_command_writes_its_loss_curve(tmp_path, capsys):
     from prospect_sbi.plotting import plot_loss
 
     ts = tmp_path / "t.h5"
-    assert cli.main(["simulate", str(ts), "-n", "400", "--template", "parametric_sfh",
-                     "--zred", "2", "--bands", "F200W", "F444W"]) == 0  # fmt: skip
+    assert (
+        cli.main(
+            [
+                "simulate",
+                str(ts),
+                "-n",
+                "400",
+                "--template",
+                "parametric_sfh",
+                "--zred",
+                "2",
+                "--bands",
+                "F200W",
+                "F444W",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "e.sbi"
     assert cli.main(["train", str(ts), str(out), "--epochs", "3", "--batch-size", "128"]) == 0
     png = tmp_path / "e.sbi.loss.png"
@@ -239,8 +313,9 @@ def test_train_command_writes_its_loss_curve(tmp_path, capsys):
     post = AmortizedPosterior.load(out)
     fig = plot_loss(post)  # also from Python, with the epochs it was trained for
     lines = fig.axes[0].get_lines()
-    np.testing.assert_allclose(lines[0].get_ydata(),
-                               [h["train_loss"] for h in post.training["history"]])
+    np.testing.assert_allclose(
+        lines[0].get_ydata(), [h["train_loss"] for h in post.training["history"]]
+    )
     np.testing.assert_allclose(lines[1].get_xdata(), [1, 2, 3])
     with pytest.raises(ValueError, match="no epochs to plot"):
         plot_loss({"history": []})

@@ -48,9 +48,11 @@ def test_no_module_uses_another_modules_private_names():
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
                 target = _target(module, node)
-                seen += [f"{module} imports {target}.{a.name}" for a in node.names
-                         if target.startswith("prospect_sbi") and _private(a.name)
-                         and target != module]  # fmt: skip
+                seen += [
+                    f"{module} imports {target}.{a.name}"
+                    for a in node.names
+                    if target.startswith("prospect_sbi") and _private(a.name) and target != module
+                ]
             elif isinstance(node, ast.Attribute) and _private(node.attr):
                 owner = node.value
                 if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
@@ -98,16 +100,27 @@ def test_fit_model_checks_the_observations_once(monkeypatch, z2_mock, z2_model, 
 
     # every module that imported the real function gets the counting one
     for name, module in list(sys.modules.items()):
-        if name.startswith("prospect_sbi") and getattr(module, "check_observations", None) \
-                is original:  # fmt: skip
+        if (
+            name.startswith("prospect_sbi")
+            and getattr(module, "check_observations", None) is original
+        ):
             monkeypatch.setattr(module, "check_observations", counted)
     obs, _ = z2_mock
-    out = fit_model(dict(obs), z2_model, None, sbi=True, estimator=small_estimator,
-                    sbi_ndraws=200, sbi_seed=3, refine="never")  # fmt: skip
+    out = fit_model(
+        dict(obs),
+        z2_model,
+        None,
+        sbi=True,
+        estimator=small_estimator,
+        sbi_ndraws=200,
+        sbi_seed=3,
+        refine="never",
+    )
     assert calls == [(14,)]
     # the draws are those of the estimator's own sample(), with the same seed
-    draws = small_estimator.sample(obs["maggies"], obs["maggies_unc"], 200, zred=obs["zred"],
-                                   seed=3)  # fmt: skip
+    draws = small_estimator.sample(
+        obs["maggies"], obs["maggies_unc"], 200, zred=obs["zred"], seed=3
+    )
     labels = small_estimator.labels
     chain = out["sampling"][0]["samples"]
     for i, name in enumerate(z2_model.theta_labels()):

@@ -39,8 +39,9 @@ def model():
 @pytest.fixture(scope="module")
 def fast_set(tmp_path_factory, model, jades):
     path = tmp_path_factory.mktemp("sim") / "fast.h5"
-    return simulate(model, BC03MilesBasis(), jades, 300, path, seed=7, batch_size=100,
-                    progress=False)  # fmt: skip
+    return simulate(
+        model, BC03MilesBasis(), jades, 300, path, seed=7, batch_size=100, progress=False
+    )
 
 
 def test_training_set_content(fast_set, model, jades):
@@ -48,8 +49,16 @@ def test_training_set_content(fast_set, model, jades):
     assert len(ts) == 300 and ts.labels == model.theta_labels()
     assert ts.filters == [f.name for f in jades]
     assert ts.theta.shape == (300, model.ndim) and ts.photometry.shape == (300, 14)
-    assert set(ts.derived) == {"log_mstar", "log_sfr10", "log_sfr100", "log_ssfr100", "mwa",
-                               "t25", "t50", "t75"}  # fmt: skip
+    assert set(ts.derived) == {
+        "log_mstar",
+        "log_sfr10",
+        "log_sfr100",
+        "log_ssfr100",
+        "mwa",
+        "t25",
+        "t50",
+        "t75",
+    }
     assert isinstance(ts.theta, h5py.Dataset)  # lazy: slices read only their rows
     rows = ts[10:20]
     assert rows["theta"].shape == (10, model.ndim) and rows["log_mstar"].shape == (10,)
@@ -75,12 +84,22 @@ def test_training_set_content(fast_set, model, jades):
 
 def test_fast_path_matches_generic_path(fast_set, model, tmp_path, jades):
     # Same seed -> same draws; photometry from model.predict one by one vs the batched path.
-    ts = simulate(model, BC03MilesBasis(), jades, 40, tmp_path / "g.h5", seed=7,
-                  batch_size=100, method="generic", progress=False)  # fmt: skip
+    ts = simulate(
+        model,
+        BC03MilesBasis(),
+        jades,
+        40,
+        tmp_path / "g.h5",
+        seed=7,
+        batch_size=100,
+        method="generic",
+        progress=False,
+    )
     np.testing.assert_array_equal(ts.theta[:], fast_set.theta[:40])
     exact, fast = ts.photometry[:], fast_set.photometry[:40]
-    blue_edge = np.array([f.wavelength[f.transmission > 0.01 * f.transmission.max()].min()
-                          for f in jades])  # fmt: skip
+    blue_edge = np.array(
+        [f.wavelength[f.transmission > 0.01 * f.transmission.max()].min() for f in jades]
+    )
     redward = blue_edge[None, :] > 1216.0 * (1 + ts.zred[:][:, None])
     rel = np.abs(fast / exact - 1)[redward]
     assert rel.max() < 5e-3, f"worst band differs by {rel.max():.2e}"
@@ -98,30 +117,53 @@ def test_same_seed_same_content_for_any_executor(fast_set, model, tmp_path, jade
 
     ref = _content(fast_set)
     with ProcessPoolExecutor(2) as pool:
-        ts = simulate(model, BC03MilesBasis(), jades, 300, tmp_path / "pool.h5", seed=7,
-                      batch_size=100, executor=pool, progress=False)  # fmt: skip
+        ts = simulate(
+            model,
+            BC03MilesBasis(),
+            jades,
+            300,
+            tmp_path / "pool.h5",
+            seed=7,
+            batch_size=100,
+            executor=pool,
+            progress=False,
+        )
     _assert_same(_content(ts), ref)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
-        ts = simulate(model, BC03MilesBasis(), jades, 300, tmp_path / "dask.h5", seed=7,
-                      batch_size=100, executor=client, progress=False)  # fmt: skip
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        ts = simulate(
+            model,
+            BC03MilesBasis(),
+            jades,
+            300,
+            tmp_path / "dask.h5",
+            seed=7,
+            batch_size=100,
+            executor=client,
+            progress=False,
+        )
     _assert_same(_content(ts), ref)
-    other = simulate(model, BC03MilesBasis(), jades, 100, tmp_path / "seed8.h5", seed=8,
-                     progress=False)  # fmt: skip
+    other = simulate(
+        model, BC03MilesBasis(), jades, 100, tmp_path / "seed8.h5", seed=8, progress=False
+    )
     assert not np.array_equal(other.theta[:], fast_set.theta[:100])
 
 
 def test_extending_a_file_gives_the_same_rows(fast_set, model, tmp_path, jades):
     path = tmp_path / "grow.h5"
     simulate(model, BC03MilesBasis(), jades, 150, path, seed=7, batch_size=100, progress=False)
-    ts = simulate(model, BC03MilesBasis(), jades, 300, path, seed=7, batch_size=64,
-                  progress=False)  # fmt: skip
+    ts = simulate(model, BC03MilesBasis(), jades, 300, path, seed=7, batch_size=64, progress=False)
     _assert_same(_content(ts), _content(fast_set))
     assert not path.with_name("grow.h5.parts").exists()
 
 
-def test_parts_folder_is_a_chunk_store_and_an_older_layout_is_checked(fast_set, model, tmp_path,
-                                                                      jades, monkeypatch):
+def test_parts_folder_is_a_chunk_store_and_an_older_layout_is_checked(
+    fast_set, model, tmp_path, jades, monkeypatch
+):
     """The parts folder is a ChunkStore; one of the older flat layout is refused (other
     settings) or started again (same settings), ending with the rows of one clean run."""
     import json
@@ -130,13 +172,13 @@ def test_parts_folder_is_a_chunk_store_and_an_older_layout_is_checked(fast_set, 
     path, parts = tmp_path / "old.h5", tmp_path / "old.h5.parts"
     monkeypatch.setattr(sim_module, "_assemble", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        simulate(model, BC03MilesBasis(), jades, 300, path, seed=7, batch_size=100,
-                 progress=False)  # fmt: skip
+        simulate(model, BC03MilesBasis(), jades, 300, path, seed=7, batch_size=100, progress=False)
     monkeypatch.undo()
     manifest = json.loads((parts / "manifest.json").read_text())
     assert manifest["inputs"]["seed"] == 7 and manifest["chunk_rows"] == 100
     assert sorted(p.name for p in parts.glob("chunk_*.npz")) == [
-        f"chunk_{c:07d}.npz" for c in range(3)]
+        f"chunk_{c:07d}.npz" for c in range(3)
+    ]
     # the layout before the job engine: the header, chunk_rows, done_rows, model_spec, flat
     flat = {**manifest["inputs"], "chunk_rows": 100, "model_spec": manifest["model_spec"]}
     (parts / "manifest.json").write_text(json.dumps(dict(flat, seed=8)))
@@ -168,10 +210,12 @@ def test_resume_after_kill_9(tmp_path):
 
 #: Runs simulate_job.py under a file-size limit: the process dies from SIGXFSZ (Python ignores
 #: it by default; here it kills, as SIGKILL would) at the first write beyond the limit.
-_LIMITED = ("import os, resource, runpy, signal, sys"
-            "; signal.signal(signal.SIGXFSZ, signal.SIG_DFL)"
-            "; n = int(os.environ['FSIZE']); resource.setrlimit(resource.RLIMIT_FSIZE, (n, n))"
-            "; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+_LIMITED = (
+    "import os, resource, runpy, signal, sys"
+    "; signal.signal(signal.SIGXFSZ, signal.SIG_DFL)"
+    "; n = int(os.environ['FSIZE']); resource.setrlimit(resource.RLIMIT_FSIZE, (n, n))"
+    "; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+)
 
 
 @pytest.mark.slow
@@ -210,8 +254,11 @@ def test_mismatched_rerun_is_refused(model, jades, tmp_path):
     simulate(model, BC03MilesBasis(), jades, 50, src, seed=7, progress=False)
     before = src.read_bytes()
     other_model = build_model("continuity_sfh", zred=(0.2, 10.0), nbins=4)
-    with pytest.raises(ValueError, match=r"^model differs from that of .*m.h5: agebins N 4 vs "
-                       r"5; use another path"):  # names what differs, not two hashes
+    with pytest.raises(
+        ValueError,
+        match=r"^model differs from that of .*m.h5: agebins N 4 vs "
+        r"5; use another path",
+    ):  # names what differs, not two hashes
         simulate(other_model, BC03MilesBasis(), jades, 100, src, seed=7, progress=False)
     with pytest.raises(ValueError, match="was made with filters="):
         simulate(model, BC03MilesBasis(), jades[:5], 100, src, seed=7, progress=False)
@@ -263,16 +310,25 @@ def _edited_copy(ts, path, edit):
     return path
 
 
-@pytest.mark.parametrize(("value", "match"), [
-    # a set with 5.8e18 maggies trained, and its flux range switched the Jy check off
-    (5.8e18, r"training photometry is 5.8e\+18 maggies at row 17, band jwst_f200w; no galaxy "
-             r"at zred [\d.]+ is brighter than [\d.e+-]+ maggies \(absolute AB magnitude -40\): "
-             r"fluxes in other units\?"),
-    (np.inf, r"training photometry is inf at row 17, band jwst_f200w; expected finite fluxes"),
-    (np.nan, r"training photometry is nan at row 17, band jwst_f200w; expected finite fluxes"),
-    (-1e-9, r"training photometry is -1e-09 maggies at row 17, band jwst_f200w; expected "
-            r"noiseless fluxes >= 0"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        # a set with 5.8e18 maggies trained, and its flux range switched the Jy check off
+        (
+            5.8e18,
+            r"training photometry is 5.8e\+18 maggies at row 17, band jwst_f200w; no galaxy "
+            r"at zred [\d.]+ is brighter than [\d.e+-]+ maggies \(absolute AB magnitude -40\): "
+            r"fluxes in other units\?",
+        ),
+        (np.inf, r"training photometry is inf at row 17, band jwst_f200w; expected finite fluxes"),
+        (np.nan, r"training photometry is nan at row 17, band jwst_f200w; expected finite fluxes"),
+        (
+            -1e-9,
+            r"training photometry is -1e-09 maggies at row 17, band jwst_f200w; expected "
+            r"noiseless fluxes >= 0",
+        ),
+    ],
+)
 def test_training_refuses_non_physical_photometry(fast_set, tmp_path, value, match):
     from prospect_sbi import JadesPixelNoise, train
 
@@ -298,8 +354,11 @@ def test_photometry_limits_are_those_of_galaxies(fast_set):
     limit = 10 ** (-0.4 * (MAX_ABS_MAG + 5 * np.log10(6726.1e5) - 2.5 * np.log10(2.0)))
     ok = np.array([[0.99 * limit]])
     check_photometry(ok, np.array([1.0]), ["b"])
-    with pytest.raises(ValueError, match=r"at row 100, band b; no galaxy at zred 1 is brighter "
-                                         r"than 0.0442 maggies"):
+    with pytest.raises(
+        ValueError,
+        match=r"at row 100, band b; no galaxy at zred 1 is brighter "
+        r"than 0.0442 maggies",
+    ):
         check_photometry(1.02 * ok / 0.99, np.array([1.0]), ["b"], first_row=100)
     # z = 0: Prospector's 10 pc, absolute magnitudes: 10^16 maggies
     check_photometry(np.array([[0.9e16]]), np.array([0.0]), ["b"])
@@ -307,14 +366,23 @@ def test_photometry_limits_are_those_of_galaxies(fast_set):
         check_photometry(ok, np.array([np.nan]), ["b"])
 
 
-@pytest.mark.parametrize(("edit", "match"), [
-    (lambda f: f.attrs.__delitem__("filters"),
-     r"not a complete prospect-sbi training set: it has no 'filters' attribute"),
-    (lambda f: f.__delitem__("photometry"),
-     r"not a complete prospect-sbi training set: it has no 'photometry' array"),
-    (lambda f: f.attrs.__setitem__("filters", "F444W"),
-     r"the 'filters' attribute is not a JSON list of names"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (
+            lambda f: f.attrs.__delitem__("filters"),
+            r"not a complete prospect-sbi training set: it has no 'filters' attribute",
+        ),
+        (
+            lambda f: f.__delitem__("photometry"),
+            r"not a complete prospect-sbi training set: it has no 'photometry' array",
+        ),
+        (
+            lambda f: f.attrs.__setitem__("filters", "F444W"),
+            r"the 'filters' attribute is not a JSON list of names",
+        ),
+    ],
+)
 def test_incomplete_training_set_is_one_line(fast_set, tmp_path, edit, match):
     path = _edited_copy(fast_set, tmp_path / "partial.h5", edit)
     with pytest.raises(ValueError, match=match):
@@ -322,7 +390,18 @@ def test_incomplete_training_set_is_one_line(fast_set, tmp_path, edit, match):
     (tmp_path / "text.h5").write_text("not hdf5")
     with pytest.raises(ValueError, match=r"text\.h5 is not an HDF5 training set"):
         TrainingSet.open(tmp_path / "text.h5")
-    proc = subprocess.run([sys.executable, "-m", "prospect_sbi.cli", "train", str(path),
-                           str(tmp_path / "e.sbi"), "--epochs", "1"], capture_output=True,
-                          text=True)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prospect_sbi.cli",
+            "train",
+            str(path),
+            str(tmp_path / "e.sbi"),
+            "--epochs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr

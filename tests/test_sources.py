@@ -65,8 +65,9 @@ def test_igm_at_z6(sps, jades, make_model, predict):
     z = 6.0
     kw = dict(zred=z, tage=0.3, tau=1.0, dust2=0.0, logzsol=-1.0, mass=1e9)
     on, _ = predict(make_model("parametric_sfh", "igm", add_igm_absorption=True, **kw), sps, jades)
-    off, _ = predict(make_model("parametric_sfh", "igm", add_igm_absorption=False, **kw),
-                     sps, jades)  # fmt: skip
+    off, _ = predict(
+        make_model("parametric_sfh", "igm", add_igm_absorption=False, **kw), sps, jades
+    )
     edges = np.array([band_edges(f) for f in jades])
     below_lylim = edges[:, 1] < LYLIM * (1 + z)
     below_lya = edges[:, 1] < LYA * (1 + z)
@@ -93,10 +94,12 @@ def test_igm_at_z6(sps, jades, make_model, predict):
 def test_igm_factor_scales_optical_depth(sps, jades, make_model, predict):
     kw = dict(zred=6.0, tage=0.3, tau=1.0, dust2=0.0, logzsol=-1.0, mass=1e9)
     spec = dict(add_igm_absorption=True)
-    base, _ = predict(make_model("parametric_sfh", "igm", igm_factor=1.0, **spec, **kw),
-                      sps, jades)  # fmt: skip
-    weak, _ = predict(make_model("parametric_sfh", "igm", igm_factor=0.5, **spec, **kw),
-                      sps, jades)  # fmt: skip
+    base, _ = predict(
+        make_model("parametric_sfh", "igm", igm_factor=1.0, **spec, **kw), sps, jades
+    )
+    weak, _ = predict(
+        make_model("parametric_sfh", "igm", igm_factor=0.5, **spec, **kw), sps, jades
+    )
     i = BAND["acs_wfc_f606w"]
     assert weak[i] > 2 * base[i]  # half the optical depth transmits much more
     np.testing.assert_allclose(weak[6:], base[6:], rtol=1e-10)
@@ -122,8 +125,9 @@ def test_delayed_tau_equals_fine_step_sfh(sps, jades, make_model, predict, nebul
     z, tage, tau, mtot = 1.0, 3.0, 1.5, 1e10
     templates = ("parametric_sfh", "nebular") if nebular else ("parametric_sfh",)
     common = dict(zred=z, dust2=0.2, logzsol=-0.5)
-    smooth, _ = predict(make_model(*templates, sfh=4, tage=tage, tau=tau, mass=mtot, **common),
-                        sps, jades)  # fmt: skip
+    smooth, _ = predict(
+        make_model(*templates, sfh=4, tage=tage, tau=tau, mass=mtot, **common), sps, jades
+    )
 
     log_edges = np.concatenate([[0.0], np.linspace(5.0, np.log10(tage * 1e9), 50)])
     agebins = np.column_stack([log_edges[:-1], log_edges[1:]])  # 50 bins, 1 yr .. tage
@@ -131,10 +135,10 @@ def test_delayed_tau_equals_fine_step_sfh(sps, jades, make_model, predict, nebul
     masses *= mtot / masses.sum()
     assert np.all(masses > 0)
     step, _ = predict(
-        make_model(*templates, sfh=3, agebins=agebins, mass=masses, tage=None, tau=None,
-                   **common),
-        sps, jades,
-    )  # fmt: skip
+        make_model(*templates, sfh=3, agebins=agebins, mass=masses, tage=None, tau=None, **common),
+        sps,
+        jades,
+    )
     np.testing.assert_allclose(step, smooth, rtol=0.01, atol=0)
 
 
@@ -161,11 +165,15 @@ def test_mfrac_range_and_monotonic_in_age(sps, jades, make_model, predict):
 # --------------------------------------------------------------------- nebular emission
 def test_halpha_in_f444w_at_z58(sps, jades, make_model, predict):
     kw = dict(zred=5.8, sfh=1, tage=0.03, tau=100.0, dust2=0.0, logzsol=-1.0, mass=1e9)
-    assert band_edges(jades[BAND["jwst_f444w"]])[0] < 6564.6 * 6.8 < band_edges(
-        jades[BAND["jwst_f444w"]])[1]  # fmt: skip
+    assert (
+        band_edges(jades[BAND["jwst_f444w"]])[0]
+        < 6564.6 * 6.8
+        < band_edges(jades[BAND["jwst_f444w"]])[1]
+    )
     on, _ = predict(make_model("parametric_sfh", "nebular", **kw), sps, jades)
-    off, _ = predict(make_model("parametric_sfh", "nebular", add_neb_emission=False, **kw),
-                     sps, jades)  # fmt: skip
+    off, _ = predict(
+        make_model("parametric_sfh", "nebular", add_neb_emission=False, **kw), sps, jades
+    )
     gain = on / off - 1
     f444w, f200w = gain[BAND["jwst_f444w"]], gain[BAND["jwst_f200w"]]
     assert f444w > 0.5  # H-alpha (+[NII], [SII]) and nebular continuum
@@ -235,8 +243,9 @@ def test_emline_info_from_fake_sps_home(tmp_path, monkeypatch, jades, make_model
     assert len(model.emline_info) == 3
     np.testing.assert_allclose(model.emline_info["wave"], [4862.71, 5008.24, 6564.6])
     assert list(model.emline_info["name"]) == ["H beta 4861", "[OIII]5007", "H alpha 6563"]
-    np.testing.assert_allclose(prospect_sbi.emission_line_info()["wave"],
-                               [4862.71, 5008.24, 6564.6])  # fmt: skip
+    np.testing.assert_allclose(
+        prospect_sbi.emission_line_info()["wave"], [4862.71, 5008.24, 6564.6]
+    )
 
     fresh = BC03MilesBasis()  # a source instance reads the line table once
     with pytest.warns(UserWarning, match="no counterpart"):
@@ -307,9 +316,10 @@ BATCH_CASES = {
 def test_batch_photometry_equals_single_predict(sps, jades, make_model, predict, rng, case):
     templates, extra = BATCH_CASES[case]
     model = make_model(
-        *templates, zred={"isfree": True, "init": 1.0, "prior": TopHat(mini=0.2, maxi=8.0)},
+        *templates,
+        zred={"isfree": True, "init": 1.0, "prior": TopHat(mini=0.2, maxi=8.0)},
         **extra,
-    )  # fmt: skip
+    )
     nobj = 20
     singles, mfracs, params = [], [], []
     for _ in range(nobj):

@@ -75,8 +75,11 @@ def test_damaged_header_json_is_refused(shipped):
     edited = data.replace(b'redshift\\": \\"known', b'redshift\\"; \\"known', 1)
     assert edited != data and len(edited) == len(data)
     shipped.write_bytes(edited)
-    with pytest.raises(ValueError, match=r"est\.sbi has a damaged header: not valid JSON "
-                                         r"\(Expecting ':' delimiter at character \d+\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"est\.sbi has a damaged header: not valid JSON "
+        r"\(Expecting ':' delimiter at character \d+\)",
+    ):
         AmortizedPosterior.load(shipped)
     # a changed value that keeps the JSON valid is caught by the checksum
     shipped.write_bytes(data.replace(b'redshift\\": \\"known', b'redshift\\": \\"knowx', 1))
@@ -96,22 +99,40 @@ def _rewrite(src, dst, change, checksum=True):
     return dst
 
 
-@pytest.mark.parametrize(("change", "match"), [
-    # the file loaded and built a network of 12 transforms before failing on the weights
-    ({"transforms": 12}, r"network transforms is 12 in the configuration; the stored weights "
-                         r"have 10"),
-    ({"hidden": [10**6, 10**6]}, r"network hidden\[0\] is 1000000; the stored weights allow "
-                                 r"an integer from 0 to 256"),
-    ({"bins": 10**9}, r"network bins is 1000000000; the stored weights allow an integer "
-                      r"from 0 to 256"),
-    ({"embedding": [256, 256]}, r"network embedding is \[256, 256\] in the configuration; the "
-                                r"stored weights have \[256, 256, 256\]"),
-    ({"flow": "glow"}, r"network flow 'glow' is not one of"),
-    ({"context": "64"}, r"network context is '64'; the stored weights allow an integer"),
-    # the reported case: 24 GB in 9 minutes
-    ({"transforms": 1e6}, r"network transforms is 1000000.0 in the configuration; the stored "
-                          r"weights have 10"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        # the file loaded and built a network of 12 transforms before failing on the weights
+        (
+            {"transforms": 12},
+            r"network transforms is 12 in the configuration; the stored weights "
+            r"have 10",
+        ),
+        (
+            {"hidden": [10**6, 10**6]},
+            r"network hidden\[0\] is 1000000; the stored weights allow "
+            r"an integer from 0 to 256",
+        ),
+        (
+            {"bins": 10**9},
+            r"network bins is 1000000000; the stored weights allow an integer "
+            r"from 0 to 256",
+        ),
+        (
+            {"embedding": [256, 256]},
+            r"network embedding is \[256, 256\] in the configuration; the "
+            r"stored weights have \[256, 256, 256\]",
+        ),
+        ({"flow": "glow"}, r"network flow 'glow' is not one of"),
+        ({"context": "64"}, r"network context is '64'; the stored weights allow an integer"),
+        # the reported case: 24 GB in 9 minutes
+        (
+            {"transforms": 1e6},
+            r"network transforms is 1000000.0 in the configuration; the stored "
+            r"weights have 10",
+        ),
+    ],
+)
 def test_crafted_network_header_is_refused_before_building(shipped, tmp_path, change, match):
     path = _rewrite(shipped, tmp_path / "crafted.sbi", lambda h: h["network"].update(change))
     start = time.perf_counter()
@@ -123,34 +144,48 @@ def test_crafted_network_header_is_refused_before_building(shipped, tmp_path, ch
 def test_check_config_reads_sizes_off_the_weights():
     from prospect_sbi.posterior.network import check_config
 
-    net = PosteriorNetwork(4, 9, flow="nsf", transforms=3, hidden=(16, 8), embedding=(32,),
-                           context=12)  # fmt: skip
+    net = PosteriorNetwork(
+        4, 9, flow="nsf", transforms=3, hidden=(16, 8), embedding=(32,), context=12
+    )
     shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     check_config(net.config, shapes)
-    with pytest.raises(ValueError, match=r"network hidden is \[16, 16\] in the configuration; "
-                                         r"the stored weights have \[16, 8\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"network hidden is \[16, 16\] in the configuration; "
+        r"the stored weights have \[16, 8\]",
+    ):
         check_config(net.config | {"hidden": [16, 16]}, shapes)
-    with pytest.raises(ValueError, match="network n_targets is 5 in the configuration; the "
-                                         "stored weights have 4"):
+    with pytest.raises(
+        ValueError, match="network n_targets is 5 in the configuration; the stored weights have 4"
+    ):
         check_config(net.config | {"n_targets": 5}, shapes)
-    with pytest.raises(ValueError, match=r"tensor npe.flow.transform.transforms.1.hyper.4.bias "
-                                         r"has shape \(46,\); the network configuration "
-                                         r"expects \(40,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"tensor npe.flow.transform.transforms.1.hyper.4.bias "
+        r"has shape \(46,\); the network configuration "
+        r"expects \(40,\)",
+    ):
         PosteriorNetwork.from_weights(net.config | {"bins": 7}, net.state_dict())
 
 
 @pytest.mark.parametrize("key", ["filters", "flux_stats", "network"])
 def test_header_without_an_entry_is_one_line(shipped, tmp_path, key):
     path = _rewrite(shipped, tmp_path / "partial.sbi", lambda h: h.pop(key))
-    with pytest.raises(ValueError, match=rf"partial\.sbi is not a complete prospect-sbi "
-                                         rf"estimator: its header has no '{key}'$"):
+    with pytest.raises(
+        ValueError,
+        match=rf"partial\.sbi is not a complete prospect-sbi "
+        rf"estimator: its header has no '{key}'$",
+    ):
         AmortizedPosterior.load(path)
 
 
 def test_header_parts_that_disagree_are_refused(shipped, tmp_path):
     path = _rewrite(shipped, tmp_path / "bands.sbi", lambda h: h.update(filters=h["filters"][:3]))
-    with pytest.raises(ValueError, match=r"bands\.sbi: the estimator's header lists 3 filters; "
-                                         r"its network and encoder have 14$"):
+    with pytest.raises(
+        ValueError,
+        match=r"bands\.sbi: the estimator's header lists 3 filters; "
+        r"its network and encoder have 14$",
+    ):
         AmortizedPosterior.load(path)
 
 
@@ -161,11 +196,15 @@ def test_format_1_files_without_checksum_load_with_a_warning(shipped, tmp_path):
         post = AmortizedPosterior.load(old)
     ref = AmortizedPosterior.load(shipped)
     flux, err = _mock(ref)
-    np.testing.assert_array_equal(post.sample(flux, err, 20, zred=2.0, seed=1),
-                                  ref.sample(flux, err, 20, zred=2.0, seed=1))  # fmt: skip
+    np.testing.assert_array_equal(
+        post.sample(flux, err, 20, zred=2.0, seed=1), ref.sample(flux, err, 20, zred=2.0, seed=1)
+    )
     stripped = _rewrite(shipped, tmp_path / "new.sbi", lambda h: None, checksum=False)
-    with pytest.raises(ValueError, match=r"new\.sbi has no checksum, which every file of "
-                                         r"format >= 2 carries \(format 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"new\.sbi has no checksum, which every file of "
+        r"format >= 2 carries \(format 2\)",
+    ):
         AmortizedPosterior.load(stripped)
     # saving again adds the checksum, with the same weights
     post.save(old, overwrite=True)

@@ -22,8 +22,10 @@ from prospect_sbi.pixels import (
     select_pixels,
 )
 
-pytestmark = [pytest.mark.usefixtures("one_thread"),
-              pytest.mark.filterwarnings("ignore::UserWarning")]  # fmt: skip
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+]
 
 DRAWS = 50
 SHARED = __import__("conftest").SHARED_DATA
@@ -44,8 +46,16 @@ def field(tmp_path_factory, _sps_instance):
 def run(field, small_estimator, tmp_path_factory, _sps_instance):
     """map_field of the whole test field, serially, with the predictive check."""
     out = tmp_path_factory.mktemp("survey")
-    res = map_field(small_estimator, field.mosaics, field.segmap, field.catalog, out,
-                    n_draws=DRAWS, sps=_sps_instance, progress=False)  # fmt: skip
+    res = map_field(
+        small_estimator,
+        field.mosaics,
+        field.segmap,
+        field.catalog,
+        out,
+        n_draws=DRAWS,
+        sps=_sps_instance,
+        progress=False,
+    )
     return res, out
 
 
@@ -106,11 +116,12 @@ def test_field_catalogue_maps_and_figure(run, field):
             m = gmaps["mask"] > 0
             h, w = m.shape
             key = f"{q}_p50" if q != "ood" else q
-            np.testing.assert_array_equal(plane[y0:y0 + h, x0:x0 + w][m], gmaps[key][m])
+            np.testing.assert_array_equal(plane[y0 : y0 + h, x0 : x0 + w][m], gmaps[key][m])
 
 
-def test_jof_maps_from_the_field_equal_map_galaxy(run, field, small_estimator, shared_data,
-                                                  _sps_instance, tmp_path):  # fmt: skip
+def test_jof_maps_from_the_field_equal_map_galaxy(
+    run, field, small_estimator, shared_data, _sps_instance, tmp_path
+):
     """The JOF galaxies mapped from the mosaics (MJy/sr float32, a box of the segmentation map)
     equal map_galaxy on the original cutouts (microJy, 65 x 65), same seed."""
     from prospect_sbi.jades_data import read_jof_cutouts
@@ -120,23 +131,40 @@ def test_jof_maps_from_the_field_equal_map_galaxy(run, field, small_estimator, s
     chi2, _, _ = read_maps(out / "field_chi2_red.fits")
     cat = Table.read(out / "field_catalog.ecsv")
     for gid, images in read_jof_cutouts(shared_data).items():
-        done = map_galaxy(small_estimator, images, tmp_path, f"jof{gid}", select_pixels(images),
-                          n_draws=DRAWS, sps=_sps_instance, progress=False)  # fmt: skip
+        done = map_galaxy(
+            small_estimator,
+            images,
+            tmp_path,
+            f"jof{gid}",
+            select_pixels(images),
+            n_draws=DRAWS,
+            sps=_sps_instance,
+            progress=False,
+        )
         g = field.galaxies[field.galaxies["id"] == gid][0]
-        box = np.s_[g["y0"]:g["y0"] + 65, g["x0"]:g["x0"] + 65]
-        for name, ref in (("log_sigma_mstar_p50", done.maps["log_sigma_mstar_p50"]),
-                          ("log_sigma_mstar_p84", done.maps["log_sigma_mstar_p84"])):
+        box = np.s_[g["y0"] : g["y0"] + 65, g["x0"] : g["x0"] + 65]
+        for name, ref in (
+            ("log_sigma_mstar_p50", done.maps["log_sigma_mstar_p50"]),
+            ("log_sigma_mstar_p84", done.maps["log_sigma_mstar_p84"]),
+        ):
             got = field_maps[name][box]
             assert np.array_equal(np.isfinite(got), np.isfinite(ref)), name
-            np.testing.assert_allclose(got[np.isfinite(ref)], ref[np.isfinite(ref)], rtol=0,
-                                       atol=2e-4, err_msg=f"{gid} {name}")  # fmt: skip
+            np.testing.assert_allclose(
+                got[np.isfinite(ref)],
+                ref[np.isfinite(ref)],
+                rtol=0,
+                atol=2e-4,
+                err_msg=f"{gid} {name}",
+            )
         ref = done.maps["chi2_red"]
-        np.testing.assert_allclose(chi2["chi2_red"][box][np.isfinite(ref)], ref[np.isfinite(ref)],
-                                   rtol=1e-3)  # fmt: skip
+        np.testing.assert_allclose(
+            chi2["chi2_red"][box][np.isfinite(ref)], ref[np.isfinite(ref)], rtol=1e-3
+        )
         row = cat[cat["id"] == gid][0]
         assert row["n_pixels"] == len(done.fit)
-        assert row["log_mstar_pix_p50"] == pytest.approx(done.outshining["log_mstar_resolved"][0],
-                                                         abs=1e-4)  # fmt: skip
+        assert row["log_mstar_pix_p50"] == pytest.approx(
+            done.outshining["log_mstar_resolved"][0], abs=1e-4
+        )
 
 
 def test_rerun_skips_finished_galaxies(run, field, small_estimator, _sps_instance, tmp_path):
@@ -145,12 +173,21 @@ def test_rerun_skips_finished_galaxies(run, field, small_estimator, _sps_instanc
     shutil.copytree(out / "galaxies", copy / "galaxies")
     markers = {p.name: p.stat().st_mtime_ns for p in (copy / "galaxies").glob("*_done.json")}
     assert len(markers) == len(field.galaxies)
-    again = map_field(small_estimator, field.mosaics, field.segmap, field.catalog, copy,
-                      n_draws=DRAWS, sps=_sps_instance, progress=False,
-                      quantities=("log_sigma_mstar",))  # fmt: skip
+    again = map_field(
+        small_estimator,
+        field.mosaics,
+        field.segmap,
+        field.catalog,
+        copy,
+        n_draws=DRAWS,
+        sps=_sps_instance,
+        progress=False,
+        quantities=("log_sigma_mstar",),
+    )
     assert again.fitted == 0 and again.skipped == len(field.galaxies)
-    assert {p.name: p.stat().st_mtime_ns for p in (copy / "galaxies").glob("*_done.json")} == \
-        markers  # fmt: skip
+    assert {
+        p.name: p.stat().st_mtime_ns for p in (copy / "galaxies").glob("*_done.json")
+    } == markers
     for col in res.catalog.colnames:
         assert list(again.catalog[col]) == list(res.catalog[col]), col
     a, _, _ = read_maps(out / "field_log_sigma_mstar.fits")
@@ -158,8 +195,9 @@ def test_rerun_skips_finished_galaxies(run, field, small_estimator, _sps_instanc
     np.testing.assert_array_equal(a["log_sigma_mstar_p50"], b["log_sigma_mstar_p50"])
 
 
-def test_bad_galaxies_are_listed_and_the_others_go_on(run, field, small_estimator,
-                                                      _sps_instance, tmp_path):  # fmt: skip
+def test_bad_galaxies_are_listed_and_the_others_go_on(
+    run, field, small_estimator, _sps_instance, tmp_path
+):
     _, out = run
     copy = tmp_path / "out"
     shutil.copytree(out / "galaxies", copy / "galaxies")
@@ -170,13 +208,23 @@ def test_bad_galaxies_are_listed_and_the_others_go_on(run, field, small_estimato
     cat.add_row((9999, 2.0))
     path = tmp_path / "bad.ecsv"
     cat.write(path)
-    res = map_field(small_estimator, field.mosaics, field.segmap, path, copy, n_draws=DRAWS,
-                    sps=_sps_instance, progress=False, quantities=("ood",))  # fmt: skip
+    res = map_field(
+        small_estimator,
+        field.mosaics,
+        field.segmap,
+        path,
+        copy,
+        n_draws=DRAWS,
+        sps=_sps_instance,
+        progress=False,
+        quantities=("ood",),
+    )
     lo, hi = small_estimator.header["zred_range"]  # the training set's, within 0.5-5
     assert res.errors == {
         synth[0]: f"galaxy {synth[0]}: redshift 7 is outside the estimator's range "
-                  f"[{lo:g}, {hi:g}]",
-        9999: "galaxy 9999: id 9999 is not in the segmentation map"}
+        f"[{lo:g}, {hi:g}]",
+        9999: "galaxy 9999: id 9999 is not in the segmentation map",
+    }
     assert res.no_zred == [synth[1]]
     assert res.skipped == len(cat) - 3 and res.fitted == 0
     table = Table.read(copy / "field_catalog.ecsv")
@@ -208,21 +256,35 @@ def test_bad_mosaics_are_one_line_errors_naming_the_band(field, small_estimator,
     def no_unit(h):
         del h["BUNIT"]
 
-    cases = ((shift, "mosaic of jwst_f200w is on another pixel grid than acs_wfc_f435w's "
-                     r"\(WCS differs by 3.00 pixels\): the bands must share one grid"),
-             (no_wcs, r"mosaic of jwst_f200w \(jwst_f200w.fits\) has no celestial WCS"),
-             (no_unit, r"mosaic of jwst_f200w \(jwst_f200w.fits\) has no BUNIT: give its unit"))
+    cases = (
+        (
+            shift,
+            "mosaic of jwst_f200w is on another pixel grid than acs_wfc_f435w's "
+            r"\(WCS differs by 3.00 pixels\): the bands must share one grid",
+        ),
+        (no_wcs, r"mosaic of jwst_f200w \(jwst_f200w.fits\) has no celestial WCS"),
+        (no_unit, r"mosaic of jwst_f200w \(jwst_f200w.fits\) has no BUNIT: give its unit"),
+    )
     for edit, message in cases:
         mosaics = _edited(field, tmp_path, "jwst_f200w", edit)
         with pytest.raises(ValueError, match=message):
             map_field(small_estimator, mosaics, field.segmap, field.catalog, tmp_path / "o")
     with pytest.raises(ValueError, match="zred='infer' is not available yet"):
-        map_field(small_estimator, field.mosaics, field.segmap, field.catalog, tmp_path / "o",
-                  zred="infer")  # fmt: skip
+        map_field(
+            small_estimator,
+            field.mosaics,
+            field.segmap,
+            field.catalog,
+            tmp_path / "o",
+            zred="infer",
+        )
     small = tmp_path / "small_seg.fits"
     FitsPlanes(small, (10, 10), ["SEG"], dtype=np.int32)
-    with pytest.raises(ValueError, match=r"segmentation map has shape \(10, 10\); the mosaics "
-                                         r"are \(150, 375\)"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"segmentation map has shape \(10, 10\); the mosaics "
+        r"are \(150, 375\)",
+    ):
         map_field(small_estimator, field.mosaics, small, field.catalog, tmp_path / "o")
     assert not (tmp_path / "o" / "field_catalog.ecsv").exists()
 
@@ -242,13 +304,28 @@ def test_survey_command(run, field, small_estimator_file, tmp_path, capsys):
     _, out = run
     copy = tmp_path / "out"
     shutil.copytree(out / "galaxies", copy / "galaxies")
-    argv = ["survey", str(small_estimator_file), "-o", str(copy), "--segmap", str(field.segmap),
-            "--catalog", str(field.catalog), "--draws", str(DRAWS), "--maps", "mwa",
-            "--mosaic", *[f"{b}={p}" for b, p in field.mosaics.items()]]  # fmt: skip
+    argv = [
+        "survey",
+        str(small_estimator_file),
+        "-o",
+        str(copy),
+        "--segmap",
+        str(field.segmap),
+        "--catalog",
+        str(field.catalog),
+        "--draws",
+        str(DRAWS),
+        "--maps",
+        "mwa",
+        "--mosaic",
+        *[f"{b}={p}" for b, p in field.mosaics.items()],
+    ]
     assert cli.main(argv) == 0
     n = len(field.galaxies)
-    assert f"{n} catalogue galaxies: 0 mapped, {n} done before, 0 without a redshift, 0 " \
-        "failed" in capsys.readouterr().out  # fmt: skip
+    assert (
+        f"{n} catalogue galaxies: 0 mapped, {n} done before, 0 without a redshift, 0 "
+        "failed" in capsys.readouterr().out
+    )
     assert (copy / "field_mwa.fits").is_file() and not (copy / "field_dust2.fits").exists()
     assert cli.main([*argv, "--zred", "infer"]) == 2
     err = capsys.readouterr().err
@@ -263,22 +340,32 @@ def test_dask_run_equals_the_serial_run(field, small_estimator, tmp_path):
     synth = field.galaxies["id"][field.galaxies["kind"] == "synthetic"]
     catalog = tmp_path / "three.ecsv"
     cat[np.isin(cat["id"], synth[:3])].write(catalog)
-    kw = {"n_draws": 30, "model": False, "progress": False, "quantities": ("log_sigma_mstar",),
-          "png": False}
+    kw = {
+        "n_draws": 30,
+        "model": False,
+        "progress": False,
+        "quantities": ("log_sigma_mstar",),
+        "png": False,
+    }
     tf = field
     serial = map_field(small_estimator, tf.mosaics, tf.segmap, catalog, tmp_path / "s", **kw)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:  # fmt: skip
-        par = map_field(small_estimator, tf.mosaics, tf.segmap, catalog, tmp_path / "d",
-                        client=client, **kw)  # fmt: skip
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        par = map_field(
+            small_estimator, tf.mosaics, tf.segmap, catalog, tmp_path / "d", client=client, **kw
+        )
     assert par.fitted == serial.fitted == 3 and not par.errors
     assert not list((tmp_path / "d").rglob("*_maps.png"))  # png=False: no per-galaxy panel
     assert len(list((tmp_path / "d").rglob("*_maps.fits"))) == 3
     for col in serial.catalog.colnames:
         if serial.catalog[col].dtype.kind == "f":
-            np.testing.assert_allclose(par.catalog[col], serial.catalog[col], rtol=1e-6,
-                                       err_msg=col)  # fmt: skip
+            np.testing.assert_allclose(
+                par.catalog[col], serial.catalog[col], rtol=1e-6, err_msg=col
+            )
         else:
             assert list(par.catalog[col]) == list(serial.catalog[col]), col
     a, _, _ = read_maps(tmp_path / "s" / "field_log_sigma_mstar.fits")

@@ -22,8 +22,9 @@ from prospect_sbi.transforms import (
 def test_cosmology_tables_match_astropy(rng):
     z = np.concatenate([[0.0, 1e-4, 30.0], rng.uniform(0, 20, 500)])
     np.testing.assert_allclose(age_of_universe(z), cosmo.age(z).value, rtol=1e-6)
-    np.testing.assert_allclose(luminosity_distance(z[1:]),
-                               cosmo.luminosity_distance(z[1:]).value, rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        luminosity_distance(z[1:]), cosmo.luminosity_distance(z[1:]).value, rtol=1e-6
+    )
     assert luminosity_distance(0.0) == 0.0
     with pytest.raises(ValueError, match=r"zred=31.0 is outside the supported range \[0, 30\]"):
         age_of_universe([1.0, 31.0])
@@ -41,23 +42,28 @@ def test_batched_draws_equal_prospector_row_by_row(template, rng):
         model.propagate_parameter_dependencies()
         for name, value in model.params.items():
             if np.asarray(value).dtype.kind in "biuf":
-                np.testing.assert_allclose(params[name][i], np.squeeze(value), rtol=1e-12,
-                                           err_msg=name)  # fmt: skip
+                np.testing.assert_allclose(
+                    params[name][i], np.squeeze(value), rtol=1e-12, err_msg=name
+                )
 
 
 def test_batched_transforms_equal_prospector(rng):
     ab = np.array([[0, 7.5], [7.5, 8.5], [8.5, 9], [9, 9.5], [9.5, 10]])
     ratios = rng.normal(0, 0.5, (30, 4))
-    masses = [pt.logsfr_ratios_to_masses(logmass=np.array([10.0]), logsfr_ratios=r, agebins=ab)
-              for r in ratios]  # fmt: skip
-    np.testing.assert_allclose(_logsfr_ratios_to_masses(np.full(30, 10.0), ratios, ab), masses,
-                               rtol=1e-12)  # fmt: skip
+    masses = [
+        pt.logsfr_ratios_to_masses(logmass=np.array([10.0]), logsfr_ratios=r, agebins=ab)
+        for r in ratios
+    ]
+    np.testing.assert_allclose(
+        _logsfr_ratios_to_masses(np.full(30, 10.0), ratios, ab), masses, rtol=1e-12
+    )
     flex = [pt.logsfr_ratios_to_agebins(logsfr_ratios=r[:2], agebins=ab) for r in ratios]
     np.testing.assert_allclose(_logsfr_ratios_to_agebins(ratios[:, :2], ab), flex, rtol=1e-12)
     # Prospector's zred_to_agebins on a scalar redshift (it fails on Prospector's (1,) arrays).
     for z in (0.5, 3.0, 9.0):
-        np.testing.assert_allclose(zred_to_agebins(np.array([z]), ab),
-                                   pt.zred_to_agebins(zred=z, agebins=ab), rtol=1e-6)  # fmt: skip
+        np.testing.assert_allclose(
+            zred_to_agebins(np.array([z]), ab), pt.zred_to_agebins(zred=z, agebins=ab), rtol=1e-6
+        )
 
 
 def test_dependents_listed_before_their_inputs_are_resolved():
@@ -71,8 +77,11 @@ def test_dependents_listed_before_their_inputs_are_resolved():
     model = SpecModel(spec)
     theta = draw_theta(model, np.full((1, model.ndim), 0.3))
     params = batch_params(model, theta)
-    expect = pt.logsfr_ratios_to_masses(logmass=params["logmass"], agebins=params["agebins"][0],
-                                        logsfr_ratios=params["logsfr_ratios"][0])  # fmt: skip
+    expect = pt.logsfr_ratios_to_masses(
+        logmass=params["logmass"],
+        agebins=params["agebins"][0],
+        logsfr_ratios=params["logsfr_ratios"][0],
+    )
     np.testing.assert_allclose(params["mass"][0], expect, rtol=1e-12)
 
 
@@ -103,8 +112,9 @@ def test_derived_quantities_step_sfh():
         rate = mass / np.diff(edges, axis=1)[:, 0]
         return np.select([(a >= lo) & (a < hi) for lo, hi in edges], rate, 0.0)
 
-    got = derived_quantities({"sfh": 3, "mass": mass[None], "agebins": agebins[None]},
-                             np.array([0.6]))  # fmt: skip
+    got = derived_quantities(
+        {"sfh": 3, "mass": mass[None], "agebins": agebins[None]}, np.array([0.6])
+    )
     ref = _brute_force(sfr, edges[-1, 1], 0.6)
     for k, v in ref.items():
         np.testing.assert_allclose(got[k][0], v, rtol=1e-4, atol=1e-6, err_msg=k)
@@ -119,8 +129,10 @@ def test_derived_quantities_tau_models(sfh):
         t = np.clip(tage * 1e9 - np.asarray(a), 0, None)
         return (t if sfh == 4 else 1.0) * np.exp(-t / (tau * 1e9)) * (t > 0)
 
-    got = derived_quantities({"sfh": sfh, "mass": np.array([1e10]), "tage": np.array([tage]),
-                              "tau": np.array([tau])}, np.array([0.5]))  # fmt: skip
+    got = derived_quantities(
+        {"sfh": sfh, "mass": np.array([1e10]), "tage": np.array([tage]), "tau": np.array([tau])},
+        np.array([0.5]),
+    )
     norm = quad(sfr, 0, tage * 1e9, limit=200)[0]
     ref = _brute_force(lambda a: 1e10 * sfr(a) / norm, tage * 1e9, 0.5)
     for k, v in ref.items():
@@ -128,7 +140,9 @@ def test_derived_quantities_tau_models(sfh):
 
 
 def test_quiescent_sfr_is_floored():
-    got = derived_quantities({"sfh": 4, "mass": np.array([1e10]), "tage": np.array([13.0]),
-                              "tau": np.array([0.1])}, np.array([0.5]))  # fmt: skip
+    got = derived_quantities(
+        {"sfh": 4, "mass": np.array([1e10]), "tage": np.array([13.0]), "tau": np.array([0.1])},
+        np.array([0.5]),
+    )
     np.testing.assert_allclose(got["log_ssfr100"], -14.0)
     assert np.isfinite(got["log_sfr10"]).all()

@@ -27,8 +27,14 @@ from prospect_sbi.validate import (
 
 
 # ---------------------------------------------------------------- exact Gaussian posteriors
-def gaussian_case(rng: np.random.Generator, width: float = 1.0, shift: float = 0.0,
-                  b: int = 1000, n: int = 500, d: int = 2) -> tuple:  # fmt: skip
+def gaussian_case(
+    rng: np.random.Generator,
+    width: float = 1.0,
+    shift: float = 0.0,
+    b: int = 1000,
+    n: int = 500,
+    d: int = 2,
+) -> tuple:
     """Posteriors N(mu_i, s_i^2) per object, truths drawn from them; draws of width * s_i."""
     mu = rng.normal(0, 3, size=(b, d))
     s = rng.uniform(0.3, 1.0, size=(b, d))
@@ -152,8 +158,9 @@ def gaussian_observations(b: int = 800) -> tuple:
 def test_calibrate_report_and_files(tmp_path):
     flux, truth = gaussian_observations()
     good = calibrate(GaussianPosterior(), flux, np.ones_like(flux), truth, n=300, chunk_size=100)
-    bad = calibrate(GaussianPosterior(0.4), flux, np.ones_like(flux), truth, n=300,
-                    name="too narrow")  # fmt: skip
+    bad = calibrate(
+        GaussianPosterior(0.4), flux, np.ones_like(flux), truth, n=300, name="too narrow"
+    )
     t_good, t_bad = good.table, bad.table
     assert list(t_good["name"]) == ["a", "b"]
     assert np.all(t_good["r2"] > 0.85)  # 1 - 1/9 / (1 + 1/9) ~ 0.9
@@ -164,8 +171,12 @@ def test_calibrate_report_and_files(tmp_path):
     assert good.medians.shape == (800, 2) and good.ood_share is None
     report = pv.ValidationReport("gaussian", good, {"narrow": bad})
     md = report.write(tmp_path).read_text()
-    for name in ("tarp.png", "sbc_matched.png", "coverage_too_narrow.png",
-                 "predicted_matched.png"):  # fmt: skip
+    for name in (
+        "tarp.png",
+        "sbc_matched.png",
+        "coverage_too_narrow.png",
+        "predicted_matched.png",
+    ):
         assert (tmp_path / name).stat().st_size > 5_000, name
     from astropy.table import Table
 
@@ -201,8 +212,12 @@ def test_misspecified_kwargs():
 # ---------------------------------------------------------------- a real estimator
 def test_estimator_model_is_rebuilt(small_estimator):
     assert estimator_model_kwargs(small_estimator) == {
-        "template": "parametric_sfh", "zred": (0.5, 5.0), "nebular": True, "dust_type": 0,
-        "logmass": (5.0, 12.0)}  # fmt: skip
+        "template": "parametric_sfh",
+        "zred": (0.5, 5.0),
+        "nebular": True,
+        "dust_type": 0,
+        "logmass": (5.0, 12.0),
+    }
     assert mock_seed(small_estimator, 0) != small_estimator.training["trainingset"]["seed"]
     other = copy.copy(small_estimator)
     other.model_hash = "0000000000000000"
@@ -214,8 +229,14 @@ def test_estimator_model_is_rebuilt(small_estimator):
 def small_report(small_estimator, tmp_path_factory):
     with one_torch_thread():
         folder = tmp_path_factory.mktemp("validate")
-        report = validate(small_estimator, folder, n_mocks=300, draws=200, seed=1,
-                          misspecification=["dust", "nebular"])  # fmt: skip
+        report = validate(
+            small_estimator,
+            folder,
+            n_mocks=300,
+            draws=200,
+            seed=1,
+            misspecification=["dust", "nebular"],
+        )
     return report, folder
 
 
@@ -229,9 +250,14 @@ def test_report_on_small_estimator(small_report):
     assert 0.0 <= report.matched.ood_share <= 1.0
     md = (folder / "report.md").read_text()
     assert f"| log_mstar | {row['r2']:.3f} | {row['bias']:+.3f} | {row['scatter']:.3f} |" in md
-    for name in ("tarp.png", "predicted_held_out_mocks.png", "coverage_held_out_mocks.png",
-                 "sbc_held_out_mocks.png", "predicted_calzetti_dust_mocks.png",
-                 "metrics_no_nebular_mocks.ecsv"):  # fmt: skip
+    for name in (
+        "tarp.png",
+        "predicted_held_out_mocks.png",
+        "coverage_held_out_mocks.png",
+        "sbc_held_out_mocks.png",
+        "predicted_calzetti_dust_mocks.png",
+        "metrics_no_nebular_mocks.ecsv",
+    ):
         assert (folder / name).stat().st_size > 1000, name
     assert (folder / "mocks" / "matched.h5").exists()
 
@@ -251,8 +277,11 @@ def test_misspecified_mocks_are_worse(small_report):
         assert row["sbc_p"] < 1e-6 and matched["sbc_p"] > 1e-3, (kind, row, matched)
         assert rep.ood is not None and rep.ood.shape == (len(rep),)
     summary = report.summary_table()
-    assert list(summary["test_set"]) == ["held-out mocks", "Calzetti dust mocks",
-                                         "no-nebular mocks"]  # fmt: skip
+    assert list(summary["test_set"]) == [
+        "held-out mocks",
+        "Calzetti dust mocks",
+        "no-nebular mocks",
+    ]
 
 
 def test_validate_errors(small_estimator, tmp_path):

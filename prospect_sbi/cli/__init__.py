@@ -42,9 +42,14 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if ("%(default)" in text or "(default" in text or default is None
-                or default is argparse.SUPPRESS or action.nargs == 0
-                or not (action.option_strings or action.nargs in ("?", "*"))):  # fmt: skip
+        if (
+            "%(default)" in text
+            or "(default" in text
+            or default is None
+            or default is argparse.SUPPRESS
+            or action.nargs == 0
+            or not (action.option_strings or action.nargs in ("?", "*"))
+        ):
             return text
         if isinstance(default, list | tuple):
             default = " ".join(str(d) for d in default)
@@ -66,35 +71,61 @@ def _build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         module = import_module(f".{module_name}", __name__)
         p = sub.add_parser(name, help=help_, formatter_class=HelpFormatter)
         getattr(module, f"add_{name}_args")(p)
-        p.add_argument("--config", metavar="RUN_FILE",
-                       help="TOML or YAML file of options (command-line options win)")  # fmt: skip
+        p.add_argument(
+            "--config",
+            metavar="RUN_FILE",
+            help="TOML or YAML file of options (command-line options win)",
+        )
         p.set_defaults(func=getattr(module, f"run_{name}"))
         subparsers[name] = p
     return parser, subparsers
 
 
 #: Options that count things (draws, rows per chunk, ...): each must be an integer >= 1.
-_COUNTS = ("n", "batch_size", "chunk_size", "draws", "epochs", "mocks", "nlive", "bins",
-           "knots", "nbins", "max_rows", "maxiter", "maxcall", "walks")  # fmt: skip
+_COUNTS = (
+    "n",
+    "batch_size",
+    "chunk_size",
+    "draws",
+    "epochs",
+    "mocks",
+    "nlive",
+    "bins",
+    "knots",
+    "nbins",
+    "max_rows",
+    "maxiter",
+    "maxcall",
+    "walks",
+)
 
 
 def _check_counts(sub: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse a count below 1 (``fit --chunk-size 0`` said "range() arg 3 must not be zero")."""
     for action in sub._actions:
         value = getattr(args, action.dest, None)
-        if action.dest in _COUNTS and action.option_strings and value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1):  # fmt: skip
-            raise ValueError(f"{action.option_strings[-1]} must be an integer >= 1; "
-                             f"got {value!r}")  # fmt: skip
+        if (
+            action.dest in _COUNTS
+            and action.option_strings
+            and value is not None
+            and (isinstance(value, bool) or not isinstance(value, int) or value < 1)
+        ):
+            raise ValueError(f"{action.option_strings[-1]} must be an integer >= 1; got {value!r}")
 
 
 #: subcommand -> what its ``out`` must be: a folder, or a file with one of these suffixes.
 OUTPUTS: dict[str, str | tuple[str, ...]] = {
-    "map": "folder", "survey": "folder", "validate": "folder", "compare": "folder",
+    "map": "folder",
+    "survey": "folder",
+    "validate": "folder",
+    "compare": "folder",
     "quickstart": "folder",
-    "simulate": (".h5", ".hdf5"), "train": (".sbi",), "recalibrate": (".sbi",),
-    "fit": (".ecsv", ".fits", ".fit", ".fts"), "predict": (".ecsv",),
-}  # fmt: skip
+    "simulate": (".h5", ".hdf5"),
+    "train": (".sbi",),
+    "recalibrate": (".sbi",),
+    "fit": (".ecsv", ".fits", ".fit", ".fts"),
+    "predict": (".ecsv",),
+}
 
 
 def check_output(command: str, out: Any) -> None:
@@ -113,14 +144,19 @@ def check_output(command: str, out: Any) -> None:
     path = Path(out)
     if kind == "folder":
         if path.exists() and not path.is_dir():
-            raise ValueError(f"-o {out} is a file; {command} writes a folder of outputs there: "
-                             "give a folder (new or existing)")  # fmt: skip
+            raise ValueError(
+                f"-o {out} is a file; {command} writes a folder of outputs there: "
+                "give a folder (new or existing)"
+            )
         return
-    flag = "--out" if command == "predict" else ("OUT" if command in ("simulate", "train")
-                                                 else "-o")  # fmt: skip
+    flag = (
+        "--out" if command == "predict" else ("OUT" if command in ("simulate", "train") else "-o")
+    )
     if path.suffix.lower() not in kind:
-        raise ValueError(f"{flag} {out}: {command} writes {' or '.join(kind)} files; got "
-                         f"{path.suffix or 'no suffix'!r}")  # fmt: skip
+        raise ValueError(
+            f"{flag} {out}: {command} writes {' or '.join(kind)} files; got "
+            f"{path.suffix or 'no suffix'!r}"
+        )
     if path.is_dir():
         raise ValueError(f"{flag} {out} is a folder; {command} writes one {kind[0]} file")
 
@@ -128,8 +164,9 @@ def check_output(command: str, out: Any) -> None:
 def _warning_line(command: str) -> Any:
     """``warnings.formatwarning`` for the command line: one line, no Python source line."""
 
-    def format_warning(message: Any, category: type, filename: str, lineno: int,
-                       line: str | None = None) -> str:  # fmt: skip
+    def format_warning(
+        message: Any, category: type, filename: str, lineno: int, line: str | None = None
+    ) -> str:
         return f"prospect-sbi {command}: warning: {message}\n"
 
     return format_warning
@@ -161,8 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"prospect-sbi {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"prospect-sbi {args.command}: interrupted; rerun the same command to resume",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"prospect-sbi {args.command}: interrupted; rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     finally:
         warnings.formatwarning = formatwarning

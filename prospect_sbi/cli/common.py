@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-__all__ = ["TEMPLATES", "add_param_file_args", "add_refine_args", "check_run_options",
-           "dask_client", "estimator_file", "estimator_model", "file_id", "param_file",
-           "param_file_sps", "read_catalog_zred", "read_run_file"]
+__all__ = [
+    "TEMPLATES",
+    "add_param_file_args",
+    "add_refine_args",
+    "check_run_options",
+    "dask_client",
+    "estimator_file",
+    "estimator_model",
+    "file_id",
+    "param_file",
+    "param_file_sps",
+    "read_catalog_zred",
+    "read_run_file",
+]
 
 import argparse
 import os
@@ -18,29 +29,45 @@ TEMPLATES = ("parametric_sfh", "continuity_sfh")
 
 def add_refine_args(parser: Any, default: str) -> None:
     """Add ``--refine`` and ``--likelihood``, checked when the command runs (run files too)."""
-    parser.add_argument("--refine", default=default, metavar="{never,always,auto}",
-                        help="replace the amortised draws by the exact posterior (importance "
-                             "sampling with the likelihood, ~0.1-0.5 s an object) for every "
-                             "object, none, or those that need it: total S/N >= 20, or badly "
-                             "fitted by the flow's draws")  # fmt: skip
-    parser.add_argument("--likelihood", default="flux", metavar="{flux,noise}",
-                        help="likelihood of the refinement: flux (Gaussian, real data) or "
-                             "noise (the estimator's noise model, for its own mocks)")
+    parser.add_argument(
+        "--refine",
+        default=default,
+        metavar="{never,always,auto}",
+        help="replace the amortised draws by the exact posterior (importance "
+        "sampling with the likelihood, ~0.1-0.5 s an object) for every "
+        "object, none, or those that need it: total S/N >= 20, or badly "
+        "fitted by the flow's draws",
+    )
+    parser.add_argument(
+        "--likelihood",
+        default="flux",
+        metavar="{flux,noise}",
+        help="likelihood of the refinement: flux (Gaussian, real data) or "
+        "noise (the estimator's noise model, for its own mocks)",
+    )
 
 
 def add_param_file_args(parser: Any, sps: bool = True) -> None:
     """Add ``--param-file`` (a Prospector parameter file) and, with ``sps``, ``--sps``."""
-    parser.add_argument("--param-file", metavar="PARAM_FILE.py", default=None,
-                        help="Prospector parameter file (build_model, build_obs, build_sps, "
-                             "run_params, as Prospector's demos write them; its main block "
-                             "is not run): its model instead of a template, checked against "
-                             "the estimator's (default: none; the estimator's stored "
-                             "model)")  # fmt: skip
+    parser.add_argument(
+        "--param-file",
+        metavar="PARAM_FILE.py",
+        default=None,
+        help="Prospector parameter file (build_model, build_obs, build_sps, "
+        "run_params, as Prospector's demos write them; its main block "
+        "is not run): its model instead of a template, checked against "
+        "the estimator's (default: none; the estimator's stored "
+        "model)",
+    )
     if sps:
-        parser.add_argument("--sps", choices=("builtin", "param-file"), default="builtin",
-                            help="SPS source: builtin (prospect-sbi's offline BC03MilesBasis) "
-                                 "or param-file (the file's build_sps, e.g. FSPS; needs "
-                                 "$SPS_HOME)")  # fmt: skip
+        parser.add_argument(
+            "--sps",
+            choices=("builtin", "param-file"),
+            default="builtin",
+            help="SPS source: builtin (prospect-sbi's offline BC03MilesBasis) "
+            "or param-file (the file's build_sps, e.g. FSPS; needs "
+            "$SPS_HOME)",
+        )
 
 
 def param_file(args: argparse.Namespace) -> Any:
@@ -73,8 +100,9 @@ def estimator_model(post: Any, pf: Any = None) -> Any:
     return post.resolve_model(None if pf is None else pf.model())
 
 
-def read_catalog_zred(path: str | os.PathLike, post: Any, zred_column: str,
-                      **options: Any) -> tuple[Any, str | None]:  # fmt: skip
+def read_catalog_zred(
+    path: str | os.PathLike, post: Any, zred_column: str, **options: Any
+) -> tuple[Any, str | None]:
     """Read a catalogue in the estimator's bands, with the redshift Prospector would use.
 
     The ``zred_column`` for an estimator conditioned on the redshift; when the catalogue has
@@ -126,8 +154,10 @@ def read_run_file(path: str | os.PathLike, command: str) -> dict[str, Any]:
         try:
             import yaml
         except ModuleNotFoundError as err:
-            raise ValueError(f"{path}: YAML run files need PyYAML (pip install pyyaml); "
-                             "or write the run file as TOML") from err
+            raise ValueError(
+                f"{path}: YAML run files need PyYAML (pip install pyyaml); "
+                "or write the run file as TOML"
+            ) from err
 
         try:
             data = yaml.safe_load(text) or {}
@@ -150,8 +180,10 @@ def read_run_file(path: str | os.PathLike, command: str) -> dict[str, Any]:
         raise ValueError(f"{path}: a run file holds a table of options")
     section = data.get(command, {})
     if not isinstance(section, dict):
-        raise ValueError(f"{path}: {command!r} is {section!r}; it must be a table of options for "
-                         f"the {command} command")  # fmt: skip
+        raise ValueError(
+            f"{path}: {command!r} is {section!r}; it must be a table of options for "
+            f"the {command} command"
+        )
     options = {k: v for k, v in data.items() if not isinstance(v, dict)}
     options.update(section)
     return {k.replace("-", "_"): v for k, v in options.items()}
@@ -169,8 +201,9 @@ def _expected(action: argparse.Action) -> tuple[str, Any]:
     return "a string", lambda v: isinstance(v, str)
 
 
-def check_run_options(options: dict[str, Any], parser: argparse.ArgumentParser,
-                      path: str | os.PathLike, command: str) -> None:  # fmt: skip
+def check_run_options(
+    options: dict[str, Any], parser: argparse.ArgumentParser, path: str | os.PathLike, command: str
+) -> None:
     """Refuse run-file values of the wrong type or outside an option's choices, in one line.
 
     A command-line option's value is converted by its ``type``; a run file's arrives as TOML
@@ -193,14 +226,17 @@ def check_run_options(options: dict[str, Any], parser: argparse.ArgumentParser,
         many = action.nargs in ("+", "*") or (isinstance(action.nargs, int) and action.nargs > 0)
         if many != isinstance(value, list):
             want = f"a list, each {what}" if many else what
-            raise ValueError(f"{path}: {flag} must be {want}; got {value!r} "
-                             f"({type(value).__name__})")  # fmt: skip
+            raise ValueError(
+                f"{path}: {flag} must be {want}; got {value!r} ({type(value).__name__})"
+            )
         for item in value if many else [value]:
             if value is None and action.default is None:
                 continue
             if not ok(item):
-                raise ValueError(f"{path}: {flag} must be {what}; got {item!r} "
-                                 f"({type(item).__name__})")  # fmt: skip
+                raise ValueError(
+                    f"{path}: {flag} must be {what}; got {item!r} ({type(item).__name__})"
+                )
             if action.choices is not None and item not in action.choices:
-                raise ValueError(f"{path}: {flag} must be one of {list(action.choices)}; got "
-                                 f"{item!r}")  # fmt: skip
+                raise ValueError(
+                    f"{path}: {flag} must be one of {list(action.choices)}; got {item!r}"
+                )

@@ -11,8 +11,13 @@ from .common import add_param_file_args
 from .train import add_catalog_args
 
 #: :data:`prospect_sbi.fitting.comparison.DYNESTY_DEFAULTS` (not imported: ``--help`` stays fast).
-DYNESTY = {"nested_nlive_init": 200, "nested_dlogz_init": 0.2, "nested_bound": "multi",
-           "nested_sample": "rwalk", "nested_walks": 16}  # fmt: skip
+DYNESTY = {
+    "nested_nlive_init": 200,
+    "nested_dlogz_init": 0.2,
+    "nested_bound": "multi",
+    "nested_sample": "rwalk",
+    "nested_walks": 16,
+}
 
 
 def add_compare_args(parser: argparse.ArgumentParser) -> None:
@@ -29,44 +34,84 @@ def add_compare_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("catalog", help="catalogue table")
     parser.add_argument("estimator", help="estimator file (.sbi) or pretrained name")
     parser.add_argument("-o", "--out", required=True, help="output folder")
-    parser.add_argument("--rows", type=int, nargs="+",
-                        help="catalogue rows, from 0 (default: row 0 unless --ids)")  # fmt: skip
-    parser.add_argument("--ids", nargs="+",
-                        help="objects by their value in --id-column, instead of --rows")
+    parser.add_argument(
+        "--rows", type=int, nargs="+", help="catalogue rows, from 0 (default: row 0 unless --ids)"
+    )
+    parser.add_argument(
+        "--ids", nargs="+", help="objects by their value in --id-column, instead of --rows"
+    )
     add_catalog_args(parser)
-    parser.add_argument("--zred-column", default="redshift",
-                        help="redshift column, for estimators conditioned on it")  # fmt: skip
-    parser.add_argument("--id-column", default=None,
-                        help="id column, naming the outputs (default: row number)")  # fmt: skip
-    parser.add_argument("--err-floor", type=float, default=0.0,
-                        help="fractional error floor added in quadrature, err = hypot(err, "
-                             "FRAC * flux), e.g. 0.05 for integrated photometry")
-    parser.add_argument("--likelihood", choices=("flux", "noise"), default="flux",
-                        help="flux: Gaussian (real data); noise: the noise model")  # fmt: skip
+    parser.add_argument(
+        "--zred-column",
+        default="redshift",
+        help="redshift column, for estimators conditioned on it",
+    )
+    parser.add_argument(
+        "--id-column", default=None, help="id column, naming the outputs (default: row number)"
+    )
+    parser.add_argument(
+        "--err-floor",
+        type=float,
+        default=0.0,
+        help="fractional error floor added in quadrature, err = hypot(err, "
+        "FRAC * flux), e.g. 0.05 for integrated photometry",
+    )
+    parser.add_argument(
+        "--likelihood",
+        choices=("flux", "noise"),
+        default="flux",
+        help="flux: Gaussian (real data); noise: the noise model",
+    )
     parser.add_argument("--draws", type=int, default=4000, help="SBI draws")
     parser.add_argument("--seed", type=int, default=0, help="seed of the SBI draws")
     dyn = parser.add_argument_group("dynesty (Prospector's nested_* run_params)")
-    dyn.add_argument("--nlive", type=int, default=DYNESTY["nested_nlive_init"],
-                     help="live points (nested_nlive_init)")  # fmt: skip
-    dyn.add_argument("--dlogz", type=float, default=DYNESTY["nested_dlogz_init"],
-                     help="stop when the remaining evidence is below this (nested_dlogz_init)")
-    dyn.add_argument("--maxiter", type=int, help="most iterations (nested_maxiter_init; "
-                     "default: no limit)")  # fmt: skip
-    dyn.add_argument("--maxcall", type=int, help="most likelihood calls (nested_maxcall_init; "
-                     "default: no limit)")  # fmt: skip
-    dyn.add_argument("--bound", choices=("none", "single", "multi", "balls", "cubes"),
-                     default=DYNESTY["nested_bound"], help="bounding of the live points "
-                     "(nested_bound)")  # fmt: skip
-    dyn.add_argument("--sample", choices=("auto", "unif", "rwalk", "slice", "rslice"),
-                     default=DYNESTY["nested_sample"], help="how new points are drawn "
-                     "(nested_sample)")  # fmt: skip
-    dyn.add_argument("--walks", type=int, default=DYNESTY["nested_walks"],
-                     help="random-walk steps per new point (nested_walks)")  # fmt: skip
-    dyn.add_argument("--no-progress", action="store_true",
-                     help="do not show dynesty's progress line on stderr")  # fmt: skip
-    parser.add_argument("--refine", action="store_true",
-                        help="also compare the SBI draws importance-weighted by the same "
-                        "likelihood (the exact posterior; a few seconds an object)")  # fmt: skip
+    dyn.add_argument(
+        "--nlive",
+        type=int,
+        default=DYNESTY["nested_nlive_init"],
+        help="live points (nested_nlive_init)",
+    )
+    dyn.add_argument(
+        "--dlogz",
+        type=float,
+        default=DYNESTY["nested_dlogz_init"],
+        help="stop when the remaining evidence is below this (nested_dlogz_init)",
+    )
+    dyn.add_argument(
+        "--maxiter", type=int, help="most iterations (nested_maxiter_init; default: no limit)"
+    )
+    dyn.add_argument(
+        "--maxcall",
+        type=int,
+        help="most likelihood calls (nested_maxcall_init; default: no limit)",
+    )
+    dyn.add_argument(
+        "--bound",
+        choices=("none", "single", "multi", "balls", "cubes"),
+        default=DYNESTY["nested_bound"],
+        help="bounding of the live points (nested_bound)",
+    )
+    dyn.add_argument(
+        "--sample",
+        choices=("auto", "unif", "rwalk", "slice", "rslice"),
+        default=DYNESTY["nested_sample"],
+        help="how new points are drawn (nested_sample)",
+    )
+    dyn.add_argument(
+        "--walks",
+        type=int,
+        default=DYNESTY["nested_walks"],
+        help="random-walk steps per new point (nested_walks)",
+    )
+    dyn.add_argument(
+        "--no-progress", action="store_true", help="do not show dynesty's progress line on stderr"
+    )
+    parser.add_argument(
+        "--refine",
+        action="store_true",
+        help="also compare the SBI draws importance-weighted by the same "
+        "likelihood (the exact posterior; a few seconds an object)",
+    )
     add_param_file_args(parser)
 
 
@@ -101,14 +146,27 @@ def run_compare(args: argparse.Namespace) -> int:
     post = AmortizedPosterior.resolve(args.estimator)
     pf = param_file(args)
     model = estimator_model(post, pf)
-    cat, _ = read_catalog_zred(args.catalog, post, args.zred_column, unit=args.unit,
-                               flux_format=args.flux_format, err_format=args.err_format,
-                               id_column=args.id_column, err_floor=args.err_floor)  # fmt: skip
+    cat, _ = read_catalog_zred(
+        args.catalog,
+        post,
+        args.zred_column,
+        unit=args.unit,
+        flux_format=args.flux_format,
+        err_format=args.err_format,
+        id_column=args.id_column,
+        err_floor=args.err_floor,
+    )
     rows = _rows(args, list(cat.ids))
-    dynesty = {"nested_nlive_init": args.nlive, "nested_dlogz_init": args.dlogz,
-               "nested_maxiter_init": args.maxiter, "nested_maxcall_init": args.maxcall,
-               "nested_bound": args.bound, "nested_sample": args.sample,
-               "nested_walks": args.walks, "print_progress": not args.no_progress}  # fmt: skip
+    dynesty = {
+        "nested_nlive_init": args.nlive,
+        "nested_dlogz_init": args.dlogz,
+        "nested_maxiter_init": args.maxiter,
+        "nested_maxcall_init": args.maxcall,
+        "nested_bound": args.bound,
+        "nested_sample": args.sample,
+        "nested_walks": args.walks,
+        "print_progress": not args.no_progress,
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sps = param_file_sps(args, pf)
@@ -123,24 +181,46 @@ def run_compare(args: argparse.Namespace) -> int:
             obs["zred"] = float(cat.zred[row])
         if not args.no_progress:
             print(f"object {name}: dynesty", file=sys.stderr)
-        res = compare(obs, model, sps, post, n_draws=args.draws, seed=args.seed + row,
-                      likelihood=args.likelihood, plot=out / f"compare_{name}.png",
-                      refine=args.refine, title=f"object {name}", **dynesty)  # fmt: skip
+        res = compare(
+            obs,
+            model,
+            sps,
+            post,
+            n_draws=args.draws,
+            seed=args.seed + row,
+            likelihood=args.likelihood,
+            plot=out / f"compare_{name}.png",
+            refine=args.refine,
+            title=f"object {name}",
+            **dynesty,
+        )
         if not args.no_progress:
             print(file=sys.stderr)  # ends dynesty's progress line
-        res.table.meta.update(t_dynesty=res.t_dynesty, t_sbi=res.t_sbi, speedup=res.speedup,
-                              t_refine=res.t_refine, ess=res.ess, title=res.title,
-                              err_floor=args.err_floor)  # fmt: skip
+        res.table.meta.update(
+            t_dynesty=res.t_dynesty,
+            t_sbi=res.t_sbi,
+            speedup=res.speedup,
+            t_refine=res.t_refine,
+            ess=res.ess,
+            title=res.title,
+            err_floor=args.err_floor,
+        )
         res.table.write(table_path, overwrite=True)
-        print(f"object {name}: dynesty {res.t_dynesty:.1f} s, SBI {1e3 * res.t_sbi:.1f} ms "
-              f"(x{res.speedup:.3g})")  # fmt: skip
+        print(
+            f"object {name}: dynesty {res.t_dynesty:.1f} s, SBI {1e3 * res.t_sbi:.1f} ms "
+            f"(x{res.speedup:.3g})"
+        )
         if args.refine:
             print(f"  SBI + importance sampling: {res.t_refine:.2f} s, ESS {res.ess:.0f}")
         for r in res.table:
-            line = (f"  {r['param']:12s} |dmed|/sigma {abs(r['dmed_over_sigma']):6.2f}  width "
-                    f"ratio {r['width_ratio']:5.2f}  W1 {r['wasserstein']:.3f}")  # fmt: skip
+            line = (
+                f"  {r['param']:12s} |dmed|/sigma {abs(r['dmed_over_sigma']):6.2f}  width "
+                f"ratio {r['width_ratio']:5.2f}  W1 {r['wasserstein']:.3f}"
+            )
             if args.refine:
-                line += (f"  | refined {abs(r['is_dmed_over_sigma']):6.2f} "
-                         f"{r['is_width_ratio']:5.2f} {r['is_wasserstein']:.3f}")  # fmt: skip
+                line += (
+                    f"  | refined {abs(r['is_dmed_over_sigma']):6.2f} "
+                    f"{r['is_width_ratio']:5.2f} {r['is_wasserstein']:.3f}"
+                )
             print(line)
     return 0

@@ -24,23 +24,35 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("estimator", help="estimator file (.sbi) or pretrained name")
     parser.add_argument("-o", "--out", required=True, help="output table (.ecsv or .fits)")
     add_catalog_args(parser)
-    parser.add_argument("--zred-column", default="redshift",
-                        help="redshift column, for estimators conditioned on it; without such "
-                             "a column, the redshift the estimator's model fixes")  # fmt: skip
+    parser.add_argument(
+        "--zred-column",
+        default="redshift",
+        help="redshift column, for estimators conditioned on it; without such "
+        "a column, the redshift the estimator's model fixes",
+    )
     parser.add_argument("--id-column", default=None, help="id column (default: row number)")
-    parser.add_argument("--err-floor", type=float, default=0.0,
-                        help="fractional error floor added in quadrature, err = hypot(err, "
-                             "FRAC * flux), e.g. 0.05 for integrated photometry")
+    parser.add_argument(
+        "--err-floor",
+        type=float,
+        default=0.0,
+        help="fractional error floor added in quadrature, err = hypot(err, "
+        "FRAC * flux), e.g. 0.05 for integrated photometry",
+    )
     parser.add_argument("--draws", type=int, default=1000, help="posterior draws per object")
     parser.add_argument("--chunk-size", type=int, default=1024, help="objects per chunk")
     parser.add_argument("--seed", type=int, default=0, help="seed of the posterior draws")
-    parser.add_argument("--no-ppc", action="store_true",
-                        help="skip the posterior-predictive check (chi2_red, ood)")  # fmt: skip
-    parser.add_argument("--save-draws", metavar="PATH.h5", default=None,
-                        help="also keep every object's posterior draws (free parameters in "
-                             "the model's order, derived quantities) in this HDF5 file, with "
-                             "ids, flags, the model and the estimator digest; resumable with "
-                             "the table (default: quantiles only)")  # fmt: skip
+    parser.add_argument(
+        "--no-ppc", action="store_true", help="skip the posterior-predictive check (chi2_red, ood)"
+    )
+    parser.add_argument(
+        "--save-draws",
+        metavar="PATH.h5",
+        default=None,
+        help="also keep every object's posterior draws (free parameters in "
+        "the model's order, derived quantities) in this HDF5 file, with "
+        "ids, flags, the model and the estimator digest; resumable with "
+        "the table (default: quantiles only)",
+    )
     add_refine_args(parser, "auto")
     add_param_file_args(parser)
 
@@ -55,33 +67,59 @@ def run_fit(args: argparse.Namespace) -> int:
         file_id,
         param_file,
         param_file_sps,
-        read_catalog_zred,  # fmt: skip
+        read_catalog_zred,
     )
 
     post = AmortizedPosterior.resolve(args.estimator)
     pf = param_file(args)
     model = None if pf is None else estimator_model(post, pf)
-    catalog, zcol = read_catalog_zred(args.catalog, post, args.zred_column, unit=args.unit,
-                                      flux_format=args.flux_format, err_format=args.err_format,
-                                      id_column=args.id_column,
-                                      err_floor=args.err_floor)  # fmt: skip
+    catalog, zcol = read_catalog_zred(
+        args.catalog,
+        post,
+        args.zred_column,
+        unit=args.unit,
+        flux_format=args.flux_format,
+        err_format=args.err_format,
+        id_column=args.id_column,
+        err_floor=args.err_floor,
+    )
     # everything that changes a row: a resumed run must not mix two option sets
-    fingerprint = {"catalog": file_id(args.catalog),
-                   "estimator": file_id(estimator_file(args.estimator)),
-                   "--unit": args.unit, "--flux-format": args.flux_format,
-                   "--err-format": args.err_format, "--zred-column": zcol,
-                   "--id-column": args.id_column, "--err-floor": args.err_floor,
-                   "--draws": args.draws, "--seed": args.seed,
-                   "--no-ppc": args.no_ppc, "--refine": args.refine,
-                   "--likelihood": args.likelihood, "--sps": args.sps}  # fmt: skip
+    fingerprint = {
+        "catalog": file_id(args.catalog),
+        "estimator": file_id(estimator_file(args.estimator)),
+        "--unit": args.unit,
+        "--flux-format": args.flux_format,
+        "--err-format": args.err_format,
+        "--zred-column": zcol,
+        "--id-column": args.id_column,
+        "--err-floor": args.err_floor,
+        "--draws": args.draws,
+        "--seed": args.seed,
+        "--no-ppc": args.no_ppc,
+        "--refine": args.refine,
+        "--likelihood": args.likelihood,
+        "--sps": args.sps,
+    }
     sps = None if args.sps == "builtin" else param_file_sps(args, pf)
-    counts = write_catalog_fit(post, catalog, args.out, fingerprint, args.draws, args.seed,
-                               args.chunk_size, model=False if args.no_ppc else model,
-                               sps=sps, refine=args.refine, likelihood=args.likelihood,
-                               draws_file=args.save_draws)  # fmt: skip
+    counts = write_catalog_fit(
+        post,
+        catalog,
+        args.out,
+        fingerprint,
+        args.draws,
+        args.seed,
+        args.chunk_size,
+        model=False if args.no_ppc else model,
+        sps=sps,
+        refine=args.refine,
+        likelihood=args.likelihood,
+        draws_file=args.save_draws,
+    )
     rows, refined = counts.pop("rows"), counts.pop("refined")
     also = "" if args.refine == "never" else f"; {refined} refined"
     kept = "" if args.save_draws is None else f"; draws in {args.save_draws}"
-    print(f"{args.out}: {rows} objects ({', '.join(f'{v} {k}' for k, v in counts.items())})"
-          f"{also}{kept}")
+    print(
+        f"{args.out}: {rows} objects ({', '.join(f'{v} {k}' for k, v in counts.items())})"
+        f"{also}{kept}"
+    )
     return 0

@@ -24,52 +24,99 @@ def add_map_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("estimator", help="estimator file (.sbi) or pretrained name")
     parser.add_argument("-o", "--out", required=True, help="output folder")
-    parser.add_argument("--name", default="galaxy",
-                        help="prefix of the output files (a plain file name)")  # fmt: skip
-    parser.add_argument("--image", nargs="+", metavar="BAND=PATH", default=[],
-                        help="science image per band")  # fmt: skip
-    parser.add_argument("--error", nargs="+", metavar="BAND=PATH", default=[],
-                        help="1-sigma error image per band (default: an ERR HDU)")  # fmt: skip
-    parser.add_argument("--weight", nargs="+", metavar="BAND=PATH", default=[],
-                        help="inverse-variance image per band instead of --error")  # fmt: skip
-    parser.add_argument("--cube", metavar="PATH[:NAME]",
-                        help="(band, y, x) flux cube instead of --image: FITS (the first 3-d "
-                             "HDU), .npy, or .npz (its array 'flux', the only array, or NAME "
-                             "after a colon)")  # fmt: skip
-    parser.add_argument("--err-cube", metavar="PATH[:NAME]",
-                        help="(band, y, x) 1-sigma error cube: FITS, .npy or .npz (array 'err' "
-                             "or NAME; default: the 'err' array of an .npz --cube)")  # fmt: skip
-    parser.add_argument("--bands", nargs="+",
-                        help="bands of the cube planes, in order (default: the 'bands' array "
-                             "of an .npz cube)")  # fmt: skip
-    parser.add_argument("--unit", help="flux unit, MJy/sr, nJy, uJy, ... (default: BUNIT; "
-                        "required for .npy/.npz cubes)")  # fmt: skip
-    parser.add_argument("--pixel-scale", type=float, metavar="ARCSEC",
-                        help="pixel side, arcsec (default: from the WCS; required for a cube "
-                             "without one)")  # fmt: skip
-    parser.add_argument("--drop-unknown-bands", action="store_true",
-                        help="leave out, with one warning, image bands the estimator does not "
-                             "know (default: refuse them)")  # fmt: skip
+    parser.add_argument(
+        "--name", default="galaxy", help="prefix of the output files (a plain file name)"
+    )
+    parser.add_argument(
+        "--image", nargs="+", metavar="BAND=PATH", default=[], help="science image per band"
+    )
+    parser.add_argument(
+        "--error",
+        nargs="+",
+        metavar="BAND=PATH",
+        default=[],
+        help="1-sigma error image per band (default: an ERR HDU)",
+    )
+    parser.add_argument(
+        "--weight",
+        nargs="+",
+        metavar="BAND=PATH",
+        default=[],
+        help="inverse-variance image per band instead of --error",
+    )
+    parser.add_argument(
+        "--cube",
+        metavar="PATH[:NAME]",
+        help="(band, y, x) flux cube instead of --image: FITS (the first 3-d "
+        "HDU), .npy, or .npz (its array 'flux', the only array, or NAME "
+        "after a colon)",
+    )
+    parser.add_argument(
+        "--err-cube",
+        metavar="PATH[:NAME]",
+        help="(band, y, x) 1-sigma error cube: FITS, .npy or .npz (array 'err' "
+        "or NAME; default: the 'err' array of an .npz --cube)",
+    )
+    parser.add_argument(
+        "--bands",
+        nargs="+",
+        help="bands of the cube planes, in order (default: the 'bands' array of an .npz cube)",
+    )
+    parser.add_argument(
+        "--unit",
+        help="flux unit, MJy/sr, nJy, uJy, ... (default: BUNIT; required for .npy/.npz cubes)",
+    )
+    parser.add_argument(
+        "--pixel-scale",
+        type=float,
+        metavar="ARCSEC",
+        help="pixel side, arcsec (default: from the WCS; required for a cube without one)",
+    )
+    parser.add_argument(
+        "--drop-unknown-bands",
+        action="store_true",
+        help="leave out, with one warning, image bands the estimator does not "
+        "know (default: refuse them)",
+    )
     parser.add_argument("--segmap", help="segmentation map (FITS, .npy)")
-    parser.add_argument("--segment", default="centre",
-                        help="pixels to fit: those of the segment under the centre, of all "
-                             "segments, of segment ID, or none (S/N alone; no --segmap "
-                             "needed): centre, all, none or ID")  # fmt: skip
-    parser.add_argument("--zred", type=float,
-                        help="redshift of the galaxy (required by estimators conditioned on "
-                             "it)")  # fmt: skip
-    parser.add_argument("--snr-min", type=float, default=5.0,
-                        help="fit pixels whose mean S/N over --snr-bands reaches this")
-    parser.add_argument("--snr-bands", nargs="+", default=["F277W", "F356W", "F444W"],
-                        help="bands of the selection S/N")  # fmt: skip
-    parser.add_argument("--err-floor", type=float, default=0.0, metavar="FRAC",
-                        help="fractional error floor added in quadrature to every pixel and "
-                             "to the integrated photometry, err = hypot(err, FRAC * |flux|)")
+    parser.add_argument(
+        "--segment",
+        default="centre",
+        help="pixels to fit: those of the segment under the centre, of all "
+        "segments, of segment ID, or none (S/N alone; no --segmap "
+        "needed): centre, all, none or ID",
+    )
+    parser.add_argument(
+        "--zred",
+        type=float,
+        help="redshift of the galaxy (required by estimators conditioned on it)",
+    )
+    parser.add_argument(
+        "--snr-min",
+        type=float,
+        default=5.0,
+        help="fit pixels whose mean S/N over --snr-bands reaches this",
+    )
+    parser.add_argument(
+        "--snr-bands",
+        nargs="+",
+        default=["F277W", "F356W", "F444W"],
+        help="bands of the selection S/N",
+    )
+    parser.add_argument(
+        "--err-floor",
+        type=float,
+        default=0.0,
+        metavar="FRAC",
+        help="fractional error floor added in quadrature to every pixel and "
+        "to the integrated photometry, err = hypot(err, FRAC * |flux|)",
+    )
     parser.add_argument("--draws", type=int, default=200, help="posterior draws per pixel")
     parser.add_argument("--chunk-size", type=int, default=1024, help="pixels per chunk")
     parser.add_argument("--seed", type=int, default=0, help="seed of the posterior draws")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="local dask workers (0: run in this process)")  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=0, help="local dask workers (0: run in this process)"
+    )
     parser.add_argument("--scheduler", help="address of a dask.distributed scheduler")
     parser.add_argument("--overwrite", action="store_true", help="refit an existing NAME")
     add_refine_args(parser, "never")
@@ -101,11 +148,12 @@ def run_map(args: argparse.Namespace) -> int:
     files = galaxy_files(out, args.name)  # refuses a name that would leave OUT
     segment = parse_segment(args.segment)
     if segment is not None and args.segmap is None:
-        raise ValueError(f"--segment {args.segment} needs a segmentation map: give --segmap "
-                         "FILE, or --segment none to select pixels on S/N alone")  # fmt: skip
+        raise ValueError(
+            f"--segment {args.segment} needs a segmentation map: give --segmap "
+            "FILE, or --segment none to select pixels on S/N alone"
+        )
     if args.pixel_scale is not None and not args.pixel_scale > 0:
-        raise ValueError(f"--pixel-scale is the pixel side in arcsec, > 0; got "
-                         f"{args.pixel_scale}")  # fmt: skip
+        raise ValueError(f"--pixel-scale is the pixel side in arcsec, > 0; got {args.pixel_scale}")
     post = AmortizedPosterior.resolve(args.estimator)
     if post.redshift == "known" and args.zred is None:
         zr = post.header.get("zred_range")
@@ -113,24 +161,45 @@ def run_map(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.estimator} is conditioned on the redshift: give --zred Z")
         args.zred = float(zr[0])  # trained at one redshift
     with step_warnings("images"):
-        images = load_images(_pairs(args.image, "image"), _pairs(args.error, "error"),
-                             weights=_pairs(args.weight, "weight"), cube=args.cube,
-                             err_cube=args.err_cube, bands=args.bands, unit=args.unit,
-                             pixel_scale=args.pixel_scale, segmap=args.segmap,
-                             zred=args.zred)  # fmt: skip
+        images = load_images(
+            _pairs(args.image, "image"),
+            _pairs(args.error, "error"),
+            weights=_pairs(args.weight, "weight"),
+            cube=args.cube,
+            err_cube=args.err_cube,
+            bands=args.bands,
+            unit=args.unit,
+            pixel_scale=args.pixel_scale,
+            segmap=args.segmap,
+            zred=args.zred,
+        )
     if images.pixel_scale is None:
-        raise ValueError(f"{args.cube or 'the images'} has no WCS, so no pixel scale for the "
-                         "surface densities: give --pixel-scale ARCSEC")  # fmt: skip
+        raise ValueError(
+            f"{args.cube or 'the images'} has no WCS, so no pixel scale for the "
+            "surface densities: give --pixel-scale ARCSEC"
+        )
     client = dask_client(args.workers, args.scheduler)
     said: list = []
     try:
         with record() as said:  # said again below, naming the option that sets the floor
-            done = map_galaxy(post, images, out, args.name, snr_min=args.snr_min,
-                              segment=segment, snr_bands=tuple(args.snr_bands),
-                              drop_unknown=args.drop_unknown_bands, n_draws=args.draws,
-                              seed=args.seed, chunk_size=args.chunk_size, client=client,
-                              overwrite=args.overwrite, refine=args.refine,
-                              likelihood=args.likelihood, err_floor=args.err_floor)  # fmt: skip
+            done = map_galaxy(
+                post,
+                images,
+                out,
+                args.name,
+                snr_min=args.snr_min,
+                segment=segment,
+                snr_bands=tuple(args.snr_bands),
+                drop_unknown=args.drop_unknown_bands,
+                n_draws=args.draws,
+                seed=args.seed,
+                chunk_size=args.chunk_size,
+                client=client,
+                overwrite=args.overwrite,
+                refine=args.refine,
+                likelihood=args.likelihood,
+                err_floor=args.err_floor,
+            )
     finally:
         if client is not None:
             client.close()
@@ -141,10 +210,15 @@ def run_map(args: argparse.Namespace) -> int:
     fit, row = done.fit, done.outshining[0]
     ood = "n/a" if fit.ood is None else f"{fit.ood.mean():.1%}"
     resumed = f" ({fit.resumed_chunks} chunks resumed)" if fit.resumed_chunks else ""
-    refined = ("" if fit.refinement is None
-               else f"; {fit.refinement['refined'].mean():.1%} of pixels refined")
-    print(f"{args.name}: {len(fit)} pixels fitted{resumed}; log M* pixel-summed "
-          f"{row['log_mstar_resolved']:.2f}, integrated {row['log_mstar_integrated']:.2f}; "
-          f"{ood} of pixels flagged out of distribution{refined}; wrote {files['maps']} and "
-          "PNG")  # fmt: skip
+    refined = (
+        ""
+        if fit.refinement is None
+        else f"; {fit.refinement['refined'].mean():.1%} of pixels refined"
+    )
+    print(
+        f"{args.name}: {len(fit)} pixels fitted{resumed}; log M* pixel-summed "
+        f"{row['log_mstar_resolved']:.2f}, integrated {row['log_mstar_integrated']:.2f}; "
+        f"{ood} of pixels flagged out of distribution{refined}; wrote {files['maps']} and "
+        "PNG"
+    )
     return 0

@@ -24,8 +24,10 @@ def add_recalibrate_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("estimator", help="estimator file (.sbi) or pretrained name")
     parser.add_argument("-o", "--out", required=True, help="estimator file to write")
-    parser.add_argument("--testset", help="held-out simulations of the estimator's model "
-                        "(default: simulate new mocks)")  # fmt: skip
+    parser.add_argument(
+        "--testset",
+        help="held-out simulations of the estimator's model (default: simulate new mocks)",
+    )
     parser.add_argument("--mocks", type=int, default=20_000, help="objects to fit on")
     parser.add_argument("--draws", type=int, default=1000, help="posterior draws per object")
     parser.add_argument("--bins", type=int, default=4, help="S/N bins of equal counts")
@@ -51,14 +53,25 @@ def run_recalibrate(args: argparse.Namespace) -> int:
         from ..sources import BC03MilesBasis
 
         with tempfile.TemporaryDirectory() as tmp:
-            mocks = mock_observations(post, post.model(), BC03MilesBasis(), args.mocks,
-                                      Path(tmp) / "mocks.h5", seed)  # fmt: skip
+            mocks = mock_observations(
+                post, post.model(), BC03MilesBasis(), args.mocks, Path(tmp) / "mocks.h5", seed
+            )
         obs = dict(mocks, truth=np.stack([mocks["truth"][x] for x in post.labels], 1))
         source = f"{len(obs['flux'])} mocks of the training model, seed {seed}"
     print(f"recalibrating {args.estimator} on {source}")
-    recalibrate(post, obs["flux"], obs["err"], obs["truth"], obs["zred"], n=args.draws,
-                n_bins=args.bins, n_knots=args.knots, seed=seed,
-                info={"mocks": source}, progress=True)  # fmt: skip
+    recalibrate(
+        post,
+        obs["flux"],
+        obs["err"],
+        obs["truth"],
+        obs["zred"],
+        n=args.draws,
+        n_bins=args.bins,
+        n_knots=args.knots,
+        seed=seed,
+        info={"mocks": source},
+        progress=True,
+    )
     post.save(out, overwrite=args.overwrite)
     print(f"wrote {out}: {post.recalibration}")
     return 0

@@ -19,29 +19,53 @@ def add_simulate_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("out", help="output HDF5 file")
     parser.add_argument("-n", "--n", type=int, required=True, help="number of draws")
-    parser.add_argument("--template", choices=TEMPLATES, default=None,
-                        help="Prospector template of the model: continuity_sfh when not "
-                             "given (not with --param-file)")  # fmt: skip
-    parser.add_argument("--zred", type=float, nargs="+", default=None,
-                        help="fixed redshift, or MIN MAX of a uniform prior: 0 12 when not "
-                             "given; with --param-file, the file's model's zred")  # fmt: skip
+    parser.add_argument(
+        "--template",
+        choices=TEMPLATES,
+        default=None,
+        help="Prospector template of the model: continuity_sfh when not "
+        "given (not with --param-file)",
+    )
+    parser.add_argument(
+        "--zred",
+        type=float,
+        nargs="+",
+        default=None,
+        help="fixed redshift, or MIN MAX of a uniform prior: 0 12 when not "
+        "given; with --param-file, the file's model's zred",
+    )
     parser.add_argument("--nbins", type=int, default=6, help="step-SFH bins (continuity_sfh)")
-    parser.add_argument("--dust-type", type=int, default=0, choices=(0, 2, 4),
-                        help="Prospector dust_type: 0 power law, 2 Calzetti, 4 Kriek & "
-                             "Conroy")  # fmt: skip
-    parser.add_argument("--bands", nargs="+", default=None,
-                        help="bands (default: the 14 JADES; with --param-file, the bands of "
-                             "its build_obs)")  # fmt: skip
+    parser.add_argument(
+        "--dust-type",
+        type=int,
+        default=0,
+        choices=(0, 2, 4),
+        help="Prospector dust_type: 0 power law, 2 Calzetti, 4 Kriek & Conroy",
+    )
+    parser.add_argument(
+        "--bands",
+        nargs="+",
+        default=None,
+        help="bands (default: the 14 JADES; with --param-file, the bands of its build_obs)",
+    )
     add_param_file_args(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the parameter draws")
     parser.add_argument("--batch-size", type=int, default=4096, help="draws per chunk")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="local worker processes (default: run in this process)")  # fmt: skip
-    parser.add_argument("--scheduler", default=None,
-                        help="address of a dask.distributed scheduler for the chunks")  # fmt: skip
-    parser.add_argument("--method", choices=("fast", "generic"), default="fast",
-                        help="fast: batched BC03-MILES photometry; generic: Prospector's "
-                             "predict per draw")  # fmt: skip
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="local worker processes (default: run in this process)",
+    )
+    parser.add_argument(
+        "--scheduler", default=None, help="address of a dask.distributed scheduler for the chunks"
+    )
+    parser.add_argument(
+        "--method",
+        choices=("fast", "generic"),
+        default="fast",
+        help="fast: batched BC03-MILES photometry; generic: Prospector's predict per draw",
+    )
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -55,26 +79,43 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     pf = param_file(args)
     if pf is not None:
-        given = [flag for flag, value in (("--template", args.template), ("--zred", args.zred))
-                 if value is not None]  # fmt: skip
+        given = [
+            flag
+            for flag, value in (("--template", args.template), ("--zred", args.zred))
+            if value is not None
+        ]
         if given:
-            raise ValueError(f"{' and '.join(given)} with --param-file: the model is the file's"
-                             f" (build_model of {pf.path}); change it there")  # fmt: skip
+            raise ValueError(
+                f"{' and '.join(given)} with --param-file: the model is the file's"
+                f" (build_model of {pf.path}); change it there"
+            )
         model = pf.model()
         filters = jades_filters(bands=args.bands) if args.bands else pf.filters()
     else:
         zred = _zred_option([0.0, 12.0] if args.zred is None else args.zred)
-        model = build_model(args.template or "continuity_sfh", zred=zred, nbins=args.nbins,
-                            dust_type=args.dust_type)  # fmt: skip
+        model = build_model(
+            args.template or "continuity_sfh",
+            zred=zred,
+            nbins=args.nbins,
+            dust_type=args.dust_type,
+        )
         filters = jades_filters(bands=args.bands)
     sps = param_file_sps(args, pf)
     method = args.method if isinstance(sps, BC03MilesBasis) else "generic"
     executor = dask_client(scheduler=args.scheduler) or args.workers or None
-    ts = simulate(model, sps, filters, args.n, args.out, seed=args.seed, executor=executor,
-                  batch_size=args.batch_size, method=method)  # fmt: skip
+    ts = simulate(
+        model,
+        sps,
+        filters,
+        args.n,
+        args.out,
+        seed=args.seed,
+        executor=executor,
+        batch_size=args.batch_size,
+        method=method,
+    )
     fixed = "" if pf is None or pf.zred() is None else f" at the model's zred {pf.zred():g}"
-    print(f"{args.out}: {len(ts)} draws of {', '.join(ts.labels)}; {len(ts.filters)} bands"
-          f"{fixed}")
+    print(f"{args.out}: {len(ts)} draws of {', '.join(ts.labels)}; {len(ts.filters)} bands{fixed}")
     return 0
 
 
@@ -83,8 +124,10 @@ def _zred_option(values: list[float]) -> float | tuple[float, float]:
     if len(values) not in (1, 2):
         raise ValueError(f"--zred takes one value or MIN MAX, got {len(values)} values")
     if not (0 <= values[0] < values[-1] or (len(values) == 1 and values[0] >= 0)):
-        raise ValueError(f"--zred takes one value or MIN MAX with 0 <= MIN < MAX; got "
-                         f"{' '.join(f'{z:g}' for z in values)}")  # fmt: skip
+        raise ValueError(
+            f"--zred takes one value or MIN MAX with 0 <= MIN < MAX; got "
+            f"{' '.join(f'{z:g}' for z in values)}"
+        )
     return values[0] if len(values) == 1 else (values[0], values[1])
 
 
@@ -94,8 +137,12 @@ def add_predict_args(parser: argparse.ArgumentParser) -> None:
         "Predict the JADES photometry (maggies, nJy, AB) of a Prospector template with nebular "
         "emission and IGM absorption, through the offline BC03-MILES source."
     )
-    parser.add_argument("--template", choices=TEMPLATES, default="parametric_sfh",
-                        help="Prospector template of the model")  # fmt: skip
+    parser.add_argument(
+        "--template",
+        choices=TEMPLATES,
+        default="parametric_sfh",
+        help="Prospector template of the model",
+    )
     parser.add_argument("--zred", type=float, default=3.0, help="redshift")
     parser.add_argument("--bands", nargs="+", default=None, help="bands (default: the 14 JADES)")
     parser.add_argument("--out", default=None, help="also write the table to this ECSV file")

@@ -23,37 +23,64 @@ def add_survey_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("estimator", help="estimator file (.sbi) or pretrained name")
     parser.add_argument("-o", "--out", required=True, help="output folder")
-    parser.add_argument("--mosaic", nargs="+", metavar="BAND=PATH", required=True,
-                        help="mosaic FITS file per band (SCI and ERR/WHT extensions)")  # fmt: skip
+    parser.add_argument(
+        "--mosaic",
+        nargs="+",
+        metavar="BAND=PATH",
+        required=True,
+        help="mosaic FITS file per band (SCI and ERR/WHT extensions)",
+    )
     parser.add_argument("--segmap", required=True, help="segmentation map (FITS) on the grid")
-    parser.add_argument("--catalog", required=True,
-                        help="catalogue (FITS or ECSV): segment ids, redshifts")  # fmt: skip
+    parser.add_argument(
+        "--catalog", required=True, help="catalogue (FITS or ECSV): segment ids, redshifts"
+    )
     parser.add_argument("--id-column", default="id", help="segment-id column")
     parser.add_argument("--zred-column", default="z", help="redshift column")
-    parser.add_argument("--zred", default="catalog", metavar="{catalog,infer}",
-                        help="redshifts from the catalogue (infer: not available yet)")
+    parser.add_argument(
+        "--zred",
+        default="catalog",
+        metavar="{catalog,infer}",
+        help="redshifts from the catalogue (infer: not available yet)",
+    )
     parser.add_argument("--unit", help="flux unit of every mosaic (default: BUNIT)")
-    parser.add_argument("--margin", type=int, default=5,
-                        help="pixels around each segment's bounding box")
-    parser.add_argument("--snr-min", type=float, default=5.0,
-                        help="least mean S/N of a fitted pixel over --snr-bands")
-    parser.add_argument("--snr-bands", nargs="+", default=["F277W", "F356W", "F444W"],
-                        help="bands of the S/N cut")
-    parser.add_argument("--maps", nargs="+", metavar="QUANTITY",
-                        help="field-wide maps to write; all when not given: log_sigma_mstar "
-                             "log_sigma_sfr log_ssfr mwa logzsol dust2 chi2_red ood)")
-    parser.add_argument("--err-floor", type=float, default=0.0, metavar="FRAC",
-                        help="fractional error floor added in quadrature to every pixel and "
-                             "to the integrated photometry, err = hypot(err, FRAC * |flux|)")
+    parser.add_argument(
+        "--margin", type=int, default=5, help="pixels around each segment's bounding box"
+    )
+    parser.add_argument(
+        "--snr-min",
+        type=float,
+        default=5.0,
+        help="least mean S/N of a fitted pixel over --snr-bands",
+    )
+    parser.add_argument(
+        "--snr-bands", nargs="+", default=["F277W", "F356W", "F444W"], help="bands of the S/N cut"
+    )
+    parser.add_argument(
+        "--maps",
+        nargs="+",
+        metavar="QUANTITY",
+        help="field-wide maps to write; all when not given: log_sigma_mstar "
+        "log_sigma_sfr log_ssfr mwa logzsol dust2 chi2_red ood)",
+    )
+    parser.add_argument(
+        "--err-floor",
+        type=float,
+        default=0.0,
+        metavar="FRAC",
+        help="fractional error floor added in quadrature to every pixel and "
+        "to the integrated photometry, err = hypot(err, FRAC * |flux|)",
+    )
     parser.add_argument("--draws", type=int, default=200, help="posterior draws per pixel")
     parser.add_argument("--chunk-size", type=int, default=1024, help="pixels per chunk")
     parser.add_argument("--seed", type=int, default=0, help="seed of every galaxy's draws")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="local dask workers (galaxies on worker processes)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="local dask workers (galaxies on worker processes)"
+    )
     parser.add_argument("--scheduler", help="address of a dask.distributed scheduler")
     parser.add_argument("--overwrite", action="store_true", help="refit finished galaxies")
-    parser.add_argument("--no-png", action="store_true",
-                        help="skip each galaxy's PNG panel (about 1 s a galaxy)")
+    parser.add_argument(
+        "--no-png", action="store_true", help="skip each galaxy's PNG panel (about 1 s a galaxy)"
+    )
     add_refine_args(parser, "never")
 
 
@@ -78,29 +105,49 @@ def run_survey(args: argparse.Namespace) -> int:
     from .._io import dask_client
     from ..pixels import FIELD_QUANTITIES, map_field
     from ..posterior import AmortizedPosterior
+
     if args.zred == "infer":
-        raise ValueError("--zred infer is not available yet (redshift inference of whole "
-                         "galaxies has not landed): give --zred-column")  # fmt: skip
+        raise ValueError(
+            "--zred infer is not available yet (redshift inference of whole "
+            "galaxies has not landed): give --zred-column"
+        )
     mosaics = _mosaics(args.mosaic)
     post = AmortizedPosterior.resolve(args.estimator)
     client = dask_client(args.workers, args.scheduler)
     try:
-        res = map_field(post, mosaics, args.segmap, args.catalog, args.out,
-                        id_column=args.id_column, zred_column=args.zred_column,
-                        zred=args.zred, unit=args.unit, margin=args.margin,
-                        snr_min=args.snr_min, snr_bands=tuple(args.snr_bands),
-                        quantities=tuple(args.maps or FIELD_QUANTITIES), client=client,
-                        overwrite=args.overwrite, png=not args.no_png, n_draws=args.draws,
-                        seed=args.seed, err_floor=args.err_floor,
-                        chunk_size=args.chunk_size, refine=args.refine,
-                        likelihood=args.likelihood)  # fmt: skip
+        res = map_field(
+            post,
+            mosaics,
+            args.segmap,
+            args.catalog,
+            args.out,
+            id_column=args.id_column,
+            zred_column=args.zred_column,
+            zred=args.zred,
+            unit=args.unit,
+            margin=args.margin,
+            snr_min=args.snr_min,
+            snr_bands=tuple(args.snr_bands),
+            quantities=tuple(args.maps or FIELD_QUANTITIES),
+            client=client,
+            overwrite=args.overwrite,
+            png=not args.no_png,
+            n_draws=args.draws,
+            seed=args.seed,
+            err_floor=args.err_floor,
+            chunk_size=args.chunk_size,
+            refine=args.refine,
+            likelihood=args.likelihood,
+        )
     finally:
         if client is not None:
             client.close()
     n = len(res.catalog)
-    print(f"{n} catalogue galaxies: {res.fitted} mapped, {res.skipped} done before, "
-          f"{len(res.no_zred)} without a redshift, {len(res.errors)} failed; wrote "
-          f"{res.files['catalog']}, field maps and {res.files['figure'].name}")  # fmt: skip
+    print(
+        f"{n} catalogue galaxies: {res.fitted} mapped, {res.skipped} done before, "
+        f"{len(res.no_zred)} without a redshift, {len(res.errors)} failed; wrote "
+        f"{res.files['catalog']}, field maps and {res.files['figure'].name}"
+    )
     if res.no_zred:
         print(f"skipped (no usable redshift): {', '.join(map(str, res.no_zred))}")
     for msg in res.errors.values():

@@ -21,16 +21,22 @@ def add_validate_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("estimator", help="estimator file (.sbi) or pretrained name")
     parser.add_argument("-o", "--out", required=True, help="output folder")
-    parser.add_argument("--testset", help="held-out simulations of the estimator's model "
-                        "(default: simulate new mocks)")  # fmt: skip
+    parser.add_argument(
+        "--testset",
+        help="held-out simulations of the estimator's model (default: simulate new mocks)",
+    )
     parser.add_argument("--mocks", type=int, default=1000, help="objects per test set")
     parser.add_argument("--draws", type=int, default=1000, help="posterior draws per object")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mocks and draws")
-    parser.add_argument("--misspecification", nargs="*", metavar="KIND",
-                        help="also test on misspecified mocks: sfh, dust, nebular "
-                             "(no KIND: all three)")  # fmt: skip
-    parser.add_argument("--no-ppc", action="store_true",
-                        help="skip the posterior-predictive check")  # fmt: skip
+    parser.add_argument(
+        "--misspecification",
+        nargs="*",
+        metavar="KIND",
+        help="also test on misspecified mocks: sfh, dust, nebular (no KIND: all three)",
+    )
+    parser.add_argument(
+        "--no-ppc", action="store_true", help="skip the posterior-predictive check"
+    )
     add_param_file_args(parser)
 
 
@@ -43,11 +49,18 @@ def run_validate(args: argparse.Namespace) -> int:
     miss = False if kinds is None else (kinds or True)
     pf = param_file(args)
     sps = None if args.sps == "builtin" else param_file_sps(args, pf)
-    report = validate(args.estimator, args.out, testset=args.testset, n_mocks=args.mocks,
-                      draws=args.draws, seed=args.seed, misspecification=miss,
-                      ppc=not args.no_ppc, model=None if pf is None else pf.model(),
-                      sps=sps)  # fmt: skip
+    report = validate(
+        args.estimator,
+        args.out,
+        testset=args.testset,
+        n_mocks=args.mocks,
+        draws=args.draws,
+        seed=args.seed,
+        misspecification=miss,
+        ppc=not args.no_ppc,
+        model=None if pf is None else pf.model(),
+        sps=sps,
+    )
     print(report.summary_table())
     print(f"wrote {args.out}/report.md and its PNGs")
     return 0
-

@@ -56,8 +56,10 @@ def _row_flags(post: Any, catalog: Catalog) -> np.ndarray:
     if post.redshift == "known":
         z = catalog.zred
         if z is None:
-            raise ValueError("this estimator is conditioned on the redshift: name the "
-                             "catalogue's redshift column (--zred-column)")  # fmt: skip
+            raise ValueError(
+                "this estimator is conditioned on the redshift: name the "
+                "catalogue's redshift column (--zred-column)"
+            )
         flag[(flag == "") & ~np.isfinite(z)] = "zred_missing"
         outside = outside_zred_range(z, post.header.get("zred_range"))
         flag[(flag == "") & outside] = "zred_outside_training_range"
@@ -98,8 +100,11 @@ def _likely_unit(post: Any, flux: np.ndarray, err: np.ndarray, declared: str) ->
     return best
 
 
-def check_catalog(estimator: AmortizedPosterior | str | os.PathLike, catalog: Catalog,
-                  rows: np.ndarray | None = None) -> Observations:  # fmt: skip
+def check_catalog(
+    estimator: AmortizedPosterior | str | os.PathLike,
+    catalog: Catalog,
+    rows: np.ndarray | None = None,
+) -> Observations:
     """Check the catalogue's fluxes (``rows`` of them) against the estimator, once.
 
     As :meth:`AmortizedPosterior.prepare`, with the catalogue's units in the message of a
@@ -138,16 +143,21 @@ def check_catalog(estimator: AmortizedPosterior | str | os.PathLike, catalog: Ca
         flux, err = catalog.flux[rows], catalog.err[rows]
         column = next(iter(catalog.units), "?")
         declared = catalog.units.get(column, "?")
-        likely = _likely_unit(post, flux, err, declared) if declared in FLUX_UNITS \
-            else None  # fmt: skip
-        source = ("(its unit in the file)" if catalog.unit_source == "header"
-                  else "(the unit given)")  # fmt: skip
+        likely = _likely_unit(post, flux, err, declared) if declared in FLUX_UNITS else None
+        source = (
+            "(its unit in the file)" if catalog.unit_source == "header" else "(the unit given)"
+        )
         if likely is None:
             raise ValueError(f"column {column!r} read as {declared} {source}: {exc}") from None
-        fix = ("pass --unit {u} (unit={u!r}) to override the file's unit"
-               if catalog.unit_source == "header" else "pass --unit {u} (unit={u!r})")  # fmt: skip
-        raise ValueError(f"column {column!r} declares {declared} {source} but the values look "
-                         f"like {likely}: {exc}; {fix.format(u=likely)}") from None
+        fix = (
+            "pass --unit {u} (unit={u!r}) to override the file's unit"
+            if catalog.unit_source == "header"
+            else "pass --unit {u} (unit={u!r})"
+        )
+        raise ValueError(
+            f"column {column!r} declares {declared} {source} but the values look "
+            f"like {likely}: {exc}; {fix.format(u=likely)}"
+        ) from None
 
 
 def _predictive_check(post: Any, model: Any, sps: Any) -> Any:
@@ -161,8 +171,17 @@ def _predictive_check(post: Any, model: Any, sps: Any) -> Any:
 class _CatalogFit:
     """The rows of a catalogue fit, chunk by chunk; everything fixed before the first chunk."""
 
-    def __init__(self, post: Any, catalog: Catalog, draws: int, seed: int, model: Any,
-                 sps: Any, refine: str = "never", likelihood: str = "flux") -> None:  # fmt: skip
+    def __init__(
+        self,
+        post: Any,
+        catalog: Catalog,
+        draws: int,
+        seed: int,
+        model: Any,
+        sps: Any,
+        refine: str = "never",
+        likelihood: str = "flux",
+    ) -> None:
         if len(catalog.flux) == 0:
             raise ValueError("the catalogue has no rows")
         self.refine, self.likelihood = check_refine(refine), likelihood
@@ -195,12 +214,21 @@ class _CatalogFit:
         flag = self.flag[rows].copy()
         n_bands = np.sum(np.isfinite(cat.flux[rows]), axis=1)
         values = {c: np.full(n, np.nan) for c in self.columns}
-        extra = {} if self.refine == "never" else {
-            k: np.zeros(n, t) if t is bool else np.full(n, np.nan) for k, t in DIAGNOSTICS.items()}
+        extra = (
+            {}
+            if self.refine == "never"
+            else {
+                k: np.zeros(n, t) if t is bool else np.full(n, np.nan)
+                for k, t in DIAGNOSTICS.items()
+            }
+        )
         chi2, ood = np.full(n, np.nan), np.zeros(n, bool)
         fit = np.flatnonzero(flag == "")
-        draws = None if keep is None else np.full((n, self.draws, len(self.post.labels)),
-                                                  np.nan, np.float32)  # fmt: skip
+        draws = (
+            None
+            if keep is None
+            else np.full((n, self.draws, len(self.post.labels)), np.nan, np.float32)
+        )
 
         def collect(batch: slice, values: np.ndarray) -> None:
             draws[fit[batch]] = values
@@ -209,10 +237,16 @@ class _CatalogFit:
             obs = self.obs[self.index[fit + rows.start]]
             with warnings.catch_warnings():  # counted over the whole catalogue instead
                 warnings.simplefilter("ignore", PriorEdgeWarning)
-                summ = self.post.summarize(obs, n=self.draws, seed=row_seed(self.seed, rows),
-                                           predictive_check=self.check, refine=self.refine,
-                                           sps=self.sps, likelihood=self.likelihood,
-                                           on_draws=None if keep is None else collect)  # fmt: skip
+                summ = self.post.summarize(
+                    obs,
+                    n=self.draws,
+                    seed=row_seed(self.seed, rows),
+                    predictive_check=self.check,
+                    refine=self.refine,
+                    sps=self.sps,
+                    likelihood=self.likelihood,
+                    on_draws=None if keep is None else collect,
+                )
             for c in self.columns:
                 values[c][fit] = summ[c]
             for c in extra:
@@ -245,10 +279,15 @@ class _CatalogFit:
 
     @property
     def meta(self) -> dict[str, Any]:
-        return {"estimator_model_hash": self.post.model_hash, "n_draws": self.draws,
-                "seed": self.seed, "refine": self.refine,
-                "ppc": "chi2 of the posterior-median photometry" if self.check is not None
-                else "skipped"}  # fmt: skip
+        return {
+            "estimator_model_hash": self.post.model_hash,
+            "n_draws": self.draws,
+            "seed": self.seed,
+            "refine": self.refine,
+            "ppc": "chi2 of the posterior-median photometry"
+            if self.check is not None
+            else "skipped",
+        }
 
 
 def fit_catalog(
@@ -396,26 +435,32 @@ def write_catalog_fit(
 
     from ..posterior import AmortizedPosterior
 
-    opts = {k: p.default for k, p in inspect.signature(fit_catalog).parameters.items()
-            if p.kind is p.KEYWORD_ONLY}  # fmt: skip
+    opts = {
+        k: p.default
+        for k, p in inspect.signature(fit_catalog).parameters.items()
+        if p.kind is p.KEYWORD_ONLY
+    }
     unknown = sorted(set(options) - set(opts))
     if unknown:
         raise TypeError(f"write_catalog_fit() got an unexpected keyword argument {unknown[0]!r}")
     opts.update(options)
     post = AmortizedPosterior.resolve(estimator)
-    job = _CatalogFit(post, catalog, draws, seed, opts["model"], opts["sps"], opts["refine"],
-                      opts["likelihood"])  # fmt: skip
+    job = _CatalogFit(
+        post, catalog, draws, seed, opts["model"], opts["sps"], opts["refine"], opts["likelihood"]
+    )
     parts = TableParts(out, dict(fingerprint, chunk_size=int(chunk_size)))
     keep = job.draw_parts(opts["draws_file"], parts.folder, opts["model"])
     slices = chunk_slices(len(job.flag), chunk_size)
     counts: dict[str, int] = {}
-    for c, rows in enumerate(tqdm(slices, desc=os.fspath(out), unit="chunk",
-                                  disable=not opts["progress"])):  # fmt: skip
+    for c, rows in enumerate(
+        tqdm(slices, desc=os.fspath(out), unit="chunk", disable=not opts["progress"])
+    ):
         if c not in parts or (keep is not None and c not in keep):
             parts.write(c, job.chunk(rows, keep, c))
         part = parts.read(c)
-        counts["refined"] = counts.get("refined", 0) + (int(np.sum(part["refined"]))
-                                                        if "refined" in part.colnames else 0)
+        counts["refined"] = counts.get("refined", 0) + (
+            int(np.sum(part["refined"])) if "refined" in part.colnames else 0
+        )
         flags = np.asarray(part["flag"], dtype=object)
         counts["ok"] = counts.get("ok", 0) + int(np.sum(flags == "ok"))
         for reason, k in count_flags(flags).items():

@@ -23,9 +23,16 @@ if TYPE_CHECKING:
     from ..posterior.estimator import AmortizedPosterior
 
 #: dynesty settings of :func:`compare` unless given: one static run, no dynamic batches.
-DYNESTY_DEFAULTS = {"nested_nlive_init": 200, "nested_dlogz_init": 0.2, "nested_maxbatch": 0,
-                    "nested_bound": "multi", "nested_sample": "rwalk", "nested_walks": 16,
-                    "print_progress": False, "verbose": False}  # fmt: skip
+DYNESTY_DEFAULTS = {
+    "nested_nlive_init": 200,
+    "nested_dlogz_init": 0.2,
+    "nested_maxbatch": 0,
+    "nested_bound": "multi",
+    "nested_sample": "rwalk",
+    "nested_walks": 16,
+    "print_progress": False,
+    "verbose": False,
+}
 
 
 def weighted_quantile(x: np.ndarray, q: Any, weights: np.ndarray | None = None) -> np.ndarray:
@@ -206,22 +213,44 @@ def compare(
     dmodel = model if zred is None else fixed_redshift_model(model, zred)
     phot = ModelPhotometry(dmodel, sps, post.filters)
     lnp = NoiseLikelihood(phot, post.noise, likelihood)
-    dobs = {"maggies": flux, "maggies_unc": err, "filters": phot.filters,
-            "phot_mask": np.isfinite(flux), "wavelength": None, "spectrum": None}  # fmt: skip
+    dobs = {
+        "maggies": flux,
+        "maggies_unc": err,
+        "filters": phot.filters,
+        "phot_mask": np.isfinite(flux),
+        "wavelength": None,
+        "spectrum": None,
+    }
     kwargs = DYNESTY_DEFAULTS | dynesty_kwargs
     t0 = time.perf_counter()
-    dyn = prospect_fit_model(dobs, dmodel, sps, lnprobfn=lnp, optimize=False, emcee=False,
-                             dynesty=True, **kwargs)  # fmt: skip
+    dyn = prospect_fit_model(
+        dobs, dmodel, sps, lnprobfn=lnp, optimize=False, emcee=False, dynesty=True, **kwargs
+    )
     t_dyn = time.perf_counter() - t0
     t0 = time.perf_counter()
-    sbi = run_sbi(obs, model, sps=None, sbi_estimator=post, sbi_ndraws=n_draws, sbi_seed=seed,
-                  sbi_refine="never")  # fmt: skip
+    sbi = run_sbi(
+        obs,
+        model,
+        sps=None,
+        sbi_estimator=post,
+        sbi_ndraws=n_draws,
+        sbi_seed=seed,
+        sbi_refine="never",
+    )
     t_sbi = time.perf_counter() - t0
     refined = None
     if refine:
-        refined = run_sbi(obs, model, sps, sbi_estimator=post, sbi_seed=seed,
-                          sbi_refine="always", sbi_refine_ndraws=refine_ndraws,
-                          sbi_refine_ess=refine_ess, sbi_likelihood=likelihood)  # fmt: skip
+        refined = run_sbi(
+            obs,
+            model,
+            sps,
+            sbi_estimator=post,
+            sbi_seed=seed,
+            sbi_refine="always",
+            sbi_refine_ndraws=refine_ndraws,
+            sbi_refine_ess=refine_ess,
+            sbi_likelihood=likelihood,
+        )
 
     res = dyn["sampling"][0]
     weights = np.exp(res["logwt"] - res["logz"][-1])
@@ -236,10 +265,21 @@ def compare(
     for k in names:
         m = posterior_metrics(ours[k], ref[k], weights)
         q = weighted_quantile(ref[k], [0.16, 0.5, 0.84], weights)
-        rows.append({"param": k, "sbi_p50": float(np.median(ours[k])), "dynesty_p50": q[1],
-                     "dynesty_sigma": 0.5 * (q[2] - q[0]), **m})  # fmt: skip
-    samples = {"names": names, "sbi": np.stack([ours[k] for k in names], -1),
-               "dynesty": np.stack([ref[k] for k in names], -1), "weights": weights}  # fmt: skip
+        rows.append(
+            {
+                "param": k,
+                "sbi_p50": float(np.median(ours[k])),
+                "dynesty_p50": q[1],
+                "dynesty_sigma": 0.5 * (q[2] - q[0]),
+                **m,
+            }
+        )
+    samples = {
+        "names": names,
+        "sbi": np.stack([ours[k] for k in names], -1),
+        "dynesty": np.stack([ref[k] for k in names], -1),
+        "weights": weights,
+    }
     out = Comparison(Table(rows=rows), t_dyn, t_sbi, sbi, dyn, samples)
     out.logz_dynesty = float(np.ravel(res["logz"])[-1])
     if refined is not None:
@@ -259,27 +299,38 @@ def compare(
         from ..plotting.corner import overlay_corner
 
         shown = [i for i, k in enumerate(names) if k != "mass"]  # log_mstar shows the mass
-        extra = [] if refined is None else [("SBI + importance sampling",
-                                               samples["refined"][:, shown], w_is)]  # fmt: skip
-        out.plot = str(overlay_corner(
-            plot, samples["sbi"][:, shown], samples["dynesty"][:, shown],
-            [names[i] for i in shown], weights_b=weights,
-            truths=None if truths is None else [truths.get(names[i]) for i in shown],
-            extra=extra, title=out.title,
-        ))  # fmt: skip
+        extra = (
+            []
+            if refined is None
+            else [("SBI + importance sampling", samples["refined"][:, shown], w_is)]
+        )
+        out.plot = str(
+            overlay_corner(
+                plot,
+                samples["sbi"][:, shown],
+                samples["dynesty"][:, shown],
+                [names[i] for i in shown],
+                weights_b=weights,
+                truths=None if truths is None else [truths.get(names[i]) for i in shown],
+                extra=extra,
+                title=out.title,
+            )
+        )
         from ..plotting.sed import save_sed
 
         sed_path = Path(plot).with_name(f"{Path(plot).stem}_sed.png")
-        out.sed_plot = str(save_sed(sed_path, model, sps, obs, sbi, seed=0,
-                                    title="SBI posterior: model vs observed")[0])  # fmt: skip
+        out.sed_plot = str(
+            save_sed(
+                sed_path, model, sps, obs, sbi, seed=0, title="SBI posterior: model vs observed"
+            )[0]
+        )
     return out
 
 
 def _title(start: str | None, zred: float | None, res: Comparison) -> str:
     """Corner-plot title: ``start``, the redshift and the wall times of ``res``."""
     z = "z free" if zred is None else f"z = {float(np.ravel(zred)[0]):.4g}"
-    times = (f"dynesty {res.t_dynesty:.1f} s, SBI {1e3 * res.t_sbi:.0f} ms "
-             f"(x{res.speedup:.3g})")  # fmt: skip
+    times = f"dynesty {res.t_dynesty:.1f} s, SBI {1e3 * res.t_sbi:.0f} ms (x{res.speedup:.3g})"
     if res.refined is not None:
         times += f", SBI + importance sampling {res.t_refine:.2f} s"
     return "; ".join(x for x in (start, z, times) if x)

@@ -70,9 +70,14 @@ class DrawParts:
         estimator does not give.
     """
 
-    def __init__(self, out: str | os.PathLike, folder: str | os.PathLike,
-                 estimator: AmortizedPosterior, model: Any = None,
-                 attrs: dict | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        out: str | os.PathLike,
+        folder: str | os.PathLike,
+        estimator: AmortizedPosterior,
+        model: Any = None,
+        attrs: dict | None = None,
+    ) -> None:
         from ..provenance import model_spec
 
         post = estimator
@@ -84,13 +89,20 @@ class DrawParts:
         self.theta_labels = list(self.model.theta_labels())
         missing = [k for k in self.theta_labels if k not in self.labels and k != "zred"]
         if missing:
-            raise ValueError(f"the estimator gives no draws of the model's {missing} "
-                             f"(its labels {self.labels})")  # fmt: skip
+            raise ValueError(
+                f"the estimator gives no draws of the model's {missing} (its labels {self.labels})"
+            )
         self.derived_labels = [k for k in self.labels if k not in self.theta_labels]
-        self.attrs = {"format": DRAWS_FORMAT, "theta_labels": self.theta_labels,
-                      "derived_labels": self.derived_labels, "labels": self.labels,
-                      "model_hash": post.model_hash, "model_spec": model_spec(self.model),
-                      "estimator_digest": post.digest(), **(attrs or {})}  # fmt: skip
+        self.attrs = {
+            "format": DRAWS_FORMAT,
+            "theta_labels": self.theta_labels,
+            "derived_labels": self.derived_labels,
+            "labels": self.labels,
+            "model_hash": post.model_hash,
+            "model_spec": model_spec(self.model),
+            "estimator_digest": post.digest(),
+            **(attrs or {}),
+        }
 
     def path(self, c: int) -> Path:
         """Part file of chunk ``c``."""
@@ -111,20 +123,27 @@ class DrawParts:
             if label in self.labels:
                 cols.append(draws[..., self.labels.index(label)])
             else:  # zred, known
-                cols.append(np.broadcast_to(np.asarray(zred, draws.dtype)[:, None],
-                                            draws.shape[:2]))  # fmt: skip
+                cols.append(
+                    np.broadcast_to(np.asarray(zred, draws.dtype)[:, None], draws.shape[:2])
+                )
         theta = np.stack(cols, axis=-1)
         theta[np.isnan(draws).all(-1)] = np.nan  # objects not fitted: no zred either
         derived = draws[..., [self.labels.index(k) for k in self.derived_labels]]
         return theta, derived
 
-    def write(self, c: int, ids: np.ndarray, zred: np.ndarray, flag: Sequence[str],
-              draws: np.ndarray) -> None:  # fmt: skip
+    def write(
+        self, c: int, ids: np.ndarray, zred: np.ndarray, flag: Sequence[str], draws: np.ndarray
+    ) -> None:
         """Keep chunk ``c``: ids, zred, flags (b,) and draws (b, n, L), atomically."""
         theta, derived = self.split(draws, zred)
-        self.store.save(c, id=np.asarray(ids), zred=np.asarray(zred, float),
-                        flag=np.asarray(flag, dtype=str), theta=theta,
-                        derived=derived)  # fmt: skip
+        self.store.save(
+            c,
+            id=np.asarray(ids),
+            zred=np.asarray(zred, float),
+            flag=np.asarray(flag, dtype=str),
+            theta=theta,
+            derived=derived,
+        )
 
     def assemble(self, n_chunks: int) -> Path:
         """Write the ``n_chunks`` parts to :attr:`out` atomically, a part at a time.
@@ -156,10 +175,10 @@ class DrawParts:
             hf.create_dataset("flag", data=flag.astype(object), dtype=h5py.string_dtype())
             # HDF5 chunks of about 4 MB: a few objects' draws each
             rows = int(np.clip(4e6 // (n * max(d, k, 1) * dtype.itemsize), 1, max(n_rows, 1)))
-            theta = hf.create_dataset("theta", (n_rows, n, d), dtype=dtype,
-                                      chunks=(rows, n, d))  # fmt: skip
-            derived = hf.create_dataset("derived", (n_rows, n, k), dtype=dtype,
-                                        chunks=(rows, n, k) if k else None)  # fmt: skip
+            theta = hf.create_dataset("theta", (n_rows, n, d), dtype=dtype, chunks=(rows, n, d))
+            derived = hf.create_dataset(
+                "derived", (n_rows, n, k), dtype=dtype, chunks=(rows, n, k) if k else None
+            )
             start = 0
             for c in range(n_chunks):  # one part in memory at a time
                 with np.load(self.path(c)) as part:

@@ -41,8 +41,10 @@ def resolve_fitter(
     if sbi:
         return "sbi"
     if emcee and dynesty:
-        raise ValueError("emcee=True and dynesty=True: pick one sampler (dynesty is the "
-                         "default; pass dynesty=False with emcee=True)")  # fmt: skip
+        raise ValueError(
+            "emcee=True and dynesty=True: pick one sampler (dynesty is the "
+            "default; pass dynesty=False with emcee=True)"
+        )
     if emcee:
         return "emcee"
     if dynesty:

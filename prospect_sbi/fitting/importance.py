@@ -11,9 +11,13 @@ and the fast defaults, use ``AmortizedPosterior.sample(..., refine=...)`` or
 from __future__ import annotations
 
 __all__ = [
-    "ImportanceResult", "REFINE_DRAWS", "REFINE_ESS", "REFINE_ROUNDS", "adaptive_importance",
+    "ImportanceResult",
+    "REFINE_DRAWS",
+    "REFINE_ESS",
+    "REFINE_ROUNDS",
+    "adaptive_importance",
     "importance_sample",
-]  # fmt: skip
+]
 
 import os
 from dataclasses import dataclass, field
@@ -144,20 +148,34 @@ def importance_sample(
     if int(n) < 2 or int(rounds) < 1:
         raise ValueError(f"n must be >= 2 and rounds >= 1; got n={n}, rounds={rounds}")
     refiner = Refiner(estimator, model, sps, likelihood)
-    obs = estimator.prepare(np.asarray(flux, float)[None], np.asarray(err, float)[None],
-                            None if zred is None else [float(zred)])  # fmt: skip
-    batch = adaptive_importance(refiner.target(obs), int(n), int(rounds), float(target_ess),
-                                seed=seed)  # fmt: skip
+    obs = estimator.prepare(
+        np.asarray(flux, float)[None],
+        np.asarray(err, float)[None],
+        None if zred is None else [float(zred)],
+    )
+    batch = adaptive_importance(
+        refiner.target(obs), int(n), int(rounds), float(target_ess), seed=seed
+    )
     size, pts = int(batch.n_draws[0]), batch.points
     labels = list(refiner.model.theta_labels())
     cols = [labels.index(lab) for lab in refiner.free_labels]
     history = batch.history[0][np.isfinite(batch.history[0])]
-    rounds_info = [{"proposal": "flow" if r == 0 else "student-t",
-                    "n": int(n) * (1 if r == 0 else 2 ** (r // GROW_EVERY)), "ess": float(e)}
-                   for r, e in enumerate(history)]  # fmt: skip
+    rounds_info = [
+        {
+            "proposal": "flow" if r == 0 else "student-t",
+            "n": int(n) * (1 if r == 0 else 2 ** (r // GROW_EVERY)),
+            "ess": float(e),
+        }
+        for r, e in enumerate(history)
+    ]
     return ImportanceResult(
-        samples=pts["theta"][0, :size][:, cols], log_weights=batch.log_weights[0, :size],
+        samples=pts["theta"][0, :size][:, cols],
+        log_weights=batch.log_weights[0, :size],
         derived={k: pts[f"d:{k}"][0, :size] for k in refiner.derived_keys},
-        lnlike=pts["lnlike"][0, :size], ess=float(batch.ess[0]), labels=refiner.free_labels,
-        rounds=rounds_info, khat=float(batch.khat[0]), logz=float(batch.logz[0]),
-    )  # fmt: skip
+        lnlike=pts["lnlike"][0, :size],
+        ess=float(batch.ess[0]),
+        labels=refiner.free_labels,
+        rounds=rounds_info,
+        khat=float(batch.khat[0]),
+        logz=float(batch.logz[0]),
+    )

@@ -6,8 +6,7 @@ so the estimator's refinement can use it too) and is importable from here as bef
 
 from __future__ import annotations
 
-__all__ = ["BARRIER", "LIKELIHOODS", "NoiseLikelihood", "check_likelihood",
-           "fixed_redshift_model"]  # fmt: skip
+__all__ = ["BARRIER", "LIKELIHOODS", "NoiseLikelihood", "check_likelihood", "fixed_redshift_model"]
 
 import copy
 from typing import Any

@@ -35,9 +35,11 @@ def resolve_estimator(
     from ..posterior import AmortizedPosterior
 
     if estimator is None:
-        raise ValueError("the sbi fitter needs an estimator: pass estimator= (an "
-                         "AmortizedPosterior, a .sbi file or a pretrained name) or set "
-                         "run_params['sbi_estimator']")  # fmt: skip
+        raise ValueError(
+            "the sbi fitter needs an estimator: pass estimator= (an "
+            "AmortizedPosterior, a .sbi file or a pretrained name) or set "
+            "run_params['sbi_estimator']"
+        )
     return AmortizedPosterior.resolve(estimator)
 
 
@@ -101,8 +103,9 @@ def obs_arrays(
     """
     for key in ("maggies", "maggies_unc", "filters"):
         if obs.get(key) is None:
-            raise ValueError(f"obs has no {key!r}; the sbi fitter needs maggies, maggies_unc "
-                             "and filters")  # fmt: skip
+            raise ValueError(
+                f"obs has no {key!r}; the sbi fitter needs maggies, maggies_unc and filters"
+            )
     estimator.check(filters=obs["filters"], model=model)
     units = obs.get("units", "maggies")
     if str(units).lower() != "maggies":
@@ -111,8 +114,10 @@ def obs_arrays(
     for key in ("maggies", "maggies_unc"):
         shape = np.shape(obs[key])
         if len(shape) > 1 and int(np.prod(shape)) != n:
-            raise ValueError(f"obs[{key!r}] has shape {shape}: the sbi fitter fits one "
-                             f"object; expected ({n},) (batches: AmortizedPosterior.sample)")
+            raise ValueError(
+                f"obs[{key!r}] has shape {shape}: the sbi fitter fits one "
+                f"object; expected ({n},) (batches: AmortizedPosterior.sample)"
+            )
     flux = np.array(obs["maggies"], dtype=float).reshape(-1)
     err = np.array(obs["maggies_unc"], dtype=float).reshape(-1)
     if flux.shape != err.shape:
@@ -132,9 +137,11 @@ def _phot_mask(mask: Any, shape: tuple) -> np.ndarray:
     if arr.dtype != bool:
         other = np.setdiff1d(arr, [0, 1])
         if other.size:
-            raise ValueError(f"obs['phot_mask'] holds {', '.join(f'{v:g}' for v in other[:5])}:"
-                             " it is a boolean mask (True where a band is fitted), not a list "
-                             "of band indices")  # fmt: skip
+            raise ValueError(
+                f"obs['phot_mask'] holds {', '.join(f'{v:g}' for v in other[:5])}:"
+                " it is a boolean mask (True where a band is fitted), not a list "
+                "of band indices"
+            )
     if arr.shape != shape:
         raise ValueError(f"phot_mask has shape {arr.shape}; expected {shape}")
     return arr.astype(bool)
@@ -144,21 +151,24 @@ def _zred(obs: dict, estimator: AmortizedPosterior) -> float | None:
     z = obs.get("zred", obs.get("redshift"))
     for key in ("zred", "redshift"):
         if obs.get(key) is not None and np.size(obs[key]) != 1:
-            raise ValueError(f"obs[{key!r}] has {np.size(obs[key])} values; one redshift is "
-                             "expected")  # fmt: skip
+            raise ValueError(
+                f"obs[{key!r}] has {np.size(obs[key])} values; one redshift is expected"
+            )
     if obs.get("zred") is not None and obs.get("redshift") is not None:
         a, b = float(np.ravel(obs["zred"])[0]), float(np.ravel(obs["redshift"])[0])
         if a != b:
-            raise ValueError(f"obs['zred'] = {a:g} and obs['redshift'] = {b:g} differ; give "
-                             "one")  # fmt: skip
+            raise ValueError(f"obs['zred'] = {a:g} and obs['redshift'] = {b:g} differ; give one")
     if estimator.redshift != "known":
         if z is not None:
-            raise ValueError("this estimator infers the redshift (redshift='infer'); remove "
-                             "obs['zred'] or use one trained with redshift='known'")  # fmt: skip
+            raise ValueError(
+                "this estimator infers the redshift (redshift='infer'); remove "
+                "obs['zred'] or use one trained with redshift='known'"
+            )
         return None
     if z is None:
-        raise ValueError("this estimator is conditioned on the redshift (redshift='known'): "
-                         "set obs['zred']")  # fmt: skip
+        raise ValueError(
+            "this estimator is conditioned on the redshift (redshift='known'): set obs['zred']"
+        )
     try:
         z = check_zred(np.ravel(z)[:1], 1, True, estimator.header.get("zred_range"))
     except ValueError as exc:

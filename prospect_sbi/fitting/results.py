@@ -87,8 +87,9 @@ class SBIResult(dict):
         res.describe("")
         return res
 
-    def describe(self, flags: str, notes: Sequence[str] = (), chi2_red: float = np.nan,
-                 ood: bool = False) -> None:  # fmt: skip
+    def describe(
+        self, flags: str, notes: Sequence[str] = (), chi2_red: float = np.nan, ood: bool = False
+    ) -> None:
         """Set ``flags`` (from ``;``-joined reasons), ``notes``, ``chi2_red`` and ``ood``."""
         self["flags"] = [f for f in str(flags).split(";") if f]
         self["notes"] = list(notes)
@@ -130,36 +131,58 @@ def _is_output(x: Any) -> bool:
     return isinstance(x, Mapping) and ("sampling" in x or "optimization" in x)
 
 
-def _arguments(output: Any, model: Any, obs: Any, run_params: Any, sampler: Any,
-               optimize_result_list: Any, tsample: float, toptimize: float) -> tuple:  # fmt: skip
+def _arguments(
+    output: Any,
+    model: Any,
+    obs: Any,
+    run_params: Any,
+    sampler: Any,
+    optimize_result_list: Any,
+    tsample: float,
+    toptimize: float,
+) -> tuple:
     """Return ``(output, run_params)`` from ours or Prospector's order; refuse any other."""
     if sampler is not None or optimize_result_list is not None:  # write_hdf5's keywords
         if run_params is not None:
-            raise ValueError("pass the fit once: as fit_model's output or as sampler=/"
-                             "optimize_result_list=, not both")  # fmt: skip
+            raise ValueError(
+                "pass the fit once: as fit_model's output or as sampler=/"
+                "optimize_result_list=, not both"
+            )
         fit = {"sampling": (sampler, tsample), "optimization": (optimize_result_list, toptimize)}
         output, run_params = fit, output
     elif not _is_output(output) and _is_output(run_params):  # (path, run_params, model, obs, out)
         output, run_params = run_params, output
     if not _is_output(output):
-        keys = ", ".join(map(repr, list(output)[:6])) if isinstance(output, Mapping) else \
-            type(output).__name__  # fmt: skip
-        raise ValueError(f"no fit to write: the 2nd argument holds no 'sampling' or "
-                         f"'optimization' (keys {keys}); call write_results(path, output, "
-                         "model, obs, run_params) with fit_model's output, or in Prospector's "
-                         "order write_results(path, run_params, model, obs, output)")  # fmt: skip
+        keys = (
+            ", ".join(map(repr, list(output)[:6]))
+            if isinstance(output, Mapping)
+            else type(output).__name__
+        )
+        raise ValueError(
+            f"no fit to write: the 2nd argument holds no 'sampling' or "
+            f"'optimization' (keys {keys}); call write_results(path, output, "
+            "model, obs, run_params) with fit_model's output, or in Prospector's "
+            "order write_results(path, run_params, model, obs, output)"
+        )
     if not hasattr(model, "theta_labels"):
-        raise ValueError(f"model (3rd argument) is a {type(model).__name__}, not a Prospector "
-                         "model: write_results(path, output, model, obs, run_params)")  # fmt: skip
+        raise ValueError(
+            f"model (3rd argument) is a {type(model).__name__}, not a Prospector "
+            "model: write_results(path, output, model, obs, run_params)"
+        )
     if not isinstance(obs, Mapping):
-        raise ValueError(f"obs (4th argument) is a {type(obs).__name__}, not an obs dict: "
-                         "write_results(path, output, model, obs, run_params)")  # fmt: skip
+        raise ValueError(
+            f"obs (4th argument) is a {type(obs).__name__}, not an obs dict: "
+            "write_results(path, output, model, obs, run_params)"
+        )
     if run_params is not None and not isinstance(run_params, Mapping):
         raise ValueError(f"run_params is a {type(run_params).__name__}, not a dict")
-    if output.get("sampling", (None, 0.0))[0] is None and \
-            output.get("optimization", (None, 0.0))[0] is None:  # fmt: skip
-        raise ValueError("no fit to write: the output's 'sampling' and 'optimization' results "
-                         "are both None")  # fmt: skip
+    if (
+        output.get("sampling", (None, 0.0))[0] is None
+        and output.get("optimization", (None, 0.0))[0] is None
+    ):
+        raise ValueError(
+            "no fit to write: the output's 'sampling' and 'optimization' results are both None"
+        )
     return output, run_params
 
 
@@ -238,8 +261,9 @@ def write_results(
     path = Path(path)
     if path.suffix != ".h5":
         raise ValueError(f"{path}: Prospector's results_from reads only files ending in .h5")
-    output, run_params = _arguments(output, model, obs, run_params, sampler,
-                                    optimize_result_list, tsample, toptimize)  # fmt: skip
+    output, run_params = _arguments(
+        output, model, obs, run_params, sampler, optimize_result_list, tsample, toptimize
+    )
     sampler, tsample = output.get("sampling", (None, 0.0))
     optres, topt = output.get("optimization", (None, 0.0))
     if derived is None and isinstance(sampler, Mapping):
@@ -248,9 +272,17 @@ def write_results(
         obs = _predictable(obs, sampler)
     with atomic_path(path, overwrite) as tmp:
         with h5py.File(tmp, "w") as hf:  # write_hdf5 closes it itself
-            write_hdf5(hf, dict(run_params or {}), model, obs, sampler=sampler,
-                       optimize_result_list=optres, tsample=tsample, toptimize=topt,
-                       sps=sps)  # fmt: skip
+            write_hdf5(
+                hf,
+                dict(run_params or {}),
+                model,
+                obs,
+                sampler=sampler,
+                optimize_result_list=optres,
+                tsample=tsample,
+                toptimize=topt,
+                sps=sps,
+            )
         with h5py.File(tmp, "a") as hf:
             if derived is not None:
                 hf["sampling"].create_dataset("derived", data=np.asarray(derived))
@@ -277,11 +309,17 @@ def _predictable(obs: Mapping, sampler: Any) -> dict:
     ValueError
         An SBI result whose draws have no log-likelihood (all 0): its best draw is unknown.
     """
-    if isinstance(sampler, Mapping) and "logl" in sampler and "eff" in sampler \
-            and not np.any(np.asarray(sampler["logl"])):  # fmt: skip
-        raise ValueError("sps= writes the best-fit draw, but this result's log-likelihoods "
-                         "are all 0 (not computed): fit with fit_model(..., sps) and "
-                         "sbi_lnlike=True, or write without sps")  # fmt: skip
+    if (
+        isinstance(sampler, Mapping)
+        and "logl" in sampler
+        and "eff" in sampler
+        and not np.any(np.asarray(sampler["logl"]))
+    ):
+        raise ValueError(
+            "sps= writes the best-fit draw, but this result's log-likelihoods "
+            "are all 0 (not computed): fit with fit_model(..., sps) and "
+            "sbi_lnlike=True, or write without sps"
+        )
     obs = dict(obs)
     obs.setdefault("wavelength", None)
     filters = obs.get("filters")

@@ -40,8 +40,9 @@ def sbi_chain(draws: np.ndarray, labels: list[str], model: Any, zred: float | No
         elif label in labels:
             cols.append(draws[:, labels.index(label)])
         else:
-            raise ValueError(f"the estimator has no column for the model's {label!r} "
-                             f"(labels {labels})")  # fmt: skip
+            raise ValueError(
+                f"the estimator has no column for the model's {label!r} (labels {labels})"
+            )
     return np.stack(cols, axis=-1).astype(float)
 
 
@@ -114,8 +115,10 @@ def run_sbi(
         ``refined`` (bool), and for refined fits ``ess``, ``khat`` and ``khat_flag``.
     """
     if any(n is not None for n in noise):
-        raise ValueError("the sbi fitter takes no Prospector noise model: the estimator was "
-                         "trained with its own (estimator.noise)")  # fmt: skip
+        raise ValueError(
+            "the sbi fitter takes no Prospector noise model: the estimator was "
+            "trained with its own (estimator.noise)"
+        )
     mode = refine_mode(sbi_refine)
     post = resolve_estimator(sbi_estimator)
     t0 = time.perf_counter()
@@ -123,26 +126,46 @@ def run_sbi(
     prepared = post.prepare(flux, err, zred)  # the one check of the values
     notes = []
     if obs.get("spectrum") is not None:
-        warnings.warn("obs['spectrum'] is ignored: the sbi fitter uses the photometry only "
-                      "(the estimator was trained on it)", UserWarning, stacklevel=3)  # fmt: skip
+        warnings.warn(
+            "obs['spectrum'] is ignored: the sbi fitter uses the photometry only "
+            "(the estimator was trained on it)",
+            UserWarning,
+            stacklevel=3,
+        )
         notes.append("spectrum ignored: the estimator uses photometry only")
     draws = post.sample(prepared, n=int(sbi_ndraws), seed=sbi_seed)
     refiner = None if mode == "never" else post.refiner(sps, sbi_likelihood)
-    if refiner is not None and (mode == "always"
-                                or needs_refinement(refiner, prepared, draws[None])[0]):
-        res = refiner.run(prepared, 1, seed=sbi_seed, first=int(sbi_refine_ndraws),
-                          draws=int(sbi_refine_ndraws), rounds=int(sbi_refine_rounds),
-                          target_ess=sbi_refine_ess)  # fmt: skip
+    if refiner is not None and (
+        mode == "always" or needs_refinement(refiner, prepared, draws[None])[0]
+    ):
+        res = refiner.run(
+            prepared,
+            1,
+            seed=sbi_seed,
+            first=int(sbi_refine_ndraws),
+            draws=int(sbi_refine_ndraws),
+            rounds=int(sbi_refine_rounds),
+            target_ess=sbi_refine_ess,
+        )
         batch = res.batch
         keep = np.flatnonzero(np.isfinite(batch.log_weights[0]))
         pts = {k: v[0, keep] for k, v in batch.points.items()}
         chain = pts["theta"].astype(float)
         derived = to_struct({k: pts[f"d:{k}"] for k in refiner.derived_keys})
-        result = SBIResult.from_draws(chain, derived, model.theta_labels(), pts["lnlike"],
-                                      log_weights=batch.log_weights[0, keep],
-                                      logz=float(batch.logz[0]))  # fmt: skip
-        result.update(refined=True, ess=float(batch.ess[0]), khat=float(batch.khat[0]),
-                      khat_flag=bool(batch.flagged[0]))  # fmt: skip
+        result = SBIResult.from_draws(
+            chain,
+            derived,
+            model.theta_labels(),
+            pts["lnlike"],
+            log_weights=batch.log_weights[0, keep],
+            logz=float(batch.logz[0]),
+        )
+        result.update(
+            refined=True,
+            ess=float(batch.ess[0]),
+            khat=float(batch.khat[0]),
+            khat_flag=bool(batch.flagged[0]),
+        )
         labels = list(model.theta_labels())
         edge = prior_edge_flags(chain[None], labels, post.space)
         khat = [("khat", np.array([bool(batch.flagged[0])]))]

@@ -5,5 +5,15 @@ from .empirical import EmpiricalNoise
 from .jades import JadesPixelNoise
 from .likelihood import BARRIER, LIKELIHOODS, NoiseLikelihood, check_likelihood
 
-__all__ = ["BARRIER", "LIKELIHOODS", "UJY_TO_MAGGIES", "EmpiricalNoise", "JadesPixelNoise",
-           "NoiseLikelihood", "NoiseModel", "check_likelihood", "match_bands", "noise_from_dict"]  # fmt: skip
+__all__ = [
+    "BARRIER",
+    "LIKELIHOODS",
+    "UJY_TO_MAGGIES",
+    "EmpiricalNoise",
+    "JadesPixelNoise",
+    "NoiseLikelihood",
+    "NoiseModel",
+    "check_likelihood",
+    "match_bands",
+    "noise_from_dict",
+]

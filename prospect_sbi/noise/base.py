@@ -15,6 +15,8 @@ from ..filters import resolve_band_names
 
 _FORMAT = 1
 _KINDS: dict[str, type[NoiseModel]] = {}  # NoiseModel.kind -> subclass, for noise_from_dict
+
+
 def _band_list(bands: Sequence[str]) -> str:
     return f"{bands[0]}..{bands[-1]}" if len(bands) > 2 else ", ".join(bands)
 
@@ -265,8 +267,9 @@ def noise_from_dict(d: dict[str, Any]) -> NoiseModel:
         Not a dict, an unknown ``"kind"`` or a newer format.
     """
     if not isinstance(d, dict):
-        raise ValueError(f"a noise model is a JSON object (NoiseModel.to_dict); got a "
-                         f"{type(d).__name__}")  # fmt: skip
+        raise ValueError(
+            f"a noise model is a JSON object (NoiseModel.to_dict); got a {type(d).__name__}"
+        )
     kind = d.get("kind")
     if kind not in _KINDS:
         raise ValueError(f"unknown noise model kind {kind!r}; known: {sorted(_KINDS)}")

@@ -21,11 +21,26 @@ from .base import NoiseModel, match_bands
 
 #: Band order of the SBIPIX ``obs/obs_properties`` arrays, as sedpy names.
 _SBIPIX_ORDER = (
-    "jwst_f090w", "jwst_f115w", "jwst_f150w", "jwst_f182m", "jwst_f200w", "jwst_f210m",
-    "jwst_f277w", "jwst_f335m", "jwst_f356w", "jwst_f410m", "jwst_f430m", "jwst_f444w",
-    "jwst_f460m", "jwst_f480m", "acs_wfc_f435w", "acs_wfc_f606w", "acs_wfc_f775w",
-    "acs_wfc_f814w", "acs_wfc_f850lp",
-)  # fmt: skip
+    "jwst_f090w",
+    "jwst_f115w",
+    "jwst_f150w",
+    "jwst_f182m",
+    "jwst_f200w",
+    "jwst_f210m",
+    "jwst_f277w",
+    "jwst_f335m",
+    "jwst_f356w",
+    "jwst_f410m",
+    "jwst_f430m",
+    "jwst_f444w",
+    "jwst_f460m",
+    "jwst_f480m",
+    "acs_wfc_f435w",
+    "acs_wfc_f606w",
+    "acs_wfc_f775w",
+    "acs_wfc_f814w",
+    "acs_wfc_f850lp",
+)
 _SBIPIX_FILES = {
     "depth": "background_noise_hainline.npy",
     "edges": "percentiles_jades_res_bins.npy",
@@ -167,9 +182,7 @@ class JadesPixelNoise(NoiseModel):
 
     def _params(self) -> dict[str, Any]:
         keys = ("mag_edges", "mag_err_mean", "mag_err_std")
-        return {k: getattr(self, k).tolist() for k in keys} | {
-            "mag_err_floor": self.mag_err_floor
-        }
+        return {k: getattr(self, k).tolist() for k in keys} | {"mag_err_floor": self.mag_err_floor}
 
     def smallest_error(self) -> np.ndarray | None:
         """Return ``0.4 ln(10) limit mag_err_floor`` per band, maggies (F,); None without a floor.

@@ -119,8 +119,13 @@ class NoiseLikelihood:
         mean, std = nz.mag_err_mean[band, k], nz.mag_err_std[band, k]
         floor = nz.mag_err_floor
         s = e / (DMAG * safe)
-        logpdf = (-0.5 * ((s - mean) / std) ** 2 - np.log(std) - 0.5 * _LOG_2PI
-                  - log_ndtr((mean - floor) / std) - np.log(DMAG * safe))  # fmt: skip
+        logpdf = (
+            -0.5 * ((s - mean) / std) ** 2
+            - np.log(std)
+            - 0.5 * _LOG_2PI
+            - log_ndtr((mean - floor) / std)
+            - np.log(DMAG * safe)
+        )
         # sigma_mag >= floor bounds a detected model flux from above: m <= err / (0.92 floor)
         m_max = e / (DMAG * floor) if floor > 0 else np.inf
         too_bright = detected & ~at_depth & (m > m_max)
@@ -199,9 +204,13 @@ def check_likelihood(noise: NoiseModel | None, kind: str) -> None:
         raise ValueError(f"likelihood {kind!r} is unknown; use one of {LIKELIHOODS}")
     name = type(noise).__name__
     if noise is not None and type(noise).apply is not NoiseModel.apply:
-        raise ValueError(f"the noise model {name} draws fluxes its own way, so no likelihood "
-                         f"is known for it; refinement needs one whose apply is "
-                         f"NoiseModel.apply (JadesPixelNoise, EmpiricalNoise)")  # fmt: skip
+        raise ValueError(
+            f"the noise model {name} draws fluxes its own way, so no likelihood "
+            f"is known for it; refinement needs one whose apply is "
+            f"NoiseModel.apply (JadesPixelNoise, EmpiricalNoise)"
+        )
     if kind == "noise" and not hasattr(noise, "mag_err_mean"):
-        raise ValueError(f"likelihood 'noise' is known only for JadesPixelNoise, not for the "
-                         f"noise model {name}; use likelihood='flux'")  # fmt: skip
+        raise ValueError(
+            f"likelihood 'noise' is known only for JadesPixelNoise, not for the "
+            f"noise model {name}; use likelihood='flux'"
+        )

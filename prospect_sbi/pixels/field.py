@@ -14,8 +14,15 @@ row strip of the segmentation map and one chunk of pixel draws, whatever the mos
 
 from __future__ import annotations
 
-__all__ = ["FIELD_QUANTITIES", "FieldMaps", "FitsPlanes", "Mosaic", "bounding_boxes",
-           "map_field", "read_field_catalog"]  # fmt: skip
+__all__ = [
+    "FIELD_QUANTITIES",
+    "FieldMaps",
+    "FitsPlanes",
+    "Mosaic",
+    "bounding_boxes",
+    "map_field",
+    "read_field_catalog",
+]
 
 import os
 import threading
@@ -75,11 +82,18 @@ class FitsPlanes:
         Pixel type; float32 files are filled with NaN, int32 files with 0 by default.
     """
 
-    def __init__(self, path: str | os.PathLike, shape: tuple[int, int], names: Sequence[str],
-                 header: Any = None, units: Mapping[str, str] | None = None,
-                 primary: Mapping[str, Any] | None = None,
-                 fill: Callable[[str, int, int], np.ndarray] | None = None,
-                 strip: int = 512, dtype: Any = np.float32) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        shape: tuple[int, int],
+        names: Sequence[str],
+        header: Any = None,
+        units: Mapping[str, str] | None = None,
+        primary: Mapping[str, Any] | None = None,
+        fill: Callable[[str, int, int], np.ndarray] | None = None,
+        strip: int = 512,
+        dtype: Any = np.float32,
+    ) -> None:
         from astropy.io import fits
 
         self.path, self.shape = Path(path), (int(shape[0]), int(shape[1]))
@@ -103,8 +117,11 @@ class FitsPlanes:
                 self.offsets[str(name)] = fh.tell()
                 for y0 in range(0, ny, strip):
                     y1 = min(y0 + strip, ny)
-                    rows = (np.full((y1 - y0, nx), np.nan if self.dtype.kind == "f" else 0)
-                            if fill is None else fill(str(name), y0, y1))  # fmt: skip
+                    rows = (
+                        np.full((y1 - y0, nx), np.nan if self.dtype.kind == "f" else 0)
+                        if fill is None
+                        else fill(str(name), y0, y1)
+                    )
                     fh.write(np.ascontiguousarray(rows, dtype=self.dtype).tobytes())
                 fh.write(b"\0" * (-size % _BLOCK))
 
@@ -189,17 +206,22 @@ class Mosaic:
             raise ValueError(f"mosaic of {band} ({path.name}): SCI is not a 2-d image")
         err, wht = get("ERR"), get("WHT")
         if err is None and wht is None:
-            raise ValueError(f"mosaic of {band} ({path.name}) has neither an ERR nor a WHT "
-                             "extension")  # fmt: skip
+            raise ValueError(
+                f"mosaic of {band} ({path.name}) has neither an ERR nor a WHT extension"
+            )
         noise = err if err is not None else wht
         if (noise.header.get("NAXIS2"), noise.header.get("NAXIS1")) != (
-                sci.header["NAXIS2"], sci.header["NAXIS1"]):  # fmt: skip
-            raise ValueError(f"mosaic of {band} ({path.name}): {noise.name} is not the shape of "
-                             "SCI")  # fmt: skip
+            sci.header["NAXIS2"],
+            sci.header["NAXIS1"],
+        ):
+            raise ValueError(
+                f"mosaic of {band} ({path.name}): {noise.name} is not the shape of SCI"
+            )
         return sci, noise, err is None
 
-    def _check_band(self, band: str, path: Path, header: Any, primary: Any,
-                    unit: str | None) -> None:  # fmt: skip
+    def _check_band(
+        self, band: str, path: Path, header: Any, primary: Any, unit: str | None
+    ) -> None:
         from astropy.wcs import WCS
 
         shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
@@ -207,8 +229,9 @@ class Mosaic:
             warnings.simplefilter("ignore")
             wcs = WCS(header).celestial if "CTYPE1" in header else None
         if wcs is None or not wcs.has_celestial or wcs.naxis != 2:
-            raise ValueError(f"mosaic of {band} ({path.name}) has no celestial WCS in its SCI "
-                             "header")  # fmt: skip
+            raise ValueError(
+                f"mosaic of {band} ({path.name}) has no celestial WCS in its SCI header"
+            )
         if self.shape is None:
             from astropy.wcs.utils import proj_plane_pixel_scales
 
@@ -217,20 +240,26 @@ class Mosaic:
         else:
             first = self.bands[0]
             if shape != self.shape:
-                raise ValueError(f"mosaic of {band} has shape {shape}; {first}'s is "
-                                 f"{self.shape}: the bands must share one pixel grid")  # fmt: skip
+                raise ValueError(
+                    f"mosaic of {band} has shape {shape}; {first}'s is "
+                    f"{self.shape}: the bands must share one pixel grid"
+                )
             ny, nx = shape
             corners = np.array([[0, 0], [nx - 1, ny - 1], [0, ny - 1]], dtype=float)
-            off = np.max(np.abs(wcs.all_world2pix(self.wcs.all_pix2world(corners, 0), 0)
-                                - corners))  # fmt: skip
+            off = np.max(
+                np.abs(wcs.all_world2pix(self.wcs.all_pix2world(corners, 0), 0) - corners)
+            )
             if not off <= 0.1:
-                raise ValueError(f"mosaic of {band} is on another pixel grid than {first}'s "
-                                 f"(WCS differs by {off:.2f} pixels): the bands must share "
-                                 "one grid")  # fmt: skip
+                raise ValueError(
+                    f"mosaic of {band} is on another pixel grid than {first}'s "
+                    f"(WCS differs by {off:.2f} pixels): the bands must share "
+                    "one grid"
+                )
         bunit = unit or header.get("BUNIT") or primary.get("BUNIT")
         if not bunit:
-            raise ValueError(f"mosaic of {band} ({path.name}) has no BUNIT: give its unit "
-                             "(unit=, --unit)")  # fmt: skip
+            raise ValueError(
+                f"mosaic of {band} ({path.name}) has no BUNIT: give its unit (unit=, --unit)"
+            )
         area = header.get("PIXAR_SR", primary.get("PIXAR_SR"))
         try:
             self.factors.append(flux_unit_factor(bunit, self.pixel_scale, area))
@@ -246,8 +275,7 @@ class Mosaic:
         box = (slice(int(y0), int(y1)), slice(int(x0), int(x1)))
         flux, err = [], []
         with self._lock:  # one file handle per band: reads are serialised
-            for sci, (noise, weight), f in zip(self._sci, self._noise, self.factors,
-                                               strict=True):  # fmt: skip
+            for sci, (noise, weight), f in zip(self._sci, self._noise, self.factors, strict=True):
                 flux.append(np.asarray(sci.section[box], dtype=float) * f)
                 sigma = np.asarray(noise.section[box], dtype=float)
                 if weight:
@@ -301,7 +329,7 @@ def bounding_boxes(segmap: str | os.PathLike, strip: int = 256) -> dict[int, tup
     try:
         ny = int(hdu.header["NAXIS2"])
         for s0 in range(0, ny, int(strip)):
-            rows = np.asarray(hdu.section[s0:min(s0 + int(strip), ny), :])
+            rows = np.asarray(hdu.section[s0 : min(s0 + int(strip), ny), :])
             ys, xs = np.nonzero(rows)
             if not len(ys):
                 continue
@@ -316,18 +344,32 @@ def bounding_boxes(segmap: str | os.PathLike, strip: int = 256) -> dict[int, tup
             count = np.bincount(inv, minlength=n)
             for j, g in enumerate(ids.tolist()):
                 b = boxes.get(int(g))
-                new = [int(lo_y[j]), int(hi_y[j]) + 1, int(lo_x[j]), int(hi_x[j]) + 1,
-                       int(count[j])]  # fmt: skip
-                boxes[int(g)] = new if b is None else [min(b[0], new[0]), max(b[1], new[1]),
-                                                       min(b[2], new[2]), max(b[3], new[3]),
-                                                       b[4] + new[4]]  # fmt: skip
+                new = [
+                    int(lo_y[j]),
+                    int(hi_y[j]) + 1,
+                    int(lo_x[j]),
+                    int(hi_x[j]) + 1,
+                    int(count[j]),
+                ]
+                boxes[int(g)] = (
+                    new
+                    if b is None
+                    else [
+                        min(b[0], new[0]),
+                        max(b[1], new[1]),
+                        min(b[2], new[2]),
+                        max(b[3], new[3]),
+                        b[4] + new[4],
+                    ]
+                )
     finally:
         hdul.close()
     return {g: tuple(b) for g, b in sorted(boxes.items())}
 
 
-def read_field_catalog(path: str | os.PathLike, id_column: str = "id",
-                       zred_column: str = "z") -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def read_field_catalog(
+    path: str | os.PathLike, id_column: str = "id", zred_column: str = "z"
+) -> tuple[np.ndarray, np.ndarray]:
     """Segment ids and redshifts of a catalogue (FITS or ECSV).
 
     Returns
@@ -346,21 +388,27 @@ def read_field_catalog(path: str | os.PathLike, id_column: str = "id",
     table = Table.read(path, format=fmt)
     for col, what in ((id_column, "id"), (zred_column, "redshift")):
         if col not in table.colnames:
-            raise ValueError(f"catalogue {path.name} has no {what} column {col!r}; its columns: "
-                             f"{', '.join(table.colnames[:12])}")  # fmt: skip
+            raise ValueError(
+                f"catalogue {path.name} has no {what} column {col!r}; its columns: "
+                f"{', '.join(table.colnames[:12])}"
+            )
     raw = np.ma.filled(np.ma.asarray(table[id_column]), -1)
     try:
         ids = np.asarray(raw).astype(np.int64)
     except (TypeError, ValueError):
-        raise ValueError(f"catalogue {path.name}: id column {id_column!r} is not integer "
-                         "segment ids") from None  # fmt: skip
+        raise ValueError(
+            f"catalogue {path.name}: id column {id_column!r} is not integer segment ids"
+        ) from None
     if not np.all(ids == np.asarray(raw, dtype=float)):
-        raise ValueError(f"catalogue {path.name}: id column {id_column!r} is not integer "
-                         "segment ids")  # fmt: skip
+        raise ValueError(
+            f"catalogue {path.name}: id column {id_column!r} is not integer segment ids"
+        )
     uniq, counts = np.unique(ids, return_counts=True)
     if np.any(counts > 1):
-        raise ValueError(f"catalogue {path.name}: segment id {uniq[counts > 1][0]} appears "
-                         f"{counts[counts > 1][0]} times")  # fmt: skip
+        raise ValueError(
+            f"catalogue {path.name}: segment id {uniq[counts > 1][0]} appears "
+            f"{counts[counts > 1][0]} times"
+        )
     z = np.ma.filled(np.ma.asarray(table[zred_column], dtype=float), np.nan)
     with np.errstate(invalid="ignore"):
         z = np.where(np.isfinite(z) & (z > 0), z, np.nan)
@@ -437,8 +485,9 @@ def _galaxy_row(files: dict[str, Path]) -> dict:
             row[f"log_sfr_int{q or '_p50'}"] = float(out[f"log_sfr100_integrated{q}"])
     if "log_sfr100_p50" in pix.colnames:
         for q in (16, 50, 84):  # sum of the pixels' percentiles (p16/p84: correlated bounds)
-            row[f"log_sfr_pix_p{q}"] = float(np.log10(np.sum(10.0 ** np.asarray(
-                pix[f"log_sfr100_p{q}"], dtype=float))))  # fmt: skip
+            row[f"log_sfr_pix_p{q}"] = float(
+                np.log10(np.sum(10.0 ** np.asarray(pix[f"log_sfr100_p{q}"], dtype=float)))
+            )
     row["delta_mstar"] = float(out["delta"])
     if "ood" in pix.colnames:
         row["ood_share"] = float(np.mean(np.asarray(pix["ood"], dtype=float)))
@@ -446,8 +495,17 @@ def _galaxy_row(files: dict[str, Path]) -> dict:
     return row
 
 
-def _map_one(post: Any, model: Any, sps: Any, options: dict, images: PixelImages,
-             mask: np.ndarray, out: str, name: str, zred: float) -> dict:  # fmt: skip
+def _map_one(
+    post: Any,
+    model: Any,
+    sps: Any,
+    options: dict,
+    images: PixelImages,
+    mask: np.ndarray,
+    out: str,
+    name: str,
+    zred: float,
+) -> dict:
     """Map one galaxy here or on a dask worker (:func:`~prospect_sbi._io.run_ordered`).
 
     Returns ``{"skipped": bool, "row": {...}}``, or ``{"error": "one line"}``.
@@ -457,14 +515,30 @@ def _map_one(post: Any, model: Any, sps: Any, options: dict, images: PixelImages
         done = map_galaxy(post, images, out, name, mask, model=model, sps=sps, **options)
         return {"skipped": done.skipped, "row": _galaxy_row(done.files)}
     except (ValueError, OSError, RuntimeError) as err:
-        return {"error": f"{type(err).__name__}: {err}" if not isinstance(err, ValueError)
-                else str(err)}  # fmt: skip
+        return {
+            "error": f"{type(err).__name__}: {err}"
+            if not isinstance(err, ValueError)
+            else str(err)
+        }
 
 
-_COLUMNS = ("log_mstar_pix_p16", "log_mstar_pix_p50", "log_mstar_pix_p84", "log_mstar_int_p16",
-            "log_mstar_int_p50", "log_mstar_int_p84", "delta_mstar", "log_sfr_pix_p16",
-            "log_sfr_pix_p50", "log_sfr_pix_p84", "log_sfr_int_p16", "log_sfr_int_p50",
-            "log_sfr_int_p84", "ood_share", "chi2_median")  # fmt: skip
+_COLUMNS = (
+    "log_mstar_pix_p16",
+    "log_mstar_pix_p50",
+    "log_mstar_pix_p84",
+    "log_mstar_int_p16",
+    "log_mstar_int_p50",
+    "log_mstar_int_p84",
+    "delta_mstar",
+    "log_sfr_pix_p16",
+    "log_sfr_pix_p50",
+    "log_sfr_pix_p84",
+    "log_sfr_int_p16",
+    "log_sfr_int_p50",
+    "log_sfr_int_p84",
+    "ood_share",
+    "chi2_median",
+)
 
 
 def _catalog(ids: np.ndarray, zred: np.ndarray, boxes: dict, results: dict[int, dict]) -> Table:
@@ -474,9 +548,17 @@ def _catalog(ids: np.ndarray, zred: np.ndarray, boxes: dict, results: dict[int, 
         num = res.get("row", {})
         flags = list(res.get("flags", []))
         b = boxes.get(g)
-        rows.append((g, z, int(num.get("n_pixels", 0)), int(b[4]) if b else 0,
-                     *(float(num.get(c, np.nan)) for c in _COLUMNS), ",".join(flags),
-                     res.get("error", "")))  # fmt: skip
+        rows.append(
+            (
+                g,
+                z,
+                int(num.get("n_pixels", 0)),
+                int(b[4]) if b else 0,
+                *(float(num.get(c, np.nan)) for c in _COLUMNS),
+                ",".join(flags),
+                res.get("error", ""),
+            )
+        )
     names = ("id", "zred", "n_pixels", "n_segment", *_COLUMNS, "flags", "error")
     dtype = (int, float, int, int, *([float] * len(_COLUMNS)), str, str)
     table = Table(rows=rows or None, names=names, dtype=dtype)
@@ -485,18 +567,26 @@ def _catalog(ids: np.ndarray, zred: np.ndarray, boxes: dict, results: dict[int, 
         "log_mstar_int, log_sfr_int: posterior of the summed photometry of the fitted pixels",
         "log_sfr_pix: sum of the pixels' SFR100 percentiles (p16/p84: fully correlated bounds)",
         "delta_mstar: log_mstar_pix_p50 - log_mstar_int_p50, dex; ood_share: share of pixels "
-        "flagged out of distribution; chi2_median: median reduced chi2 of the pixels"]
+        "flagged out of distribution; chi2_median: median reduced chi2 of the pixels",
+    ]
     return table
 
 
-def _field_maps(folder: Path, mosaic_shape: tuple[int, int], wcs: Any, quantities: Sequence[str],
-                boxes: dict, names: dict[int, str], galaxies: Path,
-                primary: dict) -> dict[str, Path]:  # fmt: skip
+def _field_maps(
+    folder: Path,
+    mosaic_shape: tuple[int, int],
+    wcs: Any,
+    quantities: Sequence[str],
+    boxes: dict,
+    names: dict[int, str],
+    galaxies: Path,
+    primary: dict,
+) -> dict[str, Path]:
     """Write one FITS per quantity on the mosaic grid, NaN outside the fitted pixels."""
     header = wcs.to_header()
     files = {}
     for q in quantities:
-        planes = ([f"{q}_p{p}" for p in (50, 16, 84)] if q in MAP_QUANTITIES else [q])
+        planes = [f"{q}_p{p}" for p in (50, 16, 84)] if q in MAP_QUANTITIES else [q]
         path = folder / f"field_{q}.fits"
         units = {}
         with atomic_path(path, overwrite=True) as tmp:
@@ -525,23 +615,35 @@ def _plot(table: Table, path: Path) -> None:
     x = np.asarray(t["log_mstar_int_p50"], dtype=float)
     y = np.asarray(t["delta_mstar"], dtype=float)
     xerr = np.abs([x - t["log_mstar_int_p16"], t["log_mstar_int_p84"] - x])
-    yerr = np.hypot(0.5 * (t["log_mstar_pix_p84"] - t["log_mstar_pix_p16"]),
-                    0.5 * (t["log_mstar_int_p84"] - t["log_mstar_int_p16"]))  # fmt: skip
+    yerr = np.hypot(
+        0.5 * (t["log_mstar_pix_p84"] - t["log_mstar_pix_p16"]),
+        0.5 * (t["log_mstar_int_p84"] - t["log_mstar_int_p16"]),
+    )
     ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", ms=3, capsize=0, alpha=0.7, lw=0.8)
     ax.axhline(0.0, color="k", ls="--", lw=1)
     if len(y):
-        ax.set_title(f"{len(y)} galaxies; median difference {np.median(y):+.2f} dex",
-                     fontsize=9)  # fmt: skip
-    ax.set(xlabel=r"integrated $\log M_*/M_\odot$",
-           ylabel=r"pixel-summed $-$ integrated $\log M_*$ (dex)")  # fmt: skip
+        ax.set_title(f"{len(y)} galaxies; median difference {np.median(y):+.2f} dex", fontsize=9)
+    ax.set(
+        xlabel=r"integrated $\log M_*/M_\odot$",
+        ylabel=r"pixel-summed $-$ integrated $\log M_*$ (dex)",
+    )
     with atomic_path(path, overwrite=True) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
 
 
-def _inputs(mosaic: Mosaic, segmap: Any, ids: np.ndarray, zred: np.ndarray, boxes: dict,
-            margin: int, post: Any, snr_min: float, snr_bands: Sequence[str],
-            flags: dict[int, list],
-            errors: dict[int, str]) -> Iterator[tuple[int, Any]]:  # fmt: skip
+def _inputs(
+    mosaic: Mosaic,
+    segmap: Any,
+    ids: np.ndarray,
+    zred: np.ndarray,
+    boxes: dict,
+    margin: int,
+    post: Any,
+    snr_min: float,
+    snr_bands: Sequence[str],
+    flags: dict[int, list],
+    errors: dict[int, str],
+) -> Iterator[tuple[int, Any]]:
     """Yield ``(id, (images, mask))`` of each galaxy to fit; record the others' errors."""
     ny, nx = mosaic.shape
     zr = post.header.get("zred_range") if post.redshift == "known" else None
@@ -554,8 +656,10 @@ def _inputs(mosaic: Mosaic, segmap: Any, ids: np.ndarray, zred: np.ndarray, boxe
         if zr is not None:
             tol = 1e-3 * (zr[1] - zr[0]) + 1e-9
             if not zr[0] - tol <= z <= zr[1] + tol:
-                errors[g] = (f"galaxy {g}: redshift {z:g} is outside the estimator's range "
-                             f"[{zr[0]:g}, {zr[1]:g}]")  # fmt: skip
+                errors[g] = (
+                    f"galaxy {g}: redshift {z:g} is outside the estimator's range "
+                    f"[{zr[0]:g}, {zr[1]:g}]"
+                )
                 continue
         b0, b1, c0, c1, _ = boxes[g]
         y0, y1 = max(b0 - margin, 0), min(b1 + margin, ny)
@@ -565,13 +669,21 @@ def _inputs(mosaic: Mosaic, segmap: Any, ids: np.ndarray, zred: np.ndarray, boxe
         try:
             flux, err = mosaic.cutout(y0, y1, x0, x1)
             seg = np.asarray(segmap.section[y0:y1, x0:x1]).astype(np.int64)
-            images = load_cube(flux, err, mosaic.bands, "maggies", wcs=mosaic.wcs[y0:y1, x0:x1],
-                               segmap=seg, zred=float(z))  # fmt: skip
+            images = load_cube(
+                flux,
+                err,
+                mosaic.bands,
+                "maggies",
+                wcs=mosaic.wcs[y0:y1, x0:x1],
+                segmap=seg,
+                zred=float(z),
+            )
             images = images.matched(post.filters)
             mask = select_pixels(images, snr_min, snr_bands, segment=g)
             if not mask.any():
-                raise ValueError(f"no pixel of its segment has S/N >= {snr_min:g} over "
-                                 f"{', '.join(snr_bands)}")  # fmt: skip
+                raise ValueError(
+                    f"no pixel of its segment has S/N >= {snr_min:g} over {', '.join(snr_bands)}"
+                )
         except ValueError as err:
             errors[g] = f"galaxy {g}: {err}"
             continue
@@ -676,20 +788,24 @@ def map_field(
         ``errors`` and in the catalogue, and the other galaxies go on.
     """
     if zred == "infer":
-        raise ValueError("zred='infer' is not available yet (redshift inference of whole "
-                         "galaxies has not landed): give a catalogue redshift column")  # fmt: skip
+        raise ValueError(
+            "zred='infer' is not available yet (redshift inference of whole "
+            "galaxies has not landed): give a catalogue redshift column"
+        )
     if zred != "catalog":
         raise ValueError(f"zred must be 'catalog'; got {zred!r}")
     unknown = [q for q in quantities if q not in FIELD_QUANTITIES]
     if unknown:
-        raise ValueError(f"unknown field map {unknown[0]!r}; choose from "
-                         f"{', '.join(FIELD_QUANTITIES)}")  # fmt: skip
+        raise ValueError(
+            f"unknown field map {unknown[0]!r}; choose from {', '.join(FIELD_QUANTITIES)}"
+        )
     from ..posterior import AmortizedPosterior
 
     post = AmortizedPosterior.resolve(estimator)
     if post.redshift != "known":
-        raise ValueError("map_field needs an estimator conditioned on the redshift "
-                         "(redshift='known')")  # fmt: skip
+        raise ValueError(
+            "map_field needs an estimator conditioned on the redshift (redshift='known')"
+        )
     out = Path(out)
     galaxies = out / "galaxies"
     ids, zcat = read_field_catalog(catalog, id_column, zred_column)
@@ -699,8 +815,9 @@ def map_field(
         try:
             shape = (int(seg_hdu.header["NAXIS2"]), int(seg_hdu.header["NAXIS1"]))
             if shape != mosaic.shape:
-                raise ValueError(f"segmentation map has shape {shape}; the mosaics are "
-                                 f"{mosaic.shape}")  # fmt: skip
+                raise ValueError(
+                    f"segmentation map has shape {shape}; the mosaics are {mosaic.shape}"
+                )
             boxes = bounding_boxes(segmap, strip)
             flags: dict[int, list] = {g: [] for g in ids.tolist()}
             for g in no_zred:
@@ -715,16 +832,30 @@ def map_field(
                 options.setdefault("torch_threads", 1)
                 options["progress"] = False
             galaxies.mkdir(parents=True, exist_ok=True)
-            todo = _inputs(mosaic, seg_hdu, ids, zcat, boxes, int(margin), post, snr_min,
-                           tuple(snr_bands), flags, errors)  # fmt: skip
+            todo = _inputs(
+                mosaic,
+                seg_hdu,
+                ids,
+                zcat,
+                boxes,
+                int(margin),
+                post,
+                snr_min,
+                tuple(snr_bands),
+                flags,
+                errors,
+            )
             n_todo = int(np.sum(np.isfinite(zcat)))
             bar = tqdm(total=n_todo, unit="gal", desc="map galaxies", disable=not progress)
             opts = {**options, "snr_bands": tuple(snr_bands)}
-            items = ((g, (images, mask, str(galaxies), f"gal{g}", float(images.zred)))
-                     for g, (images, mask) in todo)  # fmt: skip
+            items = (
+                (g, (images, mask, str(galaxies), f"gal{g}", float(images.zred)))
+                for g, (images, mask) in todo
+            )
             try:
-                for g, res in run_ordered(_map_one, items, client,
-                                          shared=(post, model, sps, opts)):  # fmt: skip
+                for g, res in run_ordered(
+                    _map_one, items, client, shared=(post, model, sps, opts)
+                ):
                     results[g] = res
                     if "error" in res:
                         errors[g] = f"galaxy {g}: {res['error']}"
@@ -742,15 +873,28 @@ def map_field(
         for g in flags:
             results.setdefault(g, {})["flags"] = flags[g]
         table = _catalog(ids, zcat, boxes, results)
-        files = {"catalog": out / "field_catalog.ecsv", "catalog_fits": out / "field_catalog.fits",
-                 "figure": out / "field_outshining.png", "galaxies": galaxies}  # fmt: skip
+        files = {
+            "catalog": out / "field_catalog.ecsv",
+            "catalog_fits": out / "field_catalog.fits",
+            "figure": out / "field_outshining.png",
+            "galaxies": galaxies,
+        }
         write_table(files["catalog"], table, overwrite=True)
         write_table(files["catalog_fits"], table, overwrite=True)
         _plot(table, files["figure"])
-        primary = {"NGAL": (len(names), "galaxies mapped"),
-                   "SEED": (int(fit_options.get("seed", 0)), "seed of every galaxy's draws")}
-        files |= _field_maps(out, mosaic.shape, mosaic.wcs, quantities, boxes, names,
-                             galaxies, primary)  # fmt: skip
+        primary = {
+            "NGAL": (len(names), "galaxies mapped"),
+            "SEED": (int(fit_options.get("seed", 0)), "seed of every galaxy's draws"),
+        }
+        files |= _field_maps(
+            out, mosaic.shape, mosaic.wcs, quantities, boxes, names, galaxies, primary
+        )
     n_skipped = sum(1 for r in results.values() if r.get("skipped"))
-    return FieldMaps(table, files, {g: errors[g] for g in sorted(errors)}, no_zred,
-                     len(names) - n_skipped, n_skipped)  # fmt: skip
+    return FieldMaps(
+        table,
+        files,
+        {g: errors[g] for g in sorted(errors)},
+        no_zred,
+        len(names) - n_skipped,
+        n_skipped,
+    )

@@ -111,8 +111,11 @@ class PixelFit:
 
         With refinement also ``refined``, ``ess``, ``khat``, ``logz`` and ``khat_flag``.
         """
-        cols: dict[str, Any] = {"y": self.index[:, 0], "x": self.index[:, 1],
-                                "segment": self.groups}  # fmt: skip
+        cols: dict[str, Any] = {
+            "y": self.index[:, 0],
+            "x": self.index[:, 1],
+            "segment": self.groups,
+        }
         if self.zred is not None:
             cols["zred"] = self.zred
         for j, label in enumerate(self.labels):
@@ -158,15 +161,17 @@ def _checker(job: _Job) -> Any:
         if getattr(_LOCAL, "key", None) != key:
             _LOCAL.key = key
             _LOCAL.photometry = ModelPhotometry(job.model, job.sps, job.post.filters)
-        _LOCAL.check = PredictiveCheck(job.post, job.model, job.sps, job.p_value,
-                                       photometry=_LOCAL.photometry)  # fmt: skip
+        _LOCAL.check = PredictiveCheck(
+            job.post, job.model, job.sps, job.p_value, photometry=_LOCAL.photometry
+        )
 
         _LOCAL.token = job.token
     return _LOCAL.check
 
 
-def _fit_chunk(job: _Job, c: int, flux: np.ndarray, err: np.ndarray, zred: Any,
-               groups: np.ndarray) -> dict:  # fmt: skip
+def _fit_chunk(
+    job: _Job, c: int, flux: np.ndarray, err: np.ndarray, zred: Any, groups: np.ndarray
+) -> dict:
     """Summaries of one chunk of pixels (b, F), with its warnings as ``(category, message)``."""
     with record() as said:
         out = _chunk_summaries(job, c, flux, err, zred, groups)
@@ -174,17 +179,27 @@ def _fit_chunk(job: _Job, c: int, flux: np.ndarray, err: np.ndarray, zred: Any,
     return out
 
 
-def _chunk_summaries(job: _Job, c: int, flux: np.ndarray, err: np.ndarray, zred: Any,
-                     groups: np.ndarray) -> dict:  # fmt: skip
+def _chunk_summaries(
+    job: _Job, c: int, flux: np.ndarray, err: np.ndarray, zred: Any, groups: np.ndarray
+) -> dict:
     if job.torch_threads:
         import torch
 
         torch.set_num_threads(int(job.torch_threads))
     post = job.post
-    draws = post.sample(flux, err, job.n_draws, zred=zred, seed=chunk_seed(job.seed, c),
-                        refine=job.refine, sps=job.sps, likelihood=job.likelihood)  # fmt: skip
-    out = {"quantiles": np.percentile(draws, QUANTILES, axis=1).transpose(1, 2, 0)
-           .astype(np.float32)}  # fmt: skip
+    draws = post.sample(
+        flux,
+        err,
+        job.n_draws,
+        zred=zred,
+        seed=chunk_seed(job.seed, c),
+        refine=job.refine,
+        sps=job.sps,
+        likelihood=job.likelihood,
+    )
+    out = {
+        "quantiles": np.percentile(draws, QUANTILES, axis=1).transpose(1, 2, 0).astype(np.float32)
+    }
     mass = 10.0 ** draws[..., post.labels.index("log_mstar")].astype(np.float64)  # (b, n)
     ids, inverse = np.unique(groups, return_inverse=True)
     sums = np.zeros((len(ids), job.n_draws))
@@ -200,8 +215,11 @@ def _chunk_summaries(job: _Job, c: int, flux: np.ndarray, err: np.ndarray, zred:
 
 def _chunk_arrays(res: dict) -> dict[str, np.ndarray]:
     """Return the summaries of one chunk as plain arrays for an ``.npz`` (nothing pickled)."""
-    arrays = {"quantiles": res["quantiles"], "mass_ids": np.array(list(res["mass"]), np.int64),
-              "mass_sums": np.stack(list(res["mass"].values()))}  # fmt: skip
+    arrays = {
+        "quantiles": res["quantiles"],
+        "mass_ids": np.array(list(res["mass"]), np.int64),
+        "mass_sums": np.stack(list(res["mass"].values())),
+    }
     if "chi2_red" in res:
         arrays |= {"chi2_red": np.asarray(res["chi2_red"]), "ood": np.asarray(res["ood"])}
     arrays |= {f"refinement.{k}": np.asarray(v) for k, v in res.get("refinement", {}).items()}
@@ -221,8 +239,10 @@ def _read_chunk(path: Path) -> dict:
         if refined:
             res["refinement"] = {k.split(".", 1)[1]: res.pop(k) for k in refined}
     except Exception as err:  # a damaged zip raises zipfile.BadZipFile, EOFError, ...
-        raise ValueError(f"{path} is damaged ({type(err).__name__}: {err}); remove "
-                         f"{path.parent} to fit its chunks again") from None
+        raise ValueError(
+            f"{path} is damaged ({type(err).__name__}: {err}); remove "
+            f"{path.parent} to fit its chunks again"
+        ) from None
     return res
 
 
@@ -232,18 +252,27 @@ def _fingerprint(job: _Job, pieces: list, sps: Any, size: int) -> dict:
     for _, arrays in pieces:
         for a in arrays:
             h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
-    return {"estimator": job.post.digest(), "pixels": h.hexdigest(), "n_draws": job.n_draws,
-            "seed": job.seed, "chunk_size": size, "p_value": job.p_value,
-            "check": None if job.model is None else type(sps).__name__,
-            "refine": job.refine, "likelihood": job.likelihood}  # fmt: skip
+    return {
+        "estimator": job.post.digest(),
+        "pixels": h.hexdigest(),
+        "n_draws": job.n_draws,
+        "seed": job.seed,
+        "chunk_size": size,
+        "p_value": job.p_value,
+        "check": None if job.model is None else type(sps).__name__,
+        "refine": job.refine,
+        "likelihood": job.likelihood,
+    }
 
 
 def _pixel_zred(images: PixelImages, mask: np.ndarray, known: bool) -> np.ndarray | None:
     if not known:
         return None
     if images.zred is None:
-        raise ValueError("this estimator is conditioned on the redshift: give the images a "
-                         "zred (a float or a (ny, nx) map)")  # fmt: skip
+        raise ValueError(
+            "this estimator is conditioned on the redshift: give the images a "
+            "zred (a float or a (ny, nx) map)"
+        )
     z = np.asarray(images.zred, dtype=float)
     if z.ndim == 0:
         return np.full(int(mask.sum()), float(z))
@@ -340,8 +369,11 @@ def fit_pixels(
         raise ValueError(f"mask has shape {mask.shape}; the images are {images.shape}")
     empty = np.all(np.isnan(images.flux), axis=0) & mask
     if empty.any():
-        warnings.warn(f"{int(empty.sum())} selected pixels have no valid band; skipped",
-                      UserWarning, stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"{int(empty.sum())} selected pixels have no valid band; skipped",
+            UserWarning,
+            stacklevel=2,
+        )
         mask = mask & ~empty
     if not mask.any():
         raise ValueError("no pixel selected: lower snr_min or check the segment")
@@ -349,26 +381,46 @@ def fit_pixels(
     flux, err = images.pixels(mask)
     zred = _pixel_zred(images, mask, post.redshift == "known")
     groups = images.segmap[mask] if images.segmap is not None else np.zeros(len(flux), int)
-    job = _Job(post, model, sps, int(n_draws), int(seed), uuid.uuid4().hex, float(p_value),
-               torch_threads, refine, likelihood)  # fmt: skip
+    job = _Job(
+        post,
+        model,
+        sps,
+        int(n_draws),
+        int(seed),
+        uuid.uuid4().hex,
+        float(p_value),
+        torch_threads,
+        refine,
+        likelihood,
+    )
     n, size = len(flux), int(chunk_size)
-    pieces = [(c, (flux[rows], err[rows], None if zred is None else zred[rows], groups[rows]))
-              for c, rows in enumerate(chunk_slices(n, size))]  # fmt: skip
-    store = None if parts is None else ChunkStore(parts, _fingerprint(job, pieces, sps, size),
-                                                  ".npz")  # fmt: skip
+    pieces = [
+        (c, (flux[rows], err[rows], None if zred is None else zred[rows], groups[rows]))
+        for c, rows in enumerate(chunk_slices(n, size))
+    ]
+    store = (
+        None if parts is None else ChunkStore(parts, _fingerprint(job, pieces, sps, size), ".npz")
+    )
     kept = {c for c, _ in pieces if store is not None and c in store}
-    computed = run_ordered(_fit_chunk, ((c, (c, *args)) for c, args in pieces if c not in kept),
-                           client, shared=(job,))  # fmt: skip
+    computed = run_ordered(
+        _fit_chunk, ((c, (c, *args)) for c, args in pieces if c not in kept), client, shared=(job,)
+    )
     quantiles = np.empty((n, len(post.labels), len(QUANTILES)), dtype=np.float32)
     chi2 = np.full(n, np.nan) if model is not None else None
     ood = np.zeros(n, bool) if model is not None else None
-    refinement = None if refine == "never" else {
-        k: np.zeros(n, t) if t is bool else np.full(n, np.nan) for k, t in DIAGNOSTICS.items()}
+    refinement = (
+        None
+        if refine == "never"
+        else {
+            k: np.zeros(n, t) if t is bool else np.full(n, np.nan) for k, t in DIAGNOSTICS.items()
+        }
+    )
     mass: dict[int, np.ndarray] = {}
     said: list[tuple[str, str]] = []
     done = sum(len(pieces[c][1][0]) for c in kept)
-    bar = tqdm(total=n, initial=done, unit="pix", unit_scale=True, desc="fit pixels",
-               disable=not progress)  # fmt: skip
+    bar = tqdm(
+        total=n, initial=done, unit="pix", unit_scale=True, desc="fit pixels", disable=not progress
+    )
     try:
         for c, _ in pieces:
             rows = slice(c * size, min((c + 1) * size, n))
@@ -391,10 +443,27 @@ def fit_pixels(
         bar.close()
         computed.close()
     say(said)  # once per fit, counts added over the chunks (and from dask workers)
-    meta = {"n_draws": int(n_draws), "seed": int(seed), "model_hash": post.model_hash,
-            "redshift": post.redshift, "n_pixels": int(n), "refine": refine,
-            "ppc": "chi2 of the posterior-median photometry" if model is not None
-            else "skipped"}  # fmt: skip
-    return PixelFit(list(post.labels), images.shape, np.argwhere(mask), quantiles, zred,
-                    groups, mass, chi2, ood, np.isfinite(flux).sum(1), refinement, meta,
-                    len(kept))  # fmt: skip
+    meta = {
+        "n_draws": int(n_draws),
+        "seed": int(seed),
+        "model_hash": post.model_hash,
+        "redshift": post.redshift,
+        "n_pixels": int(n),
+        "refine": refine,
+        "ppc": "chi2 of the posterior-median photometry" if model is not None else "skipped",
+    }
+    return PixelFit(
+        list(post.labels),
+        images.shape,
+        np.argwhere(mask),
+        quantiles,
+        zred,
+        groups,
+        mass,
+        chi2,
+        ood,
+        np.isfinite(flux).sum(1),
+        refinement,
+        meta,
+        len(kept),
+    )

@@ -11,8 +11,15 @@ the chunks of pixels missing from ``<name>.parts/`` and rewrites every output.
 
 from __future__ import annotations
 
-__all__ = ["FLOOR_ADVICE", "FLOOR_OPTION", "GalaxyMaps", "check_name", "galaxy_files", "is_done",
-           "map_galaxy"]
+__all__ = [
+    "FLOOR_ADVICE",
+    "FLOOR_OPTION",
+    "GalaxyMaps",
+    "check_name",
+    "galaxy_files",
+    "is_done",
+    "map_galaxy",
+]
 
 import hashlib
 import inspect
@@ -54,10 +61,16 @@ def check_name(name: str) -> str:
         An empty name, or one with a path separator or ``..`` (``"../../x"`` wrote outside
         the output folder).
     """
-    if not isinstance(name, str) or not name or any(c in name for c in ("/", "\\", "\0")) or (
-            ".." in name):  # fmt: skip
-        raise ValueError(f"name {name!r} is not a plain file name: no '/', '\\', '..' or empty "
-                         "name; the outputs go in the output folder")  # fmt: skip
+    if (
+        not isinstance(name, str)
+        or not name
+        or any(c in name for c in ("/", "\\", "\0"))
+        or (".." in name)
+    ):
+        raise ValueError(
+            f"name {name!r} is not a plain file name: no '/', '\\', '..' or empty "
+            "name; the outputs go in the output folder"
+        )
     return name
 
 
@@ -71,9 +84,14 @@ def galaxy_files(out: str | os.PathLike, name: str) -> dict[str, Path]:
         (the marker) and ``parts`` (folder), under ``out``.
     """
     out, name = Path(out), check_name(name)
-    return {"maps": out / f"{name}_maps.fits", "png": out / f"{name}_maps.png",
-            "pixels": out / f"{name}_pixels.fits", "outshining": out / f"{name}_outshining.ecsv",
-            "done": out / f"{name}_done.json", "parts": out / f"{name}.parts"}  # fmt: skip
+    return {
+        "maps": out / f"{name}_maps.fits",
+        "png": out / f"{name}_maps.png",
+        "pixels": out / f"{name}_pixels.fits",
+        "outshining": out / f"{name}_outshining.ecsv",
+        "done": out / f"{name}_done.json",
+        "parts": out / f"{name}.parts",
+    }
 
 
 def is_done(out: str | os.PathLike, name: str) -> bool:
@@ -207,15 +225,20 @@ def map_galaxy(
 
     files = galaxy_files(out, name)
     if images.pixel_scale is None:
-        raise ValueError("the images have no pixel scale (no WCS): pass pixel_scale= to "
-                         "load_cube (--pixel-scale)")  # fmt: skip
+        raise ValueError(
+            "the images have no pixel scale (no WCS): pass pixel_scale= to "
+            "load_cube (--pixel-scale)"
+        )
     post = AmortizedPosterior.resolve(estimator)
     advice, said = {FLOOR_ADVICE: f"add an error floor, {FLOOR_OPTION}"}, set()
     with step_warnings("images", advice, said):
         images = images.matched(post.filters, drop_unknown=drop_unknown)
     # markers of versions that fitted the default selection inside fit_pixels hashed no mask
-    default = mask is None and not err_floor and (snr_min, tuple(snr_bands), segment) == (
-        5.0, SNR_BANDS, "centre")  # fmt: skip
+    default = (
+        mask is None
+        and not err_floor
+        and (snr_min, tuple(snr_bands), segment) == (5.0, SNR_BANDS, "centre")
+    )
     if mask is None:
         with step_warnings("select", advice, said):
             mask = select_pixels(images, snr_min, snr_bands, segment)
@@ -224,32 +247,47 @@ def map_galaxy(
         files["done"].unlink(missing_ok=True)
         shutil.rmtree(files["parts"], ignore_errors=True)
     fit_options |= {"model": model, "sps": sps, "n_draws": n_draws, "seed": seed}
-    request = _request(post, images, mask, fit_options) | ({} if png else {"png": False}) | (
-        {} if outshining else {"outshining": False})  # fmt: skip
+    request = (
+        _request(post, images, mask, fit_options)
+        | ({} if png else {"png": False})
+        | ({} if outshining else {"outshining": False})
+    )
     if files["done"].is_file():
         legacy = _request(post, images, None, fit_options)["images"] if default else None
         _check_marker(files["done"], request, legacy)
         shutil.rmtree(files["parts"], ignore_errors=True)  # left by a kill after the marker
-        table = (Table.read(files["outshining"], format="ascii.ecsv") if outshining
-                 else None)  # fmt: skip
+        table = Table.read(files["outshining"], format="ascii.ecsv") if outshining else None
         return GalaxyMaps(name, files, table, skipped=True)
     files["maps"].parent.mkdir(parents=True, exist_ok=True)
     with step_warnings("fit", advice, said):
         fit = fit_pixels(post, images, mask, parts=files["parts"], **fit_options)
     with step_warnings("maps", advice, said):
         maps = make_maps(post, fit, images, snr_bands=snr_bands)
-        maps.write(files["maps"], png_path=files["png"] if png else None,
-                   table_path=files["pixels"], overwrite=True)  # fmt: skip
+        maps.write(
+            files["maps"],
+            png_path=files["png"] if png else None,
+            table_path=files["pixels"],
+            overwrite=True,
+        )
     table = None
     if outshining:
         with step_warnings("outshining", advice, said):
             table = outshining_table(post, fit, images, err_floor=err_floor)
         write_table(files["outshining"], table, overwrite=True)
-    done = {"name": name, "n_pixels": len(fit), "resumed_chunks": fit.resumed_chunks,
-            "files": {k: v.name for k, v in files.items()
-                      if k not in ("done", "parts") and (png or k != "png")
-                      and (outshining or k != "outshining")},
-            "model_hash": fit.meta["model_hash"], "request": request}  # fmt: skip
+    done = {
+        "name": name,
+        "n_pixels": len(fit),
+        "resumed_chunks": fit.resumed_chunks,
+        "files": {
+            k: v.name
+            for k, v in files.items()
+            if k not in ("done", "parts")
+            and (png or k != "png")
+            and (outshining or k != "outshining")
+        },
+        "model_hash": fit.meta["model_hash"],
+        "request": request,
+    }
     with atomic_path(files["done"], overwrite=True) as tmp:
         tmp.write_text(json.dumps(done, indent=1))
     shutil.rmtree(files["parts"], ignore_errors=True)
@@ -260,18 +298,25 @@ def map_galaxy(
 _RESULT_OPTIONS = ("n_draws", "seed", "chunk_size", "p_value", "refine", "likelihood")
 
 
-def _request(post: AmortizedPosterior, images: PixelImages, mask: np.ndarray | None,
-             options: dict) -> dict:  # fmt: skip
+def _request(
+    post: AmortizedPosterior, images: PixelImages, mask: np.ndarray | None, options: dict
+) -> dict:
     """Describe what a galaxy's outputs depend on: estimator, images, pixels, fit options."""
     defaults = {k: p.default for k, p in inspect.signature(fit_pixels).parameters.items()}
     h = hashlib.sha256()
     for a in (images.flux, images.err, mask):
         h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
-    h.update(json.dumps(np.asarray(images.zred, float).tolist() if images.zred is not None
-                        else None).encode())  # fmt: skip
-    return {"estimator": post.digest(), "images": h.hexdigest(),
-            "check": options.get("model", defaults["model"]) is not False,
-            **{k: options.get(k, defaults[k]) for k in _RESULT_OPTIONS}}  # fmt: skip
+    h.update(
+        json.dumps(
+            np.asarray(images.zred, float).tolist() if images.zred is not None else None
+        ).encode()
+    )
+    return {
+        "estimator": post.digest(),
+        "images": h.hexdigest(),
+        "check": options.get("model", defaults["model"]) is not False,
+        **{k: options.get(k, defaults[k]) for k in _RESULT_OPTIONS},
+    }
 
 
 def _check_marker(path: Path, request: dict, legacy: str | None = None) -> None:
@@ -289,11 +334,16 @@ def _check_marker(path: Path, request: dict, legacy: str | None = None) -> None:
         return
     if legacy is not None and old.get("images") == legacy:
         old = {**old, "images": request["images"]}
-    diff = [f"{k}: {old.get(k)!r} then, {v!r} now" for k, v in request.items()
-            if old.get(k) != v and k != "outshining"]  # fmt: skip
+    diff = [
+        f"{k}: {old.get(k)!r} then, {v!r} now"
+        for k, v in request.items()
+        if old.get(k) != v and k != "outshining"
+    ]
     if old.get("outshining", True) is False and request.get("outshining", True):
         diff.append("outshining: False then, True now")  # no table to give back
     if diff:
-        raise ValueError(f"{path.name[:-len('_done.json')]} was mapped with other inputs "
-                         f"({'; '.join(diff)}): pass overwrite=True (--overwrite) to map it "
-                         "again")  # fmt: skip
+        raise ValueError(
+            f"{path.name[: -len('_done.json')]} was mapped with other inputs "
+            f"({'; '.join(diff)}): pass overwrite=True (--overwrite) to map it "
+            "again"
+        )

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["PixelImages", "flux_unit_factor", "load_cube", "load_cube_file", "load_fits",
-           "load_images", "read_array"]
+__all__ = [
+    "PixelImages",
+    "flux_unit_factor",
+    "load_cube",
+    "load_cube_file",
+    "load_fits",
+    "load_images",
+    "read_array",
+]
 
 import os
 import re
@@ -18,8 +25,15 @@ from ..constants import ARCSEC_PER_RAD, JY_PER_MAGGIE
 from ..filters import resolve_band_names
 
 #: Jy per unit for the flux units of a pixel (not per area).
-_PER_PIXEL = {"maggies": JY_PER_MAGGIE, "maggie": JY_PER_MAGGIE, "jy": 1.0, "mjy": 1e-3,
-              "ujy": 1e-6, "microjy": 1e-6, "njy": 1e-9}  # fmt: skip
+_PER_PIXEL = {
+    "maggies": JY_PER_MAGGIE,
+    "maggie": JY_PER_MAGGIE,
+    "jy": 1.0,
+    "mjy": 1e-3,
+    "ujy": 1e-6,
+    "microjy": 1e-6,
+    "njy": 1e-9,
+}
 #: Jy per steradian for the surface-brightness units.
 _PER_SR = {"mjy/sr": 1e6, "jy/sr": 1.0}
 
@@ -30,8 +44,9 @@ def _normalise_unit(unit: str) -> str:
     return u.replace("steradian", "sr")
 
 
-def flux_unit_factor(unit: str, pixel_scale: float | None = None,
-                     pixel_area_sr: float | None = None) -> float:  # fmt: skip
+def flux_unit_factor(
+    unit: str, pixel_scale: float | None = None, pixel_area_sr: float | None = None
+) -> float:
     """Factor that turns pixel values in ``unit`` into maggies (Jy / 3631) per pixel.
 
     Parameters
@@ -68,12 +83,15 @@ def flux_unit_factor(unit: str, pixel_scale: float | None = None,
     if u in _PER_SR:
         if pixel_area_sr is None:
             if pixel_scale is None or not pixel_scale > 0:
-                raise ValueError(f"unit {unit!r} is per steradian: give the pixel scale "
-                                 "(arcsec) or the pixel area (sr)")  # fmt: skip
+                raise ValueError(
+                    f"unit {unit!r} is per steradian: give the pixel scale "
+                    "(arcsec) or the pixel area (sr)"
+                )
             pixel_area_sr = (float(pixel_scale) / ARCSEC_PER_RAD) ** 2
         return _PER_SR[u] * float(pixel_area_sr) / JY_PER_MAGGIE
-    raise ValueError(f"unknown flux unit {unit!r}; use maggies, Jy, mJy, uJy, nJy (per pixel) "
-                     "or MJy/sr, Jy/sr")  # fmt: skip
+    raise ValueError(
+        f"unknown flux unit {unit!r}; use maggies, Jy, mJy, uJy, nJy (per pixel) or MJy/sr, Jy/sr"
+    )
 
 
 @dataclass
@@ -142,17 +160,24 @@ class PixelImages:
         want = resolve_band_names(filters)
         extra = [b for b in self.bands if b not in want]
         if extra and not drop_unknown:
-            raise ValueError(f"{len(extra)} band(s) of the images are not among the "
-                             f"estimator's {len(want)}: {', '.join(extra)}; leave them out with "
-                             "drop_unknown=True (--drop-unknown-bands)")  # fmt: skip
+            raise ValueError(
+                f"{len(extra)} band(s) of the images are not among the "
+                f"estimator's {len(want)}: {', '.join(extra)}; leave them out with "
+                "drop_unknown=True (--drop-unknown-bands)"
+            )
         lacking = [b for b in want if b not in self.bands]
         if lacking:
-            raise ValueError(f"the images lack {len(lacking)} band(s) the estimator needs: "
-                             f"{', '.join(lacking)}; add each as a NaN plane (flux and error) "
-                             "to mark it missing")  # fmt: skip
+            raise ValueError(
+                f"the images lack {len(lacking)} band(s) the estimator needs: "
+                f"{', '.join(lacking)}; add each as a NaN plane (flux and error) "
+                "to mark it missing"
+            )
         if extra:
-            warnings.warn(f"left out {len(extra)} band(s) the estimator does not know: "
-                          f"{', '.join(extra)}", UserWarning, stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"left out {len(extra)} band(s) the estimator does not know: {', '.join(extra)}",
+                UserWarning,
+                stacklevel=2,
+            )
         order = [self.bands.index(b) for b in want]
         if order == list(range(len(self.bands))):
             return self
@@ -256,9 +281,16 @@ def load_cube(
             pixel_scale = _wcs_scale(wcs)
     factor = flux_unit_factor(unit, pixel_scale)
     flux, err = _clean(flux * factor, err * factor)
-    return PixelImages(flux, err, names, wcs, None if pixel_scale is None else float(pixel_scale),
-                       _check_segmap(segmap, flux.shape[1:]), zred,
-                       {"unit": str(unit), "source": "cube"})  # fmt: skip
+    return PixelImages(
+        flux,
+        err,
+        names,
+        wcs,
+        None if pixel_scale is None else float(pixel_scale),
+        _check_segmap(segmap, flux.shape[1:]),
+        zred,
+        {"unit": str(unit), "source": "cube"},
+    )
 
 
 def _split(spec: str | os.PathLike) -> tuple[str, str | None]:
@@ -270,8 +302,9 @@ def _split(spec: str | os.PathLike) -> tuple[str, str | None]:
     return text, None
 
 
-def read_array(spec: str | os.PathLike, default: str = "flux",
-               ndim: int = 3) -> tuple[np.ndarray, Any, list[str] | None]:  # fmt: skip
+def read_array(
+    spec: str | os.PathLike, default: str = "flux", ndim: int = 3
+) -> tuple[np.ndarray, Any, list[str] | None]:
     """Read an ``ndim``-d array (a cube or a map) from FITS, ``.npy`` or ``.npz``.
 
     Parameters
@@ -313,8 +346,10 @@ def read_array(spec: str | os.PathLike, default: str = "flux",
             if key is None and len(arrays) == 1:
                 key = arrays[0]
             if key not in f.files:
-                raise ValueError(f"{path} has no array {key or default!r} (it has "
-                                 f"{', '.join(f.files)}): name it {path}:NAME")  # fmt: skip
+                raise ValueError(
+                    f"{path} has no array {key or default!r} (it has "
+                    f"{', '.join(f.files)}): name it {path}:NAME"
+                )
             data = f[key]
             if "bands" in f.files:
                 bands = [str(b) for b in f["bands"]]
@@ -327,8 +362,7 @@ def read_array(spec: str | os.PathLike, default: str = "flux",
                 raise ValueError(f"{path} has no {_SHAPES[ndim]} in any HDU")
             data, header = np.asarray(hdu.data), hdu.header.copy()
     if data.ndim != ndim:
-        raise ValueError(f"{spec} holds an array of shape {data.shape}; expected "
-                         f"{_SHAPES[ndim]}")  # fmt: skip
+        raise ValueError(f"{spec} holds an array of shape {data.shape}; expected {_SHAPES[ndim]}")
     return (data.astype(float) if ndim == 3 else data), header, bands
 
 
@@ -385,15 +419,17 @@ def load_cube_file(
         unit = None if header is None else header.get("BUNIT")
         if unit is None:
             what = "no BUNIT" if header is not None else "no header to read the unit from"
-            raise ValueError(f"{cube} has {what}: give the flux unit, unit= (--unit), e.g. "
-                             "nJy, uJy, MJy/sr")  # fmt: skip
+            raise ValueError(
+                f"{cube} has {what}: give the flux unit, unit= (--unit), e.g. nJy, uJy, MJy/sr"
+            )
     wcs = None
     if header is not None and "CTYPE1" in header:
         from astropy.wcs import WCS
 
         wcs = WCS(header).celestial
-    return load_cube(flux, err, bands, unit, pixel_scale=pixel_scale, wcs=wcs, segmap=segmap,
-                     zred=zred)  # fmt: skip
+    return load_cube(
+        flux, err, bands, unit, pixel_scale=pixel_scale, wcs=wcs, segmap=segmap, zred=zred
+    )
 
 
 def _wcs_scale(wcs: Any) -> float:
@@ -411,15 +447,19 @@ def _read(path: Any, ext: Any) -> tuple[np.ndarray, Any, Any]:
         path, ext = path
     with fits.open(path, memmap=False) as hdul:
         if ext is None:
-            ext = next((i for i, h in enumerate(hdul) if h.data is not None and h.data.ndim == 2),
-                       None)  # fmt: skip
+            ext = next(
+                (i for i, h in enumerate(hdul) if h.data is not None and h.data.ndim == 2), None
+            )
             if ext is None:
                 raise ValueError(f"{path}: no 2-d image in any HDU")
         try:
             hdu = hdul[ext]
         except (KeyError, IndexError):
-            hint = (": give error images (errors=, --error) or weights (weights=, --weight)"
-                    if ext == "ERR" else "")  # fmt: skip
+            hint = (
+                ": give error images (errors=, --error) or weights (weights=, --weight)"
+                if ext == "ERR"
+                else ""
+            )
             raise ValueError(f"{path} has no {ext!r} extension{hint}") from None
         if hdu.data is None or hdu.data.ndim != 2:
             raise ValueError(f"{path}[{ext}] is not a 2-d image")
@@ -450,8 +490,10 @@ def _same_grid(a: Any, b: Any, shape: tuple[int, int], what: str) -> None:
     sky = a.all_pix2world(corners, 0)
     back = b.all_world2pix(sky, 0)
     if np.max(np.abs(back - corners)) > 0.1:
-        raise ValueError(f"{what} is on a different pixel grid (WCS differs by "
-                         f"{np.max(np.abs(back - corners)):.2f} pixels)")  # fmt: skip
+        raise ValueError(
+            f"{what} is on a different pixel grid (WCS differs by "
+            f"{np.max(np.abs(back - corners)):.2f} pixels)"
+        )
 
 
 def load_fits(
@@ -509,8 +551,10 @@ def load_fits(
     names = resolve_band_names(bands)
     if len(set(names)) != len(names):  # before reading any file
         i = next(i for i, b in enumerate(names) if names.index(b) < i)
-        raise ValueError(f"two images name the same band {names[i]}: "
-                         f"{bands[names.index(names[i])]} and {bands[i]}")  # fmt: skip
+        raise ValueError(
+            f"two images name the same band {names[i]}: "
+            f"{bands[names.index(names[i])]} and {bands[i]}"
+        )
     flux, err, grid, scale = [], [], None, None
     for band in bands:
         data, header, primary = _read(images[band], ext)
@@ -533,16 +577,16 @@ def load_fits(
             sigma, _, _ = _read(noise[band], None)
         if sigma.shape != grid:
             what = "ERR extension" if noise is None else "error/weight image"
-            raise ValueError(f"{what} of {band} has shape {sigma.shape}; its science image "
-                             f"has {grid}")  # fmt: skip
+            raise ValueError(
+                f"{what} of {band} has shape {sigma.shape}; its science image has {grid}"
+            )
         if weights is not None:
             with np.errstate(divide="ignore", invalid="ignore"):
                 sigma = 1.0 / np.sqrt(sigma)
         flux.append(data * factor)
         err.append(sigma * factor)
     f, e = _clean(np.stack(flux), np.stack(err))
-    meta = {"unit": unit or "BUNIT", "source": "fits",
-            "files": {b: str(images[b]) for b in bands}}  # fmt: skip
+    meta = {"unit": unit or "BUNIT", "source": "fits", "files": {b: str(images[b]) for b in bands}}
     return PixelImages(f, e, names, ref_wcs, scale, _check_segmap(segmap, grid), zred, meta)
 
 
@@ -593,12 +637,14 @@ def load_images(
     if cube:
         if images:
             raise ValueError("give --cube or --image, not both (cube= or images=)")
-        return load_cube_file(cube, err_cube, bands, unit, pixel_scale=pixel_scale,
-                              segmap=segmap, zred=zred)  # fmt: skip
+        return load_cube_file(
+            cube, err_cube, bands, unit, pixel_scale=pixel_scale, segmap=segmap, zred=zred
+        )
     if not images:
         raise ValueError("give the images: --image BAND=PATH ... or --cube (images= or cube=)")
-    loaded = load_fits(images, errors or None, weights=weights or None, unit=unit,
-                       segmap=segmap, zred=zred)  # fmt: skip
+    loaded = load_fits(
+        images, errors or None, weights=weights or None, unit=unit, segmap=segmap, zred=zred
+    )
     if pixel_scale is not None:
         loaded = replace(loaded, pixel_scale=float(pixel_scale))
     return loaded

@@ -118,8 +118,10 @@ class PixelMaps:
             ``table_path`` for maps made without their fit.
         """
         if table_path is not None and self.fit is None:
-            raise ValueError("these maps hold no pixel fit, so no per-pixel table: make them "
-                             "with make_maps to write table_path=")  # fmt: skip
+            raise ValueError(
+                "these maps hold no pixel fit, so no per-pixel table: make them "
+                "with make_maps to write table_path="
+            )
         if fits_path is not None:
             write_maps(fits_path, self, overwrite=overwrite)
         if table_path is not None:
@@ -198,8 +200,10 @@ def make_maps(
     if tuple(fit.shape) != tuple(images.shape):
         raise ValueError(f"the fit is of a {fit.shape} grid; the images are {images.shape}")
     if images.pixel_scale is None:
-        raise ValueError("the images have no pixel scale (no WCS): pass pixel_scale= to "
-                         "load_cube for surface densities")  # fmt: skip
+        raise ValueError(
+            "the images have no pixel scale (no WCS): pass pixel_scale= to "
+            "load_cube for surface densities"
+        )
     zred = fit.zred if fit.zred is not None else fit.values("zred")
     log_area = np.log10(pixel_area_kpc2(images.pixel_scale, zred))
     maps: dict[str, np.ndarray] = {}

@@ -72,8 +72,9 @@ def _wcs(shape: tuple[int, int], pixel_scale: float) -> Any:
     return wcs
 
 
-def _unit_seds(model: Any, sps: Any, bands: list[str], zred: np.ndarray,
-               rng: np.random.Generator) -> np.ndarray:  # fmt: skip
+def _unit_seds(
+    model: Any, sps: Any, bands: list[str], zred: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Maggies per Msun formed of an old core and a young disc per galaxy, (G, 2, L)."""
     from ..forward import ModelPhotometry
     from ..transforms import draw_theta
@@ -99,10 +100,19 @@ def _unit_seds(model: Any, sps: Any, bands: list[str], zred: np.ndarray,
     return (np.asarray(maggies) / 1e8).reshape(n, 2, len(bands))
 
 
-def _synthetic(n: int, cells: list[tuple[int, int]], cell: int, zred_range: tuple[float, float],
-               radius: tuple[float, float], log_mass: tuple[float, float], bands: list[str],
-               noise: Any, model: Any, sps: Any,
-               rng: np.random.Generator) -> list[dict]:  # fmt: skip
+def _synthetic(
+    n: int,
+    cells: list[tuple[int, int]],
+    cell: int,
+    zred_range: tuple[float, float],
+    radius: tuple[float, float],
+    log_mass: tuple[float, float],
+    bands: list[str],
+    noise: Any,
+    model: Any,
+    sps: Any,
+    rng: np.random.Generator,
+) -> list[dict]:
     """Stamps of ``n`` synthetic galaxies, one in each of the first ``n`` ``cells``."""
     zred = rng.uniform(*zred_range, n)
     seds = _unit_seds(model, sps, bands, zred, rng)
@@ -111,7 +121,7 @@ def _synthetic(n: int, cells: list[tuple[int, int]], cell: int, zred_range: tupl
         r_e = rng.uniform(*radius)
         q, pa = rng.uniform(0.5, 1.0), rng.uniform(0, np.pi)
         half = min(int(np.ceil(2.5 * r_e)), cell // 2 - 1)
-        yy, xx = np.mgrid[-half:half + 1, -half:half + 1].astype(float)
+        yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(float)
         u = xx * np.cos(pa) + yy * np.sin(pa)
         v = (-xx * np.sin(pa) + yy * np.cos(pa)) / q
         r = np.hypot(u, v)
@@ -125,11 +135,17 @@ def _synthetic(n: int, cells: list[tuple[int, int]], cell: int, zred_range: tupl
         e = np.zeros(maggies.shape)
         f[seg], e[seg] = flux, err
         cy, cx = cells[i]
-        stamps.append({"z": float(zred[i]), "y0": cy + cell // 2 - half,
-                       "x0": cx + cell // 2 - half,
-                       "flux": f.transpose(2, 0, 1).astype(np.float32),
-                       "err": e.transpose(2, 0, 1).astype(np.float32), "seg": seg,
-                       "kind": "synthetic"})  # fmt: skip
+        stamps.append(
+            {
+                "z": float(zred[i]),
+                "y0": cy + cell // 2 - half,
+                "x0": cx + cell // 2 - half,
+                "flux": f.transpose(2, 0, 1).astype(np.float32),
+                "err": e.transpose(2, 0, 1).astype(np.float32),
+                "seg": seg,
+                "kind": "synthetic",
+            }
+        )
     return stamps
 
 
@@ -140,9 +156,19 @@ def _jof(cutouts: Mapping[int, PixelImages], corners: list[tuple[int, int]]) -> 
         matched = images.matched(JADES_BANDS)
         seg = np.asarray(images.segmap)
         cy, cx = (n // 2 for n in seg.shape)
-        stamps.append({"id": int(gid), "z": float(images.zred), "y0": y0, "x0": x0,
-                       "flux": matched.flux, "err": matched.err, "seg": seg == seg[cy, cx],
-                       "kind": "jof", "full": True})  # fmt: skip
+        stamps.append(
+            {
+                "id": int(gid),
+                "z": float(images.zred),
+                "y0": y0,
+                "x0": x0,
+                "flux": matched.flux,
+                "err": matched.err,
+                "seg": seg == seg[cy, cx],
+                "kind": "jof",
+                "full": True,
+            }
+        )
     return stamps
 
 
@@ -217,14 +243,17 @@ def make_test_field(
     if jof is not None:
         side = max(max(images.shape) for images in jof.values())
         if cell < side + 5:
-            raise ValueError(f"cell={cell}: the JOF cutouts need cells of at least "
-                             f"{side + 5} pixels")  # fmt: skip
-        corners = [(y + 2, x + 2) for y, x in cells[:len(jof)]]
+            raise ValueError(
+                f"cell={cell}: the JOF cutouts need cells of at least {side + 5} pixels"
+            )
+        corners = [(y + 2, x + 2) for y, x in cells[: len(jof)]]
         stamps += _jof(jof, corners)
-        cells = cells[len(stamps):]
+        cells = cells[len(stamps) :]
     if n_synthetic > len(cells):
-        raise ValueError(f"{n_synthetic} synthetic galaxies do not fit in the {len(cells)} free "
-                         f"{cell}-pixel cells of a {shape} frame")  # fmt: skip
+        raise ValueError(
+            f"{n_synthetic} synthetic galaxies do not fit in the {len(cells)} free "
+            f"{cell}-pixel cells of a {shape} frame"
+        )
     if n_synthetic:
         if model is None:
             from ..models import build_model
@@ -235,8 +264,9 @@ def make_test_field(
 
             sps = BC03MilesBasis()
         picked = [cells[i] for i in sorted(rng.choice(len(cells), n_synthetic, replace=False))]
-        stamps += _synthetic(n_synthetic, picked, cell, zred_range, radius, log_mass, bands,
-                             noise, model, sps, rng)  # fmt: skip
+        stamps += _synthetic(
+            n_synthetic, picked, cell, zred_range, radius, log_mass, bands, noise, model, sps, rng
+        )
     next_id = 1000
     for s in stamps:
         if "id" not in s:
@@ -271,35 +301,58 @@ def make_test_field(
             key = "flux" if name == "SCI" else "err"
             for s, src, dst in rows_of(y0, y1):
                 w = s["flux"].shape[2]
-                where = np.ones((src.stop - src.start, w), bool) if s.get("full") else \
-                    s["seg"][src]  # fmt: skip
-                view = rows[dst, s["x0"]:s["x0"] + w]
+                where = (
+                    np.ones((src.stop - src.start, w), bool) if s.get("full") else s["seg"][src]
+                )
+                view = rows[dst, s["x0"] : s["x0"] + w]
                 view[where] = s[key][k][src][where]
             return (rows * to_mjysr).astype(np.float32)
 
         path = folder / f"{band}.fits"
         with atomic_path(path, overwrite=True) as tmp:
-            FitsPlanes(tmp, (ny, nx), ["SCI", "ERR"], header, {"SCI": "MJy/sr", "ERR": "MJy/sr"},
-                       {"TELESCOP": "JWST" if band.startswith("jwst") else "HST",
-                        "FILTER": band.rsplit("_", 1)[-1].upper(), "PIXAR_SR": pixar},
-                       fill=fill, strip=strip)  # fmt: skip
+            FitsPlanes(
+                tmp,
+                (ny, nx),
+                ["SCI", "ERR"],
+                header,
+                {"SCI": "MJy/sr", "ERR": "MJy/sr"},
+                {
+                    "TELESCOP": "JWST" if band.startswith("jwst") else "HST",
+                    "FILTER": band.rsplit("_", 1)[-1].upper(),
+                    "PIXAR_SR": pixar,
+                },
+                fill=fill,
+                strip=strip,
+            )
         mosaics[band] = path
 
     def seg_fill(name: str, y0: int, y1: int) -> np.ndarray:
         rows = np.zeros((y1 - y0, nx), np.int32)
         for s, src, dst in rows_of(y0, y1):
             w = s["flux"].shape[2]
-            view = rows[dst, s["x0"]:s["x0"] + w]
+            view = rows[dst, s["x0"] : s["x0"] + w]
             view[s["seg"][src]] = s["id"]
         return rows
 
     segmap = folder / "segmap.fits"
     with atomic_path(segmap, overwrite=True) as tmp:
-        FitsPlanes(tmp, (ny, nx), ["SEG"], wcs.to_header(), {"SEG": "segment id"},
-                   fill=seg_fill, strip=strip, dtype=np.int32)  # fmt: skip
-    galaxies = Table(rows=[(s["id"], s["z"], s["kind"], s["y0"], s["x0"], *s["seg"].shape,
-                            int(s["seg"].sum())) for s in sorted(stamps, key=lambda s: s["id"])],
-                     names=("id", "z", "kind", "y0", "x0", "ny", "nx", "n_segment"))  # fmt: skip
+        FitsPlanes(
+            tmp,
+            (ny, nx),
+            ["SEG"],
+            wcs.to_header(),
+            {"SEG": "segment id"},
+            fill=seg_fill,
+            strip=strip,
+            dtype=np.int32,
+        )
+    galaxies = Table(
+        rows=[
+            (s["id"], s["z"], s["kind"], s["y0"], s["x0"], *s["seg"].shape, int(s["seg"].sum()))
+            for s in sorted(stamps, key=lambda s: s["id"])
+        ],
+        names=("id", "z", "kind", "y0", "x0", "ny", "nx", "n_segment"),
+    )
     catalog = folder / "catalog.ecsv"
     with atomic_path(catalog, overwrite=True) as tmp:
         galaxies[["id", "z"]].write(tmp, format="ascii.ecsv")

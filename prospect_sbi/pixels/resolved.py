@@ -102,10 +102,21 @@ def outshining(
             s16, s50, s84 = np.percentile(draws[:, sfr], [16, 50, 84])
             row += [s50, s16, s84]
         rows.append(tuple(row))
-    names = ["segment", "n_pixels", "log_mstar_resolved", "log_mstar_resolved_p16",
-             "log_mstar_resolved_p84", "log_mstar_integrated", "log_mstar_integrated_p16",
-             "log_mstar_integrated_p84", "delta"]  # fmt: skip
+    names = [
+        "segment",
+        "n_pixels",
+        "log_mstar_resolved",
+        "log_mstar_resolved_p16",
+        "log_mstar_resolved_p84",
+        "log_mstar_integrated",
+        "log_mstar_integrated_p16",
+        "log_mstar_integrated_p84",
+        "delta",
+    ]
     if sfr is not None:
-        names += ["log_sfr100_integrated", "log_sfr100_integrated_p16",
-                  "log_sfr100_integrated_p84"]  # fmt: skip
+        names += [
+            "log_sfr100_integrated",
+            "log_sfr100_integrated_p16",
+            "log_sfr100_integrated_p84",
+        ]
     return Table(rows=rows, names=names)

@@ -93,8 +93,10 @@ def select_pixels(
         return keep
     seg = images.segmap
     if seg is None:
-        raise ValueError(f"segment={segment!r} needs a segmentation map; pass segment=None "
-                         "to select on S/N alone")  # fmt: skip
+        raise ValueError(
+            f"segment={segment!r} needs a segmentation map; pass segment=None "
+            "to select on S/N alone"
+        )
     if segment == "all":
         return keep & (seg > 0)
     if segment in ("centre", "center"):
@@ -133,10 +135,10 @@ def parse_segment(value: int | str | None) -> int | str | None:
     if value is None or isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return None if value is None else int(value)
     segment = {"none": None, "centre": "centre", "center": "centre", "all": "all"}.get(
-        str(value), "")  # fmt: skip
+        str(value), ""
+    )
     if segment == "":
         if not str(value).lstrip("-").isdigit():
-            raise ValueError(f"--segment takes centre, all, none or a segment id; got "
-                             f"{value!r}")  # fmt: skip
+            raise ValueError(f"--segment takes centre, all, none or a segment id; got {value!r}")
         segment = int(value)
     return segment

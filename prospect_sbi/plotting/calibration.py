@@ -23,9 +23,14 @@ def _figure(n_panels: int, ncols: int = 4, size: float = 2.6) -> tuple[Any, np.n
     nrows = -(-n_panels // ncols)
     # Fixed margins: a constrained layout costs more than drawing the points.
     fig = Figure(figsize=(size * ncols, size * nrows + 0.3))
-    fig.subplots_adjust(left=0.8 / (size * ncols), right=1 - 0.2 / (size * ncols),
-                        bottom=0.55 / (size * nrows), top=1 - 0.5 / (size * nrows),
-                        wspace=0.35, hspace=0.5)  # fmt: skip
+    fig.subplots_adjust(
+        left=0.8 / (size * ncols),
+        right=1 - 0.2 / (size * ncols),
+        bottom=0.55 / (size * nrows),
+        top=1 - 0.5 / (size * nrows),
+        wspace=0.35,
+        hspace=0.5,
+    )
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
     for ax in axes[n_panels:]:
         ax.set_visible(False)
@@ -41,8 +46,13 @@ def plot_coverage(report: Any) -> Any:
     ax.plot([0, 1], [0, 1], color="k", lw=1, ls="--")
     for label, cov in zip(report.labels, report.coverage, strict=True):
         ax.plot(report.levels, cov, lw=1.2, label=label)
-    ax.set(xlabel="credibility level", ylabel="expected coverage", xlim=(0, 1), ylim=(0, 1),
-           title=f"coverage: {report.name}")  # fmt: skip
+    ax.set(
+        xlabel="credibility level",
+        ylabel="expected coverage",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title=f"coverage: {report.name}",
+    )
     ax.legend(fontsize=6, ncols=2, loc="upper left")
     return fig
 
@@ -54,8 +64,13 @@ def plot_tarp(reports: Sequence[Any]) -> Any:
     for report in reports:
         levels, ecp = report.tarp
         ax.plot(levels, ecp, lw=1.5, label=f"{report.name} (err {report.tarp_err:.3f})")
-    ax.set(xlabel="credibility level", ylabel="expected coverage (TARP)", xlim=(0, 1),
-           ylim=(0, 1), title="TARP")  # fmt: skip
+    ax.set(
+        xlabel="credibility level",
+        ylabel="expected coverage (TARP)",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title="TARP",
+    )
     ax.legend(fontsize=7, loc="upper left")
     return fig
 
@@ -66,8 +81,7 @@ def plot_sbc(report: Any, bins: int | None = None) -> Any:
     bins = report.sbc_bins if bins is None else int(bins)
     fig, axes = _figure(len(report.labels))
     lo, hi = stats.binom.ppf([0.005, 0.995], n_obj, 1.0 / bins)
-    for ax, label, ranks, p in zip(axes, report.labels, report.ranks.T, report.sbc_p,
-                                   strict=True):  # fmt: skip
+    for ax, label, ranks, p in zip(axes, report.labels, report.ranks.T, report.sbc_p, strict=True):
         ax.axhspan(lo, hi, color="0.85")
         ax.hist(ranks / (n + 1), bins=bins, range=(0, 1), histtype="step", color="C0")
         ax.set_title(f"{label}  p={p:.2g}", fontsize=8)
@@ -90,8 +104,14 @@ def plot_predicted(report: Any, max_points: int = 1000) -> Any:
         if lims[0] > 0 and np.median(t) < 0.01 * lims[1]:  # log-uniform, e.g. mass in Msun
             ax.set(xscale="log", yscale="log")
         r = table[i]
-        ax.text(0.04, 0.96, f"R2={r['r2']:.3f}\nbias={r['bias']:.3f}\nscatter={r['scatter']:.3f}",
-                transform=ax.transAxes, va="top", fontsize=6)  # fmt: skip
+        ax.text(
+            0.04,
+            0.96,
+            f"R2={r['r2']:.3f}\nbias={r['bias']:.3f}\nscatter={r['scatter']:.3f}",
+            transform=ax.transAxes,
+            va="top",
+            fontsize=6,
+        )
         ax.set_title(label, fontsize=8)
         ax.set_xlabel("true", fontsize=7)
         ax.set_ylabel("posterior median", fontsize=7)

@@ -58,21 +58,36 @@ def overlay_corner(
     sets = [(names[0], samples_a, None), (names[1], samples_b, weights_b), *extra]
     sets = [(n, np.asarray(x, float), w) for n, x, w in sets]
     if any(x.ndim != 2 or x.shape[1] != len(labels) for _, x, _ in sets):
-        raise ValueError(f"samples have shapes {[x.shape for _, x, _ in sets]}; expected "
-                         f"(n, {len(labels)}) each")  # fmt: skip
+        raise ValueError(
+            f"samples have shapes {[x.shape for _, x, _ in sets]}; expected "
+            f"(n, {len(labels)}) each"
+        )
     qs = np.stack([_weighted_percentiles(x, w, (0.005, 0.995)) for _, x, w in sets])
     lo, hi = qs[:, 0].min(0), qs[:, 1].max(0)
     span = np.where(hi > lo, hi - lo, 1.0)
     ranges = list(zip(lo - 0.05 * span, hi + 0.05 * span, strict=True))
-    common = {"labels": list(labels), "range": ranges, "bins": 30, "smooth": 1.0,
-              "plot_datapoints": False, "plot_density": False, "levels": (0.39, 0.86)}
+    common = {
+        "labels": list(labels),
+        "range": ranges,
+        "bins": 30,
+        "smooth": 1.0,
+        "plot_datapoints": False,
+        "plot_density": False,
+        "levels": (0.39, 0.86),
+    }
     marks = None if truths is None else [np.nan if t is None else t for t in truths]
     fig = None
     for i, (_, x, w) in enumerate(sets):
         # corner writes the colour into hist_kwargs: each call gets its own dict
-        fig = corner.corner(x, weights=w, color=f"C{i}", fig=fig,
-                            hist_kwargs={"density": True}, **common,
-                            truths=marks if i == len(sets) - 1 else None)  # fmt: skip
+        fig = corner.corner(
+            x,
+            weights=w,
+            color=f"C{i}",
+            fig=fig,
+            hist_kwargs={"density": True},
+            **common,
+            truths=marks if i == len(sets) - 1 else None,
+        )
     handles = [plt.Line2D([], [], color=f"C{i}", label=n) for i, (n, _, _) in enumerate(sets)]
     fig.legend(handles=handles, loc="upper right", fontsize=12)
     if title:

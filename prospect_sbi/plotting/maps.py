@@ -49,18 +49,24 @@ def plot_maps(maps: Any, title: str | None = None) -> Any:
         data = np.asarray(maps.maps[name], dtype=float)
         shown = np.where(mask, data, np.nan) if name != "snr" else data
         finite = shown[np.isfinite(shown)]
-        lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
+        lo, hi = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
         if name == "ood":
             lo, hi = 0.0, 1.0
-        im = ax.imshow(shown, origin="lower", cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1,
-                       interpolation="nearest")  # fmt: skip
+        im = ax.imshow(
+            shown,
+            origin="lower",
+            cmap=cmap,
+            vmin=lo,
+            vmax=hi if hi > lo else lo + 1,
+            interpolation="nearest",
+        )
         if name != "snr" and mask.any():
             ax.contour(mask.astype(float), levels=[0.5], colors="k", linewidths=0.5)
         ax.set_title(label, fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
         fig.colorbar(im, ax=ax, shrink=0.8)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -91,15 +97,19 @@ def plot_outshining(tables: Sequence[Any], names: Sequence[str] | None = None) -
         xerr = [x - tab["log_mstar_integrated_p16"], tab["log_mstar_integrated_p84"] - x]
         yerr = [y - tab["log_mstar_resolved_p16"], tab["log_mstar_resolved_p84"] - y]
         label = names[i] if names is not None else None
-        ax.errorbar(x, y, xerr=np.abs(xerr), yerr=np.abs(yerr), fmt="o", ms=5, capsize=2,
-                    label=label)  # fmt: skip
+        ax.errorbar(
+            x, y, xerr=np.abs(xerr), yerr=np.abs(yerr), fmt="o", ms=5, capsize=2, label=label
+        )
         all_vals.extend([*x, *y])
     if all_vals:
         lo, hi = min(all_vals) - 0.4, max(all_vals) + 0.4
         ax.plot([lo, hi], [lo, hi], "k--", lw=1)
         ax.set(xlim=(lo, hi), ylim=(lo, hi))
-    ax.set(xlabel=r"integrated log M$_*$ [M$_\odot$]",
-           ylabel=r"pixel-summed log M$_*$ [M$_\odot$]", title="resolved vs integrated")
+    ax.set(
+        xlabel=r"integrated log M$_*$ [M$_\odot$]",
+        ylabel=r"pixel-summed log M$_*$ [M$_\odot$]",
+        title="resolved vs integrated",
+    )
     if names is not None:
         ax.legend(fontsize=7)
     return fig

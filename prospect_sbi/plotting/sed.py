@@ -68,8 +68,7 @@ class SEDData:
 
 def _chain(draws: Any, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Draws (n, D) and weights (n,) of an array, a fit_model output or a read result."""
-    if isinstance(draws, Mapping) and "sampling" in draws and isinstance(draws["sampling"],
-                                                                         tuple):  # fmt: skip
+    if isinstance(draws, Mapping) and "sampling" in draws and isinstance(draws["sampling"], tuple):
         draws = draws["sampling"][0]
     if isinstance(draws, Mapping):
         if "chain" in draws:  # results_from
@@ -78,8 +77,9 @@ def _chain(draws: Any, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarr
             chain = draws["samples"]
             w = np.exp(np.asarray(draws["logwt"]) - np.ravel(draws["logz"])[-1])
         else:
-            raise ValueError(f"no draws: expected 'chain' or 'samples' among the keys "
-                             f"{list(draws)[:8]}")  # fmt: skip
+            raise ValueError(
+                f"no draws: expected 'chain' or 'samples' among the keys {list(draws)[:8]}"
+            )
         weights = w if weights is None else weights
         draws = chain
     chain = np.asarray(draws, dtype=float)
@@ -111,15 +111,28 @@ def sfr_history(params: Mapping[str, np.ndarray], edges: np.ndarray) -> np.ndarr
         value = params.get(key)
         return None if value is None else np.broadcast_to(np.asarray(value, float), (n,))
 
-    sfh_params = {"mass": mass, "agebins": params.get("agebins"), "tage": vector("tage"),
-                  "tau": vector("tau")}  # fmt: skip
-    frac = np.diff(cumulative_mass(np.broadcast_to(edges, (n, len(edges))), sfh, sfh_params),
-                   axis=-1)  # fmt: skip
+    sfh_params = {
+        "mass": mass,
+        "agebins": params.get("agebins"),
+        "tage": vector("tage"),
+        "tau": vector("tau"),
+    }
+    frac = np.diff(
+        cumulative_mass(np.broadcast_to(edges, (n, len(edges))), sfh, sfh_params), axis=-1
+    )
     return formed[:, None] * frac / np.diff(edges)[None, :]
 
 
-def sed_data(model: Any, sps: Any, obs: Mapping, draws: Any, weights: np.ndarray | None = None,
-             n: int = 300, seed: int = 0, n_times: int = 60) -> SEDData:  # fmt: skip
+def sed_data(
+    model: Any,
+    sps: Any,
+    obs: Mapping,
+    draws: Any,
+    weights: np.ndarray | None = None,
+    n: int = 300,
+    seed: int = 0,
+    n_times: int = 60,
+) -> SEDData:
     """Evaluate the model photometry, spectrum and SFH of a fit's draws for :func:`plot_sed`.
 
     Parameters
@@ -173,12 +186,23 @@ def sed_data(model: Any, sps: Any, obs: Mapping, draws: Any, weights: np.ndarray
     sfr = sfr_history(params, edges)
     s16, s50, s84 = np.percentile(sfr, [16, 50, 84], axis=0)
     centres = np.sqrt(np.maximum(edges[:-1], 1e5) * edges[1:]) / 1e9
-    return SEDData(bands=[f.name for f in phot.filters],
-                   wave=np.array([f.wave_effective for f in phot.filters]) / 1e4,
-                   flux=flux, err=err, phot_p16=p16, phot_p50=p50, phot_p84=p84,
-                   chi=(flux - p50) / err, theta_median=theta_median, spec_wave=spec_wave,
-                   spec=spec, lookback=centres, sfr_p16=s16, sfr_p50=s50,
-                   sfr_p84=s84)  # fmt: skip
+    return SEDData(
+        bands=[f.name for f in phot.filters],
+        wave=np.array([f.wave_effective for f in phot.filters]) / 1e4,
+        flux=flux,
+        err=err,
+        phot_p16=p16,
+        phot_p50=p50,
+        phot_p84=p84,
+        chi=(flux - p50) / err,
+        theta_median=theta_median,
+        spec_wave=spec_wave,
+        spec=spec,
+        lookback=centres,
+        sfr_p16=s16,
+        sfr_p50=s50,
+        sfr_p84=s84,
+    )
 
 
 def _oldest(params: Mapping[str, np.ndarray]) -> float:
@@ -190,8 +214,7 @@ def _oldest(params: Mapping[str, np.ndarray]) -> float:
 
 def _spectrum(model: Any, sps: Any, theta: np.ndarray, filters: Sequence) -> tuple:
     """Observed-frame wavelengths (micron) and model spectrum (maggies) at ``theta``."""
-    spec, _, _ = model.predict(theta, obs={"filters": list(filters), "wavelength": None},
-                               sps=sps)  # fmt: skip
+    spec, _, _ = model.predict(theta, obs={"filters": list(filters), "wavelength": None}, sps=sps)
     zred = float(np.atleast_1d(model.params.get("zred", 0.0))[0])
     wave = np.asarray(sps.wavelengths, dtype=float) * (1 + zred) / 1e4
     return wave, np.asarray(spec, dtype=float)
@@ -222,48 +245,107 @@ def plot_sed(data: SEDData, title: str | None = None) -> Any:
     u = UJY_PER_MAGGIE
     lo, hi = np.nanmin(data.wave) * 0.8, np.nanmax(data.wave) * 1.2
     inside = (data.spec_wave > lo) & (data.spec_wave < hi) & (data.spec > 0)
-    sax.plot(data.spec_wave[inside], data.spec[inside] * u, color="0.6", lw=0.7,
-             label="model spectrum (median parameters)", zorder=1)  # fmt: skip
-    sax.fill_between(data.wave, data.phot_p16 * u, data.phot_p84 * u, color="C1", alpha=0.3,
-                     lw=0, label="model 16-84%", zorder=2)  # fmt: skip
-    sax.plot(data.wave, data.phot_p50 * u, "s", mfc="none", color="C1", ms=7,
-             label="model photometry (median)", zorder=3)  # fmt: skip
+    sax.plot(
+        data.spec_wave[inside],
+        data.spec[inside] * u,
+        color="0.6",
+        lw=0.7,
+        label="model spectrum (median parameters)",
+        zorder=1,
+    )
+    sax.fill_between(
+        data.wave,
+        data.phot_p16 * u,
+        data.phot_p84 * u,
+        color="C1",
+        alpha=0.3,
+        lw=0,
+        label="model 16-84%",
+        zorder=2,
+    )
+    sax.plot(
+        data.wave,
+        data.phot_p50 * u,
+        "s",
+        mfc="none",
+        color="C1",
+        ms=7,
+        label="model photometry (median)",
+        zorder=3,
+    )
     det = np.isfinite(data.flux) & (data.flux > 0)
-    sax.errorbar(data.wave[det], data.flux[det] * u, yerr=data.err[det] * u, fmt="o",
-                 color="k", ms=4, capsize=2, label="observed", zorder=4)  # fmt: skip
+    sax.errorbar(
+        data.wave[det],
+        data.flux[det] * u,
+        yerr=data.err[det] * u,
+        fmt="o",
+        color="k",
+        ms=4,
+        capsize=2,
+        label="observed",
+        zorder=4,
+    )
     low = np.isfinite(data.flux) & ~det
     if low.any():
-        sax.plot(data.wave[low], 2 * data.err[low] * u, "v", color="k", ms=5,
-                 label="observed < 2 sigma", zorder=4)  # fmt: skip
+        sax.plot(
+            data.wave[low],
+            2 * data.err[low] * u,
+            "v",
+            color="k",
+            ms=5,
+            label="observed < 2 sigma",
+            zorder=4,
+        )
     sax.set(xscale="log", yscale="log", ylabel=r"$f_\nu$ [$\mu$Jy]")
     sax.legend(fontsize=7, loc="best")
     finite = np.isfinite(data.chi)
     rax.axhline(0, color="0.5", lw=0.8)
     rax.plot(data.wave[finite], data.chi[finite], "o", color="k", ms=4)
     lim = max(3.0, float(np.max(np.abs(data.chi[finite]), initial=0.0)) * 1.15)
-    rax.set(xscale="log", ylim=(-lim, lim), ylabel=r"$\chi$",
-            xlabel=r"observed wavelength [$\mu$m]")  # fmt: skip
+    rax.set(
+        xscale="log", ylim=(-lim, lim), ylabel=r"$\chi$", xlabel=r"observed wavelength [$\mu$m]"
+    )
     plain = FormatStrFormatter("%g")
     rax.xaxis.set_major_formatter(plain)
     rax.xaxis.set_minor_formatter(plain)
     sax.tick_params(axis="x", which="both", labelbottom=False)
-    hax.fill_between(data.lookback, data.sfr_p16, data.sfr_p84, color="C0", alpha=0.3, lw=0,
-                     step="mid", label="16-84%")  # fmt: skip
+    hax.fill_between(
+        data.lookback,
+        data.sfr_p16,
+        data.sfr_p84,
+        color="C0",
+        alpha=0.3,
+        lw=0,
+        step="mid",
+        label="16-84%",
+    )
     hax.plot(data.lookback, data.sfr_p50, color="C0", drawstyle="steps-mid", label="median")
     positive = data.sfr_p84[data.sfr_p84 > 0]
     top = float(positive.max()) if positive.size else 1.0
-    hax.set(xscale="log", yscale="log", ylim=(top * 1e-4, top * 2),
-            xlabel="lookback time [Gyr]", ylabel=r"SFR [M$_\odot$/yr]",
-            title="star-formation history")  # fmt: skip
+    hax.set(
+        xscale="log",
+        yscale="log",
+        ylim=(top * 1e-4, top * 2),
+        xlabel="lookback time [Gyr]",
+        ylabel=r"SFR [M$_\odot$/yr]",
+        title="star-formation history",
+    )
     hax.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
 
 
-def save_sed(path: str | os.PathLike, model: Any, sps: Any, obs: Mapping, draws: Any,
-             weights: np.ndarray | None = None, title: str | None = None,
-             **kwargs: Any) -> tuple[Path, SEDData]:  # fmt: skip
+def save_sed(
+    path: str | os.PathLike,
+    model: Any,
+    sps: Any,
+    obs: Mapping,
+    draws: Any,
+    weights: np.ndarray | None = None,
+    title: str | None = None,
+    **kwargs: Any,
+) -> tuple[Path, SEDData]:
     """:func:`sed_data` then :func:`plot_sed`, written to the PNG ``path`` atomically.
 
     ``kwargs`` go to :func:`sed_data` (``n``, ``seed``, ``n_times``).

@@ -19,9 +19,11 @@ def _history(source: Any) -> Sequence[Mapping[str, float]]:
     training = getattr(source, "training", source)
     history = training.get("history") if isinstance(training, Mapping) else training
     if not history:
-        raise ValueError(f"no epochs to plot: expected an estimator, its training dict or "
-                         f"its history list of epochs, got {type(source).__name__} without "
-                         "any")  # fmt: skip
+        raise ValueError(
+            f"no epochs to plot: expected an estimator, its training dict or "
+            f"its history list of epochs, got {type(source).__name__} without "
+            "any"
+        )
     return history
 
 
@@ -58,10 +60,18 @@ def plot_loss(source: Any, title: str | None = None) -> Any:
     ax.plot(epoch, val, "-", color="C1", label="validation")
     if np.isfinite(val).any():
         best = int(np.nanargmin(val))
-        ax.plot(epoch[best], val[best], "o", color="C1",
-                label=f"best: epoch {int(epoch[best])}, {val[best]:.3f}")  # fmt: skip
-    ax.set(xlabel="epoch", ylabel="loss (-log posterior density, nats)",
-           title=title or f"loss over {len(history)} epochs")  # fmt: skip
+        ax.plot(
+            epoch[best],
+            val[best],
+            "o",
+            color="C1",
+            label=f"best: epoch {int(epoch[best])}, {val[best]:.3f}",
+        )
+    ax.set(
+        xlabel="epoch",
+        ylabel="loss (-log posterior density, nats)",
+        title=title or f"loss over {len(history)} epochs",
+    )
     ax.legend(fontsize=8)
     return fig
 

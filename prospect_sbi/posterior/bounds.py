@@ -110,8 +110,10 @@ class TargetSpace:
     # -- torch maps -------------------------------------------------------------------------
 
     def _params(self, like: Tensor) -> tuple[Tensor, ...]:
-        return tuple(torch.as_tensor(a, dtype=like.dtype, device=like.device)
-                     for a in (self.lo, self.hi, self.shift, self.scale))  # fmt: skip
+        return tuple(
+            torch.as_tensor(a, dtype=like.dtype, device=like.device)
+            for a in (self.lo, self.hi, self.shift, self.scale)
+        )
 
     def _masks(self) -> tuple[Tensor, ...]:
         kinds = np.asarray(self.kinds)
@@ -219,8 +221,11 @@ def _prior_support(spec: dict, label: str) -> tuple[str, float, float]:
     prior = params[name].get("prior")
     if prior is None:
         return "real", np.nan, np.nan
-    values = {k: np.ravel(np.asarray(v, dtype=float))
-              for k, v in prior["params"].items() if not isinstance(v, str)}  # fmt: skip
+    values = {
+        k: np.ravel(np.asarray(v, dtype=float))
+        for k, v in prior["params"].items()
+        if not isinstance(v, str)
+    }
 
     def pick(key: str) -> float:
         arr = values.get(key)

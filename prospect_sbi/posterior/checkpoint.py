@@ -58,8 +58,11 @@ class Checkpoint:
         tensors, header = read_tensors(self.path)
         if header.get("kind") != "checkpoint":
             raise ValueError(f"{self.path} is not a training checkpoint")
-        diff = sorted(k for k in set(self.config) | set(header["config"])
-                      if self.config.get(k) != header["config"].get(k))  # fmt: skip
+        diff = sorted(
+            k
+            for k in set(self.config) | set(header["config"])
+            if self.config.get(k) != header["config"].get(k)
+        )
         if diff:
             raise ValueError(
                 f"checkpoint {self.path} comes from another training configuration (differs in "
@@ -74,9 +77,11 @@ class Checkpoint:
             for key in ("epoch", "history", "best_val", "best_epoch", "bad_epochs", "stopped"):
                 setattr(self, key, header[key])
         except (RuntimeError, KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"checkpoint {self.path} does not fit this training run "
-                             f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-                             "delete it or pass another checkpoint path") from None
+            raise ValueError(
+                f"checkpoint {self.path} does not fit this training run "
+                f"({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                "delete it or pass another checkpoint path"
+            ) from None
         self.best_weights = best or None
         self.resumed_at = self.epoch
 
@@ -91,8 +96,15 @@ class Checkpoint:
     ) -> None:
         """Add an epoch; keep the weights if they are the best; decide on early stopping."""
         self.epoch += 1
-        self.history.append({"epoch": self.epoch, "train_loss": train_loss,
-                             "val_loss": val_loss, "lr": lr, "seconds": seconds})  # fmt: skip
+        self.history.append(
+            {
+                "epoch": self.epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "lr": lr,
+                "seconds": seconds,
+            }
+        )
         if val_loss < self.best_val:
             self.best_val, self.best_epoch, self.bad_epochs = val_loss, self.epoch, 0
             self.best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -109,12 +121,18 @@ class Checkpoint:
         tensors |= {f"best.{k}": v for k, v in (self.best_weights or {}).items()}
         tensors |= optim_tensors
         header = {
-            "kind": "checkpoint", "format": _FORMAT, "config": self.config,
-            "epoch": self.epoch, "history": self.history, "best_val": self.best_val,
-            "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
-            "stopped": self.stopped, "optimizer": optim_data,
+            "kind": "checkpoint",
+            "format": _FORMAT,
+            "config": self.config,
+            "epoch": self.epoch,
+            "history": self.history,
+            "best_val": self.best_val,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "stopped": self.stopped,
+            "optimizer": optim_data,
             "scheduler": scheduler.state_dict(),
-        }  # fmt: skip
+        }
         write_tensors(self.path, tensors, header)
 
 

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["FIXED_ZRED_TOLERANCE", "check_observations", "check_zred", "drop_shallow",
-           "is_fixed_zred", "outside_zred_range", "zred_tolerance"]
+__all__ = [
+    "FIXED_ZRED_TOLERANCE",
+    "check_observations",
+    "check_zred",
+    "drop_shallow",
+    "is_fixed_zred",
+    "outside_zred_range",
+    "zred_tolerance",
+]
 
 import warnings
 from collections.abc import Sequence
@@ -63,11 +70,15 @@ def check_observations(
     flux, err = np.atleast_2d(flux), np.atleast_2d(err)
     nan_f, nan_e = np.isnan(flux), np.isnan(err)
     if np.any(nan_f & ~nan_e):
-        raise ValueError(f"flux is NaN but err is not in {_where(nan_f & ~nan_e)}; "
-                         "a missing band needs NaN in both")  # fmt: skip
+        raise ValueError(
+            f"flux is NaN but err is not in {_where(nan_f & ~nan_e)}; "
+            "a missing band needs NaN in both"
+        )
     if np.any(nan_e & ~nan_f):
-        raise ValueError(f"err is NaN but flux is not in {_where(nan_e & ~nan_f)}; "
-                         "a missing band needs NaN in both")  # fmt: skip
+        raise ValueError(
+            f"err is NaN but flux is not in {_where(nan_e & ~nan_f)}; "
+            "a missing band needs NaN in both"
+        )
     for name, arr in (("flux", flux), ("err", err)):
         if np.any(np.isinf(arr)):
             raise ValueError(f"{name} is infinite in {_where(np.isinf(arr))}")
@@ -138,7 +149,8 @@ def zred_tolerance(bounds: Sequence[float]) -> float:
 def is_fixed_zred(bounds: Sequence[float] | None) -> bool:
     """Whether a training redshift range ``bounds`` is one redshift (a fixed-``zred`` model)."""
     return bounds is not None and float(bounds[1]) - float(bounds[0]) <= 1e-9 * (
-        1.0 + abs(float(bounds[1])))
+        1.0 + abs(float(bounds[1]))
+    )
 
 
 def check_zred(zred: Any, n: int, known: bool, bounds: tuple[float, float] | None) -> Any:
@@ -152,12 +164,15 @@ def check_zred(zred: Any, n: int, known: bool, bounds: tuple[float, float] | Non
     """
     if not known:
         if zred is not None:
-            raise ValueError("this estimator infers the redshift (redshift='infer'); "
-                             "do not pass zred")  # fmt: skip
+            raise ValueError(
+                "this estimator infers the redshift (redshift='infer'); do not pass zred"
+            )
         return None
     if zred is None:
-        raise ValueError("this estimator is conditioned on the redshift (redshift='known'): "
-                         "pass zred, a scalar or one value per object")  # fmt: skip
+        raise ValueError(
+            "this estimator is conditioned on the redshift (redshift='known'): "
+            "pass zred, a scalar or one value per object"
+        )
     z = np.asarray(zred, dtype=float)
     if z.ndim > 1 or (z.ndim == 1 and z.size not in (1, n)):
         raise ValueError(f"zred has shape {z.shape}; expected () or ({n},)")
@@ -168,13 +183,17 @@ def check_zred(zred: Any, n: int, known: bool, bounds: tuple[float, float] | Non
         lo, hi = bounds
         out = outside_zred_range(z, bounds)
         if out.any() and is_fixed_zred(bounds):
-            raise ValueError(f"zred {z[out][0]:g} is not the redshift this estimator was trained "
-                             f"at, {hi:g} (its model fixes zred; {int(out.sum())} objects "
-                             f"farther than {zred_tolerance(bounds):.2g}); fit other redshifts "
-                             "with an estimator trained on a zred range")  # fmt: skip
+            raise ValueError(
+                f"zred {z[out][0]:g} is not the redshift this estimator was trained "
+                f"at, {hi:g} (its model fixes zred; {int(out.sum())} objects "
+                f"farther than {zred_tolerance(bounds):.2g}); fit other redshifts "
+                "with an estimator trained on a zred range"
+            )
         if out.any():
-            raise ValueError(f"zred {z[out][0]:g} is outside the training range [{lo:g}, {hi:g}]"
-                             f" ({int(out.sum())} objects)")  # fmt: skip
+            raise ValueError(
+                f"zred {z[out][0]:g} is outside the training range [{lo:g}, {hi:g}]"
+                f" ({int(out.sum())} objects)"
+            )
         if is_fixed_zred(bounds):
             z[:] = hi  # a catalogue's rounding of the one redshift the network has seen
     return z

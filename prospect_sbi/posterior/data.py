@@ -81,15 +81,19 @@ class MassAugmentation:
         params = spec.get("params", {})
         found = [n for n in _LOG_UNIFORM_MASS if n in names]
         if not found:
-            raise ValueError(f"mass augmentation needs a free 'mass' or 'logmass' target; the "
-                             f"targets are {names}")  # fmt: skip
+            raise ValueError(
+                f"mass augmentation needs a free 'mass' or 'logmass' target; the "
+                f"targets are {names}"
+            )
         self.name = found[0]
         prior = params[self.name].get("prior") or {}
         allowed = _LOG_UNIFORM_MASS[self.name]
         if prior.get("name") not in allowed:
-            raise ValueError(f"mass augmentation needs a prior uniform in log mass "
-                             f"({self.name}: {' or '.join(allowed)}); got "
-                             f"{prior.get('name')}")  # fmt: skip
+            raise ValueError(
+                f"mass augmentation needs a prior uniform in log mass "
+                f"({self.name}: {' or '.join(allowed)}); got "
+                f"{prior.get('name')}"
+            )
         lo, hi = (float(np.ravel(prior["params"][k])[0]) for k in ("mini", "maxi"))
         self.log = self.name == "logmass"
         self.lo, self.hi = (lo, hi) if self.log else (np.log10(lo), np.log10(hi))

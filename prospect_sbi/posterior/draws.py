@@ -6,8 +6,7 @@ the flow's standardised space.
 
 from __future__ import annotations
 
-__all__ = ["MAX_Z", "MAX_Z_UNBOUNDED", "REDRAW_ROUNDS", "deconvolve", "redraw_blowups",
-           "z_limits"]  # fmt: skip
+__all__ = ["MAX_Z", "MAX_Z_UNBOUNDED", "REDRAW_ROUNDS", "deconvolve", "redraw_blowups", "z_limits"]
 
 from typing import Any
 

@@ -68,10 +68,16 @@ class ObservationEncoder:
         self.limit_sigma = float(limit_sigma)
         self.known_zred, self.colours = bool(known_zred), bool(colours)
         n = len(self.bands)
-        self.stats = {"mag_mean": np.zeros(n), "mag_std": np.ones(n),
-                      "err_mean": np.zeros(n), "err_std": np.ones(n),
-                      "col_mean": np.zeros(n), "col_std": np.ones(n),
-                      "zred_mean": 0.0, "zred_std": 1.0}  # fmt: skip
+        self.stats = {
+            "mag_mean": np.zeros(n),
+            "mag_std": np.ones(n),
+            "err_mean": np.zeros(n),
+            "err_std": np.ones(n),
+            "col_mean": np.zeros(n),
+            "col_std": np.ones(n),
+            "zred_mean": 0.0,
+            "zred_std": 1.0,
+        }
         self.stats.update({k: np.asarray(v, dtype=float) for k, v in (stats or {}).items()})
 
     @property
@@ -98,10 +104,13 @@ class ObservationEncoder:
         mag, log_err, _, missing, colour = self._raw(flux, err)
         mag, log_err, colour = (np.where(missing, np.nan, a) for a in (mag, log_err, colour))
         self.stats.update(
-            mag_mean=np.nanmean(mag, 0), mag_std=np.maximum(np.nanstd(mag, 0), 1e-3),
-            err_mean=np.nanmean(log_err, 0), err_std=np.maximum(np.nanstd(log_err, 0), 1e-3),
-            col_mean=np.nanmean(colour, 0), col_std=np.maximum(np.nanstd(colour, 0), 1e-3),
-        )  # fmt: skip
+            mag_mean=np.nanmean(mag, 0),
+            mag_std=np.maximum(np.nanstd(mag, 0), 1e-3),
+            err_mean=np.nanmean(log_err, 0),
+            err_std=np.maximum(np.nanstd(log_err, 0), 1e-3),
+            col_mean=np.nanmean(colour, 0),
+            col_std=np.maximum(np.nanstd(colour, 0), 1e-3),
+        )
         if self.known_zred:
             z = np.asarray(zred, dtype=float)
             self.stats.update(zred_mean=float(z.mean()), zred_std=float(max(z.std(), 1e-3)))
@@ -147,5 +156,11 @@ class ObservationEncoder:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ObservationEncoder:
         """Rebuild from :meth:`to_dict` output."""
-        return cls(d["bands"], d["depth"], d["limit_sigma"], d["stats"], d["known_zred"],
-                   d.get("colours", False))  # fmt: skip
+        return cls(
+            d["bands"],
+            d["depth"],
+            d["limit_sigma"],
+            d["stats"],
+            d["known_zred"],
+            d.get("colours", False),
+        )

@@ -42,6 +42,7 @@ from .summary import draw_statistics, summary_table
 #: Draws per batch in sample(): small enough to stay in a CPU's cache, large for a GPU.
 _ROWS_PER_CHUNK = {"cpu": 8192, "cuda": 1 << 20}
 
+
 class AmortizedPosterior(EstimatorFiles):
     """A neural posterior estimator for one Prospector model, filter set and noise model.
 
@@ -102,7 +103,8 @@ class AmortizedPosterior(EstimatorFiles):
         self.training: dict = header.get("training", {})
         recal = header.get("recalibration")
         self.recalibration: Recalibration | None = (
-            None if recal is None else Recalibration.from_dict(recal))
+            None if recal is None else Recalibration.from_dict(recal)
+        )
         # learned derived targets are the last columns of the flow, after the free parameters
         theta = set(self.model_spec.get("theta_labels", ()))
         self._n_jittered = sum(name not in theta for name in space.names)
@@ -185,12 +187,15 @@ class AmortizedPosterior(EstimatorFiles):
         """:meth:`prepare`, with warnings pointing ``stacklevel`` frames up."""
         if isinstance(flux, Observations):
             if err is not None or zred is not None:
-                raise ValueError("err and zred go with raw fluxes; got them with prepared "
-                                 "Observations, which already hold both")  # fmt: skip
+                raise ValueError(
+                    "err and zred go with raw fluxes; got them with prepared "
+                    "Observations, which already hold both"
+                )
             return flux
         if err is None:
-            raise ValueError("err is missing: pass flux and err (maggies), or the "
-                             "Observations of prepare()")  # fmt: skip
+            raise ValueError(
+                "err is missing: pass flux and err (maggies), or the Observations of prepare()"
+            )
         single = np.ndim(flux) == 1
         stats = self.header["flux_stats"]
         flux, err = check_observations(flux, err, self.filters, stats)
@@ -247,8 +252,10 @@ class AmortizedPosterior(EstimatorFiles):
 
     def with_computed(self, x: torch.Tensor) -> torch.Tensor:
         """Append the computed labels to physical targets: (*, len(targets)) -> (*, D)."""
-        extra = [x[..., self.labels.index(a)] - x[..., self.labels.index(b)]
-                 for a, b in self.computed.values()]  # fmt: skip
+        extra = [
+            x[..., self.labels.index(a)] - x[..., self.labels.index(b)]
+            for a, b in self.computed.values()
+        ]
         return torch.cat([x, torch.stack(extra, -1)], -1) if extra else x
 
     def refiner(self, sps: Any = None, likelihood: str = "flux") -> Any:
@@ -378,8 +385,9 @@ class AmortizedPosterior(EstimatorFiles):
         with _seeded(seed, self.device):
             out = self._draw(obs, n, chunk_size, recalibrate)
         if refiner is not None:
-            out = refiner.refine_draws(obs, out, refine, seed=seed, target_ess=target_ess,
-                                       progress=progress)  # fmt: skip
+            out = refiner.refine_draws(
+                obs, out, refine, seed=seed, target_ess=target_ess, progress=progress
+            )
         warn_prior_edge(count_flags(prior_edge_flags(out, self.labels, self.space)), len(out))
         if refiner is not None:
             return out.object(0) if obs.single else out
@@ -409,10 +417,13 @@ class AmortizedPosterior(EstimatorFiles):
                     draws = recal.apply(draws, obs.snr[rows])
                 out[rows] = draws.cpu().numpy()
         if kept:
-            warnings.warn(f"{kept} of {out.shape[0] * out.shape[1]} draws stayed beyond the "
-                          f"flow's range after {REDRAW_ROUNDS} redraws and are kept: these "
-                          "observations are far from the training set", UserWarning,
-                          stacklevel=3)  # fmt: skip
+            warnings.warn(
+                f"{kept} of {out.shape[0] * out.shape[1]} draws stayed beyond the "
+                f"flow's range after {REDRAW_ROUNDS} redraws and are kept: these "
+                "observations are far from the training set",
+                UserWarning,
+                stacklevel=3,
+            )
         return out
 
     def log_prob(
@@ -459,8 +470,10 @@ class AmortizedPosterior(EstimatorFiles):
             or theta.shape[-1] not in (d, len(self.labels))
             or (theta.shape[-2] != len(obs))
         ):
-            raise ValueError(f"theta has shape {theta.shape}; expected (*, {len(obs)}, {d}) or "
-                             f"(*, {len(obs)}, {len(self.labels)})")  # fmt: skip
+            raise ValueError(
+                f"theta has shape {theta.shape}; expected (*, {len(obs)}, {d}) or "
+                f"(*, {len(obs)}, {len(self.labels)})"
+            )
         x_all = torch.from_numpy(theta[..., :d])
         self._check_support(x_all)
         out = torch.empty(x_all.shape[:-1], dtype=torch.float64)
@@ -489,9 +502,11 @@ class AmortizedPosterior(EstimatorFiles):
         i, j = (int(k[0]) for k in np.nonzero(out)) if out.any() else (0, 0)
         name, value = self.space.names[j], float(rows[i, j])
         hint = " (a log10 of a LogUniform parameter?)" if kinds[j] == "logbox" else ""
-        raise ValueError(f"no theta lies inside the prior support: {name} = {value:g} is "
-                         f"outside [{self.space.lo[j]:g}, {self.space.hi[j]:g}]{hint}; theta "
-                         f"is in the order of labels, in physical units: {self.labels}")
+        raise ValueError(
+            f"no theta lies inside the prior support: {name} = {value:g} is "
+            f"outside [{self.space.lo[j]:g}, {self.space.hi[j]:g}]{hint}; theta "
+            f"is in the order of labels, in physical units: {self.labels}"
+        )
 
     def _centre(self, like: torch.Tensor) -> torch.Tensor:
         """Return a point inside the support (the flow's origin) for rows that lie outside."""
@@ -564,8 +579,14 @@ class AmortizedPosterior(EstimatorFiles):
                 part = obs.take(rows)
                 draws = self._draw(part, n, recalibrate=recalibrate)
                 if refiner is not None:
-                    draws = refiner.refine_draws(part, draws, refine, seed=rng.spawn(1)[0],
-                                                 target_ess=target_ess, progress=progress)
+                    draws = refiner.refine_draws(
+                        part,
+                        draws,
+                        refine,
+                        seed=rng.spawn(1)[0],
+                        target_ess=target_ess,
+                        progress=progress,
+                    )
                     for key in extra:
                         extra[key][rows] = getattr(draws, key)
                 stats[rows] = draw_statistics(draws)
@@ -573,8 +594,7 @@ class AmortizedPosterior(EstimatorFiles):
                     on_draws(rows, np.asarray(draws))
                 edge[rows] = prior_edge_flags(draws, self.labels, self.space)
                 if chi2 is not None:
-                    chi2[rows], ood[rows] = predictive_check(part.flux, part.err, part.zred,
-                                                             draws)  # fmt: skip
+                    chi2[rows], ood[rows] = predictive_check(part.flux, part.err, part.zred, draws)
         warn_prior_edge(count_flags(edge), len(obs))
         khat = [("khat", extra["khat_flag"])] if refiner is not None else []
         flags = join_flags(len(obs), khat, obs.flags, edge, np.where(ood, "ood", ""))
@@ -590,9 +610,11 @@ class AmortizedPosterior(EstimatorFiles):
 
     def __repr__(self) -> str:
         recal = "recalibrated" if self.recalibration is not None else "not recalibrated"
-        return (f"AmortizedPosterior({self.network.config['flow']}, {len(self.labels)} labels, "
-                f"{len(self.filters)} bands, redshift={self.redshift!r}, "
-                f"model {self.model_hash}, {recal})")  # fmt: skip
+        return (
+            f"AmortizedPosterior({self.network.config['flow']}, {len(self.labels)} labels, "
+            f"{len(self.filters)} bands, redshift={self.redshift!r}, "
+            f"model {self.model_hash}, {recal})"
+        )
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:
@@ -605,8 +627,9 @@ def _n_draws(n: Any) -> int:
     """Check a number of draws: an integer >= 1 (a float is a redshift passed by position)."""
     if isinstance(n, bool) or not isinstance(n, int | np.integer):
         hint = ": a redshift? pass zred=" if isinstance(n, float | np.floating) else ""
-        raise TypeError(f"n must be an integer number of draws; got {n!r} "
-                        f"({type(n).__name__}){hint}")  # fmt: skip
+        raise TypeError(
+            f"n must be an integer number of draws; got {n!r} ({type(n).__name__}){hint}"
+        )
     if n < 1:
         raise ValueError(f"n must be >= 1; got {n}")
     return int(n)

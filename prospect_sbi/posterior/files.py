@@ -22,8 +22,17 @@ from .storage import digest, read_tensors, write_tensors
 #: carry a checksum (:mod:`prospect_sbi.posterior.storage`); format 1 files predate it.
 FORMAT = 2
 #: Header entries an estimator file must have.
-_REQUIRED = ("filters", "redshift", "noise", "model_spec", "model_hash", "flux_stats",
-             "network", "targets", "encoder")  # fmt: skip
+_REQUIRED = (
+    "filters",
+    "redshift",
+    "noise",
+    "model_spec",
+    "model_hash",
+    "flux_stats",
+    "network",
+    "targets",
+    "encoder",
+)
 
 
 class EstimatorFiles:
@@ -63,8 +72,10 @@ class EstimatorFiles:
             names = _band_names(filters)
             if names != self.filters:
                 pairs = zip(names, self.filters, strict=False)
-                diff = next((i for i, (a, b) in enumerate(pairs) if a != b),
-                            min(len(names), len(self.filters)))  # fmt: skip
+                diff = next(
+                    (i for i, (a, b) in enumerate(pairs) if a != b),
+                    min(len(names), len(self.filters)),
+                )
                 got = names[diff] if diff < len(names) else "nothing"
                 want = self.filters[diff] if diff < len(self.filters) else "nothing"
                 raise ValueError(
@@ -76,9 +87,11 @@ class EstimatorFiles:
 
             spec = model_spec(model)
             if model_hash(spec) != self.model_hash:
-                raise ValueError(model_difference(spec, self.model_spec)
-                                 or f"model differs from the estimator's (hash "
-                                 f"{model_hash(spec)} vs {self.model_hash})")  # fmt: skip
+                raise ValueError(
+                    model_difference(spec, self.model_spec)
+                    or f"model differs from the estimator's (hash "
+                    f"{model_hash(spec)} vs {self.model_hash})"
+                )
 
     def model(self) -> object:
         """Rebuild the Prospector ``SpecModel`` this estimator was trained on.
@@ -98,9 +111,11 @@ class EstimatorFiles:
         try:
             return model_from_spec(self.model_spec)
         except ValueError as err:
-            raise ValueError(f"the estimator's model cannot be rebuilt from its stored "
-                             f"specification ({err}); pass the Prospector parameter file it "
-                             "was trained with (--param-file, or model=)") from None  # fmt: skip
+            raise ValueError(
+                f"the estimator's model cannot be rebuilt from its stored "
+                f"specification ({err}); pass the Prospector parameter file it "
+                "was trained with (--param-file, or model=)"
+            ) from None
 
     def resolve_model(self, model: object = None) -> object:
         """Return the estimator's model: ``model`` checked (:meth:`check`), or :meth:`model`.
@@ -148,8 +163,13 @@ class EstimatorFiles:
 
     def _file_header(self) -> dict[str, Any]:
         """Return the JSON header :meth:`save` writes beside the weights."""
-        header = dict(self.header, format=FORMAT, network=self.network.config,
-                      targets=self.space.to_dict(), encoder=self.encoder.to_dict())  # fmt: skip
+        header = dict(
+            self.header,
+            format=FORMAT,
+            network=self.network.config,
+            targets=self.space.to_dict(),
+            encoder=self.encoder.to_dict(),
+        )
         header.pop("recalibration", None)
         if self.recalibration is not None:
             header["recalibration"] = self.recalibration.to_dict()
@@ -182,10 +202,14 @@ class EstimatorFiles:
                 return cls.load(estimator)
             if str(estimator) in PRETRAINED:
                 return cls.pretrained(str(estimator))
-            raise ValueError(f"estimator {str(estimator)!r} is neither a file nor a pretrained "
-                             f"name ({', '.join(PRETRAINED)})")  # fmt: skip
-        raise ValueError(f"estimator must be an AmortizedPosterior, a path or a name; got "
-                         f"{type(estimator).__name__}")  # fmt: skip
+            raise ValueError(
+                f"estimator {str(estimator)!r} is neither a file nor a pretrained "
+                f"name ({', '.join(PRETRAINED)})"
+            )
+        raise ValueError(
+            f"estimator must be an AmortizedPosterior, a path or a name; got "
+            f"{type(estimator).__name__}"
+        )
 
     @classmethod
     def pretrained(cls, name: str, device: str | torch.device = "cpu") -> Self:
@@ -235,12 +259,16 @@ class EstimatorFiles:
             raise ValueError(f"{path} is a training checkpoint, not an estimator")
         fmt = header.get("format")
         if not isinstance(fmt, int) or fmt > FORMAT:
-            raise ValueError(f"{path} has format {fmt!r}; this code reads formats 1 to {FORMAT}"
-                             " (upgrade prospect-sbi for a newer one)")  # fmt: skip
+            raise ValueError(
+                f"{path} has format {fmt!r}; this code reads formats 1 to {FORMAT}"
+                " (upgrade prospect-sbi for a newer one)"
+            )
         lacking = [k for k in _REQUIRED if k not in header]
         if lacking:
-            raise ValueError(f"{path} is not a complete prospect-sbi estimator: its header has "
-                             f"no {', '.join(map(repr, lacking))}")  # fmt: skip
+            raise ValueError(
+                f"{path} is not a complete prospect-sbi estimator: its header has "
+                f"no {', '.join(map(repr, lacking))}"
+            )
         try:
             network = PosteriorNetwork.from_weights(header["network"], tensors)
             parts = {"targets": TargetSpace.from_dict, "encoder": ObservationEncoder.from_dict}
@@ -256,14 +284,17 @@ class EstimatorFiles:
 def _check_parts(estimator: EstimatorFiles) -> None:
     """Raise if the header's parts disagree with each other (a damaged or edited file)."""
     bands, config = len(estimator.encoder.bands), estimator.network.config
-    sizes = {"targets": (len(estimator.space), config["n_targets"]),
-             "encoded inputs": (estimator.encoder.n_features, config["n_inputs"]),
-             "filters": (len(estimator.filters), bands),
-             "noise bands": (len(estimator.noise.bands), bands)}  # fmt: skip
+    sizes = {
+        "targets": (len(estimator.space), config["n_targets"]),
+        "encoded inputs": (estimator.encoder.n_features, config["n_inputs"]),
+        "filters": (len(estimator.filters), bands),
+        "noise bands": (len(estimator.noise.bands), bands),
+    }
     for what, (have, want) in sizes.items():
         if have != want:
-            raise ValueError(f"the estimator's header lists {have} {what}; its network "
-                             f"and encoder have {want}")  # fmt: skip
+            raise ValueError(
+                f"the estimator's header lists {have} {what}; its network and encoder have {want}"
+            )
 
 
 def _reason(err: Exception) -> str:

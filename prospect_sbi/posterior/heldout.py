@@ -106,9 +106,14 @@ def evaluate(
     medians, ranks = [], []
     for start in range(0, len(flux), chunk_size):
         rows = slice(start, start + chunk_size)
-        draws = estimator.sample(flux[rows], err[rows], n, seed=seed + start,
-                                 zred=None if zred is None else zred[rows],
-                                 recalibrate=recalibrate)  # fmt: skip
+        draws = estimator.sample(
+            flux[rows],
+            err[rows],
+            n,
+            seed=seed + start,
+            zred=None if zred is None else zred[rows],
+            recalibrate=recalibrate,
+        )
         medians.append(np.median(draws, 1))
         ranks.append(sbc_ranks(draws, truth[rows]) / draws.shape[1])  # (b, D) in [0, 1]
     stats = regression_metrics(np.concatenate(medians), truth)
@@ -165,17 +170,19 @@ def recalibrate(
     d = len(estimator.labels)
     truth = np.asarray(truth, float)
     if truth.shape != (len(obs), d):
-        raise ValueError(f"truth has shape {truth.shape}; expected ({len(obs)}, {d}), in "
-                         "the order of estimator.labels")  # fmt: skip
+        raise ValueError(
+            f"truth has shape {truth.shape}; expected ({len(obs)}, {d}), in "
+            "the order of estimator.labels"
+        )
     ranks = np.empty((len(obs), d))
     starts = range(0, len(obs), int(chunk_size))
     seeds = np.random.SeedSequence(int(seed)).generate_state(len(starts))
-    for start, chunk_seed in zip(tqdm(starts, desc="recalibrate", unit="chunk",
-                                      disable=not progress), seeds, strict=True):  # fmt: skip
+    for start, chunk_seed in zip(
+        tqdm(starts, desc="recalibrate", unit="chunk", disable=not progress), seeds, strict=True
+    ):
         rows = slice(start, start + int(chunk_size))
         draws = estimator.sample(obs.take(rows), n=n, seed=int(chunk_seed), recalibrate=False)
         ranks[rows] = sbc_ranks(draws, truth[rows]) / draws.shape[1]
     provenance = dict(info or {}, n_draws=int(n), seed=int(seed))
-    estimator.recalibration = Recalibration.fit(ranks, obs.snr, n_bins, n_knots,
-                                                provenance)  # fmt: skip
+    estimator.recalibration = Recalibration.fit(ranks, obs.snr, n_bins, n_knots, provenance)
     return estimator

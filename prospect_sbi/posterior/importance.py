@@ -38,8 +38,17 @@ Vehtari, Simpson, Gelman, Yao & Gabry 2024, JMLR 25(72) (Pareto k-hat).
 
 from __future__ import annotations
 
-__all__ = ["DF", "GROW_EVERY", "INFLATE", "ImportanceBatch", "TMixture", "adaptive_importance",
-           "effective_sample_size", "tempered_weights", "weighted_moments"]  # fmt: skip
+__all__ = [
+    "DF",
+    "GROW_EVERY",
+    "INFLATE",
+    "ImportanceBatch",
+    "TMixture",
+    "adaptive_importance",
+    "effective_sample_size",
+    "tempered_weights",
+    "weighted_moments",
+]
 
 from dataclasses import dataclass
 from typing import Any
@@ -135,8 +144,14 @@ class TMixture:
     df : float
     """
 
-    def __init__(self, mean: np.ndarray, cov: np.ndarray, scale: np.ndarray | None = None,
-                 log_alpha: np.ndarray | None = None, df: float = DF) -> None:  # fmt: skip
+    def __init__(
+        self,
+        mean: np.ndarray,
+        cov: np.ndarray,
+        scale: np.ndarray | None = None,
+        log_alpha: np.ndarray | None = None,
+        df: float = DF,
+    ) -> None:
         vals, vecs = np.linalg.eigh(0.5 * (cov + np.swapaxes(cov, -1, -2)))
         top = np.maximum(vals.max(-1, keepdims=True), 1e-300)
         vals = np.maximum(vals, 1e-12 * top) * (df - 2.0) / df
@@ -147,9 +162,12 @@ class TMixture:
         self.log_alpha = alpha - logsumexp(alpha, axis=1, keepdims=True)
         self._root = vecs * np.sqrt(vals)[..., None, :]  # shared scale = root @ root.T
         self._whiten = vecs / np.sqrt(vals)[..., None, :]  # (x @ whiten) has unit scale
-        self._log_norm = (gammaln(0.5 * (df + p)) - gammaln(0.5 * df)
-                          - 0.5 * p * np.log(df * np.pi) - 0.5 * np.log(vals).sum(-1))[:, None] \
-            - p * np.log(self.scale)  # (B, K)  # fmt: skip
+        self._log_norm = (
+            gammaln(0.5 * (df + p))
+            - gammaln(0.5 * df)
+            - 0.5 * p * np.log(df * np.pi)
+            - 0.5 * np.log(vals).sum(-1)
+        )[:, None] - p * np.log(self.scale)  # (B, K)
 
     def rvs(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` draws per object, (B, n, P)."""
@@ -159,15 +177,19 @@ class TMixture:
         rows = np.arange(b)[:, None]
         eps = rng.standard_normal((b, n, p)) @ np.swapaxes(self._root, -1, -2)
         factor = self.scale[rows, pick][..., None] * np.sqrt(
-            self.df / rng.chisquare(self.df, (b, n, 1)))  # fmt: skip
+            self.df / rng.chisquare(self.df, (b, n, 1))
+        )
         return self.mean[rows, pick] + eps * factor
 
     def logpdf(self, u: np.ndarray) -> np.ndarray:
         """Log density at ``u`` (B, m, P) -> (B, m)."""
         p = self.mean.shape[-1]
         y, c = u @ self._whiten, self.mean @ self._whiten  # (B, m, P), (B, K, P)
-        m2 = (np.sum(y**2, -1)[..., None] + np.sum(c**2, -1)[:, None]
-              - 2 * y @ np.swapaxes(c, -1, -2))  # (B, m, K)  # fmt: skip
+        m2 = (
+            np.sum(y**2, -1)[..., None]
+            + np.sum(c**2, -1)[:, None]
+            - 2 * y @ np.swapaxes(c, -1, -2)
+        )  # (B, m, K)
         m2 = np.maximum(m2, 0.0) / self.scale[:, None] ** 2
         comp = self._log_norm[:, None] - 0.5 * (self.df + p) * np.log1p(m2 / self.df)
         return logsumexp(comp + self.log_alpha[:, None], axis=-1)
@@ -282,8 +304,9 @@ def adaptive_importance(
         ``n < 2`` or ``rounds < 1``, or an object none of whose draws has a finite target.
     """
     if int(n) < 2 or int(rounds) < 1 or int(first or n) < 2:
-        raise ValueError(f"n and first must be >= 2 and rounds >= 1; got n={n}, first={first}, "
-                         f"rounds={rounds}")  # fmt: skip
+        raise ValueError(
+            f"n and first must be >= 2 and rounds >= 1; got n={n}, first={first}, rounds={rounds}"
+        )
     rng = np.random.default_rng(seed)
     n_obj = int(target.n_objects)
     everyone = np.arange(n_obj)
@@ -317,11 +340,16 @@ def adaptive_importance(
             new = target.evaluate(rows, comp.rvs(size, rng), rng)
             aux = new.get("log_aux", 0.0)
             for k, c in enumerate(comps):  # earlier proposals' densities at the new draws
-                q = new["log_first"] if c is None else (
-                    c[1].take(np.searchsorted(c[0], rows)).logpdf(new["u"]) + aux)
+                q = (
+                    new["log_first"]
+                    if c is None
+                    else (c[1].take(np.searchsorted(c[0], rows)).logpdf(new["u"]) + aux)
+                )
                 log_q[k] = _append(log_q[k], q, rows, -np.inf)
-            pts = {k: _append(v, new[k], rows, -np.inf if k == "log_target" else np.nan)
-                   for k, v in pts.items()}  # fmt: skip
+            pts = {
+                k: _append(v, new[k], rows, -np.inf if k == "log_target" else np.nan)
+                for k, v in pts.items()
+            }
             here = np.full(pts["u"].shape[:2], -np.inf)  # the new proposal's, at every draw
             here[rows] = comp.logpdf(pts["u"][rows])
             if "log_aux" in pts:
@@ -333,20 +361,24 @@ def adaptive_importance(
             used[rows] += 1
             log_w = np.concatenate([log_w, np.full((n_obj, size), -np.inf)], axis=1)
             sub = [c[rows] for c in counts], [q[rows] for q in log_q]
-            log_w[rows], ess[rows], logz[rows] = _weights(pts["log_target"][rows], *sub,
-                                                          n_draws[rows])  # fmt: skip
+            log_w[rows], ess[rows], logz[rows] = _weights(
+                pts["log_target"][rows], *sub, n_draws[rows]
+            )
             history.append(np.where(active, ess, np.nan))
             bar.update(1)
     left = np.isnan(khat) | active
     khat[left] = _khat(log_w[left], n_draws[left])
-    return ImportanceBatch(pts, log_w, ess, khat, logz, n_draws, used, khat > max_khat,
-                           np.stack(history, axis=1))  # fmt: skip
+    return ImportanceBatch(
+        pts, log_w, ess, khat, logz, n_draws, used, khat > max_khat, np.stack(history, axis=1)
+    )
 
 
 def _weights(
-    log_target: np.ndarray, counts: list[np.ndarray], log_q: list[np.ndarray],
+    log_target: np.ndarray,
+    counts: list[np.ndarray],
+    log_q: list[np.ndarray],
     n_draws: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Deterministic-mixture log weights (b, N), normalised, their ESS (b,) and log Z (b,)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.stack([np.log(c)[:, None] + q for c, q in zip(counts, log_q, strict=True)])
@@ -356,8 +388,10 @@ def _weights(
     total = logsumexp(log_w, axis=1)
     if not np.all(np.isfinite(total)):
         bad = int(np.flatnonzero(~np.isfinite(total))[0])
-        raise ValueError(f"object {bad}: no draw has a finite posterior density; the "
-                         "observation is outside what the model and estimator can produce")
+        raise ValueError(
+            f"object {bad}: no draw has a finite posterior density; the "
+            "observation is outside what the model and estimator can produce"
+        )
     logz = total - np.log(n_draws)
     log_w = log_w - total[:, None]
     return log_w, effective_sample_size(log_w), logz

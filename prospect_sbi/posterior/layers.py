@@ -41,10 +41,15 @@ class ResidualMLP(nn.Module):
         width = widths[0]
         self.inp = nn.Linear(n_in, width)
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.LayerNorm(width), nn.ELU(), nn.Linear(width, width), nn.ELU(),
-                          nn.Linear(width, width))
+            nn.Sequential(
+                nn.LayerNorm(width),
+                nn.ELU(),
+                nn.Linear(width, width),
+                nn.ELU(),
+                nn.Linear(width, width),
+            )
             for _ in widths
-        )  # fmt: skip
+        )
         self.out = nn.Sequential(nn.LayerNorm(width), nn.ELU(), nn.Linear(width, n_out))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -111,8 +116,9 @@ class ContextAffine(LazyTransform):
         super().__init__()
         self.features = int(features)
         n_off = self.features * (self.features - 1) // 2
-        self.hyper = nn.Sequential(nn.Linear(context, hidden), nn.ELU(),
-                                   nn.Linear(hidden, 2 * self.features + n_off))  # fmt: skip
+        self.hyper = nn.Sequential(
+            nn.Linear(context, hidden), nn.ELU(), nn.Linear(hidden, 2 * self.features + n_off)
+        )
         nn.init.zeros_(self.hyper[-1].weight)
         nn.init.zeros_(self.hyper[-1].bias)
         rows, cols = torch.tril_indices(self.features, self.features, offset=-1)
@@ -196,14 +202,29 @@ class BrightnessShift(LazyTransform):
         self._mag = slice(int(config["mag_col"]), int(config["mag_col"]) + f)
         self._missing = slice(int(config["missing_col"]), int(config["missing_col"]) + f)
         self._zcol = config.get("zred_col")
-        for name in ("mag_mean", "mag_std", "log_depth", "zgrid", "log_dl", "lo", "hi", "shift",
-                     "scale", "offset"):  # fmt: skip
-            self.register_buffer(name, torch.tensor(config[name], dtype=torch.float32),
-                                 persistent=False)  # fmt: skip
-        self.register_buffer("targets", torch.tensor(config["targets"], dtype=torch.long),
-                             persistent=False)  # fmt: skip
-        self.register_buffer("_box", torch.tensor([k in ("box", "logbox")
-                                                   for k in config["kinds"]]), persistent=False)
+        for name in (
+            "mag_mean",
+            "mag_std",
+            "log_depth",
+            "zgrid",
+            "log_dl",
+            "lo",
+            "hi",
+            "shift",
+            "scale",
+            "offset",
+        ):
+            self.register_buffer(
+                name, torch.tensor(config[name], dtype=torch.float32), persistent=False
+            )
+        self.register_buffer(
+            "targets", torch.tensor(config["targets"], dtype=torch.long), persistent=False
+        )
+        self.register_buffer(
+            "_box",
+            torch.tensor([k in ("box", "logbox") for k in config["kinds"]]),
+            persistent=False,
+        )
         self.n_targets = int(config["n_targets"])
 
     def brightness(self, x: Tensor) -> Tensor:

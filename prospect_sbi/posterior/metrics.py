@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["coverage", "coverage_from_ranks", "coverage_noise", "regression_metrics",
-           "sbc_ranks"]  # fmt: skip
+__all__ = ["coverage", "coverage_from_ranks", "coverage_noise", "regression_metrics", "sbc_ranks"]
 
 import functools
 
@@ -84,8 +83,14 @@ def coverage_noise(
     """
     if int(n_objects) < 1:
         raise ValueError(f"n_objects must be >= 1; got {n_objects}")
-    errors = _chance_errors(int(n_objects), int(n_draws), int(n_labels),
-                            tuple(np.asarray(levels, float)), int(trials), int(seed))  # fmt: skip
+    errors = _chance_errors(
+        int(n_objects),
+        int(n_draws),
+        int(n_labels),
+        tuple(np.asarray(levels, float)),
+        int(trials),
+        int(seed),
+    )
     return float(np.quantile(errors, quantile))
 
 

@@ -131,15 +131,24 @@ class PosteriorNetwork(nn.Module):
         if flow not in FLOWS:
             raise ValueError(f"unknown flow {flow!r}; use one of {sorted(FLOWS)}")
         if brightness is not None and not isinstance(brightness, dict):
-            raise ValueError(f"brightness must be a configuration from brightness_config(); got "
-                             f"{brightness!r} (train(network={{'brightness': True}}) fits one)")
+            raise ValueError(
+                f"brightness must be a configuration from brightness_config(); got "
+                f"{brightness!r} (train(network={{'brightness': True}}) fits one)"
+            )
         self.config = {
-            "n_targets": int(n_targets), "n_inputs": int(n_inputs), "flow": flow,
-            "transforms": int(transforms), "hidden": [int(h) for h in hidden],
-            "embedding": [int(h) for h in embedding], "context": int(context),
-            "marginal_bins": int(marginal_bins), "seed": int(seed),
-            "residual": bool(residual), "affine": bool(affine), "brightness": brightness,
-        } | dict(flow_kwargs)  # fmt: skip
+            "n_targets": int(n_targets),
+            "n_inputs": int(n_inputs),
+            "flow": flow,
+            "transforms": int(transforms),
+            "hidden": [int(h) for h in hidden],
+            "embedding": [int(h) for h in embedding],
+            "context": int(context),
+            "marginal_bins": int(marginal_bins),
+            "seed": int(seed),
+            "residual": bool(residual),
+            "affine": bool(affine),
+            "brightness": brightness,
+        } | dict(flow_kwargs)
         width = int(context) + (brightness is not None)  # the flow's context features
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -147,14 +156,22 @@ class PosteriorNetwork(nn.Module):
                 self.embedding = ResidualMLP(n_inputs, context, embedding)
             else:
                 self.embedding = zuko.nn.MLP(n_inputs, context, embedding, activation=nn.ELU)
-            self.npe = NPE(n_targets, width, build=FLOWS[flow], transforms=transforms,
-                           hidden_features=list(hidden), **flow_kwargs)  # fmt: skip
+            self.npe = NPE(
+                n_targets,
+                width,
+                build=FLOWS[flow],
+                transforms=transforms,
+                hidden_features=list(hidden),
+                **flow_kwargs,
+            )
             if marginal_bins:
                 spline = ElementWiseTransform(
-                    n_targets, width, univariate=partial(MonotonicRQSTransform, slope=1e-3),
+                    n_targets,
+                    width,
+                    univariate=partial(MonotonicRQSTransform, slope=1e-3),
                     shapes=[(marginal_bins,), (marginal_bins,), (marginal_bins - 1,)],
                     hidden_features=list(hidden),
-                )  # fmt: skip
+                )
                 self.npe.flow.transform.transforms.insert(0, spline)
             steps = self.npe.flow.transform.transforms
             if affine:
@@ -181,8 +198,9 @@ class PosteriorNetwork(nn.Module):
         if self.config.get("affine"):
             raise ValueError("this network already has the per-object affine transform")
         if self.config.get("brightness") is not None:
-            raise ValueError("the affine transform can be added only to a network without a "
-                             "brightness shift")  # fmt: skip
+            raise ValueError(
+                "the affine transform can be added only to a network without a brightness shift"
+            )
         grown = PosteriorNetwork.from_config(self.config | {"affine": True})
         prefix = "npe.flow.transform.transforms."
         state = {}
@@ -220,8 +238,9 @@ class PosteriorNetwork(nn.Module):
             want = tuple(expected[name].shape) if name in expected else "no such tensor"
             got = tuple(tensors[name].shape) if name in tensors else "missing"
             if want != got:
-                raise ValueError(f"tensor {name} has shape {got}; the network configuration "
-                                 f"expects {want}")  # fmt: skip
+                raise ValueError(
+                    f"tensor {name} has shape {got}; the network configuration expects {want}"
+                )
         net.load_state_dict(dict(tensors))
         return net
 
@@ -349,26 +368,38 @@ def check_config(config: Any, shapes: Mapping[str, Sequence[int]]) -> None:
     sizes |= {f"hidden[{i}]": v for i, v in enumerate(_as_list(config, "hidden"))}
     sizes |= {f"embedding[{i}]": v for i, v in enumerate(_as_list(config, "embedding"))}
     for key, value in sizes.items():
-        integral = isinstance(value, (int, float)) and not isinstance(value, bool) and (
-            math.isfinite(value) and float(value).is_integer())  # fmt: skip
+        integral = (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and (math.isfinite(value) and float(value).is_integer())
+        )
         if not (key in _SIZES or key.endswith("]") or integral):
             continue  # not a size (a float option of the flow): the constructor checks it
         if key == "transforms":  # compared with the stored transforms below
             if not (integral and value >= 0):
                 raise ValueError(f"network transforms is {value!r}; expected an integer >= 0")
         elif not (integral and 0 <= value <= largest):
-            raise ValueError(f"network {key} is {value!r}; the stored weights allow an integer "
-                             f"from 0 to {largest}")  # fmt: skip
+            raise ValueError(
+                f"network {key} is {value!r}; the stored weights allow an integer "
+                f"from 0 to {largest}"
+            )
     affine = 0 if not config.get("affine") else 1 + (config.get("brightness") is not None)
     found = _structure(shapes, affine, bool(config.get("residual")))
     found["transforms"] -= bool(config["marginal_bins"])  # the marginal spline is one more
-    want = {"n_targets": config["n_targets"], "n_inputs": config["n_inputs"],
-            "context": config["context"], "embedding": [int(h) for h in config["embedding"]],
-            "transforms": config["transforms"], "hidden": [int(h) for h in config["hidden"]]}
+    want = {
+        "n_targets": config["n_targets"],
+        "n_inputs": config["n_inputs"],
+        "context": config["context"],
+        "embedding": [int(h) for h in config["embedding"]],
+        "transforms": config["transforms"],
+        "hidden": [int(h) for h in config["hidden"]],
+    }
     for key, value in want.items():
         if found.get(key) != value:
-            raise ValueError(f"network {key} is {value} in the configuration; the stored "
-                             f"weights have {found.get(key, 'none')}")  # fmt: skip
+            raise ValueError(
+                f"network {key} is {value} in the configuration; the stored "
+                f"weights have {found.get(key, 'none')}"
+            )
 
 
 def _as_list(config: Mapping, key: str) -> list:
@@ -441,29 +472,44 @@ def brightness_config(encoder: Any, space: Any, x: Tensor, theta: np.ndarray) ->
 
     idx = [j for j, name in enumerate(space.names) if name in MASS_LIKE]
     if not idx:
-        raise ValueError(f"a brightness shift needs a mass-like target ({', '.join(MASS_LIKE)});"
-                         f" the targets are {space.names}")  # fmt: skip
+        raise ValueError(
+            f"a brightness shift needs a mass-like target ({', '.join(MASS_LIKE)});"
+            f" the targets are {space.names}"
+        )
     f = len(encoder.bands)
     kinds = [space.kinds[j] for j in idx]
-    lo = [math.log10(space.lo[j]) if k == "logbox" else space.lo[j] if k == "box" else 0.0
-          for j, k in zip(idx, kinds, strict=True)]  # fmt: skip
-    hi = [math.log10(space.hi[j]) if k == "logbox" else space.hi[j] if k == "box" else 1.0
-          for j, k in zip(idx, kinds, strict=True)]  # fmt: skip
+    lo = [
+        math.log10(space.lo[j]) if k == "logbox" else space.lo[j] if k == "box" else 0.0
+        for j, k in zip(idx, kinds, strict=True)
+    ]
+    hi = [
+        math.log10(space.hi[j]) if k == "logbox" else space.hi[j] if k == "box" else 1.0
+        for j, k in zip(idx, kinds, strict=True)
+    ]
     zgrid = np.expm1(np.linspace(np.log1p(1e-3), np.log1p(30.0), 256))
     s = encoder.stats
     config = {
-        "bands": f, "mag_col": 0, "missing_col": (3 + int(encoder.colours)) * f,
+        "bands": f,
+        "mag_col": 0,
+        "missing_col": (3 + int(encoder.colours)) * f,
         "zred_col": encoder.n_features - 1 if encoder.known_zred else None,
         "mag_mean": np.asarray(s["mag_mean"], float).tolist(),
         "mag_std": np.asarray(s["mag_std"], float).tolist(),
         "log_depth": np.log10(encoder.depth).tolist(),
-        "zred_mean": float(s["zred_mean"]), "zred_std": float(s["zred_std"]),
-        "zgrid": zgrid.tolist(), "log_dl": np.log10(luminosity_distance(zgrid)).tolist(),
-        "targets": idx, "kinds": kinds, "lo": lo, "hi": hi,
+        "zred_mean": float(s["zred_mean"]),
+        "zred_std": float(s["zred_std"]),
+        "zgrid": zgrid.tolist(),
+        "log_dl": np.log10(luminosity_distance(zgrid)).tolist(),
+        "targets": idx,
+        "kinds": kinds,
+        "lo": lo,
+        "hi": hi,
         "shift": [float(space.shift[j]) for j in idx],
         "scale": [float(space.scale[j]) for j in idx],
-        "offset": [0.0] * len(idx), "b_mean": 0.0, "b_std": 1.0,
-    }  # fmt: skip
+        "offset": [0.0] * len(idx),
+        "b_mean": 0.0,
+        "b_std": 1.0,
+    }
     with torch.no_grad():
         b = BrightnessShift(config | {"n_targets": len(space)}).brightness(x).double().numpy()
     value = np.asarray(theta, float)[:, idx]
@@ -490,8 +536,9 @@ def _hidden(t: GeneralCouplingTransform, y_a: Tensor, c: Tensor, weight_a: Tenso
     return h
 
 
-def _affine_coupling_inverse(t: GeneralCouplingTransform, y: Tensor, c: Tensor,
-                             with_ladj: bool = False) -> tuple[Tensor, Any]:  # fmt: skip
+def _affine_coupling_inverse(
+    t: GeneralCouplingTransform, y: Tensor, c: Tensor, with_ladj: bool = False
+) -> tuple[Tensor, Any]:
     """Inverse of one affine (RealNVP) coupling for draws ``y`` (n, B, D), context ``c`` (B, E).
 
     The hyper-network's first and last layers are padded to all D columns (zero weights for
@@ -535,8 +582,9 @@ def _padded_affine(t: GeneralCouplingTransform) -> tuple[Tensor, Tensor, Tensor]
     return padded
 
 
-def _coupling_inverse(t: GeneralCouplingTransform, y: Tensor, c: Tensor,
-                      with_ladj: bool = False) -> tuple[Tensor, Any]:  # fmt: skip
+def _coupling_inverse(
+    t: GeneralCouplingTransform, y: Tensor, c: Tensor, with_ladj: bool = False
+) -> tuple[Tensor, Any]:
     """Inverse of any other coupling transform for draws ``y`` (n, B, D), context ``c``."""
     mask = t.mask
     y_a = y[..., mask]
@@ -551,8 +599,7 @@ def _coupling_inverse(t: GeneralCouplingTransform, y: Tensor, c: Tensor,
     return out, ladj.sum(-1)
 
 
-def _elementwise_inverse(f: Transform, y: Tensor, with_ladj: bool = False
-                         ) -> tuple[Tensor, Any]:  # fmt: skip
+def _elementwise_inverse(f: Transform, y: Tensor, with_ladj: bool = False) -> tuple[Tensor, Any]:
     """Inverse of an element-wise transform whose parameters depend on the context only.
 
     ``f`` holds parameters (B, D, ...) and ``y`` is (n, B, D). For a rational-quadratic

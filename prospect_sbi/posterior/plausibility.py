@@ -15,11 +15,25 @@ B stands for the number of objects, F for the number of bands, n for draws per o
 
 from __future__ import annotations
 
-__all__ = ["BRIGHT_FACTOR", "ERR_MARGIN", "FLAG_REASONS", "MODEL_ERROR_FLOOR", "NoiseRange",
-           "ObservationWarning", "PriorEdgeWarning", "UnitError",
-           "check_brightness", "check_errors", "count_flags", "flag_observations",
-           "join_flags", "prior_edge_flags", "shallow_errors", "warn_flags",
-           "warn_prior_edge"]  # fmt: skip
+__all__ = [
+    "BRIGHT_FACTOR",
+    "ERR_MARGIN",
+    "FLAG_REASONS",
+    "MODEL_ERROR_FLOOR",
+    "NoiseRange",
+    "ObservationWarning",
+    "PriorEdgeWarning",
+    "UnitError",
+    "check_brightness",
+    "check_errors",
+    "count_flags",
+    "flag_observations",
+    "join_flags",
+    "prior_edge_flags",
+    "shallow_errors",
+    "warn_flags",
+    "warn_prior_edge",
+]
 
 import warnings
 from collections.abc import Iterable, Sequence
@@ -195,8 +209,10 @@ def check_brightness(flux: np.ndarray, flux_stats: dict[str, float] | None) -> N
     if medians.size == 0:
         return
     median, n = float(np.median(medians)), medians.size
-    for key, what, enough in (("max", "every training flux", 1),
-                              ("p99", "99% of the training fluxes", _MIN_BATCH)):  # fmt: skip
+    for key, what, enough in (
+        ("max", "every training flux", 1),
+        ("p99", "99% of the training fluxes", _MIN_BATCH),
+    ):
         limit = stats.get(key)
         if limit is not None and n >= enough and median > limit:
             raise UnitError(
@@ -235,8 +251,10 @@ def check_errors(flux: np.ndarray, err: np.ndarray, ranges: NoiseRange) -> None:
     f, e = flux[valid], err[valid]
     snr = f / e
     if np.all(f < 0) and np.median(snr) < -3:
-        raise ValueError(f"every flux is negative (median S/N {np.median(snr):.1f}): a sign "
-                         "flipped? Training fluxes are >= 0 plus Gaussian noise")  # fmt: skip
+        raise ValueError(
+            f"every flux is negative (median S/N {np.median(snr):.1f}): a sign "
+            "flipped? Training fluxes are >= 0 plus Gaussian noise"
+        )
     swapped = _swapped(flux, err, ranges)
     if swapped.mean() >= 0.5:
         raise ValueError(
@@ -251,11 +269,14 @@ def check_errors(flux: np.ndarray, err: np.ndarray, ranges: NoiseRange) -> None:
         band = int(np.argmax(low.sum(0)))
         median_snr = float(np.median(np.abs(snr)))
         if median_snr > 1e3:
-            hint = (f"median S/N {median_snr:.0e}: variances (err**2) instead of 1-sigma "
-                    "errors, or errors in another unit than the fluxes?")  # fmt: skip
+            hint = (
+                f"median S/N {median_snr:.0e}: variances (err**2) instead of 1-sigma "
+                "errors, or errors in another unit than the fluxes?"
+            )
         elif factor > 1e4:
-            hint = ("fluxes and errors far too small: Jy values read as nJy or uJy (x 1e-9, "
-                    "x 1e-6)?")  # fmt: skip
+            hint = (
+                "fluxes and errors far too small: Jy values read as nJy or uJy (x 1e-9, x 1e-6)?"
+            )
         else:
             hint = "fluxes and errors too small: maggies declared as Jy (x 1/3631)?"
         raise UnitError(
@@ -348,20 +369,20 @@ def count_flags(flags: np.ndarray) -> dict[str, int]:
 
 _WARNINGS = {
     "bright": "{k} of {b} objects are brighter than {f:g}x the training set's 99th-percentile "
-              "flux ({lim:.3g} maggies): Jy passed as maggies? (maggies = Jy / 3631)",
+    "flux ({lim:.3g} maggies): Jy passed as maggies? (maggies = Jy / 3631)",
     "faint": "{k} of {b} objects have a median |flux| over 2 dex below the faintest training "
-             "fluxes: the estimator extrapolates",
+    "fluxes: the estimator extrapolates",
     "err_below_noise": "{k} of {b} objects have errors below the smallest the training noise "
-                       "gives: fluxes and errors in another unit (maggies declared as Jy?)",
+    "gives: fluxes and errors in another unit (maggies declared as Jy?)",
     "snr_above_training": "{k} of {b} objects have detected bands more precise than the training "
-                          "noise's error floor (relative error {rel:.2g}): the estimator "
-                          "extrapolates; add an error floor, e.g. err = hypot(err, 0.05 * flux)",
+    "noise's error floor (relative error {rel:.2g}): the estimator "
+    "extrapolates; add an error floor, e.g. err = hypot(err, 0.05 * flux)",
     "negative_flux": "{k} of {b} objects have fluxes more than 5 sigma below zero, which the "
-                     "training noise never gives: background over-subtracted, or a sign "
-                     "flipped?",
+    "training noise never gives: background over-subtracted, or a sign "
+    "flipped?",
     "flux_err_swapped": "{k} of {b} objects have 0 < flux < err in every band with errors beyond "
-                        "any training non-detection: flux and err swapped?",
-}  # fmt: skip
+    "any training non-detection: flux and err swapped?",
+}
 
 
 def warn_flags(
@@ -380,8 +401,13 @@ def warn_flags(
     for name in FLAG_REASONS:
         k = counts.get(name, 0)
         if k and k > 2 * _TRAINING_RATE.get(name, 0.0) * n:
-            text = _WARNINGS[name].format(k=k, b=n, f=BRIGHT_FACTOR, lim=BRIGHT_FACTOR * p99,
-                                          rel=_PRECISE_FRACTION * ranges.rel_floor)  # fmt: skip
+            text = _WARNINGS[name].format(
+                k=k,
+                b=n,
+                f=BRIGHT_FACTOR,
+                lim=BRIGHT_FACTOR * p99,
+                rel=_PRECISE_FRACTION * ranges.rel_floor,
+            )
             warnings.warn(text, ObservationWarning, stacklevel=stacklevel)
 
 
@@ -441,8 +467,14 @@ def warn_prior_edge(counts: dict[str, int], n: int, stacklevel: int = 3) -> None
             if k <= 2 * _TRAINING_RATE["prior_edge"] * n:
                 continue
             param = name.rsplit("_at_prior_", 1)[0]
-            cause = ("brighter than any training object at their redshift: Jy passed as "
-                     "maggies?" if edge == "max" else "fainter than any training object at "
-                     "their redshift: fluxes too small?")  # fmt: skip
-            warnings.warn(f"{k} of {n} objects' posteriors pile on the {what} edge of the "
-                          f"{param} prior: {cause}", PriorEdgeWarning, stacklevel=stacklevel)
+            cause = (
+                "brighter than any training object at their redshift: Jy passed as maggies?"
+                if edge == "max"
+                else "fainter than any training object at their redshift: fluxes too small?"
+            )
+            warnings.warn(
+                f"{k} of {n} objects' posteriors pile on the {what} edge of the "
+                f"{param} prior: {cause}",
+                PriorEdgeWarning,
+                stacklevel=stacklevel,
+            )

@@ -53,19 +53,20 @@ class Recalibration:
         Provenance (objects, draws, where they came from), stored with the estimator.
     """
 
-    def __init__(
-        self, snr_edges: Any, levels: Any, maps: Any, info: dict | None = None
-    ) -> None:
+    def __init__(self, snr_edges: Any, levels: Any, maps: Any, info: dict | None = None) -> None:
         self.snr_edges = np.asarray(snr_edges, float).ravel()
         self.levels = np.asarray(levels, float).ravel()
         self.maps = np.asarray(maps, float)
         self.info = dict(info or {})
         m = len(self.snr_edges) + 1
-        if self.maps.ndim != 3 or self.maps.shape[0] != m or self.maps.shape[2] != len(
-            self.levels
+        if (
+            self.maps.ndim != 3
+            or self.maps.shape[0] != m
+            or self.maps.shape[2] != len(self.levels)
         ):
-            raise ValueError(f"maps has shape {self.maps.shape}; expected ({m}, D, "
-                             f"{len(self.levels)})")  # fmt: skip
+            raise ValueError(
+                f"maps has shape {self.maps.shape}; expected ({m}, D, {len(self.levels)})"
+            )
         if np.any(np.diff(self.maps, axis=-1) < 0) or np.any(np.diff(self.levels) <= 0):
             raise ValueError("recalibration maps and levels must increase")
 
@@ -96,8 +97,10 @@ class Recalibration:
         if ranks.ndim != 2 or len(ranks) != len(snr):
             raise ValueError(f"ranks (B, D) and snr (B,) disagree: {ranks.shape}, {snr.shape}")
         if len(ranks) < MIN_PER_BIN * int(n_bins):
-            raise ValueError(f"{len(ranks)} objects are too few for {n_bins} S/N bins "
-                             f"(at least {MIN_PER_BIN} per bin)")  # fmt: skip
+            raise ValueError(
+                f"{len(ranks)} objects are too few for {n_bins} S/N bins "
+                f"(at least {MIN_PER_BIN} per bin)"
+            )
         edges = np.quantile(snr, np.arange(1, int(n_bins)) / int(n_bins))
         levels = np.linspace(0.0, 1.0, int(n_knots) + 1)
         which = np.searchsorted(edges, snr, side="right")
@@ -141,16 +144,21 @@ class Recalibration:
         quantile at the mapped level, between sorted draws ``lo`` and ``lo + 1``.
         """
         q = (np.arange(n) + 0.5) / n
-        pos = np.stack([[np.interp(q, self.levels, m) * n - 0.5 for m in maps]
-                        for maps in self.maps])  # fmt: skip
+        pos = np.stack(
+            [[np.interp(q, self.levels, m) * n - 0.5 for m in maps] for maps in self.maps]
+        )
         pos = np.clip(pos, 0.0, n - 1.0)
         lo = np.minimum(np.floor(pos), n - 2).astype(np.int64)
         return lo, pos - lo
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, for the estimator file's header."""
-        return {"snr_edges": self.snr_edges.tolist(), "levels": self.levels.tolist(),
-                "maps": self.maps.tolist(), "info": self.info}  # fmt: skip
+        return {
+            "snr_edges": self.snr_edges.tolist(),
+            "levels": self.levels.tolist(),
+            "maps": self.maps.tolist(),
+            "info": self.info,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Recalibration:

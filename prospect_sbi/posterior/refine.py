@@ -25,10 +25,23 @@ with a :data:`AUTO_FLOOR` model error (where the flow is off).
 from __future__ import annotations
 
 __all__ = [
-    "AUTO_CHECK_DRAWS", "AUTO_FLOOR", "AUTO_P_VALUE", "AUTO_SNR", "DIAGNOSTICS", "FIRST_DRAWS",
-    "MAX_ROUNDS", "REFINE_MODES", "ROUND_DRAWS", "TARGET_ESS", "RefinedDraws", "Refiner",
-    "Refinement", "check_refine", "default_sps", "needs_refinement",
-]  # fmt: skip
+    "AUTO_CHECK_DRAWS",
+    "AUTO_FLOOR",
+    "AUTO_P_VALUE",
+    "AUTO_SNR",
+    "DIAGNOSTICS",
+    "FIRST_DRAWS",
+    "MAX_ROUNDS",
+    "REFINE_MODES",
+    "ROUND_DRAWS",
+    "TARGET_ESS",
+    "RefinedDraws",
+    "Refiner",
+    "Refinement",
+    "check_refine",
+    "default_sps",
+    "needs_refinement",
+]
 
 import copy
 import functools
@@ -70,7 +83,6 @@ DIAGNOSTICS = {"refined": bool, "ess": float, "khat": float, "logz": float, "kha
 #: Objects refined together: every round is one flow and one forward-model call for them all
 #: (8192 draws), and memory stays below ~100 MB (up to 6144 draws of ~50 numbers each).
 _CHUNK = 32
-
 
 
 def check_refine(refine: Any) -> str:
@@ -163,19 +175,22 @@ class Refiner:
         no target for, or an estimator trained without jitter on its derived targets.
     """
 
-    def __init__(self, estimator: Any, model: Any, sps: Any = None,
-                 likelihood: str = "flux") -> None:  # fmt: skip
+    def __init__(
+        self, estimator: Any, model: Any, sps: Any = None, likelihood: str = "flux"
+    ) -> None:
         check_likelihood(estimator.noise, likelihood)
         self.post, self.known = estimator, estimator.redshift == "known"
         self.model = _with_free_zred(model, estimator) if self.known else model
-        self.phot = ModelPhotometry(self.model, default_sps() if sps is None else sps,
-                                    estimator.filters)  # fmt: skip
+        self.phot = ModelPhotometry(
+            self.model, default_sps() if sps is None else sps, estimator.filters
+        )
         self.lnl = NoiseLikelihood(self.phot, estimator.noise, likelihood)
         space, self.k, self.jitter = estimator.space, estimator.n_jittered, estimator.jitter
         self.p = len(space) - self.k
         if self.k and self.jitter <= 0:
-            raise ValueError("refinement needs an estimator whose derived targets were trained "
-                             "with jitter > 0")  # fmt: skip
+            raise ValueError(
+                "refinement needs an estimator whose derived targets were trained with jitter > 0"
+            )
         labels = list(self.model.theta_labels())
         self.izred = labels.index("zred") if "zred" in labels else None
         free = [lab for lab in labels if not (self.known and lab == "zred")]
@@ -196,8 +211,13 @@ class Refiner:
 
     def theta(self, values: np.ndarray, zred: np.ndarray | None) -> np.ndarray:
         """Model theta (*, ndim) from flow-order physical targets (*, >= P), zred (*,)."""
-        out = np.stack([values[..., c] if c >= 0 else np.broadcast_to(zred, values.shape[:-1])
-                        for c in self.cols], axis=-1)  # fmt: skip
+        out = np.stack(
+            [
+                values[..., c] if c >= 0 else np.broadcast_to(zred, values.shape[:-1])
+                for c in self.cols
+            ],
+            axis=-1,
+        )
         return out.astype(float)
 
     def log_prior(self, theta: np.ndarray) -> np.ndarray:
@@ -256,8 +276,15 @@ class Refiner:
         """
         rng = np.random.default_rng(seed)
         ess = TARGET_ESS if target_ess is None else float(target_ess)
-        batch = adaptive_importance(self.target(obs), int(draws), int(rounds), ess,
-                                    first=int(first), seed=rng, progress=progress)  # fmt: skip
+        batch = adaptive_importance(
+            self.target(obs),
+            int(draws),
+            int(rounds),
+            ess,
+            first=int(first),
+            seed=rng,
+            progress=progress,
+        )
         idx = batch.resample(int(n), rng)
         values = np.take_along_axis(batch.points["values"], idx[..., None], axis=1)
         return Refinement(values.astype(np.float32), batch)
@@ -303,15 +330,21 @@ class Refiner:
         b, n = draws.shape[:2]
         for key, kind in DIAGNOSTICS.items():
             setattr(out, key, np.zeros(b, kind) if kind is bool else np.full(b, np.nan))
-        todo = np.ones(b, bool) if mode == "always" else (
-            needs_refinement(self, obs, draws) if mode == "auto" else np.zeros(b, bool))
+        todo = (
+            np.ones(b, bool)
+            if mode == "always"
+            else (needs_refinement(self, obs, draws) if mode == "auto" else np.zeros(b, bool))
+        )
         rows = np.flatnonzero(todo)
         root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         seeds = root.spawn(max(1, -(-len(rows) // _CHUNK)))
         from tqdm.auto import tqdm
 
-        for start, sub in zip(tqdm(range(0, len(rows), _CHUNK), desc="refine", unit="chunk",
-                                   disable=not progress), seeds, strict=False):  # fmt: skip
+        for start, sub in zip(
+            tqdm(range(0, len(rows), _CHUNK), desc="refine", unit="chunk", disable=not progress),
+            seeds,
+            strict=False,
+        ):
             part = rows[start : start + _CHUNK]
             res = self.run(obs.take(part), n, seed=sub, target_ess=target_ess)
             out[part] = res.draws

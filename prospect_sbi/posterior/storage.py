@@ -8,8 +8,14 @@ checksum existed and are read without one, with a warning; every later format mu
 
 from __future__ import annotations
 
-__all__ = ["CHECKSUM_SINCE", "digest", "write_tensors", "read_tensors", "flatten_optimizer",
-           "unflatten_optimizer"]  # fmt: skip
+__all__ = [
+    "CHECKSUM_SINCE",
+    "digest",
+    "write_tensors",
+    "read_tensors",
+    "flatten_optimizer",
+    "unflatten_optimizer",
+]
 
 import hashlib
 import json
@@ -112,11 +118,13 @@ def read_tensors(
     try:
         header = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} has a damaged header: not valid JSON ({err.msg} at character "
-                         f"{err.pos})") from None  # fmt: skip
+        raise ValueError(
+            f"{path} has a damaged header: not valid JSON ({err.msg} at character {err.pos})"
+        ) from None
     if not isinstance(header, dict):
-        raise ValueError(f"{path} has a damaged header: a JSON {type(header).__name__}, "
-                         "expected an object")  # fmt: skip
+        raise ValueError(
+            f"{path} has a damaged header: a JSON {type(header).__name__}, expected an object"
+        )
     _check_sum(path, meta.get(_SUM_KEY), tensors, text, header.get("format"))
     return {k: v.to(device) for k, v in tensors.items()}, header
 
@@ -124,17 +132,24 @@ def read_tensors(
 def _check_sum(path: Path, stored: str | None, tensors: dict, text: str, fmt: Any) -> None:
     if stored is None:
         if fmt == 1:
-            warnings.warn(f"{path} was written before prospect-sbi stored checksums (format 1): "
-                          "damage to it cannot be detected; save it again to add one",
-                          UserWarning, stacklevel=3)  # fmt: skip
+            warnings.warn(
+                f"{path} was written before prospect-sbi stored checksums (format 1): "
+                "damage to it cannot be detected; save it again to add one",
+                UserWarning,
+                stacklevel=3,
+            )
             return
-        raise ValueError(f"{path} has no checksum, which every file of format >= "
-                         f"{CHECKSUM_SINCE} carries (format {fmt!r}): a damaged or altered "
-                         "file")  # fmt: skip
+        raise ValueError(
+            f"{path} has no checksum, which every file of format >= "
+            f"{CHECKSUM_SINCE} carries (format {fmt!r}): a damaged or altered "
+            "file"
+        )
     found = digest(tensors, text)
     if found != stored:
-        raise ValueError(f"{path} is damaged: the SHA-256 of its contents is {found[:16]}..., "
-                         f"the file records {stored[:16]}...; restore or rewrite it")  # fmt: skip
+        raise ValueError(
+            f"{path} is damaged: the SHA-256 of its contents is {found[:16]}..., "
+            f"the file records {stored[:16]}...; restore or rewrite it"
+        )
 
 
 def flatten_optimizer(state: dict[str, Any], prefix: str) -> tuple[dict[str, Tensor], dict]:

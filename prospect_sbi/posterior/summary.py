@@ -46,6 +46,9 @@ def summary_table(labels: Sequence[str], stats: np.ndarray, meta: dict | None = 
     astropy.table.Table
     """
     stats = np.asarray(stats)
-    columns = {f"{name}_{stat}": stats[:, j, k]
-               for j, name in enumerate(labels) for k, stat in enumerate(STATISTICS)}  # fmt: skip
+    columns = {
+        f"{name}_{stat}": stats[:, j, k]
+        for j, name in enumerate(labels)
+        for k, stat in enumerate(STATISTICS)
+    }
     return Table(columns, meta=dict(meta or {}))

@@ -45,8 +45,7 @@ class ExactTarget:
 
     def first(self, rows: np.ndarray, n: int, rng: np.random.Generator) -> dict:
         """``n`` draws of the flow per object (standard-normal base variables), evaluated."""
-        return self.evaluate(rows, rng.standard_normal((len(rows), n, len(self.post.space))),
-                             rng)  # fmt: skip
+        return self.evaluate(rows, rng.standard_normal((len(rows), n, len(self.post.space))), rng)
 
     def evaluate(self, rows: np.ndarray, u: np.ndarray, rng: np.random.Generator) -> dict:
         """Draws at base variables ``u`` (b, m, D): through the flow, then the target."""
@@ -80,8 +79,9 @@ class ExactTarget:
             maggies[ok], values = r.phot.with_derived(theta[ok])
             for key in r.derived_keys:
                 derived[key][ok] = values[key]
-        lnlike = r.lnl.lnlike(maggies.reshape(b, m, -1), self.obs.flux[rows][:, None],
-                              self.obs.err[rows][:, None]).ravel()  # fmt: skip
+        lnlike = r.lnl.lnlike(
+            maggies.reshape(b, m, -1), self.obs.flux[rows][:, None], self.obs.err[rows][:, None]
+        ).ravel()
         full = phys.reshape(b * m, -1).clone()
         lnn = np.zeros(b * m)
         if k:  # the flow's derived targets against the exact ones: N(d; g(theta), jitter^2)
@@ -95,8 +95,11 @@ class ExactTarget:
         log_target = np.where(np.isfinite(log_target), log_target, -np.inf)
         full[~torch.from_numpy(ok)] = float("nan")
         labels = self.post.with_computed(full).numpy().reshape(b, m, -1)
-        out = {"log_target": log_target.reshape(b, m), "values": labels,
-               "theta": theta.reshape(b, m, -1),
-               "lnlike": np.where(ok, lnlike, -np.inf).reshape(b, m)}  # fmt: skip
+        out = {
+            "log_target": log_target.reshape(b, m),
+            "values": labels,
+            "theta": theta.reshape(b, m, -1),
+            "lnlike": np.where(ok, lnlike, -np.inf).reshape(b, m),
+        }
         out.update({f"d:{key}": v.reshape(b, m) for key, v in derived.items()})
         return out

@@ -177,13 +177,25 @@ def train(
         raise ValueError(f"schedule={schedule!r}; use one of {SCHEDULES}")
     device = _device(device)
     with _opened(trainingset) as ts:
-        setup = _Setup(ts, noise, redshift, derived, max_rows, validation_fraction, seed, init,
-                       augment_mass, bool((network or {}).get("affine")))  # fmt: skip
+        setup = _Setup(
+            ts,
+            noise,
+            redshift,
+            derived,
+            max_rows,
+            validation_fraction,
+            seed,
+            init,
+            augment_mass,
+            bool((network or {}).get("affine")),
+        )
     n_val = len(setup.val_rows)
     if recalibrate and n_val < N_SNR_BINS * MIN_PER_BIN:  # checked before the epochs
-        raise ValueError(f"recalibrate=True needs >= {N_SNR_BINS * MIN_PER_BIN} validation rows "
-                         f"({N_SNR_BINS} S/N bins of {MIN_PER_BIN}); this split has "
-                         f"{n_val}")  # fmt: skip
+        raise ValueError(
+            f"recalibrate=True needs >= {N_SNR_BINS * MIN_PER_BIN} validation rows "
+            f"({N_SNR_BINS} S/N bins of {MIN_PER_BIN}); this split has "
+            f"{n_val}"
+        )
     if setup.start is None:
         arch = {"flow": flow, **(network or {})}
         if arch.get("brightness") is True:  # fitted on the encoder's rows
@@ -196,10 +208,14 @@ def train(
         net, first_epoch = setup.start
     net.to(device)
     config = setup.describe() | {
-        "network": net.config, "batch_size": int(batch_size),
-        "learning_rate": float(learning_rate), "band_dropout": float(band_dropout),
-        "jitter": float(jitter), "lr_patience": int(lr_patience), "seed": int(seed),
-    }  # fmt: skip
+        "network": net.config,
+        "batch_size": int(batch_size),
+        "learning_rate": float(learning_rate),
+        "band_dropout": float(band_dropout),
+        "jitter": float(jitter),
+        "lr_patience": int(lr_patience),
+        "seed": int(seed),
+    }
     # only when not the default, so checkpoints written before these options still resume
     if augment_mass:
         config["augment_mass"] = True
@@ -216,8 +232,19 @@ def train(
         )
     state = Checkpoint(checkpoint, config)
     state.restore(net, optimizer, scheduler)
-    loop = _Loop(setup, net, optimizer, scheduler, state, device, batch_size, band_dropout,
-                 jitter, seed, first_epoch)  # fmt: skip
+    loop = _Loop(
+        setup,
+        net,
+        optimizer,
+        scheduler,
+        state,
+        device,
+        batch_size,
+        band_dropout,
+        jitter,
+        seed,
+        first_epoch,
+    )
     loop.run(max_epochs, patience, progress)
     net.load_state_dict(state.best_weights or net.state_dict())
     post = setup.posterior(net, config, state)
@@ -225,9 +252,11 @@ def train(
         _recalibrate_on_validation(post, trainingset, setup.val_rows, seed, progress)
         post.training["recalibration"] = f"fitted on the {n_val} validation rows"
     elif recalibrate is None:
-        note = (f"skipped: {n_val} validation rows, fewer than MIN_RECALIBRATION_ROWS "
-                f"({MIN_RECALIBRATION_ROWS}); fit maps with recalibrate() or prospect-sbi "
-                "recalibrate")  # fmt: skip
+        note = (
+            f"skipped: {n_val} validation rows, fewer than MIN_RECALIBRATION_ROWS "
+            f"({MIN_RECALIBRATION_ROWS}); fit maps with recalibrate() or prospect-sbi "
+            "recalibrate"
+        )
         post.training["recalibration"] = note
         warnings.warn(f"recalibration {note}", UserWarning, stacklevel=2)
     else:
@@ -242,12 +271,14 @@ def _device(device: str | torch.device) -> torch.device:
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device {device!r} is not a torch device: cpu, cuda, cuda:1, auto, "
-                         "...") from None  # fmt: skip
+        raise ValueError(
+            f"device {device!r} is not a torch device: cpu, cuda, cuda:1, auto, ..."
+        ) from None
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if device.type == "cuda" and (device.index or 0) >= count:
-        raise ValueError(f"device {device} is not on this machine ({count} CUDA devices); use "
-                         "'cpu' or 'auto'")  # fmt: skip
+        raise ValueError(
+            f"device {device} is not on this machine ({count} CUDA devices); use 'cpu' or 'auto'"
+        )
     return device
 
 
@@ -272,10 +303,20 @@ def _recalibrate_on_validation(
     noise_seed = [int(seed), 4]  # the split, encoder, validation and epochs use [seed, 0-3]
     with _opened(trainingset) as ts:
         mocks = held_out(estimator, ts, rows, seed=noise_seed)
-    info = {"mocks": f"the {len(rows)} validation rows of the training set (seed {seed}), "
-                     f"noise drawn with default_rng({noise_seed})"}  # fmt: skip
-    recalibrate(estimator, mocks["flux"], mocks["err"], mocks["truth"], mocks["zred"], seed=seed,
-                info=info, progress=progress)  # fmt: skip
+    info = {
+        "mocks": f"the {len(rows)} validation rows of the training set (seed {seed}), "
+        f"noise drawn with default_rng({noise_seed})"
+    }
+    recalibrate(
+        estimator,
+        mocks["flux"],
+        mocks["err"],
+        mocks["truth"],
+        mocks["zred"],
+        seed=seed,
+        info=info,
+        progress=progress,
+    )
 
 
 class _Setup:
@@ -294,9 +335,12 @@ class _Setup:
         augment_mass: bool = False,
         add_affine: bool = False,
     ) -> None:
-        self.ts_info = {"path": str(ts.path), "rows": len(ts),
-                        "model_hash": ts.model_hash,
-                        "seed": ts.provenance.get("seed")}  # fmt: skip
+        self.ts_info = {
+            "path": str(ts.path),
+            "rows": len(ts),
+            "model_hash": ts.model_hash,
+            "seed": ts.provenance.get("seed"),
+        }
         self.filters, self.spec = list(ts.filters), ts.provenance["model_spec"]
         self.redshift = redshift
         self.init: dict[str, Any] | None = None
@@ -304,8 +348,10 @@ class _Setup:
         labels = [name for name in ts.labels if name != "zred"]
         if redshift == "infer":
             if "zred" not in ts.labels:
-                raise ValueError("redshift='infer' needs a model with a free zred; this "
-                                 "training set has a fixed redshift")  # fmt: skip
+                raise ValueError(
+                    "redshift='infer' needs a model with a free zred; this "
+                    "training set has a fixed redshift"
+                )
             labels = ["zred", *labels]
         wanted = [d for d in DEFAULT_DERIVED if d in ts.derived] if derived is None else derived
         self.computed = {
@@ -316,14 +362,17 @@ class _Setup:
         learned = [d for d in wanted if d not in self.computed]
         unknown = [d for d in learned if d not in ts.derived]
         if unknown:
-            raise ValueError(f"unknown derived quantities {unknown}; the training set has "
-                             f"{sorted(ts.derived)}")  # fmt: skip
+            raise ValueError(
+                f"unknown derived quantities {unknown}; the training set has {sorted(ts.derived)}"
+            )
         self.n_derived = len(learned)
         self.data = Examples.load(ts, labels + learned, max_rows)
         n = len(self.data)
         if not 0 < validation_fraction < 1 or n < 10:
-            raise ValueError(f"need >= 10 rows and 0 < validation_fraction < 1; got {n} rows, "
-                             f"{validation_fraction}")  # fmt: skip
+            raise ValueError(
+                f"need >= 10 rows and 0 < validation_fraction < 1; got {n} rows, "
+                f"{validation_fraction}"
+            )
         order = np.random.default_rng([seed, 0]).permutation(n)
         n_val = max(1, int(round(validation_fraction * n)))
         self.val_rows, self.train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
@@ -358,20 +407,33 @@ class _Setup:
         normalisation and encoder are not refitted.
         """
         post = AmortizedPosterior.resolve(init)
-        wanted = {"model": self.ts_info["model_hash"], "bands": self.filters,
-                  "redshift": self.redshift, "targets": self.space.names}  # fmt: skip
-        found = {"model": post.model_hash, "bands": post.filters, "redshift": post.redshift,
-                 "targets": post.space.names}  # fmt: skip
+        wanted = {
+            "model": self.ts_info["model_hash"],
+            "bands": self.filters,
+            "redshift": self.redshift,
+            "targets": self.space.names,
+        }
+        found = {
+            "model": post.model_hash,
+            "bands": post.filters,
+            "redshift": post.redshift,
+            "targets": post.space.names,
+        }
         bad = [k for k in wanted if wanted[k] != found[k]]
         if bad:
-            raise ValueError(f"init estimator differs from this training in {', '.join(bad)}: "
-                             + "; ".join(f"{k} {found[k]} vs {wanted[k]}" for k in bad))
+            raise ValueError(
+                f"init estimator differs from this training in {', '.join(bad)}: "
+                + "; ".join(f"{k} {found[k]} vs {wanted[k]}" for k in bad)
+            )
         self.space, self.encoder = post.space, post.encoder
         history = post.training.get("history", [])
         first = len(history) + int(post.training.get("init", {}).get("epochs", 0))
-        self.init = {"epochs": first, "best_val_loss": post.training.get("best_val_loss"),
-                     "recipe": post.training.get("recipe"),
-                     "trainingset": post.training.get("trainingset")}  # fmt: skip
+        self.init = {
+            "epochs": first,
+            "best_val_loss": post.training.get("best_val_loss"),
+            "recipe": post.training.get("recipe"),
+            "trainingset": post.training.get("trainingset"),
+        }
         net = PosteriorNetwork.from_config(post.network.config)
         net.load_state_dict(post.network.state_dict())
         if add_affine and not net.config.get("affine"):
@@ -389,31 +451,60 @@ class _Setup:
     def describe(self) -> dict[str, Any]:
         """Describe what a checkpoint must match: data, targets and split (not the path)."""
         data = {k: v for k, v in self.ts_info.items() if k != "path"}
-        return {"trainingset": data, "rows": len(self.data), "redshift": self.redshift,
-                "targets": self.space.names, "computed": self.computed,
-                "noise": self.noise.to_dict(), "n_val": len(self.val_rows),
-                "init": self.init}  # fmt: skip
+        return {
+            "trainingset": data,
+            "rows": len(self.data),
+            "redshift": self.redshift,
+            "targets": self.space.names,
+            "computed": self.computed,
+            "noise": self.noise.to_dict(),
+            "n_val": len(self.val_rows),
+            "init": self.init,
+        }
 
     def posterior(
         self, net: PosteriorNetwork, config: dict, state: Checkpoint
     ) -> AmortizedPosterior:
-        training = {k: config[k] for k in ("batch_size", "learning_rate", "band_dropout",
-                                           "jitter", "lr_patience", "seed")}  # fmt: skip
-        training |= {"augment_mass": bool(config.get("augment_mass", False)),
-                     "schedule": config.get("schedule", "plateau")}  # fmt: skip
-        training |= {"trainingset": self.ts_info, "rows": len(self.data),
-                     "n_train": len(self.train_rows), "n_val": len(self.val_rows),
-                     "history": state.history, "best_epoch": state.best_epoch,
-                     "best_val_loss": state.best_val, "resumed_at_epoch": state.resumed_at,
-                     "stopped_early": state.stopped}  # fmt: skip
+        training = {
+            k: config[k]
+            for k in (
+                "batch_size",
+                "learning_rate",
+                "band_dropout",
+                "jitter",
+                "lr_patience",
+                "seed",
+            )
+        }
+        training |= {
+            "augment_mass": bool(config.get("augment_mass", False)),
+            "schedule": config.get("schedule", "plateau"),
+        }
+        training |= {
+            "trainingset": self.ts_info,
+            "rows": len(self.data),
+            "n_train": len(self.train_rows),
+            "n_val": len(self.val_rows),
+            "history": state.history,
+            "best_epoch": state.best_epoch,
+            "best_val_loss": state.best_val,
+            "resumed_at_epoch": state.resumed_at,
+            "stopped_early": state.stopped,
+        }
         if self.init is not None:
             training["init"] = self.init
         header = {
-            "filters": self.filters, "noise": self.noise.to_dict(), "model_spec": self.spec,
-            "model_hash": self.ts_info["model_hash"], "redshift": self.redshift,
-            "zred_range": self.zred_range, "flux_stats": self.flux_stats,
-            "computed": self.computed, "training": training, "versions": versions(),
-        }  # fmt: skip
+            "filters": self.filters,
+            "noise": self.noise.to_dict(),
+            "model_spec": self.spec,
+            "model_hash": self.ts_info["model_hash"],
+            "redshift": self.redshift,
+            "zred_range": self.zred_range,
+            "flux_stats": self.flux_stats,
+            "computed": self.computed,
+            "training": training,
+            "versions": versions(),
+        }
         return AmortizedPosterior(net, self.space, self.encoder, header)
 
 
@@ -442,8 +533,9 @@ class _Loop:
         self.z_train, z_val = z[setup.train_rows], z[setup.val_rows]
         self.z_val = self._jittered(z_val, torch.Generator().manual_seed(seed)).to(device)
         rng = np.random.default_rng([seed, 2])
-        self.x_val = setup.data.inputs(setup.val_rows, setup.noise, setup.encoder, rng,
-                                       self.dropout).to(device)  # fmt: skip
+        self.x_val = setup.data.inputs(
+            setup.val_rows, setup.noise, setup.encoder, rng, self.dropout
+        ).to(device)
         self.loss = NPELoss(net)
         self.step = GDStep(optimizer, clip=5.0)
 
@@ -467,26 +559,33 @@ class _Loop:
                     self.scheduler.step(val_loss)
                 else:
                     self.scheduler.step()
-                state.record(self.net, train_loss, val_loss, self.optimizer.param_groups[0]["lr"],
-                             time.perf_counter() - start, patience)  # fmt: skip
+                state.record(
+                    self.net,
+                    train_loss,
+                    val_loss,
+                    self.optimizer.param_groups[0]["lr"],
+                    time.perf_counter() - start,
+                    patience,
+                )
                 state.save(self.net, self.optimizer, self.scheduler)
                 bar.update(1)
-                bar.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}",
-                                best=f"{state.best_val:.3f}")  # fmt: skip
+                bar.set_postfix(
+                    train=f"{train_loss:.3f}", val=f"{val_loss:.3f}", best=f"{state.best_val:.3f}"
+                )
 
     def _epoch(self, epoch: int, progress: bool) -> float:
         setup = self.setup
         rng = np.random.default_rng([self.seed, 3, self.first_epoch + epoch])
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         if setup.augment is None:
-            x = setup.data.inputs(setup.train_rows, setup.noise, setup.encoder, rng,
-                                  self.dropout)  # fmt: skip
+            x = setup.data.inputs(setup.train_rows, setup.noise, setup.encoder, rng, self.dropout)
             z = self.z_train
         else:
             theta, factor = setup.augment.draw(setup.data.theta[setup.train_rows], rng)
             z = setup.space.to_flow(torch.from_numpy(theta)).float()
-            x = setup.data.inputs(setup.train_rows, setup.noise, setup.encoder, rng,
-                                  self.dropout, factor)  # fmt: skip
+            x = setup.data.inputs(
+                setup.train_rows, setup.noise, setup.encoder, rng, self.dropout, factor
+            )
         z = self._jittered(z, gen)
         order = torch.randperm(len(z), generator=gen)
         x, z, order = x.to(self.device), z.to(self.device), order.to(self.device)
@@ -503,8 +602,11 @@ class _Loop:
 
     @torch.no_grad()
     def _validate(self) -> float:
-        losses = [self.loss(self.z_val[i : i + 4096], self.x_val[i : i + 4096]) * len(
-            self.z_val[i : i + 4096]) for i in range(0, len(self.z_val), 4096)]  # fmt: skip
+        losses = [
+            self.loss(self.z_val[i : i + 4096], self.x_val[i : i + 4096])
+            * len(self.z_val[i : i + 4096])
+            for i in range(0, len(self.z_val), 4096)
+        ]
         return float(torch.stack(losses).sum() / len(self.z_val))
 
 

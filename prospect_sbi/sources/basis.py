@@ -85,8 +85,14 @@ class BC03MilesBasis:
         # Pickled to worker processes: send the settings, not the ~300 MB of loaded grids
         # and caches, which each worker reloads lazily.
         state = self.__dict__.copy()
-        state.update(_grids=None, _deposit=None, _line_map=None, _line_table=None,
-                     _projectors={}, _line_lum=None)  # fmt: skip
+        state.update(
+            _grids=None,
+            _deposit=None,
+            _line_map=None,
+            _line_table=None,
+            _projectors={},
+            _line_lum=None,
+        )
         return state
 
     # ------------------------------------------------------------------ grids, lazily
@@ -263,8 +269,10 @@ class BC03MilesBasis:
         wave = self.grids.wave
         sl = slice(None)
         if wave_range is not None:
-            sl = slice(np.searchsorted(wave, wave_range[0]),
-                       np.searchsorted(wave, wave_range[1], side="right"))  # fmt: skip
+            sl = slice(
+                np.searchsorted(wave, wave_range[0]),
+                np.searchsorted(wave, wave_range[1], side="right"),
+            )
         spec, mfrac, lines = self._sed(res, sl)
         return {"wave": wave[sl].copy(), "spectrum": spec, "mfrac": mfrac, "line_lum": lines}
 
@@ -375,8 +383,9 @@ class BC03MilesBasis:
                     # Lines see the IGM just blueward of their centre (Lyman-alpha is absorbed
                     # whatever pixels it is deposited into).
                     blue_side = np.nextafter(lw, 0.0)
-                    in_spec = lines * igm_transmission(blue_side, v["zred"], self.igm,
-                                                       v["igm_factor"])  # fmt: skip
+                    in_spec = lines * igm_transmission(
+                        blue_side, v["zred"], self.igm, v["igm_factor"]
+                    )
                 spec += in_spec @ self._line_deposit()[:, sl]
         return spec, mfrac, lines
 
@@ -439,4 +448,3 @@ def _neb_corners(g: SSPGrids, v: dict) -> list:
         ]
         groups.append((rows, corners))
     return groups
-

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["SUPPORTED_DUST_TYPES", "diffuse_tau", "birth_cloud_tau", "bump", "bump_strength",
-           "calzetti", "power_law_log_grid"]  # fmt: skip
+__all__ = [
+    "SUPPORTED_DUST_TYPES",
+    "diffuse_tau",
+    "birth_cloud_tau",
+    "bump",
+    "bump_strength",
+    "calzetti",
+    "power_law_log_grid",
+]
 
 import numpy as np
 

@@ -111,8 +111,9 @@ class FastPhotometry:
         #: SSP spectra and age weights (:class:`.fast_stars.FastStars`).
         self.stars = FastStars(g, binned)
         #: Nebular continuum and lines (:class:`.fast_nebular.FastNebular`).
-        self.nebular = FastNebular(g, binned, self.stars.scale, self.grid, line_step,
-                                   self._sps.table_lines)  # fmt: skip
+        self.nebular = FastNebular(
+            g, binned, self.stars.scale, self.grid, line_step, self._sps.table_lines
+        )
         #: Dust and IGM (:class:`.fast_attenuation.FastAttenuation`).
         self.attenuation = FastAttenuation(self.grid, g.line_wave, self._sps.igm, self.zmax, dz)
         self._shape_cache: list[tuple] = []
@@ -192,9 +193,14 @@ class FastPhotometry:
         return counts, mfrac
 
     def _young_light(
-        self, res: Resolved, weights: np.ndarray, zi: np.ndarray, zf: np.ndarray, i0: int,
+        self,
+        res: Resolved,
+        weights: np.ndarray,
+        zi: np.ndarray,
+        zf: np.ndarray,
+        i0: int,
         i1: int,
-    ) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Young stars plus nebular continuum (C, L) float32, and line luminosities (C, E).
 
         Rows whose young-star (and nebular) age weights share one shape take spectra

@@ -39,8 +39,9 @@ class FastAttenuation:
         Redshift step of the IGM tables.
     """
 
-    def __init__(self, grid: LogGrid, line_wave: np.ndarray, igm: str, zmax: float, dz: float
-                 ) -> None:  # fmt: skip
+    def __init__(
+        self, grid: LogGrid, line_wave: np.ndarray, igm: str, zmax: float, dz: float
+    ) -> None:
         self.grid = grid
         self.igm_model = igm
         self.zmax = float(zmax)
@@ -73,8 +74,9 @@ class FastAttenuation:
         if dust_type == 2:
             minus_tau = np.multiply.outer(-depth.astype(_F32), self._calzetti[i0:i1])
         elif dust_type in (None, 0, 4):
-            minus_tau = power_law_log_grid(index, -depth, self._ln5500[i0], self.grid.step,
-                                           i1 - i0)  # fmt: skip
+            minus_tau = power_law_log_grid(
+                index, -depth, self._ln5500[i0], self.grid.step, i1 - i0
+            )
             if dust_type == 4:
                 curve = np.multiply.outer(bump_strength(index).astype(_F32), self._bump[i0:i1])
                 curve += self._calzetti[i0:i1]

@@ -52,9 +52,14 @@ class FastNebular:
     """
 
     def __init__(
-        self, grids: SSPGrids, binned: Callable[[np.ndarray], np.ndarray], scale: float,
-        grid: LogGrid, line_step: float, table_lines: Callable[[], tuple],
-    ) -> None:  # fmt: skip
+        self,
+        grids: SSPGrids,
+        binned: Callable[[np.ndarray], np.ndarray],
+        scale: float,
+        grid: LogGrid,
+        line_step: float,
+        table_lines: Callable[[], tuple],
+    ) -> None:
         self.grids = grids
         self.cont = (binned(grids.neb_cont) / scale).astype(_F32)  # (Z, U, N, L)
         self.line_lum = grids.line_lum / scale  # (Z, U, N, E)
@@ -105,15 +110,24 @@ class FastNebular:
         zi, zf = interp_index(g.logzsol, v["gas_logz"])
         ui, uf = interp_index(g.logu, v["gas_logu"])
         nu = len(g.logu)
-        cols = np.stack([zi * nu + ui, zi * nu + ui + 1, (zi + 1) * nu + ui,
-                         (zi + 1) * nu + ui + 1], axis=1)  # fmt: skip
+        cols = np.stack(
+            [zi * nu + ui, zi * nu + ui + 1, (zi + 1) * nu + ui, (zi + 1) * nu + ui + 1], axis=1
+        )
         corner = np.stack([(1 - zf) * (1 - uf), (1 - zf) * uf, zf * (1 - uf), zf * uf], axis=1)
         return mass, cols, corner
 
     def add(
-        self, res: Resolved, slow: np.ndarray, mass: np.ndarray, cols: np.ndarray,
-        corner: np.ndarray, light: np.ndarray, lines: np.ndarray, i0: int, i1: int,
-    ) -> None:  # fmt: skip
+        self,
+        res: Resolved,
+        slow: np.ndarray,
+        mass: np.ndarray,
+        cols: np.ndarray,
+        corner: np.ndarray,
+        light: np.ndarray,
+        lines: np.ndarray,
+        i0: int,
+        i1: int,
+    ) -> None:
         """Add the nebular continuum and lines of rows ``slow`` by full N-age products.
 
         Rows come grouped by cell; grid points (Z, U) and (Z, U + 1) are adjacent in memory,
@@ -141,8 +155,7 @@ class FastNebular:
         return lum.reshape(-1, lum.shape[-1]), cont.reshape(-1, cont.shape[-1])
 
     # ------------------------------------------------------------------ lines through filters
-    def line_counts(self, res: Resolved, lines: np.ndarray, dust: FastAttenuation
-                    ) -> np.ndarray:  # fmt: skip
+    def line_counts(self, res: Resolved, lines: np.ndarray, dust: FastAttenuation) -> np.ndarray:
         """Band counts (C, F) of the emission lines (C, E), each at its own observed wavelength.
 
         ``dust`` attenuates them (and applies the IGM to those in the spectrum).

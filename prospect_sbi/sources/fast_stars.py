@@ -82,8 +82,12 @@ class FastStars:
             partial = (sfr * overlap).sum(-1)
         else:
             edges = np.broadcast_to(self.edges, (res.n, len(self.edges)))
-            cum = cumulative_mass(np.concatenate([edges, tesc[:, None]], axis=1),
-                                  res.switches["sfh"], v, closed_form=True)  # fmt: skip
+            cum = cumulative_mass(
+                np.concatenate([edges, tesc[:, None]], axis=1),
+                res.switches["sfh"],
+                v,
+                closed_form=True,
+            )
             total = np.diff(cum[:, :-1], axis=-1)
             partial = cum[:, -1] - cum[np.arange(res.n), cut]
         # Young: every bin wholly below tesc, and the part of the bin holding it.

@@ -16,36 +16,135 @@ from .sfh import SUPPORTED_SFH
 
 #: python-fsps ``StellarPopulation`` parameters and their defaults (python-fsps 0.5).
 FSPS_DEFAULTS: dict[str, object] = dict(
-    add_agb_dust_model=True, add_dust_emission=True, add_igm_absorption=False,
-    add_neb_emission=False, add_neb_continuum=True, add_stellar_remnants=True,
-    redshift_colors=False, compute_light_ages=False, nebemlineinspec=True, smooth_velocity=True,
-    smooth_lsf=False, agb_dust=1.0, tpagb_norm_type=2, dell=0.0, delt=0.0, redgb=1.0, agb=1.0,
-    fcstar=1.0, fbhb=0.0, sbss=0.0, pagb=1.0, frac_xrb=1.0, zred=0.0, zmet=1, logzsol=0.0,
-    pmetals=2.0, afeindx=1, afe=0.0, imf_type=2, imf_upper_limit=120, imf_lower_limit=0.08,
-    imf1=1.3, imf2=2.3, imf3=2.3, vdmc=0.08, mdave=0.5, evtype=-1, use_wr_spectra=1,
-    use_lw_tpagb=0, logt_wmb_hot=0.0, add_xrb_emission=0, masscut=150.0, sigma_smooth=0.0,
-    min_wave_smooth=1e3, max_wave_smooth=1e4, gas_logu=-2, gas_logz=0.0, igm_factor=1.0, sfh=0,
-    tau=1.0, const=0.0, sf_start=0.0, sf_trunc=0.0, tage=0.0, dust_tesc=7.0, fburst=0.0,
-    tburst=11.0, sf_slope=0.0, dust_type=0, dust1=0.0, dust2=0.0, dust3=0.0, dust_clumps=-99.0,
-    frac_nodust=0.0, frac_obrun=0.0, dust_index=-0.7, dust1_index=-1.0, mwr=3.1, uvb=1.0,
-    wgp1=1, wgp2=1, wgp3=1, duste_gamma=0.01, duste_umin=1.0, duste_qpah=3.5, fagn=0.0,
+    add_agb_dust_model=True,
+    add_dust_emission=True,
+    add_igm_absorption=False,
+    add_neb_emission=False,
+    add_neb_continuum=True,
+    add_stellar_remnants=True,
+    redshift_colors=False,
+    compute_light_ages=False,
+    nebemlineinspec=True,
+    smooth_velocity=True,
+    smooth_lsf=False,
+    agb_dust=1.0,
+    tpagb_norm_type=2,
+    dell=0.0,
+    delt=0.0,
+    redgb=1.0,
+    agb=1.0,
+    fcstar=1.0,
+    fbhb=0.0,
+    sbss=0.0,
+    pagb=1.0,
+    frac_xrb=1.0,
+    zred=0.0,
+    zmet=1,
+    logzsol=0.0,
+    pmetals=2.0,
+    afeindx=1,
+    afe=0.0,
+    imf_type=2,
+    imf_upper_limit=120,
+    imf_lower_limit=0.08,
+    imf1=1.3,
+    imf2=2.3,
+    imf3=2.3,
+    vdmc=0.08,
+    mdave=0.5,
+    evtype=-1,
+    use_wr_spectra=1,
+    use_lw_tpagb=0,
+    logt_wmb_hot=0.0,
+    add_xrb_emission=0,
+    masscut=150.0,
+    sigma_smooth=0.0,
+    min_wave_smooth=1e3,
+    max_wave_smooth=1e4,
+    gas_logu=-2,
+    gas_logz=0.0,
+    igm_factor=1.0,
+    sfh=0,
+    tau=1.0,
+    const=0.0,
+    sf_start=0.0,
+    sf_trunc=0.0,
+    tage=0.0,
+    dust_tesc=7.0,
+    fburst=0.0,
+    tburst=11.0,
+    sf_slope=0.0,
+    dust_type=0,
+    dust1=0.0,
+    dust2=0.0,
+    dust3=0.0,
+    dust_clumps=-99.0,
+    frac_nodust=0.0,
+    frac_obrun=0.0,
+    dust_index=-0.7,
+    dust1_index=-1.0,
+    mwr=3.1,
+    uvb=1.0,
+    wgp1=1,
+    wgp2=1,
+    wgp3=1,
+    duste_gamma=0.01,
+    duste_umin=1.0,
+    duste_qpah=3.5,
+    fagn=0.0,
     agn_tau=10.0,
-)  # fmt: skip
+)
 
 #: FSPS parameters with the same meaning here.
-IMPLEMENTED = frozenset({
-    "zred", "logzsol", "imf_type", "sfh", "tage", "tau", "dust_type", "dust1", "dust2",
-    "dust_index", "dust1_index", "dust_tesc", "add_neb_emission", "add_neb_continuum",
-    "nebemlineinspec", "gas_logz", "gas_logu", "add_igm_absorption", "igm_factor",
-})  # fmt: skip
+IMPLEMENTED = frozenset(
+    {
+        "zred",
+        "logzsol",
+        "imf_type",
+        "sfh",
+        "tage",
+        "tau",
+        "dust_type",
+        "dust1",
+        "dust2",
+        "dust_index",
+        "dust1_index",
+        "dust_tesc",
+        "add_neb_emission",
+        "add_neb_continuum",
+        "nebemlineinspec",
+        "gas_logz",
+        "gas_logu",
+        "add_igm_absorption",
+        "igm_factor",
+    }
+)
 
 # Parameters that only matter with physics switched on elsewhere, or that Prospector applies
 # itself (smoothing): any value is harmless here.
-_INERT = frozenset({
-    "sigma_smooth", "smooth_velocity", "smooth_lsf", "min_wave_smooth", "max_wave_smooth",
-    "redshift_colors", "compute_light_ages", "tburst", "duste_gamma", "duste_umin",
-    "duste_qpah", "agn_tau", "mwr", "uvb", "wgp1", "wgp2", "wgp3", "pmetals", "zmet",
-})  # fmt: skip
+_INERT = frozenset(
+    {
+        "sigma_smooth",
+        "smooth_velocity",
+        "smooth_lsf",
+        "min_wave_smooth",
+        "max_wave_smooth",
+        "redshift_colors",
+        "compute_light_ages",
+        "tburst",
+        "duste_gamma",
+        "duste_umin",
+        "duste_qpah",
+        "agn_tau",
+        "mwr",
+        "uvb",
+        "wgp1",
+        "wgp2",
+        "wgp3",
+        "pmetals",
+        "zmet",
+    }
+)
 
 # Everything else FSPS knows is accepted only at the value where it changes nothing: switches
 # off, and FSPS defaults for the isochrone and IMF knobs (the BC03 grids are fixed).
@@ -169,8 +268,7 @@ def resolve_params(
         "dust_type": int(_scalar_switch("dust_type", params.get("dust_type", 0))),
         "imf_type": int(_scalar_switch("imf_type", params.get("imf_type", 1))),
     }
-    for name in ("add_neb_emission", "add_neb_continuum", "nebemlineinspec",
-                 "add_igm_absorption"):  # fmt: skip
+    for name in ("add_neb_emission", "add_neb_continuum", "nebemlineinspec", "add_igm_absorption"):
         sw[name] = bool(_scalar_switch(name, params.get(name, FSPS_DEFAULTS[name])))
 
     if sw["sfh"] not in SUPPORTED_SFH:
@@ -195,8 +293,17 @@ def resolve_params(
 
     out = Resolved(n=n, switches=sw)
     v = out.values
-    for name in ("zred", "logzsol", "dust1", "dust2", "dust_index", "dust1_index", "dust_tesc",
-                 "gas_logu", "igm_factor"):  # fmt: skip
+    for name in (
+        "zred",
+        "logzsol",
+        "dust1",
+        "dust2",
+        "dust_index",
+        "dust1_index",
+        "dust_tesc",
+        "gas_logu",
+        "igm_factor",
+    ):
         v[name] = get(name)
     # Prospector's nebular template ties gas_logz to logzsol; FSPS's default is solar.
     v["gas_logz"] = get("gas_logz") if "gas_logz" in params else v["logzsol"].copy()
@@ -206,8 +313,13 @@ def resolve_params(
     _range("dust2", v["dust2"], 0.0, np.inf, "the allowed optical depths")
     _range("dust1", v["dust1"], 0.0, np.inf, "the allowed optical depths")
     if sw["add_neb_emission"]:
-        _range("gas_logz", v["gas_logz"], GRID_LOGZSOL[0], GRID_LOGZSOL[-1],
-               "the Cloudy-grid metallicities")  # fmt: skip
+        _range(
+            "gas_logz",
+            v["gas_logz"],
+            GRID_LOGZSOL[0],
+            GRID_LOGZSOL[-1],
+            "the Cloudy-grid metallicities",
+        )
         _range("gas_logu", v["gas_logu"], GRID_LOGU[0], GRID_LOGU[-1], "the Cloudy-grid logU")
 
     if "lumdist" in params:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["SUPPORTED_SFH", "bin_masses", "cumulative_mass", "gamma_cdf", "split_young_old",
-           "step_bin_masses"]  # fmt: skip
+__all__ = [
+    "SUPPORTED_SFH",
+    "bin_masses",
+    "cumulative_mass",
+    "gamma_cdf",
+    "split_young_old",
+    "step_bin_masses",
+]
 
 import math
 from collections.abc import Mapping
@@ -15,8 +21,9 @@ from scipy.special import gammainc
 SUPPORTED_SFH = {0: "SSP", 1: "tau", 3: "step (agebins)", 4: "delayed-tau"}
 
 
-def cumulative_mass(age: np.ndarray, sfh: int, params: Mapping[str, np.ndarray],
-                    closed_form: bool = False) -> np.ndarray:  # fmt: skip
+def cumulative_mass(
+    age: np.ndarray, sfh: int, params: Mapping[str, np.ndarray], closed_form: bool = False
+) -> np.ndarray:
     """Fraction of the total mass formed that has lookback age below ``age``.
 
     Integrating this function between SSP age-bin edges gives each SSP its exact share of the

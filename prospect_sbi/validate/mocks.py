@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["estimator_model_kwargs", "misspecified_model", "mock_observations", "mock_seed",
-           "test_set_observations"]
+__all__ = [
+    "estimator_model_kwargs",
+    "misspecified_model",
+    "mock_observations",
+    "mock_seed",
+    "test_set_observations",
+]
 
 import os
 from pathlib import Path
@@ -43,10 +48,17 @@ def estimator_model_kwargs(estimator: AmortizedPosterior) -> dict:
     params = estimator.model_spec["params"]
     template = "continuity_sfh" if "logsfr_ratios" in params else "parametric_sfh"
     zspec = params["zred"]
-    zred = (tuple(zspec["prior"]["params"][k] for k in ("mini", "maxi"))
-            if zspec["isfree"] else zspec["init"])  # fmt: skip
-    kwargs = {"template": template, "zred": zred, "nebular": "gas_logu" in params,
-              "dust_type": int(np.ravel(params["dust_type"]["init"])[0])}  # fmt: skip
+    zred = (
+        tuple(zspec["prior"]["params"][k] for k in ("mini", "maxi"))
+        if zspec["isfree"]
+        else zspec["init"]
+    )
+    kwargs = {
+        "template": template,
+        "zred": zred,
+        "nebular": "gas_logu" in params,
+        "dust_type": int(np.ravel(params["dust_type"]["init"])[0]),
+    }
     if template == "continuity_sfh":
         kwargs["nbins"] = int(params["agebins"]["N"])
         prior = params["logmass"].get("prior", {}).get("params", {})
@@ -64,9 +76,11 @@ def estimator_model_kwargs(estimator: AmortizedPosterior) -> dict:
             continue
         if model_hash(model_spec(model)) == estimator.model_hash:
             return candidate
-    raise ValueError(f"the estimator's model (hash {estimator.model_hash}) is not one that "
-                     f"build_model makes from {MODEL_TEMPLATES}; pass model= or "
-                     "testset=")  # fmt: skip
+    raise ValueError(
+        f"the estimator's model (hash {estimator.model_hash}) is not one that "
+        f"build_model makes from {MODEL_TEMPLATES}; pass model= or "
+        "testset="
+    )
 
 
 def misspecified_model(
@@ -131,11 +145,18 @@ def misspecified_model(
     sfh = int(np.ravel(config.get("sfh", {}).get("init", 0))[0])
     template = "parametric_sfh" if sfh == 3 else "continuity_sfh"
     zspec = estimator.model_spec["params"].get("zred", {})
-    zred = (tuple(zspec["prior"]["params"][k] for k in ("mini", "maxi"))
-            if zspec.get("isfree") else float(np.ravel(zspec.get("init", 0.0))[0]))  # fmt: skip
-    other = build_model(template, zred=zred, nebular=nebular,
-                        dust_type=dust_type if dust_type in (0, 2, 4) else 0,
-                        logmass=prior_logmass(estimator))  # fmt: skip
+    zred = (
+        tuple(zspec["prior"]["params"][k] for k in ("mini", "maxi"))
+        if zspec.get("isfree")
+        else float(np.ravel(zspec.get("init", 0.0))[0])
+    )
+    other = build_model(
+        template,
+        zred=zred,
+        nebular=nebular,
+        dust_type=dust_type if dust_type in (0, 2, 4) else 0,
+        logmass=prior_logmass(estimator),
+    )
     return f"{template} mocks", other
 
 
@@ -185,8 +206,7 @@ def mock_observations(
     from ..simulation import simulate
 
     s = mock_seed(estimator, seed)
-    with simulate(model, sps, estimator.filters, int(n), Path(path), seed=s,
-                  progress=False) as ts:  # fmt: skip
+    with simulate(model, sps, estimator.filters, int(n), Path(path), seed=s, progress=False) as ts:
         data = ts[slice(0, int(n))]
         labels = list(ts.labels)
     maggies = np.maximum(data["photometry"], 0.0)
@@ -195,8 +215,12 @@ def mock_observations(
     truth |= {k: v for k, v in data.items() if k not in ("theta", "photometry")}
     keep = ~outside_zred_range(data["zred"], estimator.header.get("zred_range"))
     zred = data["zred"][keep] if estimator.redshift == "known" else None
-    return {"flux": flux[keep], "err": err[keep], "zred": zred,
-            "truth": {k: np.asarray(v)[keep] for k, v in truth.items()}}  # fmt: skip
+    return {
+        "flux": flux[keep],
+        "err": err[keep],
+        "zred": zred,
+        "truth": {k: np.asarray(v)[keep] for k, v in truth.items()},
+    }
 
 
 def test_set_observations(

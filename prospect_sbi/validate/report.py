@@ -68,8 +68,12 @@ class ValidationReport:
         for rep in self.reports:
             table = rep.table
             names = list(table["name"])
-            row = {"test_set": rep.name, "n": len(rep), "tarp_err": rep.tarp_err,
-                   "ood_share": np.nan if rep.ood is None else rep.ood_share}  # fmt: skip
+            row = {
+                "test_set": rep.name,
+                "n": len(rep),
+                "tarp_err": rep.tarp_err,
+                "ood_share": np.nan if rep.ood is None else rep.ood_share,
+            }
             for label in labels:
                 i = names.index(label) if label in names else None
                 for col in ("bias", "scatter", "coverage_err"):
@@ -93,8 +97,11 @@ class ValidationReport:
         for rep in self.reports:
             slug = _slug(rep.name)
             names = []
-            for kind, plot in (("predicted", plot_predicted), ("coverage", plot_coverage),
-                               ("sbc", plot_sbc)):  # fmt: skip
+            for kind, plot in (
+                ("predicted", plot_predicted),
+                ("coverage", plot_coverage),
+                ("sbc", plot_sbc),
+            ):
                 name = f"{kind}_{slug}.png"
                 plot(rep).savefig(folder / name, dpi=110)
                 names.append(name)
@@ -108,31 +115,48 @@ class ValidationReport:
     def to_markdown(self, figures: dict[str, list[str]] | None = None) -> str:
         """Render the one-page summary: metric tables, misspecification summary, figure links."""
         m = self.meta
-        lines = [f"# Calibration report: {self.estimator}", "",
-                 f"{len(self.matched)} held-out mocks ({m.get('source', '?')}), "
-                 f"{self.matched.n_draws} posterior draws each, seed {m.get('seed', 0)}; "
-                 f"written {time.strftime('%Y-%m-%d %H:%M')}. "
-                 f"Recalibration: {m.get('recalibration') or 'none'}.", "",
-                 "R2, bias (median of posterior median - truth) and scatter (1.4826 MAD) of the "
-                 "posterior median; outliers: residual > 3 scatter from the bias; cov68: "
-                 "coverage of the central 68% interval; cov err: largest |coverage - level| "
-                 "over levels 0.02-0.98; SBC p: chi2 uniformity p-value of the ranks; TARP err: "
-                 "largest distance of the TARP curve from the diagonal (joint calibration); "
-                 "OOD: share flagged by the posterior-predictive check.", ""]  # fmt: skip
+        lines = [
+            f"# Calibration report: {self.estimator}",
+            "",
+            f"{len(self.matched)} held-out mocks ({m.get('source', '?')}), "
+            f"{self.matched.n_draws} posterior draws each, seed {m.get('seed', 0)}; "
+            f"written {time.strftime('%Y-%m-%d %H:%M')}. "
+            f"Recalibration: {m.get('recalibration') or 'none'}.",
+            "",
+            "R2, bias (median of posterior median - truth) and scatter (1.4826 MAD) of the "
+            "posterior median; outliers: residual > 3 scatter from the bias; cov68: "
+            "coverage of the central 68% interval; cov err: largest |coverage - level| "
+            "over levels 0.02-0.98; SBC p: chi2 uniformity p-value of the ranks; TARP err: "
+            "largest distance of the TARP curve from the diagonal (joint calibration); "
+            "OOD: share flagged by the posterior-predictive check.",
+            "",
+        ]
         if self.misspecified:
-            lines += ["## Summary: held-out and misspecified mocks", "",
-                      _summary_markdown(self), ""]  # fmt: skip
+            lines += [
+                "## Summary: held-out and misspecified mocks",
+                "",
+                _summary_markdown(self),
+                "",
+            ]
             if figures:
                 lines += ["![tarp](tarp.png)", ""]
         for rep in self.reports:
-            lines += [f"## {rep.name}", "", _markdown_table(rep), "",
-                      f"TARP err {rep.tarp_err:.3f}; "
-                      + ("OOD share not computed" if rep.ood is None
-                         else f"OOD share {rep.ood_share:.3f} (median reduced chi2 "
-                              f"{np.median(rep.chi2_red):.3g})")
-                      + f"; {len(rep)} objects; a calibrated posterior would show a cov err "
-                      f"up to {rep.summary['coverage_err_noise']:.3f} on as many (95%).",
-                      ""]  # fmt: skip
+            lines += [
+                f"## {rep.name}",
+                "",
+                _markdown_table(rep),
+                "",
+                f"TARP err {rep.tarp_err:.3f}; "
+                + (
+                    "OOD share not computed"
+                    if rep.ood is None
+                    else f"OOD share {rep.ood_share:.3f} (median reduced chi2 "
+                    f"{np.median(rep.chi2_red):.3g})"
+                )
+                + f"; {len(rep)} objects; a calibrated posterior would show a cov err "
+                f"up to {rep.summary['coverage_err_noise']:.3f} on as many (95%).",
+                "",
+            ]
             for name in (figures or {}).get(rep.name, []):
                 lines.append(f"![{name}]({name})")
             lines.append("")
@@ -150,22 +174,26 @@ def _markdown_table(rep: CalibrationReport) -> str:
     head = "| label | R2 | bias | scatter | outliers | cov68 | cov err | SBC p |"
     lines = [head, "|" + "---|" * 8]
     for r in table:
-        lines.append(f"| {r['name']} | {r['r2']:.3f} | {r['bias']:+.3f} | {r['scatter']:.3f} | "
-                     f"{r['outlier_frac']:.3f} | {r['coverage_68']:.3f} | "
-                     f"{r['coverage_err']:.3f} | {r['sbc_p']:.2g} |")  # fmt: skip
+        lines.append(
+            f"| {r['name']} | {r['r2']:.3f} | {r['bias']:+.3f} | {r['scatter']:.3f} | "
+            f"{r['outlier_frac']:.3f} | {r['coverage_68']:.3f} | "
+            f"{r['coverage_err']:.3f} | {r['sbc_p']:.2g} |"
+        )
     return "\n".join(lines)
 
 
 def _summary_markdown(report: ValidationReport) -> str:
     table = report.summary_table()
     labels = [x for x in KEY_LABELS if np.isfinite(table[f"{x}_bias"]).any()]
-    head = ["test set", "N", "OOD", "TARP err"] + [f"{x} bias / scatter / cov err"
-                                                   for x in labels]  # fmt: skip
+    head = ["test set", "N", "OOD", "TARP err"] + [f"{x} bias / scatter / cov err" for x in labels]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
-        cells = [str(r["test_set"]), str(r["n"]),
-                 "-" if not np.isfinite(r["ood_share"]) else f"{r['ood_share']:.3f}",
-                 f"{r['tarp_err']:.3f}"]  # fmt: skip
+        cells = [
+            str(r["test_set"]),
+            str(r["n"]),
+            "-" if not np.isfinite(r["ood_share"]) else f"{r['ood_share']:.3f}",
+            f"{r['tarp_err']:.3f}",
+        ]
         for x in labels:
             b, s, c = (r[f"{x}_{k}"] for k in ("bias", "scatter", "coverage_err"))
             cells.append("-" if not np.isfinite(b) else f"{b:+.3f} / {s:.3f} / {c:.3f}")
@@ -193,8 +221,9 @@ def _resolve(estimator: Any, model: object) -> tuple:
         model = pretrained_model(name) if model is None else model
         return AmortizedPosterior.resolve(name), name, model
     if not Path(name).is_file():
-        raise FileNotFoundError(f"no estimator file {name} (pretrained names: "
-                                f"{sorted(PRETRAINED)})")  # fmt: skip
+        raise FileNotFoundError(
+            f"no estimator file {name} (pretrained names: {sorted(PRETRAINED)})"
+        )
     return AmortizedPosterior.resolve(name), name, model
 
 
@@ -202,8 +231,9 @@ def _run_check(check: Any, rep: CalibrationReport, obs: dict) -> None:
     """Set the posterior-predictive chi-square and OOD flags of a report's objects."""
     if check is None:
         return
-    chi2_red, ood = check(obs["flux"], obs["err"], obs["zred"], rep.medians,
-                          spread_draws=rep.spread_draws)  # fmt: skip
+    chi2_red, ood = check(
+        obs["flux"], obs["err"], obs["zred"], rep.medians, spread_draws=rep.spread_draws
+    )
     rep.chi2_red, rep.ood = np.asarray(chi2_red), np.asarray(ood, dtype=bool)
 
 
@@ -304,28 +334,54 @@ def validate(
             from ..ppc import PredictiveCheck
 
             check = PredictiveCheck(post, model, sps)
-        matched = calibrate(post, obs["flux"], obs["err"], obs["truth"], obs["zred"], n=draws,
-                            seed=seed, name="held-out mocks")  # fmt: skip
+        matched = calibrate(
+            post,
+            obs["flux"],
+            obs["err"],
+            obs["truth"],
+            obs["zred"],
+            n=draws,
+            seed=seed,
+            name="held-out mocks",
+        )
         _run_check(check, matched, obs)
         misspecified = {}
         if kinds:
             for kind in kinds:
                 label, other = misspecified_model(post, model, kind)
-                mocks = mock_observations(post, other, sps, n_mocks,
-                                          mock_dir / f"{_slug(label)}.h5", seed)  # fmt: skip
+                mocks = mock_observations(
+                    post, other, sps, n_mocks, mock_dir / f"{_slug(label)}.h5", seed
+                )
                 labels = shared_labels(post, mocks["truth"])
                 truth = np.stack([mocks["truth"][x] for x in labels], 1)
-                rep = calibrate(post, mocks["flux"], mocks["err"], truth, mocks["zred"], labels,
-                                n=draws, seed=seed, name=label)  # fmt: skip
+                rep = calibrate(
+                    post,
+                    mocks["flux"],
+                    mocks["err"],
+                    truth,
+                    mocks["zred"],
+                    labels,
+                    n=draws,
+                    seed=seed,
+                    name=label,
+                )
                 _run_check(check, rep, mocks)
                 misspecified[kind] = rep
     finally:
         if scratch is not None:
             scratch.cleanup()
-    report = ValidationReport(f"{name} (model {post.model_hash})", matched, misspecified,
-                              meta={"source": source, "seed": int(seed), "draws": int(draws),
-                                    "n_mocks": int(n_mocks),
-                                    "recalibration": _recalibration_note(post)})  # fmt: skip
+    report = ValidationReport(
+        f"{name} (model {post.model_hash})",
+        matched,
+        misspecified,
+        meta={
+            "source": source,
+            "seed": int(seed),
+            "draws": int(draws),
+            "n_mocks": int(n_mocks),
+            "recalibration": _recalibration_note(post),
+        },
+    )
     if folder is not None:
         report.write(folder)
     return report

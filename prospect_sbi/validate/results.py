@@ -124,11 +124,16 @@ class CalibrationReport:
         stats = regression_metrics(self.p50, self.truth)
         cov = self.coverage
         i68 = int(np.argmin(np.abs(LEVELS - 0.68)))
-        table = Table({"name": list(self.labels), **stats,
-                       "outlier_frac": outlier_fraction(self.p50, self.truth),
-                       "coverage_68": cov[:, i68],
-                       "coverage_err": np.abs(cov - LEVELS).max(1),
-                       "sbc_p": self.sbc_p})  # fmt: skip
+        table = Table(
+            {
+                "name": list(self.labels),
+                **stats,
+                "outlier_frac": outlier_fraction(self.p50, self.truth),
+                "coverage_68": cov[:, i68],
+                "coverage_err": np.abs(cov - LEVELS).max(1),
+                "sbc_p": self.sbc_p,
+            }
+        )
         table.meta.update(self.summary)
         return table
 
@@ -142,11 +147,16 @@ class CalibrationReport:
         reaches by chance on as many objects (95%, :func:`~prospect_sbi.posterior.coverage_noise`).
         """
         chi2 = None if self.chi2_red is None else float(np.median(self.chi2_red))
-        noise = coverage_noise(len(self), int(self.n_draws), n_labels=len(self.labels),
-                               trials=100)  # fmt: skip
-        return {"name": self.name, "n_objects": len(self), "n_draws": int(self.n_draws),
-                "tarp_err": self.tarp_err, "ood_share": self.ood_share,
-                "chi2_red_median": chi2, "coverage_err_noise": noise}  # fmt: skip
+        noise = coverage_noise(len(self), int(self.n_draws), n_labels=len(self.labels), trials=100)
+        return {
+            "name": self.name,
+            "n_objects": len(self),
+            "n_draws": int(self.n_draws),
+            "tarp_err": self.tarp_err,
+            "ood_share": self.ood_share,
+            "chi2_red_median": chi2,
+            "coverage_err_noise": noise,
+        }
 
     def row(self, label: str) -> dict[str, float]:
         """Return the :attr:`table` row of one label as a dict."""
@@ -220,8 +230,9 @@ def calibrate(
     tarp_f = np.empty(len(truth))
     for start in range(0, len(flux), int(chunk_size)):
         rows = slice(start, start + int(chunk_size))
-        draws = estimator.sample(flux[rows], err[rows], n, seed=seed + start,
-                                 zred=None if zred is None else zred[rows])  # fmt: skip
+        draws = estimator.sample(
+            flux[rows], err[rows], n, seed=seed + start, zred=None if zred is None else zred[rows]
+        )
         medians[rows] = np.median(draws, 1)
         spread[rows] = draws[:, : spread.shape[1]]  # independent draws: any subset will do
         draws = draws[..., cols]
@@ -231,6 +242,16 @@ def calibrate(
         ranks[rows] = sbc_ranks(draws, truth[rows], rng)
         tarp_f[rows] = tarp_fractions(draws, truth[rows], refs[rows], low, high)
     flags = None if ood is None else np.asarray(ood, dtype=bool)
-    return CalibrationReport(name, labels, truth, ranks=ranks, n_draws=int(n), tarp_f=tarp_f,
-                             medians=medians, spread_draws=spread, ood=flags,
-                             meta={"seed": int(seed)}, **out)  # fmt: skip
+    return CalibrationReport(
+        name,
+        labels,
+        truth,
+        ranks=ranks,
+        n_draws=int(n),
+        tarp_f=tarp_f,
+        medians=medians,
+        spread_draws=spread,
+        ood=flags,
+        meta={"seed": int(seed)},
+        **out,
+    )
