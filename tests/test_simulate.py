@@ -168,7 +168,8 @@ def test_parts_folder_is_a_chunk_store_and_an_older_layout_is_checked(
     settings) or started again (same settings), ending with the rows of one clean run."""
     import json
 
-    sim_module = sys.modules["prospect_sbi.simulate"]  # the module, not the function
+    import prospect_sbi.simulation as sim_module
+
     path, parts = tmp_path / "old.h5", tmp_path / "old.h5.parts"
     monkeypatch.setattr(sim_module, "_assemble", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):

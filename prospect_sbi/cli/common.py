@@ -100,13 +100,13 @@ def estimator_model(post: Any, pf: Any = None) -> Any:
     return post.resolve_model(None if pf is None else pf.model())
 
 
-def read_catalog_zred(
-    path: str | os.PathLike, post: Any, zred_column: str, **options: Any
-) -> tuple[Any, str | None]:
-    """Read a catalogue in the estimator's bands, with the redshift Prospector would use.
+def read_catalog_zred(args: argparse.Namespace, post: Any) -> tuple[Any, str | None]:
+    """Read ``args.catalog`` in the estimator's bands, with the redshift Prospector would use.
 
-    The ``zred_column`` for an estimator conditioned on the redshift; when the catalogue has
-    no such column and the estimator's model fixes ``zred``, that redshift for every row.
+    The catalogue options are ``fit``'s and ``compare``'s (``--unit``, ``--flux-format``,
+    ``--err-format``, ``--id-column``, ``--err-floor``). The ``--zred-column`` for an
+    estimator conditioned on the redshift; when the catalogue has no such column and the
+    estimator's model fixes ``zred``, that redshift for every row.
 
     Returns
     -------
@@ -118,7 +118,14 @@ def read_catalog_zred(
 
     from ..catalog import read_catalog
 
-    zcol = zred_column if post.redshift == "known" else None
+    path, options = (
+        args.catalog,
+        {
+            key: getattr(args, key)
+            for key in ("unit", "flux_format", "err_format", "id_column", "err_floor")
+        },
+    )
+    zcol = args.zred_column if post.redshift == "known" else None
     try:
         return read_catalog(path, post.filters, zred_column=zcol, **options), zcol
     except ValueError as err:

@@ -146,16 +146,7 @@ def run_compare(args: argparse.Namespace) -> int:
     post = AmortizedPosterior.resolve(args.estimator)
     pf = param_file(args)
     model = estimator_model(post, pf)
-    cat, _ = read_catalog_zred(
-        args.catalog,
-        post,
-        args.zred_column,
-        unit=args.unit,
-        flux_format=args.flux_format,
-        err_format=args.err_format,
-        id_column=args.id_column,
-        err_floor=args.err_floor,
-    )
+    cat, _ = read_catalog_zred(args, post)
     rows = _rows(args, list(cat.ids))
     dynesty = {
         "nested_nlive_init": args.nlive,

@@ -73,16 +73,7 @@ def run_fit(args: argparse.Namespace) -> int:
     post = AmortizedPosterior.resolve(args.estimator)
     pf = param_file(args)
     model = None if pf is None else estimator_model(post, pf)
-    catalog, zcol = read_catalog_zred(
-        args.catalog,
-        post,
-        args.zred_column,
-        unit=args.unit,
-        flux_format=args.flux_format,
-        err_format=args.err_format,
-        id_column=args.id_column,
-        err_floor=args.err_floor,
-    )
+    catalog, zcol = read_catalog_zred(args, post)
     # everything that changes a row: a resumed run must not mix two option sets
     fingerprint = {
         "catalog": file_id(args.catalog),
