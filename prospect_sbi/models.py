@@ -12,7 +12,7 @@ MODEL_TEMPLATES = ("parametric_sfh", "continuity_sfh")
 
 def build_model(
     template: str = "continuity_sfh",
-    zred: float | tuple[float, float] = (0.0, 12.0),
+    zred: float | tuple[float, float] | object = (0.0, 12.0),
     nbins: int = 6,
     nebular: bool = True,
     dust_type: int = 0,
@@ -31,8 +31,10 @@ def build_model(
     ----------
     template : {"parametric_sfh", "continuity_sfh"}
         Prospector template of the SFH.
-    zred : float or (float, float)
-        Fixed redshift, or the range of a uniform prior (free redshift).
+    zred : float, (float, float) or prospect.models.priors.Prior
+        Fixed redshift, the range of a uniform prior, or a bounded Prospector prior (free
+        redshift; e.g. ``priors.Beta(alpha=1, beta=3, mini=0, maxi=20)`` for photometric
+        redshifts, which weights low redshifts as real samples do).
     nbins : int
         Step-SFH bins (``continuity_sfh``), >= 3.
     nebular : bool
@@ -80,7 +82,12 @@ def build_model(
             )
         else:
             spec["logmass"].update(init=0.5 * (lo + hi), prior=priors.TopHat(mini=lo, maxi=hi))
-    if np.ndim(zred) == 0:
+    if isinstance(zred, priors.Prior):
+        lo, hi = (float(z) for z in zred.range)
+        if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo < hi):
+            raise ValueError(f"zred prior {zred!r}: needs finite bounds 0 <= mini < maxi")
+        spec["zred"].update(isfree=True, init=0.5 * (lo + hi), prior=zred)
+    elif np.ndim(zred) == 0:
         spec["zred"].update(isfree=False, init=float(zred))
     else:
         lo, hi = (float(z) for z in zred)
