@@ -1,19 +1,27 @@
 """Reproduce the pretrained JADES estimators shipped with prospect-sbi, from scratch.
 
-Recipe of ``AmortizedPosterior.pretrained("jades-parametric")`` and ``("jades-continuity")``:
+Recipes of ``AmortizedPosterior.pretrained(name)`` (:data:`prospect_sbi.PRETRAINED`):
 Prospector's ``parametric_sfh`` (delayed-tau) and ``continuity_sfh`` (6 bins following the
-redshift) from :func:`prospect_sbi.build_model`, with nebular emission and free ``gas_logu``;
-stellar mass formed log-uniform over 10^4-10^12 Msun so that single JWST pixels as well as
-whole galaxies are inside the prior; redshift 0.1-10, known (the estimator is conditioned on
-it); the 14 JADES bands; ``JadesPixelNoise``. Each model gets a training set of ``--n`` draws
-(300,000 for the shipped files) and :func:`prospect_sbi.train`'s defaults, then recalibration
-maps (:func:`prospect_sbi.posterior.recalibrate`) fitted on ``--n-recal`` (40,000) mocks of
-another seed.
+redshift) from :func:`prospect_sbi.build_model`, with nebular emission and free ``gas_logu``,
+DL07 dust emission at FSPS's defaults; stellar mass formed log-uniform over 10^4-10^12 Msun so
+that single JWST pixels as well as whole galaxies are inside the prior; the 14 JADES bands;
+``JadesPixelNoise``.
 
-Usage: ``python examples/train_jades_estimators.py [--n 300000] [--folder DIR] [--install]``.
-Training sets and checkpoints are kept in ``--folder``, so a rerun resumes; ``--install``
-copies the estimators into ``prospect_sbi/data/pretrained/``. ``--recalibrate-only`` fits
-the maps of the installed estimators again, without training.
+- ``jades-parametric``, ``jades-continuity``: redshift known (an input), 0.1-15; 300,000 draws,
+  :func:`prospect_sbi.train`'s defaults (RealNVP, plateau schedule). The 0.2 files were
+  started from the 0.1 ones (z <= 10, no dust emission: ``--transfer``) and trained 25 more
+  epochs at ``--lr 1e-3`` on the new model's draws.
+- ``jades-parametric-photoz``, ``jades-continuity-photoz``: redshift inferred, 0-20 with
+  :data:`prospect_sbi.pretrained.PHOTOZ_PRIOR`; 1,000,000 draws; spline flow (``"nsf"``,
+  multi-modal redshift posteriors), cosine schedule, batches of 1024.
+
+Each gets recalibration maps (:func:`prospect_sbi.posterior.recalibrate`) fitted on
+``--n-recal`` (40,000) mocks of another seed.
+
+Usage: ``python examples/train_jades_estimators.py [--only NAME] [--folder DIR] [--install]``.
+Training sets and checkpoints are kept in ``--folder``, so a rerun resumes (after a kill too);
+``--install`` copies the estimators into ``prospect_sbi/data/pretrained/``.
+``--recalibrate-only`` fits the maps of the installed estimators again, without training.
 """
 
 from __future__ import annotations
@@ -24,10 +32,40 @@ import time
 from pathlib import Path
 
 from prospect_sbi import PRETRAINED, pretrained_model
-from prospect_sbi.pretrained import pretrained_path
+from prospect_sbi.pretrained import pretrained_path, pretrained_redshift
 
 #: name -> seed of its training set
-SEEDS = {"jades-parametric": 101, "jades-continuity": 202}
+SEEDS = {
+    "jades-parametric": 101,
+    "jades-continuity": 202,
+    "jades-parametric-photoz": 303,
+    "jades-continuity-photoz": 404,
+}
+#: name -> training draws, and train() options besides the defaults
+RECIPES = {
+    "jades-parametric": (300_000, {"max_epochs": 80}),
+    "jades-continuity": (300_000, {"max_epochs": 80}),
+    "jades-parametric-photoz": (
+        1_000_000,
+        {
+            "flow": "nsf",
+            "schedule": "cosine",
+            "batch_size": 1024,
+            "max_epochs": 25,
+            "learning_rate": 2e-3,
+        },
+    ),
+    "jades-continuity-photoz": (
+        1_000_000,
+        {
+            "flow": "nsf",
+            "schedule": "cosine",
+            "batch_size": 1024,
+            "max_epochs": 25,
+            "learning_rate": 2e-3,
+        },
+    ),
+}
 #: seeds of the recalibration mocks' simulation and noise (benchmarks/accuracy.py tests on
 #: seeds 2 and 3)
 RECAL_SEEDS = (11, 12)
@@ -36,39 +74,44 @@ RECAL_SEEDS = (11, 12)
 def train_one(
     name: str,
     folder: Path,
-    n: int,
-    max_epochs: int,
     device: str,
-    lr_patience: int = 3,
-    learning_rate: float = 3e-3,
+    n: int | None = None,
+    options: dict | None = None,
     finetune: bool = False,
+    transfer: str | None = None,
 ) -> Path:
     """Simulate (resumable) and train (resumable) one estimator; return its file.
 
-    With ``finetune``, training starts from the installed estimator's weights.
+    ``n`` and ``options`` override :data:`RECIPES`. With ``finetune``, training starts from
+    the installed estimator's weights; with ``transfer``, from that estimator file's, whose
+    model may differ (older physics, narrower redshifts).
     """
     from prospect_sbi import BC03MilesBasis, JadesPixelNoise, jades_filters, simulate, train
 
     seed, model = SEEDS[name], pretrained_model(name)
+    n_default, recipe = RECIPES[name]
+    n = n or n_default
+    options = {**recipe, **(options or {})}
     ts = simulate(model, BC03MilesBasis(), jades_filters(), n, folder / f"{name}.h5", seed=seed)
     start = time.perf_counter()
-    init = pretrained_path(name) if finetune else None
+    init = transfer or (pretrained_path(name) if finetune else None)
+    tag = "-transfer" if transfer else "-finetune" if finetune else ""
     post = train(
         ts,
         JadesPixelNoise(),
-        max_epochs=max_epochs,
+        pretrained_redshift(name),
         device=device,
-        learning_rate=learning_rate,
-        lr_patience=lr_patience,
         init=init,
-        checkpoint=folder / f"{name}{'-finetune' if finetune else ''}.ckpt",
-        recalibrate=False,
-    )  # maps from recalibrate_one's own mocks instead
+        transfer=bool(transfer),
+        checkpoint=folder / f"{name}{tag}.ckpt",
+        recalibrate=False,  # maps from recalibrate_one's own mocks instead
+        **options,
+    )
+    described = " ".join(f"{k}={v}" for k, v in sorted(options.items()))
     post.training["recipe"] = (
-        f"examples/train_jades_estimators.py --n {n} "
-        f"--epochs {max_epochs} --lr {learning_rate} "
-        f"--lr-patience {lr_patience}{' --finetune' if finetune else ''}: "
-        f"build_model(**{PRETRAINED[name]}), seed {seed}"
+        f"examples/train_jades_estimators.py --only {name}: {n} draws, seed {seed}, "
+        f"train({described}){' from ' + Path(str(init)).name if init else ''}"
+        f"{' (transfer)' if transfer else ''}; build_model(**PRETRAINED[{name!r}])"
     )
     post.training["wall_s"] = time.perf_counter() - start
     print(f"{name}: {len(post.training['history'])} epochs in {post.training['wall_s']:.0f} s")
@@ -105,20 +148,19 @@ def recalibrate_one(name: str, estimator: Path, folder: Path, n: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=300_000, help="training draws per model")
-    parser.add_argument("--epochs", type=int, default=300, help="most epochs")
+    parser.add_argument("--n", type=int, help="training draws per model (default: the recipe's)")
+    parser.add_argument("--epochs", type=int, help="most epochs (default: the recipe's)")
+    parser.add_argument("--lr", type=float, help="initial learning rate (default: the recipe's)")
     parser.add_argument("--folder", default="pretrained-run", help="work folder (resumable)")
-    parser.add_argument(
-        "--lr-patience",
-        type=int,
-        default=3,
-        help="epochs without progress before the learning rate is halved",
-    )
-    parser.add_argument("--lr", type=float, default=3e-3, help="initial learning rate")
     parser.add_argument(
         "--finetune",
         action="store_true",
         help="continue from the installed estimator (e.g. --epochs 40 --lr 1e-4)",
+    )
+    parser.add_argument(
+        "--transfer",
+        metavar="SBI",
+        help="start from this estimator file, of another model (e.g. an older version's)",
     )
     parser.add_argument("--n-recal", type=int, default=40_000, help="recalibration mocks")
     parser.add_argument(
@@ -136,19 +178,14 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
+    options = {"max_epochs": args.epochs, "learning_rate": args.lr}
+    options = {k: v for k, v in options.items() if v is not None}
     for name in [args.only] if args.only else PRETRAINED:
         if args.recalibrate_only:
             path = pretrained_path(name)
         else:
             path = train_one(
-                name,
-                folder,
-                args.n,
-                args.epochs,
-                args.device,
-                args.lr_patience,
-                args.lr,
-                args.finetune,
+                name, folder, args.device, args.n, options, args.finetune, args.transfer
             )
         path = recalibrate_one(name, path, folder, args.n_recal)
         if args.install:

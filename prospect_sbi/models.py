@@ -17,10 +17,12 @@ def build_model(
     nebular: bool = True,
     dust_type: int = 0,
     logmass: tuple[float, float] | None = None,
+    dust_emission: bool = True,
+    igm: bool = True,
 ) -> object:
     """Build a Prospector ``SpecModel`` from one of its templates, set up for BC03MilesBasis.
 
-    Starts from ``TemplateLibrary[template]`` (plus ``"nebular"``) and changes only what the
+    Starts from ``TemplateLibrary[template]`` (plus ``"nebular"`` and ``"igm"``) and changes only what the
     grids or a free redshift require: Chabrier IMF (``imf_type=1``); ``gas_logz`` tied to
     ``logzsol``; ``gas_logu`` free in [-4, -1]; with a free redshift, step-SFH ``agebins``
     follow ``zred`` (:func:`prospect_sbi.transforms.zred_to_agebins`: 0-30 Myr, 30-100 Myr,
@@ -41,6 +43,14 @@ def build_model(
         Add Prospector's ``"nebular"`` template.
     dust_type : int
         FSPS dust law (0 power law, 2 Calzetti, 4 Kriek & Conroy with free ``dust_index``).
+    dust_emission : bool
+        Draine & Li (2007) dust emission with energy balance, at FSPS's default parameters
+        (``duste_umin`` 1, ``duste_qpah`` 3.5, ``duste_gamma`` 0.01, fixed); written into the
+        model either way (``add_dust_emission``), so the estimator records it. FSPS, and so
+        Prospector, switch it on when the model does not say.
+    igm : bool
+        Add Prospector's ``"igm"`` template (``add_igm_absorption``, Madau 1995 with
+        ``igm_factor`` 1, fixed): the Lyman break every z > 3 galaxy shows in JWST bands.
     logmass : (float, float), optional
         Range of log10 stellar mass formed (Msun) instead of the template's (log-uniform
         ``mass`` 1e8-1e12 for ``parametric_sfh``, uniform ``logmass`` 7-12 for
@@ -63,6 +73,8 @@ def build_model(
         spec.update(TemplateLibrary["nebular"])
         spec["gas_logz"]["depends_on"] = pt.stellar_logzsol
         spec["gas_logu"].update(isfree=True, prior=priors.TopHat(mini=-4.0, maxi=-1.0))
+    if igm:
+        spec.update(TemplateLibrary["igm"])
     spec["imf_type"]["init"] = 1
     spec["dust_type"]["init"] = dust_type
     if dust_type == 4:
@@ -82,6 +94,10 @@ def build_model(
             )
         else:
             spec["logmass"].update(init=0.5 * (lo + hi), prior=priors.TopHat(mini=lo, maxi=hi))
+    spec["add_dust_emission"] = {"N": 1, "isfree": False, "init": bool(dust_emission)}
+    if dust_emission:
+        for name, value in (("duste_umin", 1.0), ("duste_qpah", 3.5), ("duste_gamma", 0.01)):
+            spec[name] = {"N": 1, "isfree": False, "init": value}
     if isinstance(zred, priors.Prior):
         lo, hi = (float(z) for z in zred.range)
         if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo < hi):

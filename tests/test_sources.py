@@ -15,6 +15,7 @@ from prospect_sbi import JADES_BANDS, BC03MilesBasis
 from prospect_sbi.sources.grids import load_line_list
 
 BAND = {name: i for i, name in enumerate(JADES_BANDS)}
+LIGHTSPEED = 2.998e18  # AA/s
 LYA = 1215.67
 LYLIM = 911.75
 
@@ -36,7 +37,8 @@ def test_photometry_linear_in_mass(sps, jades, make_model, predict):
 
 
 def test_dust_reddens_and_dims(sps, jades, make_model, predict):
-    kw = dict(zred=0.5, tage=1.0, tau=1.0, logzsol=-0.3, mass=1e10)
+    # attenuation alone: dust emission (which brightens F444W at z = 0.5) is tested below
+    kw = dict(zred=0.5, tage=1.0, tau=1.0, logzsol=-0.3, mass=1e10, add_dust_emission=False)
     clear, _ = predict(make_model("parametric_sfh", dust2=0.0, **kw), sps, jades)
     dusty, _ = predict(make_model("parametric_sfh", dust2=1.0, **kw), sps, jades)
     # fainter in every band ...
@@ -373,7 +375,9 @@ def test_bad_filter_name():
 @pytest.mark.parametrize(
     ("params", "pattern"),
     [
-        ({"add_dust_emission": True}, r"add_dust_emission=True is not implemented"),
+        ({"duste_qpah": 6.0}, r"duste_qpah=6 is outside the DL07 grids \[0\.1, 4\.58\]"),
+        ({"duste_umin": 0.05}, r"duste_umin=0\.05 is outside the DL07 grids"),
+        ({"duste_gamma": 1.5}, r"duste_gamma=1\.5 is outside the allowed fractions"),
         ({"fagn": 0.1}, r"fagn=0\.1 is not implemented"),
         ({"logzsol": 1.0}, r"logzsol=1 is outside the BC03 metallicities"),
         ({"logzsol": -2.5}, r"logzsol=-2\.5 is outside"),
@@ -398,10 +402,13 @@ def test_bad_parameter_through_specmodel(sps, jades, make_model, predict):
     with pytest.raises(ValueError, match=r"logzsol=1 is outside the BC03 metallicities") as info:
         predict(model, sps, jades)
     _one_line(info)
-    model = make_model("parametric_sfh", add_dust_emission=True)
-    with pytest.raises(ValueError, match=r"add_dust_emission") as info:
+    model = make_model("parametric_sfh", duste_umin=30.0)
+    with pytest.raises(ValueError, match=r"duste_umin=30 is outside the DL07 grids") as info:
         predict(model, sps, jades)
     _one_line(info)
+    # switched off, the DL07 parameters are not used, so not checked (as FSPS)
+    model = make_model("parametric_sfh", add_dust_emission=False, duste_umin=30.0)
+    assert np.all(predict(model, sps, jades)[0] > 0)
 
 
 def test_kroupa_warns():
@@ -456,3 +463,73 @@ def test_pickling_sends_settings_not_grids(sps):
     clone = pickle.loads(blob)
     assert clone.igm == sps.igm and clone.params["logzsol"] == -0.5
     np.testing.assert_array_equal(clone.wavelengths, sps.wavelengths)
+
+
+# --------------------------------------------------------------------------- dust emission
+def test_dust_emission_balances_absorbed_energy(sps):
+    """Emitted = absorbed luminosity (bolometric, native grid), and on unless switched off."""
+    wave = sps.grids.wave
+    nu = LIGHTSPEED / wave
+    kw = dict(zred=np.array([0.5, 2.0]), mass=1.0, logzsol=-0.3, tage=np.array([0.2, 3.0]))
+    kw |= dict(tau=1.0, sfh=4, imf_type=1, dust_type=2, dust1=np.array([0.5, 0.0]))
+    kw |= dict(dust2=np.array([0.4, 1.2]), add_neb_emission=True, gas_logu=-2.0)
+
+    def lum(**extra):  # Lsun per Msun; the lines are in the spectrum (nebemlineinspec)
+        return -np.trapezoid(sps.spectra(kw | extra)["spectrum"], nu, axis=-1)
+
+    default, on = lum(), lum(add_dust_emission=True)
+    off, free = lum(add_dust_emission=False), lum(add_dust_emission=False, dust1=0.0, dust2=0.0)
+    np.testing.assert_array_equal(default, on)  # absent means on, as FSPS
+    absorbed = free - off
+    emitted = on - off
+    assert np.all(absorbed > 0.1 * free)
+    np.testing.assert_allclose(emitted, absorbed, rtol=5e-3)
+
+
+def test_dust_emission_shape_follows_parameters(sps, jades):
+    """More PAHs, more F444W (3.3 um at z = 0.5); gamma adds hot dust; blue bands unchanged."""
+    base = dict(zred=0.5, mass=1e10, logzsol=0.0, tage=0.3, tau=1.0, sfh=4, imf_type=1)
+    base |= dict(dust_type=2, dust2=1.0)
+    f444 = BAND["jwst_f444w"]
+
+    def phot(**extra):
+        return sps.photometry(base | extra, jades, single=True)[0][0]
+
+    off = phot(add_dust_emission=False)
+    low, high = phot(duste_qpah=0.47), phot(duste_qpah=4.58)
+    assert high[f444] > low[f444] > off[f444]
+    # bands at rest < 1 um see (almost) nothing
+    blue = BAND["jwst_f115w"]
+    assert abs(high[blue] / off[blue] - 1) < 2e-3
+    assert phot(duste_gamma=0.5)[f444] > phot(duste_gamma=0.0)[f444]
+
+
+def test_fast_dust_emission_per_object_parameters(sps, jades):
+    """FastPhotometry follows per-object DL07 parameters as the exact path does."""
+    from prospect_sbi.sources.fast import FastPhotometry
+
+    rng = np.random.default_rng(3)
+    n = 40
+    params = dict(
+        zred=rng.uniform(0.05, 1.0, n),
+        mass=1e9,
+        logzsol=rng.uniform(-1.5, 0.1, n),
+        tage=rng.uniform(0.05, 3.0, n),
+        tau=1.0,
+        sfh=4,
+        imf_type=1,
+        dust_type=0,
+        dust_index=rng.uniform(-1.0, 0.0, n),
+        dust2=rng.uniform(0.0, 2.0, n),
+        dust1=rng.uniform(0.0, 1.0, n),
+        add_neb_emission=True,
+        gas_logu=rng.uniform(-3.5, -1.5, n),
+        duste_qpah=rng.uniform(0.5, 4.5, n),
+        duste_umin=rng.uniform(0.2, 15.0, n),
+        duste_gamma=rng.uniform(0.0, 0.3, n),
+    )
+    exact, _ = sps.photometry(params, jades)
+    approx, _ = FastPhotometry(jades, sps=sps, zmax=2.0)(params)
+    without, _ = sps.photometry(params | dict(add_dust_emission=False), jades)
+    assert np.max(exact[:, -1] / without[:, -1]) > 1.05  # the emission matters in F444W
+    assert np.max(np.abs(approx / exact - 1)) < 2e-3

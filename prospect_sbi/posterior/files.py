@@ -6,10 +6,12 @@ __all__ = ["FORMAT", "EstimatorFiles"]
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
+import numpy as np
 import torch
 
 from .bounds import TargetSpace
@@ -109,13 +111,27 @@ class EstimatorFiles:
         from ..provenance import model_from_spec
 
         try:
-            return model_from_spec(self.model_spec)
+            model = model_from_spec(self.model_spec)
         except ValueError as err:
             raise ValueError(
                 f"the estimator's model cannot be rebuilt from its stored "
                 f"specification ({err}); pass the Prospector parameter file it "
                 "was trained with (--param-file, or model=)"
             ) from None
+        if self.trained_without_dust_emission:
+            model.params["add_dust_emission"] = np.array([False])
+        return model
+
+    @property
+    def trained_without_dust_emission(self) -> bool:
+        """A file from before BC03MilesBasis had dust emission, of a model that does not say.
+
+        Its training set was simulated without dust emission, so the model rebuilt from it
+        (:meth:`model`) switches it off, where FSPS's default (and BC03MilesBasis's now) is on.
+        """
+        version = self.header.get("versions", {}).get("prospect-sbi", "0")
+        params = self.model_spec.get("params", {})
+        return "add_dust_emission" not in params and version.split(".")[:2] == ["0", "1"]
 
     def resolve_model(self, model: object = None) -> object:
         """Return the estimator's model: ``model`` checked (:meth:`check`), or :meth:`model`.
@@ -132,6 +148,13 @@ class EstimatorFiles:
         if model is None:
             return self.model()
         self.check(model=model)
+        if self.trained_without_dust_emission and "add_dust_emission" not in model.params:
+            warnings.warn(
+                "this estimator was trained without dust emission (prospect-sbi 0.1) but the "
+                "model given does not set add_dust_emission, which FSPS and BC03MilesBasis "
+                "switch on: fix add_dust_emission=False in it to predict what it learned",
+                stacklevel=2,
+            )
         self._model = model  # refinement uses it too (a stored spec may not rebuild it)
         return model
 

@@ -70,6 +70,7 @@ def train(
     recalibrate: bool | None = None,
     augment_mass: bool = False,
     schedule: str = "plateau",
+    transfer: bool = False,
 ) -> AmortizedPosterior:
     """Train an amortised posterior (neural posterior estimation) on a simulated training set.
 
@@ -152,6 +153,12 @@ def train(
         for the mass priors uniform in log mass of the shipped models, and free.
     schedule : {"plateau", "cosine"}
         Learning-rate schedule (:data:`SCHEDULES`).
+    transfer : bool
+        With ``init``, accept an estimator of another model with the same free parameters
+        (targets), bands and redshift mode: a wider prior or new physics (e.g. dust emission,
+        a wider redshift range). Its weights, target normalisation and input standardisation
+        start the training; the result describes this training set's model, and
+        ``training["init"]["model_hash"]`` names the one it started from.
 
     Returns
     -------
@@ -188,6 +195,7 @@ def train(
             init,
             augment_mass,
             bool((network or {}).get("affine")),
+            transfer,
         )
     n_val = len(setup.val_rows)
     if recalibrate and n_val < N_SNR_BINS * MIN_PER_BIN:  # checked before the epochs
@@ -334,6 +342,7 @@ class _Setup:
         init: str | os.PathLike | AmortizedPosterior | None = None,
         augment_mass: bool = False,
         add_affine: bool = False,
+        transfer: bool = False,
     ) -> None:
         self.ts_info = {
             "path": str(ts.path),
@@ -378,7 +387,7 @@ class _Setup:
         self.val_rows, self.train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
         self.space = TargetSpace.from_model_spec(self.spec, labels, learned)
         #: (network, epochs already trained) of the estimator to fine-tune, or None
-        self.start = None if init is None else self._adopt(init, add_affine)
+        self.start = None if init is None else self._adopt(init, add_affine, transfer)
         self.augment = MassAugmentation(self.space.names, self.spec) if augment_mass else None
         if self.start is None:
             self.space.fit(self.data.theta[self.train_rows])
@@ -398,13 +407,16 @@ class _Setup:
         self.zred_range = [float(zred.min()), float(zred.max())] if redshift == "known" else None
 
     def _adopt(
-        self, init: str | os.PathLike | AmortizedPosterior, add_affine: bool = False
+        self,
+        init: str | os.PathLike | AmortizedPosterior,
+        add_affine: bool = False,
+        transfer: bool = False,
     ) -> tuple[PosteriorNetwork, int]:
         """Take the network, normalisation and encoder of the estimator to fine-tune.
 
         Returns a copy of its network (with a per-object affine transform added when
         ``add_affine`` and it has none) and the number of epochs it was trained for; the
-        normalisation and encoder are not refitted.
+        normalisation and encoder are not refitted. With ``transfer``, its model may differ.
         """
         post = AmortizedPosterior.resolve(init)
         wanted = {
@@ -419,7 +431,7 @@ class _Setup:
             "redshift": post.redshift,
             "targets": post.space.names,
         }
-        bad = [k for k in wanted if wanted[k] != found[k]]
+        bad = [k for k in wanted if wanted[k] != found[k] and not (transfer and k == "model")]
         if bad:
             raise ValueError(
                 f"init estimator differs from this training in {', '.join(bad)}: "
@@ -433,6 +445,7 @@ class _Setup:
             "best_val_loss": post.training.get("best_val_loss"),
             "recipe": post.training.get("recipe"),
             "trainingset": post.training.get("trainingset"),
+            "model_hash": post.model_hash,
         }
         net = PosteriorNetwork.from_config(post.network.config)
         net.load_state_dict(post.network.state_dict())
