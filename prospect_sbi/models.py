@@ -22,11 +22,12 @@ def build_model(
 ) -> object:
     """Build a Prospector ``SpecModel`` from one of its templates, set up for BC03MilesBasis.
 
-    Starts from ``TemplateLibrary[template]`` (plus ``"nebular"`` and ``"igm"``) and changes only what the
-    grids or a free redshift require: Chabrier IMF (``imf_type=1``); ``gas_logz`` tied to
-    ``logzsol``; ``gas_logu`` free in [-4, -1]; with a free redshift, step-SFH ``agebins``
-    follow ``zred`` (:func:`prospect_sbi.transforms.zred_to_agebins`: 0-30 Myr, 30-100 Myr,
-    then log-spaced to 85% of the age of the universe, and a last bin to its age), and the
+    Starts from ``TemplateLibrary[template]`` (plus ``"nebular"`` and ``"igm"``) and changes
+    only what the grids or a free redshift require: Chabrier IMF (``imf_type=1``);
+    ``gas_logz`` tied to ``logzsol``; ``gas_logu`` free in [-4, -1]; with a free redshift,
+    step-SFH ``agebins`` follow ``zred`` (:func:`prospect_sbi.transforms.zred_to_agebins`:
+    0-30 Myr, 30-100 Myr, then log-spaced to 85% of the age of the universe, and a last bin
+    to its age), and the
     ``logzsol`` prior stays within the grids.
 
     Parameters
