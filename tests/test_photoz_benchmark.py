@@ -85,8 +85,8 @@ def test_benchmark_runs_to_its_result_line(
     assert 0 < values["sigma_nmad"] < 5 and 0 <= values["outlier_frac"] <= 1
     assert 0 <= values["coverage_err_z"] <= 0.95 and values["ms_per_object"] > 0
     assert re.search(r"real \(spec-z\)\s+99 ", out)  # every galaxy of the catalogue
-    for z in ("0-1", "1-3", "3-6", "6-10", "10-20"):
-        assert f"mocks z {z} " in out
+    for z in ("0-1", "1-3", "3-6", "6-10", "10-20", "all"):
+        assert f"mocks z {z} " in out and f"S/N>=5 z {z} " in out
     for png in ("photoz_specz.png", "photoz_mocks.png"):
         assert (tmp_path / "out" / png).read_bytes()[:4] == b"\x89PNG"
 
