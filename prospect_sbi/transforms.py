@@ -149,6 +149,18 @@ def _zred_to_agebins(zred: np.ndarray, agebins: np.ndarray, **extras: object) ->
     tuniv = np.log10(age_of_universe(zred) * 1e9)
     tbinmax = tuniv + np.log10(0.85)
     start = agebins[:, 1, 1]
+    # the bins between the kept ones and the last need room: 85% of the age above their start
+    # (the last bin alone, for three bins, needs the age itself above it)
+    top = tuniv if nbin == 3 else tbinmax
+    short = ~(top > start)
+    if short.any():
+        i = int(np.argmax(short))
+        need = 10 ** start[i] / (1.0 if nbin == 3 else 0.85) / 1e6
+        raise ValueError(
+            f"zred={zred[i]:g} is too high for these step-SFH bins: the age of the universe "
+            f"there is {10 ** tuniv[i] / 1e6:.0f} Myr and the bins need more than {need:.0f} "
+            f"Myr (the kept bins end at {10 ** start[i] / 1e6:.0f} Myr)"
+        )
     steps = np.linspace(0.0, 1.0, nbin - 2)
     middle = start[:, None] + steps[None, :] * (tbinmax - start)[:, None]
     lims = np.concatenate([agebins[:, 0, :], middle, tuniv[:, None]], axis=1)

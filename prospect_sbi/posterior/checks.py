@@ -190,9 +190,13 @@ def check_zred(zred: Any, n: int, known: bool, bounds: tuple[float, float] | Non
                 "with an estimator trained on a zred range"
             )
         if out.any():
+            # the range rounded outward to 3 significant digits: [0.1, 10], not [0.100054, ...]
+            shown = f"[{_round(lo, np.floor):g}, {_round(hi, np.ceil):g}]"
+            count = int(out.sum())
             raise ValueError(
-                f"zred {z[out][0]:g} is outside the training range [{lo:g}, {hi:g}]"
-                f" ({int(out.sum())} objects)"
+                f"zred {z[out][0]:g} is outside the training range {shown} of this estimator "
+                f"({count} object{'s' if count > 1 else ''}); fit it with an estimator trained "
+                "over that redshift, or one that infers it (redshift='infer')"
             )
         if is_fixed_zred(bounds):
             z[:] = hi  # a catalogue's rounding of the one redshift the network has seen
@@ -239,3 +243,11 @@ def drop_shallow(
         stacklevel=stacklevel,
     )
     return flux, err
+
+
+def _round(value: float, direction: Any) -> float:
+    """``value`` to 3 significant digits, rounded with ``direction`` (numpy.floor or ceil)."""
+    if value == 0 or not np.isfinite(value):
+        return value
+    scale = 10.0 ** (np.floor(np.log10(abs(value))) - 2)
+    return float(direction(round(value / scale, 6)) * scale)

@@ -1,0 +1,96 @@
+"""benchmarks/photoz.py: its statistics on known numbers, and a run on a tiny photo-z estimator."""
+
+import importlib.util
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import one_torch_thread
+from scipy.stats import norm
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "photoz.py"
+
+
+@pytest.fixture(scope="module")
+def photoz():
+    spec = importlib.util.spec_from_file_location("photoz_benchmark", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_photoz_stats_on_known_numbers(photoz):
+    z_true = np.array([0.5, 1.0, 2.0, 3.0, 7.0])
+    dz = np.array([0.01, -0.02, 0.03, 0.2, -0.3])  # two outliers
+    stats = photoz.photoz_stats(z_true + dz * (1 + z_true), z_true)
+    assert stats["n"] == 5 and stats["bias"] == pytest.approx(0.01)
+    assert stats["sigma_nmad"] == pytest.approx(1.48 * np.median(np.abs(dz - 0.01)))
+    assert stats["outlier_frac"] == pytest.approx(0.4)
+    assert np.isnan(photoz.photoz_stats(np.array([]), np.array([]))["sigma_nmad"])
+    with pytest.raises(ValueError, match=r"z_phot \(3,\) and z_true \(2,\)"):
+        photoz.photoz_stats(np.zeros(3), np.zeros(2))
+
+
+def test_z_coverage_of_exact_posteriors(photoz):
+    rng = np.random.default_rng(0)
+    mu = rng.uniform(1, 10, 4000)
+    truth = mu + rng.normal(size=mu.size)  # draws from N(mu, 1) cover the truth as they should
+    draws = mu[:, None] + rng.normal(size=(mu.size, 400))
+    np.testing.assert_allclose(photoz.z_coverage(draws, truth), photoz.LEVELS, atol=0.025)
+    # a posterior 3 sigma off: P(|N(3, 1)| < half-width) of each central interval
+    half = norm.ppf(0.5 + np.array(photoz.LEVELS) / 2)
+    shifted = norm.cdf(half - 3) - norm.cdf(-half - 3)
+    np.testing.assert_allclose(photoz.z_coverage(draws, truth + 3.0), shifted, atol=0.02)
+
+
+@pytest.fixture(scope="module")
+def tiny_photoz_file(tmp_path_factory, _sps_instance):
+    """A barely trained photo-z estimator (redshift='infer', zred Beta(1, 3) on 0-20)."""
+    from prospect.models import priors
+
+    from prospect_sbi import JadesPixelNoise, build_model, jades_filters, simulate, train
+
+    folder = tmp_path_factory.mktemp("tiny_photoz")
+    zred = priors.Beta(alpha=1.0, beta=3.0, mini=0.0, maxi=20.0)
+    model = build_model("parametric_sfh", zred=zred, logmass=(5.0, 12.0))
+    with one_torch_thread():
+        with simulate(
+            model, _sps_instance, jades_filters(), 600, folder / "train.h5", seed=1, progress=False
+        ) as ts:
+            post = train(
+                ts, JadesPixelNoise(), redshift="infer", max_epochs=2, progress=False, seed=1
+            )
+    return post.save(folder / "tiny_photoz.sbi")
+
+
+def test_benchmark_runs_to_its_result_line(
+    photoz, tiny_photoz_file, shared_data, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # the data come from $PROSPECT_SBI_DATA
+    monkeypatch.setenv("PROSPECT_SBI_DATA", str(shared_data))
+    argv = ["--estimator", str(tiny_photoz_file), "--n-mocks", "60", "--draws", "100"]
+    photoz.main([*argv, "--n-time", "10", "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    result = out.strip().splitlines()[-1]
+    values = dict(kv.split("=") for kv in result.removeprefix("RESULT ").split())
+    assert list(values) == [
+        "sigma_nmad",
+        "outlier_frac",
+        "bias",
+        "coverage_err_z",
+        "ms_per_object",
+    ]
+    values = {k: float(v) for k, v in values.items()}
+    assert 0 < values["sigma_nmad"] < 5 and 0 <= values["outlier_frac"] <= 1
+    assert 0 <= values["coverage_err_z"] <= 0.95 and values["ms_per_object"] > 0
+    assert re.search(r"real \(spec-z\)\s+99 ", out)  # every galaxy of the catalogue
+    for z in ("0-1", "1-3", "3-6", "6-10", "10-20", "all"):
+        assert f"mocks z {z} " in out and f"S/N>=5 z {z} " in out
+    for png in ("photoz_specz.png", "photoz_mocks.png"):
+        assert (tmp_path / "out" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_benchmark_refuses_a_known_redshift_estimator(photoz, tiny_estimator_file, capsys):
+    with pytest.raises(SystemExit, match=r"conditioned on the redshift .* redshift='infer'"):
+        photoz.main(["--estimator", str(tiny_estimator_file)])
