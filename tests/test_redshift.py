@@ -87,3 +87,118 @@ def test_photoz_posterior_and_marginal_draws(small_estimator, small_photoz, z2_m
     assert abs(np.median(draws[0, :, k]) - 10.5) < 0.4
     with pytest.raises(ValueError, match="multiple of the 10 redshifts"):
         marginal_draws(small_estimator, flux[None], err[None], zp.grid(10), 205)
+
+
+@pytest.fixture(scope="module")
+def mocks(small_estimator, _sps_instance):
+    """Galaxies of 10^10.5 Msun at z = 1 and z = 4.5 (3 each), the small estimator's noise."""
+    from prospect_sbi import build_model
+    from prospect_sbi.forward import ModelPhotometry
+
+    model = build_model("parametric_sfh", zred=(0.5, 5.0), logmass=(5.0, 12.0))
+    phot = ModelPhotometry(model, _sps_instance, small_estimator.filters)
+    values = dict(mass=10**10.5, logzsol=-0.5, dust2=0.2, tage=0.5, tau=0.3, gas_logu=-2.0)
+    theta = np.array(
+        [
+            [z if k == "zred" else values[k] for k in model.theta_labels()]
+            for z in [1, 1, 1, 4.5, 4.5, 4.5]
+        ]
+    )
+    flux, err = small_estimator.noise.apply(phot(theta)[0], np.random.default_rng(4))
+    return flux, err, model
+
+
+def test_catalog_infer_and_wrong_redshift_flag(small_estimator, small_photoz, mocks):
+    from prospect_sbi.catalog import Catalog
+    from prospect_sbi.fitting import fit_catalog
+
+    flux, err, model = mocks
+    ztrue = np.array([1, 1, 1, 4.5, 4.5, 4.5])
+    cat = Catalog(flux, err, np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0]), np.arange(6), Table())
+    kw = dict(draws=200, model=False, refine="never", progress=False)
+    with pytest.warns(UserWarning, match="rules out"):
+        checked = fit_catalog(small_estimator, cat, photoz=small_photoz, **kw)
+    ruled = np.array(["zred_ruled_out" in f for f in checked["flag"]])
+    # the z = 4.5 galaxies fitted at z = 1 are flagged (2 of 3 by this barely trained photo-z
+    # estimator); the z = 1 ones are not
+    assert not ruled[:3].any() and ruled[3:].sum() >= 2
+    assert np.all(np.abs(checked["zphot_p50"] - ztrue) < 0.3 * (1 + ztrue))
+    inferred = fit_catalog(
+        small_estimator, cat, zred="infer", photoz=small_photoz, n_zred=10, **kw
+    )
+    np.testing.assert_allclose(inferred["zred"], inferred["zphot_p50"])
+    assert np.all(np.abs(inferred["zred"] - ztrue) < 0.3 * (1 + ztrue))
+    assert not any("zred_ruled_out" in f for f in inferred["flag"])
+    # the masses at the inferred redshift are right; at the wrong given one they are not
+    assert np.all(np.abs(inferred["log_mstar_p50"] - 10.5) < 0.5)
+    assert np.median(np.abs(checked["log_mstar_p50"][3:] - 10.5)) > 0.5
+    with pytest.raises(ValueError, match="multiple of n_zred"):
+        fit_catalog(small_estimator, cat, zred="infer", photoz=small_photoz, n_zred=7, **kw)
+
+
+def test_map_galaxy_infer_records_the_redshift(small_estimator, small_photoz, mocks, tmp_path):
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from prospect_sbi.pixels import load_cube, map_galaxy, read_maps
+
+    flux, err, _ = mocks
+    # a 2 x 3 "galaxy" of the z = 4.5 pixels (segment 1) and z = 1 ones (segment 2)
+    cube, ecube = flux.T.reshape(-1, 2, 3) / 30, err.T.reshape(-1, 2, 3) / 30
+    seg = np.array([[2, 2, 2], [1, 1, 1]])
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.cdelt = [-0.03 / 3600, 0.03 / 3600]
+    images = load_cube(cube, ecube, small_estimator.filters, "maggies", wcs=wcs, segmap=seg)
+    done = map_galaxy(
+        small_estimator,
+        images,
+        tmp_path,
+        "g",
+        np.ones((2, 3), bool),
+        model=False,
+        n_draws=100,
+        zred="infer",
+        photoz=small_photoz,
+        n_zred=10,
+        progress=False,
+    )
+    fit = done.fit
+    assert set(fit.redshift) == {1, 2}
+    assert fit.redshift[1].median > 2.5 > fit.redshift[2].median
+    np.testing.assert_allclose(fit.zred[fit.groups == 1], fit.redshift[1].median)
+    read, _, header = read_maps(done.files["maps"])
+    assert header["ZGIVEN"] == "infer" and "ZMULTI" in header
+    zd = read["zred_draws"]
+    assert len(zd) == 2000 and set(np.unique(zd["segment"])) == {1, 2}
+    np.testing.assert_allclose(np.median(zd["zred"][zd["segment"] == 1]), fit.redshift[1].median)
+    assert fits.getheader(done.files["maps"])["ZGIVEN"] == "infer"
+    # a rerun with the same inputs is skipped; another n_zred is refused
+    again = map_galaxy(
+        small_estimator,
+        images,
+        tmp_path,
+        "g",
+        np.ones((2, 3), bool),
+        model=False,
+        n_draws=100,
+        zred="infer",
+        photoz=small_photoz,
+        n_zred=10,
+        progress=False,
+    )
+    assert again.skipped
+    with pytest.raises(ValueError, match="was mapped with other inputs"):
+        map_galaxy(
+            small_estimator,
+            images,
+            tmp_path,
+            "g",
+            np.ones((2, 3), bool),
+            model=False,
+            n_draws=100,
+            zred="infer",
+            photoz=small_photoz,
+            n_zred=20,
+            progress=False,
+        )

@@ -17,6 +17,7 @@ __all__ = [
     "ZRED_RULED_OUT",
     "RedshiftPosterior",
     "ZredGiven",
+    "combine_diagnostics",
     "count_modes",
     "marginal_draws",
     "photoz_estimator",
@@ -343,9 +344,11 @@ def redshift_posterior(
 
 
 def read_zred_table(
-    path: str | os.PathLike, id_column: str = "id", zred_column: str = "z"
+    path: str | os.PathLike, id_column: str = "id", zred_column: str | None = "z"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Segment ids and redshifts of a table file (FITS, ECSV or CSV).
+
+    ``zred_column=None`` reads the ids alone (redshifts all NaN, e.g. to infer them).
 
     Returns
     -------
@@ -362,7 +365,7 @@ def read_zred_table(
     fmt = {".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}.get(path.suffix.lower())
     table = Table.read(path, format=fmt)
     for col, what in ((id_column, "id"), (zred_column, "redshift")):
-        if col not in table.colnames:
+        if col is not None and col not in table.colnames:
             raise ValueError(
                 f"catalogue {path.name} has no {what} column {col!r}; its columns: "
                 f"{', '.join(table.colnames[:12])}"
@@ -383,6 +386,8 @@ def read_zred_table(
             f"catalogue {path.name}: segment id {uniq[counts > 1][0]} appears "
             f"{counts[counts > 1][0]} times"
         )
+    if zred_column is None:
+        return ids, np.full(len(ids), np.nan)
     z = np.ma.filled(np.ma.asarray(table[zred_column], dtype=float), np.nan)
     with np.errstate(invalid="ignore"):
         z = np.where(np.isfinite(z) & (z > 0), z, np.nan)
@@ -509,8 +514,12 @@ def zred_given(
     )
 
 
-def _aggregate(diag: dict[str, np.ndarray], b: int, k: int) -> dict[str, np.ndarray]:
-    """Per-object refinement diagnostics (b,) from those of its k redshift rows (b * k,)."""
+def combine_diagnostics(diag: dict[str, np.ndarray], b: int, k: int) -> dict[str, np.ndarray]:
+    """Per-object refinement diagnostics (b,) from those of its k redshift rows (b * k,).
+
+    ``refined`` and ``khat_flag``: any row; ``ess``: summed; ``khat``: the largest; ``logz``:
+    the log of the mean evidence over the k redshifts.
+    """
     out = {}
     for key, v in diag.items():
         v = np.asarray(v).reshape(b, k)
@@ -591,6 +600,6 @@ def marginal_draws(
     )
     diag = None
     if sample_options.get("refine", "never") != "never":
-        diag = _aggregate({key: getattr(draws, key) for key in DIAGNOSTICS}, b, k)
+        diag = combine_diagnostics({key: getattr(draws, key) for key in DIAGNOSTICS}, b, k)
     out = np.asarray(draws, dtype=np.float32).reshape(b, k * m, -1)
     return out, diag
