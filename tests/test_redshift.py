@@ -202,3 +202,20 @@ def test_map_galaxy_infer_records_the_redshift(small_estimator, small_photoz, mo
             n_zred=20,
             progress=False,
         )
+
+
+def test_commands_refuse_infer_without_a_photoz_estimator(small_estimator_file, capsys, tmp_path):
+    from conftest import cli_one_line
+
+    cat = tmp_path / "c.ecsv"
+    Table({"id": [1]}).write(cat)
+    cli_one_line(
+        capsys,
+        ["fit", cat, small_estimator_file, "-o", tmp_path / "o.ecsv", "--zred", "infer"],
+        "needs a photometric-redshift estimator: none is shipped",
+    )
+    cli_one_line(
+        capsys,
+        ["fit", cat, small_estimator_file, "-o", tmp_path / "o.ecsv", "--zred", "z=2"],
+        "--zred takes a redshift or 'infer'; got 'z=2'",
+    )

@@ -821,7 +821,8 @@ def map_field(
         id_column=id_column,
         zred_column=zred_column,
     )
-    if given.kind != "infer":
+    infer = given.kind == "infer"
+    if not infer:
         zcat = np.array([given.of(g) for g in ids.tolist()], dtype=float)
     no_zred = [] if infer else ids[~np.isfinite(zcat)].tolist()
     with Mosaic(mosaics, unit) as mosaic:
