@@ -269,3 +269,31 @@ def cli_one_line(capsys: pytest.CaptureFixture, argv: list, match: str) -> str:
     assert err.count("\n") == 1 and err.startswith("prospect-sbi "), err
     assert match in err, err
     return err
+
+
+@pytest.fixture(scope="session")
+def small_photoz(tmp_path_factory: pytest.TempPathFactory, _sps_instance: object) -> object:
+    """A small real photometric-redshift estimator (``redshift="infer"``, ~15 s).
+
+    ``small_estimator``'s model (``parametric_sfh``, zred 0.5-5, stellar mass formed
+    10^5-10^12 Msun), bands and noise, with the redshift a target: 4000 simulations,
+    15 epochs, one thread. Its z posteriors are broad but tell z ~ 1 from z ~ 4.
+    """
+    from prospect_sbi import JadesPixelNoise, build_model, jades_filters, simulate, train
+
+    folder = tmp_path_factory.mktemp("small_photoz")
+    with one_torch_thread():
+        model = build_model("parametric_sfh", zred=(0.5, 5.0), logmass=(5.0, 12.0))
+        with simulate(
+            model,
+            _sps_instance,
+            jades_filters(),
+            4000,
+            folder / "train.h5",
+            seed=7,
+            progress=False,
+        ) as ts:
+            post = train(
+                ts, JadesPixelNoise(), redshift="infer", max_epochs=15, progress=False, seed=7
+            )
+    return post

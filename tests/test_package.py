@@ -101,6 +101,7 @@ SUBPACKAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "importance",
             "likelihood",
             "obs",
+            "redshift",
             "registry",
             "results",
         ),

@@ -269,7 +269,9 @@ def test_bad_mosaics_are_one_line_errors_naming_the_band(field, small_estimator,
         mosaics = _edited(field, tmp_path, "jwst_f200w", edit)
         with pytest.raises(ValueError, match=message):
             map_field(small_estimator, mosaics, field.segmap, field.catalog, tmp_path / "o")
-    with pytest.raises(ValueError, match="zred='infer' is not available yet"):
+    with pytest.raises(
+        ValueError, match="needs a photometric-redshift estimator: none is shipped"
+    ):
         map_field(
             small_estimator,
             field.mosaics,
@@ -329,7 +331,8 @@ def test_survey_command(run, field, small_estimator_file, tmp_path, capsys):
     assert (copy / "field_mwa.fits").is_file() and not (copy / "field_dust2.fits").exists()
     assert cli.main([*argv, "--zred", "infer"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--zred infer is not available yet" in err
+    assert err.count("\n") == 1 and "needs a photometric-redshift estimator: none is" in err
+    assert "pass photoz= (--photoz)" in err
 
 
 @pytest.mark.slow

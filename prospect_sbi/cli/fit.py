@@ -30,6 +30,20 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
         help="redshift column, for estimators conditioned on it; without such "
         "a column, the redshift the estimator's model fixes",
     )
+    parser.add_argument(
+        "--zred",
+        help="instead of --zred-column: one redshift for every row, or 'infer': each "
+        "object's photo-z posterior (--photoz), then its parameters marginalised over it",
+    )
+    parser.add_argument(
+        "--photoz",
+        help="photometric-redshift estimator (file or pretrained name) of --zred infer "
+        "(default: the pretrained ESTIMATOR-photoz); with given redshifts it checks them "
+        "(flag zred_ruled_out)",
+    )
+    parser.add_argument(
+        "--n-zred", type=int, default=20, help="redshifts per object with --zred infer"
+    )
     parser.add_argument("--id-column", default=None, help="id column (default: row number)")
     parser.add_argument(
         "--err-floor",
@@ -73,6 +87,19 @@ def run_fit(args: argparse.Namespace) -> int:
     post = AmortizedPosterior.resolve(args.estimator)
     pf = param_file(args)
     model = None if pf is None else estimator_model(post, pf)
+    zred = args.zred
+    if zred is not None:
+        if zred != "infer":
+            try:
+                zred = float(zred)
+            except ValueError:
+                raise ValueError(f"--zred takes a redshift or 'infer'; got {zred!r}") from None
+        args.zred_column = None  # the catalogue's redshifts are not read
+    photoz = args.photoz
+    if zred == "infer" or photoz is not None:  # the default <name>-photoz, by the name given
+        from ..fitting import photoz_estimator
+
+        photoz = photoz_estimator(args.estimator, photoz)[0]
     catalog, zcol = read_catalog_zred(args, post)
     # everything that changes a row: a resumed run must not mix two option sets
     fingerprint = {
@@ -90,6 +117,9 @@ def run_fit(args: argparse.Namespace) -> int:
         "--refine": args.refine,
         "--likelihood": args.likelihood,
         "--sps": args.sps,
+        "--zred": args.zred,
+        "--photoz": None if args.photoz is None else file_id(estimator_file(args.photoz)),
+        "--n-zred": args.n_zred,
     }
     sps = None if args.sps == "builtin" else param_file_sps(args, pf)
     counts = write_catalog_fit(
@@ -105,6 +135,9 @@ def run_fit(args: argparse.Namespace) -> int:
         refine=args.refine,
         likelihood=args.likelihood,
         draws_file=args.save_draws,
+        zred=zred,
+        photoz=photoz,
+        n_zred=args.n_zred,
     )
     rows, refined = counts.pop("rows"), counts.pop("refined")
     also = "" if args.refine == "never" else f"; {refined} refined"

@@ -88,9 +88,20 @@ def add_map_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--zred",
-        type=float,
-        help="redshift of the galaxy (required by estimators conditioned on it)",
+        help="redshift of the galaxy (required by estimators conditioned on it): a number, "
+        "'infer' (the galaxy's photo-z posterior from its integrated photometry, propagated "
+        "into every pixel), or a table file (FITS, ECSV, CSV) of segment id -> redshift",
     )
+    parser.add_argument(
+        "--photoz",
+        help="photometric-redshift estimator (file or pretrained name) of --zred infer "
+        "(default: the pretrained ESTIMATOR-photoz); with a given --zred it checks it",
+    )
+    parser.add_argument(
+        "--n-zred", type=int, default=20, help="redshifts of the posterior per pixel (infer)"
+    )
+    parser.add_argument("--zred-column", default="z", help="redshift column of a --zred table")
+    parser.add_argument("--id-column", default="id", help="segment-id column of a --zred table")
     parser.add_argument(
         "--snr-min",
         type=float,
@@ -155,7 +166,22 @@ def run_map(args: argparse.Namespace) -> int:
     if args.pixel_scale is not None and not args.pixel_scale > 0:
         raise ValueError(f"--pixel-scale is the pixel side in arcsec, > 0; got {args.pixel_scale}")
     post = AmortizedPosterior.resolve(args.estimator)
-    if post.redshift == "known" and args.zred is None:
+    zred = given = None
+    if args.zred is not None or args.photoz is not None:
+        zred = _zred_option(args.zred)
+    if args.zred is not None and not isinstance(zred, float) or args.photoz is not None:
+        from ..fitting import zred_given
+
+        given = zred_given(
+            zred,
+            args.estimator,
+            args.photoz,
+            n_zred=args.n_zred,
+            id_column=args.id_column,
+            zred_column=args.zred_column,
+        )
+        args.zred = given.value  # a number to the images; a table or infer to map_galaxy
+    if post.redshift == "known" and args.zred is None and given is None:
         zr = post.header.get("zred_range")
         if zr is None or zr[0] != zr[1]:
             raise ValueError(f"{args.estimator} is conditioned on the redshift: give --zred Z")
@@ -199,6 +225,7 @@ def run_map(args: argparse.Namespace) -> int:
                 refine=args.refine,
                 likelihood=args.likelihood,
                 err_floor=args.err_floor,
+                zred=given,
             )
     finally:
         if client is not None:
@@ -221,4 +248,24 @@ def run_map(args: argparse.Namespace) -> int:
         f"{ood} of pixels flagged out of distribution{refined}; wrote {files['maps']} and "
         "PNG"
     )
+    for g, zp in sorted(fit.redshift.items()):
+        modes = ", ".join(f"{m:.2f} ({w:.0%})" for m, w in zip(zp.modes, zp.masses, strict=True))
+        ruled = " RULED OUT the given z" if fit.zred_ruled_out.get(g) else ""
+        print(
+            f"segment {g}: photo-z {zp.median:.2f} (16-84%: {zp.p16:.2f}-{zp.p84:.2f}); "
+            f"modes {modes}{ruled}"
+        )
     return 0
+
+
+def _zred_option(value: str | None) -> float | str | None:
+    """``--zred``: a number, ``infer``, or a table file (one-line error otherwise)."""
+    if value is None or value == "infer":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    if not Path(value).is_file():
+        raise ValueError(f"--zred takes a redshift, 'infer' or a table file; got {value!r}")
+    return value

@@ -39,8 +39,18 @@ def add_survey_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--zred",
         default="catalog",
-        metavar="{catalog,infer}",
-        help="redshifts from the catalogue (infer: not available yet)",
+        metavar="{catalog,infer,Z}",
+        help="redshifts from the catalogue's --zred-column, 'infer' (each galaxy's photo-z "
+        "posterior from its integrated photometry, propagated into its pixels), or one "
+        "number for every galaxy",
+    )
+    parser.add_argument(
+        "--photoz",
+        help="photometric-redshift estimator (file or pretrained name) of --zred infer "
+        "(default: the pretrained ESTIMATOR-photoz); with given redshifts it checks them",
+    )
+    parser.add_argument(
+        "--n-zred", type=int, default=20, help="redshifts of each galaxy's posterior (infer)"
     )
     parser.add_argument("--unit", help="flux unit of every mosaic (default: BUNIT)")
     parser.add_argument(
@@ -106,13 +116,21 @@ def run_survey(args: argparse.Namespace) -> int:
     from ..pixels import FIELD_QUANTITIES, map_field
     from ..posterior import AmortizedPosterior
 
-    if args.zred == "infer":
-        raise ValueError(
-            "--zred infer is not available yet (redshift inference of whole "
-            "galaxies has not landed): give --zred-column"
-        )
+    zred = args.zred
+    if zred not in ("catalog", "infer"):
+        try:
+            zred = float(zred)
+        except ValueError:
+            raise ValueError(f"--zred takes catalog, infer or a redshift; got {zred!r}") from None
     mosaics = _mosaics(args.mosaic)
     post = AmortizedPosterior.resolve(args.estimator)
+    given = None
+    if zred == "infer" or args.photoz is not None:  # resolved once, by the estimator's name
+        from ..fitting import zred_given
+
+        given = zred_given(
+            "infer" if zred == "infer" else 1.0, args.estimator, args.photoz, n_zred=args.n_zred
+        )
     client = dask_client(args.workers, args.scheduler)
     try:
         res = map_field(
@@ -123,7 +141,9 @@ def run_survey(args: argparse.Namespace) -> int:
             args.out,
             id_column=args.id_column,
             zred_column=args.zred_column,
-            zred=args.zred,
+            zred=given if zred == "infer" else zred,
+            photoz=None if given is None else given.photoz,
+            n_zred=args.n_zred,
             unit=args.unit,
             margin=args.margin,
             snr_min=args.snr_min,

@@ -5,10 +5,22 @@
 :func:`compare` checks an SBI posterior against dynesty on the same object;
 :func:`importance_sample` turns the estimator's draws into the exact posterior of the likelihood;
 :func:`fit_catalog` and :func:`write_catalog_fit` fit every row of a catalogue (keeping
-its draws with ``draws_file=``, read by :func:`read_catalog_draws`).
+its draws with ``draws_file=``, read by :func:`read_catalog_draws`); :func:`zred_given` decides
+how a redshift is given (a number, a table, ``"infer"``: :func:`redshift_posterior`).
 """
 
-from . import catalog, comparison, draws, fit, importance, likelihood, obs, registry, results
+from . import (
+    catalog,
+    comparison,
+    draws,
+    fit,
+    importance,
+    likelihood,
+    obs,
+    redshift,
+    registry,
+    results,
+)
 from .catalog import *  # noqa: F403
 from .comparison import *  # noqa: F403
 from .draws import *  # noqa: F403
@@ -16,6 +28,7 @@ from .fit import *  # noqa: F403
 from .importance import *  # noqa: F403
 from .likelihood import *  # noqa: F403
 from .obs import *  # noqa: F403
+from .redshift import *  # noqa: F403
 from .registry import *  # noqa: F403
 from .results import *  # noqa: F403
 
@@ -29,4 +42,5 @@ __all__ = [
     *comparison.__all__,
     *catalog.__all__,
     *draws.__all__,
+    *redshift.__all__,
 ]

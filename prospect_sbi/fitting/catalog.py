@@ -10,8 +10,9 @@ declared unit and the likely one.
 
 from __future__ import annotations
 
-__all__ = ["FIT_FLAGS", "check_catalog", "fit_catalog", "write_catalog_fit"]
+__all__ = ["FIT_FLAGS", "N_ZPHOT_DRAWS", "check_catalog", "fit_catalog", "write_catalog_fit"]
 
+import dataclasses
 import inspect
 import os
 import warnings
@@ -33,8 +34,15 @@ from ..posterior.plausibility import (
     warn_prior_edge,
 )
 from ..posterior.refine import DIAGNOSTICS, check_refine
-from ..posterior.summary import STATISTICS
+from ..posterior.summary import STATISTICS, draw_statistics
 from ..tables import TableParts
+from .redshift import (
+    ZRED_RULED_OUT,
+    combine_diagnostics,
+    photoz_estimator,
+    redshift_posterior,
+    zred_given,
+)
 
 if TYPE_CHECKING:
     from ..posterior import AmortizedPosterior
@@ -46,7 +54,13 @@ FIT_FLAGS = {
     "zred_missing": "the redshift column is empty for the row",
     "zred_outside_training_range": "a redshift the estimator never saw",
     "ood": "the posterior-predictive check failed (chi2_red above its 0.1% quantile)",
+    ZRED_RULED_OUT: "the given redshift lies outside the 99.7% of the photo-z posterior",
+    "zphot_multimodal": "the photo-z posterior has more than one mode",
+    "zphot_clipped": "photo-z draws beyond the estimator's redshift range, fitted at its edge",
 }
+
+#: Draws of each object's photo-z posterior.
+N_ZPHOT_DRAWS = 1000
 
 
 def _row_flags(post: Any, catalog: Catalog) -> np.ndarray:
@@ -181,9 +195,18 @@ class _CatalogFit:
         sps: Any,
         refine: str = "never",
         likelihood: str = "flux",
+        zred: Any = None,
+        photoz: Any = None,
+        n_zred: int = 20,
+        source: Any = None,
     ) -> None:
         if len(catalog.flux) == 0:
             raise ValueError("the catalogue has no rows")
+        self.zgrid, self.zcols, self.ruled, self.zmulti, self.zclip = None, {}, None, None, None
+        if zred is not None or photoz is not None:
+            catalog = self._redshifts(
+                post, catalog, int(draws), seed, zred, photoz, n_zred, source
+            )
         self.refine, self.likelihood = check_refine(refine), likelihood
         if refine != "never":
             post.refiner(sps, likelihood)  # a likelihood the noise model lacks fails here
@@ -197,6 +220,139 @@ class _CatalogFit:
         self.check = _predictive_check(post, model, sps)
         self.columns = [f"{label}_{s}" for label in post.labels for s in STATISTICS]
         self.edge_flags: list[np.ndarray] = []
+
+    def _redshifts(
+        self,
+        post: Any,
+        catalog: Catalog,
+        draws: int,
+        seed: int,
+        zred: Any,
+        photoz: Any,
+        n_zred: int,
+        source: Any,
+    ) -> Catalog:
+        """Return the catalogue with the redshifts to fit at; the photo-z posteriors, checks."""
+        if post.redshift != "known":
+            raise ValueError(
+                "this estimator infers the redshift (redshift='infer'): zred= and photoz= "
+                "are for estimators conditioned on it"
+            )
+        infer = isinstance(zred, str) and zred == "infer"
+        source = post if source is None else source
+        if zred is not None and not infer:
+            given = zred_given(zred, source)
+            if given.kind == "value":
+                z = np.full(len(catalog.flux), given.value)
+            else:
+                try:
+                    z = np.array([given.of(int(i)) for i in catalog.ids], dtype=float)
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        "a redshift table needs integer catalogue ids (--id-column)"
+                    ) from None
+            catalog = dataclasses.replace(catalog, zred=z)
+        if not infer and photoz is None:
+            return catalog
+        pz, label = photoz_estimator(source, photoz)
+        rows = np.flatnonzero(np.isfinite(catalog.flux).any(1))
+        n = len(catalog.flux)
+        cols = {c: np.full(n, np.nan) for c in ("zphot_p16", "zphot_p50", "zphot_p84")}
+        cols["zphot_nmodes"] = np.zeros(n, int)
+        posts = redshift_posterior(
+            pz, catalog.flux[rows], catalog.err[rows], N_ZPHOT_DRAWS, seed=seed, label=label
+        )
+        for r, zp in zip(rows.tolist(), posts, strict=True):
+            summ = zp.summary()
+            for c in cols:
+                cols[c][r] = summ[c]
+        self.zcols = cols
+        self.zmulti = cols["zphot_nmodes"] > 1
+        if infer:
+            if draws % int(n_zred):
+                raise ValueError(
+                    f"draws ({draws}) must be a multiple of n_zred ({n_zred}) with zred='infer'"
+                )
+            grid = np.full((n, int(n_zred)), np.nan)
+            for r, zp in zip(rows.tolist(), posts, strict=True):
+                grid[r] = zp.grid(int(n_zred))
+            zr = post.header.get("zred_range")
+            self.zclip = np.zeros(n, bool)
+            if zr is not None:
+                self.zclip = np.any((grid < zr[0]) | (grid > zr[1]), axis=1)
+                grid = np.clip(grid, zr[0], zr[1])
+            self.zgrid = grid
+            return dataclasses.replace(
+                catalog, zred=np.clip(cols["zphot_p50"], *(zr or (0, np.inf)))
+            )
+        if catalog.zred is None:
+            raise ValueError(
+                "photoz= checks given redshifts: name the catalogue's redshift column, or "
+                "pass zred="
+            )
+        self.ruled = np.zeros(n, bool)
+        for r, zp in zip(rows.tolist(), posts, strict=True):
+            self.ruled[r] = bool(zp.ruled_out(catalog.zred[r]))
+        if self.ruled.any():
+            warnings.warn(
+                f"{int(self.ruled.sum())} of {n} objects have a given redshift their photometry "
+                f"rules out (outside 99.7% of the photo-z posterior): flagged {ZRED_RULED_OUT}",
+                UserWarning,
+                stacklevel=4,
+            )
+        return catalog
+
+    def _marginal(self, obs: Any, grid: np.ndarray, seed: Any, collect: Any) -> dict:
+        """Summaries of objects marginalised over their K redshifts (rows x K in one call)."""
+        b, k = grid.shape
+        m = self.draws // k
+        wide = Observations(
+            np.repeat(obs.flux, k, 0),
+            np.repeat(obs.err, k, 0),
+            grid.ravel(),
+            False,
+            np.repeat(obs.flags, k),
+        )
+        kept = np.empty((b * k, m, len(self.post.labels)), np.float32)
+
+        def keep(rows: slice, values: np.ndarray) -> None:
+            kept[rows] = values
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PriorEdgeWarning)
+            summ = self.post.summarize(
+                wide,
+                n=m,
+                seed=seed,
+                predictive_check=self.check,
+                refine=self.refine,
+                sps=self.sps,
+                likelihood=self.likelihood,
+                on_draws=keep,
+            )
+        draws = kept.reshape(b, k * m, -1)
+        if collect is not None:
+            collect(slice(0, b), draws)
+        stats = draw_statistics(draws)
+        out = {
+            f"{label}_{s}": stats[:, j, i]
+            for j, label in enumerate(self.post.labels)
+            for i, s in enumerate(STATISTICS)
+        }
+        reasons = np.asarray(summ["flag"], dtype=object).reshape(b, k)
+        out["flag"] = np.array(
+            [
+                ";".join(dict.fromkeys(r for f in row if f != "ok" for r in f.split(";"))) or "ok"
+                for row in reasons
+            ],
+            dtype=object,
+        )
+        if self.check is not None:
+            out["chi2_red"] = np.asarray(summ["chi2_red"]).reshape(b, k)[:, k // 2]
+            out["ood"] = np.asarray(summ["ood"]).reshape(b, k)[:, k // 2]
+        if self.refine != "never":
+            out |= combine_diagnostics({c: np.asarray(summ[c]) for c in DIAGNOSTICS}, b, k)
+        return out
 
     def chunk(self, rows: slice, keep: Any = None, part: int = 0) -> Table:
         """Rows ``rows`` of the output table; with ``keep`` (a DrawParts), draws as ``part``.
@@ -235,18 +391,26 @@ class _CatalogFit:
 
         if fit.size:
             obs = self.obs[self.index[fit + rows.start]]
-            with warnings.catch_warnings():  # counted over the whole catalogue instead
-                warnings.simplefilter("ignore", PriorEdgeWarning)
-                summ = self.post.summarize(
+            if self.zgrid is not None:  # marginalised over each object's photo-z posterior
+                summ = self._marginal(
                     obs,
-                    n=self.draws,
-                    seed=row_seed(self.seed, rows),
-                    predictive_check=self.check,
-                    refine=self.refine,
-                    sps=self.sps,
-                    likelihood=self.likelihood,
-                    on_draws=None if keep is None else collect,
+                    self.zgrid[fit + rows.start],
+                    row_seed(self.seed, rows),
+                    None if keep is None else collect,
                 )
+            else:
+                with warnings.catch_warnings():  # counted over the whole catalogue instead
+                    warnings.simplefilter("ignore", PriorEdgeWarning)
+                    summ = self.post.summarize(
+                        obs,
+                        n=self.draws,
+                        seed=row_seed(self.seed, rows),
+                        predictive_check=self.check,
+                        refine=self.refine,
+                        sps=self.sps,
+                        likelihood=self.likelihood,
+                        on_draws=None if keep is None else collect,
+                    )
             for c in self.columns:
                 values[c][fit] = summ[c]
             for c in extra:
@@ -255,8 +419,22 @@ class _CatalogFit:
             if self.check is not None:
                 chi2[fit], ood[fit] = summ["chi2_red"], summ["ood"]
             n_bands[fit] = np.sum(np.isfinite(obs.flux), axis=1)
+        extra_flags = [
+            (name, mask[rows])
+            for name, mask in (
+                (ZRED_RULED_OUT, self.ruled),
+                ("zphot_multimodal", self.zmulti),
+                ("zphot_clipped", self.zclip),
+            )
+            if mask is not None
+        ]
+        for name, mask in extra_flags:
+            for i in np.flatnonzero(mask):
+                flag[i] = name if flag[i] in ("", "ok") else f"{flag[i]};{name}"
         out["flag"] = np.asarray(flag, dtype=str)
         out["n_bands"] = n_bands
+        for c, v in self.zcols.items():
+            out[c] = v[rows]
         for c in self.columns:
             out[c] = values[c]
         if self.check is not None:
@@ -303,6 +481,9 @@ def fit_catalog(
     refine: str = "auto",
     likelihood: str = "flux",
     draws_file: str | os.PathLike | None = None,
+    zred: Any = None,
+    photoz: Any = None,
+    n_zred: int = 20,
 ) -> Table:
     """Posterior summaries of every catalogue row, with flags and a predictive check.
 
@@ -339,6 +520,23 @@ def fit_catalog(
         the model's theta order and the derived quantities, the draws behind the
         summaries (:mod:`prospect_sbi.fitting.draws`; read it with
         :func:`~prospect_sbi.fitting.read_catalog_draws`). Written atomically, replacing it.
+    zred : float, mapping, path-like or "infer", optional
+        The redshifts instead of the catalogue's column (:func:`~prospect_sbi.fitting.zred_given`:
+        one for every row, or catalogue id -> redshift), or ``"infer"``: each object's
+        photo-z posterior (``photoz``, 1000 draws of its photometry), then its parameters by
+        this estimator at ``n_zred`` redshifts of it (its quantiles; ``draws / n_zred``
+        draws each), so the summaries are marginalised over the redshift, and ``zred`` is
+        the photo-z median. (A photo-z estimator's own joint posterior is ``fit_catalog``
+        with it as ``estimator``; this two-step fit keeps the known-redshift estimator's
+        parameters, checks and refinement, as the maps do.) The predictive check is that
+        of the median redshift's draws. Redshifts beyond this estimator's range are fitted at
+        its edge, flagged ``zphot_clipped``.
+    photoz : AmortizedPosterior, path-like or str, optional
+        Photometric-redshift estimator (default the pretrained ``<estimator>-photoz``); with
+        given redshifts it checks them: a row whose photometry rules its redshift out
+        (outside 99.7% of the photo-z posterior) is flagged ``zred_ruled_out`` (and warned).
+    n_zred : int
+        Redshifts per object with ``zred="infer"``.
 
     Returns
     -------
@@ -348,7 +546,8 @@ def fit_catalog(
         :data:`~prospect_sbi.posterior.plausibility.FLAG_REASONS`, ``mass_at_prior_max``,
         ``khat``...), ``n_bands`` (bands used), ``<label>_p50/_p16/_p84/_mean/_std``,
         ``chi2_red``, ``ood``, and unless ``refine="never"`` ``refined``, ``ess``, ``khat``,
-        ``logz``, ``khat_flag``.
+        ``logz``, ``khat_flag``; with ``photoz`` or ``"infer"`` also ``zphot_p16/p50/p84``
+        and ``zphot_nmodes`` (flags ``zphot_multimodal``, ``zred_ruled_out``).
 
     Raises
     ------
@@ -365,7 +564,20 @@ def fit_catalog(
     from ..posterior import AmortizedPosterior
 
     post = AmortizedPosterior.resolve(estimator)
-    job = _CatalogFit(post, catalog, draws, seed, model, sps, refine, likelihood)
+    job = _CatalogFit(
+        post,
+        catalog,
+        draws,
+        seed,
+        model,
+        sps,
+        refine,
+        likelihood,
+        zred,
+        photoz,
+        n_zred,
+        estimator,
+    )
     slices = chunk_slices(len(job.flag), chunk_size)
     keep = None
     if draws_file is not None:
@@ -446,7 +658,18 @@ def write_catalog_fit(
     opts.update(options)
     post = AmortizedPosterior.resolve(estimator)
     job = _CatalogFit(
-        post, catalog, draws, seed, opts["model"], opts["sps"], opts["refine"], opts["likelihood"]
+        post,
+        catalog,
+        draws,
+        seed,
+        opts["model"],
+        opts["sps"],
+        opts["refine"],
+        opts["likelihood"],
+        opts["zred"],
+        opts["photoz"],
+        opts["n_zred"],
+        estimator,
     )
     parts = TableParts(out, dict(fingerprint, chunk_size=int(chunk_size)))
     keep = job.draw_parts(opts["draws_file"], parts.folder, opts["model"])

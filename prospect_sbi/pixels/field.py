@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from .._io import atomic_path, run_ordered
 from ..filters import resolve_band_names
+from ..fitting.redshift import ZRED_RULED_OUT, read_zred_table, zred_given
 from .galaxy import galaxy_files, map_galaxy
 from .images import PixelImages, flux_unit_factor, load_cube
 from .io import read_maps, write_table
@@ -368,9 +369,11 @@ def bounding_boxes(segmap: str | os.PathLike, strip: int = 256) -> dict[int, tup
 
 
 def read_field_catalog(
-    path: str | os.PathLike, id_column: str = "id", zred_column: str = "z"
+    path: str | os.PathLike, id_column: str = "id", zred_column: str | None = "z"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Segment ids and redshifts of a catalogue (FITS or ECSV).
+    """Segment ids and redshifts of a catalogue (FITS, ECSV or CSV).
+
+    :func:`~prospect_sbi.fitting.read_zred_table`: ``zred_column=None`` reads the ids alone.
 
     Returns
     -------
@@ -383,36 +386,7 @@ def read_field_catalog(
     ValueError
         A missing column (the columns there are named), ids that are not integers or repeat.
     """
-    path = Path(path)
-    fmt = "ascii.ecsv" if path.suffix.lower() == ".ecsv" else None
-    table = Table.read(path, format=fmt)
-    for col, what in ((id_column, "id"), (zred_column, "redshift")):
-        if col not in table.colnames:
-            raise ValueError(
-                f"catalogue {path.name} has no {what} column {col!r}; its columns: "
-                f"{', '.join(table.colnames[:12])}"
-            )
-    raw = np.ma.filled(np.ma.asarray(table[id_column]), -1)
-    try:
-        ids = np.asarray(raw).astype(np.int64)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"catalogue {path.name}: id column {id_column!r} is not integer segment ids"
-        ) from None
-    if not np.all(ids == np.asarray(raw, dtype=float)):
-        raise ValueError(
-            f"catalogue {path.name}: id column {id_column!r} is not integer segment ids"
-        )
-    uniq, counts = np.unique(ids, return_counts=True)
-    if np.any(counts > 1):
-        raise ValueError(
-            f"catalogue {path.name}: segment id {uniq[counts > 1][0]} appears "
-            f"{counts[counts > 1][0]} times"
-        )
-    z = np.ma.filled(np.ma.asarray(table[zred_column], dtype=float), np.nan)
-    with np.errstate(invalid="ignore"):
-        z = np.where(np.isfinite(z) & (z > 0), z, np.nan)
-    return ids, z
+    return read_zred_table(path, id_column, zred_column)
 
 
 @dataclass
@@ -489,6 +463,18 @@ def _galaxy_row(files: dict[str, Path]) -> dict:
                 np.log10(np.sum(10.0 ** np.asarray(pix[f"log_sfr100_p{q}"], dtype=float)))
             )
     row["delta_mstar"] = float(out["delta"])
+    from astropy.io import fits
+
+    head = fits.getheader(files["maps"])
+    if "ZPHOT" in head:
+        row |= {
+            "zphot_p16": float(head["ZPHOT16"]),
+            "zphot_p50": float(head["ZPHOT"]),
+            "zphot_p84": float(head["ZPHOT84"]),
+            "zphot_nmodes": int(head["ZNMODES"]),
+            "flags": (["zphot_multimodal"] if head["ZMULTI"] else [])
+            + ([ZRED_RULED_OUT] if head.get("ZRULED", False) else []),
+        }
     if "ood" in pix.colnames:
         row["ood_share"] = float(np.mean(np.asarray(pix["ood"], dtype=float)))
         row["chi2_median"] = float(np.nanmedian(np.asarray(pix["chi2_red"], dtype=float)))
@@ -504,7 +490,7 @@ def _map_one(
     mask: np.ndarray,
     out: str,
     name: str,
-    zred: float,
+    zred: float | None,
 ) -> dict:
     """Map one galaxy here or on a dask worker (:func:`~prospect_sbi._io.run_ordered`).
 
@@ -513,7 +499,8 @@ def _map_one(
     try:
         model, sps = _check_parts(post, model, sps)
         done = map_galaxy(post, images, out, name, mask, model=model, sps=sps, **options)
-        return {"skipped": done.skipped, "row": _galaxy_row(done.files)}
+        row = _galaxy_row(done.files)
+        return {"skipped": done.skipped, "row": row, "flags": row.pop("flags", [])}
     except (ValueError, OSError, RuntimeError) as err:
         return {
             "error": f"{type(err).__name__}: {err}"
@@ -538,6 +525,9 @@ _COLUMNS = (
     "log_sfr_int_p84",
     "ood_share",
     "chi2_median",
+    "zphot_p16",
+    "zphot_p50",
+    "zphot_p84",
 )
 
 
@@ -551,16 +541,17 @@ def _catalog(ids: np.ndarray, zred: np.ndarray, boxes: dict, results: dict[int, 
         rows.append(
             (
                 g,
-                z,
+                float(num["zphot_p50"]) if "zphot_p50" in num and not np.isfinite(z) else z,
                 int(num.get("n_pixels", 0)),
                 int(b[4]) if b else 0,
                 *(float(num.get(c, np.nan)) for c in _COLUMNS),
+                int(num.get("zphot_nmodes", 0)),
                 ",".join(flags),
                 res.get("error", ""),
             )
         )
-    names = ("id", "zred", "n_pixels", "n_segment", *_COLUMNS, "flags", "error")
-    dtype = (int, float, int, int, *([float] * len(_COLUMNS)), str, str)
+    names = ("id", "zred", "n_pixels", "n_segment", *_COLUMNS, "zphot_nmodes", "flags", "error")
+    dtype = (int, float, int, int, *([float] * len(_COLUMNS)), int, str, str)
     table = Table(rows=rows or None, names=names, dtype=dtype)
     table.meta["comments"] = [
         "log_mstar_pix: sum of the pixels' stellar masses (draw k = sum of each pixel's draw k)",
@@ -568,6 +559,9 @@ def _catalog(ids: np.ndarray, zred: np.ndarray, boxes: dict, results: dict[int, 
         "log_sfr_pix: sum of the pixels' SFR100 percentiles (p16/p84: fully correlated bounds)",
         "delta_mstar: log_mstar_pix_p50 - log_mstar_int_p50, dex; ood_share: share of pixels "
         "flagged out of distribution; chi2_median: median reduced chi2 of the pixels",
+        "zphot_p16/p50/p84, zphot_nmodes: the galaxy's photo-z posterior (zred='infer', or a "
+        "given zred checked with photoz=; zred is its median when inferred); flags "
+        "zphot_multimodal, zred_ruled_out",
     ]
     return table
 
@@ -643,17 +637,18 @@ def _inputs(
     snr_bands: Sequence[str],
     flags: dict[int, list],
     errors: dict[int, str],
+    infer: bool = False,
 ) -> Iterator[tuple[int, Any]]:
     """Yield ``(id, (images, mask))`` of each galaxy to fit; record the others' errors."""
     ny, nx = mosaic.shape
     zr = post.header.get("zred_range") if post.redshift == "known" else None
     for g, z in zip(ids.tolist(), zred.tolist(), strict=True):
-        if not np.isfinite(z):
+        if not infer and not np.isfinite(z):
             continue
         if g not in boxes:
             errors[g] = f"galaxy {g}: id {g} is not in the segmentation map"
             continue
-        if zr is not None:
+        if zr is not None and not infer:
             tol = 1e-3 * (zr[1] - zr[0]) + 1e-9
             if not zr[0] - tol <= z <= zr[1] + tol:
                 errors[g] = (
@@ -676,7 +671,7 @@ def _inputs(
                 "maggies",
                 wcs=mosaic.wcs[y0:y1, x0:x1],
                 segmap=seg,
-                zred=float(z),
+                zred=None if infer else float(z),
             )
             images = images.matched(post.filters)
             mask = select_pixels(images, snr_min, snr_bands, segment=g)
@@ -700,7 +695,9 @@ def map_field(
     *,
     id_column: str = "id",
     zred_column: str = "z",
-    zred: str = "catalog",
+    zred: Any = "catalog",
+    photoz: Any = None,
+    n_zred: int = 20,
     unit: str | None = None,
     margin: int = 5,
     snr_min: float = 5.0,
@@ -741,9 +738,17 @@ def map_field(
     id_column, zred_column : str
         Catalogue columns. Rows whose redshift is masked, not finite or <= 0 are skipped
         and listed (``FieldMaps.no_zred``, flag ``no_zred``).
-    zred : {"catalog"}
-        Where redshifts come from. ``"infer"`` (fitting the redshift of each galaxy) is
-        refused: the redshift inference of whole galaxies has not landed yet.
+    zred : "catalog", "infer", float, mapping, table or path-like
+        Where redshifts come from: the catalogue's ``zred_column``; ``"infer"``: each
+        galaxy's photo-z posterior from its integrated photometry, propagated into its pixels
+        (:func:`~prospect_sbi.pixels.fit_pixels`; the catalogue needs no redshift column); one
+        number for every galaxy; or segment id -> redshift
+        (:func:`~prospect_sbi.fitting.zred_given`).
+    photoz : AmortizedPosterior, path-like or str, optional
+        Photometric-redshift estimator of ``"infer"`` (default the pretrained
+        ``<estimator>-photoz``); with given redshifts it checks them (flag ``zred_ruled_out``).
+    n_zred : int
+        Redshifts of each galaxy's posterior its pixels are fitted at (``"infer"``).
     unit : str, optional
         Flux unit of every mosaic instead of its ``BUNIT``.
     margin : int
@@ -775,25 +780,22 @@ def map_field(
         Its ``catalog`` has per galaxy ``id``, ``zred``, ``n_pixels`` (fitted),
         ``n_segment``, ``log_mstar_pix_p16/p50/p84`` (pixel-summed), ``log_mstar_int_*``
         (integrated), ``delta_mstar``, ``log_sfr_pix_*``, ``log_sfr_int_*`` (SFR over 100
-        Myr), ``ood_share``, ``chi2_median``, ``flags`` (comma-separated: ``no_zred``,
-        ``edge``, ``error``) and ``error`` (the one-line reason a galaxy failed).
+        Myr), ``ood_share``, ``chi2_median``, ``zphot_p16/p50/p84`` and ``zphot_nmodes`` (the
+        galaxy's photo-z posterior, with ``"infer"`` or ``photoz=``; then ``zred`` is its
+        median when inferred), ``flags`` (comma-separated: ``no_zred``, ``edge``, ``error``,
+        ``zphot_multimodal``, ``zred_ruled_out``) and ``error`` (the one-line reason a galaxy
+        failed).
 
     Raises
     ------
     ValueError
-        ``zred="infer"``; naming the band: mosaics on different grids, without a WCS, a unit,
+        A ``zred`` :func:`~prospect_sbi.fitting.zred_given` refuses, no photo-z estimator for
+        ``"infer"``; naming the band: mosaics on different grids, without a WCS, a unit,
         SCI or ERR/WHT; a segmentation map of another shape; catalogue columns missing.
         A galaxy's own failure (id absent from the segmentation map, redshift outside the
         estimator's range, no pixel selected, a fit error) is not raised: it is in
         ``errors`` and in the catalogue, and the other galaxies go on.
     """
-    if zred == "infer":
-        raise ValueError(
-            "zred='infer' is not available yet (redshift inference of whole "
-            "galaxies has not landed): give a catalogue redshift column"
-        )
-    if zred != "catalog":
-        raise ValueError(f"zred must be 'catalog'; got {zred!r}")
     unknown = [q for q in quantities if q not in FIELD_QUANTITIES]
     if unknown:
         raise ValueError(
@@ -808,8 +810,21 @@ def map_field(
         )
     out = Path(out)
     galaxies = out / "galaxies"
-    ids, zcat = read_field_catalog(catalog, id_column, zred_column)
-    no_zred = ids[~np.isfinite(zcat)].tolist()
+    from_catalog = isinstance(zred, str) and zred == "catalog"
+    infer = isinstance(zred, str) and zred == "infer"
+    ids, zcat = read_field_catalog(catalog, id_column, zred_column if from_catalog else None)
+    given = zred_given(
+        dict(zip(ids.tolist(), zcat.tolist(), strict=True)) if from_catalog else zred,
+        estimator,
+        photoz,
+        n_zred=n_zred,
+        id_column=id_column,
+        zred_column=zred_column,
+    )
+    infer = given.kind == "infer"
+    if not infer:
+        zcat = np.array([given.of(g) for g in ids.tolist()], dtype=float)
+    no_zred = [] if infer else ids[~np.isfinite(zcat)].tolist()
     with Mosaic(mosaics, unit) as mosaic:
         seg_hdul, seg_hdu = _open_segmap(segmap)
         try:
@@ -826,6 +841,10 @@ def map_field(
             results: dict[int, dict] = {}
             names = {}
             options = {"overwrite": overwrite, "png": png, **fit_options}
+            if infer:
+                options["zred"] = given
+            elif given.photoz is not None:
+                options |= {"photoz": given.photoz, "n_zred": given.n_zred}
             if client is None:
                 options["progress"] = progress
             else:
@@ -844,12 +863,13 @@ def map_field(
                 tuple(snr_bands),
                 flags,
                 errors,
+                infer,
             )
-            n_todo = int(np.sum(np.isfinite(zcat)))
+            n_todo = len(ids) if infer else int(np.sum(np.isfinite(zcat)))
             bar = tqdm(total=n_todo, unit="gal", desc="map galaxies", disable=not progress)
             opts = {**options, "snr_bands": tuple(snr_bands)}
             items = (
-                (g, (images, mask, str(galaxies), f"gal{g}", float(images.zred)))
+                (g, (images, mask, str(galaxies), f"gal{g}", images.zred))
                 for g, (images, mask) in todo
             )
             try:
@@ -857,6 +877,7 @@ def map_field(
                     _map_one, items, client, shared=(post, model, sps, opts)
                 ):
                     results[g] = res
+                    flags[g].extend(res.pop("flags", []))
                     if "error" in res:
                         errors[g] = f"galaxy {g}: {res['error']}"
                     else:

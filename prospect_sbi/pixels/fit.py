@@ -12,7 +12,7 @@ killed fit resumes with the chunks it lacks and ends with the result of an unint
 
 from __future__ import annotations
 
-__all__ = ["PixelFit", "fit_pixels"]
+__all__ = ["N_ZRED_DRAWS", "PixelFit", "fit_pixels"]
 
 import hashlib
 import os
@@ -29,6 +29,14 @@ from tqdm.auto import tqdm
 
 from .._io import ChunkStore, chunk_seed, chunk_slices, run_ordered
 from .._steps import record, say
+from ..fitting.redshift import (
+    ZRED_RULED_OUT,
+    RedshiftPosterior,
+    marginal_draws,
+    redshift_posterior,
+    summed_photometry,
+    zred_given,
+)
 from ..posterior.refine import DIAGNOSTICS, check_refine
 from ..ppc import check_model
 from .images import PixelImages
@@ -56,7 +64,8 @@ class PixelFit:
     quantiles : numpy.ndarray, float32, (B, D, 3)
         16th, 50th and 84th percentiles of each label.
     zred : numpy.ndarray, (B,) or None
-        Redshift given for each pixel (None when the estimator infers it).
+        Redshift given for each pixel (None when the estimator infers it); with
+        ``zred="infer"`` the median of its galaxy's redshift posterior.
     groups : numpy.ndarray, int, (B,)
         Segment of each pixel (0 without a segmentation map).
     mass_draws : dict of int -> numpy.ndarray (n,)
@@ -73,6 +82,12 @@ class PixelFit:
         Settings and the estimator's provenance.
     resumed_chunks : int
         Chunks read back from ``parts`` rather than fitted (:func:`fit_pixels`).
+    redshift : dict of int -> RedshiftPosterior
+        Per segment, the galaxy's redshift posterior from its integrated photometry (with
+        ``zred="infer"``, or a given redshift checked with ``photoz=``); empty otherwise.
+    zred_ruled_out : dict of int -> bool
+        Per segment with a given redshift checked by ``photoz=``: whether the photometry
+        rules it out (outside the central 99.7% of the photo-z posterior).
     """
 
     labels: list[str]
@@ -88,6 +103,8 @@ class PixelFit:
     refinement: dict[str, np.ndarray] | None = None
     meta: dict = field(default_factory=dict)
     resumed_chunks: int = 0
+    redshift: dict[int, RedshiftPosterior] = field(default_factory=dict)
+    zred_ruled_out: dict[int, bool] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -125,7 +142,13 @@ class PixelFit:
         if self.chi2_red is not None:
             cols["chi2_red"], cols["ood"] = self.chi2_red, self.ood
         cols.update(self.refinement or {})
+        if self.zred_ruled_out:
+            cols[ZRED_RULED_OUT] = np.array(
+                [self.zred_ruled_out.get(int(g), False) for g in self.groups]
+            )
         meta = {k.upper()[:8]: v for k, v in self.meta.items() if k != "ppc"}
+        for g, zp in self.redshift.items():
+            meta[f"zphot_{g}"] = zp.summary()
         return Table(cols, meta=meta)
 
 
@@ -187,16 +210,17 @@ def _chunk_summaries(
 
         torch.set_num_threads(int(job.torch_threads))
     post = job.post
-    draws = post.sample(
-        flux,
-        err,
-        job.n_draws,
-        zred=zred,
-        seed=chunk_seed(job.seed, c),
-        refine=job.refine,
-        sps=job.sps,
-        likelihood=job.likelihood,
-    )
+    options = {
+        "seed": chunk_seed(job.seed, c),
+        "refine": job.refine,
+        "sps": job.sps,
+        "likelihood": job.likelihood,
+    }
+    marginal = zred is not None and np.ndim(zred) == 2
+    if marginal:  # pixels x K redshifts of their galaxy's posterior, as rows of one call
+        draws, diag = marginal_draws(post, flux, err, zred, job.n_draws, **options)
+    else:
+        draws = post.sample(flux, err, job.n_draws, zred=zred, **options)
     out = {
         "quantiles": np.percentile(draws, QUANTILES, axis=1).transpose(1, 2, 0).astype(np.float32)
     }
@@ -207,9 +231,17 @@ def _chunk_summaries(
     out["mass"] = dict(zip(ids.tolist(), sums, strict=True))
     check = _checker(job)
     if check is not None:
-        out["chi2_red"], out["ood"] = check(flux, err, zred, draws)
+        if marginal:  # at the galaxy's median redshift draw: the block of the middle quantile
+            k = zred.shape[1]
+            m = job.n_draws // k
+            block = draws[:, (k // 2) * m : (k // 2 + 1) * m]
+            out["chi2_red"], out["ood"] = check(flux, err, zred[:, k // 2], block)
+        else:
+            out["chi2_red"], out["ood"] = check(flux, err, zred, draws)
     if job.refine != "never":
-        out["refinement"] = {k: np.asarray(getattr(draws, k)) for k in DIAGNOSTICS}
+        out["refinement"] = (
+            diag if marginal else {k: np.asarray(getattr(draws, k)) for k in DIAGNOSTICS}
+        )
     return out
 
 
@@ -298,6 +330,9 @@ def fit_pixels(
     parts: str | os.PathLike | None = None,
     refine: str = "never",
     likelihood: str = "flux",
+    zred: Any = None,
+    photoz: Any = None,
+    n_zred: int = 20,
 ) -> PixelFit:
     """Fit every selected pixel with an amortised posterior.
 
@@ -345,6 +380,20 @@ def fit_pixels(
         a shared ``BC03MilesBasis``); per-pixel diagnostics in :attr:`PixelFit.refinement`.
     likelihood : {"flux", "noise"}
         Likelihood of the refinement (:class:`~prospect_sbi.noise.NoiseLikelihood`).
+    zred : float, mapping, table, path-like or "infer", optional
+        The redshift (:func:`~prospect_sbi.fitting.zred_given`): one number, segment id ->
+        redshift, or ``"infer"``: each segment's redshift posterior from the integrated
+        photometry of its selected pixels (fluxes summed, errors in quadrature; 1000 draws of
+        ``photoz``), every pixel then fitted at ``n_zred`` redshifts of it (its quantiles)
+        with ``n_draws / n_zred`` draws each, so its summaries are marginalised over the
+        galaxy's redshift; the predictive check is that of the median redshift's draws.
+        Default ``images.zred``.
+    photoz : AmortizedPosterior, path-like or str, optional
+        Photometric-redshift estimator (``redshift="infer"``, the estimator's bands); default
+        the pretrained ``<estimator>-photoz``. With a given redshift it checks it: a segment
+        whose photometry rules it out gets :attr:`PixelFit.zred_ruled_out` and a warning.
+    n_zred : int
+        Redshifts per galaxy with ``zred="infer"``; ``n_draws`` must be a multiple of it.
 
     Returns
     -------
@@ -355,7 +404,15 @@ def fit_pixels(
     ValueError
         Bands that differ from the estimator's, a mask of the wrong shape or selecting
         nothing, a missing redshift, a model that differs from the estimator's,
-        ``chunk_size < 1``, ``parts`` of another fit, an unknown ``refine``.
+        ``chunk_size < 1``, ``parts`` of another fit, an unknown ``refine``; a ``zred``
+        :func:`~prospect_sbi.fitting.zred_given` refuses, a segment missing from a redshift
+        table, ``zred`` for an estimator that infers it, no photo-z estimator for ``"infer"``.
+
+    Warns
+    -----
+    UserWarning
+        A given redshift the photometry rules out (``photoz=``), a multi-modal galaxy
+        redshift posterior (``zred="infer"``).
     """
     if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
@@ -379,8 +436,20 @@ def fit_pixels(
         raise ValueError("no pixel selected: lower snr_min or check the segment")
     model, sps = check_model(post, model, sps)
     flux, err = images.pixels(mask)
-    zred = _pixel_zred(images, mask, post.redshift == "known")
     groups = images.segmap[mask] if images.segmap is not None else np.zeros(len(flux), int)
+    given = None
+    if zred is not None or photoz is not None:
+        if post.redshift != "known":
+            raise ValueError(
+                "this estimator infers the redshift (redshift='infer'): zred= and photoz= "
+                "are for estimators conditioned on it"
+            )
+        given = zred_given(images.zred if zred is None else zred, estimator, photoz, n_zred=n_zred)
+    if given is None:
+        zred = _pixel_zred(images, mask, post.redshift == "known")
+        posteriors, ruled, zpix = {}, {}, zred
+    else:
+        zred, posteriors, ruled, zpix = _given_zred(given, flux, err, groups, int(n_draws), seed)
     job = _Job(
         post,
         model,
@@ -395,7 +464,7 @@ def fit_pixels(
     )
     n, size = len(flux), int(chunk_size)
     pieces = [
-        (c, (flux[rows], err[rows], None if zred is None else zred[rows], groups[rows]))
+        (c, (flux[rows], err[rows], None if zpix is None else zpix[rows], groups[rows]))
         for c, rows in enumerate(chunk_slices(n, size))
     ]
     store = (
@@ -452,6 +521,11 @@ def fit_pixels(
         "refine": refine,
         "ppc": "chi2 of the posterior-median photometry" if model is not None else "skipped",
     }
+    if given is not None:
+        meta["zred_given"] = given.kind
+        if given.photoz is not None:
+            meta["photoz"] = given.photoz_label
+            meta["n_zred"] = given.n_zred if given.kind == "infer" else 1
     return PixelFit(
         list(post.labels),
         images.shape,
@@ -466,4 +540,63 @@ def fit_pixels(
         refinement,
         meta,
         len(kept),
+        posteriors,
+        ruled,
     )
+
+
+#: Draws of a galaxy's redshift posterior (its integrated photometry through the photo-z
+#: estimator).
+N_ZRED_DRAWS = 1000
+
+
+def _given_zred(
+    given: Any, flux: np.ndarray, err: np.ndarray, groups: np.ndarray, n_draws: int, seed: int
+) -> tuple[np.ndarray, dict, dict, np.ndarray]:
+    """Per-pixel z (B,), per-segment posteriors and checks, and the fit's z (B,) or (B, K)."""
+    ids = np.unique(groups).tolist()
+    posteriors: dict[int, RedshiftPosterior] = {}
+    if given.photoz is not None:
+        for g in ids:
+            sel = groups == g
+            total, sigma = summed_photometry(flux[sel], err[sel])
+            posteriors[g] = redshift_posterior(
+                given.photoz, total, sigma, N_ZRED_DRAWS, seed=seed, label=given.photoz_label
+            )
+    ruled: dict[int, bool] = {}
+    if given.kind == "infer":
+        k = given.n_zred
+        if n_draws % k:
+            raise ValueError(
+                f"n_draws ({n_draws}) must be a multiple of n_zred ({k}) with zred='infer'"
+            )
+        zpix = np.empty((len(flux), k))
+        zred = np.empty(len(flux))
+        for g in ids:
+            zpix[groups == g] = posteriors[g].grid(k)
+            zred[groups == g] = posteriors[g].median
+            if posteriors[g].multimodal:
+                modes = ", ".join(f"{m:.2f}" for m in posteriors[g].modes)
+                warnings.warn(
+                    f"segment {g}: its redshift posterior has {len(posteriors[g].modes)} modes "
+                    f"(z = {modes}); the maps are marginalised over them",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        return zred, posteriors, ruled, zpix
+    zseg = {g: given.of(g) for g in ids}
+    missing = [g for g in ids if not np.isfinite(zseg[g])]
+    if missing:
+        raise ValueError(f"segment {missing[0]} has no usable redshift in the redshift table")
+    zred = np.array([zseg[g] for g in groups.tolist()], dtype=float)
+    for g, zp in posteriors.items():
+        ruled[g] = bool(zp.ruled_out(zseg[g]))
+        if ruled[g]:
+            lo, hi = zp.interval()
+            warnings.warn(
+                f"segment {g}: z = {zseg[g]:g} is ruled out by its photometry (photo-z "
+                f"{zp.median:.2f}, 99.7% in {lo:.2f}-{hi:.2f}); flagged {ZRED_RULED_OUT}",
+                UserWarning,
+                stacklevel=3,
+            )
+    return zred, posteriors, ruled, zred

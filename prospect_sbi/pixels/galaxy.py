@@ -35,6 +35,7 @@ from astropy.table import Table
 
 from .._io import atomic_path
 from .._steps import step_warnings
+from ..fitting.redshift import zred_given
 from .fit import PixelFit, fit_pixels
 from .images import PixelImages
 from .io import write_table
@@ -146,6 +147,9 @@ def map_galaxy(
     err_floor: float = 0.0,
     png: bool = True,
     outshining: bool = True,
+    zred: Any = None,
+    photoz: Any = None,
+    n_zred: int = 20,
     **fit_options: Any,
 ) -> GalaxyMaps:
     """Map one galaxy: align its bands, select, fit, map and measure outshining, resumably.
@@ -191,6 +195,17 @@ def map_galaxy(
     outshining : bool
         Measure and write the outshining table (a benchmark of the pixel fit alone may do
         without).
+    zred : float, mapping, table, path-like or "infer", optional
+        The galaxy's redshift (default ``images.zred``), or ``"infer"``: its redshift
+        posterior from the integrated photometry of the selected pixels, propagated into
+        every pixel's draws (:func:`~prospect_sbi.pixels.fit_pixels`). The maps' header gets
+        its median (``ZPHOT``), 16/84 (``ZPHOT16``/``ZPHOT84``), modes (``ZNMODES``,
+        ``ZMODE1``...) and ``ZMULTI`` (multi-modal), the FITS file its draws (``ZRED_DRAWS``).
+    photoz : AmortizedPosterior, path-like or str, optional
+        Photometric-redshift estimator; default the pretrained ``<estimator>-photoz``. With a
+        given redshift it checks it (header ``ZRULED``, pixel column ``zred_ruled_out``).
+    n_zred : int
+        Redshifts of the posterior each pixel is fitted at (``zred="infer"``).
     **fit_options
         ``chunk_size``, ``client``, ``refine``, ``progress``, ... of
         :func:`~prospect_sbi.pixels.fit_pixels`; its chunks are kept in ``<name>.parts/``
@@ -247,6 +262,10 @@ def map_galaxy(
         files["done"].unlink(missing_ok=True)
         shutil.rmtree(files["parts"], ignore_errors=True)
     fit_options |= {"model": model, "sps": sps, "n_draws": n_draws, "seed": seed}
+    if zred is not None or photoz is not None:
+        fit_options["zred"] = zred_given(
+            images.zred if zred is None else zred, estimator, photoz, n_zred=n_zred
+        )
     request = (
         _request(post, images, mask, fit_options)
         | ({} if png else {"png": False})
@@ -311,11 +330,13 @@ def _request(
             np.asarray(images.zred, float).tolist() if images.zred is not None else None
         ).encode()
     )
+    given = options.get("zred")
     return {
         "estimator": post.digest(),
         "images": h.hexdigest(),
         "check": options.get("model", defaults["model"]) is not False,
         **{k: options.get(k, defaults[k]) for k in _RESULT_OPTIONS},
+        **({} if given is None else {"zred": given.describe()}),
     }
 
 

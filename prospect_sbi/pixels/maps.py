@@ -74,6 +74,9 @@ class PixelMaps:
         Provenance for the primary FITS header.
     fit : PixelFit or None
         The pixel fit the maps were made from (for the per-pixel table of :meth:`write`).
+    zred_draws : dict of int -> numpy.ndarray (n,)
+        Per segment, the draws of the galaxy's redshift posterior (``zred="infer"`` or a
+        redshift checked with ``photoz=``), written as the ``ZRED_DRAWS`` table extension.
     """
 
     maps: dict[str, np.ndarray]
@@ -81,6 +84,7 @@ class PixelMaps:
     wcs: Any
     header: dict = field(default_factory=dict)
     fit: PixelFit | None = field(default=None, repr=False)
+    zred_draws: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.maps[name]
@@ -157,6 +161,16 @@ def _provenance(post: AmortizedPosterior, fit: PixelFit, images: PixelImages) ->
         head["PIXSCALE"] = (images.pixel_scale, "arcsec per pixel")
     if images.zred is not None and np.ndim(images.zred) == 0:
         head["ZRED"] = (float(images.zred), "redshift of the galaxy")
+    given = fit.meta.get("zred_given")
+    if given is not None:
+        head["ZGIVEN"] = (given, "redshift given as: value, table or infer")
+    if len(fit.redshift) == 1:  # one galaxy: its posterior in the header
+        head |= next(iter(fit.redshift.values())).header()
+    elif fit.redshift:
+        multi = sum(zp.multimodal for zp in fit.redshift.values())
+        head["ZMULTI"] = (multi > 0, f"{multi} segments with a multi-modal photo-z")
+    if fit.zred_ruled_out:
+        head["ZRULED"] = (any(fit.zred_ruled_out.values()), "given z ruled out by the photo-z")
     for i, band in enumerate(post.filters):
         head[f"FILT{i + 1:03d}"] = (band, "estimator band (sedpy)")
     return head
@@ -227,4 +241,5 @@ def make_maps(
         units["chi2_red"] = "reduced chi2 of the posterior-median photometry"
         maps["ood"] = fit.image(fit.ood.astype(np.int16), fill=0).astype(np.int16)
         units["ood"] = "1: out of distribution"
-    return PixelMaps(maps, units, images.wcs, _provenance(post, fit, images), fit)
+    draws = {g: zp.draws for g, zp in fit.redshift.items()}
+    return PixelMaps(maps, units, images.wcs, _provenance(post, fit, images), fit, draws)

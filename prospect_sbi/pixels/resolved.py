@@ -14,22 +14,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from astropy.table import Table
 
+from ..fitting.redshift import marginal_draws, summed_photometry
 from .fit import PixelFit
 from .images import PixelImages
 
 if TYPE_CHECKING:
     from ..posterior import AmortizedPosterior
-
-
-def summed_photometry(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sum pixels' fluxes (B, F) and their errors in quadrature: (F,) each, maggies.
-
-    A band missing (NaN) in any pixel is missing in the sum.
-    """
-    missing = np.any(np.isnan(flux), axis=0)
-    total = np.where(missing, np.nan, np.nansum(flux, axis=0))
-    sigma = np.where(missing, np.nan, np.sqrt(np.nansum(err**2, axis=0)))
-    return total, sigma
 
 
 def outshining(
@@ -46,7 +36,8 @@ def outshining(
     The resolved mass is the sum of the pixels' surviving stellar masses; its draws are
     :attr:`PixelFit.mass_draws` (the sum over pixels of each pixel's k-th draw). The
     integrated mass is the posterior of the same estimator for the summed photometry of the
-    same pixels (errors added in quadrature), at the median redshift of the pixels.
+    same pixels (errors added in quadrature), at the median redshift of the pixels; with
+    ``zred="infer"`` marginalised over the galaxy's redshift posterior as the pixels are.
 
     Warning
     -------
@@ -93,8 +84,13 @@ def outshining(
         total, sigma = summed_photometry(flux[sel], err[sel])
         if err_floor:
             sigma = np.hypot(sigma, float(err_floor) * np.abs(total))
-        z = None if fit.zred is None else float(np.median(fit.zred[sel]))
-        draws = post.sample(total, sigma, int(n_draws), zred=z, seed=seed)
+        if fit.meta.get("zred_given") == "infer":  # marginalised over the galaxy's z as pixels
+            k = int(fit.meta["n_zred"])
+            n = max(k, int(n_draws) // k * k)
+            draws = marginal_draws(post, total, sigma, fit.redshift[g].grid(k), n, seed=seed)[0][0]
+        else:
+            z = None if fit.zred is None else float(np.median(fit.zred[sel]))
+            draws = post.sample(total, sigma, int(n_draws), zred=z, seed=seed)
         r16, r50, r84 = np.percentile(resolved, [16, 50, 84])
         i16, i50, i84 = np.percentile(draws[:, k], [16, 50, 84])
         row = [int(g), int(sel.sum()), r50, r16, r84, i50, i16, i84, r50 - i50]

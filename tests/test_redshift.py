@@ -1,0 +1,221 @@
+"""A galaxy's redshift posterior, its modes, and its propagation into pixel maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from prospect_sbi.fitting.redshift import (
+    RedshiftPosterior,
+    count_modes,
+    marginal_draws,
+    redshift_posterior,
+    zred_given,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_count_modes_finds_two_breaks_and_one_peak():
+    rng = np.random.default_rng(0)
+    # a Balmer break at z ~ 0.3 (35%) against a Lyman break at z ~ 3 (65%)
+    z = np.concatenate(
+        [
+            np.expm1(rng.normal(np.log(1.3), 0.03, 350)),
+            np.expm1(rng.normal(np.log(4.0), 0.04, 650)),
+        ]
+    )
+    modes, masses = count_modes(z)
+    assert len(modes) == 2
+    assert modes[0] == pytest.approx(3.0, abs=0.15) and modes[1] == pytest.approx(0.3, abs=0.05)
+    assert masses == pytest.approx([0.65, 0.35], abs=0.03)
+    # one broad peak: its wiggles are not modes; a 2% bump is dropped by min_mass
+    one = np.expm1(rng.normal(np.log(3.0), 0.1, 1000))
+    assert len(count_modes(one)[0]) == 1
+    bump = np.concatenate([one, np.full(20, 0.2) + rng.normal(0, 0.005, 20)])
+    assert len(count_modes(bump)[0]) == 1
+    assert len(count_modes(bump, min_mass=0.01)[0]) == 2
+    post = RedshiftPosterior(z, "test")
+    assert post.multimodal and post.summary()["zphot_nmodes"] == 2
+    assert post.header()["ZMULTI"][0] is True
+    assert not RedshiftPosterior(one).multimodal
+    with pytest.raises(ValueError, match="no finite redshift draw"):
+        count_modes([np.nan])
+
+
+def test_redshift_posterior_grid_and_ruled_out():
+    z = np.linspace(1.0, 2.0, 1001)
+    post = RedshiftPosterior(z, "uniform")
+    assert post.median == pytest.approx(1.5) and post.p16 == pytest.approx(1.16, abs=1e-3)
+    np.testing.assert_allclose(post.grid(4), [1.125, 1.375, 1.625, 1.875], atol=1e-3)
+    lo, hi = post.interval(0.997)
+    assert lo == pytest.approx(1.0015, abs=1e-3) and hi == pytest.approx(1.9985, abs=1e-3)
+    np.testing.assert_array_equal(post.ruled_out([0.9, 1.5, 2.1]), [True, False, True])
+    counts, edges = post.histogram(10)
+    assert counts.sum() == 1001 and edges[0] == pytest.approx(1.0)
+
+
+def test_zred_given_forms(tmp_path, small_estimator, small_photoz):
+    assert zred_given(2.0).value == 2.0
+    t = zred_given({3: 1.5, 4: 2.5})
+    assert t.kind == "table" and t.of(4) == 2.5 and np.isnan(t.of(9))
+    Table({"id": [1, 2], "z": [0.7, -1.0]}).write(tmp_path / "z.csv")
+    f = zred_given(tmp_path / "z.csv")
+    assert f.of(1) == 0.7 and np.isnan(f.of(2))  # z <= 0: no usable redshift
+    g = zred_given("infer", small_estimator, small_photoz, n_zred=10)
+    assert g.kind == "infer" and g.photoz is small_photoz and g.n_zred == 10
+    with pytest.raises(ValueError, match="none is shipped for 'my.sbi'"):
+        zred_given("infer", "my.sbi")
+    with pytest.raises(ValueError, match="is conditioned on the redshift"):
+        zred_given("infer", small_estimator, small_estimator)
+    with pytest.raises(ValueError, match="zred must be a redshift, a table"):
+        zred_given([1.0, 2.0])
+    with pytest.raises(ValueError, match="finite redshift > 0"):
+        zred_given(-1.0)
+
+
+def test_photoz_posterior_and_marginal_draws(small_estimator, small_photoz, z2_mock):
+    obs, _ = z2_mock
+    flux, err = obs["maggies"], obs["maggies_unc"]
+    zp = redshift_posterior(small_photoz, flux, err, 1000, seed=1)
+    assert isinstance(zp, RedshiftPosterior)
+    assert 1.2 < zp.median < 3.0 and zp.p16 < 2.0 < zp.p84 + 0.3
+    draws, diag = marginal_draws(small_estimator, flux[None], err[None], zp.grid(10), 200, seed=3)
+    assert draws.shape == (1, 200, len(small_estimator.labels)) and diag is None
+    k = small_estimator.labels.index("log_mstar")
+    assert abs(np.median(draws[0, :, k]) - 10.5) < 0.4
+    with pytest.raises(ValueError, match="multiple of the 10 redshifts"):
+        marginal_draws(small_estimator, flux[None], err[None], zp.grid(10), 205)
+
+
+@pytest.fixture(scope="module")
+def mocks(small_estimator, _sps_instance):
+    """Galaxies of 10^10.5 Msun at z = 1 and z = 4.5 (3 each), the small estimator's noise."""
+    from prospect_sbi import build_model
+    from prospect_sbi.forward import ModelPhotometry
+
+    model = build_model("parametric_sfh", zred=(0.5, 5.0), logmass=(5.0, 12.0))
+    phot = ModelPhotometry(model, _sps_instance, small_estimator.filters)
+    values = dict(mass=10**10.5, logzsol=-0.5, dust2=0.2, tage=0.5, tau=0.3, gas_logu=-2.0)
+    theta = np.array(
+        [
+            [z if k == "zred" else values[k] for k in model.theta_labels()]
+            for z in [1, 1, 1, 4.5, 4.5, 4.5]
+        ]
+    )
+    flux, err = small_estimator.noise.apply(phot(theta)[0], np.random.default_rng(4))
+    return flux, err, model
+
+
+def test_catalog_infer_and_wrong_redshift_flag(small_estimator, small_photoz, mocks):
+    from prospect_sbi.catalog import Catalog
+    from prospect_sbi.fitting import fit_catalog
+
+    flux, err, model = mocks
+    ztrue = np.array([1, 1, 1, 4.5, 4.5, 4.5])
+    cat = Catalog(flux, err, np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0]), np.arange(6), Table())
+    kw = dict(draws=200, model=False, refine="never", progress=False)
+    with pytest.warns(UserWarning, match="rules out"):
+        checked = fit_catalog(small_estimator, cat, photoz=small_photoz, **kw)
+    ruled = np.array(["zred_ruled_out" in f for f in checked["flag"]])
+    # the z = 4.5 galaxies fitted at z = 1 are flagged (2 of 3 by this barely trained photo-z
+    # estimator); the z = 1 ones are not
+    assert not ruled[:3].any() and ruled[3:].sum() >= 2
+    assert np.all(np.abs(checked["zphot_p50"] - ztrue) < 0.3 * (1 + ztrue))
+    inferred = fit_catalog(
+        small_estimator, cat, zred="infer", photoz=small_photoz, n_zred=10, **kw
+    )
+    np.testing.assert_allclose(inferred["zred"], inferred["zphot_p50"])
+    assert np.all(np.abs(inferred["zred"] - ztrue) < 0.3 * (1 + ztrue))
+    assert not any("zred_ruled_out" in f for f in inferred["flag"])
+    # the masses at the inferred redshift are right; at the wrong given one they are not
+    assert np.all(np.abs(inferred["log_mstar_p50"] - 10.5) < 0.5)
+    assert np.median(np.abs(checked["log_mstar_p50"][3:] - 10.5)) > 0.5
+    with pytest.raises(ValueError, match="multiple of n_zred"):
+        fit_catalog(small_estimator, cat, zred="infer", photoz=small_photoz, n_zred=7, **kw)
+
+
+def test_map_galaxy_infer_records_the_redshift(small_estimator, small_photoz, mocks, tmp_path):
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from prospect_sbi.pixels import load_cube, map_galaxy, read_maps
+
+    flux, err, _ = mocks
+    # a 2 x 3 "galaxy" of the z = 4.5 pixels (segment 1) and z = 1 ones (segment 2)
+    cube, ecube = flux.T.reshape(-1, 2, 3) / 30, err.T.reshape(-1, 2, 3) / 30
+    seg = np.array([[2, 2, 2], [1, 1, 1]])
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.cdelt = [-0.03 / 3600, 0.03 / 3600]
+    images = load_cube(cube, ecube, small_estimator.filters, "maggies", wcs=wcs, segmap=seg)
+    done = map_galaxy(
+        small_estimator,
+        images,
+        tmp_path,
+        "g",
+        np.ones((2, 3), bool),
+        model=False,
+        n_draws=100,
+        zred="infer",
+        photoz=small_photoz,
+        n_zred=10,
+        progress=False,
+    )
+    fit = done.fit
+    assert set(fit.redshift) == {1, 2}
+    assert fit.redshift[1].median > 2.5 > fit.redshift[2].median
+    np.testing.assert_allclose(fit.zred[fit.groups == 1], fit.redshift[1].median)
+    read, _, header = read_maps(done.files["maps"])
+    assert header["ZGIVEN"] == "infer" and "ZMULTI" in header
+    zd = read["zred_draws"]
+    assert len(zd) == 2000 and set(np.unique(zd["segment"])) == {1, 2}
+    np.testing.assert_allclose(np.median(zd["zred"][zd["segment"] == 1]), fit.redshift[1].median)
+    assert fits.getheader(done.files["maps"])["ZGIVEN"] == "infer"
+    # a rerun with the same inputs is skipped; another n_zred is refused
+    again = map_galaxy(
+        small_estimator,
+        images,
+        tmp_path,
+        "g",
+        np.ones((2, 3), bool),
+        model=False,
+        n_draws=100,
+        zred="infer",
+        photoz=small_photoz,
+        n_zred=10,
+        progress=False,
+    )
+    assert again.skipped
+    with pytest.raises(ValueError, match="was mapped with other inputs"):
+        map_galaxy(
+            small_estimator,
+            images,
+            tmp_path,
+            "g",
+            np.ones((2, 3), bool),
+            model=False,
+            n_draws=100,
+            zred="infer",
+            photoz=small_photoz,
+            n_zred=20,
+            progress=False,
+        )
+
+
+def test_commands_refuse_infer_without_a_photoz_estimator(small_estimator_file, capsys, tmp_path):
+    from conftest import cli_one_line
+
+    cat = tmp_path / "c.ecsv"
+    Table({"id": [1]}).write(cat)
+    cli_one_line(
+        capsys,
+        ["fit", cat, small_estimator_file, "-o", tmp_path / "o.ecsv", "--zred", "infer"],
+        "needs a photometric-redshift estimator: none is shipped",
+    )
+    cli_one_line(
+        capsys,
+        ["fit", cat, small_estimator_file, "-o", tmp_path / "o.ecsv", "--zred", "z=2"],
+        "--zred takes a redshift or 'infer'; got 'z=2'",
+    )
