@@ -12,7 +12,7 @@ that single JWST pixels as well as whole galaxies are inside the prior; the 14 J
   started from the 0.1 ones (z <= 10, no dust emission: ``--transfer``) and trained 25 more
   epochs at ``--lr 1e-3`` on the new model's draws.
 - ``jades-parametric-photoz``, ``jades-continuity-photoz``: redshift inferred, 0-20 with
-  :data:`prospect_sbi.pretrained.PHOTOZ_PRIOR`; 1,000,000 draws; spline flow (``"nsf"``,
+  :data:`prospect_sbi.pretrained.PHOTOZ_PRIOR`; 600,000 draws; spline flow (``"nsf"``,
   multi-modal redshift posteriors), cosine schedule, batches of 1024.
 
 Each gets recalibration maps (:func:`prospect_sbi.posterior.recalibrate`) fitted on
@@ -46,22 +46,22 @@ RECIPES = {
     "jades-parametric": (300_000, {"max_epochs": 80}),
     "jades-continuity": (300_000, {"max_epochs": 80}),
     "jades-parametric-photoz": (
-        1_000_000,
+        600_000,
         {
             "flow": "nsf",
             "schedule": "cosine",
             "batch_size": 1024,
-            "max_epochs": 25,
+            "max_epochs": 20,
             "learning_rate": 2e-3,
         },
     ),
     "jades-continuity-photoz": (
-        1_000_000,
+        600_000,
         {
             "flow": "nsf",
             "schedule": "cosine",
             "batch_size": 1024,
-            "max_epochs": 25,
+            "max_epochs": 20,
             "learning_rate": 2e-3,
         },
     ),

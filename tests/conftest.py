@@ -273,11 +273,12 @@ def cli_one_line(capsys: pytest.CaptureFixture, argv: list, match: str) -> str:
 
 @pytest.fixture(scope="session")
 def small_photoz(tmp_path_factory: pytest.TempPathFactory, _sps_instance: object) -> object:
-    """A small real photometric-redshift estimator (``redshift="infer"``, ~15 s).
+    """A small real photometric-redshift estimator (``redshift="infer"``, ~35 s).
 
     ``small_estimator``'s model (``parametric_sfh``, zred 0.5-5, stellar mass formed
-    10^5-10^12 Msun), bands and noise, with the redshift a target: 4000 simulations,
-    15 epochs, one thread. Its z posteriors are broad but tell z ~ 1 from z ~ 4.
+    10^5-10^12 Msun), bands and noise, with the redshift a target: 8000 simulations,
+    25 epochs, one thread. Its z posteriors are broad at z ~ 1 but rule z ~ 1 out for the
+    Lyman break of a z = 4.5 galaxy (fewer simulations or epochs do not).
     """
     from prospect_sbi import JadesPixelNoise, build_model, jades_filters, simulate, train
 
@@ -288,12 +289,12 @@ def small_photoz(tmp_path_factory: pytest.TempPathFactory, _sps_instance: object
             model,
             _sps_instance,
             jades_filters(),
-            4000,
+            8000,
             folder / "train.h5",
             seed=7,
             progress=False,
         ) as ts:
             post = train(
-                ts, JadesPixelNoise(), redshift="infer", max_epochs=15, progress=False, seed=7
+                ts, JadesPixelNoise(), redshift="infer", max_epochs=25, progress=False, seed=7
             )
     return post
