@@ -137,8 +137,15 @@ SUBPACKAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("checkpoint", "data", "storage", "summary"),
     ),
     "sources": (
-        ("basis", "dust", "emlines", "fast", "grids", "igm", "params", "sfh"),
-        ("fast_attenuation", "fast_grid", "fast_nebular", "fast_stars", "photometry"),
+        ("basis", "dust", "dust_emission", "emlines", "fast", "grids", "igm", "params", "sfh"),
+        (
+            "fast_attenuation",
+            "fast_emission",
+            "fast_grid",
+            "fast_nebular",
+            "fast_stars",
+            "photometry",
+        ),
     ),
     "validate": (("calibration", "misspecification", "mocks", "report", "results"), ()),
 }
