@@ -9,7 +9,13 @@ resolved-vs-integrated table; then one PNG of resolved vs integrated stellar mas
 has no WCS: a TAN WCS is built from each galaxy's RA/Dec and the pixel scale (centred on the
 cutout centre), which is approximate.
 
-    python examples/jof_maps.py --out jof_maps [--estimator small.sbi]
+With ``--zred infer`` each galaxy is mapped twice: at the catalogue's photometric redshift,
+and with ``zred="infer"`` (its redshift posterior from its integrated photometry through
+``--photoz``, default ``<estimator>-photoz``, propagated into every pixel); the table then
+gives the galaxy's z posterior and how the maps change (stellar mass of the galaxy, median
+per-pixel shift of log M* and its posterior width).
+
+    python examples/jof_maps.py --out jof_maps [--estimator small.sbi] [--zred infer]
 """
 
 from __future__ import annotations
@@ -36,6 +42,13 @@ def main(argv=None) -> int:
     parser.add_argument("--snr-bands", nargs="+", default=["F277W", "F356W", "F444W"])
     parser.add_argument("--n-draws", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--zred",
+        choices=("catalogue", "infer"),
+        default="catalogue",
+        help="infer: map with zred='infer' too, and compare",
+    )
+    parser.add_argument("--photoz", help="photo-z estimator (default: <pretrained>-photoz)")
     args = parser.parse_args(argv)
     from prospect_sbi.jades_data import CUTOUTS, find_data_dir, read_jof_cutouts
 
@@ -86,6 +99,8 @@ def main(argv=None) -> int:
             f"{gid:>5} {images.zred:6.3f} {len(fit):>6} {fmt(r, 'log_mstar_resolved'):>17} "
             f"{fmt(r, 'log_mstar_integrated'):>17} {ood:6.1%} {1e3 * dt / len(fit):6.2f}"
         )
+    if args.zred == "infer":
+        compare_inferred(args, post, model, sps, cutouts)
     fig = plot_outshining(tables, names=[f"JOF {g}" for g in cutouts])
     fig.savefig(args.out / "jof_outshining.png", dpi=120)
     print(
@@ -93,6 +108,51 @@ def main(argv=None) -> int:
         "jof_outshining.png"
     )
     return 0
+
+
+def compare_inferred(args, post, model, sps, cutouts) -> None:
+    """Map every galaxy with ``zred="infer"`` and print how it differs from the catalogue z."""
+    from prospect_sbi.pixels import map_galaxy
+
+    photoz = args.photoz or (None if args.estimator else f"{args.pretrained}-photoz")
+    print(
+        f"\n{'id':>5} {'z_cat':>6} {'z_phot (16-84)':>20} {'modes':>14} {'logM known':>17} "
+        f"{'logM infer':>17} {'dlogM_pix':>9} {'width x':>7} {'ruled out':>9}"
+    )
+    for gid, images in cutouts.items():
+        runs = {}
+        for how in ("known", "infer"):
+            runs[how] = map_galaxy(
+                post,
+                images,
+                args.out,
+                f"jof_{gid}{'_zinfer' if how == 'infer' else ''}",
+                model=model,
+                sps=sps,
+                n_draws=args.n_draws,
+                snr_bands=tuple(args.snr_bands),
+                overwrite=True,
+                progress=False,
+                photoz=photoz,
+                **({"zred": "infer", "n_zred": 10} if how == "infer" else {}),
+            )
+        known, infer = runs["known"].fit, runs["infer"].fit
+        zp = next(iter(infer.redshift.values()))
+        ruled = any(runs["known"].fit.zred_ruled_out.values())
+        i = known.labels.index("log_mstar")
+        same = (known.index[:, None, :] == infer.index[None, :, :]).all(-1)
+        a, b = np.nonzero(same)
+        dm = np.median(infer.quantiles[b, i, 1] - known.quantiles[a, i, 1])
+        wk = known.quantiles[a, i, 2] - known.quantiles[a, i, 0]
+        wi = infer.quantiles[b, i, 2] - infer.quantiles[b, i, 0]
+        rk, ri = runs["known"].outshining[0], runs["infer"].outshining[0]
+        modes = ",".join(f"{m:.2f}" for m in zp.modes[:3])
+        print(
+            f"{gid:>5} {images.zred:6.3f} {zp.median:7.3f} ({zp.p16:5.2f}-{zp.p84:5.2f}) "
+            f"{modes:>14} {fmt(rk, 'log_mstar_resolved'):>17} "
+            f"{fmt(ri, 'log_mstar_resolved'):>17} {dm:+9.3f} {np.median(wi / wk):7.2f} "
+            f"{str(ruled):>9}"
+        )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ that single JWST pixels as well as whole galaxies are inside the prior; the 14 J
   multi-modal redshift posteriors), cosine schedule, batches of 1024.
 
 Each gets recalibration maps (:func:`prospect_sbi.posterior.recalibrate`) fitted on
-``--n-recal`` mocks of another seed (20,000 for the 0.2 files).
+``--n-recal`` mocks of another seed (20,000 for the known-redshift 0.2 files, 12,000 for the photo-z ones).
 
 Usage: ``python examples/train_jades_estimators.py [--only NAME] [--folder DIR] [--install]``.
 Training sets and checkpoints are kept in ``--folder``, so a rerun resumes (after a kill too);
@@ -51,7 +51,7 @@ RECIPES = {
             "flow": "nsf",
             "schedule": "cosine",
             "batch_size": 1024,
-            "max_epochs": 20,
+            "max_epochs": 10,
             "learning_rate": 2e-3,
         },
     ),
@@ -61,7 +61,7 @@ RECIPES = {
             "flow": "nsf",
             "schedule": "cosine",
             "batch_size": 1024,
-            "max_epochs": 20,
+            "max_epochs": 10,
             "learning_rate": 2e-3,
         },
     ),

@@ -85,7 +85,7 @@ def bright_mock(_sps_instance, small_estimator):
 def test_importance_sample_of_a_bright_galaxy(sps, small_estimator, bright_mock):
     model, flux, err, truth = bright_mock
     res = importance_sample(
-        small_estimator, model, sps, flux, err, 1.5, n=1000, rounds=5, likelihood="noise", seed=0
+        small_estimator, model, sps, flux, err, 1.5, n=1000, rounds=8, likelihood="noise", seed=0
     )
     w = res.weights
     assert w.sum() == pytest.approx(1.0) and res.ess > 100 and res.khat < 0.7
