@@ -24,7 +24,8 @@ Usage: ``python benchmarks/accuracy.py [--quick] [--folder DIR] [--device auto]`
 (training sets, checkpoints and estimators are kept in ``--folder``, so an interrupted full
 run resumes where it stopped). ``--pretrained`` skips training and evaluates the estimators
 shipped with the package (``jades-parametric``, ``jades-continuity``: 300k simulations each,
-zred 0.1-10, stellar mass formed 10^4-10^12 Msun) on fresh mocks of their own models.
+zred 0.1-15 with IGM and dust emission, stellar mass formed 10^4-10^12 Msun) on fresh mocks
+of their own models.
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ def main() -> None:
                 for t in TEMPLATES
             }
     setup = (
-        "the shipped estimators (300k simulations, zred 0.1-10, log M formed 4-12)"
+        "the shipped estimators (300k simulations, zred 0.1-15, log M formed 4-12)"
         if args.pretrained
         else f"training sets of {n_train}; zred {ZRED}"
     )
