@@ -16,7 +16,8 @@ that single JWST pixels as well as whole galaxies are inside the prior; the 14 J
   multi-modal redshift posteriors), cosine schedule, batches of 1024.
 
 Each gets recalibration maps (:func:`prospect_sbi.posterior.recalibrate`) fitted on
-``--n-recal`` mocks of another seed (20,000 for the known-redshift 0.2 files, 12,000 for the photo-z ones).
+``--n-recal`` mocks of another seed (20,000 for the known-redshift 0.2 files, 12,000 for
+the photo-z ones).
 
 Usage: ``python examples/train_jades_estimators.py [--only NAME] [--folder DIR] [--install]``.
 Training sets and checkpoints are kept in ``--folder``, so a rerun resumes (after a kill too);
@@ -41,31 +42,19 @@ SEEDS = {
     "jades-parametric-photoz": 303,
     "jades-continuity-photoz": 404,
 }
+_KNOWN = (300_000, {"max_epochs": 80})
+_PHOTOZ = (
+    600_000,
+    {
+        "flow": "nsf",
+        "schedule": "cosine",
+        "batch_size": 1024,
+        "max_epochs": 10,
+        "learning_rate": 2e-3,
+    },
+)
 #: name -> training draws, and train() options besides the defaults
-RECIPES = {
-    "jades-parametric": (300_000, {"max_epochs": 80}),
-    "jades-continuity": (300_000, {"max_epochs": 80}),
-    "jades-parametric-photoz": (
-        600_000,
-        {
-            "flow": "nsf",
-            "schedule": "cosine",
-            "batch_size": 1024,
-            "max_epochs": 10,
-            "learning_rate": 2e-3,
-        },
-    ),
-    "jades-continuity-photoz": (
-        600_000,
-        {
-            "flow": "nsf",
-            "schedule": "cosine",
-            "batch_size": 1024,
-            "max_epochs": 10,
-            "learning_rate": 2e-3,
-        },
-    ),
-}
+RECIPES = {name: _PHOTOZ if name.endswith("-photoz") else _KNOWN for name in SEEDS}
 #: seeds of the recalibration mocks' simulation and noise (benchmarks/accuracy.py tests on
 #: seeds 2 and 3)
 RECAL_SEEDS = (11, 12)
