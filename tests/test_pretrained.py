@@ -42,3 +42,36 @@ def test_shipped_estimator_accuracy_and_calibration(name, _sps_instance, tmp_pat
     assert r2["log_sfr100"] > 0.85, table
     chance = coverage_noise(int(rows.sum()), N_DRAWS, n_labels=len(post.labels))
     assert np.max(table["coverage_err"]) < chance, (chance, table)
+
+
+def test_photoz_lyman_or_balmer_break_is_bimodal(_sps_instance):
+    """A z ~ 3 galaxy seen in four bands is a Lyman break at z ~ 3.3 or a Balmer break at
+    z ~ 0.7: the shipped photo-z estimator gives both modes; with all 14 bands, one."""
+    from prospect_sbi import jades_filters
+    from prospect_sbi.fitting.redshift import count_modes
+    from prospect_sbi.forward import ModelPhotometry
+
+    post = AmortizedPosterior.pretrained("jades-parametric-photoz")
+    model = pretrained_model("jades-parametric-photoz")
+    values = dict(mass=10**9.5, tage=0.3, tau=1.0, dust2=0.1, logzsol=-1.0, gas_logu=-2.0)
+    zs = [2.8, 3.0, 3.2]
+    theta = np.array([[z if k == "zred" else values[k] for k in model.theta_labels()] for z in zs])
+    maggies = ModelPhotometry(model, _sps_instance, jades_filters())(theta)[0]
+    flux, err = post.noise.apply(maggies, np.random.default_rng(0))
+    seen = [post.filters.index(b) for b in ("acs_wfc_f606w", "acs_wfc_f814w")]
+    seen += [post.filters.index(b) for b in ("jwst_f150w", "jwst_f277w")]
+    few_flux, few_err = np.full_like(flux, np.nan), np.full_like(err, np.nan)
+    few_flux[:, seen], few_err[:, seen] = flux[:, seen], err[:, seen]
+    iz = post.labels.index("zred")
+    few = post.sample(few_flux, few_err, 2000, seed=1)[..., iz]
+    full = post.sample(flux, err, 2000, seed=1)[..., iz]
+    for z, zf, za in zip(zs, few, full, strict=True):
+        # both breaks keep a share of the posterior (a unimodal flow would pick one) ...
+        low, high = np.mean(zf < 1.5), np.mean(np.abs(zf - z) < 0.2 * (1 + z))
+        assert low > 0.2 and high > 0.2, (z, low, high, np.quantile(zf, [0.16, 0.5, 0.84]))
+        # ... and the other bands break the degeneracy: one mode, at the truth
+        modes, _ = count_modes(za)
+        assert len(modes) == 1 and abs(modes[0] - z) < 0.15 * (1 + z), modes
+        assert np.mean(za < 1.5) < low / 2
+    modes, masses = count_modes(few[np.argmax([np.mean(f < 1.5) for f in few])])
+    assert len(modes) == 2 and modes.min() < 1.2 and masses.min() > 0.2, (modes, masses)
