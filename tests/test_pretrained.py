@@ -33,13 +33,17 @@ def test_shipped_estimator_accuracy_and_calibration(name, _sps_instance, tmp_pat
     ts.close()
     cols = [post.filters.index(b) for b in resolve_band_names(SNR_BANDS)]
     rows = detection_snr(obs["flux"][:, cols], obs["err"][:, cols]) >= 5
+    zred = None if obs["zred"] is None else obs["zred"][rows]  # None: the estimator infers it
     table = evaluate(
-        post, obs["flux"][rows], obs["err"][rows], obs["truth"][rows], obs["zred"][rows], n=N_DRAWS
+        post, obs["flux"][rows], obs["err"][rows], obs["truth"][rows], zred, n=N_DRAWS
     )
     r2 = dict(zip(table["name"], table["r2"], strict=True))
-    # full scale (benchmarks/accuracy.py, 20,000 mocks): R^2(log M*) 0.993 for both
-    assert r2["log_mstar"] > 0.985, table
-    assert r2["log_sfr100"] > 0.85, table
+    if zred is None:  # photo-z: the redshift's uncertainty widens everything (R^2 0.94, 0.81-0.88)
+        assert r2["zred"] > 0.85 and r2["log_mstar"] > 0.93, table
+        assert r2["log_sfr100"] > 0.78, table
+    else:  # full scale (benchmarks/accuracy.py, 8,000 mocks): R^2(log M*) 0.986-0.988
+        assert r2["log_mstar"] > 0.98, table
+        assert r2["log_sfr100"] > 0.85, table
     chance = coverage_noise(int(rows.sum()), N_DRAWS, n_labels=len(post.labels))
     assert np.max(table["coverage_err"]) < chance, (chance, table)
 
