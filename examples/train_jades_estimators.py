@@ -9,8 +9,8 @@ that single JWST pixels as well as whole galaxies are inside the prior; the 14 J
 
 - ``jades-parametric``, ``jades-continuity``: redshift known (an input), 0.1-15; 300,000 draws,
   :func:`prospect_sbi.train`'s defaults (RealNVP, plateau schedule). The 0.2 files were
-  started from the 0.1 ones (z <= 10, no dust emission: ``--transfer``) and trained 28 epochs
-  at ``--lr 1e-3`` on the new model's draws (``--epochs 28 --lr 1e-3``).
+  started from the 0.1 ones (z <= 10, no dust emission: ``--transfer``) and trained 50 epochs
+  at ``--lr 1e-3`` on the new model's draws (``--epochs 50 --lr 1e-3``).
 - ``jades-parametric-photoz``, ``jades-continuity-photoz``: redshift inferred, 0-20 with
   :data:`prospect_sbi.pretrained.PHOTOZ_PRIOR`; 600,000 draws; spline flow (``"nsf"``,
   multi-modal redshift posteriors), cosine schedule, batches of 1024.
