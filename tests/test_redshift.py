@@ -166,6 +166,8 @@ def test_map_galaxy_infer_records_the_redshift(small_estimator, small_photoz, mo
     assert set(fit.redshift) == {1, 2}
     assert fit.redshift[1].median > 2.5 > fit.redshift[2].median
     np.testing.assert_allclose(fit.zred[fit.groups == 1], fit.redshift[1].median)
+    table = fit.table()  # the galaxy's photo-z on each of its pixels' rows (FITS-safe)
+    np.testing.assert_allclose(table["zphot_p50"][fit.groups == 2], fit.redshift[2].median)
     read, _, header = read_maps(done.files["maps"])
     assert header["ZGIVEN"] == "infer" and "ZMULTI" in header
     zd = read["zred_draws"]

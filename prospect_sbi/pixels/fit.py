@@ -146,9 +146,11 @@ class PixelFit:
             cols[ZRED_RULED_OUT] = np.array(
                 [self.zred_ruled_out.get(int(g), False) for g in self.groups]
             )
+        if self.redshift:  # each pixel carries its galaxy's photo-z summary (FITS-safe columns)
+            for key in ("zphot_p16", "zphot_p50", "zphot_p84", "zphot_nmodes"):
+                by_group = {int(g): zp.summary()[key] for g, zp in self.redshift.items()}
+                cols[key] = np.array([by_group.get(int(g), np.nan) for g in self.groups])
         meta = {k.upper()[:8]: v for k, v in self.meta.items() if k != "ppc"}
-        for g, zp in self.redshift.items():
-            meta[f"zphot_{g}"] = zp.summary()
         return Table(cols, meta=meta)
 
 
