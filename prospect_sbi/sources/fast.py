@@ -190,14 +190,13 @@ class FastPhotometry:
         i0, i1 = grid.offset - k.max(), grid.offset - k.min() + grid.n_obs
         zi, zf = interp_index(self._grids.logzsol, v["logzsol"])
         young_w, old_w, mfrac = self.stars.weights(res, zi, zf)
-        light, lines = self._young_light(res, young_w, zi, zf, i0, i1)
+        light, lines, nebular = self._young_light(res, young_w, zi, zf, i0, i1)
         # FSPS's order: the birth cloud dims young stars and nebular emission only.
         attenuate(light, dust.continuum(v["dust1"], v["dust1_index"], None, i0, i1))
         light += mix(old_w, zi, zf, self.stars.pairs, i0, i1)
         attenuate(light, dust.continuum(v["dust2"], v["dust_index"], sw["dust_type"], i0, i1))
         if sw["add_dust_emission"]:
             emission = self.emission
-            nebular = self.nebular.weights(res) if sw["add_neb_emission"] else None
             absorbed = emission.absorbed(res, young_w, old_w, zi, zf, nebular, lines)
             emission.add(res, absorbed, light, i0, i1)
         if sw["add_igm_absorption"] and i0 < grid.n_blue:
@@ -216,8 +215,11 @@ class FastPhotometry:
         zf: np.ndarray,
         i0: int,
         i1: int,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Young stars plus nebular continuum (C, L) float32, and line luminosities (C, E).
+    ) -> tuple[np.ndarray, np.ndarray | None, tuple | None]:
+        """Young stars plus nebular continuum (C, L) float32, lines (C, E), nebular weights.
+
+        The nebular weights are :meth:`~.fast_nebular.FastNebular.weights`' (None without a
+        nebula), reused by the dust emission's energy balance.
 
         Rows whose young-star (and nebular) age weights share one shape take spectra
         precomputed per grid point: one small product per run of rows sharing a stellar Z
@@ -233,9 +235,9 @@ class FastPhotometry:
             spectra = self._cached("young", id(pairs), shape, lambda: z_spectra(shape, pairs))
             coefs.append(np.stack([alpha * (1 - zf), alpha * zf], axis=1) * same[:, None])
             bases.append(lambda s: spectra[zi[s] : zi[s] + 2, i0:i1])
-        key, lines, lum = zi, None, None
+        key, lines, lum, weights_n = zi, None, None, None
         if neb:
-            mass, cols, corner = nebular.weights(res)
+            weights_n = mass, cols, corner = nebular.weights(res)
             alpha_n, shape_n, same_n = common_shape(mass)
             key = zi * len(nebular.line_lum) * nebular.cont.shape[1] + cols[:, 0]
             lines = np.zeros((n, nebular.line_lum.shape[-1]))
@@ -258,7 +260,7 @@ class FastPhotometry:
         if neb and (shape_n is None or not same_n.all()):
             slow = ~same_n if shape_n is not None else np.ones(n, dtype=bool)
             nebular.add(res, slow, mass, cols, corner, light, lines, i0, i1)
-        return light, lines
+        return light, lines, weights_n
 
     def _cached(self, kind: str, variant: int, shape: np.ndarray, build: Callable) -> object:
         """``build()`` for this age shape, reused while later chunks share the shape."""
