@@ -147,9 +147,11 @@ class PixelFit:
                 [self.zred_ruled_out.get(int(g), False) for g in self.groups]
             )
         if self.redshift:  # each pixel carries its galaxy's photo-z summary (FITS-safe columns)
+            summaries = {int(g): zp.summary() for g, zp in self.redshift.items()}
             for key in ("zphot_p16", "zphot_p50", "zphot_p84", "zphot_nmodes"):
-                by_group = {int(g): zp.summary()[key] for g, zp in self.redshift.items()}
-                cols[key] = np.array([by_group.get(int(g), np.nan) for g in self.groups])
+                cols[key] = np.array(
+                    [summaries.get(int(g), {}).get(key, np.nan) for g in self.groups]
+                )
         meta = {k.upper()[:8]: v for k, v in self.meta.items() if k != "ppc"}
         return Table(cols, meta=meta)
 
