@@ -80,8 +80,13 @@ def test_benchmark_runs_to_its_result_line(
         "bias",
         "coverage_err_z",
         "ms_per_object",
+        "sigma_nmad_refined",
+        "outlier_frac_refined",
+        "bias_refined",
+        "ms_per_refined_object",
     ]
     values = {k: float(v) for k, v in values.items()}
+    assert np.isnan(values["sigma_nmad_refined"])  # refined only with --refine
     assert 0 < values["sigma_nmad"] < 5 and 0 <= values["outlier_frac"] <= 1
     assert 0 <= values["coverage_err_z"] <= 0.95 and values["ms_per_object"] > 0
     assert re.search(r"real \(spec-z\)\s+99 ", out)  # every galaxy of the catalogue

@@ -212,6 +212,35 @@ def test_refined_draws_are_exact_and_not_recalibrated(post, mocks, sps):
     np.testing.assert_allclose(draws[:, post.labels.index("log_ssfr100")], ssfr, atol=1e-5)
 
 
+def test_refinement_likelihood_keeps_the_shallow_bands_the_estimator_drops(post, mocks, sps):
+    # a non-detection far shallower than training (a band the network never saw at that
+    # depth) is missing for the flow but is data for the exact likelihood
+    flux, err = mocks["flux"][:2].copy(), mocks["err"][:2].copy()
+    band = 0
+    err[:, band] = 50 * post.noise_range.max_err[band]
+    flux[:, band] = 0.5 * err[:, band]
+    with pytest.warns(UserWarning, match="2 non-detections with errors larger"):
+        obs = post.prepare(flux, err, mocks["zred"][:2])
+    assert np.isnan(obs.flux[:, band]).all() and np.isnan(obs.err[:, band]).all()
+    np.testing.assert_array_equal(obs.like_flux, flux)
+    np.testing.assert_array_equal(obs.take([1]).like_err, err[1:])
+    refiner = post.refiner(sps)
+    pts = refiner.target(obs).first(np.arange(2), 16, np.random.default_rng(0))
+    model, _ = refiner.phot(pts["theta"].reshape(32, -1))
+    model = model.reshape(2, 16, -1)
+    full = refiner.lnl.lnlike(model, flux[:, None], err[:, None])
+    seen = refiner.lnl.lnlike(model, obs.flux[:, None], obs.err[:, None])
+    ok = np.isfinite(pts["lnlike"])
+    assert ok.sum() > 16
+    np.testing.assert_allclose(pts["lnlike"][ok], full[ok], rtol=1e-9)
+    # the band's Gaussian term, which the flow's view leaves out
+    term = -0.5 * (((model[..., band] - flux[:, None, band]) / err[:, None, band]) ** 2)
+    term -= np.log(err[:, None, band]) + 0.5 * LOG_2PI
+    np.testing.assert_allclose((full - seen)[ok], term[ok], rtol=1e-9)
+    with pytest.raises(ValueError, match=r"like_flux has shape \(2, 3\); expected \(2, 14\)"):
+        Observations(flux, err, None, like_flux=flux[:, :3])
+
+
 def test_refine_auto_refines_bright_and_badly_fitted_objects_only(post, mocks, sps):
     flux, err = mocks["flux"].copy(), mocks["err"].copy()
     draws = post.sample(

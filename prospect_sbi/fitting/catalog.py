@@ -312,6 +312,8 @@ class _CatalogFit:
             grid.ravel(),
             False,
             np.repeat(obs.flags, k),
+            np.repeat(obs.like_flux, k, 0),
+            np.repeat(obs.like_err, k, 0),
         )
         kept = np.empty((b * k, m, len(self.post.labels)), np.float32)
 

@@ -203,10 +203,10 @@ class AmortizedPosterior(EstimatorFiles):
         check_errors(flux, err, ranges)
         flags = flag_observations(flux, err, ranges, stats)
         warn_flags(flags, ranges, stats, stacklevel=stacklevel)
-        flux, err = drop_shallow(flux, err, ranges.max_err, stacklevel=stacklevel)
+        seen, seen_err = drop_shallow(flux, err, ranges.max_err, stacklevel=stacklevel)
         zr = self.header.get("zred_range")
         z = check_zred(zred, len(flux), self.redshift == "known", None if zr is None else zr)
-        return Observations(flux, err, z, single, flags)
+        return Observations(seen, seen_err, z, single, flags, flux, err)
 
     def encode(self, obs: Observations, rows: slice | None = None) -> torch.Tensor:
         """Return the network inputs (B, L) of prepared observations (or of their ``rows``)."""

@@ -41,7 +41,7 @@ class Observations:
     ----------
     flux, err : numpy.ndarray, float64, (B, F)
         Maggies; NaN in both for a missing band (also for bands the checks dropped as far
-        shallower than the training noise).
+        shallower than the training noise): what the estimator sees.
     zred : numpy.ndarray, float64, (B,) or None
         Redshifts, for an estimator conditioned on them; None when it infers them.
     snr : numpy.ndarray, float64, (B,)
@@ -53,6 +53,10 @@ class Observations:
         Per object, the reasons it lies outside the training data, ``;``-joined
         (:data:`~prospect_sbi.posterior.plausibility.FLAG_REASONS`); ``""`` for none (the
         default).
+    like_flux, like_err : numpy.ndarray, float64, (B, F)
+        The bands as given, shallow non-detections included: what the exact likelihood
+        (refinement, ``refine=``) uses, since it is defined for any error. Default ``flux``
+        and ``err``.
 
     Examples
     --------
@@ -66,6 +70,8 @@ class Observations:
     zred: np.ndarray | None
     single: bool = False
     flags: np.ndarray | None = None
+    like_flux: np.ndarray | None = None
+    like_err: np.ndarray | None = None
     snr: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -83,6 +89,11 @@ class Observations:
         flags = np.array(flags, dtype=object).reshape(len(flux))
         flags.setflags(write=False)
         object.__setattr__(self, "flags", flags)
+        for name, seen in (("like_flux", flux), ("like_err", err)):
+            value = seen if getattr(self, name) is None else _frozen(getattr(self, name))
+            if value.shape != seen.shape:
+                raise ValueError(f"{name} has shape {value.shape}; expected {seen.shape}")
+            object.__setattr__(self, name, value)
 
     def __len__(self) -> int:
         return len(self.flux)
@@ -90,7 +101,15 @@ class Observations:
     def take(self, rows: slice | np.ndarray | list) -> Observations:
         """Return the objects ``rows`` (a slice, indices or a boolean mask) as a new batch."""
         z = None if self.zred is None else self.zred[rows]
-        return Observations(self.flux[rows], self.err[rows], z, False, self.flags[rows])
+        return Observations(
+            self.flux[rows],
+            self.err[rows],
+            z,
+            False,
+            self.flags[rows],
+            self.like_flux[rows],
+            self.like_err[rows],
+        )
 
     def __getitem__(self, rows: slice | np.ndarray | list) -> Observations:
         """Return :meth:`take` of ``rows``."""

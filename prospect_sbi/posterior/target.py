@@ -80,7 +80,9 @@ class ExactTarget:
             for key in r.derived_keys:
                 derived[key][ok] = values[key]
         lnlike = r.lnl.lnlike(
-            maggies.reshape(b, m, -1), self.obs.flux[rows][:, None], self.obs.err[rows][:, None]
+            maggies.reshape(b, m, -1),
+            self.obs.like_flux[rows][:, None],
+            self.obs.like_err[rows][:, None],
         ).ravel()
         full = phys.reshape(b * m, -1).clone()
         lnn = np.zeros(b * m)
