@@ -105,11 +105,36 @@ def z_draws(post, flux: np.ndarray, err: np.ndarray, n: int) -> np.ndarray:
     return np.asarray(draws[..., post.labels.index("zred")], dtype=float)
 
 
-def real_galaxies(post, draws: int, out: Path, refine: bool = False) -> dict | None:
+def best_lnlike(post, obs) -> np.ndarray:
+    """Largest log-likelihood (B,) among the refinement's draws of prepared ``obs``."""
+    batch = post.refiner().run(obs, 10, seed=1).batch
+    return np.max(np.where(np.isfinite(batch.log_weights), batch.points["lnlike"], -np.inf), 1)
+
+
+def outlier_fits(post, known, cat, z_phot: np.ndarray) -> dict[str, np.ndarray]:
+    """Is an outlier the model's or the sampler's? Best fits at its photo-z and its z_spec.
+
+    For the real galaxies with ``|dz| > OUTLIER`` (within the known-z estimator's range), the
+    largest log-likelihood among the exact photo-z posterior's draws and among the exact
+    posterior's draws of ``known`` (an estimator of the same model at known redshift) at
+    z_spec. ``delta = best at z_spec - best at the photo-z``: well below 0, the model fits the
+    true redshift worse (no estimator of it can find that redshift); near or above 0, the
+    sampler missed a mode.
+    """
+    lo, hi = known.header.get("zred_range") or (0.0, np.inf)
+    dz = (z_phot - cat.zred) / (1 + cat.zred)
+    rows = np.flatnonzero((np.abs(dz) > OUTLIER) & (cat.zred >= lo) & (cat.zred <= hi))
+    at_phot = best_lnlike(post, post.prepare(cat.flux[rows], cat.err[rows]))
+    at_spec = best_lnlike(known, known.prepare(cat.flux[rows], cat.err[rows], cat.zred[rows]))
+    return {"rows": rows, "delta": at_spec - at_phot}
+
+
+def real_galaxies(post, draws: int, out: Path, refine: bool = False, known=None) -> dict | None:
     """Photo-z of the JADES spec-z galaxies; None (and a message) without the data.
 
     With ``refine``, also those of the exact posterior (``refine="always"``, one thread) under
-    ``"refined"``, with ``ms_per_object``: what the model itself gives, flow error aside.
+    ``"refined"``, with ``ms_per_object``: what the model itself gives, flow error aside; with
+    ``known`` too, its outliers' :func:`outlier_fits`.
     """
     from prospect_sbi.jades_data import CATALOGUE, find_data_dir, read_specz_catalogue
 
@@ -150,6 +175,18 @@ def real_galaxies(post, draws: int, out: Path, refine: bool = False) -> dict | N
             "ms_per_object": ms,
             "khat_flagged": float(np.mean(exact.khat_flag)),
         }
+        if known is not None:
+            fits = outlier_fits(post, known, cat, np.median(z_exact, axis=1))
+            print("refined outliers: best ln L at z_spec - best ln L at the photo-z")
+            for i, d in zip(fits["rows"], fits["delta"], strict=True):
+                z_med = np.median(z_exact[i])
+                print(f"  id {cat.ids[i]} z_spec {cat.zred[i]:.2f} -> {z_med:.2f}: {d:+.1f}")
+            worse = int(np.sum(fits["delta"] < -2))
+            print(
+                f"  {worse} fit worse at z_spec (model-limited), "
+                f"{len(fits['rows']) - worse} as well or better (modes the sampler missed)"
+            )
+            stats["refined"]["model_limited"] = worse
     return stats
 
 
@@ -253,6 +290,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--draws", type=int, default=None, help="1000 (500 with --quick)")
     parser.add_argument("--n-time", type=int, default=200, help="objects timed for ms_per_object")
     parser.add_argument(
+        "--known",
+        default=None,
+        help="with --refine: an estimator of the same model at known redshift, to tell the "
+        "model's outliers from the sampler's (default jades-<sfh> for jades-<sfh>-photoz)",
+    )
+    parser.add_argument(
         "--refine",
         action="store_true",
         help="also the real galaxies' exact posteriors (refine='always'; about a minute)",
@@ -277,7 +320,11 @@ def main(argv: list[str] | None = None) -> None:
         if zr is not None
         else f"estimator {args.estimator}: {len(post.labels)} labels; {draws} draws per object"
     )
-    real = real_galaxies(post, draws, args.out, refine=args.refine)
+    known = args.known
+    if known is None and str(args.estimator).endswith("-photoz"):
+        known = str(args.estimator).removesuffix("-photoz")
+    known = AmortizedPosterior.resolve(known) if args.refine and known else None
+    real = real_galaxies(post, draws, args.out, refine=args.refine, known=known)
     head = f"{'set':19s} {'n':>6s} {'sigma_NMAD':>10s} {'outliers':>8s} {'bias':>8s}"
     head += "".join(f" {f'cov {a:.0%}':>8s}" for a in LEVELS)
     with tempfile.TemporaryDirectory() as tmp:
@@ -306,7 +353,8 @@ def main(argv: list[str] | None = None) -> None:
     if "refined" in real:
         print(
             f"refined (exact posterior): {exact['ms_per_object']:.0f} ms per object, one "
-            f"thread; {exact['khat_flagged']:.0%} with k-hat > 0.7"
+            f"thread; {exact['khat_flagged']:.0%} with k-hat > 0.7; model-limited outliers: "
+            f"{exact.get('model_limited', 'not measured (no --known)')}"
         )
     print(
         f"RESULT sigma_nmad={real['sigma_nmad']:.4f} outlier_frac={real['outlier_frac']:.4f} "
