@@ -133,6 +133,7 @@ SUBPACKAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "refine",
             "target",
             "training",
+            "zguide",
         ),
         ("checkpoint", "data", "storage", "summary"),
     ),

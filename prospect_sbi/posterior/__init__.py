@@ -25,6 +25,7 @@ from . import (
     refine,
     target,
     training,
+    zguide,
 )
 from .bounds import *  # noqa: F403
 from .checks import *  # noqa: F403
@@ -44,6 +45,7 @@ from .recalibration import *  # noqa: F403
 from .refine import *  # noqa: F403
 from .target import *  # noqa: F403
 from .training import *  # noqa: F403
+from .zguide import *  # noqa: F403
 
 __all__ = [
     *training.__all__,
@@ -64,4 +66,5 @@ __all__ = [
     *psis.__all__,
     *refine.__all__,
     *target.__all__,
+    *zguide.__all__,
 ]

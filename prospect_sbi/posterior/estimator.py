@@ -109,7 +109,13 @@ class AmortizedPosterior(EstimatorFiles):
         theta = set(self.model_spec.get("theta_labels", ()))
         self._n_jittered = sum(name not in theta for name in space.names)
         self._model: Any = None  # model(), rebuilt once for refinement
-        self._refiners: dict = {}  # refiner() by source and likelihood
+        self._refiners: dict = {}  # refiner() by source, likelihood and guide
+        #: For a photo-z estimator, a known-redshift estimator of the same model (or a
+        #: pretrained name) whose draws at redshifts spread over its range join refinement's
+        #: first proposal, so it finds redshift modes the flow misses
+        #: (:class:`~prospect_sbi.posterior.zguide.RedshiftGuide`); None for the flow alone.
+        #: The pretrained photo-z estimators get their known-redshift twin.
+        self.redshift_guide: Any = None
 
     @property
     def targets(self) -> list[str]:
@@ -272,21 +278,25 @@ class AmortizedPosterior(EstimatorFiles):
         Returns
         -------
         prospect_sbi.posterior.refine.Refiner
-            Built once per source and likelihood, from :meth:`model` (rebuilt once).
+            Built once per source, likelihood and :attr:`redshift_guide`, from :meth:`model`
+            (rebuilt once).
 
         Raises
         ------
         ValueError
-            A likelihood the noise model does not have, or an estimator trained without
-            jitter on its derived targets.
+            A likelihood the noise model does not have, an estimator trained without
+            jitter on its derived targets, or a :attr:`redshift_guide` that does not fit.
         """
         from .refine import Refiner
 
-        key = (id(sps), likelihood)
+        guide = self.redshift_guide
+        if isinstance(guide, str):  # a pretrained name or a file, loaded once
+            guide = self.redshift_guide = type(self).resolve(guide)
+        key = (id(sps), likelihood, id(guide))
         if key not in self._refiners:
             if self._model is None:
                 self._model = self.model()
-            self._refiners[key] = Refiner(self, self._model, sps, likelihood)
+            self._refiners[key] = Refiner(self, self._model, sps, likelihood, guide)
         return self._refiners[key]
 
     def _refiner_for(self, refine: str, sps: Any, likelihood: str) -> Any:

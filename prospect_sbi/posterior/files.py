@@ -246,9 +246,12 @@ class EstimatorFiles:
             Prospector model.
         device : str or torch.device
         """
-        from ..pretrained import pretrained_path
+        from ..pretrained import pretrained_path, pretrained_redshift
 
-        return cls.load(pretrained_path(name), device)
+        post = cls.load(pretrained_path(name), device)
+        if pretrained_redshift(name) == "infer":  # refinement's guide: the known-z twin
+            post.redshift_guide = name.removesuffix("-photoz")
+        return post
 
     @classmethod
     def load(

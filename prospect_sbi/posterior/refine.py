@@ -62,6 +62,7 @@ from .importance import ImportanceBatch, adaptive_importance
 from .observations import Observations
 from .plausibility import MODEL_ERROR_FLOOR
 from .target import ExactTarget
+from .zguide import RedshiftGuide
 
 #: Values of ``refine=``.
 REFINE_MODES = ("never", "always", "auto")
@@ -170,18 +171,29 @@ class Refiner:
         Default :func:`default_sps`.
     likelihood : {"flux", "noise"}
         :class:`~prospect_sbi.noise.NoiseLikelihood`'s kind.
+    guide : AmortizedPosterior, optional
+        For a photo-z estimator, a known-redshift estimator of the same model whose draws
+        at redshifts spread over the range join the first proposal
+        (:class:`~prospect_sbi.posterior.zguide.RedshiftGuide`): modes the flow misses.
 
     Raises
     ------
     ValueError
         A likelihood the noise model does not have, a model free parameter the estimator has
-        no target for, or an estimator trained without jitter on its derived targets.
+        no target for, an estimator trained without jitter on its derived targets, or a
+        guide that does not fit the estimator.
     """
 
     def __init__(
-        self, estimator: Any, model: Any, sps: Any = None, likelihood: str = "flux"
+        self,
+        estimator: Any,
+        model: Any,
+        sps: Any = None,
+        likelihood: str = "flux",
+        guide: Any = None,
     ) -> None:
         check_likelihood(estimator.noise, likelihood)
+        self.guide = None if guide is None else RedshiftGuide(estimator, guide)
         self.post, self.known = estimator, estimator.redshift == "known"
         self.model = _with_free_zred(model, estimator) if self.known else model
         self.phot = ModelPhotometry(

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .observations import Observations
+from .zguide import GUIDE_SHARE
 
 _LOG_2PI = float(np.log(2 * np.pi))
 
@@ -42,10 +43,25 @@ class ExactTarget:
         self.r, self.obs, self.post = refiner, obs, refiner.post
         self.n_objects = len(obs)
         self.x = self.post.encode(obs)
+        self.guide = refiner.guide  # a RedshiftGuide or None
 
     def first(self, rows: np.ndarray, n: int, rng: np.random.Generator) -> dict:
-        """``n`` draws of the flow per object (standard-normal base variables), evaluated."""
-        return self.evaluate(rows, rng.standard_normal((len(rows), n, len(self.post.space))), rng)
+        """``n`` draws of the first proposal per object, evaluated.
+
+        The flow's (standard-normal base variables); with a redshift guide
+        (:class:`~prospect_sbi.posterior.zguide.RedshiftGuide`), its share of them from the
+        guide instead, mapped to the flow's base variables.
+        """
+        d = len(self.post.space)
+        if self.guide is None:
+            return self.evaluate(rows, rng.standard_normal((len(rows), n, d)), rng)
+        k = min(n - 1, max(1, round(GUIDE_SHARE * n)))
+        phys = self.guide.draw(self.obs, rows, k, rng)  # (b, k, D)
+        y = self.post.space.to_flow(phys).float().transpose(0, 1).to(self.x.device)
+        with torch.no_grad():
+            u = self.post.network.to_base(y, self.x[rows]).transpose(0, 1).double().cpu()
+        u = np.concatenate([rng.standard_normal((len(rows), n - k, d)), u.numpy()], axis=1)
+        return self.evaluate(rows, u, rng)
 
     def evaluate(self, rows: np.ndarray, u: np.ndarray, rng: np.random.Generator) -> dict:
         """Draws at base variables ``u`` (b, m, D): through the flow, then the target."""
@@ -56,17 +72,27 @@ class ExactTarget:
             z, log_flow = net.sample_and_log_prob(x, base)  # (b, m, D), (b, m)
             log_flow = log_flow.double().cpu().numpy()
         log_base = -0.5 * np.sum(u**2, -1) - 0.5 * u.shape[-1] * _LOG_2PI
-        out = self._at(rows, z.double().cpu())
+        z = z.double().cpu()
+        phys = self.post.space.to_physical(z)
+        out = self._at(rows, z, phys)
         with np.errstate(invalid="ignore"):  # a blown-up draw has zero weight, not NaN
             log_aux = np.where(np.isfinite(log_flow), log_flow - log_base, 0.0)
-        out.update(u=u, log_first=log_flow, log_aux=log_aux)
+        log_first = np.where(np.isnan(log_flow), -np.inf, log_flow)
+        if self.guide is not None:  # the first proposal is the mixture of flow and guide
+            log_guide = self.guide.log_density(self.obs, rows, phys)
+            log_first = np.logaddexp(
+                np.log1p(-GUIDE_SHARE) + log_first, np.log(GUIDE_SHARE) + log_guide
+            )
+        out.update(u=u, log_first=log_first, log_aux=log_aux)
         return out
 
-    def _at(self, rows: np.ndarray, z: torch.Tensor) -> dict:
-        """Log target and what goes with it at flow-space points ``z`` (b, m, D)."""
+    def _at(self, rows: np.ndarray, z: torch.Tensor, phys: torch.Tensor) -> dict:
+        """Log target and what goes with it at flow-space points ``z`` (b, m, D).
+
+        ``phys`` are the same points' physical targets.
+        """
         r, space, p, k = self.r, self.post.space, self.r.p, self.r.k
         b, m = z.shape[:2]
-        phys = space.to_physical(z)
         zred = None if self.obs.zred is None else np.repeat(self.obs.zred[rows], m)
         theta = r.theta(phys.numpy().reshape(b * m, -1), zred)
         with np.errstate(divide="ignore", invalid="ignore"):
