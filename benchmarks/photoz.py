@@ -293,7 +293,8 @@ def main(argv: list[str] | None = None) -> None:
         "--known",
         default=None,
         help="with --refine: an estimator of the same model at known redshift, to tell the "
-        "model's outliers from the sampler's (default jades-<sfh> for jades-<sfh>-photoz)",
+        "model's outliers from the sampler's and to guide the refinement of an estimator "
+        "file (default jades-<sfh> for jades-<sfh>-photoz)",
     )
     parser.add_argument(
         "--refine",
@@ -324,6 +325,8 @@ def main(argv: list[str] | None = None) -> None:
     if known is None and str(args.estimator).endswith("-photoz"):
         known = str(args.estimator).removesuffix("-photoz")
     known = AmortizedPosterior.resolve(known) if args.refine and known else None
+    if known is not None and post.redshift_guide is None:
+        post.redshift_guide = known  # an estimator file: guided as the pretrained ones are
     real = real_galaxies(post, draws, args.out, refine=args.refine, known=known)
     head = f"{'set':19s} {'n':>6s} {'sigma_NMAD':>10s} {'outliers':>8s} {'bias':>8s}"
     head += "".join(f" {f'cov {a:.0%}':>8s}" for a in LEVELS)
