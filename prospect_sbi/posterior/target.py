@@ -44,6 +44,7 @@ class ExactTarget:
         self.n_objects = len(obs)
         self.x = self.post.encode(obs)
         self.guide = refiner.guide  # a RedshiftGuide or None
+        self.share = GUIDE_SHARE  # the guide's share of the first proposal, set by first()
 
     def first(self, rows: np.ndarray, n: int, rng: np.random.Generator) -> dict:
         """``n`` draws of the first proposal per object, evaluated.
@@ -56,6 +57,7 @@ class ExactTarget:
         if self.guide is None:
             return self.evaluate(rows, rng.standard_normal((len(rows), n, d)), rng)
         k = min(n - 1, max(1, round(GUIDE_SHARE * n)))
+        self.share = k / n  # the mixture's weight is the share actually drawn
         phys = self.guide.draw(self.obs, rows, k, rng)  # (b, k, D)
         y = self.post.space.to_flow(phys).float().transpose(0, 1).to(self.x.device)
         with torch.no_grad():
@@ -81,7 +83,7 @@ class ExactTarget:
         if self.guide is not None:  # the first proposal is the mixture of flow and guide
             log_guide = self.guide.log_density(self.obs, rows, phys)
             log_first = np.logaddexp(
-                np.log1p(-GUIDE_SHARE) + log_first, np.log(GUIDE_SHARE) + log_guide
+                np.log1p(-self.share) + log_first, np.log(self.share) + log_guide
             )
         out.update(u=u, log_first=log_first, log_aux=log_aux)
         return out
