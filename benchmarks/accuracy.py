@@ -13,12 +13,15 @@ Targets: R^2(log M*) >= 0.99 and coverage error <= 0.03 for every parameter. Eve
 given for all mocks and for the mocks detected as the reference selects pixels (S/N >= 5
 over F277W, F356W, F444W, as :func:`prospect_sbi.pixels.snr_map`); the RESULT keys
 ``r2_logmass`` and ``coverage_err_max`` are those of the detected mocks, ``*_all`` of all mocks.
-The detected mocks are also split by S/N (5-20, 20-50, >= 50). A coverage error measured on B
-mocks is itself noisy: each table gives the error a perfectly calibrated posterior would reach
-by chance on as many mocks (95th percentile, :func:`prospect_sbi.posterior.coverage_noise`),
-and ``coverage_err_noise`` is that of the detected mocks. Every estimator is recalibrated
-(:func:`prospect_sbi.posterior.recalibrate`) on mocks of its own, neither training nor test
-mocks; ``coverage_err_max_flow`` is the largest coverage error of the flow's own draws.
+The detected mocks are also split by S/N (5-20, 20-50, >= 50), and, where the mocks reach
+z = 10 (``--pretrained``: 0.1-15), by redshift (``r2_logmass_z10``: R^2(log M*) of the
+detected mocks at z < 10, where the 0.1 estimators were trained and measured).
+A coverage error measured on B mocks is itself noisy: each table gives the error a
+perfectly calibrated posterior would reach by chance on as many mocks (95th percentile,
+:func:`prospect_sbi.posterior.coverage_noise`), and ``coverage_err_noise`` is that of the
+detected mocks. Every estimator is recalibrated (:func:`prospect_sbi.posterior.recalibrate`)
+on mocks of its own, neither training nor test mocks; ``coverage_err_max_flow`` is the
+largest coverage error of the flow's own draws.
 
 Usage: ``python benchmarks/accuracy.py [--quick] [--folder DIR] [--device auto]``
 (training sets, checkpoints and estimators are kept in ``--folder``, so an interrupted full
@@ -42,6 +45,9 @@ ZRED = (0.5, 6.0)
 REPORTED = ("log_mstar", "log_sfr100", "mwa", "logzsol", "dust2")
 #: Detection S/N bins of the detected mocks, reported apart (None: no upper end).
 SNR_BINS = ((5, 20), (20, 50), (50, None))
+#: Redshift above which a detected mock counts as "z>=10" (the shipped 0.1 estimators, whose
+#: R^2 target this was, stopped at z = 10; the 0.2 ones go to 15).
+Z_SPLIT = 10.0
 
 
 def run_template(
@@ -140,6 +146,9 @@ def evaluate_sets(post: object, obs: dict, draws: int, meta: dict) -> dict[str, 
         f"S/N {lo}-{hi}" if hi else f"S/N>={lo}": (snr >= lo) & (snr < (hi or np.inf))
         for lo, hi in SNR_BINS
     }
+    if obs["zred"].max() >= Z_SPLIT:  # the shipped estimators' mocks reach z = 15
+        high = obs["zred"] >= Z_SPLIT
+        subsets |= {"S/N>=5 z<10": (snr >= 5) & ~high, "S/N>=5 z>=10": (snr >= 5) & high}
     for name, rows in subsets.items():
         args = (post, obs["flux"][rows], obs["err"][rows], obs["truth"][rows], obs["zred"][rows])
         table = evaluate(*args, n=draws)
@@ -199,6 +208,7 @@ def main() -> None:
     )
     r2_mass, cov_max = {"all": np.inf, "S/N>=5": np.inf}, {"all": 0.0, "S/N>=5": 0.0}
     cov_noise, cov_flow = dict.fromkeys(cov_max, 0.0), 0.0
+    r2_z10 = np.inf  # detected mocks at z < Z_SPLIT, when the mocks reach beyond it
     for sets in tables.values():
         for subset, table in sets.items():
             meta = table.meta
@@ -231,6 +241,9 @@ def main() -> None:
                     f"without the recalibration: {table['coverage_err_flow'][bad]:.3f} "
                     f"({table['name'][bad]})"
                 )
+            if subset == "S/N>=5 z<10":
+                names = list(table["name"])
+                r2_z10 = min(r2_z10, float(table["r2"][names.index("log_mstar")]))
             if subset not in cov_max:
                 continue
             cov_noise[subset] = max(cov_noise[subset], meta["coverage_noise"])
@@ -243,6 +256,7 @@ def main() -> None:
         f"RESULT r2_logmass={r2_mass['S/N>=5']:.4f} coverage_err_max={cov_max['S/N>=5']:.3f} "
         f"r2_logmass_all={r2_mass['all']:.4f} coverage_err_max_all={cov_max['all']:.3f} "
         f"coverage_err_noise={cov_noise['S/N>=5']:.3f} coverage_err_max_flow={cov_flow:.3f}"
+        + (f" r2_logmass_z10={r2_z10:.4f}" if np.isfinite(r2_z10) else "")
     )
 
 

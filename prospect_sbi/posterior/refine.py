@@ -1,12 +1,14 @@
 """Exact posteriors on demand: the estimator's draws refined by importance sampling, batched.
 
-The amortised posterior is calibrated, but for bright objects its 68% intervals are about
-2.2 times wider than the exact posterior of the likelihood. :class:`Refiner` reweights the
-estimator's draws by ``prior * likelihood / proposal`` (neural importance sampling, Dax et al.
-2023), adapting a per-object Student-t proposal over a few rounds
-(:func:`~prospect_sbi.posterior.importance.adaptive_importance`), for every object of a chunk at
-once: each round is one flow call and one :class:`~prospect_sbi.forward.ModelPhotometry` call
-for all the objects' draws, whatever their redshifts. The likelihood uses every band given,
+The amortised posterior is calibrated, but for bright objects its 68% intervals are wider
+than the exact posterior of the likelihood (the shipped estimators' flows: 1.4-1.6 times at
+S/N >= 20, ``benchmarks/sharpness.py``; 2.2 times for the 0.1 estimators).
+:class:`Refiner` reweights the estimator's draws by ``prior * likelihood / proposal``
+(neural importance sampling, Dax et al. 2023), adapting a per-object Student-t proposal over
+a few rounds (:func:`~prospect_sbi.posterior.importance.adaptive_importance`), for every
+object of a chunk at once: each round is one flow call and one
+:class:`~prospect_sbi.forward.ModelPhotometry` call for all the objects' draws, whatever
+their redshifts. The likelihood uses every band given,
 the shallow non-detections the estimator does not see included (``Observations.like_flux``):
 on the 99 JADES spec-z galaxies (5% error floor, ``jades-parametric-photoz``) they took the
 refined photo-z outliers from 20% to 16%, the Lyman breaks of dropouts being in those bands.
@@ -67,7 +69,7 @@ from .zguide import RedshiftGuide
 #: Values of ``refine=``.
 REFINE_MODES = ("never", "always", "auto")
 #: Total S/N (:func:`~prospect_sbi.posterior.total_snr`) from which ``refine="auto"`` refines
-#: every object: the shipped estimators' 68% intervals are ~2.2 times the exact ones there.
+#: every object: the shipped estimators' 68% intervals are 1.4-1.6 times the exact ones there.
 AUTO_SNR = 20.0
 #: ``refine="auto"`` also refines an object whose best chi-square among
 #: :data:`AUTO_CHECK_DRAWS` of the flow's draws has a probability below this.
