@@ -16,7 +16,7 @@ that single JWST pixels as well as whole galaxies are inside the prior; the 14 J
   then fine-tuned 20 epochs on 1,200,000 draws with mass augmentation and a cosine schedule
   (``--finetune --n 1200000 --epochs 20 --lr 5e-4 --schedule cosine --augment-mass``,
   ``--lr 3e-4`` for ``jades-continuity``; 32 minutes each on one core): bright posteriors
-  6-5% narrower again.
+  5-6% narrower again.
 - ``jades-parametric-photoz``, ``jades-continuity-photoz``: redshift inferred, 0-20 with
   :data:`prospect_sbi.pretrained.PHOTOZ_PRIOR`; 600,000 draws; spline flow (``"nsf"``,
   multi-modal redshift posteriors), cosine schedule, batches of 1024, 10 epochs;
@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 
 from prospect_sbi import PRETRAINED, pretrained_model
+from prospect_sbi.posterior.training import SCHEDULES
 from prospect_sbi.pretrained import pretrained_path, pretrained_redshift
 
 #: name -> seed of its training set
@@ -154,7 +155,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="most epochs (default: the recipe's)")
     parser.add_argument("--lr", type=float, help="initial learning rate (default: the recipe's)")
     parser.add_argument("--folder", default="pretrained-run", help="work folder (resumable)")
-    parser.add_argument("--schedule", choices=("plateau", "cosine"), help="learning-rate schedule")
+    parser.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
     parser.add_argument("--batch-size", type=int, help="examples per gradient step")
     parser.add_argument(
         "--augment-mass",
