@@ -48,6 +48,8 @@ SNR_BINS = ((5, 20), (20, 50), (50, None))
 #: Redshift above which a detected mock counts as "z>=10" (the shipped 0.1 estimators, whose
 #: R^2 target this was, stopped at z = 10; the 0.2 ones go to 15).
 Z_SPLIT = 10.0
+#: Names of the detected mocks below and above it.
+LOW_Z, HIGH_Z = f"S/N>=5 z<{Z_SPLIT:g}", f"S/N>=5 z>={Z_SPLIT:g}"
 
 
 def run_template(
@@ -148,7 +150,7 @@ def evaluate_sets(post: object, obs: dict, draws: int, meta: dict) -> dict[str, 
     }
     if obs["zred"].max() >= Z_SPLIT:  # the shipped estimators' mocks reach z = 15
         high = obs["zred"] >= Z_SPLIT
-        subsets |= {"S/N>=5 z<10": (snr >= 5) & ~high, "S/N>=5 z>=10": (snr >= 5) & high}
+        subsets |= {LOW_Z: (snr >= 5) & ~high, HIGH_Z: (snr >= 5) & high}
     for name, rows in subsets.items():
         args = (post, obs["flux"][rows], obs["err"][rows], obs["truth"][rows], obs["zred"][rows])
         table = evaluate(*args, n=draws)
@@ -241,7 +243,7 @@ def main() -> None:
                     f"without the recalibration: {table['coverage_err_flow'][bad]:.3f} "
                     f"({table['name'][bad]})"
                 )
-            if subset == "S/N>=5 z<10":
+            if subset == LOW_Z:
                 names = list(table["name"])
                 r2_z10 = min(r2_z10, float(table["r2"][names.index("log_mstar")]))
             if subset not in cov_max:
