@@ -511,6 +511,25 @@ def test_mass_augmentation_and_cosine_schedule(trainset, tmp_path):
         train(trainset, JadesPixelNoise(), schedule="step", **kwargs)
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("batch_size", 0, "batch_size=0; it must be an integer >= 1"),
+        ("batch_size", 2.5, "batch_size=2.5; it must be an integer >= 1"),
+        ("max_epochs", -1, "max_epochs=-1; it must be an integer >= 1"),
+        ("learning_rate", 0.0, "learning_rate=0.0; it must be a number > 0"),
+        ("learning_rate", float("nan"), "learning_rate=nan; it must be a number > 0"),
+        ("band_dropout", 1.0, r"band_dropout=1.0; it must be a number in \[0, 1\)"),
+        ("jitter", -0.01, "jitter=-0.01; it must be a number >= 0"),
+        ("patience", True, "patience=True; it must be an integer >= 1"),
+    ],
+)
+def test_train_refuses_bad_options(trainset, option, value, message):
+    """A bad numeric option is a one-line error before any data is read or epoch run."""
+    with pytest.raises(ValueError, match=message):
+        train(trainset, JadesPixelNoise(), max_rows=100, progress=False, **{option: value})
+
+
 @pytest.mark.gpu
 def test_cuda_training_and_sampling(trainset, mocks):
     """Training and sampling on a CUDA device give the CPU's posteriors (same data, seed)."""

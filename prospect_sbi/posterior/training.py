@@ -170,7 +170,10 @@ def train(
     Raises
     ------
     ValueError
-        Unknown ``redshift`` or ``flow``; a noise model without the training set's bands;
+        Unknown ``redshift``, ``flow`` or ``schedule``; ``max_epochs``, ``batch_size``,
+        ``patience`` or ``lr_patience`` not a positive (``lr_patience``: non-negative)
+        integer, ``learning_rate`` not > 0, ``band_dropout`` outside [0, 1), ``jitter`` < 0;
+        a noise model without the training set's bands;
         unknown derived quantities; ``redshift="infer"`` with a fixed redshift; a checkpoint
         from another configuration; ``recalibrate=True`` with fewer than 200 validation rows;
         a device this machine lacks; a training set with fluxes no galaxy has
@@ -182,6 +185,15 @@ def train(
         raise ValueError(f"unknown flow {flow!r}; use one of {sorted(FLOWS)}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r}; use one of {SCHEDULES}")
+    _check_options(
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        patience=patience,
+        lr_patience=lr_patience,
+        band_dropout=band_dropout,
+        jitter=jitter,
+    )
     device = _device(device)
     with _opened(trainingset) as ts:
         setup = _Setup(
@@ -325,6 +337,37 @@ def _recalibrate_on_validation(
         info=info,
         progress=progress,
     )
+
+
+def _check_options(**values: Any) -> None:
+    """Raise a one-line ValueError for the first of train()'s numeric options out of range."""
+    rules = {
+        "max_epochs": ("an integer >= 1", lambda v: _integer(v) and v >= 1),
+        "batch_size": ("an integer >= 1", lambda v: _integer(v) and v >= 1),
+        "patience": ("an integer >= 1", lambda v: _integer(v) and v >= 1),
+        "lr_patience": ("an integer >= 0", lambda v: _integer(v) and v >= 0),
+        "learning_rate": ("a number > 0", lambda v: _number(v) and v > 0),
+        "band_dropout": ("a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
+        "jitter": ("a number >= 0", lambda v: _number(v) and v >= 0),
+    }
+    for name, value in values.items():
+        need, ok = rules[name]
+        if not ok(value):
+            raise ValueError(f"{name}={value!r}; it must be {need}")
+
+
+def _number(value: Any) -> bool:
+    """Return whether ``value`` is a finite real number (not a bool)."""
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, (bool, np.bool_))
+        and bool(np.isfinite(value))
+    )
+
+
+def _integer(value: Any) -> bool:
+    """Return whether ``value`` is a finite number of integer value (3 or 3.0, not 3.5)."""
+    return _number(value) and float(value).is_integer()
 
 
 class _Setup:
