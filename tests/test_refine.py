@@ -188,9 +188,9 @@ def test_refine_always_sharpens_bright_and_matches_the_one_object_path(post, moc
         assert (q[2] - q[0]) / (hi - lo) == pytest.approx(1.0, abs=0.3)
         assert -0.8 < draws.logz[b] - one.logz < 0.3
         assert abs(med - mocks["truth"]["log_mstar"][b]) < 4 * (hi - lo) / 2
-    # sharper than the flow on these bright mocks: widths 0.78, 0.66 and 0.91 of the flow's
-    # with the annealed fine-tune of 2026-12-04 (0.70, 0.59, 0.95 with the one before; the
-    # flow of the third is nearly exact)
+    # sharper than the flow on these bright mocks: widths 0.67, 0.62 and 0.92 of the flow's
+    # with the second annealed fine-tune of 2026-12-04 (0.78, 0.66, 0.91 with the first;
+    # the flow of the third is nearly exact)
     assert np.mean(ratios) < 0.85, ratios
 
 
