@@ -243,13 +243,12 @@ def main() -> None:
                     f"without the recalibration: {table['coverage_err_flow'][bad]:.3f} "
                     f"({table['name'][bad]})"
                 )
+            mass = float(table["r2"][list(table["name"]).index("log_mstar")])
             if subset == LOW_Z:
-                names = list(table["name"])
-                r2_z10 = min(r2_z10, float(table["r2"][names.index("log_mstar")]))
+                r2_z10 = min(r2_z10, mass)
             if subset not in cov_max:
                 continue
             cov_noise[subset] = max(cov_noise[subset], meta["coverage_noise"])
-            mass = float(table["r2"][list(table["name"]).index("log_mstar")])
             r2_mass[subset] = min(r2_mass[subset], mass)
             cov_max[subset] = max(cov_max[subset], float(np.max(table["coverage_err"])))
             if flow and subset == "S/N>=5":
