@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .numeric import check_count
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -105,16 +107,14 @@ def chunk_slices(n: int, size: int) -> list[slice]:
     Raises
     ------
     ValueError
-        ``size < 1``.
+        ``size`` not an integer >= 1.
 
     Examples
     --------
     >>> chunk_slices(5, 2)
     [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
     """
-    if int(size) < 1:
-        raise ValueError(f"chunk_size must be >= 1; got {size}")
-    n, size = int(n), int(size)
+    n, size = int(n), check_count("chunk_size", size)
     return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 

@@ -29,6 +29,7 @@ from .cosmology import age_of_universe
 from .derived import DERIVED, STEP_DERIVED, derived_quantities
 from .filters import resolve_band_names
 from .forward import predict_each
+from .numeric import check_count
 from .provenance import model_difference, model_hash, model_spec, versions
 from .sources import BC03MilesBasis
 from .sources.params import resolve_params
@@ -118,7 +119,7 @@ def simulate(
     PermissionError
         The output folder is not writable.
     """
-    n = _check_count(n)
+    n = check_count("n", n)
     path = Path(path)
     filters = _filter_names(filters)
     if model.ndim == 0:
@@ -169,13 +170,6 @@ def simulate(
         bar.close()
     _assemble(path, parts, header, spec, job, n, done_rows)
     return TrainingSet.open(path)
-
-
-# ---------------------------------------------------------------------- checks
-def _check_count(n: object) -> int:
-    if isinstance(n, bool) or not float(n).is_integer() or int(n) <= 0:
-        raise ValueError(f"n={n!r}: the number of draws must be a positive integer")
-    return int(n)
 
 
 def _filter_names(filters: Sequence) -> list[str]:

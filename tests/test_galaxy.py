@@ -195,7 +195,7 @@ def test_fit_pixels_keeps_chunks_and_refuses_another_fit(tiny_estimator_file, cu
         r"options; remove it or rerun with the same ones",
     ):
         fit_pixels(post, images, mask, parts=parts, **(kw | {"n_draws": 41}))
-    with pytest.raises(ValueError, match="chunk_size must be a positive integer; got 0"):
+    with pytest.raises(ValueError, match="chunk_size must be an integer >= 1; got 0"):
         fit_pixels(post, images, mask, **(kw | {"chunk_size": 0}))
 
 

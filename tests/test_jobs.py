@@ -28,7 +28,7 @@ def test_chunk_slices_are_the_old_chunks(n, size):
     old = [slice(start, min(start + size, n)) for start in range(0, n, size)]
     assert chunk_slices(n, size) == old
     assert sum(s.stop - s.start for s in chunk_slices(n, size)) == n
-    with pytest.raises(ValueError, match="chunk_size must be >= 1; got 0"):
+    with pytest.raises(ValueError, match="chunk_size must be an integer >= 1; got 0"):
         chunk_slices(n, 0)
 
 

@@ -274,7 +274,7 @@ def test_bad_input_errors(model, jades, tmp_path, make_model):
     sps = BC03MilesBasis()
     with pytest.raises(ValueError, match="unknown filter .F999W."):
         simulate(model, sps, ["F444W", "F999W"], 10, tmp_path / "a.h5")
-    with pytest.raises(ValueError, match="n=0: the number of draws must be a positive integer"):
+    with pytest.raises(ValueError, match="n must be an integer >= 1; got 0"):
         simulate(model, sps, jades, 0, tmp_path / "a.h5")
     fixed = make_model("parametric_sfh", mass=1e10, logzsol=0.0, dust2=0.1, tage=1.0, tau=1.0)
     with pytest.raises(ValueError, match="the model has no free parameters"):

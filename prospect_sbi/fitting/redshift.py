@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from astropy.table import Table
 
+from ..numeric import check_count
+
 if TYPE_CHECKING:
     from ..posterior import AmortizedPosterior
 
@@ -183,9 +185,8 @@ class RedshiftPosterior:
 
     def grid(self, k: int) -> np.ndarray:
         """K redshifts standing for the posterior: its quantiles at ``(i + 0.5) / k``, (k,)."""
-        if isinstance(k, bool) or int(k) != k or k < 1:
-            raise ValueError(f"the number of redshifts must be an integer >= 1; got {k!r}")
-        return np.quantile(self.draws, (np.arange(int(k)) + 0.5) / int(k))
+        k = check_count("the number of redshifts k", k)
+        return np.quantile(self.draws, (np.arange(k) + 0.5) / k)
 
     def histogram(self, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
         """Return counts (bins,) and edges (bins + 1,) of the draws, evenly spaced in log(1+z)."""
@@ -480,12 +481,11 @@ def zred_given(
     """
     if isinstance(zred, ZredGiven):
         return zred
-    if isinstance(n_zred, bool) or int(n_zred) != n_zred or n_zred < 1:
-        raise ValueError(f"n_zred must be an integer >= 1; got {n_zred!r}")
+    n_zred = check_count("n_zred", n_zred)
     pz, label = (None, "")
     if zred == "infer" or photoz is not None:
         pz, label = photoz_estimator(estimator, photoz)
-    common = {"photoz": pz, "photoz_label": label, "n_zred": int(n_zred)}
+    common = {"photoz": pz, "photoz_label": label, "n_zred": n_zred}
     if isinstance(zred, str) and zred == "infer":
         return ZredGiven("infer", **common)
     if isinstance(zred, int | float | np.integer | np.floating) and not isinstance(zred, bool):

@@ -37,6 +37,7 @@ from ..fitting.redshift import (
     summed_photometry,
     zred_given,
 )
+from ..numeric import check_count
 from ..posterior.refine import DIAGNOSTICS, check_refine
 from ..ppc import check_model
 from .images import PixelImages
@@ -418,8 +419,7 @@ def fit_pixels(
         A given redshift the photometry rules out (``photoz=``), a multi-modal galaxy
         redshift posterior (``zred="infer"``).
     """
-    if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
+    check_count("chunk_size", chunk_size)
     check_refine(refine)
     from ..posterior import AmortizedPosterior
 

@@ -8,6 +8,8 @@ import functools
 
 import numpy as np
 
+from ..numeric import check_count
+
 #: Credibility levels at which coverage is measured.
 LEVELS = np.linspace(0.02, 0.98, 49)
 
@@ -81,10 +83,8 @@ def coverage_noise(
     >>> round(coverage_noise(14000, 1000, n_labels=11), 3)  # doctest: +SKIP
     0.014
     """
-    if int(n_objects) < 1:
-        raise ValueError(f"n_objects must be >= 1; got {n_objects}")
     errors = _chance_errors(
-        int(n_objects),
+        check_count("n_objects", n_objects),
         int(n_draws),
         int(n_labels),
         tuple(np.asarray(levels, float)),

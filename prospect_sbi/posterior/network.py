@@ -23,6 +23,7 @@ from zuko.flows.gaussianization import ElementWiseTransform
 from zuko.transforms import MonotonicAffineTransform, MonotonicRQSTransform
 from zuko.utils import unpack
 
+from ..numeric import is_integer
 from .layers import BrightnessShift, ContextAffine, ResidualMLP
 
 #: zuko's default minimum slope of MonotonicAffineTransform (RealNVP couplings).
@@ -368,11 +369,7 @@ def check_config(config: Any, shapes: Mapping[str, Sequence[int]]) -> None:
     sizes |= {f"hidden[{i}]": v for i, v in enumerate(_as_list(config, "hidden"))}
     sizes |= {f"embedding[{i}]": v for i, v in enumerate(_as_list(config, "embedding"))}
     for key, value in sizes.items():
-        integral = (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and (math.isfinite(value) and float(value).is_integer())
-        )
+        integral = is_integer(value)
         if not (key in _SIZES or key.endswith("]") or integral):
             continue  # not a size (a float option of the flow): the constructor checks it
         if key == "transforms":  # compared with the stored transforms below

@@ -18,6 +18,7 @@ from lampe.utils import GDStep
 from tqdm.auto import tqdm
 
 from ..noise import NoiseModel
+from ..numeric import is_integer, is_number
 from ..provenance import versions
 from ..trainingset import TrainingSet
 from .bounds import TargetSpace
@@ -342,32 +343,18 @@ def _recalibrate_on_validation(
 def _check_options(**values: Any) -> None:
     """Raise a one-line ValueError for the first of train()'s numeric options out of range."""
     rules = {
-        "max_epochs": ("an integer >= 1", lambda v: _integer(v) and v >= 1),
-        "batch_size": ("an integer >= 1", lambda v: _integer(v) and v >= 1),
-        "patience": ("an integer >= 1", lambda v: _integer(v) and v >= 1),
-        "lr_patience": ("an integer >= 0", lambda v: _integer(v) and v >= 0),
-        "learning_rate": ("a number > 0", lambda v: _number(v) and v > 0),
-        "band_dropout": ("a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
-        "jitter": ("a number >= 0", lambda v: _number(v) and v >= 0),
+        "max_epochs": ("an integer >= 1", lambda v: is_integer(v) and v >= 1),
+        "batch_size": ("an integer >= 1", lambda v: is_integer(v) and v >= 1),
+        "patience": ("an integer >= 1", lambda v: is_integer(v) and v >= 1),
+        "lr_patience": ("an integer >= 0", lambda v: is_integer(v) and v >= 0),
+        "learning_rate": ("a number > 0", lambda v: is_number(v) and v > 0),
+        "band_dropout": ("a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1),
+        "jitter": ("a number >= 0", lambda v: is_number(v) and v >= 0),
     }
     for name, value in values.items():
         need, ok = rules[name]
         if not ok(value):
             raise ValueError(f"{name}={value!r}; it must be {need}")
-
-
-def _number(value: Any) -> bool:
-    """Return whether ``value`` is a finite real number (not a bool)."""
-    return (
-        isinstance(value, (int, float, np.integer, np.floating))
-        and not isinstance(value, (bool, np.bool_))
-        and bool(np.isfinite(value))
-    )
-
-
-def _integer(value: Any) -> bool:
-    """Return whether ``value`` is a finite number of integer value (3 or 3.0, not 3.5)."""
-    return _number(value) and float(value).is_integer()
 
 
 class _Setup:
