@@ -37,7 +37,17 @@ STAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "base",
         "files, jobs, tables, versions and constants every stage may use",
-        ("_version", "_io", "_steps", "constants", "provenance", "tables", "catalog", "cosmology"),
+        (
+            "_version",
+            "_io",
+            "_steps",
+            "constants",
+            "numeric",
+            "provenance",
+            "tables",
+            "catalog",
+            "cosmology",
+        ),
     ),
     (
         "physics",
