@@ -208,3 +208,7 @@ def test_job_functions_take_the_estimator_as_object_or_file(tiny_estimator_file,
     np.testing.assert_array_equal(disk["log_mstar_p50"], mem["log_mstar_p50"])
     with pytest.raises(TypeError, match="unexpected keyword argument 'n_draws'"):
         write_catalog_fit(post, cat, tmp_path / "x.ecsv", {}, n_draws=3)
+    bad = {**opts, "chunk_size": 2.5}  # refused before any file: it was truncated to 2
+    with pytest.raises(ValueError, match=r"^chunk_size must be an integer >= 1; got 2\.5$"):
+        write_catalog_fit(post, cat, tmp_path / "y.ecsv", {"x": 1}, **bad)
+    assert not list(tmp_path.glob("y*"))

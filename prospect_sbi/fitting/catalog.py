@@ -673,9 +673,9 @@ def write_catalog_fit(
         opts["n_zred"],
         estimator,
     )
+    slices = chunk_slices(len(job.flag), chunk_size)  # checks chunk_size before any file
     parts = TableParts(out, dict(fingerprint, chunk_size=int(chunk_size)))
     keep = job.draw_parts(opts["draws_file"], parts.folder, opts["model"])
-    slices = chunk_slices(len(job.flag), chunk_size)
     counts: dict[str, int] = {}
     for c, rows in enumerate(
         tqdm(slices, desc=os.fspath(out), unit="chunk", disable=not opts["progress"])

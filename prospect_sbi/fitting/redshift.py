@@ -185,7 +185,7 @@ class RedshiftPosterior:
 
     def grid(self, k: int) -> np.ndarray:
         """K redshifts standing for the posterior: its quantiles at ``(i + 0.5) / k``, (k,)."""
-        k = check_count("the number of redshifts k", k)
+        k = check_count("k", k)
         return np.quantile(self.draws, (np.arange(k) + 0.5) / k)
 
     def histogram(self, bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
