@@ -197,6 +197,8 @@ def test_fit_pixels_keeps_chunks_and_refuses_another_fit(tiny_estimator_file, cu
         fit_pixels(post, images, mask, parts=parts, **(kw | {"n_draws": 41}))
     with pytest.raises(ValueError, match="chunk_size must be an integer >= 1; got 0"):
         fit_pixels(post, images, mask, **(kw | {"chunk_size": 0}))
+    with pytest.raises(ValueError, match=r"n_draws must be an integer >= 1; got 40\.5"):
+        fit_pixels(post, images, mask, **(kw | {"n_draws": 40.5}))  # was truncated to 40
 
 
 @pytest.mark.parametrize("name", ["../../x", "a/b", "..", "", "a\\b"])

@@ -168,7 +168,7 @@ def test_importance_sample_errors(sps, small_estimator, bright_mock):
     import copy
 
     model, flux, err, _ = bright_mock
-    with pytest.raises(ValueError, match="n must be >= 2 and rounds >= 1; got n=1"):
+    with pytest.raises(ValueError, match="n must be an integer >= 2; got 1"):
         importance_sample(small_estimator, model, sps, flux, err, 1.5, n=1)
     other = build_model("continuity_sfh", zred=(0.5, 5.0))
     with pytest.raises(ValueError, match="the estimator has no target for the model's"):

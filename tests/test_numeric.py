@@ -45,3 +45,12 @@ def test_minimum_and_predicates():
 def test_call_sites_use_the_shared_check(call):
     with pytest.raises(ValueError, match=r"must be an integer >= 1; got (2\.5|nan|0\.5)$"):
         call()
+
+
+def test_sampler_counts_are_not_truncated():
+    from prospect_sbi.posterior.importance import adaptive_importance
+
+    with pytest.raises(ValueError, match=r"^rounds must be an integer >= 1; got 2\.5$"):
+        adaptive_importance(None, 256, 2.5, 200.0)
+    with pytest.raises(ValueError, match=r"^first must be an integer >= 2; got 1$"):
+        adaptive_importance(None, 256, 4, 200.0, first=1)

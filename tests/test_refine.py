@@ -90,7 +90,7 @@ def test_pareto_khat_known_answer_and_a_bad_proposal():
 
 def test_sampler_errors():
     target = GaussianTargets(np.zeros((1, 2)), 1.0, np.zeros(1), 1.0)
-    with pytest.raises(ValueError, match="n and first must be >= 2 and rounds >= 1; got n=1"):
+    with pytest.raises(ValueError, match="n must be an integer >= 2; got 1"):
         adaptive_importance(target, 1, 3, 10.0)
     target.logz = np.array([-np.inf])
     with pytest.raises(ValueError, match="object 0: no draw has a finite posterior density"):

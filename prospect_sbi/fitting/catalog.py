@@ -24,6 +24,7 @@ from astropy.table import Table, vstack
 
 from .._io import chunk_slices, row_seed, run_ordered
 from ..catalog import FLUX_UNITS, Catalog
+from ..numeric import check_count
 from ..posterior.checks import check_observations, outside_zred_range, zred_tolerance
 from ..posterior.observations import Observations
 from ..posterior.plausibility import (
@@ -202,16 +203,15 @@ class _CatalogFit:
     ) -> None:
         if len(catalog.flux) == 0:
             raise ValueError("the catalogue has no rows")
+        draws = check_count("draws", draws)
         self.zgrid, self.zcols, self.ruled, self.zmulti, self.zclip = None, {}, None, None, None
         if zred is not None or photoz is not None:
-            catalog = self._redshifts(
-                post, catalog, int(draws), seed, zred, photoz, n_zred, source
-            )
+            catalog = self._redshifts(post, catalog, draws, seed, zred, photoz, n_zred, source)
         self.refine, self.likelihood = check_refine(refine), likelihood
         if refine != "never":
             post.refiner(sps, likelihood)  # a likelihood the noise model lacks fails here
         self.sps = sps
-        self.post, self.catalog, self.draws, self.seed = post, catalog, int(draws), int(seed)
+        self.post, self.catalog, self.draws, self.seed = post, catalog, draws, int(seed)
         self.flag = _row_flags(post, catalog)
         self.ok = np.flatnonzero(self.flag == "")
         self.obs = check_catalog(post, catalog, self.ok)

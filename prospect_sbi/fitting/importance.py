@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..numeric import check_count
 from ..posterior.importance import GROW_EVERY, adaptive_importance
 from ..posterior.refine import Refiner
 
@@ -140,22 +141,19 @@ def importance_sample(
     ValueError
         Bad observations (as :meth:`AmortizedPosterior.sample`), a model the estimator has no
         target for, an estimator trained without jitter on its derived targets, a likelihood
-        the noise model does not have, or ``n < 2`` / ``rounds < 1``.
+        the noise model does not have, or ``n`` / ``rounds`` not an integer >= 2 / >= 1.
     """
     from ..posterior.estimator import AmortizedPosterior
 
     estimator = AmortizedPosterior.resolve(estimator)
-    if int(n) < 2 or int(rounds) < 1:
-        raise ValueError(f"n must be >= 2 and rounds >= 1; got n={n}, rounds={rounds}")
+    n, rounds = check_count("n", n, 2), check_count("rounds", rounds)
     refiner = Refiner(estimator, model, sps, likelihood)
     obs = estimator.prepare(
         np.asarray(flux, float)[None],
         np.asarray(err, float)[None],
         None if zred is None else [float(zred)],
     )
-    batch = adaptive_importance(
-        refiner.target(obs), int(n), int(rounds), float(target_ess), seed=seed
-    )
+    batch = adaptive_importance(refiner.target(obs), n, rounds, float(target_ess), seed=seed)
     size, pts = int(batch.n_draws[0]), batch.points
     labels = list(refiner.model.theta_labels())
     cols = [labels.index(lab) for lab in refiner.free_labels]
@@ -163,7 +161,7 @@ def importance_sample(
     rounds_info = [
         {
             "proposal": "flow" if r == 0 else "student-t",
-            "n": int(n) * (1 if r == 0 else 2 ** (r // GROW_EVERY)),
+            "n": n * (1 if r == 0 else 2 ** (r // GROW_EVERY)),
             "ess": float(e),
         }
         for r, e in enumerate(history)

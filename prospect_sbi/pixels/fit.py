@@ -409,9 +409,10 @@ def fit_pixels(
     ValueError
         Bands that differ from the estimator's, a mask of the wrong shape or selecting
         nothing, a missing redshift, a model that differs from the estimator's,
-        ``chunk_size < 1``, ``parts`` of another fit, an unknown ``refine``; a ``zred``
-        :func:`~prospect_sbi.fitting.zred_given` refuses, a segment missing from a redshift
-        table, ``zred`` for an estimator that infers it, no photo-z estimator for ``"infer"``.
+        ``chunk_size`` or ``n_draws`` not an integer >= 1, ``parts`` of another fit, an
+        unknown ``refine``; a ``zred`` :func:`~prospect_sbi.fitting.zred_given` refuses, a
+        segment missing from a redshift table, ``zred`` for an estimator that infers it, no
+        photo-z estimator for ``"infer"``.
 
     Warns
     -----
@@ -420,6 +421,7 @@ def fit_pixels(
         redshift posterior (``zred="infer"``).
     """
     check_count("chunk_size", chunk_size)
+    n_draws = check_count("n_draws", n_draws)
     check_refine(refine)
     from ..posterior import AmortizedPosterior
 
@@ -453,12 +455,12 @@ def fit_pixels(
         zred = _pixel_zred(images, mask, post.redshift == "known")
         posteriors, ruled, zpix = {}, {}, zred
     else:
-        zred, posteriors, ruled, zpix = _given_zred(given, flux, err, groups, int(n_draws), seed)
+        zred, posteriors, ruled, zpix = _given_zred(given, flux, err, groups, n_draws, seed)
     job = _Job(
         post,
         model,
         sps,
-        int(n_draws),
+        n_draws,
         int(seed),
         uuid.uuid4().hex,
         float(p_value),
@@ -517,7 +519,7 @@ def fit_pixels(
         computed.close()
     say(said)  # once per fit, counts added over the chunks (and from dask workers)
     meta = {
-        "n_draws": int(n_draws),
+        "n_draws": n_draws,
         "seed": int(seed),
         "model_hash": post.model_hash,
         "redshift": post.redshift,

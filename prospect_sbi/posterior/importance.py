@@ -57,6 +57,7 @@ import numpy as np
 from scipy.special import gammaln, logsumexp
 from tqdm.auto import tqdm
 
+from ..numeric import check_count
 from .psis import KHAT_MAX, pareto_khat
 
 #: Degrees of freedom of the adapted Student-t proposals: tails heavier than a Gaussian's, so
@@ -302,16 +303,15 @@ def adaptive_importance(
     Raises
     ------
     ValueError
-        ``n < 2`` or ``rounds < 1``, or an object none of whose draws has a finite target.
+        ``n`` or ``first`` not an integer >= 2, ``rounds`` not an integer >= 1, or an object
+        none of whose draws has a finite target.
     """
-    if int(n) < 2 or int(rounds) < 1 or int(first or n) < 2:
-        raise ValueError(
-            f"n and first must be >= 2 and rounds >= 1; got n={n}, first={first}, rounds={rounds}"
-        )
+    n, rounds = check_count("n", n, 2), check_count("rounds", rounds)
+    first = n if first is None else check_count("first", first, 2)
     rng = np.random.default_rng(seed)
     n_obj = int(target.n_objects)
     everyone = np.arange(n_obj)
-    pts = target.first(everyone, int(first or n), rng)
+    pts = target.first(everyone, first, rng)
     n_draws = np.full(n_obj, pts["u"].shape[1])
     counts = [n_draws.astype(float)]  # draws per object of each proposal
     log_q = [pts["log_first"]]  # each proposal's log density at every draw, (B, N)
@@ -322,9 +322,9 @@ def adaptive_importance(
     used = np.ones(n_obj, dtype=int)
     active = np.ones(n_obj, dtype=bool)
     history = [ess.copy()]
-    with tqdm(total=int(rounds), desc="refine", unit="round", disable=not progress) as bar:
+    with tqdm(total=rounds, desc="refine", unit="round", disable=not progress) as bar:
         bar.update(1)
-        for r in range(1, int(rounds)):
+        for r in range(1, rounds):
             rows = np.flatnonzero(active)
             done = rows[ess[rows] >= need[rows]]
             if len(done):
@@ -337,7 +337,7 @@ def adaptive_importance(
                 break
             width = int(n_draws[rows].max())  # the draws of active objects are a prefix
             comp = TMixture.fit(pts["u"][rows, :width], log_w[rows, :width], df)
-            size = int(n) * 2 ** (r // GROW_EVERY)
+            size = n * 2 ** (r // GROW_EVERY)
             new = target.evaluate(rows, comp.rvs(size, rng), rng)
             aux = new.get("log_aux", 0.0)
             for k, c in enumerate(comps):  # earlier proposals' densities at the new draws

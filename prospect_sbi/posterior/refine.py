@@ -295,10 +295,10 @@ class Refiner:
         ess = TARGET_ESS if target_ess is None else float(target_ess)
         batch = adaptive_importance(
             self.target(obs),
-            int(draws),
-            int(rounds),
+            draws,
+            rounds,
             ess,
-            first=int(first),
+            first=first,
             seed=rng,
             progress=progress,
         )
