@@ -64,11 +64,17 @@ def test_guide_density_is_that_of_its_draws(photoz, known, mocks):
     log_known = known.log_prob(theta, flux, err, zred=z)
     jac = photoz.space.log_abs_det(x[0]).numpy()
     expected = log_g + log_known - jac
-    np.testing.assert_allclose(guide.log_density(obs, np.array([0]), x)[0], expected, atol=2e-3)
-    # outside the guide's redshifts and for blown-up draws: zero density
+    before = guide.log_density(obs, np.array([0]), x)[0]
+    np.testing.assert_allclose(before, expected, atol=2e-3)
+    # a draw far in the known-z flow's tail (here z = 8.9 for a z = 2.1 galaxy) can land on
+    # a prior bound in float32, where the bounded space's Jacobian makes its density zero in
+    # both: it then has zero weight in the refinement. Nearly all draws have a density.
+    assert np.isfinite(before).mean() >= 0.95
+    # outside the guide's redshifts and for blown-up draws: zero density, the others unchanged
     x[0, 0, guide.iz], x[0, 1, 0] = 0.05, float("nan")
     out = guide.log_density(obs, np.array([0]), x)[0]
-    assert np.isneginf(out[:2]).all() and np.isfinite(out[2:]).all()
+    assert np.isneginf(out[:2]).all()
+    np.testing.assert_array_equal(out[2:], before[2:])
 
 
 def test_guided_refinement_is_the_same_posterior_on_clear_mocks(photoz, mocks, sps):
