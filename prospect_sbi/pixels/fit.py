@@ -420,7 +420,7 @@ def fit_pixels(
         A given redshift the photometry rules out (``photoz=``), a multi-modal galaxy
         redshift posterior (``zred="infer"``).
     """
-    check_count("chunk_size", chunk_size)
+    chunk_size = check_count("chunk_size", chunk_size)
     n_draws = check_count("n_draws", n_draws)
     check_refine(refine)
     from ..posterior import AmortizedPosterior
@@ -468,7 +468,7 @@ def fit_pixels(
         refine,
         likelihood,
     )
-    n, size = len(flux), int(chunk_size)
+    n, size = len(flux), chunk_size
     pieces = [
         (c, (flux[rows], err[rows], None if zpix is None else zpix[rows], groups[rows]))
         for c, rows in enumerate(chunk_slices(n, size))
