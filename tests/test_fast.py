@@ -158,3 +158,27 @@ def test_fast_rejects_redshift_beyond_zmax(fast, rng):
     params["zred"] = np.array([1.0, 2.0, 13.0])
     with pytest.raises(ValueError, match=r"zred=13 is beyond FastPhotometry zmax=12"):
         fast(params)
+
+
+def test_fast_skips_dust_emission_no_band_sees(fast, sps, jades, rng):
+    # DL07 starts at ~1 micron rest. Beyond z ~ 4.2 no JADES band reaches it, so the energy
+    # balance is skipped and the photometry is that without emission, bit for bit; just
+    # below, F444W sees the hot dust and the fast path still follows the exact one.
+    dl07 = dict(add_dust_emission=True, duste_umin=20.0, duste_qpah=1.0, duste_gamma=0.3)
+    far = _workload(rng, 16, "delayed_tau", 4, True) | _younger(rng, 4.3, 12.0, 16)
+    emitting, _ = fast(far | dl07)
+    dark, _ = fast(far | dict(add_dust_emission=False))
+    np.testing.assert_array_equal(emitting, dark)
+    near = _workload(rng, 16, "delayed_tau", 4, True) | _younger(rng, 3.0, 3.8, 16)
+    near["dust2"] = rng.uniform(1.0, 2.0, 16)  # enough absorbed light to see its emission
+    with_dust, _ = fast(near | dl07)
+    without, _ = fast(near | dict(add_dust_emission=False))
+    assert np.min(with_dust[:, -1] / without[:, -1]) > 1 + 1e-5  # F444W sees it, every object
+    exact, _ = sps.photometry(near | dl07, jades)
+    assert np.max(np.abs(with_dust / exact - 1)[_redward_of_lya(jades, near["zred"])]) < WORST
+
+
+def _younger(rng, zlo, zhi, n):
+    """Redshifts in [zlo, zhi) and delayed-tau ages that fit in the universe then."""
+    zred = rng.uniform(zlo, zhi, n)
+    return dict(zred=zred, tage=cosmo.age(zred).value * rng.uniform(0.01, 1.0, n))

@@ -51,6 +51,16 @@ class FastDustEmission:
         nz, nu, nage, nbin = de.neb_cont.shape
         self._neb = (de.neb_cont / scale).reshape(nz * nu, nage, nbin)
         self.nodes = binned(de.nodes.reshape(-1, de.nodes.shape[-1])).astype(_F32)
+        lit = np.flatnonzero(np.abs(self.nodes).max(0) > 0)
+        self._first_lit = int(lit[0]) if len(lit) else self.nodes.shape[1]
+
+    def reaches(self, i1: int) -> bool:
+        """Whether any node is non-zero on the rest pixels below ``i1``.
+
+        DL07 starts at ~1 micron rest: at z >~ 4 no JWST band sees it, and adding it (and the
+        energy balance that sets its luminosity) would add exact zeros.
+        """
+        return self._first_lit < i1
 
     def absorbed(
         self,
