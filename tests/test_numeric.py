@@ -39,8 +39,10 @@ def test_minimum_and_predicates():
         lambda: chunk_slices(10, 2.5),  # truncated to 2 before
         lambda: zred_given(2.0, n_zred=float("nan")),  # "cannot convert float NaN" before
         lambda: coverage_noise(0.5, 100, n_labels=3),  # truncated to 0 before
+        lambda: coverage_noise(100, 2.5, n_labels=3),  # truncated to 2 before
+        lambda: coverage_noise(100, 100, n_labels=0.5),  # truncated to 0 before
     ],
-    ids=["chunk_size", "n_zred", "n_objects"],
+    ids=["chunk_size", "n_zred", "n_objects", "n_draws", "n_labels"],
 )
 def test_call_sites_use_the_shared_check(call):
     with pytest.raises(ValueError, match=r"must be an integer >= 1; got (2\.5|nan|0\.5)$"):

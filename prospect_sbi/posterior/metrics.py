@@ -78,6 +78,11 @@ def coverage_noise(
     -------
     float
 
+    Raises
+    ------
+    ValueError
+        ``n_objects``, ``n_draws``, ``n_labels`` or ``trials`` not an integer >= 1.
+
     Examples
     --------
     >>> round(coverage_noise(14000, 1000, n_labels=11), 3)  # doctest: +SKIP
@@ -85,10 +90,10 @@ def coverage_noise(
     """
     errors = _chance_errors(
         check_count("n_objects", n_objects),
-        int(n_draws),
-        int(n_labels),
+        check_count("n_draws", n_draws),
+        check_count("n_labels", n_labels),
         tuple(np.asarray(levels, float)),
-        int(trials),
+        check_count("trials", trials),
         int(seed),
     )
     return float(np.quantile(errors, quantile))
