@@ -23,6 +23,12 @@ detected mocks. Every estimator is recalibrated (:func:`prospect_sbi.posterior.r
 on mocks of its own, neither training nor test mocks; ``coverage_err_max_flow`` is the
 largest coverage error of the flow's own draws.
 
+``--exact N`` also scores the exact posterior (``refine="always"``, importance sampling with
+the noise model's likelihood) on the first N detected mocks of each model, beside the
+estimator on the same mocks: how much of R^2's shortfall is the estimator's and how much is
+the information the mocks carry (``r2_logmass_exact``, ``r2_logmass_same``: the lower over the
+two models).
+
 Usage: ``python benchmarks/accuracy.py [--quick] [--folder DIR] [--device auto]``
 (training sets, checkpoints and estimators are kept in ``--folder``, so an interrupted full
 run resumes where it stopped). ``--pretrained`` skips training and evaluates the estimators
@@ -50,6 +56,8 @@ SNR_BINS = ((5, 20), (20, 50), (50, None))
 Z_SPLIT = 10.0
 #: Names of the detected mocks below and above it.
 LOW_Z, HIGH_Z = f"S/N>=5 z<{Z_SPLIT:g}", f"S/N>=5 z>={Z_SPLIT:g}"
+#: Names of the --exact subsets: the estimator and the exact posterior on the same mocks.
+SAME, EXACT = "S/N>=5 --exact set, estimator", "S/N>=5 --exact set, exact posterior"
 
 
 def run_template(
@@ -60,6 +68,7 @@ def run_template(
     draws: int,
     max_epochs: int,
     device: str,
+    exact: int = 0,
 ) -> tuple[object, float]:
     from prospect_sbi import BC03MilesBasis, JadesPixelNoise, build_model, jades_filters, simulate
     from prospect_sbi.posterior import held_out, recalibrate, train
@@ -98,10 +107,12 @@ def run_template(
         "epochs": len(post.training["history"]),
         "best_epoch": post.training["best_epoch"],
     }
-    return evaluate_sets(post, obs, draws, meta), seconds
+    return evaluate_sets(post, obs, draws, meta, exact), seconds
 
 
-def run_pretrained(template: str, folder: Path, n_test: int, draws: int) -> tuple[object, float]:
+def run_pretrained(
+    template: str, folder: Path, n_test: int, draws: int, exact: int = 0
+) -> tuple[object, float]:
     """Evaluate a shipped estimator on ``n_test`` new mocks of its own model."""
     from prospect_sbi import AmortizedPosterior, BC03MilesBasis, pretrained_model, simulate
     from prospect_sbi.posterior import held_out
@@ -125,15 +136,18 @@ def run_pretrained(template: str, folder: Path, n_test: int, draws: int) -> tupl
         "epochs": len(info["history"]),
         "best_epoch": info["best_epoch"],
     }
-    return evaluate_sets(post, obs, draws, meta), 0.0
+    return evaluate_sets(post, obs, draws, meta, exact), 0.0
 
 
-def evaluate_sets(post: object, obs: dict, draws: int, meta: dict) -> dict[str, object]:
+def evaluate_sets(
+    post: object, obs: dict, draws: int, meta: dict, exact: int = 0
+) -> dict[str, object]:
     """Metrics on all mocks and on those detected as the reference selects pixels.
 
     Iglesias-Navarro et al. fit pixels with mean S/N >= 5 over F277W, F356W and F444W; a mock
     far below the depth carries no information, its posterior is the prior, and a handful of
-    them dominate R^2. Both sets are reported.
+    them dominate R^2. Both sets are reported; with ``exact`` > 0, also the estimator and the
+    exact posterior on the first ``exact`` detected mocks.
     """
     from prospect_sbi.filters import resolve_band_names
     from prospect_sbi.pixels import SNR_BANDS, detection_snr
@@ -151,13 +165,17 @@ def evaluate_sets(post: object, obs: dict, draws: int, meta: dict) -> dict[str, 
     if obs["zred"].max() >= Z_SPLIT:  # the shipped estimators' mocks reach z = 15
         high = obs["zred"] >= Z_SPLIT
         subsets |= {LOW_Z: (snr >= 5) & ~high, HIGH_Z: (snr >= 5) & high}
+    if exact:
+        first = np.zeros(len(snr), bool)
+        first[np.flatnonzero(snr >= 5)[:exact]] = True
+        subsets |= {SAME: first, EXACT: first}
     for name, rows in subsets.items():
         args = (post, obs["flux"][rows], obs["err"][rows], obs["truth"][rows], obs["zred"][rows])
-        table = evaluate(*args, n=draws)
+        table = evaluate(*args, n=draws, refine="always" if name == EXACT else "never")
         # what a perfectly calibrated posterior would show on this many mocks, by chance
         noise = coverage_noise(int(rows.sum()), draws, n_labels=len(table))
         table.meta.update(meta, n=int(rows.sum()), coverage_noise=noise)
-        if post.recalibration is not None:  # the flow's own draws, for comparison
+        if post.recalibration is not None and name != EXACT:  # the flow's own draws too
             flow = evaluate(*args, n=draws, recalibrate=False)
             table["coverage_err_flow"] = flow["coverage_err"]
         tables[name] = table
@@ -182,6 +200,13 @@ def main() -> None:
         action="store_true",
         help="evaluate the shipped estimators instead of training",
     )
+    parser.add_argument(
+        "--exact",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also score the exact posterior on the first N detected mocks (~0.2 s each)",
+    )
     args = parser.parse_args()
     n_train = args.n_train or (30_000 if args.quick else 1_000_000)
     # 20000 mocks (~14000 detected): a calibrated posterior then shows a coverage error of up
@@ -193,10 +218,14 @@ def main() -> None:
         folder = Path(args.folder or tmp)
         folder.mkdir(parents=True, exist_ok=True)
         if args.pretrained:
-            tables = {t: run_pretrained(t, folder, n_test, draws)[0] for t in TEMPLATES}
+            tables = {
+                t: run_pretrained(t, folder, n_test, draws, args.exact)[0] for t in TEMPLATES
+            }
         else:
             tables = {
-                t: run_template(t, folder, n_train, n_test, draws, epochs, args.device)[0]
+                t: run_template(
+                    t, folder, n_train, n_test, draws, epochs, args.device, args.exact
+                )[0]
                 for t in TEMPLATES
             }
     setup = (
@@ -211,6 +240,7 @@ def main() -> None:
     r2_mass, cov_max = {"all": np.inf, "S/N>=5": np.inf}, {"all": 0.0, "S/N>=5": 0.0}
     cov_noise, cov_flow = dict.fromkeys(cov_max, 0.0), 0.0
     r2_z10 = np.inf  # detected mocks at z < Z_SPLIT, when the mocks reach beyond it
+    r2_same = dict.fromkeys((SAME, EXACT), np.inf)  # --exact: estimator and exact, same mocks
     for sets in tables.values():
         for subset, table in sets.items():
             meta = table.meta
@@ -246,6 +276,8 @@ def main() -> None:
             mass = float(table["r2"][list(table["name"]).index("log_mstar")])
             if subset == LOW_Z:
                 r2_z10 = min(r2_z10, mass)
+            if subset in r2_same:
+                r2_same[subset] = min(r2_same[subset], mass)
             if subset not in cov_max:
                 continue
             cov_noise[subset] = max(cov_noise[subset], meta["coverage_noise"])
@@ -258,6 +290,11 @@ def main() -> None:
         f"r2_logmass_all={r2_mass['all']:.4f} coverage_err_max_all={cov_max['all']:.3f} "
         f"coverage_err_noise={cov_noise['S/N>=5']:.3f} coverage_err_max_flow={cov_flow:.3f}"
         + (f" r2_logmass_z10={r2_z10:.4f}" if np.isfinite(r2_z10) else "")
+        + (
+            f" r2_logmass_exact={r2_same[EXACT]:.4f} r2_logmass_same={r2_same[SAME]:.4f}"
+            if np.isfinite(r2_same[EXACT])
+            else ""
+        )
     )
 
 

@@ -119,7 +119,13 @@ def mocks(post, _sps_instance):
     phot = ModelPhotometry(model, _sps_instance, post.filters)
     maggies, _ = phot(theta)
     flux, err = post.noise.apply(maggies, np.random.default_rng(6))
-    return {"flux": flux, "err": err, "zred": theta[:, 0], "truth": phot.derived(theta)}
+    derived = phot.derived(theta)
+    # every label, in the estimator's order (log_ssfr100 is the difference of two others)
+    derived["log_ssfr100"] = derived["log_sfr100"] - derived["log_mstar"]
+    labels = np.stack(
+        [derived[k] if k in derived else theta[:, idx[k]].ravel() for k in post.labels], 1
+    )
+    return {"flux": flux, "err": err, "zred": theta[:, 0], "truth": derived, "labels": labels}
 
 
 def _quantiles(x, w=None):
@@ -264,6 +270,29 @@ def test_refine_auto_refines_bright_and_badly_fitted_objects_only(post, mocks, s
     table = post.summarize(obs, n=200, seed=4, refine="auto", sps=sps, likelihood="noise")
     assert list(table["refined"]) == [False, True] and np.isnan(table["ess"][0])
     assert table["ess"][1] > 0 and {"khat", "logz", "khat_flag"} <= set(table.colnames)
+
+
+def test_evaluate_scores_the_exact_posterior(post, mocks, sps):
+    # evaluate(refine="always") scores the refined draws (noise likelihood, that of mocks),
+    # not the flow's: the metrics of sample()'s refined medians, not those of its flow draws
+    from prospect_sbi.posterior import evaluate
+    from prospect_sbi.posterior.metrics import regression_metrics
+
+    args = mocks["flux"], mocks["err"], mocks["labels"], mocks["zred"]
+    table = evaluate(post, *args, n=300, refine="always", sps=sps)
+    kw = dict(zred=mocks["zred"], seed=0)  # evaluate's seed for its first chunk
+    refined = post.sample(
+        mocks["flux"], mocks["err"], 300, **kw, refine="always", sps=sps, likelihood="noise"
+    )
+    expected = regression_metrics(np.median(refined, 1), mocks["labels"])
+    np.testing.assert_allclose(table["r2"], expected["r2"], rtol=1e-12)
+    flow = regression_metrics(
+        np.median(post.sample(mocks["flux"], mocks["err"], 300, **kw), 1), mocks["labels"]
+    )
+    assert np.max(np.abs(table["scatter"] - flow["scatter"])) > 1e-3
+    assert np.all(np.isfinite(table["coverage_err"]))
+    with pytest.raises(ValueError, match="refine='exact' is unknown"):
+        evaluate(post, *args, n=10, refine="exact")
 
 
 def test_refine_errors(post, mocks):
