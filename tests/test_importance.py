@@ -177,3 +177,25 @@ def test_importance_sample_errors(sps, small_estimator, bright_mock):
     unjittered.training = {**small_estimator.training, "jitter": 0.0}
     with pytest.raises(ValueError, match="trained with jitter > 0"):
         importance_sample(unjittered, model, sps, flux, err, 1.5, n=10)
+
+
+def test_adapted_proposal_covariance_is_shrunk_by_its_effective_draws():
+    # S from n_eff draws in P dimensions: off-diagonal terms pulled towards 0 by P / (P + n_eff)
+    from prospect_sbi.posterior.importance import DF, INFLATE, TMixture, weighted_moments
+
+    rng = np.random.default_rng(4)
+    u = rng.multivariate_normal([0.0, 0.0], [[1.0, 0.9], [0.9, 1.0]], size=(2, 4000))
+    log_w = np.zeros((2, 4000))
+    log_w[1, 6:] = -np.inf  # object 1: six equal draws carry all the weight
+    log_w -= np.log(np.exp(log_w).sum(1, keepdims=True))
+    fit = TMixture.fit(u, log_w)
+    cov = fit._root @ np.swapaxes(fit._root, -1, -2) * DF / (DF - 2)
+    w = np.exp(log_w)
+    _, sample = weighted_moments(u, w)
+    for b, lam in ((0, 2 / (2 + 4000)), (1, 2 / (2 + 6))):
+        expected = (1 - lam) * sample[b] + lam * np.diag(np.diag(sample[b]))
+        np.testing.assert_allclose(cov[b], expected, rtol=1e-10)
+    assert np.all(fit.scale == INFLATE)
+    assert abs(cov[1, 0, 1] / np.sqrt(cov[1, 0, 0] * cov[1, 1, 1])) < 0.8 * abs(
+        sample[1, 0, 1] / np.sqrt(sample[1, 0, 0] * sample[1, 1, 1])
+    )
