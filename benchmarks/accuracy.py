@@ -208,6 +208,8 @@ def main() -> None:
         help="also score the exact posterior on the first N detected mocks (~0.2 s each)",
     )
     args = parser.parse_args()
+    if args.exact < 0:
+        parser.error(f"--exact must be an integer >= 0; got {args.exact}")
     n_train = args.n_train or (30_000 if args.quick else 1_000_000)
     # 20000 mocks (~14000 detected): a calibrated posterior then shows a coverage error of up
     # to 0.014 by chance (95%); on 5000 (~3500 detected) up to 0.029, at the 0.03 target.
