@@ -181,7 +181,7 @@ def test_importance_sample_errors(sps, small_estimator, bright_mock):
 
 def test_adapted_proposal_covariance_is_shrunk_by_its_effective_draws():
     # S from n_eff draws in P dimensions: off-diagonal terms pulled towards 0 by P / (P + n_eff)
-    from prospect_sbi.posterior.importance import DF, INFLATE, TMixture, weighted_moments
+    from prospect_sbi.posterior.importance import INFLATE, TMixture, weighted_moments
 
     rng = np.random.default_rng(4)
     u = rng.multivariate_normal([0.0, 0.0], [[1.0, 0.9], [0.9, 1.0]], size=(2, 4000))
@@ -189,7 +189,7 @@ def test_adapted_proposal_covariance_is_shrunk_by_its_effective_draws():
     log_w[1, 6:] = -np.inf  # object 1: six equal draws carry all the weight
     log_w -= np.log(np.exp(log_w).sum(1, keepdims=True))
     fit = TMixture.fit(u, log_w)
-    cov = fit._root @ np.swapaxes(fit._root, -1, -2) * DF / (DF - 2)
+    cov = fit.covariance
     w = np.exp(log_w)
     _, sample = weighted_moments(u, w)
     for b, lam in ((0, 2 / (2 + 4000)), (1, 2 / (2 + 6))):

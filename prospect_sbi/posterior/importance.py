@@ -197,6 +197,11 @@ class TMixture:
         comp = self._log_norm[:, None] - 0.5 * (self.df + p) * np.log1p(m2 / self.df)
         return logsumexp(comp + self.log_alpha[:, None], axis=-1)
 
+    @property
+    def covariance(self) -> np.ndarray:
+        """The shared covariance (B, P, P) the mixtures were built with (eigenvalues floored)."""
+        return self._root @ np.swapaxes(self._root, -1, -2) * self.df / (self.df - 2.0)
+
     def take(self, rows: np.ndarray) -> TMixture:
         """Return the mixtures of objects ``rows`` only."""
         out = TMixture.__new__(TMixture)  # every attribute but df has the objects' axis first

@@ -57,8 +57,9 @@ class FastDustEmission:
     def reaches(self, i1: int) -> bool:
         """Whether any node is non-zero on the rest pixels below ``i1``.
 
-        DL07 starts at ~1 micron rest: at z >~ 4 no JWST band sees it, and adding it (and the
-        energy balance that sets its luminosity) would add exact zeros.
+        DL07 starts at ~1 micron rest: at z >~ 4.2 no NIRCam band (F444W ends at ~5 micron)
+        sees it, and adding it (and the energy balance that sets its luminosity) would add
+        exact zeros.
         """
         return self._first_lit < i1
 
