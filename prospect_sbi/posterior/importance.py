@@ -228,8 +228,7 @@ class TMixture:
         w = tempered_weights(log_w, _MIN_ESS_PER_DIM * (p + 1))
         mean, cov = weighted_moments(u, w)
         lam = p / (p + 1.0 / np.sum(w**2, axis=1))  # rows of w sum to 1: Kish's n_eff
-        diag = np.einsum("bii->bi", cov)[..., None] * np.eye(p)
-        cov = (1 - lam)[:, None, None] * cov + lam[:, None, None] * diag
+        cov = cov * (1 - lam[:, None, None] * (1 - np.eye(p)))  # off-diagonal terms only
         return cls(mean[:, None], cov, np.full((len(u), 1), INFLATE), None, df)
 
 
