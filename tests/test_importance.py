@@ -68,6 +68,34 @@ def test_adaptation_keeps_both_modes_with_their_mass():
     assert res.ess[0] > 1500 and res.khat[0] < 0.7
 
 
+class TwoTargets(KnownTarget):
+    """Object 0's target is close to its first proposal; object 1's is narrow and offset."""
+
+    def __init__(self) -> None:
+        super().__init__([np.full(4, 0.3)], [0.05], [1.0], np.zeros(4), 0.5, n_objects=2)
+        self.easy = multivariate_normal(np.zeros(4), 0.45**2)
+
+    def evaluate(self, rows, u, rng):
+        out = super().evaluate(rows, u, rng)
+        easy = rows == 0
+        out["log_target"][easy] = self.easy.logpdf(out["u"][easy])
+        return out
+
+
+def test_objects_that_stop_early_keep_their_draws():
+    # Object 0 stops after its first round, object 1 goes on: its draws are appended after
+    # object 0's padding, and both keep exact weights and evidence (Z = 1).
+    res = adaptive_importance(TwoTargets(), 500, 12, 400, seed=3)
+    assert res.n_draws[0] == 500 and res.rounds[0] == 1 and res.n_draws[1] >= 1500
+    assert np.all(np.isinf(res.log_weights[0, 500:])) and np.isnan(res.points["u"][0, 500:]).all()
+    u = res.points["u"][0, :500]  # its weights: target over first proposal, nothing else
+    log_w = TwoTargets().easy.logpdf(u) - multivariate_normal(np.zeros(4), 0.25).logpdf(u)
+    np.testing.assert_allclose(res.log_weights[0, :500], log_w - logsumexp(log_w), atol=1e-10)
+    assert res.ess[1] > 400 and res.logz == pytest.approx(0.0, abs=0.1)
+    u = res.points["u"][1]
+    assert np.exp(res.log_weights[1]) @ u == pytest.approx(np.full(4, 0.3), abs=0.01)
+
+
 @pytest.fixture(scope="module")
 def bright_mock(_sps_instance, small_estimator):
     """A bright z=1.5 galaxy (10^10 Msun formed) with the estimator's noise, and its truth."""

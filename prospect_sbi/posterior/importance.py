@@ -69,7 +69,7 @@ DF = 5.0
 #: wider than the posterior, so its tails are drawn and the weights there stay bounded (on
 #: bright mocks, 1.5 halved the evidence's shortfall of ESS-200 runs against 1.0).
 INFLATE = 1.5
-#: Rounds after which the draws per round double (for the objects still going): hard
+#: Default rounds after which the draws per round double (for the objects still going): hard
 #: posteriors (multi-modal, or far from the first proposal) get more draws, easy ones stop
 #: before.
 GROW_EVERY = 8
@@ -124,7 +124,7 @@ def weighted_moments(u: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarr
     mean = np.einsum("bn,bnp->bp", w, uu)
     d = uu - mean[:, None, :]
     unbiased = np.maximum(1 - (w**2).sum(1), 1e-12)[:, None, None]
-    return mean, np.einsum("bn,bnp,bnq->bpq", w, d, d) / unbiased
+    return mean, (np.swapaxes(d * w[..., None], 1, 2) @ d) / unbiased
 
 
 class TMixture:
@@ -187,6 +187,10 @@ class TMixture:
     def logpdf(self, u: np.ndarray) -> np.ndarray:
         """Log density at ``u`` (B, m, P) -> (B, m)."""
         p = self.mean.shape[-1]
+        if self.mean.shape[1] == 1:  # one component: no mixture to sum
+            y = (u - self.mean) @ self._whiten
+            m2 = np.sum(y**2, -1) / self.scale[:, :1] ** 2
+            return self._log_norm[:, :1] - 0.5 * (self.df + p) * np.log1p(m2 / self.df)
         y, c = u @ self._whiten, self.mean @ self._whiten  # (B, m, P), (B, K, P)
         m2 = (
             np.sum(y**2, -1)[..., None]
@@ -287,6 +291,7 @@ def adaptive_importance(
     seed: int | np.random.Generator | None = None,
     df: float = DF,
     max_khat: float = KHAT_MAX,
+    grow_every: int = GROW_EVERY,
     progress: bool = False,
 ) -> ImportanceBatch:
     """Adaptive importance sampling of every object of ``target`` (see the module docstring).
@@ -296,7 +301,7 @@ def adaptive_importance(
     target
         ``n_objects``, ``first(rows, n, rng)`` and ``evaluate(rows, u, rng)``.
     n : int
-        Draws per object in each adapted round, doubled every :data:`GROW_EVERY` rounds.
+        Draws per object in each adapted round, doubled every ``grow_every`` rounds.
     rounds : int
         Most rounds, the first included.
     target_ess : float
@@ -308,6 +313,8 @@ def adaptive_importance(
     df : float
         Degrees of freedom of the Student-t proposals.
     max_khat : float
+    grow_every : int
+        Rounds after which the draws per round double (default :data:`GROW_EVERY`).
     progress : bool
         Show a progress bar over the rounds.
 
@@ -318,20 +325,23 @@ def adaptive_importance(
     Raises
     ------
     ValueError
-        ``n`` or ``first`` not an integer >= 2, ``rounds`` not an integer >= 1, or an object
-        none of whose draws has a finite target.
+        ``n`` or ``first`` not an integer >= 2, ``rounds`` or ``grow_every`` not an integer
+        >= 1, or an object none of whose draws has a finite target.
     """
     n, rounds = check_count("n", n, 2), check_count("rounds", rounds)
+    grow_every = check_count("grow_every", grow_every)
     first = n if first is None else check_count("first", first, 2)
     rng = np.random.default_rng(seed)
     n_obj = int(target.n_objects)
     everyone = np.arange(n_obj)
-    pts = target.first(everyone, first, rng)
-    n_draws = np.full(n_obj, pts["u"].shape[1])
-    counts = [n_draws.astype(float)]  # draws per object of each proposal
-    log_q = [pts["log_first"]]  # each proposal's log density at every draw, (B, N)
-    comps: list[tuple[np.ndarray, TMixture] | None] = [None]  # (objects, fit) per proposal
-    log_w, ess, logz = _weights(pts["log_target"], counts, log_q, n_draws)
+    pts = _Draws(target.first(everyone, first, rng))
+    width = pts.width  # draws of an active object; those that stopped have fewer, then padding
+    n_draws = np.full(n_obj, width)
+    # log of sum_k n_k q_k(u) at every draw over the proposals k so far (n_k draws each):
+    # the deterministic mixture's density times the draws, kept up to date round by round
+    pts["mix"] = np.log(width) + pts["log_first"]
+    comps: list[tuple[np.ndarray, int, TMixture]] = []  # (objects, draws, fit) per round
+    log_w, ess, logz = _weights(pts["log_target"], pts["mix"], n_draws)
     need = np.full(n_obj, float(target_ess))
     khat = np.full(n_obj, np.nan)
     used = np.ones(n_obj, dtype=int)
@@ -350,56 +360,97 @@ def adaptive_importance(
             rows = np.flatnonzero(active)
             if not len(rows):
                 break
-            width = int(n_draws[rows].max())  # the draws of active objects are a prefix
-            comp = TMixture.fit(pts["u"][rows, :width], log_w[rows, :width], df)
-            size = n * 2 ** (r // GROW_EVERY)
+            comp = TMixture.fit(pts["u"][rows], log_w[rows], df)
+            size = n * 2 ** (r // grow_every)
             new = target.evaluate(rows, comp.rvs(size, rng), rng)
             aux = new.get("log_aux", 0.0)
-            for k, c in enumerate(comps):  # earlier proposals' densities at the new draws
-                q = (
-                    new["log_first"]
-                    if c is None
-                    else (c[1].take(np.searchsorted(c[0], rows)).logpdf(new["u"]) + aux)
-                )
-                log_q[k] = _append(log_q[k], q, rows, -np.inf)
-            pts = {
-                k: _append(v, new[k], rows, -np.inf if k == "log_target" else np.nan)
-                for k, v in pts.items()
-            }
-            here = np.full(pts["u"].shape[:2], -np.inf)  # the new proposal's, at every draw
-            here[rows] = comp.logpdf(pts["u"][rows])
+            terms = [np.log(first) + new["log_first"]]  # earlier proposals at the new draws
+            for crows, csize, c in comps:  # active objects only ever leave: rows in crows
+                c = c.take(np.searchsorted(crows, rows))
+                terms.append(np.log(csize) + c.logpdf(new["u"]) + aux)
+            new["mix"] = logsumexp(np.stack(terms), axis=0)
+            pts.put(rows, new)
+            width = pts.width
+            here = comp.logpdf(pts["u"][rows])  # the new proposal at all their draws
             if "log_aux" in pts:
-                here[rows] += np.nan_to_num(pts["log_aux"][rows], nan=0.0)
-            log_q.append(here)
-            comps.append((rows, comp))
-            counts.append(np.where(active, float(size), 0.0))
+                here += np.nan_to_num(pts["log_aux"][rows], nan=0.0)
+            pts["mix"][rows] = np.logaddexp(pts["mix"][rows], np.log(size) + here)
+            comps.append((rows, size, comp))
             n_draws[rows] += size
             used[rows] += 1
             log_w = np.concatenate([log_w, np.full((n_obj, size), -np.inf)], axis=1)
-            sub = [c[rows] for c in counts], [q[rows] for q in log_q]
             log_w[rows], ess[rows], logz[rows] = _weights(
-                pts["log_target"][rows], *sub, n_draws[rows]
+                pts["log_target"][rows], pts["mix"][rows], n_draws[rows]
             )
             history.append(np.where(active, ess, np.nan))
             bar.update(1)
     left = np.isnan(khat) | active
     khat[left] = _khat(log_w[left], n_draws[left])
+    points = pts.arrays()
+    points.pop("mix")
     return ImportanceBatch(
-        pts, log_w, ess, khat, logz, n_draws, used, khat > max_khat, np.stack(history, axis=1)
+        points, log_w, ess, khat, logz, n_draws, used, khat > max_khat, np.stack(history, axis=1)
     )
 
 
+class _Draws:
+    """Every object's draws so far, (B, width, ...) per key, in buffers grown by doubling.
+
+    Round after round only the active objects get new draws (:meth:`put`); the others'
+    columns are padding: ``-inf`` for the log densities ``log_target`` and ``mix``, NaN
+    elsewhere. ``draws[key]`` is a view of the ``width`` columns used.
+    """
+
+    def __init__(self, points: dict) -> None:
+        self._buf = {k: np.asarray(v) for k, v in points.items()}
+        self.width = self._buf["u"].shape[1]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._buf
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._buf[key][:, : self.width]
+
+    def __setitem__(self, key: str, value: np.ndarray) -> None:
+        value = np.asarray(value)
+        cap = self._buf["u"].shape[1]
+        buf = np.full((len(value), cap, *value.shape[2:]), _fill(key), value.dtype)
+        buf[:, : self.width] = value
+        self._buf[key] = buf
+
+    def put(self, rows: np.ndarray, new: dict) -> None:
+        """Append draws ``new`` (b, m, ...) of objects ``rows`` after the current width."""
+        end = self.width + np.shape(new["u"])[1]
+        if end > self._buf["u"].shape[1]:
+            cap = max(end, 2 * self._buf["u"].shape[1])
+            for key, old in self._buf.items():
+                buf = np.full((len(old), cap, *old.shape[2:]), _fill(key), old.dtype)
+                buf[:, : self.width] = old[:, : self.width]
+                self._buf[key] = buf
+        for key, buf in self._buf.items():
+            buf[rows, self.width : end] = new[key]
+        self.width = end
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Return the used columns of every key, as arrays of their own."""
+        return {k: np.array(v[:, : self.width]) for k, v in self._buf.items()}
+
+
+def _fill(key: str) -> float:
+    """Return the padding of a key of :class:`_Draws`: -inf for log densities, else NaN."""
+    return -np.inf if key in ("log_target", "mix") else np.nan
+
+
 def _weights(
-    log_target: np.ndarray,
-    counts: list[np.ndarray],
-    log_q: list[np.ndarray],
-    n_draws: np.ndarray,
+    log_target: np.ndarray, log_mix: np.ndarray, n_draws: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Deterministic-mixture log weights (b, N), normalised, their ESS (b,) and log Z (b,)."""
+    """Deterministic-mixture log weights (b, N), normalised, their ESS (b,) and log Z (b,).
+
+    ``log_mix`` (b, N) is the log of the sum over the proposals of their draws times their
+    density; the mixture's density is that over the ``n_draws`` (b,).
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.stack([np.log(c)[:, None] + q for c, q in zip(counts, log_q, strict=True)])
-        log_mix = logsumexp(terms, axis=0) - np.log(n_draws)[:, None]
-        log_w = log_target - log_mix
+        log_w = log_target - (log_mix - np.log(n_draws)[:, None])
     log_w = np.where(np.isfinite(log_w), log_w, -np.inf)
     total = logsumexp(log_w, axis=1)
     if not np.all(np.isfinite(total)):
@@ -420,13 +471,3 @@ def _khat(log_w: np.ndarray, n_draws: np.ndarray) -> np.ndarray:
         rows = np.flatnonzero(n_draws == size)
         out[rows] = pareto_khat(log_w[rows, :size])
     return out
-
-
-def _append(old: np.ndarray, new: np.ndarray, rows: np.ndarray, fill: float) -> np.ndarray:
-    """Columns for a round: ``new`` (b, m, ...) at ``rows``, ``fill`` elsewhere, after ``old``."""
-    new = np.asarray(new)
-    if new.ndim == 0:
-        new = np.broadcast_to(new, (len(rows), 1))
-    block = np.full((len(old), *new.shape[1:]), fill, dtype=np.result_type(old, new))
-    block[rows] = new
-    return np.concatenate([old, block], axis=1)

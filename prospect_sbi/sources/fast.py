@@ -25,6 +25,12 @@ from .grids import interp_index
 from .params import Resolved, batch_size, resolve_params
 from .photometry import flux_norm
 
+#: Most extra rest-frame pixels a chunk's redshifts may spread its window over, as a fraction
+#: of the observed window: a chunk works on the rest-frame pixels that any of its redshifts
+#: puts under the filters, so rows at very different redshifts (the draws of several objects
+#: in one refinement round) cost more each together than in chunks of their own.
+MAX_SPAN = 0.25
+
 _F32 = np.float32
 
 
@@ -167,11 +173,26 @@ class FastPhotometry:
         order = np.argsort(zred, kind="stable")
         maggies = np.empty((n, len(self.filters)))
         mfrac = np.empty(n)
-        for start in range(0, n, chunk_size):
-            idx = self._regroup(order[start : start + chunk_size], res)
+        for idx in self._chunks(order, zred, chunk_size):
+            idx = self._regroup(idx, res)
             counts, mfrac[idx] = self._chunk(res.take(idx))
             maggies[idx] = counts * norm[idx, None]
         return maggies, mfrac
+
+    def _chunks(self, order: np.ndarray, zred: np.ndarray, size: int) -> list[np.ndarray]:
+        """Split rows ``order`` (sorted by redshift) into chunks of at most ``size`` rows.
+
+        A chunk's redshifts spread its rest-frame window by at most :data:`MAX_SPAN` of the
+        observed one.
+        """
+        k = np.floor(np.log1p(zred[order]) / self.grid.step)
+        span = np.inf if MAX_SPAN is None else MAX_SPAN * self.grid.n_obs
+        out, start = [], 0
+        while start < len(order):
+            end = min(start + size, int(np.searchsorted(k, k[start] + span, side="right")))
+            out.append(order[start:end])
+            start = end
+        return out
 
     def _regroup(self, idx: np.ndarray, res: Resolved) -> np.ndarray:
         """Order a chunk by (stellar Z interval, nebular grid cell) so groups are slices."""

@@ -24,6 +24,12 @@ from .sfh import cumulative_mass
 _F32 = np.float32
 
 
+#: :meth:`FastNebular.line_counts` takes the lines through the filters once per redshift,
+#: not once per row, when a chunk has at least this many rows per distinct redshift (the
+#: draws of a few objects in a refinement, a galaxy's pixels).
+_ROWS_PER_REDSHIFT = 8
+
+
 class FastNebular:
     """Nebular continuum and lines of a chunk of objects, and the lines' band counts.
 
@@ -162,16 +168,15 @@ class FastNebular:
         """
         pos, line, weight = self._line_points(res.switches["nebemlineinspec"])
         ln1z = np.log1p(res.values["zred"])
+        zs, at = np.unique(ln1z, return_inverse=True)
+        if len(zs) * _ROWS_PER_REDSHIFT <= res.n:
+            return self._line_counts_by_redshift(res, lines, dust, zs, at.ravel())
         step = self._step
         # The points that fall in each band for some object of the chunk, band after band.
-        first = np.searchsorted(pos, self._line_start - ln1z.max())
-        last = np.searchsorted(pos, self._line_start + self._line_len * step - ln1z.min())
-        count = np.maximum(last - first, 0)
+        band, point, count = self._in_bands(pos, ln1z.min(), ln1z.max())
         out = np.zeros((res.n, self._nbands))
         if not count.any():
             return out
-        band = np.repeat(np.arange(self._nbands), count)
-        point = np.concatenate([np.arange(a, a + c) for a, c in zip(first, count, strict=True)])
         used, col = np.unique(line[point], return_inverse=True)
         amp = dust.lines(res, lines, used)[:, col] * weight[point].astype(_F32)
         # Table coordinate of each (point, object), from the chunk's lowest redshift so that
@@ -189,6 +194,55 @@ class FastNebular:
         bands = np.flatnonzero(count)
         out[:, bands] = np.add.reduceat(trans, np.cumsum(count)[bands] - count[bands], axis=0).T
         return out
+
+    def _line_counts_by_redshift(
+        self,
+        res: Resolved,
+        lines: np.ndarray,
+        dust: FastAttenuation,
+        zs: np.ndarray,
+        at: np.ndarray,
+    ) -> np.ndarray:
+        """Return :meth:`line_counts` for rows at a few redshifts, one product per redshift.
+
+        Per redshift, one line-to-band matrix (E', F) of the line points' filter
+        transmissions, times the attenuated lines (C_z, E') of its rows. ``zs`` (U,) are the
+        distinct ln(1 + z) and ``at`` (C,) each row's index into them.
+        """
+        pos, line, weight = self._line_points(res.switches["nebemlineinspec"])
+        step, nb = self._step, self._nbands
+        per_z = []
+        for ln1z in zs:
+            band, point, _ = self._in_bands(pos, ln1z, ln1z)
+            x = (pos[point] + ln1z - self._line_start[band]) / step
+            np.clip(x, 0, self._line_len[band] - 2, out=x)
+            j = x.astype(np.int64)
+            pair = self._line_tab[j + self._line_off[band]]
+            per_z.append((line[point], band, weight[point] * (pair[:, 0] + pair[:, 1] * (x - j))))
+        used, col = np.unique(np.concatenate([p[0] for p in per_z]), return_inverse=True)
+        amp = dust.lines(res, lines, used)  # (C, E') behind dust
+        out = np.zeros((res.n, nb))
+        start = 0
+        for u, (pts, band, trans) in enumerate(per_z):
+            to_band = np.zeros((len(used), nb), dtype=_F32)
+            np.add.at(to_band, (col[start : start + len(pts)], band), trans)
+            start += len(pts)
+            rows = np.flatnonzero(at == u)
+            out[rows] = amp[rows] @ to_band
+        return out
+
+    def _in_bands(
+        self, pos: np.ndarray, lo: float, hi: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Line points in each band's table for some ln(1 + z) in [lo, hi], band after band.
+
+        Returns each point's band (M,), its index into ``pos`` (M,) and the count per band (F,).
+        """
+        first = np.searchsorted(pos, self._line_start - hi)
+        last = np.searchsorted(pos, self._line_start + self._line_len * self._step - lo)
+        count = np.maximum(last - first, 0)
+        point = np.concatenate([np.arange(a, a + c) for a, c in zip(first, count, strict=True)])
+        return np.repeat(np.arange(self._nbands), count), point, count
 
     def _line_points(self, in_spectrum: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sorted ln(lambda) (P,), source line (P,) and weight in AA (P,) of the line points.
