@@ -81,13 +81,18 @@ class FastStars:
             overlap = np.clip(np.minimum(hi, tesc[:, None]) - np.maximum(lo, start), 0.0, None)
             partial = (sfr * overlap).sum(-1)
         else:
-            edges = np.broadcast_to(self.edges, (res.n, len(self.edges)))
-            cum = cumulative_mass(
+            # every star is younger than tage: from the first edge past it, the cumulative
+            # fraction is exactly 1 (no incomplete gamma function to evaluate there)
+            k = min(int(np.searchsorted(self.edges, 1e9 * np.max(v["tage"]))) + 1, len(self.edges))
+            edges = np.broadcast_to(self.edges[:k], (res.n, k))
+            cum = np.ones((res.n, len(self.edges) + 1))
+            part = cumulative_mass(
                 np.concatenate([edges, tesc[:, None]], axis=1),
                 res.switches["sfh"],
                 v,
                 closed_form=True,
             )
+            cum[:, :k], cum[:, -1] = part[:, :-1], part[:, -1]
             total = np.diff(cum[:, :-1], axis=-1)
             partial = cum[:, -1] - cum[np.arange(res.n), cut]
         # Young: every bin wholly below tesc, and the part of the bin holding it.
