@@ -348,7 +348,7 @@ class AmortizedPosterior(EstimatorFiles):
             (``"auto"``: bright ones, and those the flow's draws fit badly, see
             :func:`~prospect_sbi.posterior.refine.needs_refinement`) or of none by draws of
             the exact posterior, by importance sampling with the likelihood
-            (:mod:`~prospect_sbi.posterior.refine`; 0.1-0.3 s a bright object on one core).
+            (:mod:`~prospect_sbi.posterior.refine`; 0.05-0.15 s a bright object on one core).
         sps : BC03MilesBasis or any Prospector source, optional
             Forward model of the refinement (default: a shared ``BC03MilesBasis``).
         likelihood : {"flux", "noise"}

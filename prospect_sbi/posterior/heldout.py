@@ -101,7 +101,7 @@ def evaluate(
     refine : {"never", "always", "auto"}
         As :meth:`AmortizedPosterior.sample`, with the likelihood of the estimator's noise
         model (``likelihood="noise"``, that of mocks like these): ``"always"`` scores the
-        exact posterior, the most any estimator could reach on these mocks (~0.1-0.3 s an
+        exact posterior, the most any estimator could reach on these mocks (~0.05-0.15 s an
         object).
     sps : BC03MilesBasis or any Prospector source, optional
         Forward model of the refinement (default: a shared ``BC03MilesBasis``).

@@ -76,6 +76,9 @@ GROW_EVERY = 8
 #: Tempered weights must keep this many effective draws per coordinate (plus one) when a
 #: proposal is fitted, so its covariance is not that of a handful of draws.
 _MIN_ESS_PER_DIM = 2.0
+#: The sampler's own key among a round's points: log of the sum over proposals of their draws
+#: times their density at each draw (kept up to date; not returned).
+_MIX = "_mix"
 
 
 def effective_sample_size(log_w: np.ndarray) -> np.ndarray:
@@ -337,11 +340,10 @@ def adaptive_importance(
     pts = _Draws(target.first(everyone, first, rng))
     width = pts.width  # draws of an active object; those that stopped have fewer, then padding
     n_draws = np.full(n_obj, width)
-    # log of sum_k n_k q_k(u) at every draw over the proposals k so far (n_k draws each):
-    # the deterministic mixture's density times the draws, kept up to date round by round
-    pts["mix"] = np.log(width) + pts["log_first"]
+    # the deterministic mixture's density times the draws, round by round (_MIX)
+    pts[_MIX] = np.log(width) + pts["log_first"]
     comps: list[tuple[np.ndarray, int, TMixture]] = []  # (objects, draws, fit) per round
-    log_w, ess, logz = _weights(pts["log_target"], pts["mix"], n_draws)
+    log_w, ess, logz = _weights(pts["log_target"], pts[_MIX], n_draws)
     need = np.full(n_obj, float(target_ess))
     khat = np.full(n_obj, np.nan)
     used = np.ones(n_obj, dtype=int)
@@ -368,26 +370,26 @@ def adaptive_importance(
             for crows, csize, c in comps:  # active objects only ever leave: rows in crows
                 c = c.take(np.searchsorted(crows, rows))
                 terms.append(np.log(csize) + c.logpdf(new["u"]) + aux)
-            new["mix"] = logsumexp(np.stack(terms), axis=0)
+            new[_MIX] = logsumexp(np.stack(terms), axis=0)
             pts.put(rows, new)
             width = pts.width
             here = comp.logpdf(pts["u"][rows])  # the new proposal at all their draws
             if "log_aux" in pts:
                 here += np.nan_to_num(pts["log_aux"][rows], nan=0.0)
-            pts["mix"][rows] = np.logaddexp(pts["mix"][rows], np.log(size) + here)
+            pts[_MIX][rows] = np.logaddexp(pts[_MIX][rows], np.log(size) + here)
             comps.append((rows, size, comp))
             n_draws[rows] += size
             used[rows] += 1
             log_w = np.concatenate([log_w, np.full((n_obj, size), -np.inf)], axis=1)
             log_w[rows], ess[rows], logz[rows] = _weights(
-                pts["log_target"][rows], pts["mix"][rows], n_draws[rows]
+                pts["log_target"][rows], pts[_MIX][rows], n_draws[rows]
             )
             history.append(np.where(active, ess, np.nan))
             bar.update(1)
     left = np.isnan(khat) | active
     khat[left] = _khat(log_w[left], n_draws[left])
     points = pts.arrays()
-    points.pop("mix")
+    points.pop(_MIX)
     return ImportanceBatch(
         points, log_w, ess, khat, logz, n_draws, used, khat > max_khat, np.stack(history, axis=1)
     )
@@ -397,7 +399,7 @@ class _Draws:
     """Every object's draws so far, (B, width, ...) per key, in buffers grown by doubling.
 
     Round after round only the active objects get new draws (:meth:`put`); the others'
-    columns are padding: ``-inf`` for the log densities ``log_target`` and ``mix``, NaN
+    columns are padding: ``-inf`` for the log densities ``log_target`` and ``_mix``, NaN
     elsewhere. ``draws[key]`` is a view of the ``width`` columns used.
     """
 
@@ -438,7 +440,7 @@ class _Draws:
 
 def _fill(key: str) -> float:
     """Return the padding of a key of :class:`_Draws`: -inf for log densities, else NaN."""
-    return -np.inf if key in ("log_target", "mix") else np.nan
+    return -np.inf if key in ("log_target", _MIX) else np.nan
 
 
 def _weights(
