@@ -56,5 +56,3 @@ def test_sampler_counts_are_not_truncated():
         adaptive_importance(None, 256, 2.5, 200.0)
     with pytest.raises(ValueError, match=r"^first must be an integer >= 2; got 1$"):
         adaptive_importance(None, 256, 4, 200.0, first=1)
-    with pytest.raises(ValueError, match=r"^grow_every must be an integer >= 1; got 0$"):
-        adaptive_importance(None, 256, 4, 200.0, grow_every=0)

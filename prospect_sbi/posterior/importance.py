@@ -69,7 +69,7 @@ DF = 5.0
 #: wider than the posterior, so its tails are drawn and the weights there stay bounded (on
 #: bright mocks, 1.5 halved the evidence's shortfall of ESS-200 runs against 1.0).
 INFLATE = 1.5
-#: Default rounds after which the draws per round double (for the objects still going): hard
+#: Rounds after which the draws per round double (for the objects still going): hard
 #: posteriors (multi-modal, or far from the first proposal) get more draws, easy ones stop
 #: before.
 GROW_EVERY = 8
@@ -294,7 +294,6 @@ def adaptive_importance(
     seed: int | np.random.Generator | None = None,
     df: float = DF,
     max_khat: float = KHAT_MAX,
-    grow_every: int = GROW_EVERY,
     progress: bool = False,
 ) -> ImportanceBatch:
     """Adaptive importance sampling of every object of ``target`` (see the module docstring).
@@ -304,7 +303,7 @@ def adaptive_importance(
     target
         ``n_objects``, ``first(rows, n, rng)`` and ``evaluate(rows, u, rng)``.
     n : int
-        Draws per object in each adapted round, doubled every ``grow_every`` rounds.
+        Draws per object in each adapted round, doubled every :data:`GROW_EVERY` rounds.
     rounds : int
         Most rounds, the first included.
     target_ess : float
@@ -316,8 +315,6 @@ def adaptive_importance(
     df : float
         Degrees of freedom of the Student-t proposals.
     max_khat : float
-    grow_every : int
-        Rounds after which the draws per round double (default :data:`GROW_EVERY`).
     progress : bool
         Show a progress bar over the rounds.
 
@@ -328,11 +325,10 @@ def adaptive_importance(
     Raises
     ------
     ValueError
-        ``n`` or ``first`` not an integer >= 2, ``rounds`` or ``grow_every`` not an integer
-        >= 1, or an object none of whose draws has a finite target.
+        ``n`` or ``first`` not an integer >= 2, ``rounds`` not an integer >= 1, or an object
+        none of whose draws has a finite target.
     """
     n, rounds = check_count("n", n, 2), check_count("rounds", rounds)
-    grow_every = check_count("grow_every", grow_every)
     first = n if first is None else check_count("first", first, 2)
     rng = np.random.default_rng(seed)
     n_obj = int(target.n_objects)
@@ -363,7 +359,7 @@ def adaptive_importance(
             if not len(rows):
                 break
             comp = TMixture.fit(pts["u"][rows], log_w[rows], df)
-            size = n * 2 ** (r // grow_every)
+            size = n * 2 ** (r // GROW_EVERY)
             new = target.evaluate(rows, comp.rvs(size, rng), rng)
             aux = new.get("log_aux", 0.0)
             terms = [np.log(first) + new["log_first"]]  # earlier proposals at the new draws
