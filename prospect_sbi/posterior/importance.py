@@ -334,10 +334,9 @@ def adaptive_importance(
     n_obj = int(target.n_objects)
     everyone = np.arange(n_obj)
     pts = _Draws(target.first(everyone, first, rng))
-    width = pts.width  # draws of an active object; those that stopped have fewer, then padding
-    n_draws = np.full(n_obj, width)
+    n_draws = np.full(n_obj, pts.width)  # an object that stops keeps its count, then padding
     # the deterministic mixture's density times the draws, round by round (_MIX)
-    pts[_MIX] = np.log(width) + pts["log_first"]
+    pts[_MIX] = np.log(pts.width) + pts["log_first"]
     comps: list[tuple[np.ndarray, int, TMixture]] = []  # (objects, draws, fit) per round
     log_w, ess, logz = _weights(pts["log_target"], pts[_MIX], n_draws)
     need = np.full(n_obj, float(target_ess))
@@ -368,7 +367,6 @@ def adaptive_importance(
                 terms.append(np.log(csize) + c.logpdf(new["u"]) + aux)
             new[_MIX] = logsumexp(np.stack(terms), axis=0)
             pts.put(rows, new)
-            width = pts.width
             here = comp.logpdf(pts["u"][rows])  # the new proposal at all their draws
             if "log_aux" in pts:
                 here += np.nan_to_num(pts["log_aux"][rows], nan=0.0)
@@ -410,24 +408,23 @@ class _Draws:
         return self._buf[key][:, : self.width]
 
     def __setitem__(self, key: str, value: np.ndarray) -> None:
-        value = np.asarray(value)
-        cap = self._buf["u"].shape[1]
-        buf = np.full((len(value), cap, *value.shape[2:]), _fill(key), value.dtype)
-        buf[:, : self.width] = value
-        self._buf[key] = buf
+        self._buf[key] = self._padded(key, np.asarray(value), self._buf["u"].shape[1])
 
     def put(self, rows: np.ndarray, new: dict) -> None:
         """Append draws ``new`` (b, m, ...) of objects ``rows`` after the current width."""
         end = self.width + np.shape(new["u"])[1]
         if end > self._buf["u"].shape[1]:
             cap = max(end, 2 * self._buf["u"].shape[1])
-            for key, old in self._buf.items():
-                buf = np.full((len(old), cap, *old.shape[2:]), _fill(key), old.dtype)
-                buf[:, : self.width] = old[:, : self.width]
-                self._buf[key] = buf
+            self._buf = {k: self._padded(k, v, cap) for k, v in self._buf.items()}
         for key, buf in self._buf.items():
             buf[rows, self.width : end] = new[key]
         self.width = end
+
+    def _padded(self, key: str, value: np.ndarray, cap: int) -> np.ndarray:
+        """Return a buffer of ``cap`` columns holding ``value``'s used ones, padding after."""
+        buf = np.full((len(value), cap, *value.shape[2:]), _fill(key), value.dtype)
+        buf[:, : self.width] = value[:, : self.width]
+        return buf
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Return the used columns of every key, as arrays of their own."""

@@ -186,7 +186,7 @@ class FastPhotometry:
         observed one.
         """
         k = np.floor(np.log1p(zred[order]) / self.grid.step)
-        span = np.inf if MAX_SPAN is None else MAX_SPAN * self.grid.n_obs
+        span = MAX_SPAN * self.grid.n_obs
         out, start = [], 0
         while start < len(order):
             end = min(start + size, int(np.searchsorted(k, k[start] + span, side="right")))

@@ -170,7 +170,8 @@ class FastNebular:
         ln1z = np.log1p(res.values["zred"])
         zs, at = np.unique(ln1z, return_inverse=True)
         if len(zs) * _ROWS_PER_REDSHIFT <= res.n:
-            return self._line_counts_by_redshift(res, lines, dust, zs, at.ravel())
+            points = pos, line, weight
+            return self._line_counts_by_redshift(res, lines, dust, points, zs, at.ravel())
         step = self._step
         # The points that fall in each band for some object of the chunk, band after band.
         band, point, count = self._in_bands(pos, ln1z.min(), ln1z.max())
@@ -200,16 +201,18 @@ class FastNebular:
         res: Resolved,
         lines: np.ndarray,
         dust: FastAttenuation,
+        points: tuple[np.ndarray, np.ndarray, np.ndarray],
         zs: np.ndarray,
         at: np.ndarray,
     ) -> np.ndarray:
         """Return :meth:`line_counts` for rows at a few redshifts, one product per redshift.
 
         Per redshift, one line-to-band matrix (E', F) of the line points' filter
-        transmissions, times the attenuated lines (C_z, E') of its rows. ``zs`` (U,) are the
-        distinct ln(1 + z) and ``at`` (C,) each row's index into them.
+        transmissions, times the attenuated lines (C_z, E') of its rows. ``points`` are
+        :meth:`_line_points`'; ``zs`` (U,) the distinct ln(1 + z) and ``at`` (C,) each row's
+        index into them.
         """
-        pos, line, weight = self._line_points(res.switches["nebemlineinspec"])
+        pos, line, weight = points
         step, nb = self._step, self._nbands
         per_z = []
         for ln1z in zs:
