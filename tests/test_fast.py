@@ -9,10 +9,14 @@ import numpy as np
 import pytest
 from prospect.models.transforms import zred_to_agebins
 from prospect.sources.constants import cosmo
+from scipy.integrate import quad
 from scipy.special import gammainc
 
 from prospect_sbi.sources.fast import FastPhotometry
-from prospect_sbi.sources.sfh import cumulative_mass, gamma_cdf
+from prospect_sbi.sources.fast_stars import FastStars, mix
+from prospect_sbi.sources.grids import interp_index
+from prospect_sbi.sources.params import resolve_params
+from prospect_sbi.sources.sfh import cumulative_mass, gamma_cdf, power_moments, young_series
 
 # Worst and median |fast / exact - 1| allowed in bands not blueward of Lyman-alpha (measured
 # at the default R = 250: ~1e-3 and ~1e-5), and |fast - exact| / brightest band elsewhere.
@@ -132,6 +136,8 @@ def test_fast_draws_of_a_few_objects(fast, sps, jades, rng, monkeypatch, in_spec
     # A refinement round: many draws at each of a few redshifts. The lines go through the
     # filters once per redshift, and chunks do not mix redshifts far apart; both agree with
     # the exact projection and with the row-by-row lines in one chunk.
+    # Rows sharing step-SFH bins mix their old stars from the bins' spectra (from 8 rows here).
+    monkeypatch.setattr("prospect_sbi.sources.fast_stars.STEP_BASIS_ROWS", 8)
     params = _workload(rng, 48, "step3", 4, in_spec)
     zred = np.repeat([0.3, 2.5, 2.6, 9.0], 12)
     params["zred"] = zred
@@ -146,6 +152,85 @@ def test_fast_draws_of_a_few_objects(fast, sps, jades, rng, monkeypatch, in_spec
     monkeypatch.setattr("prospect_sbi.sources.fast.MAX_SPAN", np.inf)
     one_chunk, _ = fast(params)  # float32 line coordinates across z = 0.3-9: ~1e-6
     assert np.all(np.abs(one_chunk - row_by_row) <= 1e-5 * row_by_row.max(1, keepdims=True))
+
+
+def test_step_sfh_old_stars_from_bin_spectra(fast, rng, monkeypatch):
+    # The draws of three objects (step SFH, bins following each redshift): rows sharing bins
+    # and dust_tesc take the bins' spectra, built from STEP_BASIS_ROWS rows and kept; as
+    # accurate as the product over every SSP age (both float32, against float64).
+    monkeypatch.setattr("prospect_sbi.sources.fast_stars.STEP_BASIS_ROWS", 10)
+    params = _workload(rng, 60, "step7", 4, True)
+    params["zred"] = np.repeat([0.4, 3.1, 8.7], 20)
+    params["agebins"] = np.stack(
+        [zred_to_agebins(z, params["agebins"][0]) for z in params["zred"]]
+    )
+    params["dust_tesc"] = np.where(np.arange(60) % 20 < 3, 7.2, 7.0)  # 3 rows with other keys
+    stars = FastStars(fast.stars.grids, fast.grid.binner(fast.stars.grids.wave))
+    res = resolve_params(params, 60)
+    res = res.take(np.argsort(interp_index(stars.grids.logzsol, res.values["logzsol"])[0]))
+    zi, zf = interp_index(stars.grids.logzsol, res.values["logzsol"])
+    _, old, _ = stars.weights(res, zi, zf)
+    i0, i1 = 100, 900
+    w = np.stack([(1 - zf)[:, None] * old, zf[:, None] * old], axis=2).reshape(60, -1)
+    exact = np.einsum("ca,cal->cl", w, stars.pairs[zi, :, i0:i1].astype(float))
+    full = mix(old, zi, zf, stars.pairs, i0, i1)
+    got = stars.old_light(res, old, zi, zf, i0, i1)
+    for spectra in (full, got):
+        assert np.all(np.abs(spectra - exact) <= 2e-6 * exact.max(1, keepdims=True))
+    shared = res.values["dust_tesc"] == 7.0
+    assert not np.array_equal(got[shared], full[shared])  # the bins' spectra, not the SSPs'
+    monkeypatch.setattr("prospect_sbi.sources.fast_stars.STEP_BASIS_ROWS", 10**9)
+    np.testing.assert_array_equal(stars.old_light(res, old, zi, zf, i0, i1), got)  # kept
+
+
+@pytest.mark.parametrize("sfh", [1, 4])
+def test_young_series_matches_the_rate(rng, sfh):
+    # The series of the rate below tesc against the cumulative mass (where its differences
+    # keep digits) and against quadrature of the rate (where they do not: old, short-tau SFHs)
+    edges = np.concatenate([[0.0], np.geomspace(1e5, 2e7, 60)])
+    params = dict(tage=rng.uniform(0.011, 13.8, 400), tau=10 ** rng.uniform(-1, np.log10(30), 400))
+    coef, exact = young_series(sfh, params, np.full(400, 1e7), 8, 1e-9)
+    assert exact.all()
+    series = coef @ power_moments(edges, 1e7, 8)
+    clipped = np.minimum(edges, 1e7)[None].repeat(400, 0)
+    cumulative = np.diff(cumulative_mass(clipped, sfh, params), axis=1)
+    kept = cumulative.sum(1) > 1e-6
+    assert kept.sum() > 200
+    rel = np.abs(series - cumulative)[kept].sum(1) / cumulative[kept].sum(1)
+    assert rel.max() < 2e-9
+    a = 2.0 if sfh == 4 else 1.0
+    for i in np.argsort(params["tage"] / params["tau"])[-3:]:  # young mass ~1e-40 or less
+        tage, tau = params["tage"][i] * 1e9, params["tau"][i] * 1e9
+        norm = tau**a * gammainc(a, tage / tau)
+        mass = quad(
+            lambda t, T=tage, s=tau, c=norm: (T - t) ** (a - 1) * np.exp(-(T - t) / s) / c,
+            0,
+            1e7,
+            epsabs=0,
+        )[0]
+        np.testing.assert_allclose(series[i].sum(), mass, rtol=1e-9)
+    # a window past the start of the SFH, or a series cut too early, is not used
+    _, exact = young_series(sfh, dict(tage=[0.005, 1.0], tau=[1.0, 0.001]), [1e7, 1e7], 8, 1e-9)
+    assert not exact.any()
+
+
+@pytest.mark.parametrize("sfh", ["delayed_tau", "tau"])
+def test_fast_young_stars_from_the_series(fast, sps, jades, rng, monkeypatch, sfh):
+    # Tau and delayed-tau rows mix their young stars and nebula from spectra per power of
+    # age: equal to the per-age products to float32 rounding, and to the exact projection.
+    # Rows younger than tesc, or with another tesc than the chunk's first, take the products.
+    params = _workload(rng, 40, "delayed_tau", 4, True)
+    if sfh == "tau":
+        params["sfh"] = 1
+    params["tage"][:4] = 0.004
+    params["dust_tesc"] = np.where(np.arange(40) % 10 == 9, 7.3, 7.0)
+    rel, dropout, mfrac = _compare(fast, sps, jades, params)
+    assert rel.max() < WORST and np.median(rel) < MEDIAN and dropout.max() < DROPOUT
+    series, _ = fast(params)
+    monkeypatch.setattr("prospect_sbi.sources.fast.SERIES_TOL", -1.0)  # no row uses it
+    products, _ = fast(params)
+    assert np.all(np.abs(series - products) <= 1e-6 * products.max(1, keepdims=True))
+    assert not np.array_equal(series, products)
 
 
 def test_fast_distance_and_broadcasting(fast, rng):

@@ -227,15 +227,16 @@ def test_save_load_round_trip(trained, mocks, tmp_path):
 
 
 def test_recalibration_corrects_underestimated_errors(trained, model, _sps_instance, tmp_path):
-    """A survey whose errors are a quarter of the true noise makes the flow overconfident;
+    """A survey whose errors are a sixth of the true noise makes the flow overconfident;
     maps fitted on 4000 such mocks calibrate 1000 others, and travel with the estimator's
-    file. (Errors half the noise only moved the coverage error from 0.035 to 0.043.)"""
+    file. (Errors half the noise only moved the coverage error from 0.035 to 0.043; a quarter
+    gave 0.064-0.089, as float32 rounding in the training set's photometry changed.)"""
     ts = simulate(
         model, _sps_instance, jades_filters(), 5000, tmp_path / "recal.h5", seed=13, progress=False
     )
     obs = held_out(trained, ts, slice(0, 5000), seed=14)
     maggies = np.maximum(ts[slice(0, 5000)]["photometry"], 0.0)
-    flux = maggies + 4.0 * (obs["flux"] - maggies)
+    flux = maggies + 6.0 * (obs["flux"] - maggies)
     fit, test = slice(0, 4000), slice(4000, 5000)
     args = (flux[test], obs["err"][test], obs["truth"][test], obs["zred"][test])
     before = evaluate(trained, *args, n=500)
@@ -251,7 +252,7 @@ def test_recalibration_corrects_underestimated_errors(trained, model, _sps_insta
         n_knots=10,
     )
     after = evaluate(post, *args, n=500)
-    # measured: 0.089 before, 0.040 after (chance level of 1000 mocks: 0.05)
+    # measured: 0.106 before, 0.043 after (chance level of 1000 mocks: 0.05)
     assert np.max(before["coverage_err"]) > 0.07, before
     assert np.max(after["coverage_err"]) < 0.06, after
     loaded = AmortizedPosterior.load(post.save(tmp_path / "recal.sbi"))

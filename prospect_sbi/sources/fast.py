@@ -20,10 +20,19 @@ from .fast_attenuation import FastAttenuation, attenuate
 from .fast_emission import FastDustEmission
 from .fast_grid import LogGrid, runs
 from .fast_nebular import FastNebular
-from .fast_stars import SAME_SHAPE, FastStars, common_shape, mix, z_spectra
+from .fast_stars import (
+    SAME_SHAPE,
+    SERIES_TERMS,
+    SERIES_TOL,
+    FastStars,
+    common_shape,
+    mix,
+    z_spectra,
+)
 from .grids import interp_index
 from .params import Resolved, batch_size, resolve_params
 from .photometry import flux_norm
+from .sfh import young_series
 
 #: Most extra rest-frame pixels a chunk's redshifts may spread its window over, as a fraction
 #: of the observed window: a chunk works on the rest-frame pixels that any of its redshifts
@@ -55,13 +64,16 @@ class FastPhotometry:
     which no band reaches 1 micron rest (z >~ 4.2 for JADES; ~15-20% of the cost). When the
     objects of a chunk share the shape of their young-star and nebular age weights (a step
     SFH whose first bin holds ``dust_tesc``, as in Prospector's templates), those spectra are
-    precomputed per grid point and mixed per object. Spectra are float32; SSP weights and
-    ``mfrac`` are float64 and exact.
+    precomputed per grid point and mixed per object. Rows sharing step-SFH bins mix their old
+    stars from the bins' spectra (:meth:`~.fast_stars.FastStars.old_light`), and tau and
+    delayed-tau rows their young stars and nebula from spectra per power of age
+    (:func:`~.sfh.young_series`). Spectra are float32; SSP weights and ``mfrac`` are float64
+    and exact.
 
     At the default R = 250, for ``continuity_sfh``-like step SFHs and delayed-tau models with
     dust and nebular emission at z <= 12, bands not blueward of Lyman-alpha agree with the
     exact projection to ~1e-3 at worst and ~1e-5 in the median (``tests/test_fast.py``);
-    one core (single-threaded BLAS, AMD EPYC) computes ~35,000 of them per second, ~25,000
+    one core (single-threaded BLAS, AMD EPYC) computes ~35,000 of them per second, ~30,000
     for delayed-tau. Building takes ~0.5 s after the grids are loaded, ~50 MB.
 
     Parameters
@@ -216,7 +228,7 @@ class FastPhotometry:
         light, lines, nebular = self._young_light(res, young_w, zi, zf, i0, i1)
         # FSPS's order: the birth cloud dims young stars and nebular emission only.
         attenuate(light, dust.continuum(v["dust1"], v["dust1_index"], None, i0, i1))
-        light += mix(old_w, zi, zf, self.stars.pairs, i0, i1)
+        light += self.stars.old_light(res, old_w, zi, zf, i0, i1)
         attenuate(light, dust.continuum(v["dust2"], v["dust_index"], sw["dust_type"], i0, i1))
         if sw["add_dust_emission"] and self.emission.reaches(i1):
             emission = self.emission
@@ -246,7 +258,8 @@ class FastPhotometry:
 
         Rows whose young-star (and nebular) age weights share one shape take spectra
         precomputed per grid point: one small product per run of rows sharing a stellar Z
-        interval and a nebular (Z, U) cell. The other rows take the full products.
+        interval and a nebular (Z, U) cell. Tau and delayed-tau rows take the products of
+        their rate's power series (:meth:`_young_series`); the other rows the full products.
         """
         n, neb = res.n, res.switches["add_neb_emission"]
         nebular = self.nebular
@@ -277,13 +290,39 @@ class FastPhotometry:
                 np.matmul(coef[s:e], np.concatenate([b(s) for b in bases]), out=light[s:e])
             if lum is not None:
                 lines[s:e] = coef_n[s:e] @ lum[cols[s]]
+        series, exact, tesc = self._young_series(res)
         if shape is None or not same.all():
-            rows = np.flatnonzero(~same) if shape is not None else np.arange(n)
-            light[rows] += mix(weights[rows], zi[rows], zf[rows], pairs, i0, i1)
+            rest = ~same if shape is not None else np.ones(n, dtype=bool)
+            rows = np.flatnonzero(rest & exact)
+            if len(rows):
+                spectra = self.stars.young_series_spectra(tesc, pairs)
+                light[rows] += mix(series[rows], zi[rows], zf[rows], spectra, i0, i1)
+            rows = np.flatnonzero(rest & ~exact)
+            if len(rows):
+                light[rows] += mix(weights[rows], zi[rows], zf[rows], pairs, i0, i1)
         if neb and (shape_n is None or not same_n.all()):
             slow = ~same_n if shape_n is not None else np.ones(n, dtype=bool)
-            nebular.add(res, slow, mass, cols, corner, light, lines, i0, i1)
+            if (slow & exact).any():
+                tables = nebular.series_tables(tesc, SERIES_TERMS)
+                nebular.add(res, slow & exact, series, cols, corner, light, lines, i0, i1, tables)
+            if (slow & ~exact).any():
+                nebular.add(res, slow & ~exact, mass, cols, corner, light, lines, i0, i1)
         return light, lines, weights_n
+
+    def _young_series(self, res: Resolved) -> tuple[np.ndarray, np.ndarray, float]:
+        """Return the young stars' :func:`~.sfh.young_series` (C, K), its rows (C,), tesc.
+
+        For tau and delayed-tau SFHs, rows whose series is exact to
+        :data:`~.fast_stars.SERIES_TOL` and whose escape age is the chunk's first row's
+        (yr): their young stars and nebula are mixed from spectra per power of age (K = 8
+        products instead of one per SSP or nebular age younger than tesc).
+        """
+        tesc = 10.0 ** res.values["dust_tesc"]
+        sfh = res.switches["sfh"]
+        if sfh not in (1, 4):
+            return np.zeros((res.n, SERIES_TERMS)), np.zeros(res.n, dtype=bool), float(tesc[0])
+        coef, exact = young_series(sfh, res.values, tesc, SERIES_TERMS, SERIES_TOL)
+        return coef, exact & (tesc == tesc[0]), float(tesc[0])
 
     def _cached(self, kind: str, variant: int, shape: np.ndarray, build: Callable) -> object:
         """``build()`` for this age shape, reused while later chunks share the shape."""

@@ -19,7 +19,7 @@ from .fast_attenuation import FastAttenuation
 from .fast_grid import LogGrid, runs, support
 from .grids import SSPGrids, interp_index
 from .params import Resolved
-from .sfh import cumulative_mass
+from .sfh import cumulative_mass, power_moments
 
 _F32 = np.float32
 
@@ -70,6 +70,7 @@ class FastNebular:
         self.cont = (binned(grids.neb_cont) / scale).astype(_F32)  # (Z, U, N, L)
         self.line_lum = grids.line_lum / scale  # (Z, U, N, E)
         self._table_lines = table_lines
+        self._series: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._build_lines(grid, float(line_step))
 
     def _build_lines(self, grid: LogGrid, step: float) -> None:
@@ -133,26 +134,48 @@ class FastNebular:
         lines: np.ndarray,
         i0: int,
         i1: int,
+        tables: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         """Add the nebular continuum and lines of rows ``slow`` by full N-age products.
 
         Rows come grouped by cell; grid points (Z, U) and (Z, U + 1) are adjacent in memory,
-        so a cell takes two products over 2 N ages. ``light`` (C, L) on rest pixels
-        [i0, i1) and ``lines`` (C, E) are added to in place.
+        so a cell takes two products over 2 N ages (one where the gas metallicity is on a
+        grid point, as Prospector's default ``gas_logz`` = 0). ``light`` (C, L) on rest pixels
+        [i0, i1) and ``lines`` (C, E) are added to in place. ``tables``, the line
+        luminosities (Z, U, N', E) and continuum (Z, U, N', L) of other age weights (default
+        :attr:`line_lum` and :attr:`cont`, per age bin), go with ``mass`` (C, N').
         """
-        nu, nage = self.cont.shape[1], self.cont.shape[2]
+        line_lum, cont = (self.line_lum, self.cont) if tables is None else tables
+        nu, nage = cont.shape[1], cont.shape[2]
         for s, e in runs(cols[:, 0]):
             pick = slice(s, e) if slow[s:e].all() else s + np.flatnonzero(slow[s:e])
             if not isinstance(pick, slice) and not len(pick):
                 continue
             zk, uk = divmod(int(cols[s, 0]), nu)
             for dz in (0, 1):
+                if not corner[pick, 2 * dz : 2 * dz + 2].any():
+                    continue
                 w = corner[pick, 2 * dz : 2 * dz + 2, None] * mass[pick, None, :]
                 w = w.reshape(len(w), 2 * nage)
-                lines[pick] += w @ self.line_lum[zk + dz, uk : uk + 2].reshape(2 * nage, -1)
+                lines[pick] += w @ line_lum[zk + dz, uk : uk + 2].reshape(2 * nage, -1)
                 if res.switches["add_neb_continuum"]:
-                    basis = self.cont[zk + dz, uk : uk + 2].reshape(2 * nage, -1)
+                    basis = cont[zk + dz, uk : uk + 2].reshape(2 * nage, -1)
                     light[pick] += w.astype(_F32) @ basis[:, i0:i1]
+
+    def series_tables(self, tesc: float, terms: int) -> tuple[np.ndarray, np.ndarray]:
+        """Lines (Z, U, K, E) and continuum (Z, U, K, L) per power of age below ``tesc`` yr.
+
+        For :meth:`add` with the coefficients of :func:`~.sfh.young_series` as ``mass``:
+        each age bin's luminosities weighted by its :func:`~.sfh.power_moments`. Kept.
+        """
+        key = (float(tesc), int(terms))
+        if key not in self._series:
+            moments = power_moments(self.grids.neb_age_edges, tesc, terms)  # (K, N)
+            lum = np.einsum("kn,zune->zuke", moments, self.line_lum)
+            cont = np.einsum("kn,zunl->zukl", moments.astype(_F32), self.cont)
+            lum, cont = np.ascontiguousarray(lum), np.ascontiguousarray(cont)  # views in add
+            self._series = {key: (lum, cont)}  # one escape age at a time
+        return self._series[key]
 
     def spectra(self, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lines (Z U, E) and continuum (Z U, L) of each grid point for nebular age weights."""

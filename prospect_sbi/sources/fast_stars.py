@@ -8,7 +8,18 @@ is a range of rows of one matrix product. Used by
 
 from __future__ import annotations
 
-__all__ = ["SAME_SHAPE", "FastStars", "common_shape", "mix", "z_pairs", "z_spectra"]
+__all__ = [
+    "SAME_SHAPE",
+    "SERIES_TERMS",
+    "SERIES_TOL",
+    "STEP_BASIS_ROWS",
+    "FastStars",
+    "common_shape",
+    "mix",
+    "step_rates",
+    "z_pairs",
+    "z_spectra",
+]
 
 from collections.abc import Callable
 
@@ -18,12 +29,23 @@ from ..constants import LYMAN_LIMIT
 from .fast_grid import runs
 from .grids import SSPGrids
 from .params import Resolved
-from .sfh import cumulative_mass, step_bin_masses
+from .sfh import cumulative_mass, power_moments, step_bin_masses
 
 _F32 = np.float32
 
 #: Rows whose age weights match a reference shape to this (relative) are rank one.
 SAME_SHAPE = 1e-10
+#: Rows of one call sharing step-SFH bins from which :meth:`FastStars.old_light` builds the
+#: bins' spectra (~2 ms, kept for later calls): from ~100 rows the products they save cost more.
+STEP_BASIS_ROWS = 128
+#: Powers of age in the young stars' series (:func:`~.sfh.young_series`), and the largest
+#: fraction of the rate's leading term it may leave out of a row that uses it.
+SERIES_TERMS, SERIES_TOL = 8, 1e-9
+#: Spectra of :meth:`FastStars.basis_spectra` kept (~0.5 MB each): a refinement chunk's
+#: objects' step-SFH bins, the young stars' series.
+_BASIS_CACHE = 64
+#: Fewest rows sharing bins that look for their spectra among those kept.
+_CACHED_ROWS = 8
 
 
 class FastStars:
@@ -60,6 +82,7 @@ class FastStars:
         # range of ages is a range of rows of one matrix product.
         self.pairs = z_pairs(ssp)
         self.pairs_nolyc = z_pairs(ssp - lyc)  # ionising photons go into the nebula
+        self._basis: dict[bytes, np.ndarray] = {}  # basis_spectra's
 
     def weights(
         self, res: Resolved, zi: np.ndarray, zf: np.ndarray
@@ -74,12 +97,8 @@ class FastStars:
         tesc = 10.0 ** v["dust_tesc"]
         cut = np.searchsorted(self.edges, tesc, side="right") - 1  # bin holding tesc
         if res.switches["sfh"] == 3:
-            lo, hi = 10.0 ** v["agebins"][..., 0], 10.0 ** v["agebins"][..., 1]
-            sfr = v["mass"] / (hi - lo) / v["mass"].sum(-1, keepdims=True)
-            total = step_bin_masses(self.edges, lo, hi, sfr)
-            start = self.edges[cut][:, None]
-            overlap = np.clip(np.minimum(hi, tesc[:, None]) - np.maximum(lo, start), 0.0, None)
-            partial = (sfr * overlap).sum(-1)
+            lo, hi, sfr = step_rates(v)
+            total, partial = _step_total(self.edges, lo, hi, sfr, tesc, cut)
         else:
             # every star is younger than tage: from the first edge past it, the cumulative
             # fraction is exactly 1 (no incomplete gamma function to evaluate there)
@@ -95,18 +114,146 @@ class FastStars:
             cum[:, :k], cum[:, -1] = part[:, :-1], part[:, -1]
             total = np.diff(cum[:, :-1], axis=-1)
             partial = cum[:, -1] - cum[np.arange(res.n), cut]
-        # Young: every bin wholly below tesc, and the part of the bin holding it.
-        nyoung = int(cut.max()) + 1
-        young = np.zeros_like(total)
-        young[:, :nyoung] = np.where(np.arange(nyoung) < cut[:, None], total[:, :nyoung], 0.0)
-        young[np.arange(res.n), cut] = partial
-        old = total - young
-        old[self.edges[None, 1:] <= tesc[:, None]] = 0.0  # exactly 0, not a rounding residual
+        young, old = _split(self.edges, total, partial, cut, tesc)
         # (C, Z), then linear in log Z as the exact path; einsum, not BLAS, so that a row's sum
         # does not depend on how many rows share the chunk
         live = np.einsum("ca,za->cz", total, self.grids.live_frac)
         rows = np.arange(res.n)
         return young, old, (1 - zf) * live[rows, zi] + zf * live[rows, zi + 1]
+
+    def old_light(
+        self,
+        res: Resolved,
+        old: np.ndarray,
+        zi: np.ndarray,
+        zf: np.ndarray,
+        i0: int,
+        i1: int,
+    ) -> np.ndarray:
+        """Return the old stars' spectra (C, L) float32 on rest pixels [i0, i1), as ``mix``.
+
+        For a step SFH, rows sharing ``agebins`` and ``dust_tesc`` (the draws of one object
+        in a refinement, the pixels of one galaxy) have old-star weights ``sfr @ B``, with B
+        (K, A) the weights of each bin at unit rate: their spectra are mixed from the K bins'
+        spectra (products over K instead of ~100-150 SSP ages per row), built once per set
+        of bins when at least :data:`STEP_BASIS_ROWS` rows share it, and kept for later calls.
+        """
+        slow = np.ones(len(old), dtype=bool)
+        out = None
+        if res.switches["sfh"] == 3:
+            v = res.values
+            sfr = step_rates(v)[2]
+            key = np.concatenate([v["agebins"].reshape(res.n, -1), v["dust_tesc"][:, None]], 1)
+            # rows grouped by a hash of their key (np.unique over rows costs ~2 us a row)
+            _, first, group, counts = np.unique(
+                key @ np.sqrt(np.arange(2.0, key.shape[1] + 2)),
+                return_index=True,
+                return_inverse=True,
+                return_counts=True,
+            )
+            for g in np.flatnonzero(counts >= _CACHED_ROWS):
+                k = key[first[g]]
+                rows = np.flatnonzero(group == g)  # still grouped by zi
+                spectra = self._basis.get(b"bins" + k.tobytes())
+                if spectra is None and len(rows) >= STEP_BASIS_ROWS:
+                    spectra = self._bin_spectra(k)
+                if spectra is None or not np.array_equal(
+                    key[rows], np.broadcast_to(k, (len(rows), len(k)))
+                ):
+                    continue
+                if out is None:
+                    out = np.zeros((len(old), i1 - i0), dtype=_F32)
+                out[rows] = mix(sfr[rows], zi[rows], zf[rows], spectra, i0, i1)
+                slow[rows] = False
+        if out is None:
+            return mix(old, zi, zf, self.pairs, i0, i1)
+        if slow.any():
+            out[slow] = mix(old[slow], zi[slow], zf[slow], self.pairs, i0, i1)
+        return out
+
+    def _bin_spectra(self, key: np.ndarray) -> np.ndarray:
+        """Old-star spectra (Z - 1, 2 K, L) float32 of K step-SFH bins at unit rate, kept.
+
+        ``key`` is a row's ``agebins`` (K, 2), flattened, then its ``dust_tesc``.
+        """
+
+        def basis() -> np.ndarray:
+            bins, tesc = key[:-1].reshape(-1, 2), 10.0 ** key[-1]
+            nbin = len(bins)
+            lo, hi = (np.broadcast_to(10.0 ** bins[:, j], (nbin, nbin)) for j in (0, 1))
+            cut = np.full(nbin, np.searchsorted(self.edges, tesc, side="right") - 1)
+            tesc = np.full(nbin, tesc)
+            total, partial = _step_total(self.edges, lo, hi, np.eye(nbin), tesc, cut)
+            return _split(self.edges, total, partial, cut, tesc)[1]
+
+        return self.basis_spectra(b"bins" + key.tobytes(), basis, self.pairs)
+
+    def young_series_spectra(self, tesc: float, pairs: np.ndarray) -> np.ndarray:
+        """Spectra (Z - 1, 2 K, L) float32 of stars younger than ``tesc`` yr, per power of age.
+
+        Row k mixes the SSPs with the :func:`~.sfh.power_moments` of ``(t / tesc)^k``, so
+        that ``coef @`` them (:func:`~.sfh.young_series`) are the young stars' spectra;
+        ``pairs`` is :attr:`pairs` or :attr:`pairs_nolyc`.
+        """
+        key = b"young" + np.float64(tesc).tobytes() + bytes([pairs is self.pairs_nolyc])
+        return self.basis_spectra(
+            key, lambda: power_moments(self.edges, tesc, SERIES_TERMS), pairs
+        )
+
+    def basis_spectra(
+        self, key: bytes, basis: Callable[[], np.ndarray], pairs: np.ndarray
+    ) -> np.ndarray:
+        """Spectra (Z - 1, 2 K, L) float32 of K sets of SSP age weights ``basis()`` (K, A).
+
+        Laid out as ``pairs`` (:attr:`pairs` or :attr:`pairs_nolyc`), for :func:`mix`; built
+        once and kept by ``key`` (the last :data:`_BASIS_CACHE`).
+        """
+        spectra = self._basis.get(key)
+        if spectra is None:
+            weights = basis().astype(_F32)
+            ssp = [*(p[0::2] for p in pairs), pairs[-1, 1::2]]  # (A, L) per grid Z
+            spectra = z_pairs(np.stack([weights @ s for s in ssp]))
+            if len(self._basis) >= _BASIS_CACHE:
+                self._basis.pop(next(iter(self._basis)))  # the oldest
+            self._basis[key] = spectra
+        return spectra
+
+
+def step_rates(values: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step-SFH bins' start and stop lookback ages (C, K), yr, and rates per unit mass (C, K)."""
+    lo, hi = 10.0 ** values["agebins"][..., 0], 10.0 ** values["agebins"][..., 1]
+    return lo, hi, values["mass"] / (hi - lo) / values["mass"].sum(-1, keepdims=True)
+
+
+def _step_total(
+    edges: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    sfr: np.ndarray,
+    tesc: np.ndarray,
+    cut: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step-SFH mass per SSP age bin (C, A), and the part of bin ``cut`` (C,) below ``tesc``."""
+    total = step_bin_masses(edges, lo, hi, sfr)
+    start = edges[cut][:, None]
+    overlap = np.clip(np.minimum(hi, tesc[:, None]) - np.maximum(lo, start), 0.0, None)
+    return total, (sfr * overlap).sum(-1)
+
+
+def _split(
+    edges: np.ndarray, total: np.ndarray, partial: np.ndarray, cut: np.ndarray, tesc: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Young and old parts (C, A) of masses per age bin ``total``, split at ``tesc`` (C,), yr.
+
+    Young: every bin wholly below tesc, and ``partial`` (C,) of the bin ``cut`` holding it.
+    """
+    nyoung = int(cut.max()) + 1
+    young = np.zeros_like(total)
+    young[:, :nyoung] = np.where(np.arange(nyoung) < cut[:, None], total[:, :nyoung], 0.0)
+    young[np.arange(len(total)), cut] = partial
+    old = total - young
+    old[edges[None, 1:] <= tesc[:, None]] = 0.0  # exactly 0, not a rounding residual
+    return young, old
 
 
 def z_pairs(ssp: np.ndarray) -> np.ndarray:

@@ -7,8 +7,10 @@ __all__ = [
     "bin_masses",
     "cumulative_mass",
     "gamma_cdf",
+    "power_moments",
     "split_young_old",
     "step_bin_masses",
+    "young_series",
 ]
 
 import math
@@ -161,3 +163,62 @@ def step_bin_masses(
     part = np.bincount(flat, (rate * (knots - edges[a])).ravel(), c * na).reshape(c, na)
     above = np.cumsum(step[:, ::-1], axis=1)[:, ::-1] - step
     return above * np.diff(edges) + part
+
+
+def young_series(
+    sfh: int, params: Mapping[str, np.ndarray], upto: np.ndarray, terms: int, tol: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Star-formation rate at lookback times t < ``upto`` as a power series in t / upto.
+
+    Per unit mass formed, at lookback time t < tage, the rate is ``A e^(t/tau)`` (sfh 1) or
+    ``A (tage - t) e^(t/tau)`` (sfh 4), ``A = e^(-tage/tau) / (tau^a P(a, tage/tau))``:
+    the exponential's series, cut after ``terms`` powers, leaves out at most about
+    ``2 r^(terms - 1) / (terms - 1)!`` of the rate's leading term, ``r = upto / tau``. Young
+    stars' mass in any age range below ``upto`` is then ``coef @`` the range's
+    :func:`power_moments`: a few products per row instead of one per SSP age.
+
+    Parameters
+    ----------
+    sfh : {1, 4}
+    params : mapping
+        ``tage`` and ``tau`` (B,), Gyr.
+    upto : ndarray, (B,)
+        Lookback time, yr, up to which the series is used (the birth-cloud escape age).
+    terms : int
+    tol : float
+        Largest fraction of the leading term left out of a row the series is used for.
+
+    Returns
+    -------
+    coef : ndarray, (B, terms)
+        Mass fraction per yr: ``sfr(t) = sum_k coef[k] (t / upto)^k`` for t < upto.
+    exact : ndarray, bool, (B,)
+        Rows whose series leaves out at most ``tol`` and whose SFH started before ``upto``.
+    """
+    tage = np.asarray(params["tage"], dtype=float) * 1e9
+    tau = np.asarray(params["tau"], dtype=float) * 1e9
+    upto = np.asarray(upto, dtype=float)
+    r, x0 = upto / tau, tage / tau
+    k = np.arange(terms)
+    power = r[:, None] ** k / np.array([math.factorial(int(j)) for j in k])  # r^k / k!
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if sfh == 1:
+            coef = (np.exp(-x0) / (tau * gamma_cdf(1, x0)))[:, None] * power
+        else:
+            earlier = np.concatenate([np.zeros((len(r), 1)), power[:, :-1]], axis=1)
+            amp = np.exp(-x0) / (tau**2 * gamma_cdf(4, x0))
+            coef = amp[:, None] * (tage[:, None] * power - upto[:, None] * earlier)
+    left = 2 * r ** (terms - 1) / math.factorial(terms - 1)
+    exact = (tage >= upto) & (left <= tol) & np.all(np.isfinite(coef), axis=1)
+    return np.where(exact[:, None], coef, 0.0), exact
+
+
+def power_moments(edges: np.ndarray, upto: float, terms: int) -> np.ndarray:
+    """``int (t / upto)^k dt`` over each bin ``[edges[a], edges[a+1])`` below ``upto``, (K, A).
+
+    Yr; bins (or their parts) past ``upto`` count nothing (:func:`young_series`).
+    """
+    lo = np.minimum(edges[:-1], upto) / upto
+    hi = np.minimum(edges[1:], upto) / upto
+    k = np.arange(1, terms + 1)[:, None]
+    return upto * (hi[None, :] ** k - lo[None, :] ** k) / k
