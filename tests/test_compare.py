@@ -75,10 +75,12 @@ def test_compare_short_dynesty_run(sps, small_estimator, tmp_path):
     assert out.ess > 10 and out.t_refine > out.t_sbi
     # the same evidence convention as dynesty's, end to end (the likelihood's normalisation is
     # ~+300 here). A 300-iteration, 30-point run is a rough reference: on this object its logz
-    # scattered from 11.5 below to 3.8 above the refined one between runs that differed only
-    # in BLAS threads, while the refined logz stayed within 0.1; the prior's convention is
-    # checked exactly in test_refined_prior_is_the_one_dynesty_integrates
-    assert abs(out.logz_refined - out.logz_dynesty) < 20 and out.khat < 1.0
+    # scattered from 25.9 below to 3.8 above the refined one between runs that differed only
+    # in BLAS threads or in the photometry's float32 rounding, while the refined logz stayed
+    # within 0.1. So this bound catches a likelihood normalisation left out (~300), and the
+    # prior's convention (a density in log M* would be off by ~26) is checked exactly in
+    # test_refined_prior_is_the_one_dynesty_integrates
+    assert abs(out.logz_refined - out.logz_dynesty) < 50 and out.khat < 1.0
 
 
 def test_refined_prior_is_the_one_dynesty_integrates(sps, small_estimator):
