@@ -154,12 +154,10 @@ class FastStars:
             for g in np.flatnonzero(counts >= _CACHED_ROWS):
                 k = key[first[g]]
                 rows = np.flatnonzero(group == g)  # still grouped by zi
-                spectra = self._basis.get(b"bins" + k.tobytes())
-                if spectra is None and len(rows) >= STEP_BASIS_ROWS:
-                    spectra = self._bin_spectra(k)
-                if spectra is None or not np.array_equal(
-                    key[rows], np.broadcast_to(k, (len(rows), len(k)))
-                ):
+                if not np.array_equal(key[rows], np.broadcast_to(k, (len(rows), len(k)))):
+                    continue  # a hash collision: the full products
+                spectra = self._bin_spectra(k, build=len(rows) >= STEP_BASIS_ROWS)
+                if spectra is None:
                     continue
                 if out is None:
                     out = np.zeros((len(old), i1 - i0), dtype=_F32)
@@ -171,11 +169,15 @@ class FastStars:
             out[slow] = mix(old[slow], zi[slow], zf[slow], self.pairs, i0, i1)
         return out
 
-    def _bin_spectra(self, key: np.ndarray) -> np.ndarray:
+    def _bin_spectra(self, key: np.ndarray, build: bool) -> np.ndarray | None:
         """Old-star spectra (Z - 1, 2 K, L) float32 of K step-SFH bins at unit rate, kept.
 
-        ``key`` is a row's ``agebins`` (K, 2), flattened, then its ``dust_tesc``.
+        ``key`` is a row's ``agebins`` (K, 2), flattened, then its ``dust_tesc``. None when
+        they are not kept and ``build`` is false.
         """
+        name = b"bins" + key.tobytes()
+        if not build and name not in self._basis:
+            return None
 
         def basis() -> np.ndarray:
             bins, tesc = key[:-1].reshape(-1, 2), 10.0 ** key[-1]
@@ -186,7 +188,7 @@ class FastStars:
             total, partial = _step_total(self.edges, lo, hi, np.eye(nbin), tesc, cut)
             return _split(self.edges, total, partial, cut, tesc)[1]
 
-        return self.basis_spectra(b"bins" + key.tobytes(), basis, self.pairs)
+        return self.basis_spectra(name, basis, self.pairs)
 
     def young_series_spectra(self, tesc: float, pairs: np.ndarray) -> np.ndarray:
         """Spectra (Z - 1, 2 K, L) float32 of stars younger than ``tesc`` yr, per power of age.
