@@ -290,6 +290,9 @@ class FastPhotometry:
                 np.matmul(coef[s:e], np.concatenate([b(s) for b in bases]), out=light[s:e])
             if lum is not None:
                 lines[s:e] = coef_n[s:e] @ lum[cols[s]]
+        slow_n = neb and (shape_n is None or not same_n.all())
+        if shape is not None and same.all() and not slow_n:
+            return light, lines, weights_n  # every row took the shared shapes' products
         series, exact, tesc = self._young_series(res)
         if shape is None or not same.all():
             rest = ~same if shape is not None else np.ones(n, dtype=bool)
@@ -300,7 +303,7 @@ class FastPhotometry:
             rows = np.flatnonzero(rest & ~exact)
             if len(rows):
                 light[rows] += mix(weights[rows], zi[rows], zf[rows], pairs, i0, i1)
-        if neb and (shape_n is None or not same_n.all()):
+        if slow_n:
             slow = ~same_n if shape_n is not None else np.ones(n, dtype=bool)
             if (slow & exact).any():
                 tables = nebular.series_tables(tesc, SERIES_TERMS)
