@@ -112,22 +112,29 @@ def igm_edges(model: str = "madau1995") -> np.ndarray:
 
 
 def _madau_tau(lam: np.ndarray, z1: np.ndarray) -> np.ndarray:
-    lobs = lam * z1
-    tau = np.zeros(np.broadcast_shapes(lam.shape, z1.shape))
-    for i, (lyw, coef) in enumerate(zip(_MADAU_WAVE, _MADAU_COEF, strict=True)):
-        inside = lam < lyw
-        tau += np.where(inside, coef * (lobs / lyw) ** 3.46, 0.0)
-        if i == 0:  # metal line blanketing
-            tau += np.where(inside, 0.0017 * (lobs / lyw) ** 1.68, 0.0)
-    xc = lobs / _LYLIM_MADAU
-    lyc = (
-        0.25 * xc**3 * (z1**0.46 - xc**0.46)
-        + 9.4 * xc**1.5 * (z1**0.18 - xc**0.18)
-        - 0.7 * xc**3 * (xc ** (-1.32) - z1 ** (-1.32))
-        - 0.023 * (z1**1.68 - xc**1.68)
+    """Madau (1995) optical depth at rest wavelengths ``lam`` (AA) of sources at ``1 + z = z1``.
+
+    Every term is a power of ``lam z1``, so tau is ``z1^3.46 P(lam) + z1^1.68 Q(lam)``: the
+    powers of ``lam`` and of ``z1`` are taken apart and combined by two products (the Lyman
+    series lines, the metal blanketing of Lyman-alpha, and the Lyman continuum of
+    ``xc = lam z1 / 912``, expanded).
+    """
+    lam = np.asarray(lam, dtype=float)
+    z1 = np.asarray(z1, dtype=float)
+    steep = np.zeros(lam.shape)  # P, the z1^3.46 terms
+    for lyw, coef in zip(_MADAU_WAVE, _MADAU_COEF, strict=True):
+        steep += np.where(lam < lyw, coef * (lam / lyw) ** 3.46, 0.0)
+    lya = _MADAU_WAVE[0]
+    flat = np.where(lam < lya, 0.0017 * (lam / lya) ** 1.68, 0.0)  # Q, the z1^1.68 terms
+    x = lam / _LYLIM_MADAU  # xc / z1
+    lyc = lam < _LYLIM_MADAU
+    steep += np.where(lyc, 0.25 * x**3 * (1.0 - x**0.46), 0.0)
+    flat += np.where(
+        lyc,
+        9.4 * x**1.5 * (1.0 - x**0.18) - 0.7 * x**3 * (x**-1.32 - 1.0) - 0.023 * (1.0 - x**1.68),
+        0.0,
     )
-    tau += np.where(lam < _LYLIM_MADAU, lyc, 0.0)
-    return tau
+    return z1**3.46 * steep + z1**1.68 * flat
 
 
 def _madau_tau_capped(lam: np.ndarray, z1: np.ndarray) -> np.ndarray:
