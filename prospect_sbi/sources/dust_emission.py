@@ -29,6 +29,7 @@ from .params import Resolved
 
 _BIN_STEP = 0.05  # ln(lambda) width of the absorption bins between 91 AA and 5 um
 _RED_EDGE = 5.0e4  # AA: beyond, one bin (dust is nearly transparent there)
+_BIN_ROWS = 64  # spectra binned at a time (the product stays in cache)
 
 
 class DustEmission:
@@ -71,7 +72,7 @@ class DustEmission:
         dlam = np.gradient(wave)
         self._dnu = LIGHTSPEED / wave**2 * dlam
         self.ssp = self.bin(grids.ssp)
-        self.lyc = self.bin(grids.ssp * (wave < LYMAN_LIMIT))
+        self.lyc = self.bin(grids.ssp, wave < LYMAN_LIMIT)
         self.neb_cont = self.bin(grids.neb_cont)
         self.line_wave = grids.line_wave
         dl_wave, spectra = load_dl07()
@@ -86,9 +87,19 @@ class DustEmission:
         self.nodes = (nodes * wave**2 / LIGHTSPEED).reshape(*shape.shape[:-1], len(wave))
         self.node_norm = norm
 
-    def bin(self, spectra: np.ndarray) -> np.ndarray:
-        """Luminosity (..., K) per absorption bin of L_nu spectra (..., L) on ``grids.wave``."""
-        return np.add.reduceat(spectra * self._dnu, self._first, axis=-1)
+    def bin(self, spectra: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+        """Luminosity (..., K) per absorption bin of L_nu spectra (..., L) on ``grids.wave``.
+
+        ``where`` (L,) bool: only those pixels' light.
+        """
+        dnu = self._dnu if where is None else self._dnu * where
+        flat = spectra.reshape(-1, spectra.shape[-1])
+        out = np.empty((len(flat), len(self._first)))
+        for i in range(0, len(flat), _BIN_ROWS):  # no full-size temporary (~5x faster)
+            out[i : i + _BIN_ROWS] = np.add.reduceat(
+                flat[i : i + _BIN_ROWS] * dnu, self._first, axis=-1
+            )
+        return out.reshape(*spectra.shape[:-1], len(self._first))
 
     # ------------------------------------------------------------------ energy balance
     def absorbed(
