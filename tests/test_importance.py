@@ -190,6 +190,13 @@ def test_free_redshift_prior_cuts_tage_at_the_age_of_the_universe():
     fixed = fixed_redshift_model(model, 3.0)
     without = np.delete(theta[:1], idx["zred"].start, axis=1)
     assert target.log_prior(theta[:1])[0] == pytest.approx(fixed.prior_product(without[0]))
+    # a draw the flow blew up (NaN, as a guide draw on a prior bound gave the photo-z
+    # refinement) has zero prior; it raised in age_of_universe
+    target.known = False
+    bad = np.repeat(theta[:1], 3, axis=0)
+    bad[1, idx["zred"].start], bad[2, idx["tage"].start] = np.nan, np.inf
+    lp = target.log_prior(bad)
+    assert lp[0] == pytest.approx(expected) and lp[1] == -np.inf and lp[2] == -np.inf
 
 
 def test_importance_sample_errors(sps, small_estimator, bright_mock):

@@ -245,7 +245,8 @@ class Refiner:
         """Log prior (N,) of model theta (N, ndim); a known ``zred`` is not a parameter.
 
         A ``tage`` older than the universe at the row's ``zred`` has zero prior and the rest
-        of its prior is renormalised, as the training sets draw it.
+        of its prior is renormalised, as the training sets draw it. A row with a non-finite
+        value (a draw the flow blew up) has zero prior.
         """
         with np.errstate(divide="ignore", invalid="ignore"):
             lp = np.zeros(len(theta))
@@ -253,10 +254,12 @@ class Refiner:
                 if not (self.known and name == "zred"):
                     prior = self.model.config_dict[name]["prior"]
                     lp = lp + np.sum(np.asarray(prior(theta[:, inds]), dtype=float), axis=-1)
+            lp = np.where(np.isfinite(theta).all(-1), lp, -np.inf)
             if self._tage is None:
                 return lp
             it, prior = self._tage
-            tuniv = age_of_universe(theta[:, self.izred])
+            # the age of the universe only where the rest of the prior is not zero
+            tuniv = age_of_universe(np.where(np.isfinite(lp), theta[:, self.izred], 1.0))
             kept = np.clip(np.asarray(prior.inverse_unit_transform(tuniv), float), 1e-300, 1.0)
             return np.where(theta[:, it] > tuniv, -np.inf, lp - np.log(kept))
 
