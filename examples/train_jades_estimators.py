@@ -23,7 +23,7 @@ that single JWST pixels as well as whole galaxies are inside the prior; the 14 J
   --augment-mass``, ``--lr 2e-4`` for ``jades-continuity``; 75-79 minutes each on one core):
   3-4% narrower and better centred. Then 20 more on the same 2,000,000 (``--epochs 20 --lr
   2.5e-4``; ``--epochs 24 --lr 2e-4`` for ``jades-continuity``; 63-77 minutes each on one
-  core): 2-3% narrower.
+  core): 2-3% narrower; and once more the same way (54-66 minutes): 1% narrower.
 - ``jades-parametric-photoz``, ``jades-continuity-photoz``: redshift inferred, 0-20 with
   :data:`prospect_sbi.pretrained.PHOTOZ_PRIOR`; 600,000 draws; spline flow (``"nsf"``,
   multi-modal redshift posteriors), cosine schedule, batches of 1024, 10 epochs;
