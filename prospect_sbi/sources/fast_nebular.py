@@ -136,7 +136,7 @@ class FastNebular:
         i1: int,
         tables: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
-        """Add the nebular continuum and lines of rows ``slow`` by full N-age products.
+        """Add the nebular continuum and lines of rows ``slow`` by products over age weights.
 
         Rows come grouped by cell; grid points (Z, U) and (Z, U + 1) are adjacent in memory,
         so a cell takes two products over 2 N ages (one where the gas metallicity is on a
