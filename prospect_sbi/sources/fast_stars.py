@@ -16,7 +16,6 @@ __all__ = [
     "FastStars",
     "common_shape",
     "mix",
-    "step_rates",
     "z_pairs",
     "z_spectra",
 ]
@@ -97,7 +96,7 @@ class FastStars:
         tesc = 10.0 ** v["dust_tesc"]
         cut = np.searchsorted(self.edges, tesc, side="right") - 1  # bin holding tesc
         if res.switches["sfh"] == 3:
-            lo, hi, sfr = step_rates(v)
+            lo, hi, sfr = _step_rates(v)
             total, partial = _step_total(self.edges, lo, hi, sfr, tesc, cut)
         else:
             # every star is younger than tage: from the first edge past it, the cumulative
@@ -142,7 +141,7 @@ class FastStars:
         out = None
         if res.switches["sfh"] == 3:
             v = res.values
-            sfr = step_rates(v)[2]
+            sfr = _step_rates(v)[2]
             key = np.concatenate([v["agebins"].reshape(res.n, -1), v["dust_tesc"][:, None]], 1)
             # rows grouped by a hash of their key (np.unique over rows costs ~2 us a row)
             _, first, group, counts = np.unique(
@@ -221,7 +220,7 @@ class FastStars:
         return spectra
 
 
-def step_rates(values: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _step_rates(values: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step-SFH bins' start and stop lookback ages (C, K), yr, and rates per unit mass (C, K)."""
     lo, hi = 10.0 ** values["agebins"][..., 0], 10.0 ** values["agebins"][..., 1]
     return lo, hi, values["mass"] / (hi - lo) / values["mass"].sum(-1, keepdims=True)
