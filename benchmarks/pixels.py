@@ -4,9 +4,10 @@ Each galaxy is one :func:`prospect_sbi.pixels.map_galaxy` call (the one map call
 PNG panel and the outshining table: the maps FITS file and the per-pixel table are written.
 
 Each case runs in a fresh subprocess so its peak RSS is its own. Cases: the three real JOF
-cutouts (if ``../shared/data`` is present) on one core, and a synthetic N x N x 14 field
-(random parametric-SFH pixels at z = 2 with JADES pixel noise) on one core and on all cores
-(dask ``LocalCluster``, one single-threaded worker process per core).
+cutouts (if ``../shared/data`` or ``$PROSPECT_SBI_DATA`` has them) on one core, and a
+synthetic N x N x 14 field (random parametric-SFH pixels at z = 2 with JADES pixel noise) on
+one core and on all cores (dask ``LocalCluster``, one single-threaded worker process per
+core).
 
     python benchmarks/pixels.py [--quick] [--estimator PATH]
 
@@ -36,7 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "jof_psfmatched_cutouts.npz"
+from prospect_sbi.jades_data import CUTOUTS, find_data_dir
+
+#: The JOF cutouts: ``../shared/data`` or ``$PROSPECT_SBI_DATA`` (``find_data_dir``).
+DATA = (find_data_dir() or Path("/nonexistent")) / CUTOUTS
 
 
 def field_cube(post, model, sps, n, seed=0):

@@ -10,7 +10,8 @@ the prior, the estimator's noise, known redshift, the same seed. For each model 
 (log M*, log SFR100, dust2): medians over mocks of |delta median| / sigma_exact and of the 68%
 width ratio SBI / exact, for the estimator's draws ("sbi", with its recalibration maps) and
 the flow's own ("flow", ``recalibrate=False``), overall and by detection S/N (that of
-:func:`prospect_sbi.pixels.snr_map`). Use it to tell whether a retrained estimator is sharper
+:func:`prospect_sbi.pixels.snr_map`), and the estimator's draws by total S/N (that of
+``refine="auto"``). Use it to tell whether a retrained estimator is sharper
 before running ``vs_dynesty.py``; the targets of issue 6 are those of ``vs_dynesty.py``
 (|dmed|/sigma <= 0.3, width ratio 0.8-1.25).
 
@@ -40,8 +41,19 @@ import numpy as np
 import torch
 from vs_dynesty import DEFAULTS, NAMED, SNR_BINS, load, mock_arrays, mocks
 
+from prospect_sbi.posterior import total_snr
+from prospect_sbi.posterior.refine import AUTO_SNR
+
 #: Detection S/N from which a mock counts as bright (the last bin of ``SNR_BINS``).
 BRIGHT = SNR_BINS[">=20"][0]
+#: Bins of total S/N (:func:`prospect_sbi.posterior.total_snr`, the statistic of
+#: ``refine="auto"``) of the third table.
+TOTAL_BINS = {
+    "<5": (-np.inf, 5.0),
+    "5-10": (5.0, 10.0),
+    "10-20": (10.0, AUTO_SNR),
+    ">=20": (AUTO_SNR, np.inf),
+}
 _WORKER: dict = {}
 
 
@@ -83,6 +95,7 @@ def run_model(spec: str, args: argparse.Namespace, sps, rng: np.random.Generator
     template, post, model = load(spec)
     objs = mocks(model, post, sps, args.n_mocks, rng)
     flux, err, zred, snr = mock_arrays(post, objs)
+    total = total_snr(flux, err)
     which = [post.labels.index(p) for p in NAMED]
     draws = {
         "sbi": post.sample(flux, err, args.n_draws, zred=zred, seed=args.seed)[..., which],
@@ -113,7 +126,8 @@ def run_model(spec: str, args: argparse.Namespace, sps, rng: np.random.Generator
             for p in NAMED
         )
         print(
-            f"  {template} mock {i}: z={zred[i]:.2f} S/N={snr[i]:.1f} exact {ref[i][2]:.1f} s "
+            f"  {template} mock {i}: z={zred[i]:.2f} S/N={snr[i]:.1f} total {total[i]:.1f} "
+            f"exact {ref[i][2]:.1f} s "
             f"ESS {ess[i]:.0f}; sbi dmed/sig/width: {each}",
             flush=True,
         )
@@ -126,6 +140,7 @@ def run_model(spec: str, args: argparse.Namespace, sps, rng: np.random.Generator
         "template": template,
         "metrics": metrics,
         "snr": snr[good],
+        "total_snr": total[good],
         "ess": ess,
         "t_exact": np.array([r[2] for r in ref]),
         "left_out": len(objs) - len(good),
@@ -202,6 +217,18 @@ def main() -> None:
                     f"{np.median(d) if d else np.nan:10.3f} "
                     f"{np.median(w) if w else np.nan:7.3f}"
                 )
+    print(
+        f"\nby total S/N (refine='auto' refines from {AUTO_SNR:g}), the estimator's draws\n"
+        f"{'model':16s} {'total S/N':>9s} {'mocks':>5s} {'|dmed|/sig':>10s} {'width':>7s}"
+    )
+    for r in results:
+        for label, (lo, hi) in TOTAL_BINS.items():
+            sel = np.flatnonzero((r["total_snr"] >= lo) & (r["total_snr"] < hi))
+            d, w = (_pooled(r, "sbi", k, sel) for k in ("dmed_over_sigma", "width_ratio"))
+            print(
+                f"{r['template']:16s} {label:>9s} {len(sel):5d} "
+                f"{np.median(d) if d else np.nan:10.3f} {np.median(w) if w else np.nan:7.3f}"
+            )
     for r in results:
         e, t = r["ess"], r["t_exact"]
         print(

@@ -23,7 +23,10 @@ dynesty|, same likelihood and prior), ``ms_per_refined_object=...`` (one core, t
 refined in one batch: ``sample(..., refine="always")``), ``speedup_refined=...`` (median
 dynesty time over that), ``ess_refined=...`` and ``khat_refined=...`` (median ESS and largest
 k-hat of that batch), and the earlier keys ``dmed_over_sigma_is``, ``width_ratio_is``,
-``speedup_is`` (unbatched, one object at a time) and ``ess``.
+``speedup_is`` (unbatched, one object at a time) and ``ess``. Per mock it also prints the best
+log-likelihood each sampler found (refined minus dynesty), and per model how many mocks one
+of them missed by more than ``MISSED`` (2): where the posteriors disagree, that says which
+one did not reach the best fit.
 
     python benchmarks/vs_dynesty.py --quick
     python benchmarks/vs_dynesty.py --n-mocks 20 --estimator my_estimator.sbi
@@ -47,6 +50,9 @@ from prospect_sbi.posterior.refine import ROUND_DRAWS
 
 DEFAULTS = ["jades-parametric", "jades-continuity"]
 NAMED = ("log_mstar", "log_sfr100", "dust2")
+#: A sampler whose best log-likelihood is below the other's by more than this missed a mode
+#: (or the peak) the other found.
+MISSED = 2.0
 #: S/N bins of the second table.
 SNR_BINS = {"<5": (-np.inf, 5.0), "5-20": (5.0, 20.0), ">=20": (20.0, np.inf)}
 
@@ -141,7 +147,7 @@ def refine_batch(model, post, sps, n: int, rng: np.random.Generator) -> dict:
 
 def fit_mock(i: int, obs: dict, truth: dict, args: argparse.Namespace) -> tuple:
     """Compare SBI and dynesty on mock ``i``: (rows by parameter, dynesty s, SBI s, refined s,
-    ESS, logz refined, logz dynesty)."""
+    ESS, logz refined, logz dynesty, best ln L refined, best ln L dynesty)."""
     from prospect_sbi.fitting import compare
 
     w = _WORKER
@@ -170,6 +176,8 @@ def fit_mock(i: int, obs: dict, truth: dict, args: argparse.Namespace) -> tuple:
         c.ess,
         c.logz_refined,
         c.logz_dynesty,
+        c.best_lnlike_refined,
+        c.best_lnlike_dynesty,
     )
 
 
@@ -198,6 +206,7 @@ def run_model(spec, args, sps, rng) -> dict:
                 for p in NAMED
                 if p in res[0]
             )
+            line += f"; best ln L refined - dynesty {res[7] - res[8]:+.1f}"
         print(line, flush=True)
 
     if args.jobs == 1:
@@ -215,7 +224,7 @@ def run_model(spec, args, sps, rng) -> dict:
             }
             for f in as_completed(futures):
                 report(futures[f], f.result())
-    rows, t_dyn, t_one, t_refine, ess, logz_r, logz_d = zip(*out, strict=True)
+    rows, t_dyn, t_one, t_refine, ess, logz_r, logz_d, best_r, best_d = zip(*out, strict=True)
     return {
         "template": template,
         "rows": list(rows),
@@ -227,6 +236,7 @@ def run_model(spec, args, sps, rng) -> dict:
         "ess": np.array(ess),
         "batch": batch,
         "logz_diff": np.abs(np.array(logz_r) - np.array(logz_d)),
+        "best_diff": np.array(best_r) - np.array(best_d),
     }
 
 
@@ -349,11 +359,13 @@ def main() -> None:
                 f"{np.nanmax(b['khat']):9.2f} {np.median(r['logz_diff']):11.2f} {sp:8.3g}"
             )
         for r in results:
-            e = r["ess"]
+            e, best = r["ess"], r["best_diff"]
             print(
                 f"{r['template']}: ESS of the unbatched refined fits: median "
                 f"{np.median(e):.0f}, min {e.min():.0f}, mocks with ESS < 50: "
-                f"{int((e < 50).sum())}"
+                f"{int((e < 50).sum())}; best ln L found, refined - dynesty: median "
+                f"{np.median(best):+.2f}, dynesty's worse by > {MISSED:g} on "
+                f"{int((best > MISSED).sum())}, the refined fit's on {int((best < -MISSED).sum())}"
             )
     print(
         f"n_mocks={args.n_mocks} per model, nlive={args.nlive}, walks={args.walks}, "

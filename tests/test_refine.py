@@ -85,7 +85,12 @@ def test_pareto_khat_known_answer_and_a_bad_proposal():
         GaussianTargets(np.zeros((3, 2)), 1.0, np.zeros(3), 1.5), 2000, 1, 100.0, seed=5
     )
     assert np.all(narrow.khat > 0.7) and narrow.flagged.all()
-    assert np.all(wide.khat < 0.5) and not wide.flagged.any()
+    assert np.all(wide.khat < 0.5) and not wide.flagged.any() and not wide.short.any()
+    # good weights, too few of them: the rounds run out below the target ESS
+    few = adaptive_importance(
+        GaussianTargets(np.zeros((3, 2)), 1.0, np.zeros(3), 1.5), 100, 1, 1000.0, seed=5
+    )
+    assert np.all(few.ess < 100) and few.short.all() and not few.flagged.any()
 
 
 def test_sampler_errors():
@@ -164,6 +169,7 @@ def test_refine_always_sharpens_bright_and_matches_the_one_object_path(post, moc
         flux, err, 2000, zred=zred, seed=1, refine="always", sps=sps, likelihood="noise"
     )
     assert draws.shape == flow.shape and draws.refined.all() and not draws.khat_flag.any()
+    assert not draws.ess_flag.any()
     assert np.all(draws.ess >= 200) and np.all(draws.khat < 0.7) and np.all(draws.logz > 0)
     k = post.labels.index("log_mstar")
     model = post.model()
@@ -270,6 +276,29 @@ def test_refine_auto_refines_bright_and_badly_fitted_objects_only(post, mocks, s
     table = post.summarize(obs, n=200, seed=4, refine="auto", sps=sps, likelihood="noise")
     assert list(table["refined"]) == [False, True] and np.isnan(table["ess"][0])
     assert table["ess"][1] > 0 and {"khat", "logz", "khat_flag"} <= set(table.colnames)
+
+
+def test_refinement_short_of_its_target_ess_is_flagged_and_warned(post, mocks, sps):
+    """An object whose rounds run out below the target ESS is not vouched for, whatever its
+    k-hat (a bright continuity mock at the prior's mass edge ended at ESS 7, k-hat 0.66)."""
+    from prospect_sbi.posterior.refine import RefinementWarning
+
+    flux, err, zred = mocks["flux"][:1], mocks["err"][:1], mocks["zred"][:1]
+    expected = r"1 of 1 refined objects ended their rounds with an ESS below 1e\+06 \(1, flag"
+    with pytest.warns(RefinementWarning, match=expected):
+        table = post.summarize(
+            flux,
+            err,
+            zred,
+            n=200,
+            seed=4,
+            refine="always",
+            sps=sps,
+            likelihood="noise",
+            target_ess=1e6,
+        )
+    assert table["ess_flag"][0] and not table["khat_flag"][0] and 200 < table["ess"][0] < 1e6
+    assert "ess" in str(table["flag"][0]).split(";")
 
 
 def test_evaluate_scores_the_exact_posterior(post, mocks, sps):

@@ -193,6 +193,10 @@ def run_compare(args: argparse.Namespace) -> int:
             speedup=res.speedup,
             t_refine=res.t_refine,
             ess=res.ess,
+            logz_dynesty=res.logz_dynesty,
+            logz_refined=res.logz_refined,
+            best_lnlike_dynesty=res.best_lnlike_dynesty,
+            best_lnlike_refined=res.best_lnlike_refined,
             title=res.title,
             err_floor=args.err_floor,
         )
@@ -202,7 +206,11 @@ def run_compare(args: argparse.Namespace) -> int:
             f"(x{res.speedup:.3g})"
         )
         if args.refine:
-            print(f"  SBI + importance sampling: {res.t_refine:.2f} s, ESS {res.ess:.0f}")
+            print(
+                f"  SBI + importance sampling: {res.t_refine:.2f} s, ESS {res.ess:.0f}; log Z "
+                f"{res.logz_refined:.2f} (dynesty {res.logz_dynesty:.2f}); best ln L "
+                f"{res.best_lnlike_refined:.2f} (dynesty {res.best_lnlike_dynesty:.2f})"
+            )
         for r in res.table:
             line = (
                 f"  {r['param']:12s} |dmed|/sigma {abs(r['dmed_over_sigma']):6.2f}  width "

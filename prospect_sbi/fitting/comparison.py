@@ -116,6 +116,10 @@ class Comparison:
         likelihood and prior.
     khat : float
         Pareto k-hat of the refined weights (nan without ``refine``).
+    best_lnlike_dynesty, best_lnlike_refined : float
+        The largest log-likelihood among dynesty's samples and among the refined fit's draws
+        (nan without ``refine``): where the two posteriors disagree, the one whose best fit
+        is worse by more than a few has missed the mode the other found.
     title : str
         Title of the corner plot: the caller's ``title``, the redshift and the wall times.
     """
@@ -134,6 +138,8 @@ class Comparison:
     logz_refined: float = float("nan")
     logz_dynesty: float = float("nan")
     khat: float = float("nan")
+    best_lnlike_dynesty: float = float("nan")
+    best_lnlike_refined: float = float("nan")
     title: str = ""
 
     @property
@@ -282,11 +288,13 @@ def compare(
     }
     out = Comparison(Table(rows=rows), t_dyn, t_sbi, sbi, dyn, samples)
     out.logz_dynesty = float(np.ravel(res["logz"])[-1])
+    out.best_lnlike_dynesty = float(np.max(res["logl"]))
     if refined is not None:
         result, out.t_refine = refined["sampling"]
         out.refined, w_is = refined, result.weights / result.weights.sum()
         out.ess = float(1.0 / np.sum(w_is**2))
         out.logz_refined, out.khat = float(result["logz"][-1]), float(result["khat"])
+        out.best_lnlike_refined = float(np.max(result["logl"]))
         theirs = _columns(refined, model)
         metrics = [posterior_metrics(theirs[k], ref[k], weights, w_is) for k in names]
         out.table["is_p50"] = [float(weighted_quantile(theirs[k], 0.5, w_is)) for k in names]

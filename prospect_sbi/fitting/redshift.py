@@ -517,8 +517,8 @@ def zred_given(
 def combine_diagnostics(diag: dict[str, np.ndarray], b: int, k: int) -> dict[str, np.ndarray]:
     """Per-object refinement diagnostics (b,) from those of its k redshift rows (b * k,).
 
-    ``refined`` and ``khat_flag``: any row; ``ess``: summed; ``khat``: the largest; ``logz``:
-    the log of the mean evidence over the k redshifts.
+    ``refined``, ``khat_flag`` and ``ess_flag``: any row; ``ess``: summed; ``khat``: the
+    largest; ``logz``: the log of the mean evidence over the k redshifts.
     """
     out = {}
     for key, v in diag.items():
@@ -572,7 +572,8 @@ def marginal_draws(
     -------
     draws : numpy.ndarray, float32, (B, n, D)
     diagnostics : dict of numpy.ndarray (B,) or None
-        With ``refine``: ``refined`` and ``khat_flag`` (any of the K rows), ``ess`` (sum),
+        With ``refine``: ``refined``, ``khat_flag`` and ``ess_flag`` (any of the K rows),
+        ``ess`` (sum),
         ``khat`` (max), ``logz`` (log of the mean evidence over the K redshifts).
 
     Raises

@@ -208,7 +208,8 @@ def write_results(
     ``res["chain"]`` (n, D), ``res["weights"]`` (n,), ``res["derived"]`` (the structured
     array of derived quantities, one row per chain row), ``res["logz"]``, ``res["bestfit"]``
     (with ``sps``) and an :class:`SBIResult`'s ``flags``, ``notes``, ``chi2_red``, ``ood``,
-    ``refined`` (and for refined draws ``ess``, ``khat``, ``khat_flag``) as ``res["flags"]``,
+    ``refined`` (and for refined draws ``ess``, ``khat``, ``khat_flag``, ``ess_flag``) as
+    ``res["flags"]``,
     ....
 
     With ``sps``, Prospector's ``bestfit`` group is written as ``write_hdf5(..., sps=sps)``
@@ -293,7 +294,17 @@ def write_results(
 
 
 #: :class:`SBIResult` entries that :func:`write_results` keeps as JSON attributes of ``sampling``.
-_SBI_KEYS = ("flags", "notes", "chi2_red", "ood", "refined", "ess", "khat", "khat_flag")
+_SBI_KEYS = (
+    "flags",
+    "notes",
+    "chi2_red",
+    "ood",
+    "refined",
+    "ess",
+    "khat",
+    "khat_flag",
+    "ess_flag",
+)
 
 
 def _plain(value: Any) -> Any:

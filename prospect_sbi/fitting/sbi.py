@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..posterior.plausibility import join_flags, prior_edge_flags
-from ..posterior.refine import MAX_ROUNDS, ROUND_DRAWS, check_refine, needs_refinement
+from ..posterior.refine import (
+    MAX_ROUNDS,
+    ROUND_DRAWS,
+    check_refine,
+    needs_refinement,
+    warn_unconverged,
+)
 from .likelihood import NoiseLikelihood
 from .obs import obs_arrays, resolve_estimator
 from .results import SBIResult, to_struct
@@ -112,7 +118,8 @@ def run_sbi(
     dict
         ``{"optimization": (None, 0.0), "sampling": (SBIResult, seconds)}``; seconds is the
         wall time of checking the inputs, drawing (and refining). The result also holds
-        ``refined`` (bool), and for refined fits ``ess``, ``khat`` and ``khat_flag``.
+        ``refined`` (bool), and for refined fits ``ess``, ``khat``, ``khat_flag`` and
+        ``ess_flag`` (flags ``khat`` and ``ess``, with a RefinementWarning).
     """
     if any(n is not None for n in noise):
         raise ValueError(
@@ -165,10 +172,12 @@ def run_sbi(
             ess=float(batch.ess[0]),
             khat=float(batch.khat[0]),
             khat_flag=bool(batch.flagged[0]),
+            ess_flag=bool(batch.short[0]),
         )
+        warn_unconverged(batch.flagged, batch.short, sbi_refine_ess)
         labels = list(model.theta_labels())
         edge = prior_edge_flags(chain[None], labels, post.space)
-        khat = [("khat", np.array([bool(batch.flagged[0])]))]
+        khat = [("khat", batch.flagged[:1]), ("ess", batch.short[:1])]
         result.describe(join_flags(1, khat, prepared.flags, edge)[0], notes)
         return {"optimization": (None, 0.0), "sampling": (result, time.perf_counter() - t0)}
     duration = time.perf_counter() - t0

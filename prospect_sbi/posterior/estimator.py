@@ -371,7 +371,7 @@ class AmortizedPosterior(EstimatorFiles):
             :class:`~prospect_sbi.posterior.refine.RefinedDraws` (an ndarray) whose refined
             objects hold equal-weight draws of the exact posterior (derived quantities
             computed from each draw, no recalibration), and per object the attributes
-            ``refined``, ``ess``, ``khat``, ``logz`` and ``khat_flag`` (B,).
+            ``refined``, ``ess``, ``khat``, ``logz``, ``khat_flag`` and ``ess_flag`` (B,).
 
         Warns
         -----
@@ -566,11 +566,12 @@ class AmortizedPosterior(EstimatorFiles):
             ``<name>_p84``, ``<name>_mean``, ``<name>_std``; then ``flag``: ``ok``, or the
             reasons the estimator cannot vouch for the row, ``;``-joined (those of
             :meth:`prepare`, ``<param>_at_prior_max``/``_min`` for a posterior piled on an
-            edge of the mass prior, ``khat`` for a refinement whose weights cannot be
-            trusted); with ``predictive_check``, ``chi2_red`` and ``ood``. With ``refine``
-            other than ``"never"`` also ``refined``, ``ess``, ``khat``, ``logz`` and
-            ``khat_flag`` (:class:`~prospect_sbi.posterior.refine.RefinedDraws`; NaN for
-            objects not refined).
+            edge of the mass prior, ``khat`` and ``ess`` for a refinement whose weights cannot
+            be trusted or are too few); with ``predictive_check``, ``chi2_red`` and ``ood``.
+            With ``refine`` other than ``"never"`` also ``refined``, ``ess``, ``khat``,
+            ``logz``, ``khat_flag`` and ``ess_flag``
+            (:class:`~prospect_sbi.posterior.refine.RefinedDraws`; NaN for objects not
+            refined).
         """
         n = _n_draws(n)
         obs = self._prepared(flux, err, zred, stacklevel=5)
@@ -606,7 +607,11 @@ class AmortizedPosterior(EstimatorFiles):
                 if chi2 is not None:
                     chi2[rows], ood[rows] = predictive_check(part.flux, part.err, part.zred, draws)
         warn_prior_edge(count_flags(edge), len(obs))
-        khat = [("khat", extra["khat_flag"])] if refiner is not None else []
+        khat = (
+            [("khat", extra["khat_flag"]), ("ess", extra["ess_flag"])]
+            if refiner is not None
+            else []
+        )
         flags = join_flags(len(obs), khat, obs.flags, edge, np.where(ood, "ood", ""))
         table = summary_table(self.labels, stats, meta={"n_draws": n, "seed": seed})
         table["flag"] = np.where(flags == "", "ok", flags).astype(str)

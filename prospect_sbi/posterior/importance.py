@@ -258,6 +258,8 @@ class ImportanceBatch:
         Draws and rounds per object.
     flagged : numpy.ndarray, bool, (B,)
         k-hat above :data:`~prospect_sbi.posterior.psis.KHAT_MAX` after every round.
+    short : numpy.ndarray, bool, (B,)
+        ESS below ``target_ess`` after every round: the rounds ran out first.
     history : numpy.ndarray, (B, R)
         ESS of each object's draws after each round (NaN once it stopped).
     """
@@ -271,6 +273,7 @@ class ImportanceBatch:
     rounds: np.ndarray
     flagged: np.ndarray
     history: np.ndarray
+    short: np.ndarray
 
     def resample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Return indices (B, n) of ``n`` equal-weight draws per object (systematic resampling)."""
@@ -385,7 +388,16 @@ def adaptive_importance(
     points = pts.arrays()
     points.pop(_MIX)
     return ImportanceBatch(
-        points, log_w, ess, khat, logz, n_draws, used, khat > max_khat, np.stack(history, axis=1)
+        points,
+        log_w,
+        ess,
+        khat,
+        logz,
+        n_draws,
+        used,
+        khat > max_khat,
+        np.stack(history, axis=1),
+        ess < target_ess,
     )
 
 

@@ -1,8 +1,8 @@
 """Exact posteriors on demand: the estimator's draws refined by importance sampling, batched.
 
-The amortised posterior is calibrated, but for bright objects its 68% intervals are wider
-than the exact posterior of the likelihood (the shipped estimators' flows: 1.4-1.6 times at
-S/N >= 20, ``benchmarks/sharpness.py``; 2.2 times for the 0.1 estimators).
+The amortised posterior is calibrated, but for detected objects its 68% intervals are wider
+than the exact posterior of the likelihood (the shipped estimators': ~1.3 times from total
+S/N 5 up, ``benchmarks/sharpness.py``; 2.2 times at S/N >= 20 for the 0.1 estimators).
 :class:`Refiner` reweights the estimator's draws by ``prior * likelihood / proposal``
 (neural importance sampling, Dax et al. 2023), adapting a per-object Student-t proposal over
 a few rounds (:func:`~prospect_sbi.posterior.importance.adaptive_importance`), for every
@@ -22,9 +22,9 @@ likelihood, ``Z = int prior(theta) L(theta) dtheta`` (with ``zred`` fixed when i
 comparable with dynesty's ``logz`` for the same likelihood.
 
 ``refine="auto"`` (:func:`needs_refinement`) refines an object when its total S/N is at least
-:data:`AUTO_SNR` (where the flow is too wide) or when even the best of a few of the flow's
-draws fits its photometry worse than a chi-square with probability :data:`AUTO_P_VALUE`,
-with a :data:`AUTO_FLOOR` model error (where the flow is off).
+:data:`AUTO_SNR` or when even the best of a few of the flow's draws fits its photometry worse
+than a chi-square with probability :data:`AUTO_P_VALUE`, with a :data:`AUTO_FLOOR` model
+error (where the flow is off).
 """
 
 from __future__ import annotations
@@ -41,15 +41,18 @@ __all__ = [
     "ROUND_DRAWS",
     "TARGET_ESS",
     "RefinedDraws",
-    "Refiner",
     "Refinement",
+    "RefinementWarning",
+    "Refiner",
     "check_refine",
     "default_sps",
     "needs_refinement",
+    "warn_unconverged",
 ]
 
 import copy
 import functools
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +72,9 @@ from .zguide import RedshiftGuide
 #: Values of ``refine=``.
 REFINE_MODES = ("never", "always", "auto")
 #: Total S/N (:func:`~prospect_sbi.posterior.total_snr`) from which ``refine="auto"`` refines
-#: every object: the shipped estimators' 68% intervals are 1.4-1.6 times the exact ones there.
+#: every object. The shipped estimators' 68% intervals are ~1.3 times the exact ones for every
+#: detected object (total S/N 5-20 as above it, ``docs/fitting.md``): the threshold is one of
+#: cost (most pixels of a map are fainter); ``refine="always"`` for exact posteriors below it.
 AUTO_SNR = 20.0
 #: ``refine="auto"`` also refines an object whose best chi-square among
 #: :data:`AUTO_CHECK_DRAWS` of the flow's draws has a probability below this.
@@ -88,11 +93,22 @@ AUTO_FLOOR = MODEL_ERROR_FLOOR
 #: ``jades-continuity``, ``docs/fitting.md``.)
 FIRST_DRAWS, ROUND_DRAWS, MAX_ROUNDS, TARGET_ESS = 256, 256, 24, 200.0
 #: Per-object diagnostics of :class:`RefinedDraws` (and summary columns), with their dtypes.
-DIAGNOSTICS = {"refined": bool, "ess": float, "khat": float, "logz": float, "khat_flag": bool}
+DIAGNOSTICS = {
+    "refined": bool,
+    "ess": float,
+    "khat": float,
+    "logz": float,
+    "khat_flag": bool,
+    "ess_flag": bool,
+}
 #: Objects refined together: every round is one flow and one forward-model call for them all
 #: (8192 draws), and memory stays below ~100 MB while the objects take a few thousand draws of
 #: ~50 numbers each (~400 MB if every object used every round).
 _CHUNK = 32
+
+
+class RefinementWarning(UserWarning):
+    """A refined object whose importance weights cannot vouch for its posterior."""
 
 
 def check_refine(refine: Any) -> str:
@@ -116,8 +132,9 @@ class RefinedDraws(np.ndarray):
     An ndarray of :meth:`AmortizedPosterior.sample`'s draws, plus per object (arrays (B,), or
     scalars for one object): ``refined`` (bool), ``ess`` (effective sample size of the
     importance weights), ``khat`` (their Pareto k-hat), ``logz`` (log evidence, natural log,
-    of the likelihood in maggies) and ``khat_flag`` (k-hat above 0.7 after every round:
-    weights that cannot be trusted). NaN for objects not refined.
+    of the likelihood in maggies), ``khat_flag`` (k-hat above 0.7 after every round:
+    weights that cannot be trusted) and ``ess_flag`` (ESS below the target after every
+    round: too few effective draws to vouch for the posterior). NaN for objects not refined.
     """
 
     refined: Any = None
@@ -125,6 +142,7 @@ class RefinedDraws(np.ndarray):
     khat: Any = None
     logz: Any = None
     khat_flag: Any = None
+    ess_flag: Any = None
 
     def __array_finalize__(self, obj: Any) -> None:
         # views and slices need not hold the same objects: they carry no diagnostics
@@ -378,7 +396,29 @@ class Refiner:
             for key in ("ess", "khat", "logz"):
                 getattr(out, key)[part] = getattr(res.batch, key)
             out.khat_flag[part] = res.batch.flagged
+            out.ess_flag[part] = res.batch.short
+        warn_unconverged(out.khat_flag[rows], out.ess_flag[rows], target_ess)
         return out
+
+
+def warn_unconverged(
+    khat_flag: np.ndarray, ess_flag: np.ndarray, target_ess: float | None = None
+) -> None:
+    """Warn (RefinementWarning) when refined objects ended with ``khat_flag`` or ``ess_flag``.
+
+    ``khat_flag``, ``ess_flag`` (B,) bool, of the refined objects.
+    """
+    bad = np.asarray(khat_flag) | np.asarray(ess_flag)
+    if bad.any():
+        target = TARGET_ESS if target_ess is None else float(target_ess)
+        warnings.warn(
+            f"{int(bad.sum())} of {len(bad)} refined objects ended their rounds with an ESS "
+            f"below {target:g} ({int(np.sum(ess_flag))}, flag 'ess') or a Pareto k-hat above "
+            f"0.7 ({int(np.sum(khat_flag))}, flag 'khat'): their draws are not vouched for as "
+            "the exact posterior",
+            RefinementWarning,
+            stacklevel=4,
+        )
 
 
 def needs_refinement(refiner: Refiner, obs: Observations, draws: np.ndarray) -> np.ndarray:
