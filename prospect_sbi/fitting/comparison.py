@@ -118,8 +118,8 @@ class Comparison:
         Pareto k-hat of the refined weights (nan without ``refine``).
     best_lnlike_dynesty, best_lnlike_refined : float
         The largest log-likelihood among dynesty's samples and among the refined fit's draws
-        (nan without ``refine``): where the two posteriors disagree, the one whose best fit
-        is worse by more than a few has missed the mode the other found.
+        (the latter nan without ``refine``): where the two posteriors disagree, the one whose
+        best fit is worse by more than a few has missed the mode the other found.
     title : str
         Title of the corner plot: the caller's ``title``, the redshift and the wall times.
     """
