@@ -16,10 +16,10 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..constants import LIGHTSPEED, LYMAN_ALPHA, MAGGIE_CGS
+from .grids import by_rows
 from .photometry import trapezoid_weights
 
 _F32 = np.float32
-_BIN_ROWS = 64  # spectra binned at a time by LogGrid.binner
 
 
 class LogGrid:
@@ -88,11 +88,7 @@ class LogGrid:
         kern = kern[sel].T.tocsr()
 
         def binned(spectra: np.ndarray) -> np.ndarray:
-            flat = spectra.reshape(-1, spectra.shape[-1])
-            out = np.empty((len(flat), kern.shape[0]))
-            for i in range(0, len(flat), _BIN_ROWS):  # no full-size transposed copies
-                out[i : i + _BIN_ROWS] = (kern @ flat[i : i + _BIN_ROWS, sel].T).T
-            return out.reshape(*spectra.shape[:-1], -1)
+            return by_rows(spectra, kern.shape[0], lambda rows: (kern @ rows[:, sel].T).T)
 
         return binned
 
