@@ -177,8 +177,8 @@ def run_sbi(
         warn_unconverged(batch.flagged, batch.short, sbi_refine_ess)
         labels = list(model.theta_labels())
         edge = prior_edge_flags(chain[None], labels, post.space)
-        khat = [("khat", batch.flagged[:1]), ("ess", batch.short[:1])]
-        result.describe(join_flags(1, khat, prepared.flags, edge)[0], notes)
+        weight_flags = [("khat", batch.flagged[:1]), ("ess", batch.short[:1])]
+        result.describe(join_flags(1, weight_flags, prepared.flags, edge)[0], notes)
         return {"optimization": (None, 0.0), "sampling": (result, time.perf_counter() - t0)}
     duration = time.perf_counter() - t0
     labels = list(post.labels)

@@ -607,12 +607,12 @@ class AmortizedPosterior(EstimatorFiles):
                 if chi2 is not None:
                     chi2[rows], ood[rows] = predictive_check(part.flux, part.err, part.zred, draws)
         warn_prior_edge(count_flags(edge), len(obs))
-        khat = (
+        weight_flags = (
             [("khat", extra["khat_flag"]), ("ess", extra["ess_flag"])]
             if refiner is not None
             else []
         )
-        flags = join_flags(len(obs), khat, obs.flags, edge, np.where(ood, "ood", ""))
+        flags = join_flags(len(obs), weight_flags, obs.flags, edge, np.where(ood, "ood", ""))
         table = summary_table(self.labels, stats, meta={"n_draws": n, "seed": seed})
         table["flag"] = np.where(flags == "", "ok", flags).astype(str)
         if chi2 is not None:
