@@ -174,7 +174,7 @@ def run_sbi(
             khat_flag=bool(batch.flagged[0]),
             ess_flag=bool(batch.short[0]),
         )
-        warn_unconverged(batch.flagged, batch.short, sbi_refine_ess)
+        warn_unconverged(batch.flagged, batch.short, sbi_refine_ess, stacklevel=4)
         labels = list(model.theta_labels())
         edge = prior_edge_flags(chain[None], labels, post.space)
         weight_flags = [("khat", batch.flagged[:1]), ("ess", batch.short[:1])]

@@ -395,9 +395,13 @@ class AmortizedPosterior(EstimatorFiles):
         with _seeded(seed, self.device):
             out = self._draw(obs, n, chunk_size, recalibrate)
         if refiner is not None:
+            from .refine import warn_unconverged
+
             out = refiner.refine_draws(
                 obs, out, refine, seed=seed, target_ess=target_ess, progress=progress
             )
+            done = out.refined
+            warn_unconverged(out.khat_flag[done], out.ess_flag[done], target_ess)
         warn_prior_edge(count_flags(prior_edge_flags(out, self.labels, self.space)), len(out))
         if refiner is not None:
             return out.object(0) if obs.single else out
@@ -577,7 +581,7 @@ class AmortizedPosterior(EstimatorFiles):
         obs = self._prepared(flux, err, zred, stacklevel=5)
         refiner = self._refiner_for(refine, sps, likelihood)
         if refiner is not None:
-            from .refine import DIAGNOSTICS
+            from .refine import DIAGNOSTICS, warn_unconverged
 
             extra = {k: np.zeros(len(obs), dtype=t) for k, t in DIAGNOSTICS.items()}
         stats = np.empty((len(obs), len(self.labels), 5))
@@ -607,6 +611,9 @@ class AmortizedPosterior(EstimatorFiles):
                 if chi2 is not None:
                     chi2[rows], ood[rows] = predictive_check(part.flux, part.err, part.zred, draws)
         warn_prior_edge(count_flags(edge), len(obs))
+        if refiner is not None:
+            done = extra["refined"]
+            warn_unconverged(extra["khat_flag"][done], extra["ess_flag"][done], target_ess)
         weight_flags = (
             [("khat", extra["khat_flag"]), ("ess", extra["ess_flag"])]
             if refiner is not None

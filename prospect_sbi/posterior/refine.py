@@ -397,16 +397,19 @@ class Refiner:
                 getattr(out, key)[part] = getattr(res.batch, key)
             out.khat_flag[part] = res.batch.flagged
             out.ess_flag[part] = res.batch.short
-        warn_unconverged(out.khat_flag[rows], out.ess_flag[rows], target_ess)
         return out
 
 
 def warn_unconverged(
-    khat_flag: np.ndarray, ess_flag: np.ndarray, target_ess: float | None = None
+    khat_flag: np.ndarray,
+    ess_flag: np.ndarray,
+    target_ess: float | None = None,
+    stacklevel: int = 3,
 ) -> None:
     """Warn (RefinementWarning) when refined objects ended with ``khat_flag`` or ``ess_flag``.
 
-    ``khat_flag``, ``ess_flag`` (B,) bool, of the refined objects.
+    ``khat_flag``, ``ess_flag`` (B,) bool, of the refined objects (once per call of the
+    user's, after all its chunks, as :func:`~.plausibility.warn_prior_edge`).
     """
     bad = np.asarray(khat_flag) | np.asarray(ess_flag)
     if bad.any():
@@ -417,7 +420,7 @@ def warn_unconverged(
             f"0.7 ({int(np.sum(khat_flag))}, flag 'khat'): their draws are not vouched for as "
             "the exact posterior",
             RefinementWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
 
 
