@@ -29,15 +29,18 @@ def find_data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
     Raises
     ------
     FileNotFoundError
-        ``explicit`` is given but is not a folder.
+        ``explicit`` is given, or ``$PROSPECT_SBI_DATA`` is set, but is not a folder.
     """
     if explicit is not None:
         path = Path(explicit)
         if not path.is_dir():
             raise FileNotFoundError(f"data folder {path} does not exist")
         return path
+    named = os.environ.get("PROSPECT_SBI_DATA")
+    if named and not Path(named).is_dir():  # a typo must not fall back to another folder
+        raise FileNotFoundError(f"PROSPECT_SBI_DATA={named} is not a folder")
     candidates = [
-        os.environ.get("PROSPECT_SBI_DATA"),
+        named,
         Path.cwd().parent / "shared" / "data",
         Path(__file__).resolve().parents[2] / "shared" / "data",
     ]

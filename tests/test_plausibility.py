@@ -229,6 +229,21 @@ def test_prior_edge_flags(post):
 
 
 @pytest.mark.data
+def test_a_mistyped_data_folder_is_an_error_not_another_folder(tmp_path, monkeypatch):
+    import re
+
+    from prospect_sbi.jades_data import find_data_dir
+
+    typo = tmp_path / "nope"
+    monkeypatch.setenv("PROSPECT_SBI_DATA", str(typo))
+    with pytest.raises(FileNotFoundError, match=re.escape(f"PROSPECT_SBI_DATA={typo} is not")):
+        find_data_dir()  # it used to fall back to ../shared/data
+    monkeypatch.setenv("PROSPECT_SBI_DATA", str(tmp_path))
+    assert find_data_dir() == tmp_path
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        find_data_dir(typo)
+
+
 def test_real_jades_data_pass_without_alarm(post, shared_data):
     """The 99 spec-z galaxies (5% floor) and the three JOF cutouts' pixels: no flag, no alarm."""
     from prospect_sbi.jades_data import read_jof_cutouts, read_specz_catalogue

@@ -337,6 +337,14 @@ def test_refine_errors(post, mocks):
         post.summarize(mocks["flux"][:1], mocks["err"][:1], [1.5], refine="Auto")
     with pytest.raises(ValueError, match="likelihood 'gauss' is unknown; use one of"):
         post.sample(*args, zred=1.5, refine="always", likelihood="gauss")
+    # an ESS target of 0 or NaN would pass every refinement as converged (no ess flag)
+    for bad in (0, -5.0, float("nan"), "200"):
+        with pytest.raises(
+            ValueError, match=f"target_ess must be a finite number > 0; got {bad!r}"
+        ):
+            post.summarize(
+                mocks["flux"][:1], mocks["err"][:1], [1.5], refine="auto", target_ess=bad
+            )
     empirical = copy.copy(post)
     empirical._refiners = {}
     rng = np.random.default_rng(7)

@@ -16,6 +16,7 @@ from ..posterior.refine import (
     MAX_ROUNDS,
     ROUND_DRAWS,
     check_refine,
+    check_target_ess,
     needs_refinement,
     warn_unconverged,
 )
@@ -127,6 +128,8 @@ def run_sbi(
             "trained with its own (estimator.noise)"
         )
     mode = refine_mode(sbi_refine)
+    if mode != "never":
+        check_target_ess(sbi_refine_ess)
     post = resolve_estimator(sbi_estimator)
     t0 = time.perf_counter()
     flux, err, zred = obs_arrays(obs, post, model)

@@ -45,6 +45,7 @@ __all__ = [
     "RefinementWarning",
     "Refiner",
     "check_refine",
+    "check_target_ess",
     "default_sps",
     "needs_refinement",
     "warn_unconverged",
@@ -62,6 +63,7 @@ from scipy import stats
 from ..cosmology import age_of_universe
 from ..forward import ModelPhotometry
 from ..noise.likelihood import NoiseLikelihood, check_likelihood
+from ..numeric import is_number
 from ..transforms import clip_to_prior
 from .importance import ImportanceBatch, adaptive_importance
 from .observations import Observations
@@ -109,6 +111,19 @@ _CHUNK = 32
 
 class RefinementWarning(UserWarning):
     """A refined object whose importance weights cannot vouch for its posterior."""
+
+
+def check_target_ess(target_ess: Any) -> float:
+    """Return ``target_ess`` as a float, :data:`TARGET_ESS` for None.
+
+    A one-line ValueError unless it is a finite number > 0: 0 or NaN would let every
+    refinement pass as converged (no ``ess_flag``).
+    """
+    if target_ess is None:
+        return TARGET_ESS
+    if not (is_number(target_ess) and target_ess > 0):
+        raise ValueError(f"target_ess must be a finite number > 0; got {target_ess!r}")
+    return float(target_ess)
 
 
 def check_refine(refine: Any) -> str:
@@ -317,7 +332,7 @@ class Refiner:
         Refinement
         """
         rng = np.random.default_rng(seed)
-        ess = TARGET_ESS if target_ess is None else float(target_ess)
+        ess = check_target_ess(target_ess)
         batch = adaptive_importance(
             self.target(obs),
             draws,
@@ -370,6 +385,7 @@ class Refiner:
             per-object diagnostics.
         """
         mode = check_refine(refine)
+        check_target_ess(target_ess)  # also when no object needs refining
         out = np.asarray(draws).view(RefinedDraws)
         b, n = draws.shape[:2]
         for key, kind in DIAGNOSTICS.items():
@@ -413,7 +429,7 @@ def warn_unconverged(
     """
     bad = np.asarray(khat_flag) | np.asarray(ess_flag)
     if bad.any():
-        target = TARGET_ESS if target_ess is None else float(target_ess)
+        target = check_target_ess(target_ess)
         warnings.warn(
             f"{int(bad.sum())} of {len(bad)} refined objects ended their rounds with an ESS "
             f"below {target:g} ({int(np.sum(ess_flag))}, flag 'ess') or a Pareto k-hat above "
