@@ -20,10 +20,13 @@ sampling (``fit_model(..., refine="always")``, :mod:`prospect_sbi.posterior.refi
 its rows (``sbi+is``) and, to the RESULT line, ``dmed_over_sigma_refined=...
 width_ratio_refined=...`` (as the SBI keys), ``logz_diff=...`` (median |logz refined - logz
 dynesty|, same likelihood and prior), ``ms_per_refined_object=...`` (one core, the bright mocks
-refined in one batch: ``sample(..., refine="always")``), ``speedup_refined=...`` (median
-dynesty time over that), ``ess_refined=...`` and ``khat_refined=...`` (median ESS and largest
-k-hat of that batch), and the earlier keys ``dmed_over_sigma_is``, ``width_ratio_is``,
-``speedup_is`` (unbatched, one object at a time) and ``ess``. Per mock it also prints the best
+refined in one batch: ``sample(..., refine="always")``; the median over the mocks of both
+models of each mock's share of its batch's time, in proportion to the importance draws it
+took, ``is_draws``), ``ms_mean_per_refined_object=...`` (the batches' time over their mocks),
+``speedup_refined=...`` (median dynesty time over the median ms), ``ess_refined=...`` and
+``khat_refined=...`` (median ESS and largest k-hat of that batch), and the earlier keys
+``dmed_over_sigma_is``, ``width_ratio_is``, ``speedup_is`` (unbatched, one object at a time)
+and ``ess``. Per mock it also prints the best
 log-likelihood each sampler found (refined minus dynesty), and per model how many mocks one
 of them missed by more than ``MISSED`` (2): where the posteriors disagree, that says which
 one did not reach the best fit.
@@ -128,7 +131,9 @@ def _init_worker(spec: str) -> None:
 
 def refine_batch(model, post, sps, n: int, rng: np.random.Generator) -> dict:
     """Refine ``n`` bright mocks (detection S/N >= 20, drawn as the others) in one batch, one
-    core: ms per object, and their ESS and k-hat."""
+    core: ms per object (``per``: each mock's share of the batch's time, in proportion to its
+    importance draws; ``ms``: their median; ``mean``: the batch's time over n), ESS, k-hat,
+    draws."""
     parts = []
     while sum(len(p[0]) for p in parts) < n:
         f, e, z, s = mock_arrays(post, mocks(model, post, sps, n, rng))
@@ -142,7 +147,16 @@ def refine_batch(model, post, sps, n: int, rng: np.random.Generator) -> dict:
     t0 = time.perf_counter()
     draws = post.sample(*args, zred=zred, refine="always", sps=sps, likelihood="noise", seed=1)
     seconds = time.perf_counter() - t0
-    return {"ms": 1e3 * seconds / n, "ess": draws.ess, "khat": draws.khat, "n": n}
+    per = 1e3 * seconds * draws.is_draws / draws.is_draws.sum()
+    return {
+        "ms": float(np.median(per)),
+        "mean": 1e3 * seconds / n,
+        "per": per,
+        "draws": draws.is_draws,
+        "ess": draws.ess,
+        "khat": draws.khat,
+        "n": n,
+    }
 
 
 def fit_mock(i: int, obs: dict, truth: dict, args: argparse.Namespace) -> tuple:
@@ -347,14 +361,14 @@ def main() -> None:
                 )
     if args.refine:
         print(
-            f"\n{'model':16s} {'bright':>6s} {'ms/object':>9s} {'ESS med':>7s} {'ESS min':>7s} "
-            f"{'k-hat max':>9s} {'|dlogz| med':>11s} {'speedup':>8s}"
+            f"\n{'model':16s} {'bright':>6s} {'ms/object':>9s} {'ms mean':>7s} {'ESS med':>7s} "
+            f"{'ESS min':>7s} {'k-hat max':>9s} {'|dlogz| med':>11s} {'speedup':>8s}"
         )
         for r in results:
             b = r["batch"]
             sp = np.median(r["t_dyn"]) / (b["ms"] / 1e3)
             print(
-                f"{r['template']:16s} {b.get('n', 0):6d} {b['ms']:9.1f} "
+                f"{r['template']:16s} {b.get('n', 0):6d} {b['ms']:9.1f} {b['mean']:7.1f} "
                 f"{np.nanmedian(b['ess']):7.0f} {np.nanmin(b['ess']):7.0f} "
                 f"{np.nanmax(b['khat']):9.2f} {np.median(r['logz_diff']):11.2f} {sp:8.3g}"
             )
@@ -382,7 +396,7 @@ def main() -> None:
     )
     if args.refine:
         line += f" ess={np.median(np.concatenate([r['ess'] for r in results])):.0f}"
-        ms = np.nanmedian([r["batch"]["ms"] for r in results])
+        ms, mean = _batch_ms([r["batch"] for r in results])
         t_dyn = np.median(np.concatenate([r["t_dyn"] for r in results]))
         ess = np.concatenate([r["batch"]["ess"] for r in results])
         khat = np.concatenate([r["batch"]["khat"] for r in results])
@@ -390,7 +404,8 @@ def main() -> None:
             f" dmed_over_sigma_refined={_f3(pooled['sbi+is'][0])} "
             f"width_ratio_refined={_f3(pooled['sbi+is'][1])} "
             f"logz_diff={np.median(np.concatenate([r['logz_diff'] for r in results])):.3f}"
-            f" ms_per_refined_object={ms:.1f} speedup_refined={t_dyn / (ms / 1e3):.3g}"
+            f" ms_per_refined_object={ms:.1f} ms_mean_per_refined_object={mean:.1f}"
+            f" speedup_refined={t_dyn / (ms / 1e3):.3g}"
             f" ess_refined={np.nanmedian(ess):.0f} khat_refined={np.nanmax(khat):.2f}"
         )
     print(f"RESULT {line}")
@@ -400,24 +415,33 @@ def timing_only(args: argparse.Namespace, sps, rng: np.random.Generator) -> None
     """Refine ``--n-timing`` bright mocks per model in one batch; table and RESULT line."""
     rows = []
     print(
-        f"{'model':16s} {'bright':>6s} {'ms/object':>9s} {'ESS med':>7s} {'ESS min':>7s} "
-        f"{'k-hat med':>9s} {'k-hat max':>9s} {'flagged':>7s}"
+        f"{'model':16s} {'bright':>6s} {'ms/object':>9s} {'ms mean':>7s} {'draws med':>9s} "
+        f"{'draws mean':>10s} {'ESS med':>7s} {'ESS min':>7s} {'k-hat med':>9s} {'k-hat max':>9s} "
+        f"{'flagged':>7s}"
     )
     for spec in args.estimator or DEFAULTS:
         template, post, model = load(spec)
         b = refine_batch(model, post, sps, args.n_timing, rng)
         rows.append(b)
         print(
-            f"{template:16s} {b['n']:6d} {b['ms']:9.1f} {np.median(b['ess']):7.0f} "
+            f"{template:16s} {b['n']:6d} {b['ms']:9.1f} {b['mean']:7.1f} "
+            f"{np.median(b['draws']):9.0f} {np.mean(b['draws']):10.0f} {np.median(b['ess']):7.0f} "
             f"{b['ess'].min():7.0f} {np.median(b['khat']):9.2f} {b['khat'].max():9.2f} "
             f"{int((b['khat'] > 0.7).sum()):7d}"
         )
     ess = np.concatenate([b["ess"] for b in rows])
+    ms, mean = _batch_ms(rows)
     print(
-        f"RESULT ms_per_refined_object={np.median([b['ms'] for b in rows]):.1f} "
+        f"RESULT ms_per_refined_object={ms:.1f} ms_mean_per_refined_object={mean:.1f} "
         f"ess_refined={np.median(ess):.0f} "
         f"khat_refined={np.max(np.concatenate([b['khat'] for b in rows])):.2f}"
     )
+
+
+def _batch_ms(batches: list) -> tuple[float, float]:
+    """Median ms over the mocks of every batch (each its share), and their mean."""
+    per = np.concatenate([b["per"] for b in batches])
+    return float(np.median(per)), float(np.mean(per))
 
 
 def _f3(v: list) -> str:

@@ -10,7 +10,7 @@ from scipy.stats import genpareto
 
 from prospect_sbi.posterior import AmortizedPosterior, Observations, adaptive_importance
 from prospect_sbi.posterior.psis import pareto_khat
-from prospect_sbi.posterior.refine import AUTO_SNR, needs_refinement
+from prospect_sbi.posterior.refine import AUTO_SNR, FIRST_DRAWS, ROUND_DRAWS, needs_refinement
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 LOG_2PI = np.log(2 * np.pi)
@@ -170,6 +170,9 @@ def test_refine_always_sharpens_bright_and_matches_the_one_object_path(post, moc
     )
     assert draws.shape == flow.shape and draws.refined.all() and not draws.khat_flag.any()
     assert not draws.ess_flag.any()
+    # the importance draws taken: the flow's round, then whole rounds
+    assert np.all((draws.is_draws - FIRST_DRAWS) % ROUND_DRAWS == 0)
+    assert np.all(draws.is_draws >= FIRST_DRAWS) and np.all(draws.is_draws > draws.ess)
     assert np.all(draws.ess >= 200) and np.all(draws.khat < 0.7) and np.all(draws.logz > 0)
     k = post.labels.index("log_mstar")
     model = post.model()
@@ -266,6 +269,11 @@ def test_refine_auto_refines_bright_and_badly_fitted_objects_only(post, mocks, s
     )
     np.testing.assert_array_equal(draws.refined, [True, True, True, False, False])
     assert np.isnan(draws.ess[3:]).all() and np.isfinite(draws.ess[:3]).all()
+    assert np.isnan(draws.is_draws[3:]).all() and np.all(draws.is_draws[:3] >= draws.ess[:3])
+    # the bright objects, refined whatever their flow draws, take none: the faint ones' draws
+    # are those of the faint ones sampled alone
+    faint = post.sample(flux[3:], err[3:], 200, zred=mocks["zred"][3:], seed=4)
+    np.testing.assert_array_equal(np.asarray(draws[3:]), faint)
     # a faint object whose photometry no draw of the flow fits (a 30-sigma spike) is refined
     flux[4, 7] += 30 * err[4, 7]
     obs = post.prepare(flux[3:], err[3:], mocks["zred"][3:])
@@ -298,6 +306,8 @@ def test_refinement_short_of_its_target_ess_is_flagged_and_warned(post, mocks, s
             target_ess=1e6,
         )
     assert table["ess_flag"][0] and not table["khat_flag"][0] and 200 < table["ess"][0] < 1e6
+    # every round ran: 256 flow draws, then 256 a round doubling every 8 rounds (24 rounds)
+    assert table["is_draws"][0] == FIRST_DRAWS + ROUND_DRAWS * (7 + 8 * 2 + 8 * 4)
     assert "ess" in str(table["flag"][0]).split(";")
 
 

@@ -548,7 +548,7 @@ def fit_catalog(
         :data:`~prospect_sbi.posterior.plausibility.FLAG_REASONS`, ``mass_at_prior_max``,
         ``khat``...), ``n_bands`` (bands used), ``<label>_p50/_p16/_p84/_mean/_std``,
         ``chi2_red``, ``ood``, and unless ``refine="never"`` ``refined``, ``ess``, ``khat``,
-        ``logz``, ``khat_flag``, ``ess_flag``; with ``photoz`` or ``"infer"`` also
+        ``logz``, ``khat_flag``, ``ess_flag``, ``is_draws``; with ``photoz`` or ``"infer"`` also
         ``zphot_p16/p50/p84`` and ``zphot_nmodes`` (flags ``zphot_multimodal``,
         ``zred_ruled_out``).
 

@@ -517,15 +517,15 @@ def zred_given(
 def combine_diagnostics(diag: dict[str, np.ndarray], b: int, k: int) -> dict[str, np.ndarray]:
     """Per-object refinement diagnostics (b,) from those of its k redshift rows (b * k,).
 
-    ``refined``, ``khat_flag`` and ``ess_flag``: any row; ``ess``: summed; ``khat``: the
-    largest; ``logz``: the log of the mean evidence over the k redshifts.
+    ``refined``, ``khat_flag`` and ``ess_flag``: any row; ``ess`` and ``is_draws``: summed;
+    ``khat``: the largest; ``logz``: the log of the mean evidence over the k redshifts.
     """
     out = {}
     for key, v in diag.items():
         v = np.asarray(v).reshape(b, k)
         if v.dtype == bool:
             out[key] = v.any(1)
-        elif key == "ess":
+        elif key in ("ess", "is_draws"):
             out[key] = np.nansum(v, 1)
         elif key == "logz":
             with warnings.catch_warnings():
@@ -573,8 +573,8 @@ def marginal_draws(
     draws : numpy.ndarray, float32, (B, n, D)
     diagnostics : dict of numpy.ndarray (B,) or None
         With ``refine``: ``refined``, ``khat_flag`` and ``ess_flag`` (any of the K rows),
-        ``ess`` (sum),
-        ``khat`` (max), ``logz`` (log of the mean evidence over the K redshifts).
+        ``ess`` and ``is_draws`` (sums), ``khat`` (max), ``logz`` (log of the mean evidence
+        over the K redshifts).
 
     Raises
     ------

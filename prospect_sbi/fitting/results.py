@@ -208,7 +208,8 @@ def write_results(
     ``res["chain"]`` (n, D), ``res["weights"]`` (n,), ``res["derived"]`` (the structured
     array of derived quantities, one row per chain row), ``res["logz"]``, ``res["bestfit"]``
     (with ``sps``) and an :class:`SBIResult`'s ``flags``, ``notes``, ``chi2_red``, ``ood``,
-    ``refined`` (and for refined draws ``ess``, ``khat``, ``khat_flag``, ``ess_flag``) as
+    ``refined`` (and for refined draws ``ess``, ``khat``, ``khat_flag``, ``ess_flag``,
+    ``is_draws``) as
     ``res["flags"]``,
     ....
 
@@ -304,6 +305,7 @@ _SBI_KEYS = (
     "khat",
     "khat_flag",
     "ess_flag",
+    "is_draws",
 )
 
 

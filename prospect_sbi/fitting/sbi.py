@@ -119,8 +119,9 @@ def run_sbi(
     dict
         ``{"optimization": (None, 0.0), "sampling": (SBIResult, seconds)}``; seconds is the
         wall time of checking the inputs, drawing (and refining). The result also holds
-        ``refined`` (bool), and for refined fits ``ess``, ``khat``, ``khat_flag`` and
-        ``ess_flag`` (flags ``khat`` and ``ess``, with a RefinementWarning).
+        ``refined`` (bool), and for refined fits ``ess``, ``khat``, ``khat_flag``,
+        ``ess_flag`` (flags ``khat`` and ``ess``, with a RefinementWarning) and ``is_draws``
+        (importance draws taken).
     """
     if any(n is not None for n in noise):
         raise ValueError(
@@ -176,6 +177,7 @@ def run_sbi(
             khat=float(batch.khat[0]),
             khat_flag=bool(batch.flagged[0]),
             ess_flag=bool(batch.short[0]),
+            is_draws=int(batch.n_draws[0]),
         )
         warn_unconverged(batch.flagged, batch.short, sbi_refine_ess, stacklevel=4)
         labels = list(model.theta_labels())

@@ -78,7 +78,7 @@ class PixelFit:
         Bands with data.
     refinement : dict of numpy.ndarray (B,) or None
         With ``refine`` other than ``"never"``: per pixel ``refined`` (bool), ``ess``, ``khat``,
-        ``logz``, ``khat_flag`` and ``ess_flag``
+        ``logz``, ``khat_flag``, ``ess_flag`` and ``is_draws``
         (:class:`~prospect_sbi.posterior.refine.RefinedDraws`).
     meta : dict
         Settings and the estimator's provenance.
@@ -128,8 +128,8 @@ class PixelFit:
     def table(self) -> Table:
         """One row per pixel: y, x, segment, zred, ``<label>_p16/p50/p84``, chi2_red, ood.
 
-        With refinement also ``refined``, ``ess``, ``khat``, ``logz``, ``khat_flag`` and
-        ``ess_flag``.
+        With refinement also ``refined``, ``ess``, ``khat``, ``logz``, ``khat_flag``,
+        ``ess_flag`` and ``is_draws``.
         """
         cols: dict[str, Any] = {
             "y": self.index[:, 0],

@@ -48,6 +48,7 @@ __all__ = [
     "check_target_ess",
     "default_sps",
     "needs_refinement",
+    "refined_regardless",
     "warn_unconverged",
 ]
 
@@ -102,6 +103,7 @@ DIAGNOSTICS = {
     "logz": float,
     "khat_flag": bool,
     "ess_flag": bool,
+    "is_draws": float,
 }
 #: Objects refined together: every round is one flow and one forward-model call for them all
 #: (8192 draws), and memory stays below ~100 MB while the objects take a few thousand draws of
@@ -148,8 +150,10 @@ class RefinedDraws(np.ndarray):
     scalars for one object): ``refined`` (bool), ``ess`` (effective sample size of the
     importance weights), ``khat`` (their Pareto k-hat), ``logz`` (log evidence, natural log,
     of the likelihood in maggies), ``khat_flag`` (k-hat above 0.7 after every round:
-    weights that cannot be trusted) and ``ess_flag`` (ESS below the target after every
-    round: too few effective draws to vouch for the posterior). NaN for objects not refined.
+    weights that cannot be trusted), ``ess_flag`` (ESS below the target after every
+    round: too few effective draws to vouch for the posterior) and ``is_draws`` (the
+    importance draws it took, each a flow and a forward-model evaluation: its cost). NaN for
+    objects not refined.
     """
 
     refined: Any = None
@@ -158,6 +162,7 @@ class RefinedDraws(np.ndarray):
     logz: Any = None
     khat_flag: Any = None
     ess_flag: Any = None
+    is_draws: Any = None
 
     def __array_finalize__(self, obj: Any) -> None:
         # views and slices need not hold the same objects: they carry no diagnostics
@@ -413,6 +418,7 @@ class Refiner:
                 getattr(out, key)[part] = getattr(res.batch, key)
             out.khat_flag[part] = res.batch.flagged
             out.ess_flag[part] = res.batch.short
+            out.is_draws[part] = res.batch.n_draws
         return out
 
 
@@ -440,15 +446,28 @@ def warn_unconverged(
         )
 
 
+def refined_regardless(obs: Observations, refine: str) -> np.ndarray:
+    """Return the objects (B,) bool that ``refine`` refines whatever the flow's draws.
+
+    Every object for ``"always"``, those of total S/N >= :data:`AUTO_SNR` for ``"auto"``, none
+    for ``"never"``: their flow draws are discarded, so need not be drawn.
+    """
+    mode = check_refine(refine)
+    if mode == "auto":
+        return obs.snr >= AUTO_SNR
+    return np.full(len(obs), mode == "always")
+
+
 def needs_refinement(refiner: Refiner, obs: Observations, draws: np.ndarray) -> np.ndarray:
     """Return which objects ``refine="auto"`` refines, (B,) bool.
 
     Those with a total S/N of at least :data:`AUTO_SNR`, and those whose best chi-square among
     :data:`AUTO_CHECK_DRAWS` of their draws ``draws`` (B, n, D) exceeds the chi-square
     quantile of probability :data:`AUTO_P_VALUE` for their number of bands: a flow whose
-    draws all miss the photometry is off (one forward model per checked draw).
+    draws all miss the photometry is off (one forward model per checked draw). The draws of
+    the bright objects are not looked at (:func:`refined_regardless`).
     """
-    bright = obs.snr >= AUTO_SNR
+    bright = refined_regardless(obs, "auto")
     rest = np.flatnonzero(~bright)
     if len(rest):
         k = min(AUTO_CHECK_DRAWS, draws.shape[1])
