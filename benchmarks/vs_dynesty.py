@@ -26,10 +26,9 @@ took, ``is_draws``), ``ms_mean_per_refined_object=...`` (the batches' time over 
 ``speedup_refined=...`` (median dynesty time over the median ms), ``ess_refined=...`` and
 ``khat_refined=...`` (median ESS and largest k-hat of that batch), and the earlier keys
 ``dmed_over_sigma_is``, ``width_ratio_is``, ``speedup_is`` (unbatched, one object at a time)
-and ``ess``. Per mock it also prints the best
-log-likelihood each sampler found (refined minus dynesty), and per model how many mocks one
-of them missed by more than ``MISSED`` (2): where the posteriors disagree, that says which
-one did not reach the best fit.
+and ``ess``. Per mock it also prints the best log-likelihood each sampler found (refined minus
+dynesty), and per model how many mocks one of them missed by more than ``MISSED`` (2): where
+the posteriors disagree, that says which one did not reach the best fit.
 
     python benchmarks/vs_dynesty.py --quick
     python benchmarks/vs_dynesty.py --n-mocks 20 --estimator my_estimator.sbi
