@@ -431,3 +431,35 @@ def test_fit_model_refine_gives_logz_that_results_from_reads(post, mocks, sps, t
         fit_model(obs, model, sps, sbi=True, estimator=post, refine="always", sbi_refine=False)
     with pytest.raises(ValueError, match="refine='maybe' is unknown"):
         fit_model(obs, model, sps, sbi=True, estimator=post, refine="maybe")
+
+
+def test_catalogue_fit_warns_once_with_the_totals_of_all_its_chunks(post, mocks, sps, monkeypatch):
+    """Unconverged refinements of a catalogue fit make one RefinementWarning with the totals,
+    pointing at the user's line, not one per chunk with the chunk's counts."""
+    import warnings
+
+    from astropy.table import Table
+
+    import prospect_sbi.posterior.refine as refine_module
+    from prospect_sbi.catalog import Catalog
+    from prospect_sbi.fitting import fit_catalog
+    from prospect_sbi.posterior.refine import RefinementWarning
+
+    monkeypatch.setattr(refine_module, "TARGET_ESS", 1e6)  # every refinement ends short
+    cat = Catalog(mocks["flux"][:3], mocks["err"][:3], mocks["zred"][:3], np.arange(3), Table())
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        table = fit_catalog(
+            post,
+            cat,
+            draws=50,
+            chunk_size=1,
+            model=False,
+            refine="always",
+            sps=sps,
+            likelihood="noise",
+        )
+    ours = [w for w in seen if issubclass(w.category, RefinementWarning)]
+    assert len(ours) == 1 and ours[0].filename == __file__
+    assert str(ours[0].message).startswith("3 of 3 refined objects ended their rounds")
+    assert table["ess_flag"].all() and np.all(table["is_draws"] == 14336)

@@ -34,7 +34,7 @@ from ..posterior.plausibility import (
     count_flags,
     warn_prior_edge,
 )
-from ..posterior.refine import DIAGNOSTICS, check_refine
+from ..posterior.refine import DIAGNOSTICS, RefinementWarning, check_refine, warn_unconverged
 from ..posterior.summary import STATISTICS, draw_statistics
 from ..tables import TableParts
 from .redshift import (
@@ -320,8 +320,9 @@ class _CatalogFit:
         def keep(rows: slice, values: np.ndarray) -> None:
             kept[rows] = values
 
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # counted over the whole catalogue instead
             warnings.simplefilter("ignore", PriorEdgeWarning)
+            warnings.simplefilter("ignore", RefinementWarning)
             summ = self.post.summarize(
                 wide,
                 n=m,
@@ -403,6 +404,7 @@ class _CatalogFit:
             else:
                 with warnings.catch_warnings():  # counted over the whole catalogue instead
                     warnings.simplefilter("ignore", PriorEdgeWarning)
+                    warnings.simplefilter("ignore", RefinementWarning)
                     summ = self.post.summarize(
                         obs,
                         n=self.draws,
@@ -598,7 +600,23 @@ def fit_catalog(
     result = vstack(tables, metadata_conflicts="silent")
     result.meta.update(job.meta)
     warn_prior_edge(count_flags(result["flag"]), len(result))
+    _warn_unconverged([result])
     return result
+
+
+def _warn_unconverged(tables: list[Table]) -> None:
+    """One RefinementWarning for a whole catalogue fit, from its tables' refined rows.
+
+    Each chunk's ``summarize`` warns none: one per chunk would give partial counts, and of
+    the B x K rows of a photo-z marginalised fit rather than of its objects.
+    """
+    done = [t for t in tables if "refined" in t.colnames]
+    if done:
+        refined, khat, ess = (
+            np.concatenate([np.asarray(t[c], bool) for t in done])
+            for c in ("refined", "khat_flag", "ess_flag")
+        )
+        warn_unconverged(khat[refined], ess[refined], stacklevel=4)
 
 
 def write_catalog_fit(
@@ -678,12 +696,15 @@ def write_catalog_fit(
     parts = TableParts(out, dict(fingerprint, chunk_size=int(chunk_size)))
     keep = job.draw_parts(opts["draws_file"], parts.folder, opts["model"])
     counts: dict[str, int] = {}
+    flagged: list[Table] = []  # the refinement's columns of every part, for one warning
     for c, rows in enumerate(
         tqdm(slices, desc=os.fspath(out), unit="chunk", disable=not opts["progress"])
     ):
         if c not in parts or (keep is not None and c not in keep):
             parts.write(c, job.chunk(rows, keep, c))
         part = parts.read(c)
+        if "refined" in part.colnames:
+            flagged.append(part["refined", "khat_flag", "ess_flag"])
         counts["refined"] = counts.get("refined", 0) + (
             int(np.sum(part["refined"])) if "refined" in part.colnames else 0
         )
@@ -696,4 +717,5 @@ def write_catalog_fit(
     rows = parts.assemble(len(slices), job.meta)
     refined = counts.pop("refined", 0)
     warn_prior_edge(counts, rows)
+    _warn_unconverged(flagged)
     return dict(counts, rows=rows, refined=refined)
