@@ -201,6 +201,47 @@ def test_fit_pixels_keeps_chunks_and_refuses_another_fit(tiny_estimator_file, cu
         fit_pixels(post, images, mask, **(kw | {"n_draws": 40.5}))  # was truncated to 40
 
 
+def test_fit_pixels_warns_once_for_the_unconverged_refinements_of_all_chunks(
+    tiny_estimator_file, cube, monkeypatch
+):
+    """One RefinementWarning with the map's totals, at the user's line: the chunks' own
+    merged their leading counts but kept one chunk's counts inside the message."""
+    import warnings
+
+    import prospect_sbi.posterior.refine as refine_module
+    from prospect_sbi.posterior import AmortizedPosterior
+    from prospect_sbi.posterior.refine import RefinementWarning
+
+    post = AmortizedPosterior.load(tiny_estimator_file)
+    flux, err, bands = cube
+    images = load_cube(
+        fits.getdata(flux), fits.getdata(err), bands, "nJy", pixel_scale=0.03, zred=2.0
+    )
+    mask = np.zeros((SIDE, SIDE), bool)
+    mask[4, :6] = True
+    monkeypatch.setattr(refine_module, "TARGET_ESS", 1e6)  # every refinement ends short
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        fit = fit_pixels(
+            post,
+            images,
+            mask,
+            n_draws=20,
+            model=False,
+            chunk_size=2,
+            progress=False,
+            refine="always",
+        )
+    ours = [w for w in seen if issubclass(w.category, RefinementWarning)]
+    assert len(ours) == 1 and ours[0].filename == __file__
+    assert fit.refinement["ess_flag"].all() and fit.refinement["refined"].all()
+    khat = int(fit.refinement["khat_flag"].sum())  # the tiny flow: 6 (more than one chunk's)
+    message = str(ours[0].message)
+    assert message.startswith("6 of 6 refined objects ended their rounds") and (
+        f"(6, flag 'ess') or a Pareto k-hat above 0.7 ({khat}, flag 'khat')" in message
+    )
+
+
 @pytest.mark.parametrize("name", ["../../x", "a/b", "..", "", "a\\b"])
 def test_map_refuses_names_that_leave_the_output_folder(
     tiny_estimator_file, cube, tmp_path, name, capsys

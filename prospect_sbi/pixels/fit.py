@@ -28,7 +28,7 @@ from astropy.table import Table
 from tqdm.auto import tqdm
 
 from .._io import ChunkStore, chunk_seed, chunk_slices, run_ordered
-from .._steps import record, say
+from .._steps import category_name, record, say
 from ..fitting.redshift import (
     ZRED_RULED_OUT,
     RedshiftPosterior,
@@ -38,7 +38,7 @@ from ..fitting.redshift import (
     zred_given,
 )
 from ..numeric import check_count
-from ..posterior.refine import DIAGNOSTICS, check_refine
+from ..posterior.refine import DIAGNOSTICS, RefinementWarning, check_refine, warn_unconverged
 from ..ppc import check_model
 from .images import PixelImages
 from .select import select_pixels
@@ -519,7 +519,13 @@ def fit_pixels(
     finally:
         bar.close()
         computed.close()
-    say(said)  # once per fit, counts added over the chunks (and from dask workers)
+    # once per fit, counts added over the chunks (and from dask workers); the refinement's
+    # from every pixel's flags, kept chunks' too (its per-chunk messages do not merge)
+    said = [w for w in said if w[0] != category_name(RefinementWarning)]
+    say(said)
+    if refinement is not None:
+        done = refinement["refined"]
+        warn_unconverged(refinement["khat_flag"][done], refinement["ess_flag"][done])
     meta = {
         "n_draws": n_draws,
         "seed": int(seed),
