@@ -87,6 +87,22 @@ def test_photoz_posterior_and_marginal_draws(small_estimator, small_photoz, z2_m
     assert abs(np.median(draws[0, :, k]) - 10.5) < 0.4
     with pytest.raises(ValueError, match="multiple of the 10 redshifts"):
         marginal_draws(small_estimator, flux[None], err[None], zp.grid(10), 205)
+    # unconverged refinements are counted over the objects, not their B x K redshift rows
+    from prospect_sbi.posterior.refine import RefinementWarning
+
+    grid = zp.grid(4)
+    with pytest.warns(RefinementWarning, match=r"^1 of 1 refined objects .* \(1, flag 'ess'\)"):
+        _, diag = marginal_draws(
+            small_estimator,
+            flux[None],
+            err[None],
+            grid,
+            40,
+            seed=3,
+            refine="always",
+            target_ess=1e6,
+        )
+    assert diag["ess_flag"].tolist() == [True] and diag["is_draws"][0] == 4 * 14336
 
 
 @pytest.fixture(scope="module")

@@ -582,7 +582,7 @@ def marginal_draws(
         ``n`` not a multiple of K, a grid of another number of objects, the errors of ``sample``.
     """
     from ..posterior import AmortizedPosterior
-    from ..posterior.refine import DIAGNOSTICS
+    from ..posterior.refine import DIAGNOSTICS, RefinementWarning, warn_unconverged
 
     post = AmortizedPosterior.resolve(estimator)
     flux = np.atleast_2d(np.asarray(flux, dtype=float))
@@ -596,11 +596,21 @@ def marginal_draws(
     if int(n) % k:
         raise ValueError(f"draws per object ({n}) must be a multiple of the {k} redshifts")
     m = int(n) // k
-    draws = post.sample(
-        np.repeat(flux, k, axis=0), np.repeat(err, k, axis=0), m, zred=z.ravel(), **sample_options
-    )
+    with warnings.catch_warnings():  # said below of the objects, not of their B x K rows
+        warnings.simplefilter("ignore", RefinementWarning)
+        draws = post.sample(
+            np.repeat(flux, k, axis=0),
+            np.repeat(err, k, axis=0),
+            m,
+            zred=z.ravel(),
+            **sample_options,
+        )
     diag = None
     if sample_options.get("refine", "never") != "never":
         diag = combine_diagnostics({key: getattr(draws, key) for key in DIAGNOSTICS}, b, k)
+        done = diag["refined"]
+        warn_unconverged(
+            diag["khat_flag"][done], diag["ess_flag"][done], sample_options.get("target_ess")
+        )
     out = np.asarray(draws, dtype=np.float32).reshape(b, k * m, -1)
     return out, diag
