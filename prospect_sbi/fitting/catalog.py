@@ -616,7 +616,7 @@ def _warn_unconverged(tables: list[Table]) -> None:
             np.concatenate([np.asarray(t[c], bool) for t in done])
             for c in ("refined", "khat_flag", "ess_flag")
         )
-        warn_unconverged(khat[refined], ess[refined], stacklevel=4)
+        warn_unconverged(khat, ess, stacklevel=4, refined=refined)
 
 
 def write_catalog_fit(
@@ -705,9 +705,6 @@ def write_catalog_fit(
         part = parts.read(c)
         if "refined" in part.colnames:
             flagged.append(part["refined", "khat_flag", "ess_flag"])
-        counts["refined"] = counts.get("refined", 0) + (
-            int(np.sum(part["refined"])) if "refined" in part.colnames else 0
-        )
         flags = np.asarray(part["flag"], dtype=object)
         counts["ok"] = counts.get("ok", 0) + int(np.sum(flags == "ok"))
         for reason, k in count_flags(flags).items():
@@ -715,7 +712,7 @@ def write_catalog_fit(
     if keep is not None:
         keep.assemble(len(slices))
     rows = parts.assemble(len(slices), job.meta)
-    refined = counts.pop("refined", 0)
+    refined = sum(int(np.sum(t["refined"])) for t in flagged)
     warn_prior_edge(counts, rows)
     _warn_unconverged(flagged)
     return dict(counts, rows=rows, refined=refined)

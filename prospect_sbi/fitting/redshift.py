@@ -608,9 +608,7 @@ def marginal_draws(
     diag = None
     if sample_options.get("refine", "never") != "never":
         diag = combine_diagnostics({key: getattr(draws, key) for key in DIAGNOSTICS}, b, k)
-        done = diag["refined"]
-        warn_unconverged(
-            diag["khat_flag"][done], diag["ess_flag"][done], sample_options.get("target_ess")
-        )
+        target = sample_options.get("target_ess")
+        warn_unconverged(diag["khat_flag"], diag["ess_flag"], target, refined=diag["refined"])
     out = np.asarray(draws, dtype=np.float32).reshape(b, k * m, -1)
     return out, diag

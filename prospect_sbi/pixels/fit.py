@@ -524,8 +524,8 @@ def fit_pixels(
     said = [w for w in said if w[0] != category_name(RefinementWarning)]
     say(said)
     if refinement is not None:
-        done = refinement["refined"]
-        warn_unconverged(refinement["khat_flag"][done], refinement["ess_flag"][done])
+        r = refinement
+        warn_unconverged(r["khat_flag"], r["ess_flag"], refined=r["refined"])
     meta = {
         "n_draws": n_draws,
         "seed": int(seed),

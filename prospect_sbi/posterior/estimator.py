@@ -401,8 +401,7 @@ class AmortizedPosterior(EstimatorFiles):
             out = refiner.refine_draws(
                 obs, out, refine, seed=seed, target_ess=target_ess, progress=progress
             )
-            done = out.refined
-            warn_unconverged(out.khat_flag[done], out.ess_flag[done], target_ess)
+            warn_unconverged(out.khat_flag, out.ess_flag, target_ess, refined=out.refined)
         warn_prior_edge(count_flags(prior_edge_flags(out, self.labels, self.space)), len(out))
         if refiner is not None:
             return out.object(0) if obs.single else out
@@ -636,14 +635,11 @@ class AmortizedPosterior(EstimatorFiles):
                 if chi2 is not None:
                     chi2[rows], ood[rows] = predictive_check(part.flux, part.err, part.zred, draws)
         warn_prior_edge(count_flags(edge), len(obs))
+        weight_flags = []
         if refiner is not None:
-            done = extra["refined"]
-            warn_unconverged(extra["khat_flag"][done], extra["ess_flag"][done], target_ess)
-        weight_flags = (
-            [("khat", extra["khat_flag"]), ("ess", extra["ess_flag"])]
-            if refiner is not None
-            else []
-        )
+            khat, ess = extra["khat_flag"], extra["ess_flag"]
+            warn_unconverged(khat, ess, target_ess, refined=extra["refined"])
+            weight_flags = [("khat", khat), ("ess", ess)]
         flags = join_flags(len(obs), weight_flags, obs.flags, edge, np.where(ood, "ood", ""))
         table = summary_table(self.labels, stats, meta={"n_draws": n, "seed": seed})
         table["flag"] = np.where(flags == "", "ok", flags).astype(str)

@@ -427,19 +427,25 @@ def warn_unconverged(
     ess_flag: np.ndarray,
     target_ess: float | None = None,
     stacklevel: int = 3,
+    refined: np.ndarray | None = None,
 ) -> None:
     """Warn (RefinementWarning) when refined objects ended with ``khat_flag`` or ``ess_flag``.
 
-    ``khat_flag``, ``ess_flag`` (B,) bool, of the refined objects (once per call of the
-    user's, after all its chunks, as :func:`~.plausibility.warn_prior_edge`).
+    ``khat_flag``, ``ess_flag`` (B,) bool; ``refined`` (B,) bool, the objects counted
+    (default all). Once per call of the user's, after all its chunks, as
+    :func:`~.plausibility.warn_prior_edge`.
     """
-    bad = np.asarray(khat_flag) | np.asarray(ess_flag)
+    khat_flag, ess_flag = np.asarray(khat_flag, bool), np.asarray(ess_flag, bool)
+    if refined is not None:
+        done = np.asarray(refined, bool)
+        khat_flag, ess_flag = khat_flag[done], ess_flag[done]
+    bad = khat_flag | ess_flag
     if bad.any():
         target = check_target_ess(target_ess)
         warnings.warn(
             f"{int(bad.sum())} of {len(bad)} refined objects ended their rounds with an ESS "
-            f"below {target:g} ({int(np.sum(ess_flag))}, flag 'ess') or a Pareto k-hat above "
-            f"0.7 ({int(np.sum(khat_flag))}, flag 'khat'): their draws are not vouched for as "
+            f"below {target:g} ({int(ess_flag.sum())}, flag 'ess') or a Pareto k-hat above "
+            f"0.7 ({int(khat_flag.sum())}, flag 'khat'): their draws are not vouched for as "
             "the exact posterior",
             RefinementWarning,
             stacklevel=stacklevel,
