@@ -696,7 +696,7 @@ def write_catalog_fit(
     parts = TableParts(out, dict(fingerprint, chunk_size=int(chunk_size)))
     keep = job.draw_parts(opts["draws_file"], parts.folder, opts["model"])
     counts: dict[str, int] = {}
-    flagged: list[Table] = []  # the refinement's columns of every part, for one warning
+    flagged: list[Table] = []  # the refinement columns of every part: its count and warning
     for c, rows in enumerate(
         tqdm(slices, desc=os.fspath(out), unit="chunk", disable=not opts["progress"])
     ):
