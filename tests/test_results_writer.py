@@ -242,6 +242,32 @@ def test_catalogue_draws_resume_with_the_table(small_estimator, tmp_path, monkey
         fit_catalog(post, cat, draws_file=tmp_path / "d.fits", **kw)
 
 
+def test_resumed_refined_catalogue_fit_with_other_refinement_columns_is_refused(
+    small_estimator, tmp_path, monkeypatch
+):
+    """Parts of a refined fit written by a version with other refinement columns (before
+    ``is_draws``) were kept, and the assembly failed with numpy's cast error after every
+    chunk was fitted; now the folder is refused up front, the change named."""
+    import prospect_sbi.fitting.catalog as catalog_module
+    from prospect_sbi.fitting import write_catalog_fit
+    from prospect_sbi.tables import TableParts
+
+    post = small_estimator
+    cat = _read(post, _catalog_table(post, n=6))
+    kw = {"draws": 40, "chunk_size": 3, "model": False, "refine": "always", "likelihood": "noise"}
+    out = tmp_path / "fit.ecsv"
+    older = {k: v for k, v in catalog_module.DIAGNOSTICS.items() if k != "is_draws"}
+    monkeypatch.setattr(catalog_module, "DIAGNOSTICS", older)
+    monkeypatch.setattr(TableParts, "assemble", lambda *a, **k: 1 / 0)  # killed before it
+    with pytest.raises(ZeroDivisionError):
+        write_catalog_fit(post, cat, out, {"x": 1}, **kw)
+    monkeypatch.undo()
+    (tmp_path / "fit.ecsv.parts" / "part000001.npy").unlink()  # one chunk left to fit
+    with pytest.raises(ValueError, match=r"other inputs or options \(refinement_columns: "):
+        write_catalog_fit(post, cat, out, {"x": 1}, **kw)
+    assert len(list((tmp_path / "fit.ecsv.parts").glob("part*.npy"))) == 1 and not out.exists()
+
+
 def test_fit_command_saves_draws(small_estimator, small_estimator_file, tmp_path, capsys):
     from astropy.table import Table
 

@@ -693,7 +693,10 @@ def write_catalog_fit(
         estimator,
     )
     slices = chunk_slices(len(job.flag), chunk_size)  # checks chunk_size before any file
-    parts = TableParts(out, dict(fingerprint, chunk_size=int(chunk_size)))
+    # the refinement's columns too: parts with other ones (another version's) cannot be
+    # assembled with these, so such a folder is refused up front, naming the change
+    columns = {} if job.refine == "never" else {"refinement_columns": list(DIAGNOSTICS)}
+    parts = TableParts(out, dict(fingerprint, chunk_size=int(chunk_size), **columns))
     keep = job.draw_parts(opts["draws_file"], parts.folder, opts["model"])
     counts: dict[str, int] = {}
     flagged: list[Table] = []  # the refinement columns of every part: its count and warning
