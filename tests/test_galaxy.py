@@ -242,6 +242,33 @@ def test_fit_pixels_warns_once_for_the_unconverged_refinements_of_all_chunks(
     )
 
 
+def test_fit_pixels_refuses_kept_chunks_of_other_refinement_columns(
+    tiny_estimator_file, cube, tmp_path, monkeypatch
+):
+    """Chunks of a refined map kept by a version with other diagnostics (before
+    ``is_draws``) were resumed, leaving NaN in the new column for refined pixels; now the
+    folder is refused, as for any other change of inputs."""
+    import prospect_sbi.pixels.fit as fit_module
+    from prospect_sbi.posterior import AmortizedPosterior
+
+    post = AmortizedPosterior.load(tiny_estimator_file)
+    flux, err, bands = cube
+    images = load_cube(
+        fits.getdata(flux), fits.getdata(err), bands, "nJy", pixel_scale=0.03, zred=2.0
+    )
+    mask = np.zeros((SIDE, SIDE), bool)
+    mask[4, :4] = True
+    kw = {"n_draws": 20, "model": False, "chunk_size": 2, "progress": False, "refine": "always"}
+    parts = tmp_path / "g.parts"
+    older = {k: v for k, v in fit_module.DIAGNOSTICS.items() if k != "is_draws"}
+    monkeypatch.setattr(fit_module, "DIAGNOSTICS", older)  # as the session-14 code:
+    monkeypatch.setattr(fit_module, "resume_columns", lambda refine: {})  # nor this key
+    fit_pixels(post, images, mask, parts=parts, **kw)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"g\.parts holds an unfinished run with other inputs"):
+        fit_pixels(post, images, mask, parts=parts, **kw)
+
+
 @pytest.mark.parametrize("name", ["../../x", "a/b", "..", "", "a\\b"])
 def test_map_refuses_names_that_leave_the_output_folder(
     tiny_estimator_file, cube, tmp_path, name, capsys

@@ -257,7 +257,8 @@ def test_resumed_refined_catalogue_fit_with_other_refinement_columns_is_refused(
     kw = {"draws": 40, "chunk_size": 3, "model": False, "refine": "always", "likelihood": "noise"}
     out = tmp_path / "fit.ecsv"
     older = {k: v for k, v in catalog_module.DIAGNOSTICS.items() if k != "is_draws"}
-    monkeypatch.setattr(catalog_module, "DIAGNOSTICS", older)
+    monkeypatch.setattr(catalog_module, "DIAGNOSTICS", older)  # as the session-14 code:
+    monkeypatch.setattr(catalog_module, "resume_columns", lambda refine: {})  # nor this key
     monkeypatch.setattr(TableParts, "assemble", lambda *a, **k: 1 / 0)  # killed before it
     with pytest.raises(ZeroDivisionError):
         write_catalog_fit(post, cat, out, {"x": 1}, **kw)

@@ -34,7 +34,13 @@ from ..posterior.plausibility import (
     count_flags,
     warn_prior_edge,
 )
-from ..posterior.refine import DIAGNOSTICS, RefinementWarning, check_refine, warn_unconverged
+from ..posterior.refine import (
+    DIAGNOSTICS,
+    RefinementWarning,
+    check_refine,
+    resume_columns,
+    warn_unconverged,
+)
 from ..posterior.summary import STATISTICS, draw_statistics
 from ..tables import TableParts
 from .redshift import (
@@ -693,9 +699,8 @@ def write_catalog_fit(
         estimator,
     )
     slices = chunk_slices(len(job.flag), chunk_size)  # checks chunk_size before any file
-    # the refinement's columns too: parts with other ones (another version's) cannot be
-    # assembled with these, so such a folder is refused up front, naming the change
-    columns = {} if job.refine == "never" else {"refinement_columns": list(DIAGNOSTICS)}
+    # parts with other refinement columns (another version's) cannot be assembled with these
+    columns = resume_columns(job.refine)
     parts = TableParts(out, dict(fingerprint, chunk_size=int(chunk_size), **columns))
     keep = job.draw_parts(opts["draws_file"], parts.folder, opts["model"])
     counts: dict[str, int] = {}

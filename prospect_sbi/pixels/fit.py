@@ -38,7 +38,13 @@ from ..fitting.redshift import (
     zred_given,
 )
 from ..numeric import check_count
-from ..posterior.refine import DIAGNOSTICS, RefinementWarning, check_refine, warn_unconverged
+from ..posterior.refine import (
+    DIAGNOSTICS,
+    RefinementWarning,
+    check_refine,
+    resume_columns,
+    warn_unconverged,
+)
 from ..ppc import check_model
 from .images import PixelImages
 from .select import select_pixels
@@ -301,6 +307,7 @@ def _fingerprint(job: _Job, pieces: list, sps: Any, size: int) -> dict:
         "check": None if job.model is None else type(sps).__name__,
         "refine": job.refine,
         "likelihood": job.likelihood,
+        **resume_columns(job.refine),  # a kept chunk of other diagnostics: not mixed in
     }
 
 

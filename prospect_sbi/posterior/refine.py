@@ -49,6 +49,7 @@ __all__ = [
     "default_sps",
     "needs_refinement",
     "refined_regardless",
+    "resume_columns",
     "warn_unconverged",
 ]
 
@@ -450,6 +451,15 @@ def warn_unconverged(
             RefinementWarning,
             stacklevel=stacklevel,
         )
+
+
+def resume_columns(refine: str) -> dict[str, list[str]]:
+    """Return what a resumable job's fingerprint adds for ``refine``: its parts' diagnostics.
+
+    Parts written with other diagnostics (another version's) are refused up front, the change
+    named, instead of being mixed with these (``{}`` for ``"never"``: none).
+    """
+    return {} if check_refine(refine) == "never" else {"refinement_columns": list(DIAGNOSTICS)}
 
 
 def refined_regardless(obs: Observations, refine: str) -> np.ndarray:
