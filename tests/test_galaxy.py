@@ -169,14 +169,19 @@ def test_map_outputs_are_one_unit_decided_by_the_marker(
     assert "100 pixels fitted" in capsys.readouterr().out
 
 
-def test_fit_pixels_keeps_chunks_and_refuses_another_fit(tiny_estimator_file, cube, tmp_path):
+def _tiny_and_cube(tiny_estimator_file, cube):
+    """The tiny estimator and the cube's images (nJy, z = 2)."""
     from prospect_sbi.posterior import AmortizedPosterior
 
-    post = AmortizedPosterior.load(tiny_estimator_file)
     flux, err, bands = cube
     images = load_cube(
         fits.getdata(flux), fits.getdata(err), bands, "nJy", pixel_scale=0.03, zred=2.0
     )
+    return AmortizedPosterior.load(tiny_estimator_file), images
+
+
+def test_fit_pixels_keeps_chunks_and_refuses_another_fit(tiny_estimator_file, cube, tmp_path):
+    post, images = _tiny_and_cube(tiny_estimator_file, cube)
     mask = np.ones((SIDE, SIDE), bool)
     kw = {"n_draws": 40, "model": False, "chunk_size": 30, "progress": False}
     whole = fit_pixels(post, images, mask, **kw)
@@ -209,14 +214,9 @@ def test_fit_pixels_warns_once_for_the_unconverged_refinements_of_all_chunks(
     import warnings
 
     import prospect_sbi.posterior.refine as refine_module
-    from prospect_sbi.posterior import AmortizedPosterior
     from prospect_sbi.posterior.refine import RefinementWarning
 
-    post = AmortizedPosterior.load(tiny_estimator_file)
-    flux, err, bands = cube
-    images = load_cube(
-        fits.getdata(flux), fits.getdata(err), bands, "nJy", pixel_scale=0.03, zred=2.0
-    )
+    post, images = _tiny_and_cube(tiny_estimator_file, cube)
     mask = np.zeros((SIDE, SIDE), bool)
     mask[4, :6] = True
     monkeypatch.setattr(refine_module, "TARGET_ESS", 1e6)  # every refinement ends short
@@ -249,13 +249,8 @@ def test_fit_pixels_refuses_kept_chunks_of_other_refinement_columns(
     ``is_draws``) were resumed, leaving NaN in the new column for refined pixels; now the
     folder is refused, as for any other change of inputs."""
     import prospect_sbi.pixels.fit as fit_module
-    from prospect_sbi.posterior import AmortizedPosterior
 
-    post = AmortizedPosterior.load(tiny_estimator_file)
-    flux, err, bands = cube
-    images = load_cube(
-        fits.getdata(flux), fits.getdata(err), bands, "nJy", pixel_scale=0.03, zred=2.0
-    )
+    post, images = _tiny_and_cube(tiny_estimator_file, cube)
     mask = np.zeros((SIDE, SIDE), bool)
     mask[4, :4] = True
     kw = {"n_draws": 20, "model": False, "chunk_size": 2, "progress": False, "refine": "always"}
