@@ -29,21 +29,31 @@ Usage::
 
     python benchmarks/photoz.py --quick                      # 1000 mocks, minutes
     python benchmarks/photoz.py --quick --refine             # and the exact posteriors
+    python benchmarks/photoz.py --quick --refine --zeropoints  # and with zero points
     python benchmarks/photoz.py --estimator my_photoz.sbi    # 10000 mocks
 
 With ``--refine``, the real galaxies also get the exact posterior of the estimator's model
 (importance sampling, ``refine="always"``): what the model, its prior and the catalogue's
 errors give, the flow's own error aside.
 
+With ``--zeropoints``, the real galaxies are fitted again with zero-point corrections
+(:func:`prospect_sbi.fitting.calibrate_zeropoints`, as template photo-z codes calibrate theirs
+on a spec-z sample), cross-validated: the galaxies are dealt into two folds and each fold is
+corrected by the factors calibrated, at z_spec, on the other, so that no galaxy's correction
+has seen its own redshift.
+
 Last line: ``RESULT sigma_nmad=... outlier_frac=... bias=... coverage_err_z=...
 ms_per_object=... sigma_nmad_refined=... outlier_frac_refined=... bias_refined=...
-ms_per_refined_object=...`` (the real galaxies' statistics, ``nan`` without the data; the
-refined ones ``nan`` without ``--refine``).
+ms_per_refined_object=... sigma_nmad_zp=... outlier_frac_zp=... bias_zp=...
+sigma_nmad_refined_zp=... outlier_frac_refined_zp=... bias_refined_zp=...`` (the real
+galaxies' statistics, ``nan`` without the data; the refined ones ``nan`` without ``--refine``,
+the ``_zp`` ones without ``--zeropoints``).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 import time
@@ -61,6 +71,9 @@ OUTLIER = 0.15
 ERR_FLOOR = 0.05
 #: Seed of the mocks' simulation and noise (training sets use other seeds).
 MOCK_SEED = 2311
+#: Folds of the cross-validated zero points (``--zeropoints``), and the seed that deals them.
+ZP_FOLDS = 2
+ZP_SEED = 0
 
 
 def photoz_stats(z_phot: np.ndarray, z_true: np.ndarray) -> dict[str, float]:
@@ -129,13 +142,8 @@ def outlier_fits(post, known, cat, z_phot: np.ndarray) -> dict[str, np.ndarray]:
     return {"rows": rows, "delta": at_spec - at_phot}
 
 
-def real_galaxies(post, draws: int, out: Path, refine: bool = False, known=None) -> dict | None:
-    """Photo-z of the JADES spec-z galaxies; None (and a message) without the data.
-
-    With ``refine``, also those of the exact posterior (``refine="always"``, one thread) under
-    ``"refined"``, with ``ms_per_object``: what the model itself gives, flow error aside; with
-    ``known`` too, its outliers' :func:`outlier_fits`.
-    """
+def specz_catalogue(post):
+    """The JADES spec-z galaxies in ``post``'s bands, 5% floor; None (and a message) without."""
     from prospect_sbi.jades_data import CATALOGUE, find_data_dir, read_specz_catalogue
 
     data = find_data_dir()
@@ -144,15 +152,47 @@ def real_galaxies(post, draws: int, out: Path, refine: bool = False, known=None)
             f"real galaxies skipped: {CATALOGUE} not found (../shared/data or $PROSPECT_SBI_DATA)"
         )
         return None
-    cat = read_specz_catalogue(data, post.filters, err_floor=ERR_FLOOR)
+    return read_specz_catalogue(data, post.filters, err_floor=ERR_FLOOR)
+
+
+def cross_validated_zeropoints(known, cat) -> np.ndarray:
+    """Zero-point factors (B, F) of every galaxy, calibrated on the other fold (ZP_FOLDS).
+
+    :func:`prospect_sbi.fitting.calibrate_zeropoints` with ``known`` on all the galaxies but
+    those of a fold, applied to that fold: no galaxy's correction has seen its own redshift.
+    """
+    from prospect_sbi.fitting import calibrate_zeropoints
+
+    fold = np.random.default_rng(ZP_SEED).permutation(len(cat.zred)) % ZP_FOLDS
+    factors = np.ones_like(cat.flux)
+    for k in range(ZP_FOLDS):
+        rest = fold != k
+        zp = calibrate_zeropoints(known, cat.flux[rest], cat.err[rest], cat.zred[rest])
+        factors[fold == k] = zp.factors
+        print(
+            f"zero points of fold {k + 1} (from {int(rest.sum())} galaxies), mag: "
+            + " ".join(f"{m:+.3f}" for m in zp.offsets_mag)
+        )
+    return factors
+
+
+def real_galaxies(
+    post, cat, draws: int, out: Path, refine: bool = False, known=None, label: str = ""
+) -> dict:
+    """Photo-z of the JADES spec-z galaxies ``cat``.
+
+    With ``refine``, also those of the exact posterior (``refine="always"``, one thread) under
+    ``"refined"``, with ``ms_per_object``: what the model itself gives, flow error aside; with
+    ``known`` too, its outliers' :func:`outlier_fits`. ``label`` names the figure's variant.
+    """
     z = z_draws(post, cat.flux, cat.err, draws)
     z_phot = np.median(z, axis=1)
     stats = photoz_stats(z_phot, cat.zred)
     stats["coverage"] = z_coverage(z, cat.zred)
     lo, hi = np.percentile(z, [16, 84], axis=1)
-    plot_zz(
-        cat.zred, z_phot, lo, hi, f"{len(z_phot)} JADES spec-z galaxies", out / "photoz_specz.png"
-    )
+    title = f"{len(z_phot)} JADES spec-z galaxies" + (f", {label}" if label else "")
+    name = "photoz_specz" + (f"_{label.replace(' ', '_')}" if label else "")
+    plot_zz(cat.zred, z_phot, lo, hi, title, out / f"{name}.png")
     worst = np.argsort(-np.abs(z_phot - cat.zred) / (1 + cat.zred))[:5]
     print(
         "largest |dz|: "
@@ -301,6 +341,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="also the real galaxies' exact posteriors (refine='always'; about a minute)",
     )
+    parser.add_argument(
+        "--zeropoints",
+        action="store_true",
+        help="also the real galaxies with zero points cross-validated in two folds: each "
+        "half corrected by calibrate_zeropoints on the other half (needs --known)",
+    )
     parser.add_argument("--out", type=Path, default=Path("photoz_out"), help="figures here")
     args = parser.parse_args(argv)
     from prospect_sbi.posterior import AmortizedPosterior
@@ -324,22 +370,38 @@ def main(argv: list[str] | None = None) -> None:
     known = args.known
     if known is None and str(args.estimator).endswith("-photoz"):
         known = str(args.estimator).removesuffix("-photoz")
-    known = AmortizedPosterior.resolve(known) if args.refine and known else None
+    if args.zeropoints and not known:
+        sys.exit("--zeropoints needs --known: an estimator of the same model at known redshift")
+    known = AmortizedPosterior.resolve(known) if (args.refine or args.zeropoints) else None
     if known is not None and post.redshift_guide is None:
         post.redshift_guide = known  # an estimator file: guided as the pretrained ones are
-    real = real_galaxies(post, draws, args.out, refine=args.refine, known=known)
-    head = f"{'set':19s} {'n':>6s} {'sigma_NMAD':>10s} {'outliers':>8s} {'bias':>8s}"
+    cat = specz_catalogue(post)
+    real = zp = None
+    if cat is not None:
+        real = real_galaxies(post, cat, draws, args.out, refine=args.refine, known=known)
+    if cat is not None and args.zeropoints:
+        factors = cross_validated_zeropoints(known, cat)
+        corrected = copy.copy(cat)
+        corrected.flux, corrected.err = cat.flux * factors, cat.err * factors
+        zp = real_galaxies(
+            post, corrected, draws, args.out, args.refine, known, label="zero points"
+        )
+    head = f"{'set':27s} {'n':>6s} {'sigma_NMAD':>10s} {'outliers':>8s} {'bias':>8s}"
     head += "".join(f" {f'cov {a:.0%}':>8s}" for a in LEVELS)
     with tempfile.TemporaryDirectory() as tmp:
         mock = mocks(post, n_mocks, draws, Path(tmp), args.out)
     print(f"\n{head}\n{'-' * len(head)}")
-    rows = ({"real (spec-z)": real} if real else {}) | mock["rows"]
-    if real and "refined" in real:
-        rows = {"real (spec-z)": real, "real, refined": real["refined"]} | mock["rows"]
+    rows = {}
+    for name, r in (("real (spec-z)", real), ("real, zero points", zp)):
+        if r:
+            rows[name] = r
+            if "refined" in r:
+                rows[name.replace("real", "real, refined")] = r["refined"]
+    rows |= mock["rows"]
     for name, r in rows.items():
         cov = "".join(f" {c:8.3f}" for c in r["coverage"])
         print(
-            f"{name:19s} {r['n']:6d} {r['sigma_nmad']:10.4f} {r['outlier_frac']:8.3f} "
+            f"{name:27s} {r['n']:6d} {r['sigma_nmad']:10.4f} {r['outlier_frac']:8.3f} "
             f"{r['bias']:8.4f}{cov}"
         )
     cov_all = mock["rows"]["mocks z all"]["coverage"]
@@ -351,8 +413,8 @@ def main(argv: list[str] | None = None) -> None:
     ms = ms_per_object(post, mock["flux"], mock["err"], args.n_time)
     print(f"sampling: {ms:.2f} ms per object for 1000 draws, one thread")
     nan = {"sigma_nmad": np.nan, "outlier_frac": np.nan, "bias": np.nan, "ms_per_object": np.nan}
-    real = real or nan
-    exact = real.get("refined", nan)
+    real, zp = real or nan, zp or nan
+    exact, zp_exact = real.get("refined", nan), zp.get("refined", nan)
     if "refined" in real:
         print(
             f"refined (exact posterior): {exact['ms_per_object']:.0f} ms per object, one "
@@ -364,7 +426,11 @@ def main(argv: list[str] | None = None) -> None:
         f"bias={real['bias']:.4f} coverage_err_z={cov_err:.4f} ms_per_object={ms:.3f} "
         f"sigma_nmad_refined={exact['sigma_nmad']:.4f} "
         f"outlier_frac_refined={exact['outlier_frac']:.4f} bias_refined={exact['bias']:.4f} "
-        f"ms_per_refined_object={exact['ms_per_object']:.1f}"
+        f"ms_per_refined_object={exact['ms_per_object']:.1f} "
+        f"sigma_nmad_zp={zp['sigma_nmad']:.4f} outlier_frac_zp={zp['outlier_frac']:.4f} "
+        f"bias_zp={zp['bias']:.4f} sigma_nmad_refined_zp={zp_exact['sigma_nmad']:.4f} "
+        f"outlier_frac_refined_zp={zp_exact['outlier_frac']:.4f} "
+        f"bias_refined_zp={zp_exact['bias']:.4f}"
     )
 
 

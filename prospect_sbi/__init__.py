@@ -30,6 +30,8 @@ _LAZY = {
     "register_fitter": "fitting",
     "get_fitter": "fitting",
     "available_fitters": "fitting",
+    "calibrate_zeropoints": "fitting",
+    "ZeroPoints": "fitting",
     "fit_pixels": "pixels",
     "make_maps": "pixels",
     "load_fits": "pixels",

@@ -100,6 +100,7 @@ SUBPACKAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "survey",
             "train",
             "validate",
+            "zeropoints",
         ),
     ),
     "fitting": (
@@ -114,6 +115,7 @@ SUBPACKAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "redshift",
             "registry",
             "results",
+            "zeropoints",
         ),
         ("sbi",),
     ),

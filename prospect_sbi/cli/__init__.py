@@ -27,6 +27,7 @@ COMMANDS = {
     "simulate": ("simulate", "simulate a training set (HDF5) from a template's priors"),
     "train": ("train", "train an amortised posterior on a training set"),
     "fit": ("fit", "fit a photometric catalogue (FITS/ECSV) with an estimator"),
+    "zeropoints": ("zeropoints", "per-band zero-point corrections from spectroscopic redshifts"),
     "map": ("maps", "fit every pixel of multi-band images: FITS maps and PNGs"),
     "survey": ("survey", "map every galaxy of a field: mosaics, segmentation map, catalogue"),
     "recalibrate": ("recalibrate", "fit an estimator's calibration maps on fresh mocks"),
@@ -97,6 +98,7 @@ _COUNTS = (
     "maxiter",
     "maxcall",
     "walks",
+    "iterations",
 )
 
 
@@ -125,6 +127,7 @@ OUTPUTS: dict[str, str | tuple[str, ...]] = {
     "recalibrate": (".sbi",),
     "fit": (".ecsv", ".fits", ".fit", ".fts"),
     "predict": (".ecsv",),
+    "zeropoints": (".json",),
 }
 
 

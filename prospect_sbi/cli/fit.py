@@ -52,6 +52,12 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
         help="fractional error floor added in quadrature, err = hypot(err, "
         "FRAC * flux), e.g. 0.05 for integrated photometry",
     )
+    parser.add_argument(
+        "--zeropoints",
+        metavar="ZP.json",
+        help="multiply every band's fluxes and errors by its factor in this file "
+        "(`prospect-sbi zeropoints`), e.g. for photometric redshifts",
+    )
     parser.add_argument("--draws", type=int, default=1000, help="posterior draws per object")
     parser.add_argument("--chunk-size", type=int, default=1024, help="objects per chunk")
     parser.add_argument("--seed", type=int, default=0, help="seed of the posterior draws")
@@ -111,6 +117,7 @@ def run_fit(args: argparse.Namespace) -> int:
         "--zred-column": zcol,
         "--id-column": args.id_column,
         "--err-floor": args.err_floor,
+        "--zeropoints": None if args.zeropoints is None else file_id(args.zeropoints),
         "--draws": args.draws,
         "--seed": args.seed,
         "--no-ppc": args.no_ppc,
@@ -138,6 +145,7 @@ def run_fit(args: argparse.Namespace) -> int:
         zred=zred,
         photoz=photoz,
         n_zred=args.n_zred,
+        zeropoints=args.zeropoints,
     )
     rows, refined = counts.pop("rows"), counts.pop("refined")
     also = "" if args.refine == "never" else f"; {refined} refined"

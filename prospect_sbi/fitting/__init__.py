@@ -6,7 +6,8 @@
 :func:`importance_sample` turns the estimator's draws into the exact posterior of the likelihood;
 :func:`fit_catalog` and :func:`write_catalog_fit` fit every row of a catalogue (keeping
 its draws with ``draws_file=``, read by :func:`read_catalog_draws`); :func:`zred_given` decides
-how a redshift is given (a number, a table, ``"infer"``: :func:`redshift_posterior`).
+how a redshift is given (a number, a table, ``"infer"``: :func:`redshift_posterior`);
+:func:`calibrate_zeropoints` corrects a catalogue's bands from its spectroscopic redshifts.
 """
 
 from . import (
@@ -20,6 +21,7 @@ from . import (
     redshift,
     registry,
     results,
+    zeropoints,
 )
 from .catalog import *  # noqa: F403
 from .comparison import *  # noqa: F403
@@ -31,6 +33,7 @@ from .obs import *  # noqa: F403
 from .redshift import *  # noqa: F403
 from .registry import *  # noqa: F403
 from .results import *  # noqa: F403
+from .zeropoints import *  # noqa: F403
 
 __all__ = [
     *fit.__all__,
@@ -43,4 +46,5 @@ __all__ = [
     *catalog.__all__,
     *draws.__all__,
     *redshift.__all__,
+    *zeropoints.__all__,
 ]

@@ -50,6 +50,7 @@ from .redshift import (
     redshift_posterior,
     zred_given,
 )
+from .zeropoints import ZeroPoints
 
 if TYPE_CHECKING:
     from ..posterior import AmortizedPosterior
@@ -206,10 +207,16 @@ class _CatalogFit:
         photoz: Any = None,
         n_zred: int = 20,
         source: Any = None,
+        zeropoints: Any = None,
     ) -> None:
         if len(catalog.flux) == 0:
             raise ValueError("the catalogue has no rows")
         draws = check_count("draws", draws)
+        self.zeropoints = None
+        if zeropoints is not None:
+            zp = zeropoints if isinstance(zeropoints, ZeroPoints) else ZeroPoints.load(zeropoints)
+            flux, err = zp.apply(catalog.flux, catalog.err, post.filters)
+            catalog, self.zeropoints = dataclasses.replace(catalog, flux=flux, err=err), zp
         self.zgrid, self.zcols, self.ruled, self.zmulti, self.zclip = None, {}, None, None, None
         if zred is not None or photoz is not None:
             catalog = self._redshifts(post, catalog, draws, seed, zred, photoz, n_zred, source)
@@ -475,6 +482,17 @@ class _CatalogFit:
             "ppc": "chi2 of the posterior-median photometry"
             if self.check is not None
             else "skipped",
+            # what the fluxes were multiplied by, band=factor (a string: FITS headers too)
+            "zeropoints": "none"
+            if self.zeropoints is None
+            else " ".join(
+                f"{b}={f:.5f}"
+                for b, f in zip(
+                    self.post.filters,
+                    self.zeropoints.factors_for(self.post.filters),
+                    strict=True,
+                )
+            ),
         }
 
 
@@ -494,6 +512,7 @@ def fit_catalog(
     zred: Any = None,
     photoz: Any = None,
     n_zred: int = 20,
+    zeropoints: Any = None,
 ) -> Table:
     """Posterior summaries of every catalogue row, with flags and a predictive check.
 
@@ -547,6 +566,10 @@ def fit_catalog(
         (outside 99.7% of the photo-z posterior) is flagged ``zred_ruled_out`` (and warned).
     n_zred : int
         Redshifts per object with ``zred="infer"``.
+    zeropoints : ZeroPoints or path-like, optional
+        Per-band corrections (:func:`~prospect_sbi.fitting.calibrate_zeropoints`, or a file of
+        :meth:`ZeroPoints.save`) that multiply the catalogue's fluxes and errors before
+        anything else; recorded in the table's ``meta["zeropoints"]`` (``none`` without).
 
     Returns
     -------
@@ -588,6 +611,7 @@ def fit_catalog(
         photoz,
         n_zred,
         estimator,
+        zeropoints,
     )
     slices = chunk_slices(len(job.flag), chunk_size)
     keep = None
@@ -697,6 +721,7 @@ def write_catalog_fit(
         opts["photoz"],
         opts["n_zred"],
         estimator,
+        opts["zeropoints"],
     )
     slices = chunk_slices(len(job.flag), chunk_size)  # checks chunk_size before any file
     # parts with other refinement columns (another version's) cannot be assembled with these
