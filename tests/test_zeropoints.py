@@ -77,6 +77,13 @@ def test_calibration_warns_and_refuses(known):
     with one_torch_thread(), pytest.warns(UserWarning, match=r"acs_wfc_f775w -0\.[5-8]"):
         zp = calibrate_zeropoints(known, flux * d, err * d, zred, iterations=2, min_galaxies=5)
     assert zp.offsets_mag[2] < -ZEROPOINT_WARN_MAG
+    flux[0] = err[0] = np.nan  # no valid band, and no redshift: left out, counted
+    zred[1] = np.nan
+    with one_torch_thread(), pytest.warns(UserWarning, match="2 of 12 galaxies without"):
+        zp = calibrate_zeropoints(known, flux, err, zred, iterations=1, min_galaxies=5)
+    assert zp.meta["n_objects"] == 10 and np.all(zp.n_galaxies <= 10)
+    with pytest.raises(ValueError, match="no galaxy has both a redshift > 0 and a valid band"):
+        calibrate_zeropoints(known, flux[:2], err[:2], zred[:2])
     with pytest.raises(ValueError, match="conditioned on the redshift"):
         calibrate_zeropoints("jades-parametric-photoz", flux, err, zred)
     with pytest.raises(ValueError, match=r"do not match: give \(B, F\)"):
@@ -132,7 +139,7 @@ def test_zeropoints_and_fit_commands(tmp_path, small_estimator, small_estimator_
         code = cli.main(["zeropoints", *base, "-o", str(zp_file), "--iterations", "2"])
     assert code == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert "zero points of 14 bands from 40 of 40 rows" in out
+    assert "zero points of 14 bands from 40 of 40 rows" in out, out
     zp = ZeroPoints.load(zp_file)
     ln = np.log(zp.factors * d)
     assert np.max(np.abs(ln - ln.mean())) < 0.025, (zp.factors * d).round(3)

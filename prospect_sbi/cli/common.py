@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "TEMPLATES",
+    "add_err_floor_arg",
     "add_param_file_args",
     "add_refine_args",
     "check_run_options",
@@ -25,6 +26,17 @@ from typing import Any
 from .._io import dask_client  # the CLI's --workers/--scheduler
 
 TEMPLATES = ("parametric_sfh", "continuity_sfh")
+
+
+def add_err_floor_arg(parser: Any) -> None:
+    """Add ``--err-floor``, the catalogue's error floor that :func:`read_catalog_zred` reads."""
+    parser.add_argument(
+        "--err-floor",
+        type=float,
+        default=0.0,
+        help="fractional error floor added in quadrature, err = hypot(err, "
+        "FRAC * flux), e.g. 0.05 for integrated photometry",
+    )
 
 
 def add_refine_args(parser: Any, default: str) -> None:

@@ -7,7 +7,7 @@ __all__ = ["add_compare_args", "run_compare"]
 import argparse
 from pathlib import Path
 
-from .common import add_param_file_args
+from .common import add_err_floor_arg, add_param_file_args
 from .train import add_catalog_args
 
 #: :data:`prospect_sbi.fitting.comparison.DYNESTY_DEFAULTS` (not imported: ``--help`` stays fast).
@@ -49,13 +49,7 @@ def add_compare_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--id-column", default=None, help="id column, naming the outputs (default: row number)"
     )
-    parser.add_argument(
-        "--err-floor",
-        type=float,
-        default=0.0,
-        help="fractional error floor added in quadrature, err = hypot(err, "
-        "FRAC * flux), e.g. 0.05 for integrated photometry",
-    )
+    add_err_floor_arg(parser)
     parser.add_argument(
         "--likelihood",
         choices=("flux", "noise"),

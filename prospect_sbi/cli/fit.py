@@ -6,7 +6,7 @@ __all__ = ["add_fit_args", "run_fit"]
 
 import argparse
 
-from .common import add_param_file_args, add_refine_args
+from .common import add_err_floor_arg, add_param_file_args, add_refine_args
 from .train import add_catalog_args
 
 
@@ -45,13 +45,7 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
         "--n-zred", type=int, default=20, help="redshifts per object with --zred infer"
     )
     parser.add_argument("--id-column", default=None, help="id column (default: row number)")
-    parser.add_argument(
-        "--err-floor",
-        type=float,
-        default=0.0,
-        help="fractional error floor added in quadrature, err = hypot(err, "
-        "FRAC * flux), e.g. 0.05 for integrated photometry",
-    )
+    add_err_floor_arg(parser)
     parser.add_argument(
         "--zeropoints",
         metavar="ZP.json",

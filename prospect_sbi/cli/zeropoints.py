@@ -6,6 +6,7 @@ __all__ = ["add_zeropoints_args", "run_zeropoints"]
 
 import argparse
 
+from .common import add_err_floor_arg
 from .train import add_catalog_args
 
 
@@ -17,7 +18,7 @@ def add_zeropoints_args(parser: argparse.ArgumentParser) -> None:
         "known-redshift estimator and divide each band by the median ratio of observed to "
         "best-fit model flux, a few times over. Writes a JSON file that `prospect-sbi fit "
         "--zeropoints` applies to the fluxes and errors of any catalogue of the same bands. "
-        "Rows without a finite redshift are left out."
+        "Rows without a redshift > 0 or a valid band are left out (and counted)."
     )
     parser.add_argument("catalog", help="catalogue table with a redshift column")
     parser.add_argument(
@@ -29,12 +30,7 @@ def add_zeropoints_args(parser: argparse.ArgumentParser) -> None:
     add_catalog_args(parser)
     parser.add_argument("--zred-column", default="redshift", help="spectroscopic redshift column")
     parser.add_argument("--id-column", default=None, help="id column (not used but checked)")
-    parser.add_argument(
-        "--err-floor",
-        type=float,
-        default=0.0,
-        help="fractional error floor added in quadrature, as for `fit` (e.g. 0.05)",
-    )
+    add_err_floor_arg(parser)
     parser.add_argument("--iterations", type=int, default=5, help="fits and corrections")
     parser.add_argument(
         "--min-snr", type=float, default=5.0, help="S/N a band needs to enter its median"
@@ -51,8 +47,6 @@ def add_zeropoints_args(parser: argparse.ArgumentParser) -> None:
 
 def run_zeropoints(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi zeropoints``."""
-    import numpy as np
-
     from ..fitting import calibrate_zeropoints
     from ..posterior import AmortizedPosterior
     from .common import read_catalog_zred
@@ -67,14 +61,11 @@ def run_zeropoints(args: argparse.Namespace) -> int:
     catalog, zcol = read_catalog_zred(args, post)
     if zcol is None:
         raise ValueError(f"no redshift column {args.zred_column!r} in {args.catalog}")
-    rows = np.flatnonzero(np.isfinite(catalog.zred) & (catalog.zred > 0))
-    if rows.size == 0:
-        raise ValueError(f"no row of {args.catalog} has a finite redshift > 0 in {zcol!r}")
     zp = calibrate_zeropoints(
         post,
-        catalog.flux[rows],
-        catalog.err[rows],
-        catalog.zred[rows],
+        catalog.flux,
+        catalog.err,
+        catalog.zred,
         iterations=args.iterations,
         min_snr=args.min_snr,
         keep=args.keep,
@@ -89,8 +80,8 @@ def run_zeropoints(args: argparse.Namespace) -> int:
         print(f"{band:16s} {f:7.4f} {m:+7.3f} {n:8d} {s:7.3f}")
     steps = zp.meta["largest_step_mag"]
     print(
-        f"{args.out}: zero points of {len(zp.bands)} bands from {rows.size} of "
-        f"{len(catalog.zred)} rows with a redshift; largest change at the last of "
+        f"{args.out}: zero points of {len(zp.bands)} bands from {zp.meta['n_objects']} of "
+        f"{len(catalog.zred)} rows; largest change at the last of "
         f"{len(steps)} iterations {steps[-1]:.3f} mag"
     )
     return 0
