@@ -84,7 +84,7 @@ def test_calibration_warns_and_refuses(known):
     assert zp.meta["n_objects"] == 10 and np.all(zp.n_galaxies <= 10)
     with pytest.raises(ValueError, match="no galaxy has both a redshift > 0 and a valid band"):
         calibrate_zeropoints(known, flux[:2], err[:2], zred[:2])
-    with pytest.raises(ValueError, match="conditioned on the redshift"):
+    with pytest.raises(ValueError, match="jades-parametric-photoz infers the redshift"):
         calibrate_zeropoints("jades-parametric-photoz", flux, err, zred)
     with pytest.raises(ValueError, match=r"do not match: give \(B, F\)"):
         calibrate_zeropoints(known, flux, err, zred[:-1])
@@ -161,3 +161,6 @@ def test_zeropoints_and_fit_commands(tmp_path, small_estimator, small_estimator_
     # a photo-z estimator is refused with one line
     assert cli.main(["zeropoints", str(cat), "jades-parametric-photoz", "-o", "x.json"]) == 2
     assert "infers the redshift" in capsys.readouterr().err
+    # an existing output is refused before any fitting
+    assert cli.main(["zeropoints", *base, "-o", str(zp_file)]) == 2
+    assert "zp.json exists; pass --overwrite" in capsys.readouterr().err

@@ -47,17 +47,14 @@ def add_zeropoints_args(parser: argparse.ArgumentParser) -> None:
 
 def run_zeropoints(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi zeropoints``."""
-    from ..fitting import calibrate_zeropoints
-    from ..posterior import AmortizedPosterior
+    from pathlib import Path
+
+    from ..fitting import calibrate_zeropoints, known_redshift_estimator
     from .common import read_catalog_zred
 
-    post = AmortizedPosterior.resolve(args.estimator)
-    if post.redshift != "known":
-        raise ValueError(
-            f"{args.estimator} infers the redshift; zero points are calibrated at known "
-            "redshifts: pass the estimator of the same model conditioned on it (e.g. "
-            "jades-parametric for jades-parametric-photoz)"
-        )
+    if Path(args.out).exists() and not args.overwrite:  # before minutes of fitting
+        raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+    post = known_redshift_estimator(args.estimator)
     catalog, zcol = read_catalog_zred(args, post)
     if zcol is None:
         raise ValueError(f"no redshift column {args.zred_column!r} in {args.catalog}")
@@ -71,7 +68,6 @@ def run_zeropoints(args: argparse.Namespace) -> int:
         keep=args.keep,
         seed=args.seed,
     )
-    zp.meta["estimator"] = args.estimator
     zp.save(args.out, overwrite=args.overwrite)
     print(f"{'band':16s} {'factor':>7s} {'mag':>7s} {'galaxies':>8s} {'scatter':>7s}")
     for band, f, m, n, s in zip(

@@ -18,7 +18,7 @@ corrected by factors fitted on the other) the exact photo-z posterior of
 
 from __future__ import annotations
 
-__all__ = ["ZEROPOINT_WARN_MAG", "ZeroPoints", "calibrate_zeropoints"]
+__all__ = ["ZEROPOINT_WARN_MAG", "ZeroPoints", "calibrate_zeropoints", "known_redshift_estimator"]
 
 import json
 import os
@@ -169,6 +169,20 @@ class ZeroPoints:
             raise ValueError(f"{path}: {err}") from None
 
 
+def known_redshift_estimator(estimator: Any) -> Any:
+    """Resolve ``estimator``; a one-line ValueError unless it is conditioned on the redshift."""
+    from ..posterior import AmortizedPosterior
+
+    post = AmortizedPosterior.resolve(estimator)
+    if post.redshift != "known":
+        name = estimator if isinstance(estimator, str | os.PathLike) else "the estimator"
+        raise ValueError(
+            f"{name} infers the redshift; zero points are calibrated at known redshifts: pass "
+            "an estimator conditioned on it (e.g. jades-parametric for jades-parametric-photoz)"
+        )
+    return post
+
+
 def calibrate_zeropoints(
     estimator: Any,
     flux: Any,
@@ -234,14 +248,7 @@ def calibrate_zeropoints(
         A band left uncalibrated (too few detected galaxies), or a correction beyond
         :data:`ZEROPOINT_WARN_MAG` (units, band order or apertures rather than calibration).
     """
-    from ..posterior import AmortizedPosterior
-
-    post = AmortizedPosterior.resolve(estimator)
-    if post.redshift != "known":
-        raise ValueError(
-            "zero points are calibrated at known redshifts: pass an estimator conditioned on "
-            "the redshift (e.g. 'jades-parametric', not 'jades-parametric-photoz')"
-        )
+    post = known_redshift_estimator(estimator)
     for name, value in (("iterations", iterations), ("min_galaxies", min_galaxies)):
         check_count(name, value)
     if not (0 < keep <= 1):
