@@ -23,7 +23,8 @@ bias ``median(dz)``.
 
 Targets (issue 23): sigma_NMAD <= 0.03 and outliers <= 8% on the real galaxies; coverage error
 at chance on the mocks. Figures: ``photoz_specz.png`` (z_phot against z_spec, 16-84% bars)
-and ``photoz_mocks.png`` (the same for the mocks) in ``--out``.
+and ``photoz_mocks.png`` (the same for the mocks) in ``--out``; with ``--refine``
+``photoz_specz_refined.png``, with ``--zeropoints`` the same with ``_zero_points``.
 
 Usage::
 
@@ -191,8 +192,8 @@ def real_galaxies(
     stats["coverage"] = z_coverage(z, cat.zred)
     lo, hi = np.percentile(z, [16, 84], axis=1)
     title = f"{len(z_phot)} JADES spec-z galaxies" + (f", {label}" if label else "")
-    name = "photoz_specz" + (f"_{label.replace(' ', '_')}" if label else "")
-    plot_zz(cat.zred, z_phot, lo, hi, title, out / f"{name}.png")
+    name = "photoz_specz" + (f"_{label.replace(' ', '_')}" if label else "") + ".png"
+    plot_zz(cat.zred, z_phot, lo, hi, title, out / name)
     worst = np.argsort(-np.abs(z_phot - cat.zred) / (1 + cat.zred))[:5]
     print(
         "largest |dz|: "
@@ -210,6 +211,15 @@ def real_galaxies(
         finally:
             torch.set_num_threads(threads)
         z_exact = np.asarray(exact[..., post.labels.index("zred")], dtype=float)
+        lo, hi = np.percentile(z_exact, [16, 84], axis=1)
+        plot_zz(
+            cat.zred,
+            np.median(z_exact, axis=1),
+            lo,
+            hi,
+            f"{title}, exact posterior",
+            out / name.replace("photoz_specz", "photoz_specz_refined", 1),
+        )
         stats["refined"] = photoz_stats(np.median(z_exact, axis=1), cat.zred) | {
             "coverage": z_coverage(z_exact, cat.zred),
             "ms_per_object": ms,
