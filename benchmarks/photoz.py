@@ -217,7 +217,7 @@ def real_galaxies(
             np.median(z_exact, axis=1),
             lo,
             hi,
-            f"{title}, exact posterior",
+            f"{title}, exact",
             out / name.replace("photoz_specz", "photoz_specz_refined", 1),
         )
         stats["refined"] = photoz_stats(np.median(z_exact, axis=1), cat.zred) | {
