@@ -121,8 +121,7 @@ def z_draws(post, flux: np.ndarray, err: np.ndarray, n: int) -> np.ndarray:
 
 def best_lnlike(post, obs) -> np.ndarray:
     """Largest log-likelihood (B,) among the refinement's draws of prepared ``obs``."""
-    batch = post.refiner().run(obs, 10, seed=1).batch
-    return np.max(np.where(np.isfinite(batch.log_weights), batch.points["lnlike"], -np.inf), 1)
+    return post.refiner().run(obs, 10, seed=1).best_fit()[1]
 
 
 def outlier_fits(post, known, cat, z_phot: np.ndarray) -> dict[str, np.ndarray]:
@@ -177,6 +176,14 @@ def cross_validated_zeropoints(known, cat) -> np.ndarray:
     return factors
 
 
+def specz_figure(z: np.ndarray, z_spec: np.ndarray, title: str, path: Path) -> np.ndarray:
+    """Plot z_phot (the medians of draws ``z`` (B, n)) against ``z_spec``; return z_phot (B,)."""
+    z_phot = np.median(z, axis=1)
+    lo, hi = np.percentile(z, [16, 84], axis=1)
+    plot_zz(z_spec, z_phot, lo, hi, title, path)
+    return z_phot
+
+
 def real_galaxies(
     post, cat, draws: int, out: Path, refine: bool = False, known=None, label: str = ""
 ) -> dict:
@@ -186,14 +193,12 @@ def real_galaxies(
     ``"refined"``, with ``ms_per_object``: what the model itself gives, flow error aside; with
     ``known`` too, its outliers' :func:`outlier_fits`. ``label`` names the figure's variant.
     """
+    title = f"{len(cat.zred)} JADES spec-z galaxies" + (f", {label}" if label else "")
+    suffix = f"_{label.replace(' ', '_')}" if label else ""
     z = z_draws(post, cat.flux, cat.err, draws)
-    z_phot = np.median(z, axis=1)
+    z_phot = specz_figure(z, cat.zred, title, out / f"photoz_specz{suffix}.png")
     stats = photoz_stats(z_phot, cat.zred)
     stats["coverage"] = z_coverage(z, cat.zred)
-    lo, hi = np.percentile(z, [16, 84], axis=1)
-    title = f"{len(z_phot)} JADES spec-z galaxies" + (f", {label}" if label else "")
-    name = "photoz_specz" + (f"_{label.replace(' ', '_')}" if label else "") + ".png"
-    plot_zz(cat.zred, z_phot, lo, hi, title, out / name)
     worst = np.argsort(-np.abs(z_phot - cat.zred) / (1 + cat.zred))[:5]
     print(
         "largest |dz|: "
@@ -211,26 +216,19 @@ def real_galaxies(
         finally:
             torch.set_num_threads(threads)
         z_exact = np.asarray(exact[..., post.labels.index("zred")], dtype=float)
-        lo, hi = np.percentile(z_exact, [16, 84], axis=1)
-        plot_zz(
-            cat.zred,
-            np.median(z_exact, axis=1),
-            lo,
-            hi,
-            f"{title}, exact",
-            out / name.replace("photoz_specz", "photoz_specz_refined", 1),
+        z_med = specz_figure(
+            z_exact, cat.zred, f"{title}, exact", out / f"photoz_specz_refined{suffix}.png"
         )
-        stats["refined"] = photoz_stats(np.median(z_exact, axis=1), cat.zred) | {
+        stats["refined"] = photoz_stats(z_med, cat.zred) | {
             "coverage": z_coverage(z_exact, cat.zred),
             "ms_per_object": ms,
             "khat_flagged": float(np.mean(exact.khat_flag)),
         }
         if known is not None:
-            fits = outlier_fits(post, known, cat, np.median(z_exact, axis=1))
+            fits = outlier_fits(post, known, cat, z_med)
             print("refined outliers: best ln L at z_spec - best ln L at the photo-z")
             for i, d in zip(fits["rows"], fits["delta"], strict=True):
-                z_med = np.median(z_exact[i])
-                print(f"  id {cat.ids[i]} z_spec {cat.zred[i]:.2f} -> {z_med:.2f}: {d:+.1f}")
+                print(f"  id {cat.ids[i]} z_spec {cat.zred[i]:.2f} -> {z_med[i]:.2f}: {d:+.1f}")
             worse = int(np.sum(fits["delta"] < -2))
             print(
                 f"  {worse} fit worse at z_spec (model-limited), "

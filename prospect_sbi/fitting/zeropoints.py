@@ -287,10 +287,8 @@ def calibrate_zeropoints(
             obs = post.prepare(flux * factors, err * factors, zred)
         model = np.full((b, f), np.nan)
         for start, sub in zip(range(0, b, _CHUNK), root.spawn(-(-b // _CHUNK)), strict=True):
-            res = refiner.run(obs.take(slice(start, start + _CHUNK)), 1, seed=sub).batch
-            lnl = np.where(np.isfinite(res.log_weights), res.points["lnlike"], -np.inf)
-            best = res.points["theta"][np.arange(len(lnl)), np.argmax(lnl, axis=1)]
-            model[start : start + len(lnl)] = refiner.phot(best)[0]
+            best, _ = refiner.run(obs.take(slice(start, start + _CHUNK)), 1, seed=sub).best_fit()
+            model[start : start + len(best)] = refiner.phot(best)[0]
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.log(flux * factors / model)
             chi2 = np.nanmean(((flux - model / factors) / err) ** 2, axis=1)

@@ -199,6 +199,22 @@ class Refinement:
         """Effective sample size per object, (B,)."""
         return self.batch.ess
 
+    def best_fit(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the draw of largest likelihood per object, among those of non-zero weight.
+
+        Returns
+        -------
+        theta : numpy.ndarray, (B, P)
+            Its parameters, in the model's theta order.
+        lnlike : numpy.ndarray, (B,)
+            Its log-likelihood.
+        """
+        weighted = np.isfinite(self.batch.log_weights)
+        lnl = np.where(weighted, self.batch.points["lnlike"], -np.inf)
+        best = np.argmax(lnl, axis=1)
+        rows = np.arange(len(best))
+        return self.batch.points["theta"][rows, best], lnl[rows, best]
+
 
 class Refiner:
     """The exact posterior of an estimator's model, forward model and noise, batched.
