@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -425,3 +426,58 @@ def test_segment_text_and_the_two_image_loaders(tmp_path):
         load_images({"F277W": "a.fits"}, cube=tmp_path / "c.npz")
     with pytest.raises(ValueError, match="give the images: --image BAND=PATH"):
         load_images()
+
+
+def test_zero_points_correct_every_pixel_are_recorded_and_refuse_a_stale_galaxy(
+    tiny_estimator_file, cube, tmp_path, capsys
+):
+    """A catalogue's zero points applied to the pixels of the same images (map --zeropoints):
+    every band's flux and error multiplied by its factor, matched by name whatever the
+    order; the header records them; a galaxy mapped with other factors is not skipped."""
+    from prospect_sbi.fitting import ZeroPoints
+
+    post, images = _tiny_and_cube(tiny_estimator_file, cube)
+    nb = len(post.filters)
+    factors = np.linspace(0.9, 1.1, nb)
+    zp = ZeroPoints(tuple(post.filters[::-1]), factors[::-1], np.ones(nb, int), np.zeros(nb))
+    done = images.with_zeropoints(zp)
+    np.testing.assert_allclose(done.flux, images.flux * factors[:, None, None])
+    np.testing.assert_allclose(done.err, images.err * factors[:, None, None])
+    assert done.meta["zeropoints"] == dict(zip(post.filters, factors.tolist(), strict=True))
+    with pytest.raises(ValueError, match="corrected by zero points already"):
+        done.with_zeropoints(zp)
+    with pytest.raises(ValueError, match=r"no factor for \['jwst_f444w'\]"):
+        images.with_zeropoints(
+            ZeroPoints(
+                tuple(post.filters[:-1]), factors[:-1], np.ones(nb - 1, int), np.zeros(nb - 1)
+            )
+        )
+    # map_galaxy fits the corrected pixels: the maps of the images doubled by hand, and the
+    # maps' header names each factor; the same images without them are another request
+    twice = tmp_path / "zp.json"
+    ZeroPoints(tuple(post.filters), np.full(nb, 2.0), np.ones(nb, int), np.zeros(nb)).save(twice)
+    kw = {"n_draws": 50, "model": False, "segment": None, "snr_min": 0.0, "png": False}
+    doubled = dataclasses.replace(images, flux=2 * images.flux, err=2 * images.err)
+    hand = map_galaxy(post, doubled, tmp_path, "hand", progress=False, **kw)
+    corrected = map_galaxy(post, images, tmp_path, "zp", zeropoints=twice, progress=False, **kw)
+    plain = map_galaxy(post, images, tmp_path, "plain", progress=False, **kw)
+    a, _, head_a = read_maps(plain.files["maps"])
+    b, _, head_b = read_maps(corrected.files["maps"])
+    c, _, _ = read_maps(hand.files["maps"])
+    for k in b:
+        np.testing.assert_array_equal(b[k], c[k], err_msg=k)
+    assert np.nanmedian(b["log_sigma_mstar_p50"] - a["log_sigma_mstar_p50"]) > 0.1
+    assert head_a["ZEROPTS"] is False and "ZPF001" not in head_a
+    assert head_b["ZEROPTS"] is True and head_b["ZPF001"] == head_b[f"ZPF{nb:03d}"] == 2.0
+    assert map_galaxy(post, images, tmp_path, "zp", zeropoints=twice, **kw).skipped
+    with pytest.raises(ValueError, match=r"zp was mapped with other inputs \(.*zeropoints: "):
+        map_galaxy(post, images, tmp_path, "zp", progress=False, **kw)
+    # the command: a file that is not one of zero points is one line, before any fitting
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "something else"}')
+    assert (
+        cli.main(_argv(tiny_estimator_file, cube, tmp_path / "cli", "--zeropoints", str(bad))) == 2
+    )
+    err = capsys.readouterr().err
+    assert "not a zero-point file of prospect-sbi" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "cli" / "galaxy_done.json").exists()

@@ -186,6 +186,7 @@ def test_map_galaxy_infer_records_the_redshift(small_estimator, small_photoz, mo
     np.testing.assert_allclose(table["zphot_p50"][fit.groups == 2], fit.redshift[2].median)
     read, _, header = read_maps(done.files["maps"])
     assert header["ZGIVEN"] == "infer" and "ZMULTI" in header
+    assert table["zphot_exact"].all() and fit.redshift[1].exact  # photoz_refine="auto"
     zd = read["zred_draws"]
     assert len(zd) == 2000 and set(np.unique(zd["segment"])) == {1, 2}
     np.testing.assert_allclose(np.median(zd["zred"][zd["segment"] == 1]), fit.redshift[1].median)
@@ -205,6 +206,22 @@ def test_map_galaxy_infer_records_the_redshift(small_estimator, small_photoz, mo
         progress=False,
     )
     assert again.skipped
+    changed = "'photoz_refine': 'auto', .* then, .*'photoz_refine': 'never', "
+    with pytest.raises(ValueError, match=changed):
+        map_galaxy(
+            small_estimator,
+            images,
+            tmp_path,
+            "g",
+            np.ones((2, 3), bool),
+            model=False,
+            n_draws=100,
+            zred="infer",
+            photoz=small_photoz,
+            n_zred=10,
+            photoz_refine="never",
+            progress=False,
+        )
     with pytest.raises(ValueError, match="was mapped with other inputs"):
         map_galaxy(
             small_estimator,
@@ -236,3 +253,63 @@ def test_commands_refuse_infer_without_a_photoz_estimator(small_estimator_file, 
         ["fit", cat, small_estimator_file, "-o", tmp_path / "o.ecsv", "--zred", "z=2"],
         "--zred takes a redshift or 'infer'; got 'z=2'",
     )
+    cli_one_line(
+        capsys,
+        ["fit", cat, small_estimator_file, "-o", tmp_path / "o.ecsv", "--photoz-refine", "yes"],
+        "photoz_refine='yes' is unknown; use one of never, always, auto",
+    )
+
+
+def test_catalog_photoz_step_is_exact_and_resumes_from_its_kept_chunks(
+    small_estimator, small_photoz, mocks, tmp_path, monkeypatch
+):
+    """--zred infer drew the photo-z posteriors from the flow alone, twice the scatter of the
+    exact ones on real galaxies (which the benchmark measured); now exact by default
+    (photoz_refine="auto"), and kept in the parts folder: a killed fit draws them once."""
+    from prospect_sbi.catalog import Catalog
+    from prospect_sbi.fitting import catalog as catalog_module
+    from prospect_sbi.fitting import fit_catalog, write_catalog_fit
+
+    flux, err, _ = mocks
+    ztrue = np.array([1, 1, 1, 4.5, 4.5, 4.5])
+    cat = Catalog(flux, err, None, np.arange(6), Table())
+    kw = dict(draws=100, model=False, refine="never", progress=False)
+    kw |= dict(zred="infer", photoz=small_photoz, n_zred=10)
+    flow = fit_catalog(small_estimator, cat, photoz_refine="never", **kw)
+    exact = fit_catalog(small_estimator, cat, **kw)
+    assert not flow["zphot_exact"].any() and exact["zphot_exact"].all()
+    assert flow.meta["photoz_refine"] == "never" and exact.meta["photoz_refine"] == "auto"
+    # the exact redshifts are the refinement's: the same as sample(refine="always") gives
+    z = small_photoz.sample(flux, err, 1000, seed=0, refine="always")
+    z = np.median(z[..., small_photoz.labels.index("zred")], axis=1)
+    np.testing.assert_allclose(exact["zphot_p50"], z, atol=1e-3)  # chunk 0: seed 0
+    # and better: the small flow puts the z = 1 galaxies at 1.4 +- 0.9, the exact ones at
+    # 0.97-0.99 +- 0.02 (the z = 4.5 ones 4.6 +- 0.15 and 4.5 +- 0.03)
+    assert np.all(np.abs(exact["zphot_p50"] - ztrue) < 0.05 * (1 + ztrue))
+    assert np.all(np.abs(flow["zphot_p50"][:3] - 1) > 0.25)
+    width = exact["zphot_p84"] - exact["zphot_p16"]
+    assert np.all(width < 0.5 * (flow["zphot_p84"] - flow["zphot_p16"]))
+    # killed after the photo-z step: the rerun reads its chunk instead of drawing again
+    out = tmp_path / "fit.ecsv"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(catalog_module._CatalogFit, "chunk", killed)
+        with pytest.raises(KeyboardInterrupt):
+            write_catalog_fit(small_estimator, cat, out, {"run": 1}, **kw)
+    assert (tmp_path / "fit.ecsv.parts" / "zphot000000.npz").is_file()
+
+    def drawn_again(*args, **kwargs):
+        raise AssertionError("the photo-z posteriors were drawn again")
+
+    with monkeypatch.context() as m:
+        m.setattr(catalog_module, "redshift_posterior", drawn_again)
+        write_catalog_fit(small_estimator, cat, out, {"run": 1}, **kw)
+    resumed = Table.read(out)
+    for c in ("zred", "zphot_p50", "zphot_exact", "log_mstar_p50"):
+        np.testing.assert_array_equal(resumed[c], exact[c], err_msg=c)
+    assert not (tmp_path / "fit.ecsv.parts").exists()
+    with pytest.raises(ValueError, match="photoz_refine='sometimes' is unknown"):
+        zred_given("infer", small_estimator, small_photoz, photoz_refine="sometimes")

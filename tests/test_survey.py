@@ -10,6 +10,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from prospect_sbi import cli
+from prospect_sbi.filters import resolve_band_names
 from prospect_sbi.pixels import (
     FitsPlanes,
     Mosaic,
@@ -333,6 +334,22 @@ def test_survey_command(run, field, small_estimator_file, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs a photometric-redshift estimator: none is" in err
     assert "pass photoz= (--photoz)" in err
+    # zero points reach every galaxy: those mapped without them are not skipped as done
+    from prospect_sbi.fitting import ZeroPoints
+
+    bands = tuple(resolve_band_names(list(field.mosaics)))
+    ones = np.ones(len(bands))
+    ZeroPoints(bands, 1.02 * ones, ones.astype(int), 0 * ones).save(tmp_path / "zp.json")
+    assert cli.main([*argv, "--zeropoints", str(tmp_path / "zp.json")]) == 0
+    out = capsys.readouterr().out
+    assert f"0 mapped, 0 done before, 0 without a redshift, {n} failed" in out
+    assert out.count("was mapped with other inputs (images: ") == n
+    assert out.count("zeropoints: None then, {'acs_wfc_f435w': 1.02") == n
+    # a file of another kind: one line, before any galaxy
+    (tmp_path / "bad.json").write_text("[]")
+    assert cli.main([*argv, "--zeropoints", str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a zero-point file of prospect-sbi" in err
 
 
 @pytest.mark.slow

@@ -6,7 +6,9 @@ __all__ = [
     "TEMPLATES",
     "add_err_floor_arg",
     "add_param_file_args",
+    "add_photoz_refine_arg",
     "add_refine_args",
+    "add_zeropoints_arg",
     "check_run_options",
     "dask_client",
     "estimator_file",
@@ -39,6 +41,16 @@ def add_err_floor_arg(parser: Any) -> None:
     )
 
 
+def add_zeropoints_arg(parser: Any, what: str) -> None:
+    """Add ``--zeropoints``: a file of ``prospect-sbi zeropoints`` applied to ``what``."""
+    parser.add_argument(
+        "--zeropoints",
+        metavar="ZP.json",
+        help=f"multiply every band's fluxes and errors {what} by its factor in this file "
+        "(`prospect-sbi zeropoints`), e.g. for photometric redshifts",
+    )
+
+
 def add_refine_args(parser: Any, default: str) -> None:
     """Add ``--refine`` and ``--likelihood``, checked when the command runs (run files too)."""
     parser.add_argument(
@@ -56,6 +68,18 @@ def add_refine_args(parser: Any, default: str) -> None:
         metavar="{flux,noise}",
         help="likelihood of the refinement: flux (Gaussian, real data) or "
         "noise (the estimator's noise model, for its own mocks)",
+    )
+
+
+def add_photoz_refine_arg(parser: Any) -> None:
+    """Add ``--photoz-refine``: how the photo-z posteriors of ``--zred infer`` are drawn."""
+    parser.add_argument(
+        "--photoz-refine",
+        default="auto",
+        metavar="{never,always,auto}",
+        help="draw the photo-z posteriors (--zred infer, --photoz) from the exact "
+        "posterior where the flow's need it (auto, nearly every galaxy: ~0.25 s each, half "
+        "the flow's scatter on real galaxies), always, or never (the flow alone, ms)",
     )
 
 

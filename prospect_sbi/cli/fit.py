@@ -6,7 +6,13 @@ __all__ = ["add_fit_args", "run_fit"]
 
 import argparse
 
-from .common import add_err_floor_arg, add_param_file_args, add_refine_args
+from .common import (
+    add_err_floor_arg,
+    add_param_file_args,
+    add_photoz_refine_arg,
+    add_refine_args,
+    add_zeropoints_arg,
+)
 from .train import add_catalog_args
 
 
@@ -44,14 +50,10 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--n-zred", type=int, default=20, help="redshifts per object with --zred infer"
     )
+    add_photoz_refine_arg(parser)
     parser.add_argument("--id-column", default=None, help="id column (default: row number)")
     add_err_floor_arg(parser)
-    parser.add_argument(
-        "--zeropoints",
-        metavar="ZP.json",
-        help="multiply every band's fluxes and errors by its factor in this file "
-        "(`prospect-sbi zeropoints`), e.g. for photometric redshifts",
-    )
+    add_zeropoints_arg(parser, "of the catalogue")
     parser.add_argument("--draws", type=int, default=1000, help="posterior draws per object")
     parser.add_argument("--chunk-size", type=int, default=1024, help="objects per chunk")
     parser.add_argument("--seed", type=int, default=0, help="seed of the posterior draws")
@@ -73,7 +75,7 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi fit``."""
-    from ..fitting import write_catalog_fit
+    from ..fitting import check_photoz_refine, photoz_estimator, write_catalog_fit
     from ..posterior import AmortizedPosterior
     from .common import (
         estimator_file,
@@ -96,8 +98,8 @@ def run_fit(args: argparse.Namespace) -> int:
                 raise ValueError(f"--zred takes a redshift or 'infer'; got {zred!r}") from None
         args.zred_column = None  # the catalogue's redshifts are not read
     photoz = args.photoz
+    check_photoz_refine(args.photoz_refine)  # before the catalogue is read
     if zred == "infer" or photoz is not None:  # the default <name>-photoz, by the name given
-        from ..fitting import photoz_estimator
 
         photoz = photoz_estimator(args.estimator, photoz)[0]
     catalog, zcol = read_catalog_zred(args, post)
@@ -121,6 +123,7 @@ def run_fit(args: argparse.Namespace) -> int:
         "--zred": args.zred,
         "--photoz": None if args.photoz is None else file_id(estimator_file(args.photoz)),
         "--n-zred": args.n_zred,
+        "--photoz-refine": args.photoz_refine if photoz is not None else None,
     }
     sps = None if args.sps == "builtin" else param_file_sps(args, pf)
     counts = write_catalog_fit(
@@ -140,6 +143,7 @@ def run_fit(args: argparse.Namespace) -> int:
         photoz=photoz,
         n_zred=args.n_zred,
         zeropoints=args.zeropoints,
+        photoz_refine=args.photoz_refine,
     )
     rows, refined = counts.pop("rows"), counts.pop("refined")
     also = "" if args.refine == "never" else f"; {refined} refined"

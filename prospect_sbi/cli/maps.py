@@ -7,7 +7,7 @@ __all__ = ["add_map_args", "run_map"]
 import argparse
 from pathlib import Path
 
-from .common import add_refine_args
+from .common import add_photoz_refine_arg, add_refine_args, add_zeropoints_arg
 
 
 def add_map_args(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +100,7 @@ def add_map_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--n-zred", type=int, default=20, help="redshifts of the posterior per pixel (infer)"
     )
+    add_photoz_refine_arg(parser)
     parser.add_argument("--zred-column", default="z", help="redshift column of a --zred table")
     parser.add_argument("--id-column", default="id", help="segment-id column of a --zred table")
     parser.add_argument(
@@ -122,6 +123,7 @@ def add_map_args(parser: argparse.ArgumentParser) -> None:
         help="fractional error floor added in quadrature to every pixel and "
         "to the integrated photometry, err = hypot(err, FRAC * |flux|)",
     )
+    add_zeropoints_arg(parser, "of every pixel")
     parser.add_argument("--draws", type=int, default=200, help="posterior draws per pixel")
     parser.add_argument("--chunk-size", type=int, default=1024, help="pixels per chunk")
     parser.add_argument("--seed", type=int, default=0, help="seed of the posterior draws")
@@ -177,6 +179,7 @@ def run_map(args: argparse.Namespace) -> int:
             args.estimator,
             args.photoz,
             n_zred=args.n_zred,
+            photoz_refine=args.photoz_refine,
             id_column=args.id_column,
             zred_column=args.zred_column,
         )
@@ -226,6 +229,7 @@ def run_map(args: argparse.Namespace) -> int:
                 likelihood=args.likelihood,
                 err_floor=args.err_floor,
                 zred=given,
+                zeropoints=args.zeropoints,
             )
     finally:
         if client is not None:

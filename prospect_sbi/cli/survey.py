@@ -6,7 +6,7 @@ __all__ = ["add_survey_args", "run_survey"]
 
 import argparse
 
-from .common import add_refine_args
+from .common import add_photoz_refine_arg, add_refine_args, add_zeropoints_arg
 
 
 def add_survey_args(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +52,7 @@ def add_survey_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--n-zred", type=int, default=20, help="redshifts of each galaxy's posterior (infer)"
     )
+    add_photoz_refine_arg(parser)
     parser.add_argument("--unit", help="flux unit of every mosaic (default: BUNIT)")
     parser.add_argument(
         "--margin", type=int, default=5, help="pixels around each segment's bounding box"
@@ -80,6 +81,7 @@ def add_survey_args(parser: argparse.ArgumentParser) -> None:
         help="fractional error floor added in quadrature to every pixel and "
         "to the integrated photometry, err = hypot(err, FRAC * |flux|)",
     )
+    add_zeropoints_arg(parser, "of every pixel")
     parser.add_argument("--draws", type=int, default=200, help="posterior draws per pixel")
     parser.add_argument("--chunk-size", type=int, default=1024, help="pixels per chunk")
     parser.add_argument("--seed", type=int, default=0, help="seed of every galaxy's draws")
@@ -129,7 +131,11 @@ def run_survey(args: argparse.Namespace) -> int:
         from ..fitting import zred_given
 
         given = zred_given(
-            "infer" if zred == "infer" else 1.0, args.estimator, args.photoz, n_zred=args.n_zred
+            "infer" if zred == "infer" else 1.0,
+            args.estimator,
+            args.photoz,
+            n_zred=args.n_zred,
+            photoz_refine=args.photoz_refine,
         )
     client = dask_client(args.workers, args.scheduler)
     try:
@@ -144,6 +150,7 @@ def run_survey(args: argparse.Namespace) -> int:
             zred=given if zred == "infer" else zred,
             photoz=None if given is None else given.photoz,
             n_zred=args.n_zred,
+            photoz_refine=args.photoz_refine,
             unit=args.unit,
             margin=args.margin,
             snr_min=args.snr_min,
@@ -155,6 +162,7 @@ def run_survey(args: argparse.Namespace) -> int:
             n_draws=args.draws,
             seed=args.seed,
             err_floor=args.err_floor,
+            zeropoints=args.zeropoints,
             chunk_size=args.chunk_size,
             refine=args.refine,
             likelihood=args.likelihood,

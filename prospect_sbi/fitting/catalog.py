@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from astropy.table import Table, vstack
 
-from .._io import chunk_slices, row_seed, run_ordered
+from .._io import ChunkStore, chunk_slices, row_seed, run_ordered
+from .._steps import record, say
 from ..catalog import FLUX_UNITS, Catalog
 from ..numeric import check_count
 from ..posterior.checks import check_observations, outside_zred_range, zred_tolerance
@@ -45,6 +46,8 @@ from ..posterior.summary import STATISTICS, draw_statistics
 from ..tables import TableParts
 from .redshift import (
     ZRED_RULED_OUT,
+    RedshiftPosterior,
+    check_photoz_refine,
     combine_diagnostics,
     photoz_estimator,
     redshift_posterior,
@@ -69,6 +72,8 @@ FIT_FLAGS = {
 
 #: Draws of each object's photo-z posterior.
 N_ZPHOT_DRAWS = 1000
+#: Rows of one photo-z chunk (kept in the parts folder, so a killed fit resumes it).
+_ZPHOT_CHUNK = 256
 
 
 def _row_flags(post: Any, catalog: Catalog) -> np.ndarray:
@@ -208,22 +213,27 @@ class _CatalogFit:
         n_zred: int = 20,
         source: Any = None,
         zeropoints: Any = None,
+        photoz_refine: str = "auto",
+        photoz_parts: Any = None,
+        progress: bool = False,
     ) -> None:
         if len(catalog.flux) == 0:
             raise ValueError("the catalogue has no rows")
         draws = check_count("draws", draws)
         self.zeropoints = None
         if zeropoints is not None:
-            zp = zeropoints if isinstance(zeropoints, ZeroPoints) else ZeroPoints.load(zeropoints)
+            zp = ZeroPoints.resolve(zeropoints)
             flux, err = zp.apply(catalog.flux, catalog.err, post.filters)
             catalog, self.zeropoints = dataclasses.replace(catalog, flux=flux, err=err), zp
         self.zgrid, self.zcols, self.ruled, self.zmulti, self.zclip = None, {}, None, None, None
-        if zred is not None or photoz is not None:
-            catalog = self._redshifts(post, catalog, draws, seed, zred, photoz, n_zred, source)
         self.refine, self.likelihood = check_refine(refine), likelihood
         if refine != "never":
             post.refiner(sps, likelihood)  # a likelihood the noise model lacks fails here
-        self.sps = sps
+        self.sps, self.photoz_refine = sps, check_photoz_refine(photoz_refine)
+        if zred is not None or photoz is not None:
+            catalog = self._redshifts(
+                post, catalog, draws, seed, zred, photoz, n_zred, source, photoz_parts, progress
+            )
         self.post, self.catalog, self.draws, self.seed = post, catalog, draws, int(seed)
         self.flag = _row_flags(post, catalog)
         self.ok = np.flatnonzero(self.flag == "")
@@ -244,8 +254,13 @@ class _CatalogFit:
         photoz: Any,
         n_zred: int,
         source: Any,
+        folder: Any,
+        progress: bool,
     ) -> Catalog:
-        """Return the catalogue with the redshifts to fit at; the photo-z posteriors, checks."""
+        """Return the catalogue with the redshifts to fit at; the photo-z posteriors, checks.
+
+        ``folder``: where the photo-z chunks are kept (or None); ``progress``: their bar.
+        """
         if post.redshift != "known":
             raise ValueError(
                 "this estimator infers the redshift (redshift='infer'): zred= and photoz= "
@@ -272,8 +287,9 @@ class _CatalogFit:
         n = len(catalog.flux)
         cols = {c: np.full(n, np.nan) for c in ("zphot_p16", "zphot_p50", "zphot_p84")}
         cols["zphot_nmodes"] = np.zeros(n, int)
-        posts = redshift_posterior(
-            pz, catalog.flux[rows], catalog.err[rows], N_ZPHOT_DRAWS, seed=seed, label=label
+        cols["zphot_exact"] = np.zeros(n, bool)
+        posts = self._photoz(
+            pz, label, catalog.flux[rows], catalog.err[rows], seed, folder, progress
         )
         for r, zp in zip(rows.tolist(), posts, strict=True):
             summ = zp.summary()
@@ -314,6 +330,57 @@ class _CatalogFit:
                 stacklevel=4,
             )
         return catalog
+
+    def _photoz(
+        self,
+        pz: Any,
+        label: str,
+        flux: np.ndarray,
+        err: np.ndarray,
+        seed: int,
+        folder: Any,
+        progress: bool,
+    ) -> list[RedshiftPosterior]:
+        """Photo-z posteriors of the rows (B, F), :data:`_ZPHOT_CHUNK` rows at a time.
+
+        With ``folder`` (the table's parts), each chunk's draws (float32) are kept there as
+        they finish, so a killed fit does not draw them again (the exact ones take ~0.25 s
+        a row); the chunk of rows ``r`` draws with seed ``seed + r``. Its warnings are said
+        once, counts added over the chunks (kept ones' too).
+        """
+        from tqdm.auto import tqdm
+
+        store = None if folder is None else ChunkStore(folder, None, ".npz", name="zphot{:06d}")
+        slices = chunk_slices(len(flux), _ZPHOT_CHUNK)
+        out: list[RedshiftPosterior] = []
+        said: list[tuple[str, str]] = []
+        for c, rows in enumerate(tqdm(slices, desc="photo-z", unit="chunk", disable=not progress)):
+            if store is not None and c in store:
+                with np.load(store.path(c), allow_pickle=False) as f:
+                    z, exact, kept = f["z"], f["exact"], f["warnings"]
+            else:
+                with record() as now:
+                    posts = redshift_posterior(
+                        pz,
+                        flux[rows],
+                        err[rows],
+                        N_ZPHOT_DRAWS,
+                        seed=row_seed(seed, rows),
+                        label=label,
+                        refine=self.photoz_refine,
+                        sps=self.sps,
+                    )
+                z = np.stack([p.draws for p in posts]).astype(np.float32)
+                exact = np.array([p.exact for p in posts], bool)
+                kept = np.array(["\t".join(w) for w in now], dtype=str)
+                if store is not None:
+                    store.save(c, z=z, exact=exact, warnings=kept)
+            said.extend(tuple(str(w).split("\t", 1)) for w in kept)
+            out.extend(
+                RedshiftPosterior(r, label, exact=bool(e)) for r, e in zip(z, exact, strict=True)
+            )
+        say(said, "photo-z", stacklevel=5)
+        return out
 
     def _marginal(self, obs: Any, grid: np.ndarray, seed: Any, collect: Any) -> dict:
         """Summaries of objects marginalised over their K redshifts (rows x K in one call)."""
@@ -485,14 +552,9 @@ class _CatalogFit:
             # what the fluxes were multiplied by, band=factor (a string: FITS headers too)
             "zeropoints": "none"
             if self.zeropoints is None
-            else " ".join(
-                f"{b}={f:.5f}"
-                for b, f in zip(
-                    self.post.filters,
-                    self.zeropoints.factors_for(self.post.filters),
-                    strict=True,
-                )
-            ),
+            else self.zeropoints.describe(self.post.filters),
+            # how the photo-z step drew (none: no photo-z step)
+            "photoz_refine": self.photoz_refine if self.zcols else "none",
         }
 
 
@@ -513,6 +575,7 @@ def fit_catalog(
     photoz: Any = None,
     n_zred: int = 20,
     zeropoints: Any = None,
+    photoz_refine: str = "auto",
 ) -> Table:
     """Posterior summaries of every catalogue row, with flags and a predictive check.
 
@@ -570,6 +633,13 @@ def fit_catalog(
         Per-band corrections (:func:`~prospect_sbi.fitting.calibrate_zeropoints`, or a file of
         :meth:`ZeroPoints.save`) that multiply the catalogue's fluxes and errors before
         anything else; recorded in the table's ``meta["zeropoints"]`` (``none`` without).
+    photoz_refine : {"auto", "always", "never"}
+        How the photo-z posteriors of ``"infer"`` and ``photoz`` are drawn
+        (:func:`~prospect_sbi.fitting.redshift_posterior`): by default the exact posterior
+        where the flow's draws need it (integrated photometry: nearly every row, ~0.25 s
+        each; on the 99 JADES spec-z galaxies with zero points, sigma_NMAD 0.035 and 8%
+        outliers, against 0.059 and 18% for the flow alone, ``"never"``); column
+        ``zphot_exact``, ``meta["photoz_refine"]``.
 
     Returns
     -------
@@ -580,8 +650,8 @@ def fit_catalog(
         ``khat``...), ``n_bands`` (bands used), ``<label>_p50/_p16/_p84/_mean/_std``,
         ``chi2_red``, ``ood``, and unless ``refine="never"`` ``refined``, ``ess``, ``khat``,
         ``logz``, ``khat_flag``, ``ess_flag``, ``is_draws``; with ``photoz`` or ``"infer"`` also
-        ``zphot_p16/p50/p84`` and ``zphot_nmodes`` (flags ``zphot_multimodal``,
-        ``zred_ruled_out``).
+        ``zphot_p16/p50/p84``, ``zphot_nmodes`` and ``zphot_exact`` (flags
+        ``zphot_multimodal``, ``zred_ruled_out``).
 
     Raises
     ------
@@ -612,6 +682,8 @@ def fit_catalog(
         n_zred,
         estimator,
         zeropoints,
+        photoz_refine,
+        progress=progress,
     )
     slices = chunk_slices(len(job.flag), chunk_size)
     keep = None
@@ -708,25 +780,33 @@ def write_catalog_fit(
         raise TypeError(f"write_catalog_fit() got an unexpected keyword argument {unknown[0]!r}")
     opts.update(options)
     post = AmortizedPosterior.resolve(estimator)
-    job = _CatalogFit(
-        post,
-        catalog,
-        draws,
-        seed,
-        opts["model"],
-        opts["sps"],
-        opts["refine"],
-        opts["likelihood"],
-        opts["zred"],
-        opts["photoz"],
-        opts["n_zred"],
-        estimator,
-        opts["zeropoints"],
-    )
-    slices = chunk_slices(len(job.flag), chunk_size)  # checks chunk_size before any file
+    slices = chunk_slices(len(catalog.flux), chunk_size)  # checks chunk_size before any file
     # parts with other refinement columns (another version's) cannot be assembled with these
-    columns = resume_columns(job.refine)
+    columns = resume_columns(check_refine(opts["refine"]))
     parts = TableParts(out, dict(fingerprint, chunk_size=int(chunk_size), **columns))
+    try:
+        job = _CatalogFit(
+            post,
+            catalog,
+            draws,
+            seed,
+            opts["model"],
+            opts["sps"],
+            opts["refine"],
+            opts["likelihood"],
+            opts["zred"],
+            opts["photoz"],
+            opts["n_zred"],
+            estimator,
+            opts["zeropoints"],
+            opts["photoz_refine"],
+            parts.folder,  # the photo-z chunks too: a killed fit does not draw them again
+            opts["progress"],
+        )
+    except Exception:
+        if [f.name for f in parts.folder.iterdir()] == ["manifest.json"]:
+            parts.store.remove()  # refused inputs leave no run to resume
+        raise
     keep = job.draw_parts(opts["draws_file"], parts.folder, opts["model"])
     counts: dict[str, int] = {}
     flagged: list[Table] = []  # the refinement columns of every part: its count and warning

@@ -117,6 +117,24 @@ class ZeroPoints:
                 )
         return flux * factor, err * factor
 
+    def describe(self, bands: Sequence[Any]) -> str:
+        """``"band=factor ..."`` of ``bands``, in that order: a table's or header's record."""
+        names = [b if isinstance(b, str) else b.name for b in bands]
+        return " ".join(
+            f"{b}={f:.5f}" for b, f in zip(names, self.factors_for(names), strict=True)
+        )
+
+    @classmethod
+    def resolve(cls, value: ZeroPoints | str | os.PathLike) -> ZeroPoints:
+        """``value`` itself, or the zero points of a file of :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError, ValueError
+            As :meth:`load`.
+        """
+        return value if isinstance(value, ZeroPoints) else cls.load(value)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready content (the file of :meth:`save`)."""
         return {

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from .._io import atomic_path, run_ordered
 from ..filters import resolve_band_names
 from ..fitting.redshift import ZRED_RULED_OUT, read_zred_table, zred_given
+from ..fitting.zeropoints import ZeroPoints
 from .galaxy import galaxy_files, map_galaxy
 from .images import PixelImages, flux_unit_factor, load_cube
 from .io import read_maps, write_table
@@ -472,6 +473,7 @@ def _galaxy_row(files: dict[str, Path]) -> dict:
             "zphot_p50": float(head["ZPHOT"]),
             "zphot_p84": float(head["ZPHOT84"]),
             "zphot_nmodes": int(head["ZNMODES"]),
+            "zphot_exact": bool(head.get("ZPHOTEXA", False)),
             "flags": (["zphot_multimodal"] if head["ZMULTI"] else [])
             + ([ZRED_RULED_OUT] if head.get("ZRULED", False) else []),
         }
@@ -546,12 +548,14 @@ def _catalog(ids: np.ndarray, zred: np.ndarray, boxes: dict, results: dict[int, 
                 int(b[4]) if b else 0,
                 *(float(num.get(c, np.nan)) for c in _COLUMNS),
                 int(num.get("zphot_nmodes", 0)),
+                bool(num.get("zphot_exact", False)),
                 ",".join(flags),
                 res.get("error", ""),
             )
         )
-    names = ("id", "zred", "n_pixels", "n_segment", *_COLUMNS, "zphot_nmodes", "flags", "error")
-    dtype = (int, float, int, int, *([float] * len(_COLUMNS)), int, str, str)
+    names = ("id", "zred", "n_pixels", "n_segment", *_COLUMNS, "zphot_nmodes", "zphot_exact")
+    names += ("flags", "error")
+    dtype = (int, float, int, int, *([float] * len(_COLUMNS)), int, bool, str, str)
     table = Table(rows=rows or None, names=names, dtype=dtype)
     table.meta["comments"] = [
         "log_mstar_pix: sum of the pixels' stellar masses (draw k = sum of each pixel's draw k)",
@@ -560,8 +564,8 @@ def _catalog(ids: np.ndarray, zred: np.ndarray, boxes: dict, results: dict[int, 
         "delta_mstar: log_mstar_pix_p50 - log_mstar_int_p50, dex; ood_share: share of pixels "
         "flagged out of distribution; chi2_median: median reduced chi2 of the pixels",
         "zphot_p16/p50/p84, zphot_nmodes: the galaxy's photo-z posterior (zred='infer', or a "
-        "given zred checked with photoz=; zred is its median when inferred); flags "
-        "zphot_multimodal, zred_ruled_out",
+        "given zred checked with photoz=; zred is its median when inferred); zphot_exact: "
+        "drawn from the exact posterior; flags zphot_multimodal, zred_ruled_out",
     ]
     return table
 
@@ -698,6 +702,7 @@ def map_field(
     zred: Any = "catalog",
     photoz: Any = None,
     n_zred: int = 20,
+    photoz_refine: str = "auto",
     unit: str | None = None,
     margin: int = 5,
     snr_min: float = 5.0,
@@ -710,6 +715,7 @@ def map_field(
     png: bool = True,
     progress: bool = True,
     strip: int = 256,
+    zeropoints: Any = None,
     **fit_options: Any,
 ) -> FieldMaps:
     """Map every galaxy of a field from mosaics, a segmentation map and a redshift catalogue.
@@ -749,6 +755,10 @@ def map_field(
         ``<estimator>-photoz``); with given redshifts it checks them (flag ``zred_ruled_out``).
     n_zred : int
         Redshifts of each galaxy's posterior its pixels are fitted at (``"infer"``).
+    photoz_refine : {"auto", "always", "never"}
+        How each galaxy's redshift posterior is drawn
+        (:func:`~prospect_sbi.fitting.zred_given`; by default exact where the flow's draws
+        need it).
     unit : str, optional
         Flux unit of every mosaic instead of its ``BUNIT``.
     margin : int
@@ -770,6 +780,9 @@ def map_field(
         A bar over galaxies (and, without a client, one over each galaxy's pixel chunks).
     strip : int
         Rows per read of the segmentation map and per write of the field maps.
+    zeropoints : ZeroPoints or path-like, optional
+        Per-band corrections of every galaxy's fluxes and errors
+        (:func:`~prospect_sbi.pixels.map_galaxy`), read once before any galaxy is mapped.
     **fit_options
         ``n_draws``, ``seed``, ``chunk_size``, ``refine``, ``likelihood``, ... of
         :func:`~prospect_sbi.pixels.fit_pixels`.
@@ -818,6 +831,7 @@ def map_field(
         estimator,
         photoz,
         n_zred=n_zred,
+        photoz_refine=photoz_refine,
         id_column=id_column,
         zred_column=zred_column,
     )
@@ -825,6 +839,7 @@ def map_field(
     if not infer:
         zcat = np.array([given.of(g) for g in ids.tolist()], dtype=float)
     no_zred = [] if infer else ids[~np.isfinite(zcat)].tolist()
+    zp = None if zeropoints is None else ZeroPoints.resolve(zeropoints)  # a bad file: now
     with Mosaic(mosaics, unit) as mosaic:
         seg_hdul, seg_hdu = _open_segmap(segmap)
         try:
@@ -841,10 +856,16 @@ def map_field(
             results: dict[int, dict] = {}
             names = {}
             options = {"overwrite": overwrite, "png": png, **fit_options}
+            if zeropoints is not None:
+                options["zeropoints"] = zp
             if infer:
                 options["zred"] = given
             elif given.photoz is not None:
-                options |= {"photoz": given.photoz, "n_zred": given.n_zred}
+                options |= {
+                    "photoz": given.photoz,
+                    "n_zred": given.n_zred,
+                    "photoz_refine": given.refine,
+                }
             if client is None:
                 options["progress"] = progress
             else:
@@ -906,6 +927,7 @@ def map_field(
         primary = {
             "NGAL": (len(names), "galaxies mapped"),
             "SEED": (int(fit_options.get("seed", 0)), "seed of every galaxy's draws"),
+            "ZEROPTS": (zp is not None, "fluxes multiplied by zero points (galaxy maps)"),
         }
         files |= _field_maps(
             out, mosaic.shape, mosaic.wcs, quantities, boxes, names, galaxies, primary

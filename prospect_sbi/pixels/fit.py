@@ -33,7 +33,6 @@ from ..fitting.redshift import (
     ZRED_RULED_OUT,
     RedshiftPosterior,
     marginal_draws,
-    redshift_posterior,
     summed_photometry,
     zred_given,
 )
@@ -157,7 +156,7 @@ class PixelFit:
             )
         if self.redshift:  # each pixel carries its galaxy's photo-z summary (FITS-safe columns)
             summaries = {int(g): zp.summary() for g, zp in self.redshift.items()}
-            for key in ("zphot_p16", "zphot_p50", "zphot_p84", "zphot_nmodes"):
+            for key in ("zphot_p16", "zphot_p50", "zphot_p84", "zphot_nmodes", "zphot_exact"):
                 cols[key] = np.array(
                     [summaries.get(int(g), {}).get(key, np.nan) for g in self.groups]
                 )
@@ -347,6 +346,7 @@ def fit_pixels(
     zred: Any = None,
     photoz: Any = None,
     n_zred: int = 20,
+    photoz_refine: str = "auto",
 ) -> PixelFit:
     """Fit every selected pixel with an amortised posterior.
 
@@ -408,6 +408,11 @@ def fit_pixels(
         whose photometry rules it out gets :attr:`PixelFit.zred_ruled_out` and a warning.
     n_zred : int
         Redshifts per galaxy with ``zred="infer"``; ``n_draws`` must be a multiple of it.
+    photoz_refine : {"auto", "always", "never"}
+        How each segment's redshift posterior is drawn
+        (:func:`~prospect_sbi.fitting.zred_given`): by default the exact posterior where the
+        flow's draws need it (a segment's summed photometry is bright: nearly always, ~0.25 s
+        a segment), with ``sps``.
 
     Returns
     -------
@@ -459,12 +464,18 @@ def fit_pixels(
                 "this estimator infers the redshift (redshift='infer'): zred= and photoz= "
                 "are for estimators conditioned on it"
             )
-        given = zred_given(images.zred if zred is None else zred, estimator, photoz, n_zred=n_zred)
+        given = zred_given(
+            images.zred if zred is None else zred,
+            estimator,
+            photoz,
+            n_zred=n_zred,
+            photoz_refine=photoz_refine,
+        )
     if given is None:
         zred = _pixel_zred(images, mask, post.redshift == "known")
         posteriors, ruled, zpix = {}, {}, zred
     else:
-        zred, posteriors, ruled, zpix = _given_zred(given, flux, err, groups, n_draws, seed)
+        zred, posteriors, ruled, zpix = _given_zred(given, flux, err, groups, n_draws, seed, sps)
     job = _Job(
         post,
         model,
@@ -572,7 +583,13 @@ N_ZRED_DRAWS = 1000
 
 
 def _given_zred(
-    given: Any, flux: np.ndarray, err: np.ndarray, groups: np.ndarray, n_draws: int, seed: int
+    given: Any,
+    flux: np.ndarray,
+    err: np.ndarray,
+    groups: np.ndarray,
+    n_draws: int,
+    seed: int,
+    sps: Any,
 ) -> tuple[np.ndarray, dict, dict, np.ndarray]:
     """Per-pixel z (B,), per-segment posteriors and checks, and the fit's z (B,) or (B, K)."""
     ids = np.unique(groups).tolist()
@@ -580,10 +597,8 @@ def _given_zred(
     if given.photoz is not None:
         for g in ids:
             sel = groups == g
-            total, sigma = summed_photometry(flux[sel], err[sel])
-            posteriors[g] = redshift_posterior(
-                given.photoz, total, sigma, N_ZRED_DRAWS, seed=seed, label=given.photoz_label
-            )
+            total, sigma = summed_photometry(flux[sel], err[sel], given.err_floor)
+            posteriors[g] = given.posterior(total, sigma, N_ZRED_DRAWS, seed=seed, sps=sps)
     ruled: dict[int, bool] = {}
     if given.kind == "infer":
         k = given.n_zred

@@ -150,6 +150,8 @@ def map_galaxy(
     zred: Any = None,
     photoz: Any = None,
     n_zred: int = 20,
+    photoz_refine: str = "auto",
+    zeropoints: Any = None,
     **fit_options: Any,
 ) -> GalaxyMaps:
     """Map one galaxy: align its bands, select, fit, map and measure outshining, resumably.
@@ -206,6 +208,14 @@ def map_galaxy(
         given redshift it checks it (header ``ZRULED``, pixel column ``zred_ruled_out``).
     n_zred : int
         Redshifts of the posterior each pixel is fitted at (``zred="infer"``).
+    photoz_refine : {"auto", "always", "never"}
+        How the galaxy's redshift posterior is drawn (:func:`~prospect_sbi.fitting.zred_given`;
+        by default exact where the flow's draws need it).
+    zeropoints : ZeroPoints or path-like, optional
+        Per-band corrections (:func:`~prospect_sbi.fitting.calibrate_zeropoints`, or its
+        file) that multiply every pixel's fluxes and errors before anything else
+        (:meth:`PixelImages.with_zeropoints`): those of a catalogue measured on the same
+        images. The maps' header records them (``ZEROPTS``, ``ZPF001``...).
     **fit_options
         ``chunk_size``, ``client``, ``refine``, ``progress``, ... of
         :func:`~prospect_sbi.pixels.fit_pixels`; its chunks are kept in ``<name>.parts/``
@@ -248,6 +258,8 @@ def map_galaxy(
     advice, said = {FLOOR_ADVICE: f"add an error floor, {FLOOR_OPTION}"}, set()
     with step_warnings("images", advice, said):
         images = images.matched(post.filters, drop_unknown=drop_unknown)
+    if zeropoints is not None:
+        images = images.with_zeropoints(zeropoints)
     # markers of versions that fitted the default selection inside fit_pixels hashed no mask
     default = (
         mask is None
@@ -264,7 +276,11 @@ def map_galaxy(
     fit_options |= {"model": model, "sps": sps, "n_draws": n_draws, "seed": seed}
     if zred is not None or photoz is not None:
         fit_options["zred"] = zred_given(
-            images.zred if zred is None else zred, estimator, photoz, n_zred=n_zred
+            images.zred if zred is None else zred,
+            estimator,
+            photoz,
+            n_zred=n_zred,
+            photoz_refine=photoz_refine,
         )
     request = (
         _request(post, images, mask, fit_options)
@@ -313,6 +329,8 @@ def map_galaxy(
     return GalaxyMaps(name, files, table, fit, maps)
 
 
+#: What a request holds only when given (a redshift, zero points): its absence differs too.
+_GIVEN = ("zred", "zeropoints")
 #: Options of :func:`~prospect_sbi.pixels.fit_pixels` that change a galaxy's maps.
 _RESULT_OPTIONS = ("n_draws", "seed", "chunk_size", "p_value", "refine", "likelihood")
 
@@ -337,6 +355,7 @@ def _request(
         "check": options.get("model", defaults["model"]) is not False,
         **{k: options.get(k, defaults[k]) for k in _RESULT_OPTIONS},
         **({} if given is None else {"zred": given.describe()}),
+        **({"zeropoints": images.meta["zeropoints"]} if "zeropoints" in images.meta else {}),
     }
 
 
@@ -360,6 +379,7 @@ def _check_marker(path: Path, request: dict, legacy: str | None = None) -> None:
         for k, v in request.items()
         if old.get(k) != v and k != "outshining"
     ]
+    diff += [f"{k}: {old[k]!r} then, none now" for k in _GIVEN if k in old and k not in request]
     if old.get("outshining", True) is False and request.get("outshining", True):
         diff.append("outshining: False then, True now")  # no table to give back
     if diff:

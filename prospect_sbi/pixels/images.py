@@ -198,6 +198,31 @@ class PixelImages:
             return self
         return replace(self, err=np.hypot(self.err, frac * np.abs(self.flux)))
 
+    def with_zeropoints(self, zeropoints: Any) -> PixelImages:
+        """Return the images with each band's flux and error multiplied by its zero point.
+
+        Parameters
+        ----------
+        zeropoints : ZeroPoints or path-like
+            :class:`~prospect_sbi.fitting.ZeroPoints` (or its file), matched to the bands by
+            name; recorded in ``meta["zeropoints"]`` (band -> factor).
+
+        Raises
+        ------
+        ValueError
+            A band of the images the zero points have no factor for; a file that is not one
+            of zero points; images corrected already (twice would square the factors).
+        """
+        from ..fitting.zeropoints import ZeroPoints
+
+        zp = ZeroPoints.resolve(zeropoints)
+        factor = zp.factors_for(self.bands)[:, None, None]
+        if "zeropoints" in self.meta:
+            raise ValueError("the images are corrected by zero points already")
+        zeropoints = dict(zip(self.bands, factor.ravel().tolist(), strict=True))
+        meta = {**self.meta, "zeropoints": zeropoints}
+        return replace(self, flux=self.flux * factor, err=self.err * factor, meta=meta)
+
     def pixels(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fluxes and errors of the pixels where ``mask`` is True, (B, L) each, row-major."""
         return self.flux[:, mask].T.copy(), self.err[:, mask].T.copy()

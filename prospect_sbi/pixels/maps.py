@@ -171,8 +171,12 @@ def _provenance(post: AmortizedPosterior, fit: PixelFit, images: PixelImages) ->
         head["ZMULTI"] = (multi > 0, f"{multi} segments with a multi-modal photo-z")
     if fit.zred_ruled_out:
         head["ZRULED"] = (any(fit.zred_ruled_out.values()), "given z ruled out by the photo-z")
+    zeropoints = images.meta.get("zeropoints")
+    head["ZEROPTS"] = (zeropoints is not None, "fluxes multiplied by zero points ZPFnnn")
     for i, band in enumerate(post.filters):
         head[f"FILT{i + 1:03d}"] = (band, "estimator band (sedpy)")
+        if zeropoints is not None:
+            head[f"ZPF{i + 1:03d}"] = (zeropoints[band], f"zero-point factor of FILT{i + 1:03d}")
     return head
 
 

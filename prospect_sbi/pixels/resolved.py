@@ -81,9 +81,7 @@ def outshining(
     for g in sorted(fit.mass_draws):
         sel = fit.groups == g
         resolved = np.log10(fit.mass_draws[g])
-        total, sigma = summed_photometry(flux[sel], err[sel])
-        if err_floor:
-            sigma = np.hypot(sigma, float(err_floor) * np.abs(total))
+        total, sigma = summed_photometry(flux[sel], err[sel], err_floor)
         if fit.meta.get("zred_given") == "infer":  # marginalised over the galaxy's z as pixels
             k = int(fit.meta["n_zred"])
             n = max(k, int(n_draws) // k * k)
