@@ -100,7 +100,6 @@ def run_fit(args: argparse.Namespace) -> int:
     photoz = args.photoz
     check_photoz_refine(args.photoz_refine)  # before the catalogue is read
     if zred == "infer" or photoz is not None:  # the default <name>-photoz, by the name given
-
         photoz = photoz_estimator(args.estimator, photoz)[0]
     catalog, zcol = read_catalog_zred(args, post)
     # everything that changes a row: a resumed run must not mix two option sets
