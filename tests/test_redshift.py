@@ -191,51 +191,21 @@ def test_map_galaxy_infer_records_the_redshift(small_estimator, small_photoz, mo
     assert len(zd) == 2000 and set(np.unique(zd["segment"])) == {1, 2}
     np.testing.assert_allclose(np.median(zd["zred"][zd["segment"] == 1]), fit.redshift[1].median)
     assert fits.getheader(done.files["maps"])["ZGIVEN"] == "infer"
-    # a rerun with the same inputs is skipped; another n_zred is refused
-    again = map_galaxy(
-        small_estimator,
-        images,
-        tmp_path,
-        "g",
-        np.ones((2, 3), bool),
-        model=False,
-        n_draws=100,
-        zred="infer",
-        photoz=small_photoz,
-        n_zred=10,
-        progress=False,
-    )
-    assert again.skipped
+
+    # a rerun with the same inputs is skipped; another n_zred or photo-z drawing is refused
+    def again(**other):
+        options = dict(model=False, n_draws=100, zred="infer", photoz=small_photoz, n_zred=10)
+        mask = np.ones((2, 3), bool)
+        return map_galaxy(
+            small_estimator, images, tmp_path, "g", mask, progress=False, **(options | other)
+        )
+
+    assert again().skipped
     changed = "'photoz_refine': 'auto', .* then, .*'photoz_refine': 'never', "
     with pytest.raises(ValueError, match=changed):
-        map_galaxy(
-            small_estimator,
-            images,
-            tmp_path,
-            "g",
-            np.ones((2, 3), bool),
-            model=False,
-            n_draws=100,
-            zred="infer",
-            photoz=small_photoz,
-            n_zred=10,
-            photoz_refine="never",
-            progress=False,
-        )
+        again(photoz_refine="never")
     with pytest.raises(ValueError, match="was mapped with other inputs"):
-        map_galaxy(
-            small_estimator,
-            images,
-            tmp_path,
-            "g",
-            np.ones((2, 3), bool),
-            model=False,
-            n_draws=100,
-            zred="infer",
-            photoz=small_photoz,
-            n_zred=20,
-            progress=False,
-        )
+        again(n_zred=20)
 
 
 def test_commands_refuse_infer_without_a_photoz_estimator(small_estimator_file, capsys, tmp_path):
