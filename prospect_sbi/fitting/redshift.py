@@ -458,7 +458,7 @@ class ZredGiven:
     photoz_label: str = ""
     n_zred: int = 20
     refine: str = "auto"
-    err_floor: float = 0.05
+    err_floor: float = PHOTOZ_ERR_FLOOR
 
     def of(self, segment: int) -> float:
         """Return the redshift of ``segment`` (NaN: none in the table; not for ``infer``)."""
