@@ -46,7 +46,6 @@ from ..posterior.summary import STATISTICS, draw_statistics
 from ..tables import TableParts
 from .redshift import (
     ZRED_RULED_OUT,
-    RedshiftPosterior,
     check_photoz_refine,
     combine_diagnostics,
     photoz_estimator,
@@ -74,6 +73,8 @@ FIT_FLAGS = {
 N_ZPHOT_DRAWS = 1000
 #: Rows of one photo-z chunk (kept in the parts folder, so a killed fit resumes it).
 _ZPHOT_CHUNK = 256
+#: Columns of the photo-z step (:meth:`RedshiftPosterior.summary`'s numbers).
+_ZPHOT_COLUMNS = ("zphot_p16", "zphot_p50", "zphot_p84", "zphot_nmodes", "zphot_exact")
 
 
 def _row_flags(post: Any, catalog: Catalog) -> np.ndarray:
@@ -283,28 +284,37 @@ class _CatalogFit:
         if not infer and photoz is None:
             return catalog
         pz, label = photoz_estimator(source, photoz)
+        if infer and draws % int(n_zred):  # before the photo-z step, not after it
+            raise ValueError(
+                f"draws ({draws}) must be a multiple of n_zred ({n_zred}) with zred='infer'"
+            )
+        if not infer and catalog.zred is None:
+            raise ValueError(
+                "photoz= checks given redshifts: name the catalogue's redshift column, or "
+                "pass zred="
+            )
         rows = np.flatnonzero(np.isfinite(catalog.flux).any(1))
         n = len(catalog.flux)
-        cols = {c: np.full(n, np.nan) for c in ("zphot_p16", "zphot_p50", "zphot_p84")}
+        found = self._photoz(
+            pz,
+            label,
+            catalog.flux[rows],
+            catalog.err[rows],
+            seed,
+            int(n_zred) if infer else 1,
+            folder,
+            progress,
+        )
+        cols = {c: np.full(n, np.nan) for c in _ZPHOT_COLUMNS[:3]}
         cols["zphot_nmodes"] = np.zeros(n, int)
         cols["zphot_exact"] = np.zeros(n, bool)
-        posts = self._photoz(
-            pz, label, catalog.flux[rows], catalog.err[rows], seed, folder, progress
-        )
-        for r, zp in zip(rows.tolist(), posts, strict=True):
-            summ = zp.summary()
-            for c in cols:
-                cols[c][r] = summ[c]
+        for c in cols:
+            cols[c][rows] = found[c]
         self.zcols = cols
         self.zmulti = cols["zphot_nmodes"] > 1
         if infer:
-            if draws % int(n_zred):
-                raise ValueError(
-                    f"draws ({draws}) must be a multiple of n_zred ({n_zred}) with zred='infer'"
-                )
             grid = np.full((n, int(n_zred)), np.nan)
-            for r, zp in zip(rows.tolist(), posts, strict=True):
-                grid[r] = zp.grid(int(n_zred))
+            grid[rows] = found["grid"]
             zr = post.header.get("zred_range")
             self.zclip = np.zeros(n, bool)
             if zr is not None:
@@ -314,14 +324,9 @@ class _CatalogFit:
             return dataclasses.replace(
                 catalog, zred=np.clip(cols["zphot_p50"], *(zr or (0, np.inf)))
             )
-        if catalog.zred is None:
-            raise ValueError(
-                "photoz= checks given redshifts: name the catalogue's redshift column, or "
-                "pass zred="
-            )
         self.ruled = np.zeros(n, bool)
-        for r, zp in zip(rows.tolist(), posts, strict=True):
-            self.ruled[r] = bool(zp.ruled_out(catalog.zred[r]))
+        z = np.asarray(catalog.zred[rows], float)
+        self.ruled[rows] = (z < found["lo"]) | (z > found["hi"])  # RedshiftPosterior.ruled_out
         if self.ruled.any():
             warnings.warn(
                 f"{int(self.ruled.sum())} of {n} objects have a given redshift their photometry "
@@ -338,26 +343,31 @@ class _CatalogFit:
         flux: np.ndarray,
         err: np.ndarray,
         seed: int,
+        k: int,
         folder: Any,
         progress: bool,
-    ) -> list[RedshiftPosterior]:
-        """Photo-z posteriors of the rows (B, F), :data:`_ZPHOT_CHUNK` rows at a time.
+    ) -> dict[str, np.ndarray]:
+        """Summarise the rows' (B, F) photo-z posteriors, :data:`_ZPHOT_CHUNK` rows at a time.
 
-        With ``folder`` (the table's parts), each chunk's draws (float32) are kept there as
-        they finish, so a killed fit does not draw them again (the exact ones take ~0.25 s
-        a row); the chunk of rows ``r`` draws with seed ``seed + r``. Its warnings are said
-        once, counts added over the chunks (kept ones' too).
+        Returns ``zphot_p16/p50/p84``, ``zphot_nmodes``, ``zphot_exact`` (B,), ``lo``, ``hi``
+        (B,: the central 99.7%, :meth:`~prospect_sbi.fitting.RedshiftPosterior.interval`) and
+        ``grid`` (B, k: :meth:`~prospect_sbi.fitting.RedshiftPosterior.grid`); the draws are not
+        kept, so memory stays flat in the rows. With ``folder`` (the table's parts), each
+        chunk's arrays are kept there as they finish, so a killed fit does not draw them
+        again (the exact posteriors take ~0.3 s a row); the chunk of rows ``r`` draws with
+        seed ``seed + r``. Its warnings are said once, counts added over the chunks (kept
+        ones' too).
         """
         from tqdm.auto import tqdm
 
         store = None if folder is None else ChunkStore(folder, None, ".npz", name="zphot{:06d}")
-        slices = chunk_slices(len(flux), _ZPHOT_CHUNK)
-        out: list[RedshiftPosterior] = []
+        parts: list[dict[str, np.ndarray]] = []
         said: list[tuple[str, str]] = []
+        slices = chunk_slices(len(flux), _ZPHOT_CHUNK)
         for c, rows in enumerate(tqdm(slices, desc="photo-z", unit="chunk", disable=not progress)):
             if store is not None and c in store:
                 with np.load(store.path(c), allow_pickle=False) as f:
-                    z, exact, kept = f["z"], f["exact"], f["warnings"]
+                    part = {key: f[key] for key in f.files}
             else:
                 with record() as now:
                     posts = redshift_posterior(
@@ -370,17 +380,21 @@ class _CatalogFit:
                         refine=self.photoz_refine,
                         sps=self.sps,
                     )
-                z = np.stack([p.draws for p in posts]).astype(np.float32)
-                exact = np.array([p.exact for p in posts], bool)
-                kept = np.array(["\t".join(w) for w in now], dtype=str)
+                summ = [p.summary() for p in posts]
+                part = {key: np.array([q[key] for q in summ]) for key in _ZPHOT_COLUMNS}
+                part["lo"], part["hi"] = np.array([p.interval() for p in posts]).T
+                part["grid"] = np.stack([p.grid(k) for p in posts])
+                part["warnings"] = np.array(["\t".join(w) for w in now], dtype=str)
                 if store is not None:
-                    store.save(c, z=z, exact=exact, warnings=kept)
-            said.extend(tuple(str(w).split("\t", 1)) for w in kept)
-            out.extend(
-                RedshiftPosterior(r, label, exact=bool(e)) for r, e in zip(z, exact, strict=True)
-            )
+                    store.save(c, **part)
+            said.extend(tuple(str(w).split("\t", 1)) for w in part.pop("warnings"))
+            parts.append(part)
         say(said, "photo-z", stacklevel=5)
-        return out
+        if not parts:  # no row with a valid band
+            return {key: np.zeros(0) for key in (*_ZPHOT_COLUMNS, "lo", "hi")} | {
+                "grid": np.zeros((0, k))
+            }
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
     def _marginal(self, obs: Any, grid: np.ndarray, seed: Any, collect: Any) -> dict:
         """Summaries of objects marginalised over their K redshifts (rows x K in one call)."""
