@@ -75,8 +75,9 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi fit``."""
-    from ..fitting import check_photoz_refine, photoz_estimator, write_catalog_fit
+    from ..fitting import photoz_estimator, write_catalog_fit
     from ..posterior import AmortizedPosterior
+    from ..posterior.refine import check_refine
     from .common import (
         estimator_file,
         estimator_model,
@@ -98,7 +99,7 @@ def run_fit(args: argparse.Namespace) -> int:
                 raise ValueError(f"--zred takes a redshift or 'infer'; got {zred!r}") from None
         args.zred_column = None  # the catalogue's redshifts are not read
     photoz = args.photoz
-    check_photoz_refine(args.photoz_refine)  # before the catalogue is read
+    check_refine(args.photoz_refine, "photoz_refine")  # before the catalogue is read
     if zred == "infer" or photoz is not None:  # the default <name>-photoz, by the name given
         photoz = photoz_estimator(args.estimator, photoz)[0]
     catalog, zcol = read_catalog_zred(args, post)

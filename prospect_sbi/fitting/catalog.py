@@ -46,7 +46,6 @@ from ..posterior.summary import STATISTICS, draw_statistics
 from ..tables import TableParts
 from .redshift import (
     ZRED_RULED_OUT,
-    check_photoz_refine,
     combine_diagnostics,
     photoz_estimator,
     redshift_posterior,
@@ -230,7 +229,7 @@ class _CatalogFit:
         self.refine, self.likelihood = check_refine(refine), likelihood
         if refine != "never":
             post.refiner(sps, likelihood)  # a likelihood the noise model lacks fails here
-        self.sps, self.photoz_refine = sps, check_photoz_refine(photoz_refine)
+        self.sps, self.photoz_refine = sps, check_refine(photoz_refine, "photoz_refine")
         if zred is not None or photoz is not None:
             catalog = self._redshifts(
                 post, catalog, draws, seed, zred, photoz, n_zred, source, photoz_parts, progress

@@ -19,7 +19,6 @@ __all__ = [
     "ZRED_RULED_OUT",
     "RedshiftPosterior",
     "ZredGiven",
-    "check_photoz_refine",
     "combine_diagnostics",
     "count_modes",
     "marginal_draws",
@@ -500,17 +499,6 @@ class ZredGiven:
         )
 
 
-def check_photoz_refine(value: Any) -> str:
-    """Return ``value`` if it is a refine mode (``photoz_refine``); a one-line error otherwise."""
-    from ..posterior.refine import REFINE_MODES
-
-    if not isinstance(value, str) or value not in REFINE_MODES:
-        raise ValueError(
-            f"photoz_refine={value!r} is unknown; use one of {', '.join(REFINE_MODES)}"
-        )
-    return value
-
-
 def zred_given(
     zred: Any,
     estimator: Any = None,
@@ -563,8 +551,10 @@ def zred_given(
     """
     if isinstance(zred, ZredGiven):
         return zred
+    from ..posterior.refine import check_refine
+
     n_zred = check_count("n_zred", n_zred)
-    check_photoz_refine(photoz_refine)
+    check_refine(photoz_refine, "photoz_refine")
     if not (np.isfinite(photoz_err_floor) and photoz_err_floor >= 0):
         raise ValueError(
             f"photoz_err_floor must be a fraction >= 0 of the flux; got {photoz_err_floor}"

@@ -129,10 +129,13 @@ def check_target_ess(target_ess: Any) -> float:
     return float(target_ess)
 
 
-def check_refine(refine: Any) -> str:
-    """Return ``refine`` if it is one of :data:`REFINE_MODES`; raise ValueError otherwise."""
+def check_refine(refine: Any, name: str = "refine") -> str:
+    """Return ``refine`` if it is one of :data:`REFINE_MODES`; raise ValueError otherwise.
+
+    ``name``: the option the message names (``photoz_refine`` for the photo-z step's).
+    """
     if not isinstance(refine, str) or refine not in REFINE_MODES:
-        raise ValueError(f"refine={refine!r} is unknown; use one of {', '.join(REFINE_MODES)}")
+        raise ValueError(f"{name}={refine!r} is unknown; use one of {', '.join(REFINE_MODES)}")
     return refine
 
 
