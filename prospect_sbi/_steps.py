@@ -11,13 +11,23 @@ plain ``(category, message)`` pairs (which travel from workers and into chunk fi
 
 from __future__ import annotations
 
-__all__ = ["category_name", "kind", "merge", "record", "say", "step_warnings"]
+__all__ = [
+    "category_name",
+    "from_text",
+    "kind",
+    "merge",
+    "record",
+    "say",
+    "step_warnings",
+    "to_text",
+]
 
 import contextlib
 import importlib
 import re
 import warnings
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 #: A message's leading count, ``"12 ..."`` or ``"12 of 40 ..."``: the part :func:`merge` adds.
 _COUNTS = re.compile(r"^(\d+)( of (\d+))?(?= )")
@@ -62,6 +72,24 @@ def kind(category: str, message: str) -> tuple[str, bool | None, str]:
     if m is None:
         return category, None, message
     return category, m.group(2) is not None, message[m.end() :]
+
+
+def to_text(records: Iterable[tuple[str, str]]) -> list[str]:
+    """Return records of :func:`record` as strings, category and message tab-joined.
+
+    What a chunk file keeps (an array of strings); :func:`from_text` reads them back.
+
+    Examples
+    --------
+    >>> from_text(to_text([("w", "2 bands"), ("v", "odd")]))
+    [('w', '2 bands'), ('v', 'odd')]
+    """
+    return ["\t".join(w) for w in records]
+
+
+def from_text(texts: Iterable[Any]) -> list[tuple[str, str]]:
+    """Inverse of :func:`to_text` (strings or numpy string scalars)."""
+    return [tuple(str(w).split("\t", 1)) for w in texts]  # type: ignore[misc]
 
 
 def merge(records: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

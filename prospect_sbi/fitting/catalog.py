@@ -23,7 +23,7 @@ import numpy as np
 from astropy.table import Table, vstack
 
 from .._io import ChunkStore, chunk_slices, row_seed, run_ordered
-from .._steps import record, say
+from .._steps import from_text, record, say, to_text
 from ..catalog import FLUX_UNITS, Catalog
 from ..numeric import check_count
 from ..posterior.checks import check_observations, outside_zred_range, zred_tolerance
@@ -383,10 +383,10 @@ class _CatalogFit:
                 part = {key: np.array([q[key] for q in summ]) for key in _ZPHOT_COLUMNS}
                 part["lo"], part["hi"] = np.array([p.interval() for p in posts]).T
                 part["grid"] = np.stack([p.grid(k) for p in posts])
-                part["warnings"] = np.array(["\t".join(w) for w in now], dtype=str)
+                part["warnings"] = np.array(to_text(now), dtype=str)
                 if store is not None:
                     store.save(c, **part)
-            said.extend(tuple(str(w).split("\t", 1)) for w in part.pop("warnings"))
+            said.extend(from_text(part.pop("warnings")))
             parts.append(part)
         say(said, "photo-z", stacklevel=5)
         if not parts:  # no row with a valid band

@@ -28,7 +28,7 @@ from astropy.table import Table
 from tqdm.auto import tqdm
 
 from .._io import ChunkStore, chunk_seed, chunk_slices, run_ordered
-from .._steps import category_name, record, say
+from .._steps import category_name, from_text, record, say, to_text
 from ..fitting.redshift import (
     ZRED_RULED_OUT,
     RedshiftPosterior,
@@ -268,7 +268,7 @@ def _chunk_arrays(res: dict) -> dict[str, np.ndarray]:
         arrays |= {"chi2_red": np.asarray(res["chi2_red"]), "ood": np.asarray(res["ood"])}
     arrays |= {f"refinement.{k}": np.asarray(v) for k, v in res.get("refinement", {}).items()}
     said = res.get("warnings", [])
-    arrays["warnings"] = np.array(["\t".join(w) for w in said] if said else [], dtype=str)
+    arrays["warnings"] = np.array(to_text(said), dtype=str)
     return arrays
 
 
@@ -278,7 +278,7 @@ def _read_chunk(path: Path) -> dict:
         with np.load(path, allow_pickle=False) as f:
             res = {k: f[k] for k in f.files}
         res["mass"] = dict(zip(res.pop("mass_ids").tolist(), res.pop("mass_sums"), strict=True))
-        res["warnings"] = [tuple(str(w).split("\t", 1)) for w in res.pop("warnings", [])]
+        res["warnings"] = from_text(res.pop("warnings", []))
         refined = [k for k in res if k.startswith("refinement.")]
         if refined:
             res["refinement"] = {k.split(".", 1)[1]: res.pop(k) for k in refined}
