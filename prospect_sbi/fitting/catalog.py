@@ -301,6 +301,7 @@ class _CatalogFit:
             catalog.err[rows],
             seed,
             int(n_zred) if infer else 1,
+            None if infer else np.asarray(catalog.zred[rows], float),
             folder,
             progress,
         )
@@ -324,8 +325,7 @@ class _CatalogFit:
                 catalog, zred=np.clip(cols["zphot_p50"], *(zr or (0, np.inf)))
             )
         self.ruled = np.zeros(n, bool)
-        z = np.asarray(catalog.zred[rows], float)
-        self.ruled[rows] = (z < found["lo"]) | (z > found["hi"])  # RedshiftPosterior.ruled_out
+        self.ruled[rows] = found["ruled"]
         if self.ruled.any():
             warnings.warn(
                 f"{int(self.ruled.sum())} of {n} objects have a given redshift their photometry "
@@ -343,19 +343,19 @@ class _CatalogFit:
         err: np.ndarray,
         seed: int,
         k: int,
+        zred: np.ndarray | None,
         folder: Any,
         progress: bool,
     ) -> dict[str, np.ndarray]:
         """Summarise the rows' (B, F) photo-z posteriors, :data:`_ZPHOT_CHUNK` rows at a time.
 
-        Returns ``zphot_p16/p50/p84``, ``zphot_nmodes``, ``zphot_exact`` (B,), ``lo``, ``hi``
-        (B,: the central 99.7%, :meth:`~prospect_sbi.fitting.RedshiftPosterior.interval`) and
-        ``grid`` (B, k: :meth:`~prospect_sbi.fitting.RedshiftPosterior.grid`); the draws are not
-        kept, so memory stays flat in the rows. With ``folder`` (the table's parts), each
-        chunk's arrays are kept there as they finish, so a killed fit does not draw them
-        again (the exact posteriors take ~0.3 s a row); the chunk of rows ``r`` draws with
-        seed ``seed + r``. Its warnings are said once, counts added over the chunks (kept
-        ones' too).
+        Returns ``zphot_p16/p50/p84``, ``zphot_nmodes``, ``zphot_exact``, ``ruled`` (B,: the
+        given ``zred`` (B,) ruled out, ``RedshiftPosterior.ruled_out``; all False without) and
+        ``grid`` (B, k: ``RedshiftPosterior.grid``); the draws are not kept, so memory stays
+        flat in the rows. With ``folder`` (the table's parts), each chunk's arrays are kept
+        there as they finish, so a killed fit does not draw them again (the exact posteriors
+        take ~0.3 s a row); the chunk of rows ``r`` draws with seed ``seed + r``. Its
+        warnings are said once, counts added over the chunks (kept ones' too).
         """
         from tqdm.auto import tqdm
 
@@ -381,7 +381,8 @@ class _CatalogFit:
                     )
                 summ = [p.summary() for p in posts]
                 part = {key: np.array([q[key] for q in summ]) for key in _ZPHOT_COLUMNS}
-                part["lo"], part["hi"] = np.array([p.interval() for p in posts]).T
+                z = np.full(len(posts), np.nan) if zred is None else zred[rows]
+                part["ruled"] = np.array([p.ruled_out(zi) for p, zi in zip(posts, z, strict=True)])
                 part["grid"] = np.stack([p.grid(k) for p in posts])
                 part["warnings"] = np.array(to_text(now), dtype=str)
                 if store is not None:
@@ -390,7 +391,7 @@ class _CatalogFit:
             parts.append(part)
         say(said, "photo-z", stacklevel=5)
         if not parts:  # no row with a valid band
-            return {key: np.zeros(0) for key in (*_ZPHOT_COLUMNS, "lo", "hi")} | {
+            return {key: np.zeros(0) for key in (*_ZPHOT_COLUMNS, "ruled")} | {
                 "grid": np.zeros((0, k))
             }
         return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
