@@ -54,7 +54,7 @@ the ``_zp`` ones without ``--zeropoints``).
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import sys
 import tempfile
 import time
@@ -389,8 +389,7 @@ def main(argv: list[str] | None = None) -> None:
         real = real_galaxies(post, cat, draws, args.out, refine=args.refine, known=known)
     if cat is not None and args.zeropoints:
         factors = cross_validated_zeropoints(known, cat)
-        corrected = copy.copy(cat)
-        corrected.flux, corrected.err = cat.flux * factors, cat.err * factors
+        corrected = dataclasses.replace(cat, flux=cat.flux * factors, err=cat.err * factors)
         zp = real_galaxies(
             post, corrected, draws, args.out, args.refine, known, label="zero points"
         )

@@ -856,7 +856,7 @@ def map_field(
             results: dict[int, dict] = {}
             names = {}
             options = {"overwrite": overwrite, "png": png, **fit_options}
-            if zeropoints is not None:
+            if zp is not None:
                 options["zeropoints"] = zp
             if infer:
                 options["zred"] = given
