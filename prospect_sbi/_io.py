@@ -256,6 +256,28 @@ class ChunkStore:
 
         self.write(c, write)
 
+    def load(self, c: int, read: Callable[[dict], Any] | None = None) -> Any:
+        """Read chunk ``c`` of :meth:`save`: its arrays, or ``read(arrays)``.
+
+        Raises
+        ------
+        ValueError
+            A file that cannot be read (or that ``read`` fails on): one line, naming the
+            folder to remove so that its chunks are computed again.
+        """
+        import numpy as np
+
+        path = self.path(c)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+            return arrays if read is None else read(arrays)
+        except Exception as err:  # a damaged zip raises zipfile.BadZipFile, EOFError, ...
+            raise ValueError(
+                f"{path} is damaged ({type(err).__name__}: {err}); remove "
+                f"{self.folder} to fit its chunks again"
+            ) from None
+
     def remove(self) -> None:
         """Delete the folder (once the job's output is written)."""
         shutil.rmtree(self.folder, ignore_errors=True)

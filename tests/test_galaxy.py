@@ -195,6 +195,11 @@ def test_fit_pixels_keeps_chunks_and_refuses_another_fit(tiny_estimator_file, cu
     for fit in (first, again):
         np.testing.assert_array_equal(fit.quantiles, whole.quantiles)
         np.testing.assert_array_equal(fit.mass_draws[0], whole.mass_draws[0])
+    (parts / "part000001.npz").write_bytes(b"PK\x03\x04 cut short by a full disk")
+    with pytest.raises(
+        ValueError, match=r"part000001\.npz is damaged \(BadZipFile: .*\); remove "
+    ):
+        fit_pixels(post, images, mask, parts=parts, **kw)
     with pytest.raises(
         ValueError,
         match=r"g\.parts holds an unfinished run with other inputs or "

@@ -272,6 +272,13 @@ def test_catalog_photoz_step_is_exact_and_resumes_from_its_kept_chunks(
     with np.load(tmp_path / "fit.ecsv.parts" / "zphot000000.npz") as kept:  # no draws: flat
         assert kept["grid"].shape == (6, 10) and kept["zphot_exact"].all()
 
+    kept = tmp_path / "fit.ecsv.parts" / "zphot000000.npz"
+    good = kept.read_bytes()
+    kept.write_bytes(good[:100])  # a chunk cut short: one line, not a traceback from zipfile
+    with pytest.raises(ValueError, match=r"zphot000000\.npz is damaged \(.*\); remove .*parts"):
+        write_catalog_fit(small_estimator, cat, out, {"run": 1}, **kw)
+    kept.write_bytes(good)
+
     def drawn_again(*args, **kwargs):
         raise AssertionError("the photo-z posteriors were drawn again")
 

@@ -365,8 +365,7 @@ class _CatalogFit:
         slices = chunk_slices(len(flux), _ZPHOT_CHUNK)
         for c, rows in enumerate(tqdm(slices, desc="photo-z", unit="chunk", disable=not progress)):
             if store is not None and c in store:
-                with np.load(store.path(c), allow_pickle=False) as f:
-                    part = {key: f[key] for key in f.files}
+                part = store.load(c)
             else:
                 with record() as now:
                     posts = redshift_posterior(

@@ -20,7 +20,6 @@ import threading
 import uuid
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -272,21 +271,13 @@ def _chunk_arrays(res: dict) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _read_chunk(path: Path) -> dict:
-    """Inverse of :func:`_chunk_arrays`; a file it cannot read is a one-line ValueError."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            res = {k: f[k] for k in f.files}
-        res["mass"] = dict(zip(res.pop("mass_ids").tolist(), res.pop("mass_sums"), strict=True))
-        res["warnings"] = from_text(res.pop("warnings", []))
-        refined = [k for k in res if k.startswith("refinement.")]
-        if refined:
-            res["refinement"] = {k.split(".", 1)[1]: res.pop(k) for k in refined}
-    except Exception as err:  # a damaged zip raises zipfile.BadZipFile, EOFError, ...
-        raise ValueError(
-            f"{path} is damaged ({type(err).__name__}: {err}); remove "
-            f"{path.parent} to fit its chunks again"
-        ) from None
+def _from_arrays(res: dict) -> dict:
+    """Inverse of :func:`_chunk_arrays` (what :meth:`ChunkStore.load` read of a chunk)."""
+    res["mass"] = dict(zip(res.pop("mass_ids").tolist(), res.pop("mass_sums"), strict=True))
+    res["warnings"] = from_text(res.pop("warnings", []))
+    refined = [k for k in res if k.startswith("refinement.")]
+    if refined:
+        res["refinement"] = {k.split(".", 1)[1]: res.pop(k) for k in refined}
     return res
 
 
@@ -520,7 +511,7 @@ def fit_pixels(
         for c, _ in pieces:
             rows = slice(c * size, min((c + 1) * size, n))
             if c in kept:
-                res = _read_chunk(store.path(c))
+                res = store.load(c, _from_arrays)
             else:
                 res = next(computed)[1]
                 if store is not None:
