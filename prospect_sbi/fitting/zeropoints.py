@@ -25,6 +25,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -178,7 +179,7 @@ class ZeroPoints:
             Not JSON, or not a zero-point file.
         """
         try:
-            content = json.loads(open(path).read())
+            content = json.loads(Path(path).read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"{path} is not a zero-point file (not JSON: {err})") from None
         try:
