@@ -7,7 +7,7 @@ Each case runs in a fresh subprocess so its peak RSS is its own. Cases: the thre
 cutouts (if ``../shared/data`` or ``$PROSPECT_SBI_DATA`` has them) on one core, and a
 synthetic N x N x 14 field (random parametric-SFH pixels at z = 2 with JADES pixel noise) on
 one core and on all cores (dask ``LocalCluster``, one single-threaded worker process per
-core).
+core, started as ``--workers`` starts them: ``dask_client``).
 
     python benchmarks/pixels.py [--quick] [--estimator PATH]
 
@@ -93,12 +93,10 @@ def child(args) -> dict:
         inputs = [(f, e, "maggies", None, 2.0, None)]
     client = cluster = None
     if args.workers > 1:
-        from distributed import Client, LocalCluster
+        from prospect_sbi._io import dask_client  # what --workers starts
 
-        cluster = LocalCluster(
-            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
-        client = Client(cluster)
+        client = dask_client(args.workers)
+        cluster = client.cluster
     out = tempfile.mkdtemp()
     pixels, refined, t0 = 0, 0, time.perf_counter()
     for i, (f, e, unit, seg, z, segment) in enumerate(inputs):

@@ -5,7 +5,8 @@ SCI/ERR in MJy/sr, float32, written in row strips; sky noise at the JADES pixel 
 simulated galaxies with the JADES pixel noise) of ``--side`` x ``--side`` pixels (default
 10,000: 11.2 GB of mosaics, in a temporary folder deleted at the end) and maps every galaxy
 with :func:`~prospect_sbi.pixels.map_field` three times, each in a fresh process: serially,
-on a dask ``LocalCluster`` of 1 worker and of 2 workers (one single-threaded process each).
+on a dask ``LocalCluster`` of 1 worker and of 2 workers (one single-threaded process each),
+started as ``--workers`` starts them (``dask_client``: without dask's ``MALLOC_TRIM_THRESHOLD_``).
 
     python benchmarks/survey.py [--quick] [--side 10000] [--estimator PATH]
 
@@ -53,15 +54,10 @@ def child(args) -> dict:
     mosaics = {b: folder / f"{b}.fits" for b in JADES_BANDS}
     client = cluster = None
     if args.child_workers:
-        from distributed import Client, LocalCluster
+        from prospect_sbi._io import dask_client  # what --workers starts
 
-        cluster = LocalCluster(
-            n_workers=args.child_workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-        )
-        client = Client(cluster)
+        client = dask_client(args.child_workers)
+        cluster = client.cluster
         client.run(lambda: __import__("prospect_sbi.pixels"))  # started, as a real cluster is
     t0 = time.perf_counter()
     res = map_field(

@@ -8,6 +8,7 @@ __all__ = [
     "add_param_file_args",
     "add_photoz_refine_arg",
     "add_refine_args",
+    "add_workers_args",
     "add_zeropoints_arg",
     "check_run_options",
     "dask_client",
@@ -39,6 +40,17 @@ def add_err_floor_arg(parser: Any) -> None:
         help="fractional error floor added in quadrature, err = hypot(err, "
         "FRAC * flux), e.g. 0.05 for integrated photometry",
     )
+
+
+def add_workers_args(parser: Any, what: str) -> None:
+    """Add ``--workers`` and ``--scheduler`` (:func:`dask_client`): where ``what`` run."""
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help=f"local dask workers: {what} on worker processes (0: run in this process)",
+    )
+    parser.add_argument("--scheduler", help="address of a dask.distributed scheduler")
 
 
 def add_zeropoints_arg(parser: Any, what: str) -> None:

@@ -11,6 +11,7 @@ from .common import (
     add_param_file_args,
     add_photoz_refine_arg,
     add_refine_args,
+    add_workers_args,
     add_zeropoints_arg,
 )
 from .train import add_catalog_args
@@ -69,6 +70,7 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
         "ids, flags, the model and the estimator digest; resumable with "
         "the table (default: quantiles only)",
     )
+    add_workers_args(parser, "the chunks of rows (and of the photo-z step)")
     add_refine_args(parser, "auto")
     add_param_file_args(parser)
 
@@ -79,6 +81,7 @@ def run_fit(args: argparse.Namespace) -> int:
     from ..posterior import AmortizedPosterior
     from ..posterior.refine import check_refine
     from .common import (
+        dask_client,
         estimator_file,
         estimator_model,
         file_id,
@@ -126,25 +129,31 @@ def run_fit(args: argparse.Namespace) -> int:
         "--photoz-refine": args.photoz_refine if photoz is not None else None,
     }
     sps = None if args.sps == "builtin" else param_file_sps(args, pf)
-    counts = write_catalog_fit(
-        post,
-        catalog,
-        args.out,
-        fingerprint,
-        args.draws,
-        args.seed,
-        args.chunk_size,
-        model=False if args.no_ppc else model,
-        sps=sps,
-        refine=args.refine,
-        likelihood=args.likelihood,
-        draws_file=args.save_draws,
-        zred=zred,
-        photoz=photoz,
-        n_zred=args.n_zred,
-        zeropoints=args.zeropoints,
-        photoz_refine=args.photoz_refine,
-    )
+    client = dask_client(args.workers, args.scheduler)  # not in the fingerprint: same rows
+    try:
+        counts = write_catalog_fit(
+            post,
+            catalog,
+            args.out,
+            fingerprint,
+            args.draws,
+            args.seed,
+            args.chunk_size,
+            model=False if args.no_ppc else model,
+            sps=sps,
+            refine=args.refine,
+            likelihood=args.likelihood,
+            draws_file=args.save_draws,
+            zred=zred,
+            photoz=photoz,
+            n_zred=args.n_zred,
+            zeropoints=args.zeropoints,
+            photoz_refine=args.photoz_refine,
+            client=client,
+        )
+    finally:
+        if client is not None:
+            client.close()
     rows, refined = counts.pop("rows"), counts.pop("refined")
     also = "" if args.refine == "never" else f"; {refined} refined"
     kept = "" if args.save_draws is None else f"; draws in {args.save_draws}"

@@ -7,7 +7,12 @@ __all__ = ["add_map_args", "run_map"]
 import argparse
 from pathlib import Path
 
-from .common import add_photoz_refine_arg, add_refine_args, add_zeropoints_arg
+from .common import (
+    add_photoz_refine_arg,
+    add_refine_args,
+    add_workers_args,
+    add_zeropoints_arg,
+)
 
 
 def add_map_args(parser: argparse.ArgumentParser) -> None:
@@ -127,10 +132,7 @@ def add_map_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draws", type=int, default=200, help="posterior draws per pixel")
     parser.add_argument("--chunk-size", type=int, default=1024, help="pixels per chunk")
     parser.add_argument("--seed", type=int, default=0, help="seed of the posterior draws")
-    parser.add_argument(
-        "--workers", type=int, default=0, help="local dask workers (0: run in this process)"
-    )
-    parser.add_argument("--scheduler", help="address of a dask.distributed scheduler")
+    add_workers_args(parser, "the chunks of pixels")
     parser.add_argument("--overwrite", action="store_true", help="refit an existing NAME")
     add_refine_args(parser, "never")
 

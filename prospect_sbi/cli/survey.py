@@ -6,7 +6,12 @@ __all__ = ["add_survey_args", "run_survey"]
 
 import argparse
 
-from .common import add_photoz_refine_arg, add_refine_args, add_zeropoints_arg
+from .common import (
+    add_photoz_refine_arg,
+    add_refine_args,
+    add_workers_args,
+    add_zeropoints_arg,
+)
 
 
 def add_survey_args(parser: argparse.ArgumentParser) -> None:
@@ -85,10 +90,7 @@ def add_survey_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draws", type=int, default=200, help="posterior draws per pixel")
     parser.add_argument("--chunk-size", type=int, default=1024, help="pixels per chunk")
     parser.add_argument("--seed", type=int, default=0, help="seed of every galaxy's draws")
-    parser.add_argument(
-        "--workers", type=int, default=0, help="local dask workers (galaxies on worker processes)"
-    )
-    parser.add_argument("--scheduler", help="address of a dask.distributed scheduler")
+    add_workers_args(parser, "the galaxies")
     parser.add_argument("--overwrite", action="store_true", help="refit finished galaxies")
     parser.add_argument(
         "--no-png", action="store_true", help="skip each galaxy's PNG panel (about 1 s a galaxy)"

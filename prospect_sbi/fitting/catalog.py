@@ -15,6 +15,7 @@ __all__ = ["FIT_FLAGS", "N_ZPHOT_DRAWS", "check_catalog", "fit_catalog", "write_
 import dataclasses
 import inspect
 import os
+import pickle
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -195,6 +196,54 @@ def _predictive_check(post: Any, model: Any, sps: Any) -> Any:
     return None if model is None else PredictiveCheck(post, model, sps)
 
 
+def _set_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)`` on a worker (None: leave this process's)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+def _photoz_chunk(
+    pz: Any,
+    label: str,
+    refine: str,
+    sps: Any,
+    k: int,
+    threads: int | None,
+    flux: np.ndarray,
+    err: np.ndarray,
+    seed: int,
+    zred: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Summaries of one chunk's photo-z posteriors (b, F) in, see ``_CatalogFit._photoz``.
+
+    ``zred`` (b,): the given redshifts to check (NaN: none); ``k``: redshifts of each
+    posterior's grid. Its warnings travel as text (``"warnings"``), as the chunk files keep them.
+    """
+    _set_threads(threads)
+    with record() as now:
+        posts = redshift_posterior(
+            pz, flux, err, N_ZPHOT_DRAWS, seed=seed, label=label, refine=refine, sps=sps
+        )
+    summ = [p.summary() for p in posts]
+    part = {key: np.array([q[key] for q in summ]) for key in _ZPHOT_COLUMNS}
+    part["ruled"] = np.array([p.ruled_out(zi) for p, zi in zip(posts, zred, strict=True)])
+    part["grid"] = np.stack([p.grid(k) for p in posts])
+    part["warnings"] = np.array(to_text(now), dtype=str)
+    return part
+
+
+def _fit_chunk(
+    job: _CatalogFit, rows: slice, with_draws: bool
+) -> tuple[Table, np.ndarray | None, list[tuple[str, str]]]:
+    """:meth:`_CatalogFit.chunk` here or on a worker, with its warnings recorded."""
+    _set_threads(job.threads)
+    with record() as said:
+        table, draws = job.chunk(rows, with_draws)
+    return table, draws, said
+
+
 class _CatalogFit:
     """The rows of a catalogue fit, chunk by chunk; everything fixed before the first chunk."""
 
@@ -216,6 +265,7 @@ class _CatalogFit:
         photoz_refine: str = "auto",
         photoz_parts: Any = None,
         progress: bool = False,
+        client: Any = None,
     ) -> None:
         if len(catalog.flux) == 0:
             raise ValueError("the catalogue has no rows")
@@ -230,9 +280,30 @@ class _CatalogFit:
         if refine != "never":
             post.refiner(sps, likelihood)  # a likelihood the noise model lacks fails here
         self.sps, self.photoz_refine = sps, check_refine(photoz_refine, "photoz_refine")
+        # torch threads of a chunk on a worker: one each, as many workers as cores
+        self.threads = None if client is None else 1
+        if client is not None and sps is not None:
+            try:  # a python-fsps source does not pickle: one line, not a traceback from a worker
+                pickle.dumps(sps)
+            except Exception as err:
+                raise ValueError(
+                    f"the SPS source {type(sps).__name__} cannot be sent to workers "
+                    f"({type(err).__name__}: {err}); fit without workers (client=None, no "
+                    "--workers/--scheduler) or with BC03MilesBasis"
+                ) from None
         if zred is not None or photoz is not None:
             catalog = self._redshifts(
-                post, catalog, draws, seed, zred, photoz, n_zred, source, photoz_parts, progress
+                post,
+                catalog,
+                draws,
+                seed,
+                zred,
+                photoz,
+                n_zred,
+                source,
+                photoz_parts,
+                progress,
+                client,
             )
         self.post, self.catalog, self.draws, self.seed = post, catalog, draws, int(seed)
         self.flag = _row_flags(post, catalog)
@@ -256,10 +327,12 @@ class _CatalogFit:
         source: Any,
         folder: Any,
         progress: bool,
+        client: Any,
     ) -> Catalog:
         """Return the catalogue with the redshifts to fit at; the photo-z posteriors, checks.
 
-        ``folder``: where the photo-z chunks are kept (or None); ``progress``: their bar.
+        ``folder``: where the photo-z chunks are kept (or None); ``progress``: their bar;
+        ``client``: where they run (:func:`~prospect_sbi._io.run_ordered`).
         """
         if post.redshift != "known":
             raise ValueError(
@@ -304,6 +377,7 @@ class _CatalogFit:
             None if infer else np.asarray(catalog.zred[rows], float),
             folder,
             progress,
+            client,
         )
         cols = {c: np.full(n, np.nan) for c in _ZPHOT_COLUMNS[:3]}
         cols["zphot_nmodes"] = np.zeros(n, int)
@@ -346,6 +420,7 @@ class _CatalogFit:
         zred: np.ndarray | None,
         folder: Any,
         progress: bool,
+        client: Any = None,
     ) -> dict[str, np.ndarray]:
         """Summarise the rows' (B, F) photo-z posteriors, :data:`_ZPHOT_CHUNK` rows at a time.
 
@@ -354,8 +429,9 @@ class _CatalogFit:
         ``grid`` (B, k: ``RedshiftPosterior.grid``); the draws are not kept, so memory stays
         flat in the rows. With ``folder`` (the table's parts), each chunk's arrays are kept
         there as they finish, so a killed fit does not draw them again (the exact posteriors
-        take ~0.3 s a row); the chunk of rows ``r`` draws with seed ``seed + r``. Its
-        warnings are said once, counts added over the chunks (kept ones' too).
+        take ~0.3 s a row); the chunk of rows ``r`` draws with seed ``seed + r``, here or on
+        ``client``'s workers (the same numbers). Its warnings are said once, counts added
+        over the chunks (kept ones' too).
         """
         from tqdm.auto import tqdm
 
@@ -363,27 +439,22 @@ class _CatalogFit:
         parts: list[dict[str, np.ndarray]] = []
         said: list[tuple[str, str]] = []
         slices = chunk_slices(len(flux), _ZPHOT_CHUNK)
-        for c, rows in enumerate(tqdm(slices, desc="photo-z", unit="chunk", disable=not progress)):
+        z = np.full(len(flux), np.nan) if zred is None else zred
+        computed = run_ordered(
+            _photoz_chunk,
+            (
+                (c, (flux[rows], err[rows], row_seed(seed, rows), z[rows]))
+                for c, rows in enumerate(slices)
+                if store is None or c not in store
+            ),
+            client,
+            shared=(pz, label, self.photoz_refine, self.sps, k, self.threads),
+        )
+        for c, _ in enumerate(tqdm(slices, desc="photo-z", unit="chunk", disable=not progress)):
             if store is not None and c in store:
                 part = store.load(c)
             else:
-                with record() as now:
-                    posts = redshift_posterior(
-                        pz,
-                        flux[rows],
-                        err[rows],
-                        N_ZPHOT_DRAWS,
-                        seed=row_seed(seed, rows),
-                        label=label,
-                        refine=self.photoz_refine,
-                        sps=self.sps,
-                    )
-                summ = [p.summary() for p in posts]
-                part = {key: np.array([q[key] for q in summ]) for key in _ZPHOT_COLUMNS}
-                z = np.full(len(posts), np.nan) if zred is None else zred[rows]
-                part["ruled"] = np.array([p.ruled_out(zi) for p, zi in zip(posts, z, strict=True)])
-                part["grid"] = np.stack([p.grid(k) for p in posts])
-                part["warnings"] = np.array(to_text(now), dtype=str)
+                part = next(computed)[1]
                 if store is not None:
                     store.save(c, **part)
             said.extend(from_text(part.pop("warnings")))
@@ -450,11 +521,8 @@ class _CatalogFit:
             out |= combine_diagnostics({c: np.asarray(summ[c]) for c in DIAGNOSTICS}, b, k)
         return out
 
-    def chunk(self, rows: slice, keep: Any = None, part: int = 0) -> Table:
-        """Rows ``rows`` of the output table; with ``keep`` (a DrawParts), draws as ``part``.
-
-        The draws part is written before the table's, so a table part always has its draws.
-        """
+    def chunk(self, rows: slice, with_draws: bool = False) -> tuple[Table, np.ndarray | None]:
+        """Rows ``rows`` of the output table, and their draws (n, draws, D) ``with_draws``."""
         n = rows.stop - rows.start
         cat = self.catalog
         z = np.full(n, np.nan) if cat.zred is None else np.asarray(cat.zred[rows], float)
@@ -477,9 +545,9 @@ class _CatalogFit:
         chi2, ood = np.full(n, np.nan), np.zeros(n, bool)
         fit = np.flatnonzero(flag == "")
         draws = (
-            None
-            if keep is None
-            else np.full((n, self.draws, len(self.post.labels)), np.nan, np.float32)
+            np.full((n, self.draws, len(self.post.labels)), np.nan, np.float32)
+            if with_draws
+            else None
         )
 
         def collect(batch: slice, values: np.ndarray) -> None:
@@ -492,7 +560,7 @@ class _CatalogFit:
                     obs,
                     self.zgrid[fit + rows.start],
                     row_seed(self.seed, rows),
-                    None if keep is None else collect,
+                    collect if with_draws else None,
                 )
             else:
                 with warnings.catch_warnings():  # counted over the whole catalogue instead
@@ -506,7 +574,7 @@ class _CatalogFit:
                         refine=self.refine,
                         sps=self.sps,
                         likelihood=self.likelihood,
-                        on_draws=None if keep is None else collect,
+                        on_draws=collect if with_draws else None,
                     )
             for c in self.columns:
                 values[c][fit] = summ[c]
@@ -538,9 +606,7 @@ class _CatalogFit:
             out["chi2_red"], out["ood"] = chi2, ood
         for name, v in extra.items():
             out[name] = v
-        if keep is not None:
-            keep.write(part, out["id"], z, out["flag"], draws)
-        return out
+        return out, draws
 
     def draw_parts(self, out: Any, folder: Any, model: Any) -> Any:
         """Return a :class:`~prospect_sbi.fitting.DrawParts` for this fit's draws, or None."""
@@ -589,6 +655,7 @@ def fit_catalog(
     n_zred: int = 20,
     zeropoints: Any = None,
     photoz_refine: str = "auto",
+    client: Any = None,
 ) -> Table:
     """Posterior summaries of every catalogue row, with flags and a predictive check.
 
@@ -653,6 +720,11 @@ def fit_catalog(
         each; on the 99 JADES spec-z galaxies with zero points, sigma_NMAD 0.035 and 8%
         outliers, against 0.059 and 18% for the flow alone, ``"never"``); column
         ``zphot_exact``, ``meta["photoz_refine"]``.
+    client : dask.distributed.Client, concurrent.futures.Executor or int, optional
+        Where the chunks (the photo-z step's and the table's) run: in this process (None),
+        on the client's workers, or in that many local processes
+        (:func:`~prospect_sbi._io.run_ordered`; one torch thread each). The rows are the
+        same whichever runs them: each chunk has its own seed.
 
     Returns
     -------
@@ -697,21 +769,30 @@ def fit_catalog(
         zeropoints,
         photoz_refine,
         progress=progress,
+        client=client,
     )
     slices = chunk_slices(len(job.flag), chunk_size)
     keep = None
     if draws_file is not None:
         path = Path(draws_file)
         keep = job.draw_parts(path, path.with_name(f".{path.name}.parts"), model)
+    tables, said = [], []
     try:
-        bar = tqdm(slices, unit="chunk", disable=not progress)
-        items = ((c, (rows, keep, c)) for c, rows in enumerate(bar))
-        tables = [table for _, table in run_ordered(job.chunk, items)]
+        items = ((c, (rows, keep is not None)) for c, rows in enumerate(slices))
+        computed = run_ordered(_fit_chunk, items, client, shared=(job,))
+        for c, (table, values, now) in tqdm(
+            computed, total=len(slices), unit="chunk", disable=not progress
+        ):
+            if keep is not None:
+                keep.write(c, table["id"], table["zred"], table["flag"], values)
+            tables.append(table)
+            said.extend(now)
         if keep is not None:
             keep.assemble(len(slices))
     finally:
         if keep is not None:
             keep.remove()
+    say(said, stacklevel=2)
     result = vstack(tables, metadata_conflicts="silent")
     result.meta.update(job.meta)
     warn_prior_edge(count_flags(result["flag"]), len(result))
@@ -763,11 +844,12 @@ def write_catalog_fit(
         As in :func:`fit_catalog`.
     **options
         The keyword-only options of :func:`fit_catalog` (``model``, ``sps``, ``progress``,
-        ``refine``, ``likelihood``, ``draws_file``), with its defaults. With ``draws_file``
-        each chunk's draws are kept in the parts folder with its table part (written first),
-        so a resumed fit keeps them too; a chunk done by a run without ``draws_file`` is
-        fitted again (the same seed gives the same rows). The file is assembled before the
-        table.
+        ``refine``, ``likelihood``, ``draws_file``, ``client``, ...), with its defaults. With
+        ``draws_file`` each chunk's draws are kept in the parts folder with its table part
+        (written first), so a resumed fit keeps them too; a chunk done by a run without
+        ``draws_file`` is fitted again (the same seed gives the same rows). The file is
+        assembled before the table. With ``client``, the chunks run on its workers and
+        their parts are written here as they come back, in order.
 
     Raises
     ------
@@ -815,19 +897,34 @@ def write_catalog_fit(
             opts["photoz_refine"],
             parts.folder,  # the photo-z chunks too: a killed fit does not draw them again
             opts["progress"],
+            opts["client"],
         )
     except Exception:
         if [f.name for f in parts.folder.iterdir()] == ["manifest.json"]:
             parts.store.remove()  # refused inputs leave no run to resume
         raise
     keep = job.draw_parts(opts["draws_file"], parts.folder, opts["model"])
+    todo = {
+        c for c in range(len(slices)) if c not in parts or (keep is not None and c not in keep)
+    }
+    computed = run_ordered(
+        _fit_chunk,
+        ((c, (slices[c], keep is not None)) for c in sorted(todo)),
+        opts["client"],
+        shared=(job,),
+    )
     counts: dict[str, int] = {}
     flagged: list[Table] = []  # the refinement columns of every part: its count and warning
-    for c, rows in enumerate(
-        tqdm(slices, desc=os.fspath(out), unit="chunk", disable=not opts["progress"])
+    said: list[tuple[str, str]] = []
+    for c in tqdm(
+        range(len(slices)), desc=os.fspath(out), unit="chunk", disable=not opts["progress"]
     ):
-        if c not in parts or (keep is not None and c not in keep):
-            parts.write(c, job.chunk(rows, keep, c))
+        if c in todo:
+            table, values, now = next(computed)[1]
+            if keep is not None:  # before the table's: a table part always has its draws
+                keep.write(c, table["id"], table["zred"], table["flag"], values)
+            parts.write(c, table)
+            said.extend(now)
         part = parts.read(c)
         if "refined" in part.colnames:
             flagged.append(part["refined", "khat_flag", "ess_flag"])
@@ -835,6 +932,7 @@ def write_catalog_fit(
         counts["ok"] = counts.get("ok", 0) + int(np.sum(flags == "ok"))
         for reason, k in count_flags(flags).items():
             counts[reason] = counts.get(reason, 0) + k
+    say(said, stacklevel=2)
     if keep is not None:
         keep.assemble(len(slices))
     rows = parts.assemble(len(slices), job.meta)
