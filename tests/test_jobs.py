@@ -146,7 +146,7 @@ def test_local_dask_workers_keep_glibc_adaptive_malloc(monkeypatch):
     import dask
 
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
-    before = dask.config.get(DASK_TRIM_SETTING)
+    before, environ = dask.config.get(DASK_TRIM_SETTING), dict(os.environ)
     client = dask_client(1, None)
     try:
         seen = client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
@@ -154,6 +154,8 @@ def test_local_dask_workers_keep_glibc_adaptive_malloc(monkeypatch):
         cluster = client.cluster
         client.close()
         cluster.close()
+        os.environ.clear()  # dask's nanny sets OMP_NUM_THREADS... here too: not for later tests
+        os.environ.update(environ)
     assert list(seen.values()) == [None]
     assert before is not None and dask.config.get(DASK_TRIM_SETTING) == before  # left as it was
 
