@@ -28,6 +28,7 @@ __all__ = [
     "parts_folder",
     "row_seed",
     "run_ordered",
+    "set_torch_threads",
 ]
 
 import contextlib
@@ -382,6 +383,18 @@ def run_ordered(
     finally:
         if owned is not None:
             owned.shutdown(cancel_futures=True)
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)`` where a chunk runs (None or 0: leave the process's).
+
+    Workers run one thread each (as many workers as cores); a chunk run in the caller's
+    process keeps its threads.
+    """
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
 
 
 #: dask's setting that, left as dask sets it (``MALLOC_TRIM_THRESHOLD_=65536`` in every

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from astropy.table import Table, vstack
 
-from .._io import ChunkStore, chunk_slices, row_seed, run_ordered
+from .._io import ChunkStore, chunk_slices, row_seed, run_ordered, set_torch_threads
 from .._steps import from_text, record, say, to_text
 from ..catalog import FLUX_UNITS, Catalog
 from ..numeric import check_count
@@ -196,14 +196,6 @@ def _predictive_check(post: Any, model: Any, sps: Any) -> Any:
     return None if model is None else PredictiveCheck(post, model, sps)
 
 
-def _set_threads(threads: int | None) -> None:
-    """``torch.set_num_threads(threads)`` on a worker (None: leave this process's)."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
-
-
 def _photoz_chunk(
     pz: Any,
     label: str,
@@ -221,7 +213,7 @@ def _photoz_chunk(
     ``zred`` (b,): the given redshifts to check (NaN: none); ``k``: redshifts of each
     posterior's grid. Its warnings travel as text (``"warnings"``), as the chunk files keep them.
     """
-    _set_threads(threads)
+    set_torch_threads(threads)
     with record() as now:
         posts = redshift_posterior(
             pz, flux, err, N_ZPHOT_DRAWS, seed=seed, label=label, refine=refine, sps=sps
@@ -238,7 +230,7 @@ def _fit_chunk(
     job: _CatalogFit, rows: slice, with_draws: bool
 ) -> tuple[Table, np.ndarray | None, list[tuple[str, str]]]:
     """:meth:`_CatalogFit.chunk` here or on a worker, with its warnings recorded."""
-    _set_threads(job.threads)
+    set_torch_threads(job.threads)
     with record() as said:
         table, draws = job.chunk(rows, with_draws)
     return table, draws, said
@@ -430,8 +422,8 @@ class _CatalogFit:
         flat in the rows. With ``folder`` (the table's parts), each chunk's arrays are kept
         there as they finish, so a killed fit does not draw them again (the exact posteriors
         take ~0.3 s a row); the chunk of rows ``r`` draws with seed ``seed + r``, here or on
-        ``client``'s workers (the same numbers). Its warnings are said once, counts added
-        over the chunks (kept ones' too).
+        ``client``'s workers (the same numbers, as :func:`fit_catalog` says). Its warnings
+        are said once, counts added over the chunks (kept ones' too).
         """
         from tqdm.auto import tqdm
 
@@ -723,8 +715,10 @@ def fit_catalog(
     client : dask.distributed.Client, concurrent.futures.Executor or int, optional
         Where the chunks (the photo-z step's and the table's) run: in this process (None),
         on the client's workers, or in that many local processes
-        (:func:`~prospect_sbi._io.run_ordered`; one torch thread each). The rows are the
-        same whichever runs them: each chunk has its own seed.
+        (:func:`~prospect_sbi._io.run_ordered`; one torch thread each). Each chunk has its
+        own seed, so the rows are those of one process: bit for bit when BLAS runs one
+        thread on both sides, else to float rounding, which the exact posterior's
+        resampling turns into Monte Carlo-sized differences (``docs/scaling.md``).
 
     Returns
     -------

@@ -26,7 +26,7 @@ import numpy as np
 from astropy.table import Table
 from tqdm.auto import tqdm
 
-from .._io import ChunkStore, chunk_seed, chunk_slices, run_ordered
+from .._io import ChunkStore, chunk_seed, chunk_slices, run_ordered, set_torch_threads
 from .._steps import category_name, from_text, record, say, to_text
 from ..fitting.redshift import (
     ZRED_RULED_OUT,
@@ -216,10 +216,7 @@ def _fit_chunk(
 def _chunk_summaries(
     job: _Job, c: int, flux: np.ndarray, err: np.ndarray, zred: Any, groups: np.ndarray
 ) -> dict:
-    if job.torch_threads:
-        import torch
-
-        torch.set_num_threads(int(job.torch_threads))
+    set_torch_threads(job.torch_threads)
     post = job.post
     options = {
         "seed": chunk_seed(job.seed, c),
