@@ -236,6 +236,27 @@ def _fit_chunk(
     return table, draws, said
 
 
+def _fitted(
+    job: _CatalogFit,
+    slices: list[slice],
+    todo: Any,
+    keep: Any,
+    client: Any,
+    said: list[tuple[str, str]],
+) -> Any:
+    """Yield ``(c, table)`` of the chunks ``todo`` (in order), fitted where ``client`` says.
+
+    With ``keep`` (a DrawParts) each chunk's draws are written first, so a table part always
+    has its draws; each chunk's warnings are added to ``said``.
+    """
+    items = ((c, (slices[c], keep is not None)) for c in todo)
+    for c, (table, values, now) in run_ordered(_fit_chunk, items, client, shared=(job,)):
+        if keep is not None:
+            keep.write(c, table["id"], table["zred"], table["flag"], values)
+        said.extend(now)
+        yield c, table
+
+
 class _CatalogFit:
     """The rows of a catalogue fit, chunk by chunk; everything fixed before the first chunk."""
 
@@ -770,17 +791,11 @@ def fit_catalog(
     if draws_file is not None:
         path = Path(draws_file)
         keep = job.draw_parts(path, path.with_name(f".{path.name}.parts"), model)
-    tables, said = [], []
+    said: list[tuple[str, str]] = []
     try:
-        items = ((c, (rows, keep is not None)) for c, rows in enumerate(slices))
-        computed = run_ordered(_fit_chunk, items, client, shared=(job,))
-        for c, (table, values, now) in tqdm(
-            computed, total=len(slices), unit="chunk", disable=not progress
-        ):
-            if keep is not None:
-                keep.write(c, table["id"], table["zred"], table["flag"], values)
-            tables.append(table)
-            said.extend(now)
+        chunks = _fitted(job, slices, range(len(slices)), keep, client, said)
+        bar = tqdm(chunks, total=len(slices), unit="chunk", disable=not progress)
+        tables = [table for _, table in bar]
         if keep is not None:
             keep.assemble(len(slices))
     finally:
@@ -901,24 +916,15 @@ def write_catalog_fit(
     todo = {
         c for c in range(len(slices)) if c not in parts or (keep is not None and c not in keep)
     }
-    computed = run_ordered(
-        _fit_chunk,
-        ((c, (slices[c], keep is not None)) for c in sorted(todo)),
-        opts["client"],
-        shared=(job,),
-    )
+    said: list[tuple[str, str]] = []
+    computed = _fitted(job, slices, sorted(todo), keep, opts["client"], said)
     counts: dict[str, int] = {}
     flagged: list[Table] = []  # the refinement columns of every part: its count and warning
-    said: list[tuple[str, str]] = []
     for c in tqdm(
         range(len(slices)), desc=os.fspath(out), unit="chunk", disable=not opts["progress"]
     ):
         if c in todo:
-            table, values, now = next(computed)[1]
-            if keep is not None:  # before the table's: a table part always has its draws
-                keep.write(c, table["id"], table["zred"], table["flag"], values)
-            parts.write(c, table)
-            said.extend(now)
+            parts.write(c, next(computed)[1])
         part = parts.read(c)
         if "refined" in part.colnames:
             flagged.append(part["refined", "khat_flag", "ess_flag"])
