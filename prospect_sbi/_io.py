@@ -352,7 +352,19 @@ def run_ordered(
     (key, result)
         In the order of ``items``; tasks still in flight when the consumer stops are
         cancelled.
+
+    Raises
+    ------
+    ValueError
+        An ``executor`` of none of these kinds (e.g. a scheduler's address, which
+        :func:`dask_client` connects to), at the first item.
     """
+    if not (executor is None or isinstance(executor, int) or hasattr(executor, "submit")):
+        raise ValueError(
+            f"the executor (client=, executor=) must be None, a number of processes, a "
+            f"concurrent.futures executor or a dask.distributed Client; got "
+            f"{type(executor).__name__} {executor!r}"
+        )
     if executor is None:
         for key, args in items:
             yield key, fn(*shared, *args)

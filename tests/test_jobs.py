@@ -102,6 +102,12 @@ def test_run_ordered_keeps_order(kind):
     assert out == [(f"k{x}", x * x) for x in range(6)]
 
 
+def test_run_ordered_refuses_an_executor_of_another_kind():
+    """A scheduler's address passed as the client was an AttributeError traceback."""
+    with pytest.raises(ValueError, match=r"^the executor \(client=, executor=\) must be None, "):
+        list(run_ordered(pow, [(0, (2, 3))], "tcp://127.0.0.1:8786"))
+
+
 def test_run_ordered_bounds_the_tasks_in_flight():
     pulled = []
 

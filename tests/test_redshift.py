@@ -361,3 +361,7 @@ def test_catalog_fit_refuses_workers_for_a_source_that_does_not_pickle(small_est
     cat = Catalog(flux, err, np.ones(6), np.arange(6), Table())
     with pytest.raises(ValueError, match=r"^the SPS source _FspsLike cannot be sent to workers "):
         fit_catalog(small_estimator, cat, model=False, refine="never", sps=_FspsLike(), client=2)
+    with pytest.raises(ValueError, match=r"got str 'tcp://127\.0\.0\.1:8786'$"):  # an address
+        fit_catalog(
+            small_estimator, cat, model=False, refine="never", client="tcp://127.0.0.1:8786"
+        )
