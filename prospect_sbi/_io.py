@@ -18,6 +18,7 @@ __all__ = [
     "DASK_TRIM_SETTING",
     "ChunkStore",
     "atomic_path",
+    "check_sendable",
     "chunk_seed",
     "chunk_sequence",
     "chunk_slices",
@@ -35,6 +36,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import shutil
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -395,6 +397,29 @@ def run_ordered(
     finally:
         if owned is not None:
             owned.shutdown(cancel_futures=True)
+
+
+def check_sendable(sps: Any, executor: object) -> None:
+    """Refuse, in one line, an SPS source that cannot be sent to ``executor``'s workers.
+
+    python-fsps's ``StellarPopulation`` does not pickle: sent to a worker it would fail there,
+    in a pickling traceback, after the work before it. Nothing to check without an executor.
+
+    Raises
+    ------
+    ValueError
+        ``executor`` is not None and ``sps`` does not pickle.
+    """
+    if executor is None or sps is None:
+        return
+    try:
+        pickle.dumps(sps)
+    except Exception as err:
+        raise ValueError(
+            f"the SPS source {type(sps).__name__} cannot be sent to workers "
+            f"({type(err).__name__}: {err}); fit without workers (client=None, no "
+            "--workers/--scheduler) or with BC03MilesBasis"
+        ) from None
 
 
 def set_torch_threads(threads: int | None) -> None:

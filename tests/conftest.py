@@ -49,6 +49,17 @@ def _sps_instance() -> prospect_sbi.BC03MilesBasis:
     return source
 
 
+@pytest.fixture(scope="session")
+def unpicklable_sps() -> prospect_sbi.BC03MilesBasis:
+    """A source that does not pickle, as python-fsps's StellarPopulation (no FSPS data here)."""
+
+    class FspsLike(prospect_sbi.BC03MilesBasis):
+        def __reduce__(self):
+            raise TypeError("cannot pickle 'fsps.StellarPopulation' object")
+
+    return FspsLike()
+
+
 @pytest.fixture
 def sps(_sps_instance: prospect_sbi.BC03MilesBasis) -> prospect_sbi.BC03MilesBasis:
     """The session's BC03MilesBasis, with its stored parameters cleared.

@@ -304,8 +304,11 @@ def test_dask_local_cluster_matches_serial(small_estimator, field):
     assert np.max(np.abs(serial.quantiles - other.quantiles)[:, 1:]) > 1e-2  # seed matters
 
 
-def test_fit_pixels_errors(small_estimator, field):
+def test_fit_pixels_errors(small_estimator, field, unpicklable_sps):
     images = field[0]
+    # one line before any pixel is fitted, not a pickling traceback from a worker
+    with pytest.raises(ValueError, match=r"^the SPS source FspsLike cannot be sent to workers "):
+        fit_pixels(small_estimator, images, sps=unpicklable_sps, client=2, progress=False)
     with pytest.raises(ValueError, match=r"mask has shape \(3, 3\)"):
         fit_pixels(small_estimator, images, np.ones((3, 3), bool), progress=False)
     with pytest.raises(ValueError, match="no pixel selected"):

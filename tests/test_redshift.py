@@ -16,7 +16,6 @@ from prospect_sbi.fitting.redshift import (
     redshift_posterior,
     zred_given,
 )
-from prospect_sbi.sources import BC03MilesBasis
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -346,21 +345,18 @@ def test_catalog_fit_on_workers_is_the_serial_fit(
     np.testing.assert_array_equal(kept["id"], np.arange(6))
 
 
-class _FspsLike(BC03MilesBasis):
-    """A source that does not pickle, as python-fsps's StellarPopulation (no FSPS data here)."""
-
-    def __reduce__(self):
-        raise TypeError("cannot pickle 'fsps.StellarPopulation' object")
-
-
-def test_catalog_fit_refuses_workers_for_a_source_that_does_not_pickle(small_estimator, mocks):
+def test_catalog_fit_refuses_workers_for_a_source_that_does_not_pickle(
+    small_estimator, mocks, unpicklable_sps
+):
     from prospect_sbi.catalog import Catalog
     from prospect_sbi.fitting import fit_catalog
 
     flux, err, _ = mocks
     cat = Catalog(flux, err, np.ones(6), np.arange(6), Table())
-    with pytest.raises(ValueError, match=r"^the SPS source _FspsLike cannot be sent to workers "):
-        fit_catalog(small_estimator, cat, model=False, refine="never", sps=_FspsLike(), client=2)
+    with pytest.raises(ValueError, match=r"^the SPS source FspsLike cannot be sent to workers "):
+        fit_catalog(
+            small_estimator, cat, model=False, refine="never", sps=unpicklable_sps, client=2
+        )
     with pytest.raises(ValueError, match=r"got str 'tcp://127\.0\.0\.1:8786'$"):  # an address
         fit_catalog(
             small_estimator, cat, model=False, refine="never", client="tcp://127.0.0.1:8786"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -69,6 +70,17 @@ def test_pareto_khat_matches_arviz():
         log_w[4, 3:] = -np.inf  # too few non-zero weights for a tail: inf, as ArviZ
         _, expected = az.psislw(log_w.copy())
         np.testing.assert_allclose(pareto_khat(log_w), expected, rtol=1e-10, atol=1e-12)
+    # two draws carry all the weight: ArviZ's fit overflows in exp (weights 1 / inf = 0);
+    # the same k-hat here, without a RuntimeWarning for the user to read
+    log_w = rng.standard_normal((3, 4000))
+    log_w[:, :2] += 200.0
+    with np.errstate(over="ignore"):
+        _, expected = az.psislw(log_w.copy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        khat = pareto_khat(log_w)
+    np.testing.assert_allclose(khat, expected, rtol=1e-10)
+    assert np.all(khat > 3.9)
 
 
 def test_pareto_khat_known_answer_and_a_bad_proposal():

@@ -15,7 +15,6 @@ __all__ = ["FIT_FLAGS", "N_ZPHOT_DRAWS", "check_catalog", "fit_catalog", "write_
 import dataclasses
 import inspect
 import os
-import pickle
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from astropy.table import Table, vstack
 
-from .._io import ChunkStore, chunk_slices, row_seed, run_ordered, set_torch_threads
+from .._io import (
+    ChunkStore,
+    check_sendable,
+    chunk_slices,
+    row_seed,
+    run_ordered,
+    set_torch_threads,
+)
 from .._steps import from_text, record, say, to_text
 from ..catalog import FLUX_UNITS, Catalog
 from ..numeric import check_count
@@ -295,15 +301,7 @@ class _CatalogFit:
         self.sps, self.photoz_refine = sps, check_refine(photoz_refine, "photoz_refine")
         # torch threads of a chunk on a worker: one each, as many workers as cores
         self.threads = None if client is None else 1
-        if client is not None and sps is not None:
-            try:  # a python-fsps source does not pickle: one line, not a traceback from a worker
-                pickle.dumps(sps)
-            except Exception as err:
-                raise ValueError(
-                    f"the SPS source {type(sps).__name__} cannot be sent to workers "
-                    f"({type(err).__name__}: {err}); fit without workers (client=None, no "
-                    "--workers/--scheduler) or with BC03MilesBasis"
-                ) from None
+        check_sendable(sps, client)
         if zred is not None or photoz is not None:
             catalog = self._redshifts(
                 post,

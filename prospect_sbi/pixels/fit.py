@@ -26,7 +26,14 @@ import numpy as np
 from astropy.table import Table
 from tqdm.auto import tqdm
 
-from .._io import ChunkStore, chunk_seed, chunk_slices, run_ordered, set_torch_threads
+from .._io import (
+    ChunkStore,
+    check_sendable,
+    chunk_seed,
+    chunk_slices,
+    run_ordered,
+    set_torch_threads,
+)
 from .._steps import category_name, from_text, record, say, to_text
 from ..fitting.redshift import (
     ZRED_RULED_OUT,
@@ -414,7 +421,8 @@ def fit_pixels(
         ``chunk_size`` or ``n_draws`` not an integer >= 1, ``parts`` of another fit, an
         unknown ``refine``; a ``zred`` :func:`~prospect_sbi.fitting.zred_given` refuses, a
         segment missing from a redshift table, ``zred`` for an estimator that infers it, no
-        photo-z estimator for ``"infer"``.
+        photo-z estimator for ``"infer"``; a ``client`` with an SPS source that does not
+        pickle (python-fsps).
 
     Warns
     -----
@@ -443,6 +451,7 @@ def fit_pixels(
     if not mask.any():
         raise ValueError("no pixel selected: lower snr_min or check the segment")
     model, sps = check_model(post, model, sps)
+    check_sendable(sps, client)
     flux, err = images.pixels(mask)
     groups = images.segmap[mask] if images.segmap is not None else np.zeros(len(flux), int)
     given = None

@@ -76,7 +76,8 @@ def _gpd_shape(t: np.ndarray) -> np.ndarray:
     m_est = 30 + int(m**0.5)
     b = 1 - np.sqrt(m_est / (np.arange(1, m_est + 1, dtype=float) - 0.5))
     b = b[None, :] / (_PRIOR_BS * t[:, int(m / 4 + 0.5) - 1, None]) + 1 / t[:, -1, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # A weight whose exp overflows is 1 / inf = 0, the limit ArviZ's weight cut keeps.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         k = np.log1p(-b[:, :, None] * t[:, None, :]).mean(-1)  # (R, m_est)
         scale = m * (np.log(-(b / k)) - k - 1)
         w = 1 / np.exp(scale[:, None, :] - scale[:, :, None]).sum(-1)
