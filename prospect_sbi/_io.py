@@ -38,6 +38,7 @@ import json
 import os
 import pickle
 import shutil
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -447,12 +448,18 @@ def dask_client(workers: int = 0, scheduler: str | None = None) -> Any:
 
     Returns the ``distributed.Client``, or None when neither is given. The local workers
     start without dask's ``MALLOC_TRIM_THRESHOLD_`` (:data:`DASK_TRIM_SETTING`), unless it is
-    set in the environment; those of a scheduler are started by whoever runs it.
+    set in the environment; those of a scheduler are started by whoever runs it, and a warning
+    says when they have it.
 
     Raises
     ------
     ImportError
         dask.distributed is not installed; the message names the extra that installs it.
+
+    Warns
+    -----
+    UserWarning
+        The scheduler's workers run with ``MALLOC_TRIM_THRESHOLD_`` set (up to 2x slower).
     """
     if not (workers or scheduler):
         return None
@@ -465,7 +472,19 @@ def dask_client(workers: int = 0, scheduler: str | None = None) -> Any:
             'pip install "prospect-sbi[dask]"'
         ) from None
     if scheduler:
-        return Client(scheduler)
+        client = Client(scheduler)
+        seen = client.run(os.getenv, "MALLOC_TRIM_THRESHOLD_")  # read in each worker
+        trimmed = sum(v is not None for v in seen.values())
+        if trimmed:
+            warnings.warn(
+                f"{trimmed} of the {len(seen)} workers at {scheduler} run with "
+                f"MALLOC_TRIM_THRESHOLD_={next(v for v in seen.values() if v is not None)} "
+                "(dask's default), which makes the forward model up to 2x slower; start them "
+                f"with {DASK_TRIM_SETTING} set to null (docs/scaling.md)",
+                UserWarning,
+                stacklevel=2,
+            )
+        return client
     import dask
 
     with dask.config.set({DASK_TRIM_SETTING: None}):  # None: not set (dask's own rule)

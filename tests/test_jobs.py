@@ -153,13 +153,24 @@ def test_local_dask_workers_keep_glibc_adaptive_malloc(monkeypatch):
 
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     before, environ = dask.config.get(DASK_TRIM_SETTING), dict(os.environ)
+    from distributed import LocalCluster
+
     client = dask_client(1, None)
+    default = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None)
     try:
-        seen = client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
+        # os.getenv, not os.environ.get: that bound method pickles this process's environment
+        seen = client.run(os.getenv, "MALLOC_TRIM_THRESHOLD_")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # --scheduler to workers without it: no warning
+            dask_client(0, client.scheduler.address).close()
+        # --scheduler to a cluster started with dask's defaults (the user's): said once
+        with pytest.warns(UserWarning, match=r"^1 of the 1 workers at tcp://.* run with "):
+            dask_client(0, default.scheduler_address).close()
     finally:
         cluster = client.cluster
         client.close()
         cluster.close()
+        default.close()
         os.environ.clear()  # dask's nanny sets OMP_NUM_THREADS... here too: not for later tests
         os.environ.update(environ)
     assert list(seen.values()) == [None]
