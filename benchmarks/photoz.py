@@ -32,6 +32,7 @@ Usage::
     python benchmarks/photoz.py --quick --refine             # and the exact posteriors
     python benchmarks/photoz.py --quick --refine --zeropoints  # and with zero points
     python benchmarks/photoz.py --estimator my_photoz.sbi    # 10000 mocks
+    python benchmarks/photoz.py --quick --eazy ../eazy-photoz  # and EAZY side by side
 
 With ``--refine``, the real galaxies also get the exact posterior of the estimator's model
 (importance sampling, ``refine="always"``): what the model, its prior and the catalogue's
@@ -43,12 +44,19 @@ on a spec-z sample), cross-validated: the galaxies are dealt into two folds and 
 corrected by the factors calibrated, at z_spec, on the other, so that no galaxy's correction
 has seen its own redshift.
 
+With ``--eazy EAZY_PHOTOZ`` (``pip install eazy`` and a clone of
+github.com/gbrammer/eazy-photoz for its templates), the template code EAZY fits the same real
+galaxies, with the same errors, filter curves and zero-point folds (:func:`eazy_photoz`): a
+peer on the same data, since the targets quote template codes on other samples.
+
 Last line: ``RESULT sigma_nmad=... outlier_frac=... bias=... coverage_err_z=...
 ms_per_object=... sigma_nmad_refined=... outlier_frac_refined=... bias_refined=...
 ms_per_refined_object=... sigma_nmad_zp=... outlier_frac_zp=... bias_zp=...
-sigma_nmad_refined_zp=... outlier_frac_refined_zp=... bias_refined_zp=...`` (the real
-galaxies' statistics, ``nan`` without the data; the refined ones ``nan`` without ``--refine``,
-the ``_zp`` ones without ``--zeropoints``).
+sigma_nmad_refined_zp=... outlier_frac_refined_zp=... bias_refined_zp=...
+sigma_nmad_eazy=... outlier_frac_eazy=... sigma_nmad_eazy_zp=... outlier_frac_eazy_zp=...``
+(the real galaxies' statistics, ``nan`` without the data; the refined ones ``nan`` without
+``--refine``, the ``_zp`` ones without ``--zeropoints``, the ``_eazy`` ones without
+``--eazy``).
 """
 
 from __future__ import annotations
@@ -163,7 +171,7 @@ def cross_validated_zeropoints(known, cat) -> np.ndarray:
     """
     from prospect_sbi.fitting import calibrate_zeropoints
 
-    fold = np.random.default_rng(ZP_SEED).permutation(len(cat.zred)) % ZP_FOLDS
+    fold = zeropoint_folds(len(cat.zred))
     factors = np.ones_like(cat.flux)
     for k in range(ZP_FOLDS):
         rest = fold != k
@@ -174,6 +182,125 @@ def cross_validated_zeropoints(known, cat) -> np.ndarray:
             + " ".join(f"{m:+.3f}" for m in zp.offsets_mag)
         )
     return factors
+
+
+def zeropoint_folds(n: int) -> np.ndarray:
+    """The fold (0 .. ZP_FOLDS - 1) of each of ``n`` galaxies (cross-validated zero points)."""
+    return np.random.default_rng(ZP_SEED).permutation(n) % ZP_FOLDS
+
+
+def eazy_photoz(cat, filters: list[str], repo: Path, out: Path) -> dict[str, dict]:
+    """EAZY (``pip install eazy``) on the same galaxies: a template code side by side.
+
+    The same fluxes and errors (5% floor; EAZY adds no systematic error of its own,
+    ``SYS_ERR`` 0), the same sedpy filter curves (resampled to 300 points), the templates
+    ``blue_sfhz_13`` of ``repo`` (a clone of github.com/gbrammer/eazy-photoz) with its
+    template error function (``template_error_cosmos2020``, ``TEMP_ERR_A2`` 0.2), z 0.01-20,
+    no magnitude prior. z_phot is the median of p(z), as here; also EAZY's ``z_ml``.
+    Zero points cross-validated on the same folds: EAZY's own iteration
+    (``iterate_zp_templates``, 5 iterations at z_spec, ``FIX_ZSPEC``) on one fold, applied to
+    the other.
+
+    Returns
+    -------
+    dict
+        ``"plain"`` and ``"zero points"``: :func:`photoz_stats` of the p(z) medians with
+        ``coverage`` (68% only, the p(z)'s 16-84% interval) and ``z_ml`` (its stats);
+        ``"seconds"``: EAZY's wall time (template grid and fits), one process. Figures
+        ``photoz_specz_eazy.png`` and ``photoz_specz_eazy_zero_points.png`` in ``out``.
+    """
+    import contextlib
+    import io
+    import logging
+    import os
+    import warnings
+
+    from astropy.table import Table
+    from sedpy.observate import load_filters
+
+    quiet = io.StringIO()  # EAZY's own printing (its listing of the bands, each iteration)
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        import eazy.photoz
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.WARNING)  # its figures' fonts
+
+    start, said = time.perf_counter(), []
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        try:
+            os.symlink(Path(repo).resolve() / "templates", "templates")
+            with open("jades.res", "w") as fp:
+                for f in load_filters(filters):
+                    on = np.flatnonzero(f.transmission > 1e-3 * f.transmission.max())
+                    lo, hi = max(on[0] - 1, 0), min(on[-1] + 1, len(f.wavelength) - 1)
+                    w = np.linspace(f.wavelength[lo], f.wavelength[hi], 300)
+                    t = np.interp(w, f.wavelength, f.transmission)
+                    fp.write(f"{len(w)} {f.name} lambda_c= {f.wave_effective:.1f}\n")
+                    fp.writelines(
+                        f"{i + 1:6d} {a:.5e} {b:.5e}\n"
+                        for i, (a, b) in enumerate(zip(w, t, strict=True))
+                    )
+            ujy = cat.flux * 3631e6, cat.err * 3631e6
+            missing = ~(np.isfinite(ujy[0]) & np.isfinite(ujy[1]))
+            table = Table({"id": np.arange(len(cat.zred)), "z_spec": cat.zred})
+            with open("jades.translate", "w") as fp:
+                for b in range(len(filters)):
+                    table[f"f_{b + 1}"] = np.where(missing[:, b], -99.0, ujy[0][:, b])
+                    table[f"e_{b + 1}"] = np.where(missing[:, b], -99.0, ujy[1][:, b])
+                    fp.write(f"f_{b + 1} F{b + 1}\ne_{b + 1} E{b + 1}\n")
+            table.write("jades.fits")
+            params = {
+                "CATALOG_FILE": "jades.fits", "CATALOG_FORMAT": "fits", "FILTERS_RES": "jades.res",
+                "MAIN_OUTPUT_FILE": "eazy", "TEMPLATES_FILE": "templates/sfhz/blue_sfhz_13.param",
+                "TEMP_ERR_FILE": "templates/template_error_cosmos2020.txt", "TEMP_ERR_A2": 0.2,
+                "SYS_ERR": 0.0, "Z_MIN": 0.01, "Z_MAX": 20.0, "Z_STEP": 0.01, "Z_STEP_TYPE": 1,
+                "MW_EBV": 0.0, "CAT_HAS_EXTCORR": True, "PRIOR_FILTER": len(filters),
+                "PRIOR_ABZP": 23.9, "APPLY_PRIOR": "n", "FIX_ZSPEC": False,
+            }  # fmt: skip
+            with warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
+                warnings.simplefilter("ignore")
+                pz = eazy.photoz.PhotoZ(
+                    translate_file="jades.translate", params=params, load_prior=False, n_proc=1
+                )
+                ones = np.ones(len(filters))
+
+                def fit(zp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                    pz.zp, pz.param.params["FIX_ZSPEC"] = zp.copy(), False
+                    pz.fit_catalog(n_proc=1, prior=False, verbose=False)
+                    return pz.zml.copy(), pz.pz_percentiles([16, 50, 84], oversample=5)
+
+                runs = {"plain": fit(ones)}
+                fold = zeropoint_folds(len(cat.zred))
+                zml, pc = np.zeros(len(fold)), np.zeros((len(fold), 3))
+                for k in range(ZP_FOLDS):
+                    pz.zp, pz.param.params["FIX_ZSPEC"] = ones.copy(), True
+                    for it in range(5):
+                        pz.iterate_zp_templates(
+                            idx=np.flatnonzero(fold != k), update_templates=False, iter=it,
+                            n_proc=1, prior=False,
+                        )  # fmt: skip
+                    said.append(
+                        f"EAZY zero points of fold {k + 1}, mag: "
+                        + " ".join(f"{m:+.3f}" for m in -2.5 * np.log10(pz.zp))
+                    )
+                    a, b = fit(pz.zp)
+                    zml[fold == k], pc[fold == k] = a[fold == k], b[fold == k]
+                runs["zero points"] = (zml, pc)
+        finally:
+            os.chdir(here)
+    print("\n".join(said))
+    stats = {"seconds": time.perf_counter() - start}
+    for name, (zml, pc) in runs.items():
+        title = f"{len(cat.zred)} JADES spec-z galaxies, EAZY" + (", " + name) * (name != "plain")
+        suffix = "_eazy" + ("_" + name.replace(" ", "_")) * (name != "plain")
+        plot_zz(cat.zred, pc[:, 1], pc[:, 0], pc[:, 2], title, out / f"photoz_specz{suffix}.png")
+        inside = (cat.zred >= pc[:, 0]) & (cat.zred <= pc[:, 2])
+        stats[name] = photoz_stats(pc[:, 1], cat.zred) | {
+            "coverage": np.array([np.mean(inside), np.nan]),
+            "z_ml": photoz_stats(zml, cat.zred),
+            "outliers": np.flatnonzero(np.abs(pc[:, 1] - cat.zred) / (1 + cat.zred) > OUTLIER),
+        }
+    return stats
 
 
 def specz_figure(z: np.ndarray, z_spec: np.ndarray, title: str, path: Path) -> np.ndarray:
@@ -355,8 +482,27 @@ def main(argv: list[str] | None = None) -> None:
         help="also the real galaxies with zero points cross-validated in two folds: each "
         "half corrected by calibrate_zeropoints on the other half (needs --known)",
     )
+    parser.add_argument(
+        "--eazy",
+        type=Path,
+        default=None,
+        metavar="EAZY_PHOTOZ",
+        help="also EAZY (pip install eazy) on the same real galaxies, floor and zero-point "
+        "folds, side by side; EAZY_PHOTOZ is a clone of github.com/gbrammer/eazy-photoz "
+        "(its templates)",
+    )
     parser.add_argument("--out", type=Path, default=Path("photoz_out"), help="figures here")
     args = parser.parse_args(argv)
+    if args.eazy is not None:
+        try:
+            import eazy  # noqa: F401
+        except ImportError:
+            sys.exit("--eazy needs eazy-py, which is not installed: pip install eazy")
+        if not (args.eazy / "templates" / "sfhz" / "blue_sfhz_13.param").is_file():
+            sys.exit(
+                f"--eazy {args.eazy}: no templates/sfhz/blue_sfhz_13.param there (a clone "
+                "of github.com/gbrammer/eazy-photoz)"
+            )
     from prospect_sbi.posterior import AmortizedPosterior
 
     post = AmortizedPosterior.resolve(args.estimator)
@@ -393,6 +539,9 @@ def main(argv: list[str] | None = None) -> None:
         zp = real_galaxies(
             post, corrected, draws, args.out, args.refine, known, label="zero points"
         )
+    peer = None
+    if cat is not None and args.eazy is not None:
+        peer = eazy_photoz(cat, list(post.filters), args.eazy, args.out)
     head = f"{'set':27s} {'n':>6s} {'sigma_NMAD':>10s} {'outliers':>8s} {'bias':>8s}"
     head += "".join(f" {f'cov {a:.0%}':>8s}" for a in LEVELS)
     with tempfile.TemporaryDirectory() as tmp:
@@ -404,6 +553,8 @@ def main(argv: list[str] | None = None) -> None:
             rows[name] = r
             if "refined" in r:
                 rows[name.replace("real", "real, refined")] = r["refined"]
+    if peer:
+        rows["EAZY (spec-z)"], rows["EAZY, zero points"] = peer["plain"], peer["zero points"]
     rows |= mock["rows"]
     for name, r in rows.items():
         cov = "".join(f" {c:8.3f}" for c in r["coverage"])
@@ -428,6 +579,17 @@ def main(argv: list[str] | None = None) -> None:
             f"thread; {exact['khat_flagged']:.0%} with k-hat > 0.7; model-limited outliers: "
             f"{exact.get('model_limited', 'not measured (no --known)')}"
         )
+    eazy = (peer or {}).get("plain", nan) | {}
+    eazy_zp = (peer or {}).get("zero points", nan) | {}
+    if peer:
+        for name in ("plain", "zero points"):
+            r = peer[name]
+            print(
+                f"EAZY, {name}: z_ml {r['z_ml']['sigma_nmad']:.4f} / "
+                f"{r['z_ml']['outlier_frac']:.3f}; outliers "
+                + " ".join(f"{cat.ids[i]}" for i in r["outliers"])
+            )
+        print(f"EAZY: {peer['seconds']:.0f} s in all (template grid, fits, zero points)")
     print(
         f"RESULT sigma_nmad={real['sigma_nmad']:.4f} outlier_frac={real['outlier_frac']:.4f} "
         f"bias={real['bias']:.4f} coverage_err_z={cov_err:.4f} ms_per_object={ms:.3f} "
@@ -437,7 +599,10 @@ def main(argv: list[str] | None = None) -> None:
         f"sigma_nmad_zp={zp['sigma_nmad']:.4f} outlier_frac_zp={zp['outlier_frac']:.4f} "
         f"bias_zp={zp['bias']:.4f} sigma_nmad_refined_zp={zp_exact['sigma_nmad']:.4f} "
         f"outlier_frac_refined_zp={zp_exact['outlier_frac']:.4f} "
-        f"bias_refined_zp={zp_exact['bias']:.4f}"
+        f"bias_refined_zp={zp_exact['bias']:.4f} sigma_nmad_eazy={eazy['sigma_nmad']:.4f} "
+        f"outlier_frac_eazy={eazy['outlier_frac']:.4f} "
+        f"sigma_nmad_eazy_zp={eazy_zp['sigma_nmad']:.4f} "
+        f"outlier_frac_eazy_zp={eazy_zp['outlier_frac']:.4f}"
     )
 
 

@@ -90,10 +90,15 @@ def test_benchmark_runs_to_its_result_line(
         "sigma_nmad_refined_zp",
         "outlier_frac_refined_zp",
         "bias_refined_zp",
+        "sigma_nmad_eazy",
+        "outlier_frac_eazy",
+        "sigma_nmad_eazy_zp",
+        "outlier_frac_eazy_zp",
     ]
     values = {k: float(v) for k, v in values.items()}
     assert np.isnan(values["sigma_nmad_refined"])  # refined only with --refine
     assert np.isnan(values["sigma_nmad_zp"])  # zero points only with --zeropoints
+    assert np.isnan(values["sigma_nmad_eazy"]) and np.isnan(values["outlier_frac_eazy_zp"])
     assert 0 < values["sigma_nmad"] < 5 and 0 <= values["outlier_frac"] <= 1
     assert 0 <= values["coverage_err_z"] <= 0.95 and values["ms_per_object"] > 0
     assert re.search(r"real \(spec-z\)\s+99 ", out)  # every galaxy of the catalogue
@@ -124,3 +129,9 @@ def test_cross_validated_zeropoints_of_the_real_galaxies(photoz, shared_data, mo
     # measured 1.087-1.096 (fold factors), F444W 1.04-1.05: the model and the catalogue disagree
     assert np.all((folds[:, f850] > 1.05) & (folds[:, f850] < 1.15)), folds[:, f850]
     np.testing.assert_allclose(np.exp(np.log(folds).mean(1)), 1.0, atol=1e-9)
+
+
+def test_benchmark_eazy_peer_needs_eazy_and_its_templates(photoz, tmp_path):
+    # one line before any work: eazy-py missing, or a folder without EAZY's templates
+    with pytest.raises(SystemExit, match=r"^--eazy (needs eazy-py|.* no templates/sfhz/)"):
+        photoz.main(["--eazy", str(tmp_path)])
