@@ -286,6 +286,9 @@ def test_catalog_photoz_step_is_exact_and_resumes_from_its_kept_chunks(
         write_catalog_fit(small_estimator, cat, out, {"run": 1}, **kw)
     kept.write_bytes(good)
 
+    # a chunk file of another chunk size (an older version's name) is not read
+    (tmp_path / "fit.ecsv.parts" / "zphot000000.npz").write_bytes(b"256 rows")
+
     def drawn_again(*args, **kwargs):
         raise AssertionError("the photo-z posteriors were drawn again")
 
