@@ -246,7 +246,9 @@ def _edited(field, tmp_path, band, edit):
     return mosaics
 
 
-def test_bad_mosaics_are_one_line_errors_naming_the_band(field, small_estimator, tmp_path):
+def test_bad_mosaics_are_one_line_errors_naming_the_band(
+    field, small_estimator, tmp_path, unpicklable_sps
+):
     def shift(h):
         h["CRPIX1"] += 3
 
@@ -289,6 +291,17 @@ def test_bad_mosaics_are_one_line_errors_naming_the_band(field, small_estimator,
         r"are \(150, 375\)",
     ):
         map_field(small_estimator, field.mosaics, small, field.catalog, tmp_path / "o")
+    # workers and a source that does not pickle (python-fsps): one line before any galaxy
+    with pytest.raises(ValueError, match=r"^the SPS source FspsLike cannot be sent to workers "):
+        map_field(
+            small_estimator,
+            field.mosaics,
+            field.segmap,
+            field.catalog,
+            tmp_path / "o",
+            sps=unpicklable_sps,
+            client=2,
+        )
     assert not (tmp_path / "o" / "field_catalog.ecsv").exists()
 
 

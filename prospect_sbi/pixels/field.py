@@ -36,7 +36,7 @@ import numpy as np
 from astropy.table import Table
 from tqdm.auto import tqdm
 
-from .._io import atomic_path, run_ordered
+from .._io import atomic_path, check_sendable, run_ordered
 from ..filters import resolve_band_names
 from ..fitting.redshift import ZRED_RULED_OUT, read_zred_table, zred_given
 from ..fitting.zeropoints import ZeroPoints
@@ -804,7 +804,8 @@ def map_field(
     ValueError
         A ``zred`` :func:`~prospect_sbi.fitting.zred_given` refuses, no photo-z estimator for
         ``"infer"``; naming the band: mosaics on different grids, without a WCS, a unit,
-        SCI or ERR/WHT; a segmentation map of another shape; catalogue columns missing.
+        SCI or ERR/WHT; a segmentation map of another shape; catalogue columns missing; a
+        ``client`` with an SPS source that does not pickle (python-fsps).
         A galaxy's own failure (id absent from the segmentation map, redshift outside the
         estimator's range, no pixel selected, a fit error) is not raised: it is in
         ``errors`` and in the catalogue, and the other galaxies go on.
@@ -821,6 +822,7 @@ def map_field(
         raise ValueError(
             "map_field needs an estimator conditioned on the redshift (redshift='known')"
         )
+    check_sendable(sps, client)
     out = Path(out)
     galaxies = out / "galaxies"
     from_catalog = isinstance(zred, str) and zred == "catalog"
