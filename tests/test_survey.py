@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from functools import partial
 
 import numpy as np
 import pytest
@@ -272,17 +273,13 @@ def test_bad_mosaics_are_one_line_errors_naming_the_band(
         mosaics = _edited(field, tmp_path, "jwst_f200w", edit)
         with pytest.raises(ValueError, match=message):
             map_field(small_estimator, mosaics, field.segmap, field.catalog, tmp_path / "o")
+    on_field = partial(
+        map_field, small_estimator, field.mosaics, field.segmap, field.catalog, tmp_path / "o"
+    )
     with pytest.raises(
         ValueError, match="needs a photometric-redshift estimator: none is shipped"
     ):
-        map_field(
-            small_estimator,
-            field.mosaics,
-            field.segmap,
-            field.catalog,
-            tmp_path / "o",
-            zred="infer",
-        )
+        on_field(zred="infer")
     small = tmp_path / "small_seg.fits"
     FitsPlanes(small, (10, 10), ["SEG"], dtype=np.int32)
     with pytest.raises(
@@ -293,15 +290,7 @@ def test_bad_mosaics_are_one_line_errors_naming_the_band(
         map_field(small_estimator, field.mosaics, small, field.catalog, tmp_path / "o")
     # workers and a source that does not pickle (python-fsps): one line before any galaxy
     with pytest.raises(ValueError, match=r"^the SPS source FspsLike cannot be sent to workers "):
-        map_field(
-            small_estimator,
-            field.mosaics,
-            field.segmap,
-            field.catalog,
-            tmp_path / "o",
-            sps=unpicklable_sps,
-            client=2,
-        )
+        on_field(sps=unpicklable_sps, client=2)
     assert not (tmp_path / "o" / "field_catalog.ecsv").exists()
 
 
