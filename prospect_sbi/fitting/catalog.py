@@ -457,19 +457,20 @@ class _CatalogFit:
         parts: list[dict[str, np.ndarray]] = []
         said: list[tuple[str, str]] = []
         slices = chunk_slices(len(flux), _ZPHOT_CHUNK)
+        kept = {c for c in range(len(slices)) if store is not None and c in store}
         z = np.full(len(flux), np.nan) if zred is None else zred
         computed = run_ordered(
             _photoz_chunk,
             (
                 (c, (flux[rows], err[rows], row_seed(seed, rows), z[rows]))
                 for c, rows in enumerate(slices)
-                if store is None or c not in store
+                if c not in kept
             ),
             client,
             shared=(pz, label, self.photoz_refine, self.sps, k, self.threads),
         )
         for c, _ in enumerate(tqdm(slices, desc="photo-z", unit="chunk", disable=not progress)):
-            if store is not None and c in store:
+            if c in kept:
                 part = store.load(c)
             else:
                 part = next(computed)[1]
