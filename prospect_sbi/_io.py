@@ -473,12 +473,12 @@ def dask_client(workers: int = 0, scheduler: str | None = None) -> Any:
         ) from None
     if scheduler:
         client = Client(scheduler)
-        seen = client.run(os.getenv, "MALLOC_TRIM_THRESHOLD_")  # read in each worker
-        trimmed = sum(v is not None for v in seen.values())
+        seen = client.run(os.getenv, "MALLOC_TRIM_THRESHOLD_").values()  # in each worker
+        trimmed = [v for v in seen if v is not None]
         if trimmed:
             warnings.warn(
-                f"{trimmed} of the {len(seen)} workers at {scheduler} run with "
-                f"MALLOC_TRIM_THRESHOLD_={next(v for v in seen.values() if v is not None)} "
+                f"{len(trimmed)} of the {len(seen)} workers at {scheduler} run with "
+                f"MALLOC_TRIM_THRESHOLD_={trimmed[0]} "
                 "(dask's default), which makes the forward model up to 2x slower; start them "
                 f"with {DASK_TRIM_SETTING} set to null (docs/scaling.md)",
                 UserWarning,
