@@ -240,13 +240,14 @@ def eazy_photoz(cat, filters: list[str], repo: Path, out: Path) -> dict[str, dic
                         f"{i + 1:6d} {a:.5e} {b:.5e}\n"
                         for i, (a, b) in enumerate(zip(w, t, strict=True))
                     )
-            ujy = cat.flux * 3631e6, cat.err * 3631e6
-            missing = ~(np.isfinite(ujy[0]) & np.isfinite(ujy[1]))
+            # uJy (PRIOR_ABZP 23.9); -99 marks a missing band for EAZY
+            missing = ~(np.isfinite(cat.flux) & np.isfinite(cat.err))
+            flux = np.where(missing, -99.0, cat.flux * 3631e6)
+            err = np.where(missing, -99.0, cat.err * 3631e6)
             table = Table({"id": np.arange(len(cat.zred)), "z_spec": cat.zred})
             with open("jades.translate", "w") as fp:
                 for b in range(len(filters)):
-                    table[f"f_{b + 1}"] = np.where(missing[:, b], -99.0, ujy[0][:, b])
-                    table[f"e_{b + 1}"] = np.where(missing[:, b], -99.0, ujy[1][:, b])
+                    table[f"f_{b + 1}"], table[f"e_{b + 1}"] = flux[:, b], err[:, b]
                     fp.write(f"f_{b + 1} F{b + 1}\ne_{b + 1} E{b + 1}\n")
             table.write("jades.fits")
             params = {
