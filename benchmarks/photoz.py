@@ -83,6 +83,9 @@ MOCK_SEED = 2311
 #: Folds of the cross-validated zero points (``--zeropoints``), and the seed that deals them.
 ZP_FOLDS = 2
 ZP_SEED = 0
+#: EAZY's files used by ``--eazy``, inside a clone of github.com/gbrammer/eazy-photoz: its
+#: JWST-era template set and its template error function.
+EAZY_FILES = ("templates/sfhz/blue_sfhz_13.param", "templates/template_error_cosmos2020.txt")
 
 
 def photoz_stats(z_phot: np.ndarray, z_true: np.ndarray) -> dict[str, float]:
@@ -252,8 +255,8 @@ def eazy_photoz(cat, filters: list[str], repo: Path, out: Path) -> dict[str, dic
             table.write("jades.fits")
             params = {
                 "CATALOG_FILE": "jades.fits", "CATALOG_FORMAT": "fits", "FILTERS_RES": "jades.res",
-                "MAIN_OUTPUT_FILE": "eazy", "TEMPLATES_FILE": "templates/sfhz/blue_sfhz_13.param",
-                "TEMP_ERR_FILE": "templates/template_error_cosmos2020.txt", "TEMP_ERR_A2": 0.2,
+                "MAIN_OUTPUT_FILE": "eazy", "TEMPLATES_FILE": EAZY_FILES[0],
+                "TEMP_ERR_FILE": EAZY_FILES[1], "TEMP_ERR_A2": 0.2,
                 "SYS_ERR": 0.0, "Z_MIN": 0.01, "Z_MAX": 20.0, "Z_STEP": 0.01, "Z_STEP_TYPE": 1,
                 "MW_EBV": 0.0, "CAT_HAS_EXTCORR": True, "PRIOR_FILTER": len(filters),
                 "PRIOR_ABZP": 23.9, "APPLY_PRIOR": "n", "FIX_ZSPEC": False,
@@ -499,11 +502,12 @@ def main(argv: list[str] | None = None) -> None:
             import eazy  # noqa: F401
         except ImportError:
             sys.exit("--eazy needs eazy-py, which is not installed: pip install eazy")
-        if not (args.eazy / "templates" / "sfhz" / "blue_sfhz_13.param").is_file():
-            sys.exit(
-                f"--eazy {args.eazy}: no templates/sfhz/blue_sfhz_13.param there (a clone "
-                "of github.com/gbrammer/eazy-photoz)"
-            )
+        for name in EAZY_FILES:
+            if not (args.eazy / name).is_file():
+                sys.exit(
+                    f"--eazy {args.eazy}: no {name} there (a clone of "
+                    "github.com/gbrammer/eazy-photoz)"
+                )
     from prospect_sbi.posterior import AmortizedPosterior
 
     post = AmortizedPosterior.resolve(args.estimator)

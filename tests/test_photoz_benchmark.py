@@ -135,3 +135,8 @@ def test_benchmark_eazy_peer_needs_eazy_and_its_templates(photoz, tmp_path):
     # one line before any work: eazy-py missing, or a folder without EAZY's templates
     with pytest.raises(SystemExit, match=r"^--eazy (needs eazy-py|.* no templates/sfhz/)"):
         photoz.main(["--eazy", str(tmp_path)])
+    if importlib.util.find_spec("eazy") is not None:  # templates, but no error function
+        (tmp_path / "templates" / "sfhz").mkdir(parents=True)
+        (tmp_path / "templates" / "sfhz" / "blue_sfhz_13.param").write_text("1 t.fits 1.0\n")
+        with pytest.raises(SystemExit, match=r"no templates/template_error_cosmos2020\.txt"):
+            photoz.main(["--eazy", str(tmp_path)])
