@@ -234,3 +234,33 @@ def test_adapted_proposal_covariance_is_shrunk_by_its_effective_draws():
     assert abs(cov[1, 0, 1] / np.sqrt(cov[1, 0, 0] * cov[1, 1, 1])) < 0.8 * abs(
         sample[1, 0, 1] / np.sqrt(sample[1, 0, 0] * sample[1, 1, 1])
     )
+
+
+def test_tempering_reaches_weights_that_span_ten_orders_of_magnitude():
+    # Geometric log weights -a k: ESS (1 + r) / (1 - r) with r = exp(-beta a), so ESS 10 at
+    # beta a = ln(11 / 9). With a = 1e9 (the chi-square of a bright galaxy without an error
+    # floor) that beta is 2e-10, below where the linear bisection stops (2**-25).
+    from prospect_sbi.posterior.importance import effective_sample_size, tempered_weights
+
+    log_w = -1e9 * np.arange(300.0)[None]
+    log_w[:, 250:] = -np.inf  # zero weights stay zero
+    w = tempered_weights(log_w - logsumexp(log_w), 10.0)
+    assert np.isfinite(w).all() and w.sum() == pytest.approx(1.0)
+    assert np.all(w[:, 250:] == 0)
+    assert 10.0 <= effective_sample_size(np.log(w[:, :250]))[0] < 10.01
+    assert -np.log(w[0, 1] / w[0, 0]) / 1e9 == pytest.approx(np.log(11 / 9) / 1e9, rel=1e-4)
+
+
+def test_adaptation_from_far_too_wide_a_first_proposal_runs_and_is_flagged():
+    # A target 1e5 times narrower than the first proposal: the first round's log weights span
+    # ~1e10. The tempered weights were NaN, so the proposals stayed put (0.1-0.2 off here) or
+    # numpy's eigh raised (JADES galaxies without an error floor). Now they close in, and the
+    # run says it fell short of its ESS.
+    target = KnownTarget([np.full(3, 0.2)], [1e-5], [1.0], np.zeros(3), 1.0, n_objects=2)
+    res = adaptive_importance(target, 200, 4, 200, seed=5)
+    assert np.isfinite(res.logz).all()
+    assert np.all(res.short)
+    w = np.exp(res.log_weights)
+    assert w.sum(1) == pytest.approx(1.0)
+    mean = np.einsum("bn,bnp->bp", w, np.nan_to_num(res.points["u"]))
+    assert np.abs(mean - 0.2).max() < 0.05  # the rounds close in on it all the same

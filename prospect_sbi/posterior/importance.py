@@ -102,23 +102,48 @@ def tempered_weights(log_w: np.ndarray, need: np.ndarray | float) -> np.ndarray:
     proposal fitted where a few draws carry the weight is then as wide as the draws that
     could still matter, and the proposals close in on the posterior over the rounds, as in
     tempered sequential Monte Carlo. Zero for draws of zero weight; rows sum to 1.
+
+    Where the log weights span more than ``2**25`` (data far more precise than the model:
+    unfloored errors of a bright object), ``beta`` is below ``2**-25`` and is bisected on
+    ``log2(beta)``, down to ``2**-200``.
     """
     finite = np.isfinite(log_w)
     need = np.minimum(np.broadcast_to(need, finite.shape[:1]), 0.5 * finite.sum(1))
     beta = np.ones(len(log_w))
-    low = effective_sample_size(log_w) < need
-    if low.any():
-        lo, hi = np.zeros(low.sum()), np.ones(low.sum())
+    low = np.flatnonzero(effective_sample_size(log_w) < need)
+    if len(low):
         lw = log_w[low]
-        for _ in range(25):
-            mid = 0.5 * (lo + hi)
-            ok = effective_sample_size(mid[:, None] * lw) >= need[low]
-            lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-        beta[low] = lo
-    with np.errstate(invalid="ignore"):
-        tw = beta[:, None] * log_w
+        beta[low] = _largest(
+            lambda b: effective_sample_size(b[:, None] * lw) >= need[low],
+            np.zeros(len(low)),
+            np.ones(len(low)),
+        )
+        deep = low[beta[low] == 0]
+        if len(deep):
+            lw = log_w[deep]
+            log2_beta = _largest(
+                lambda t: effective_sample_size(2.0 ** t[:, None] * lw) >= need[deep],
+                np.full(len(deep), -200.0),
+                np.full(len(deep), -25.0),
+            )
+            beta[deep] = 2.0**log2_beta
+    tw = np.where(finite, beta[:, None] * log_w, -np.inf)
+    with np.errstate(invalid="ignore"):  # a row without a finite weight
         w = np.exp(tw - logsumexp(tw, axis=1, keepdims=True))
     return np.where(finite, w, 0.0)
+
+
+def _largest(ok: Any, lo: np.ndarray, hi: np.ndarray, steps: int = 25) -> np.ndarray:
+    """Bisection, row by row, for the largest ``x`` in ``[lo, hi]`` (R,) where ``ok(x)`` holds.
+
+    ``ok`` maps trial values (R,) to booleans (R,), true below a threshold and false above
+    it. Returns ``lo`` where it never holds.
+    """
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        good = ok(mid)
+        lo, hi = np.where(good, mid, lo), np.where(good, hi, mid)
+    return lo
 
 
 def weighted_moments(u: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
