@@ -239,13 +239,13 @@ def test_fit_pixels_warns_once_for_the_unconverged_refinements_of_all_chunks(
             refine="always",
         )
     ours = [w for w in seen if issubclass(w.category, RefinementWarning)]
-    assert len(ours) == 1 and ours[0].filename == __file__
+    assert all(w.filename == __file__ for w in ours)
     assert fit.refinement["ess_flag"].all() and fit.refinement["refined"].all()
     khat = int(fit.refinement["khat_flag"].sum())  # the tiny flow: 6 (more than one chunk's)
-    message = str(ours[0].message)
-    assert message.startswith("6 of 6 refined objects ended their rounds") and (
-        f"(6, flag 'ess') or a Pareto k-hat above 0.7 ({khat}, flag 'khat')" in message
-    )
+    assert [str(w.message).split(" (flag")[0] for w in ours] == [
+        "6 of 6 refined objects ended their rounds with an ESS below 1e+06",
+        f"{khat} of 6 refined objects ended their rounds with a Pareto k-hat above 0.7",
+    ][: 1 + (khat > 0)]
 
 
 def test_fit_pixels_refuses_kept_chunks_of_other_refinement_columns(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -94,7 +95,9 @@ def test_photoz_posterior_and_marginal_draws(small_estimator, small_photoz, z2_m
     from prospect_sbi.posterior.refine import RefinementWarning
 
     grid = zp.grid(4)
-    with pytest.warns(RefinementWarning, match=r"^1 of 1 refined objects .* \(1, flag 'ess'\)"):
+    with pytest.warns(
+        RefinementWarning, match=r"^1 of 1 refined objects .* 1e\+06 \(flag 'ess'\)"
+    ):
         _, diag = marginal_draws(
             small_estimator,
             flux[None],
@@ -190,6 +193,9 @@ def test_map_galaxy_infer_records_the_redshift(small_estimator, small_photoz, mo
     read, _, header = read_maps(done.files["maps"])
     assert header["ZGIVEN"] == "infer" and "ZMULTI" in header
     assert table["zphot_exact"].all() and fit.redshift[1].exact  # photoz_refine="auto"
+    for g, zp in fit.redshift.items():  # the refinement's verdict travels with each pixel
+        assert np.all(table["zphot_unconverged"][fit.groups == g] == zp.unconverged)
+    assert header["ZUNCONV"] == any(zp.unconverged for zp in fit.redshift.values())
     zd = read["zred_draws"]
     assert len(zd) == 2000 and set(np.unique(zd["segment"])) == {1, 2}
     np.testing.assert_allclose(np.median(zd["zred"][zd["segment"] == 1]), fit.redshift[1].median)
@@ -209,6 +215,43 @@ def test_map_galaxy_infer_records_the_redshift(small_estimator, small_photoz, mo
         again(photoz_refine="never")
     with pytest.raises(ValueError, match="was mapped with other inputs"):
         again(n_zred=20)
+
+
+def test_fit_pixels_says_the_photoz_refinements_of_all_segments_once(
+    small_estimator, small_photoz, mocks, monkeypatch
+):
+    """Each segment's photo-z warned on its own: two segments short of their ESS gave the
+    same "1 of 1 refined objects" twice (Python shows it once). Now one warning counts both,
+    and each segment's posterior says it is not vouched for."""
+    from prospect_sbi.pixels import fit_pixels, load_cube
+    from prospect_sbi.posterior import refine as refine_module
+    from prospect_sbi.posterior.refine import RefinementWarning
+
+    flux, err, _ = mocks
+    cube, ecube = flux.T.reshape(-1, 2, 3) / 30, err.T.reshape(-1, 2, 3) / 30
+    seg = np.array([[2, 2, 2], [1, 1, 1]])
+    images = load_cube(cube, ecube, small_estimator.filters, "maggies", segmap=seg)
+    monkeypatch.setattr(refine_module, "TARGET_ESS", 1e6)  # every refinement ends short
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        fit = fit_pixels(
+            small_estimator,
+            images,
+            np.ones((2, 3), bool),
+            model=False,
+            n_draws=20,
+            zred="infer",
+            photoz=small_photoz,
+            n_zred=10,
+            progress=False,
+        )
+    assert all(zp.exact and zp.unconverged for zp in fit.redshift.values())
+    assert fit.table()["zphot_unconverged"].all()
+    ess = [str(w.message) for w in seen if issubclass(w.category, RefinementWarning)]
+    assert [m for m in ess if "flag 'ess'" in m] == [
+        "photo-z: 2 of 2 refined objects ended their rounds with an ESS below 1e+06 (flag "
+        "'ess'): their draws are not vouched for as the exact posterior"
+    ]
 
 
 def test_commands_refuse_infer_without_a_photoz_estimator(small_estimator_file, capsys, tmp_path):
@@ -272,19 +315,28 @@ def test_catalog_photoz_step_is_exact_and_resumes_from_its_kept_chunks(
         m.setattr(catalog_module._CatalogFit, "chunk", killed)
         with pytest.raises(KeyboardInterrupt):
             write_catalog_fit(small_estimator, cat, out, {"run": 1}, **kw)
-    kept = tmp_path / "fit.ecsv.parts" / "zphot_32rows_000000.npz"  # named with its size
+    kept = tmp_path / "fit.ecsv.parts" / "zphot_v2_32rows_000000.npz"  # version and size
     with np.load(kept) as part:  # no draws: flat
         assert part["grid"].shape == (6, 10) and part["zphot_exact"].all()
+        flagged = ["zphot_unconverged" in f.split(";") for f in exact["flag"]]
+        assert (part["khat_flag"] | part["ess_flag"]).tolist() == flagged  # small flow: 3 of 6
     good = kept.read_bytes()
     kept.write_bytes(good[:100])  # a chunk cut short: one line, not a traceback from zipfile
     with pytest.raises(
-        ValueError, match=r"zphot_32rows_000000\.npz is damaged \(.*\); remove .*parts"
+        ValueError, match=r"zphot_v2_32rows_000000\.npz is damaged \(.*\); remove .*parts"
     ):
         write_catalog_fit(small_estimator, cat, out, {"run": 1}, **kw)
     kept.write_bytes(good)
+    # parts written by a version without the zphot_unconverged flag: refused, the change named
+    older = {k: v for k, v in catalog_module.FIT_FLAGS.items() if k != "zphot_unconverged"}
+    with monkeypatch.context() as m:
+        m.setattr(catalog_module, "FIT_FLAGS", older)
+        with pytest.raises(ValueError, match="photoz_flags"):
+            write_catalog_fit(small_estimator, cat, out, {"run": 1}, **kw)
 
-    # a chunk file of another chunk size (an older version's name) is not read
+    # chunk files of another chunk size or version (older versions' names) are not read
     (tmp_path / "fit.ecsv.parts" / "zphot000000.npz").write_bytes(b"256 rows")
+    (tmp_path / "fit.ecsv.parts" / "zphot_32rows_000000.npz").write_bytes(b"no flags")
 
     def drawn_again(*args, **kwargs):
         raise AssertionError("the photo-z posteriors were drawn again")
@@ -298,6 +350,37 @@ def test_catalog_photoz_step_is_exact_and_resumes_from_its_kept_chunks(
     assert not (tmp_path / "fit.ecsv.parts").exists()
     with pytest.raises(ValueError, match="photoz_refine='sometimes' is unknown"):
         zred_given("infer", small_estimator, small_photoz, photoz_refine="sometimes")
+
+
+def test_catalog_photoz_step_flags_rows_whose_refinement_fell_short(
+    small_estimator, small_photoz, mocks, monkeypatch
+):
+    """The photo-z step's refinement diagnostics reached no row of the table, and its warning
+    was said chunk by chunk with counts that could not be added: a JADES catalogue without an
+    error floor said "3 of 3 refined objects" (its last chunk) of 99 rows that were nearly all
+    short. Now each such row is flagged zphot_unconverged and the warning counts all rows."""
+    from prospect_sbi.catalog import Catalog
+    from prospect_sbi.fitting import catalog as catalog_module
+    from prospect_sbi.fitting import fit_catalog
+    from prospect_sbi.posterior import refine as refine_module
+    from prospect_sbi.posterior.refine import RefinementWarning
+
+    flux, err, _ = mocks
+    cat = Catalog(flux, err, None, np.arange(6), Table())
+    kw = dict(draws=100, model=False, refine="never", progress=False)
+    kw |= dict(zred="infer", photoz=small_photoz, n_zred=10)
+    monkeypatch.setattr(catalog_module, "_ZPHOT_CHUNK", 4)  # two chunks: 4 and 2 rows
+    monkeypatch.setattr(refine_module, "TARGET_ESS", 1e6)  # every refinement ends short
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        short = fit_catalog(small_estimator, cat, **kw)
+    assert short["zphot_exact"].all()
+    assert all("zphot_unconverged" in f.split(";") for f in short["flag"])
+    ours = [str(w.message) for w in seen if issubclass(w.category, RefinementWarning)]
+    assert [m for m in ours if "flag 'ess'" in m] == [
+        "photo-z: 6 of 6 refined objects ended their rounds with an ESS below 1e+06 (flag "
+        "'ess'): their draws are not vouched for as the exact posterior"
+    ]
 
 
 class _CountingPool(ProcessPoolExecutor):

@@ -73,17 +73,23 @@ FIT_FLAGS = {
     ZRED_RULED_OUT: "the given redshift lies outside the 99.7% of the photo-z posterior",
     "zphot_multimodal": "the photo-z posterior has more than one mode",
     "zphot_clipped": "photo-z draws beyond the estimator's redshift range, fitted at its edge",
+    "zphot_unconverged": "exact photo-z draws not vouched for (ESS short of its target or k-hat "
+    "above 0.7)",
 }
 
 #: Draws of each object's photo-z posterior.
 N_ZPHOT_DRAWS = 1000
-#: Rows of one photo-z chunk (kept in the parts folder, so a killed fit resumes it; its files
-#: are named with it, so that chunks of another size are not read). Small, so that a
-#: catalogue of ~100 rows splits over workers; in one process it costs no more than larger
-#: chunks (99 JADES rows, exact posteriors: 26.1 s in chunks of 32, 26.9 s in one chunk).
+#: Rows of one photo-z chunk (kept in the parts folder, so a killed fit resumes it). Small, so
+#: that a catalogue of ~100 rows splits over workers; in one process it costs no more than
+#: larger chunks (99 JADES rows, exact posteriors: 26.1 s in chunks of 32, 26.9 s in one).
 _ZPHOT_CHUNK = 32
+#: Names of the kept photo-z chunks: with the chunk size and the arrays' version (2: with the
+#: refinement's flags), so that chunks of another size or version are not read.
+_ZPHOT_FILES = f"zphot_v2_{_ZPHOT_CHUNK}rows_{{:06d}}"
 #: Columns of the photo-z step (:meth:`RedshiftPosterior.summary`'s numbers).
 _ZPHOT_COLUMNS = ("zphot_p16", "zphot_p50", "zphot_p84", "zphot_nmodes", "zphot_exact")
+#: Per-row flags of the photo-z step's chunks besides those columns.
+_ZPHOT_FLAGS = ("khat_flag", "ess_flag", "ruled")
 
 
 def _row_flags(post: Any, catalog: Catalog) -> np.ndarray:
@@ -220,15 +226,21 @@ def _photoz_chunk(
     """Summaries of one chunk's photo-z posteriors (b, F) in, see ``_CatalogFit._photoz``.
 
     ``zred`` (b,): the given redshifts to check (NaN: none); ``k``: redshifts of each
-    posterior's grid. Its warnings travel as text (``"warnings"``), as the chunk files keep them.
+    posterior's grid. Its warnings travel as text (``"warnings"``), as the chunk files keep them;
+    those counted over the whole step instead (the refinement's) or over the fit's rows (the
+    prior's edges) are left out.
     """
     set_torch_threads(threads)
     with record() as now:
+        warnings.simplefilter("ignore", RefinementWarning)
+        warnings.simplefilter("ignore", PriorEdgeWarning)
         posts = redshift_posterior(
             pz, flux, err, N_ZPHOT_DRAWS, seed=seed, label=label, refine=refine, sps=sps
         )
     summ = [p.summary() for p in posts]
     part = {key: np.array([q[key] for q in summ]) for key in _ZPHOT_COLUMNS}
+    part["khat_flag"] = np.array([p.khat_flag for p in posts], bool)
+    part["ess_flag"] = np.array([p.ess_flag for p in posts], bool)
     part["ruled"] = np.array([p.ruled_out(zi) for p, zi in zip(posts, zred, strict=True)])
     part["grid"] = np.stack([p.grid(k) for p in posts])
     part["warnings"] = np.array(to_text(now), dtype=str)
@@ -297,7 +309,8 @@ class _CatalogFit:
             zp = ZeroPoints.resolve(zeropoints)
             flux, err = zp.apply(catalog.flux, catalog.err, post.filters)
             catalog, self.zeropoints = dataclasses.replace(catalog, flux=flux, err=err), zp
-        self.zgrid, self.zcols, self.ruled, self.zmulti, self.zclip = None, {}, None, None, None
+        self.zgrid, self.zcols, self.ruled = None, {}, None
+        self.zmulti = self.zclip = self.zunconv = None
         self.refine, self.likelihood = check_refine(refine), likelihood
         if refine != "never":
             post.refiner(sps, likelihood)  # a likelihood the noise model lacks fails here
@@ -400,6 +413,8 @@ class _CatalogFit:
             cols[c][rows] = found[c]
         self.zcols = cols
         self.zmulti = cols["zphot_nmodes"] > 1
+        self.zunconv = np.zeros(n, bool)
+        self.zunconv[rows] = found["khat_flag"] | found["ess_flag"]
         if infer:
             grid = np.full((n, int(n_zred)), np.nan)
             grid[rows] = found["grid"]
@@ -438,22 +453,20 @@ class _CatalogFit:
     ) -> dict[str, np.ndarray]:
         """Summarise the rows' (B, F) photo-z posteriors, :data:`_ZPHOT_CHUNK` rows at a time.
 
-        Returns ``zphot_p16/p50/p84``, ``zphot_nmodes``, ``zphot_exact``, ``ruled`` (B,: the
+        Returns ``zphot_p16/p50/p84``, ``zphot_nmodes``, ``zphot_exact``, ``khat_flag``,
+        ``ess_flag`` (:class:`RedshiftPosterior`'s), ``ruled`` (B,: the
         given ``zred`` (B,) ruled out, ``RedshiftPosterior.ruled_out``; all False without) and
         ``grid`` (B, k: ``RedshiftPosterior.grid``); the draws are not kept, so memory stays
         flat in the rows. With ``folder`` (the table's parts), each chunk's arrays are kept
         there as they finish, so a killed fit does not draw them again (the exact posteriors
         take ~0.3 s a row); the chunk of rows ``r`` draws with seed ``seed + r``, here or on
         ``client``'s workers (the same numbers, as :func:`fit_catalog` says). Its warnings
-        are said once, counts added over the chunks (kept ones' too).
+        are said once, counts added over the chunks (kept ones' too); the refinement's counted
+        over all its rows.
         """
         from tqdm.auto import tqdm
 
-        store = (
-            None
-            if folder is None
-            else ChunkStore(folder, None, ".npz", name=f"zphot_{_ZPHOT_CHUNK}rows_{{:06d}}")
-        )
+        store = None if folder is None else ChunkStore(folder, None, ".npz", name=_ZPHOT_FILES)
         parts: list[dict[str, np.ndarray]] = []
         said: list[tuple[str, str]] = []
         slices = chunk_slices(len(flux), _ZPHOT_CHUNK)
@@ -478,12 +491,15 @@ class _CatalogFit:
                     store.save(c, **part)
             said.extend(from_text(part.pop("warnings")))
             parts.append(part)
-        say(said, "photo-z", stacklevel=5)
         if not parts:  # no row with a valid band
-            return {key: np.zeros(0) for key in (*_ZPHOT_COLUMNS, "ruled")} | {
+            return {key: np.zeros(0) for key in (*_ZPHOT_COLUMNS, *_ZPHOT_FLAGS)} | {
                 "grid": np.zeros((0, k))
             }
-        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        found = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        with record() as now:
+            warn_unconverged(found["khat_flag"], found["ess_flag"], refined=found["zphot_exact"])
+        say([*said, *now], "photo-z", stacklevel=5)
+        return found
 
     def _marginal(self, obs: Any, grid: np.ndarray, seed: Any, collect: Any) -> dict:
         """Summaries of objects marginalised over their K redshifts (rows x K in one call)."""
@@ -609,6 +625,7 @@ class _CatalogFit:
                 (ZRED_RULED_OUT, self.ruled),
                 ("zphot_multimodal", self.zmulti),
                 ("zphot_clipped", self.zclip),
+                ("zphot_unconverged", self.zunconv),
             )
             if mask is not None
         ]
@@ -738,7 +755,8 @@ def fit_catalog(
         where the flow's draws need it (integrated photometry: nearly every row, ~0.25 s
         each; on the 99 JADES spec-z galaxies with zero points, sigma_NMAD 0.035 and 8%
         outliers, against 0.059 and 18% for the flow alone, ``"never"``); column
-        ``zphot_exact``, ``meta["photoz_refine"]``.
+        ``zphot_exact``, ``meta["photoz_refine"]``; rows whose exact photo-z draws are not
+        vouched for (ESS or k-hat) are flagged ``zphot_unconverged``.
     client : dask.distributed.Client, concurrent.futures.Executor or int, optional
         Where the chunks (the photo-z step's and the table's) run: in this process (None),
         on the client's workers, or in that many local processes
@@ -757,7 +775,7 @@ def fit_catalog(
         ``chi2_red``, ``ood``, and unless ``refine="never"`` ``refined``, ``ess``, ``khat``,
         ``logz``, ``khat_flag``, ``ess_flag``, ``is_draws``; with ``photoz`` or ``"infer"`` also
         ``zphot_p16/p50/p84``, ``zphot_nmodes`` and ``zphot_exact`` (flags
-        ``zphot_multimodal``, ``zred_ruled_out``).
+        ``zphot_multimodal``, ``zphot_unconverged``, ``zred_ruled_out``).
 
     Raises
     ------
@@ -893,6 +911,9 @@ def write_catalog_fit(
     slices = chunk_slices(len(catalog.flux), chunk_size)  # checks chunk_size before any file
     # parts with other refinement columns (another version's) cannot be assembled with these
     columns = resume_columns(check_refine(opts["refine"]))
+    infer = isinstance(opts["zred"], str) and opts["zred"] == "infer"
+    if infer or opts["photoz"] is not None:  # the photo-z step's flags (parts before them)
+        columns["photoz_flags"] = [f for f in FIT_FLAGS if f.startswith("zphot_")]
     parts = TableParts(out, dict(fingerprint, chunk_size=int(chunk_size), **columns))
     try:
         job = _CatalogFit(

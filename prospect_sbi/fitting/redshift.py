@@ -147,6 +147,10 @@ class RedshiftPosterior:
         :func:`count_modes` of the draws (set from them when not given).
     exact : bool
         The draws are the exact posterior's (the estimator's refinement), not the flow's.
+    khat_flag, ess_flag : bool
+        Exact draws whose refinement ended with a Pareto k-hat above 0.7, or an ESS short of
+        its target (the refinement's flags): not vouched for as the exact posterior
+        (:attr:`unconverged`).
     """
 
     draws: np.ndarray
@@ -154,6 +158,8 @@ class RedshiftPosterior:
     modes: np.ndarray = field(default=None)  # type: ignore[assignment]
     masses: np.ndarray = field(default=None)  # type: ignore[assignment]
     exact: bool = False
+    khat_flag: bool = False
+    ess_flag: bool = False
 
     def __post_init__(self) -> None:
         self.draws = np.asarray(self.draws, dtype=float).ravel()
@@ -174,6 +180,11 @@ class RedshiftPosterior:
     def p84(self) -> float:
         """84th percentile."""
         return float(np.percentile(self.draws, 84))
+
+    @property
+    def unconverged(self) -> bool:
+        """Exact draws not vouched for (``khat_flag`` or ``ess_flag``)."""
+        return bool(self.khat_flag or self.ess_flag)
 
     @property
     def multimodal(self) -> bool:
@@ -207,7 +218,7 @@ class RedshiftPosterior:
 
         ``zphot_modes`` and ``zphot_mode_masses`` are comma-separated (by decreasing share);
         ``zphot_multimodal`` is True for more than one mode, ``zphot_exact`` for draws of the
-        exact posterior.
+        exact posterior, ``zphot_unconverged`` for exact draws not vouched for.
         """
         return {
             "zphot_p16": self.p16,
@@ -218,6 +229,7 @@ class RedshiftPosterior:
             "zphot_mode_masses": ",".join(f"{m:.3f}" for m in self.masses),
             "zphot_multimodal": self.multimodal,
             "zphot_exact": bool(self.exact),
+            "zphot_unconverged": bool(self.unconverged),
         }
 
     def header(self) -> dict[str, tuple]:
@@ -230,6 +242,10 @@ class RedshiftPosterior:
             "ZMULTI": (self.multimodal, "photo-z posterior has more than one mode"),
             "ZPHOTEST": (self.estimator[-60:], "photo-z estimator"),
             "ZPHOTEXA": (bool(self.exact), "photo-z draws of the exact posterior"),
+            "ZUNCONV": (
+                bool(self.unconverged),
+                "exact photo-z draws not vouched for (ESS, k-hat)",
+            ),
         }
         for i, (m, w) in enumerate(zip(self.modes[:9], self.masses[:9], strict=True)):
             cards[f"ZMODE{i + 1}"] = (float(m), f"photo-z mode holding {w:.1%} of the draws")
@@ -367,12 +383,18 @@ def redshift_posterior(
     label = label or _label(photoz, post)
     draws = post.sample(flux, err, int(n), seed=seed, refine=refine, sps=sps)
     z = np.asarray(draws)[..., post.labels.index("zred")]
-    exact = np.zeros(z.shape[:-1], bool)
+    exact = khat = ess = np.zeros(z.shape[:-1], bool)
     if getattr(draws, "refined", None) is not None:
         exact = np.asarray(draws.refined, bool)
+        khat, ess = exact & draws.khat_flag, exact & draws.ess_flag
     if z.ndim == 1:
-        return RedshiftPosterior(z, label, exact=bool(exact))
-    return [RedshiftPosterior(row, label, exact=bool(e)) for row, e in zip(z, exact, strict=True)]
+        return RedshiftPosterior(
+            z, label, exact=bool(exact), khat_flag=bool(khat), ess_flag=bool(ess)
+        )
+    return [
+        RedshiftPosterior(row, label, exact=bool(e), khat_flag=bool(k), ess_flag=bool(s))
+        for row, e, k, s in zip(z, exact, khat, ess, strict=True)
+    ]
 
 
 def read_zred_table(

@@ -475,6 +475,7 @@ def _galaxy_row(files: dict[str, Path]) -> dict:
             "zphot_nmodes": int(head["ZNMODES"]),
             "zphot_exact": bool(head.get("ZPHOTEXA", False)),
             "flags": (["zphot_multimodal"] if head["ZMULTI"] else [])
+            + (["zphot_unconverged"] if head.get("ZUNCONV", False) else [])
             + ([ZRED_RULED_OUT] if head.get("ZRULED", False) else []),
         }
     if "ood" in pix.colnames:
@@ -565,7 +566,8 @@ def _catalog(ids: np.ndarray, zred: np.ndarray, boxes: dict, results: dict[int, 
         "flagged out of distribution; chi2_median: median reduced chi2 of the pixels",
         "zphot_p16/p50/p84, zphot_nmodes: the galaxy's photo-z posterior (zred='infer', or a "
         "given zred checked with photoz=; zred is its median when inferred); zphot_exact: "
-        "drawn from the exact posterior; flags zphot_multimodal, zred_ruled_out",
+        "drawn from the exact posterior; flags zphot_multimodal, zphot_unconverged (exact "
+        "photo-z draws not vouched for: ESS or k-hat), zred_ruled_out",
     ]
     return table
 
@@ -796,8 +798,8 @@ def map_field(
         Myr), ``ood_share``, ``chi2_median``, ``zphot_p16/p50/p84`` and ``zphot_nmodes`` (the
         galaxy's photo-z posterior, with ``"infer"`` or ``photoz=``; then ``zred`` is its
         median when inferred), ``flags`` (comma-separated: ``no_zred``, ``edge``, ``error``,
-        ``zphot_multimodal``, ``zred_ruled_out``) and ``error`` (the one-line reason a galaxy
-        failed).
+        ``zphot_multimodal``, ``zphot_unconverged``, ``zred_ruled_out``) and ``error`` (the
+        one-line reason a galaxy failed).
 
     Raises
     ------

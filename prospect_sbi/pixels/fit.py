@@ -162,7 +162,14 @@ class PixelFit:
             )
         if self.redshift:  # each pixel carries its galaxy's photo-z summary (FITS-safe columns)
             summaries = {int(g): zp.summary() for g, zp in self.redshift.items()}
-            for key in ("zphot_p16", "zphot_p50", "zphot_p84", "zphot_nmodes", "zphot_exact"):
+            for key in (
+                "zphot_p16",
+                "zphot_p50",
+                "zphot_p84",
+                "zphot_nmodes",
+                "zphot_exact",
+                "zphot_unconverged",
+            ):
                 cols[key] = np.array(
                     [summaries.get(int(g), {}).get(key, np.nan) for g in self.groups]
                 )
@@ -592,10 +599,20 @@ def _given_zred(
     ids = np.unique(groups).tolist()
     posteriors: dict[int, RedshiftPosterior] = {}
     if given.photoz is not None:
-        for g in ids:
-            sel = groups == g
-            total, sigma = summed_photometry(flux[sel], err[sel], given.err_floor)
-            posteriors[g] = given.posterior(total, sigma, N_ZRED_DRAWS, seed=seed, sps=sps)
+        with record() as now:  # said once for all the segments, counts added
+            with warnings.catch_warnings():  # counted over the segments below
+                warnings.simplefilter("ignore", RefinementWarning)
+                for g in ids:
+                    sel = groups == g
+                    total, sigma = summed_photometry(flux[sel], err[sel], given.err_floor)
+                    posteriors[g] = given.posterior(total, sigma, N_ZRED_DRAWS, seed=seed, sps=sps)
+            zps = list(posteriors.values())
+            warn_unconverged(
+                [p.khat_flag for p in zps],
+                [p.ess_flag for p in zps],
+                refined=[p.exact for p in zps],
+            )
+        say(now, "photo-z", stacklevel=3)
     ruled: dict[int, bool] = {}
     if given.kind == "infer":
         k = given.n_zred

@@ -202,7 +202,8 @@ def map_galaxy(
         posterior from the integrated photometry of the selected pixels, propagated into
         every pixel's draws (:func:`~prospect_sbi.pixels.fit_pixels`). The maps' header gets
         its median (``ZPHOT``), 16/84 (``ZPHOT16``/``ZPHOT84``), modes (``ZNMODES``,
-        ``ZMODE1``...) and ``ZMULTI`` (multi-modal), the FITS file its draws (``ZRED_DRAWS``).
+        ``ZMODE1``...), ``ZMULTI`` (multi-modal) and ``ZUNCONV`` (exact draws not vouched
+        for: ESS or k-hat), the FITS file its draws (``ZRED_DRAWS``).
     photoz : AmortizedPosterior, path-like or str, optional
         Photometric-redshift estimator; default the pretrained ``<estimator>-photoz``. With a
         given redshift it checks it (header ``ZRULED``, pixel column ``zred_ruled_out``).

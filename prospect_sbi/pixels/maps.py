@@ -169,6 +169,8 @@ def _provenance(post: AmortizedPosterior, fit: PixelFit, images: PixelImages) ->
     elif fit.redshift:
         multi = sum(zp.multimodal for zp in fit.redshift.values())
         head["ZMULTI"] = (multi > 0, f"{multi} segments with a multi-modal photo-z")
+        short = sum(zp.unconverged for zp in fit.redshift.values())
+        head["ZUNCONV"] = (short > 0, f"{short} segments' exact photo-z not vouched for")
     if fit.zred_ruled_out:
         head["ZRULED"] = (any(fit.zred_ruled_out.values()), "given z ruled out by the photo-z")
     zeropoints = images.meta.get("zeropoints")

@@ -453,23 +453,27 @@ def warn_unconverged(
 
     ``khat_flag``, ``ess_flag`` (B,) bool; ``refined`` (B,) bool, the objects counted
     (default all). Once per call of the user's, after all its chunks, as
-    :func:`~.plausibility.warn_prior_edge`.
+    :func:`~.plausibility.warn_prior_edge`: one warning per flag, each count leading its
+    message, so that the warnings of several calls (chunks, galaxies) add up when merged.
     """
     khat_flag, ess_flag = np.asarray(khat_flag, bool), np.asarray(ess_flag, bool)
     if refined is not None:
         done = np.asarray(refined, bool)
         khat_flag, ess_flag = khat_flag[done], ess_flag[done]
-    bad = khat_flag | ess_flag
-    if bad.any():
-        target = check_target_ess(target_ess)
-        warnings.warn(
-            f"{int(bad.sum())} of {len(bad)} refined objects ended their rounds with an ESS "
-            f"below {target:g} ({int(ess_flag.sum())}, flag 'ess') or a Pareto k-hat above "
-            f"0.7 ({int(khat_flag.sum())}, flag 'khat'): their draws are not vouched for as "
-            "the exact posterior",
-            RefinementWarning,
-            stacklevel=stacklevel,
-        )
+    if not (khat_flag | ess_flag).any():
+        return
+    target = check_target_ess(target_ess)
+    for flag, what, mask in (
+        ("ess", f"an ESS below {target:g}", ess_flag),
+        ("khat", "a Pareto k-hat above 0.7", khat_flag),
+    ):
+        if mask.any():
+            warnings.warn(
+                f"{int(mask.sum())} of {len(mask)} refined objects ended their rounds with "
+                f"{what} (flag '{flag}'): their draws are not vouched for as the exact posterior",
+                RefinementWarning,
+                stacklevel=stacklevel,
+            )
 
 
 def resume_columns(refine: str) -> dict[str, list[str]]:
