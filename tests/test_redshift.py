@@ -157,32 +157,34 @@ def test_catalog_infer_and_wrong_redshift_flag(small_estimator, small_photoz, mo
         fit_catalog(small_estimator, cat, zred="infer", photoz=small_photoz, n_zred=7, **kw)
 
 
-def test_map_galaxy_infer_records_the_redshift(small_estimator, small_photoz, mocks, tmp_path):
-    from astropy.io import fits
+def _two_segments(mocks, filters):
+    """A 2 x 3 "galaxy" of the z = 4.5 mocks (segment 1) and the z = 1 ones (segment 2)."""
     from astropy.wcs import WCS
 
-    from prospect_sbi.pixels import load_cube, map_galaxy, read_maps
+    from prospect_sbi.pixels import load_cube
 
     flux, err, _ = mocks
-    # a 2 x 3 "galaxy" of the z = 4.5 pixels (segment 1) and z = 1 ones (segment 2)
     cube, ecube = flux.T.reshape(-1, 2, 3) / 30, err.T.reshape(-1, 2, 3) / 30
     seg = np.array([[2, 2, 2], [1, 1, 1]])
     wcs = WCS(naxis=2)
     wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     wcs.wcs.cdelt = [-0.03 / 3600, 0.03 / 3600]
-    images = load_cube(cube, ecube, small_estimator.filters, "maggies", wcs=wcs, segmap=seg)
+    return load_cube(cube, ecube, filters, "maggies", wcs=wcs, segmap=seg)
+
+
+#: Every pixel of ``_two_segments``, its galaxies' redshifts inferred.
+_INFER = dict(model=False, zred="infer", n_zred=10, progress=False)
+
+
+def test_map_galaxy_infer_records_the_redshift(small_estimator, small_photoz, mocks, tmp_path):
+    from astropy.io import fits
+
+    from prospect_sbi.pixels import map_galaxy, read_maps
+
+    images = _two_segments(mocks, small_estimator.filters)
+    mask = np.ones((2, 3), bool)
     done = map_galaxy(
-        small_estimator,
-        images,
-        tmp_path,
-        "g",
-        np.ones((2, 3), bool),
-        model=False,
-        n_draws=100,
-        zred="infer",
-        photoz=small_photoz,
-        n_zred=10,
-        progress=False,
+        small_estimator, images, tmp_path, "g", mask, n_draws=100, photoz=small_photoz, **_INFER
     )
     fit = done.fit
     assert set(fit.redshift) == {1, 2}
@@ -203,11 +205,8 @@ def test_map_galaxy_infer_records_the_redshift(small_estimator, small_photoz, mo
 
     # a rerun with the same inputs is skipped; another n_zred or photo-z drawing is refused
     def again(**other):
-        options = dict(model=False, n_draws=100, zred="infer", photoz=small_photoz, n_zred=10)
-        mask = np.ones((2, 3), bool)
-        return map_galaxy(
-            small_estimator, images, tmp_path, "g", mask, progress=False, **(options | other)
-        )
+        options = _INFER | dict(n_draws=100, photoz=small_photoz) | other
+        return map_galaxy(small_estimator, images, tmp_path, "g", mask, **options)
 
     assert again().skipped
     changed = "'photoz_refine': 'auto', .* then, .*'photoz_refine': 'never', "
@@ -223,28 +222,15 @@ def test_fit_pixels_says_the_photoz_refinements_of_all_segments_once(
     """Each segment's photo-z warned on its own: two segments short of their ESS gave the
     same "1 of 1 refined objects" twice (Python shows it once). Now one warning counts both,
     and each segment's posterior says it is not vouched for."""
-    from prospect_sbi.pixels import fit_pixels, load_cube
+    from prospect_sbi.pixels import fit_pixels
     from prospect_sbi.posterior import refine as refine_module
     from prospect_sbi.posterior.refine import RefinementWarning
 
-    flux, err, _ = mocks
-    cube, ecube = flux.T.reshape(-1, 2, 3) / 30, err.T.reshape(-1, 2, 3) / 30
-    seg = np.array([[2, 2, 2], [1, 1, 1]])
-    images = load_cube(cube, ecube, small_estimator.filters, "maggies", segmap=seg)
+    images, mask = _two_segments(mocks, small_estimator.filters), np.ones((2, 3), bool)
     monkeypatch.setattr(refine_module, "TARGET_ESS", 1e6)  # every refinement ends short
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        fit = fit_pixels(
-            small_estimator,
-            images,
-            np.ones((2, 3), bool),
-            model=False,
-            n_draws=20,
-            zred="infer",
-            photoz=small_photoz,
-            n_zred=10,
-            progress=False,
-        )
+        fit = fit_pixels(small_estimator, images, mask, n_draws=20, photoz=small_photoz, **_INFER)
     assert all(zp.exact and zp.unconverged for zp in fit.redshift.values())
     assert fit.table()["zphot_unconverged"].all()
     ess = [str(w.message) for w in seen if issubclass(w.category, RefinementWarning)]
