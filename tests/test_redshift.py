@@ -58,6 +58,15 @@ def test_redshift_posterior_grid_and_ruled_out():
     np.testing.assert_array_equal(post.ruled_out([0.9, 1.5, 2.1]), [True, False, True])
     counts, edges = post.histogram(10)
     assert counts.sum() == 1001 and edges[0] == pytest.approx(1.0)
+    # its FITS cards fit in 80 characters (astropy would cut a comment, with a warning)
+    from astropy.io import fits
+
+    short = RedshiftPosterior(z, "x" * 80, exact=True, ess_flag=True)
+    assert short.unconverged and short.summary()["zphot_unconverged"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fits.verify.VerifyWarning)
+        cards = [str(fits.Card(key, *value)) for key, value in short.header().items()]
+    assert "ZUNCONV =                    T" in cards[list(short.header()).index("ZUNCONV")]
 
 
 def test_zred_given_forms(tmp_path, small_estimator, small_photoz):
@@ -183,9 +192,18 @@ def test_map_galaxy_infer_records_the_redshift(small_estimator, small_photoz, mo
 
     images = _two_segments(mocks, small_estimator.filters)
     mask = np.ones((2, 3), bool)
-    done = map_galaxy(
-        small_estimator, images, tmp_path, "g", mask, n_draws=100, photoz=small_photoz, **_INFER
-    )
+    with warnings.catch_warnings():  # every header card fits (astropy would cut its comment)
+        warnings.simplefilter("error", fits.verify.VerifyWarning)
+        done = map_galaxy(
+            small_estimator,
+            images,
+            tmp_path,
+            "g",
+            mask,
+            n_draws=100,
+            photoz=small_photoz,
+            **_INFER,
+        )
     fit = done.fit
     assert set(fit.redshift) == {1, 2}
     assert fit.redshift[1].median > 2.5 > fit.redshift[2].median

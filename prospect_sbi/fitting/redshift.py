@@ -240,12 +240,9 @@ class RedshiftPosterior:
             "ZPHOT84": (self.p84, "84th percentile of the photo-z posterior"),
             "ZNMODES": (len(self.modes), "modes of the photo-z posterior"),
             "ZMULTI": (self.multimodal, "photo-z posterior has more than one mode"),
-            "ZPHOTEST": (self.estimator[-60:], "photo-z estimator"),
+            "ZPHOTEST": (self.estimator[-48:], "photo-z estimator"),  # 80 characters
             "ZPHOTEXA": (bool(self.exact), "photo-z draws of the exact posterior"),
-            "ZUNCONV": (
-                bool(self.unconverged),
-                "exact photo-z draws not vouched for (ESS, k-hat)",
-            ),
+            "ZUNCONV": (bool(self.unconverged), "exact photo-z draws not vouched (ESS or k-hat)"),
         }
         for i, (m, w) in enumerate(zip(self.modes[:9], self.masses[:9], strict=True)):
             cards[f"ZMODE{i + 1}"] = (float(m), f"photo-z mode holding {w:.1%} of the draws")
