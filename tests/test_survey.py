@@ -393,3 +393,35 @@ def test_dask_run_equals_the_serial_run(field, small_estimator, tmp_path):
     a, _, _ = read_maps(tmp_path / "s" / "field_log_sigma_mstar.fits")
     b, _, _ = read_maps(tmp_path / "d" / "field_log_sigma_mstar.fits")
     np.testing.assert_allclose(a["log_sigma_mstar_p50"], b["log_sigma_mstar_p50"], rtol=1e-6)
+
+
+def test_field_flags_galaxies_whose_photoz_refinement_fell_short(
+    field, small_estimator, small_photoz, tmp_path, monkeypatch
+):
+    """A galaxy whose exact photo-z is not vouched for (ESS short, k-hat above 0.7) is flagged
+    zphot_unconverged in the field catalogue, read back from its maps' ZUNCONV card."""
+    from prospect_sbi.posterior import refine as refine_module
+
+    simulated = [g for g in field.galaxies["id"] if g not in (36, 370, 778)][:2]
+    cat = Table.read(field.catalog)
+    cat[np.isin(cat["id"], simulated)].write(tmp_path / "two.ecsv")
+    monkeypatch.setattr(refine_module, "TARGET_ESS", 1e6)  # every refinement ends short
+    res = map_field(
+        small_estimator,
+        field.mosaics,
+        field.segmap,
+        tmp_path / "two.ecsv",
+        tmp_path / "o",
+        zred="infer",
+        photoz=small_photoz,
+        n_zred=5,
+        n_draws=DRAWS,
+        png=False,
+        progress=False,
+    )
+    assert sorted(res.catalog["id"]) == sorted(simulated) and not res.errors
+    assert np.all(res.catalog["zphot_exact"])
+    assert all("zphot_unconverged" in f.split(",") for f in res.catalog["flags"])
+    for g in simulated:  # each galaxy's maps say so too
+        head = fits.getheader(galaxy_files(tmp_path / "o" / "galaxies", f"gal{g}")["maps"])
+        assert head["ZUNCONV"] is True
