@@ -70,12 +70,11 @@ from pathlib import Path
 
 import numpy as np
 
-#: True-redshift bins of the mock tables.
-Z_BINS = ((0, 1), (1, 3), (3, 6), (6, 10), (10, 20))
+from prospect_sbi.validate.photoz import OUTLIER_DZ as OUTLIER
+from prospect_sbi.validate.photoz import Z_BINS, photoz_stats
+
 #: Credibility levels of the z-posterior calibration.
 LEVELS = (0.68, 0.95)
-#: |dz| beyond which a redshift is an outlier.
-OUTLIER = 0.15
 #: Fractional flux error floor added in quadrature to the real catalogue's errors.
 ERR_FLOOR = 0.05
 #: Seed of the mocks' simulation and noise (training sets use other seeds).
@@ -86,35 +85,6 @@ ZP_SEED = 0
 #: EAZY's files used by ``--eazy``, inside a clone of github.com/gbrammer/eazy-photoz: its
 #: JWST-era template set and its template error function.
 EAZY_FILES = ("templates/sfhz/blue_sfhz_13.param", "templates/template_error_cosmos2020.txt")
-
-
-def photoz_stats(z_phot: np.ndarray, z_true: np.ndarray) -> dict[str, float]:
-    """sigma_NMAD, outlier fraction and bias of photometric redshifts.
-
-    Parameters
-    ----------
-    z_phot, z_true : numpy.ndarray, (B,)
-        Estimated and true (spectroscopic) redshifts.
-
-    Returns
-    -------
-    dict
-        ``n``; ``sigma_nmad`` = 1.48 median(|dz - median(dz)|), ``outlier_frac`` (|dz| > 0.15)
-        and ``bias`` = median(dz), with dz = (z_phot - z_true) / (1 + z_true); NaN for none.
-    """
-    z_phot, z_true = np.asarray(z_phot, float), np.asarray(z_true, float)
-    if z_phot.shape != z_true.shape or z_phot.ndim != 1:
-        raise ValueError(f"z_phot {z_phot.shape} and z_true {z_true.shape}: expected (B,) both")
-    if len(z_phot) == 0:
-        return {"n": 0, "sigma_nmad": np.nan, "outlier_frac": np.nan, "bias": np.nan}
-    dz = (z_phot - z_true) / (1 + z_true)
-    bias = float(np.median(dz))
-    return {
-        "n": len(dz),
-        "sigma_nmad": float(1.48 * np.median(np.abs(dz - bias))),
-        "outlier_frac": float(np.mean(np.abs(dz) > OUTLIER)),
-        "bias": bias,
-    }
 
 
 def z_coverage(z_draws: np.ndarray, z_true: np.ndarray) -> np.ndarray:
@@ -424,37 +394,13 @@ def ms_per_object(post, flux: np.ndarray, err: np.ndarray, n_objects: int) -> fl
 
 
 def plot_zz(z_true, z_phot, lo, hi, title: str, path: Path) -> None:
-    """z_phot (median, 16-84% bars) against the true redshift, with |dz| = 0.15 lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """z_phot (median, 16-84% bars) against the true redshift, written to ``path``."""
     from prospect_sbi._io import atomic_path
+    from prospect_sbi.plotting.calibration import plot_photoz
 
-    fig, ax = plt.subplots(figsize=(4.6, 4.4))
-    top = max(float(np.max(z_true)), float(np.max(hi))) * 1.05 + 0.1
-    grid = np.linspace(0, top, 50)
-    ax.plot(grid, grid, "k-", lw=0.8)
-    for s in (-OUTLIER, OUTLIER):
-        ax.plot(grid, grid + s * (1 + grid), "k:", lw=0.8)
-    many = len(z_true) > 300
-    ax.errorbar(
-        z_true,
-        z_phot,
-        yerr=None if many else [z_phot - lo, hi - z_phot],
-        fmt=".",
-        ms=2 if many else 4,
-        alpha=0.3 if many else 0.8,
-        elinewidth=0.6,
-    )
-    ax.set(
-        xlim=(0, top), ylim=(0, top), xlabel="true / spectroscopic z", ylabel="z_phot", title=title
-    )
-    fig.tight_layout()
+    fig = plot_photoz(z_true, z_phot, lo, hi, title)
     with atomic_path(path, overwrite=True) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -48,13 +48,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prospect_sbi.fitting.comparison import MISSED_LNL as MISSED
 from prospect_sbi.posterior.refine import ROUND_DRAWS
 
 DEFAULTS = ["jades-parametric", "jades-continuity"]
 NAMED = ("log_mstar", "log_sfr100", "dust2")
-#: A sampler whose best log-likelihood is below the other's by more than this missed a mode
-#: (or the peak) the other found.
-MISSED = 2.0
 #: S/N bins of the second table.
 SNR_BINS = {"<5": (-np.inf, 5.0), "5-20": (5.0, 20.0), ">=20": (20.0, np.inf)}
 

@@ -543,6 +543,7 @@ def test_compare_command_dynesty_options_ids_and_title(
     # dynesty's evidence and best fit are kept (the refined ones are NaN without --refine)
     assert res.meta["logz_dynesty"] < res.meta["best_lnlike_dynesty"] < 1e4
     assert np.isnan(res.meta["best_lnlike_refined"]) and np.isnan(res.meta["logz_refined"])
+    assert res.meta["missed"] == ""  # no verdict without --refine
     assert re.search(r"dynesty \d+\.\d s, SBI \d+ ms \(x[\d.e+]+\)$", res.meta["title"])
     assert (tmp_path / "cmp" / "compare_b2.png").stat().st_size > 10_000
 

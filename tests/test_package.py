@@ -160,7 +160,7 @@ SUBPACKAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "photometry",
         ),
     ),
-    "validate": (("calibration", "misspecification", "mocks", "report", "results"), ()),
+    "validate": (("calibration", "misspecification", "mocks", "photoz", "report", "results"), ()),
 }
 
 #: Public functions and classes defined in a module but left out of its ``__all__`` today.

@@ -20,18 +20,6 @@ def photoz():
     return module
 
 
-def test_photoz_stats_on_known_numbers(photoz):
-    z_true = np.array([0.5, 1.0, 2.0, 3.0, 7.0])
-    dz = np.array([0.01, -0.02, 0.03, 0.2, -0.3])  # two outliers
-    stats = photoz.photoz_stats(z_true + dz * (1 + z_true), z_true)
-    assert stats["n"] == 5 and stats["bias"] == pytest.approx(0.01)
-    assert stats["sigma_nmad"] == pytest.approx(1.48 * np.median(np.abs(dz - 0.01)))
-    assert stats["outlier_frac"] == pytest.approx(0.4)
-    assert np.isnan(photoz.photoz_stats(np.array([]), np.array([]))["sigma_nmad"])
-    with pytest.raises(ValueError, match=r"z_phot \(3,\) and z_true \(2,\)"):
-        photoz.photoz_stats(np.zeros(3), np.zeros(2))
-
-
 def test_z_coverage_of_exact_posteriors(photoz):
     rng = np.random.default_rng(0)
     mu = rng.uniform(1, 10, 4000)

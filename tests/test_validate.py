@@ -17,6 +17,8 @@ from prospect_sbi.validate import (
     misspecified_kwargs,
     mock_seed,
     outlier_fraction,
+    photoz_stats,
+    photoz_table,
     sbc_pvalues,
     sbc_ranks,
     tarp_coverage,
@@ -199,6 +201,39 @@ def test_public_names_exist():
         assert hasattr(pv, name), name
 
 
+def test_photoz_stats_on_known_numbers():
+    z_true = np.array([0.5, 1.0, 2.0, 3.0, 7.0])
+    dz = np.array([0.01, -0.02, 0.03, 0.2, -0.3])  # two outliers
+    stats = photoz_stats(z_true + dz * (1 + z_true), z_true)
+    assert stats["n"] == 5 and stats["bias"] == pytest.approx(0.01)
+    assert stats["sigma_nmad"] == pytest.approx(1.48 * np.median(np.abs(dz - 0.01)))
+    assert stats["outlier_frac"] == pytest.approx(0.4)
+    assert np.isnan(photoz_stats(np.array([]), np.array([]))["sigma_nmad"])
+    with pytest.raises(ValueError, match=r"z_phot \(3,\) and z_true \(2,\)"):
+        photoz_stats(np.zeros(3), np.zeros(2))
+
+
+def test_photoz_table_by_bin_subset_and_coverage():
+    z_true = np.array([0.2, 0.8, 1.5, 2.5, 4.0, 20.0])  # 20 falls in the last bin, 6-10 empty
+    dz = np.array([0.01, 0.3, -0.02, 0.0, 0.02, -0.5])
+    rank = np.array([0.5, 0.99, 0.2, 0.5, 0.9, 0.0])  # inside the 68% interval: 0.5, 0.5
+    bright = np.array([True, True, False, True, True, False])
+    t = photoz_table(
+        z_true + dz * (1 + z_true), z_true, rank, subsets={"all": True | bright, "bright": bright}
+    )
+    assert list(t["z_bin"][:6]) == ["all", "0-1", "1-3", "3-6", "6-10", "10-20"]
+    assert list(t["subset"]) == ["all"] * 6 + ["bright"] * 6
+    assert list(t["n"]) == [6, 2, 2, 1, 0, 1, 4, 2, 1, 1, 0, 0]
+    np.testing.assert_allclose(t["outlier_frac"][:6], [2 / 6, 0.5, 0, 0, np.nan, 1])
+    assert t["bias"][3] == pytest.approx(0.02) and np.isnan(t["sigma_nmad"][4])
+    # central 68%: |rank - 0.5| <= 0.34 (0.5, 0.2, 0.5); 95%: <= 0.475 (and 0.9)
+    assert t["coverage_68"][0] == pytest.approx(3 / 6) and t["coverage_95"][0] == 4 / 6
+    assert t["coverage_68"][7] == pytest.approx(0.5)  # bright, 0-1: ranks 0.5, 0.99
+    assert "coverage_68" not in photoz_table(z_true, z_true).colnames
+    with pytest.raises(ValueError, match=r"subset 'x' has shape \(2,\); expected \(6,\)"):
+        photoz_table(z_true, z_true, subsets={"x": np.ones(2, bool)})
+
+
 def test_misspecified_kwargs():
     base = {"template": "parametric_sfh", "zred": (0.5, 5.0), "nebular": True, "dust_type": 0}
     name, kw = misspecified_kwargs(base, "sfh", (5.0, 12.0))
@@ -210,6 +245,21 @@ def test_misspecified_kwargs():
 
 
 # ---------------------------------------------------------------- a real estimator
+def test_sfh_misspecification_keeps_the_redshift_prior_of_a_photoz_estimator():
+    """jades-parametric-photoz draws z from Beta(1, 3) on 0-20; its continuity_sfh mocks were
+    drawn from a TopHat on 0-20 instead (483 of 1000 at z > 10, against 127 in its own)."""
+    from prospect_sbi import AmortizedPosterior
+
+    post = AmortizedPosterior.pretrained("jades-parametric-photoz")
+    model = post.model()
+    name, other = pv.misspecified_model(post, model, "sfh")
+    prior, ours = other.config_dict["zred"]["prior"], model.config_dict["zred"]["prior"]
+    assert name == "continuity_sfh mocks" and "logsfr_ratios" in other.free_params
+    assert type(prior) is type(ours) and prior.params == ours.params
+    z = prior.unit_transform(np.random.default_rng(0).uniform(size=20_000))
+    assert np.mean(z > 10) == pytest.approx(0.5**3, abs=0.01)  # P(z > 10) of Beta(1, 3)
+
+
 def test_estimator_model_is_rebuilt(small_estimator):
     assert estimator_model_kwargs(small_estimator) == {
         "template": "parametric_sfh",
@@ -260,6 +310,39 @@ def test_report_on_small_estimator(small_report):
     ):
         assert (folder / name).stat().st_size > 1000, name
     assert (folder / "mocks" / "matched.h5").exists()
+    # a known-redshift estimator: no photometric-redshift section
+    assert report.matched.photoz is None and not list(folder.glob("photoz_*"))
+    assert "Photometric redshift" not in md and "z_phot" not in md
+    assert np.isnan(report.summary_table()["zphot_sigma_nmad"]).all()
+
+
+def test_report_of_a_photoz_estimator(small_photoz, tmp_path):
+    with one_torch_thread():
+        report = validate(small_photoz, tmp_path, n_mocks=200, draws=200, seed=3, ppc=False)
+    rep = report.matched
+    i = rep.labels.index("zred")
+    table = rep.photoz
+    assert list(table["subset"][[0, 6]]) == ["all", "S/N>=10"]
+    stats = photoz_stats(rep.p50[:, i], rep.truth[:, i])
+    assert table["n"][0] == 200 and table["sigma_nmad"][0] == pytest.approx(stats["sigma_nmad"])
+    assert table["n"][6] == np.sum(rep.snr >= 10) and 0 < table["n"][6] < 200
+    # the rank coverage the report's coverage curves show, at 68%
+    i68 = int(np.argmin(np.abs(rep.levels - 0.68)))
+    assert table["coverage_68"][0] == pytest.approx(rep.coverage[i, i68])
+    # the bright mocks' redshifts are the better measured (measured 0.04 / 0.10 sigma_NMAD)
+    assert table["sigma_nmad"][6] < table["sigma_nmad"][0]
+    md = (tmp_path / "report.md").read_text()
+    r = table[6]
+    assert (
+        f"| S/N>=10 | all | {r['n']} | {r['sigma_nmad']:.3f} | {100 * r['outlier_frac']:.1f}% |"
+    ) in md
+    assert (tmp_path / "photoz_held_out_mocks.png").stat().st_size > 5_000
+    from astropy.table import Table
+
+    back = Table.read(tmp_path / "photoz_held_out_mocks.ecsv")
+    np.testing.assert_allclose(back["bias"], table["bias"])
+    summary = report.summary_table()
+    assert summary["zphot_outlier_frac"][0] == pytest.approx(table["outlier_frac"][0])
 
 
 def test_misspecified_mocks_are_worse(small_report):
@@ -289,6 +372,20 @@ def test_misspecified_mocks_are_worse(small_report):
         "Calzetti dust mocks",
         "no-nebular mocks",
     ]
+
+
+def test_kept_mocks_of_another_model_name_the_file_to_delete(small_estimator, sps, tmp_path):
+    from prospect_sbi import build_model
+
+    path = tmp_path / "mocks" / "matched.h5"
+    path.parent.mkdir()
+    other = build_model("parametric_sfh", zred=(0.5, 4.0), logmass=(5.0, 12.0))
+    pv.mock_observations(small_estimator, other, sps, 8, path)
+    with pytest.raises(ValueError) as err:
+        pv.mock_observations(small_estimator, small_estimator.model(), sps, 8, path)
+    assert str(err.value).startswith("model differs from that of ") and str(err.value).endswith(
+        f"; {path.parent} keeps earlier mocks: delete matched.h5 to simulate them again"
+    )
 
 
 def test_validate_errors(small_estimator, tmp_path):

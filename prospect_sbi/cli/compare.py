@@ -191,6 +191,7 @@ def run_compare(args: argparse.Namespace) -> int:
             logz_refined=res.logz_refined,
             best_lnlike_dynesty=res.best_lnlike_dynesty,
             best_lnlike_refined=res.best_lnlike_refined,
+            missed=res.missed,
             title=res.title,
             err_floor=args.err_floor,
         )

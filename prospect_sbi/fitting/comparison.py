@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["Comparison", "compare", "posterior_metrics", "weighted_quantile"]
+__all__ = ["MISSED_LNL", "Comparison", "compare", "posterior_metrics", "weighted_quantile"]
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,10 @@ from .sbi import run_sbi
 
 if TYPE_CHECKING:
     from ..posterior.estimator import AmortizedPosterior
+
+#: A sampler whose best log-likelihood is below the other's by more than this missed the mode
+#: (or the peak) the other found (:attr:`Comparison.missed`).
+MISSED_LNL = 2.0
 
 #: dynesty settings of :func:`compare` unless given: one static run, no dynamic batches.
 DYNESTY_DEFAULTS = {
@@ -119,7 +124,8 @@ class Comparison:
     best_lnlike_dynesty, best_lnlike_refined : float
         The largest log-likelihood among dynesty's samples and among the refined fit's draws
         (the latter nan without ``refine``): where the two posteriors disagree, the one whose
-        best fit is worse by more than a few has missed the mode the other found.
+        best fit is worse by more than a few has missed the mode the other found
+        (:attr:`missed`; :func:`compare` warns, and the corner plot's title says it).
     title : str
         Title of the corner plot: the caller's ``title``, the redshift and the wall times.
     """
@@ -146,6 +152,37 @@ class Comparison:
     def speedup(self) -> float:
         """Wall-time ratio dynesty / SBI."""
         return self.t_dynesty / self.t_sbi
+
+    @property
+    def missed(self) -> str:
+        """Which sampler missed the mode the other found: ``"dynesty"``, ``"refined"`` or ``""``.
+
+        The one whose best log-likelihood is below the other's by more than
+        :data:`MISSED_LNL` (the same likelihood and prior); ``""`` when neither is, or
+        without ``refine``. Where the posteriors disagree, the table's differences are then
+        that sampler's error, not the other's.
+        """
+        gap = self.best_lnlike_refined - self.best_lnlike_dynesty
+        if not np.isfinite(gap) or abs(gap) <= MISSED_LNL:
+            return ""
+        return "dynesty" if gap > 0 else "refined"
+
+    def missed_message(self) -> str:
+        """One line on :attr:`missed` (``""`` when neither sampler missed a mode)."""
+        gap = abs(self.best_lnlike_refined - self.best_lnlike_dynesty)
+        if self.missed == "dynesty":
+            return (
+                f"dynesty's best fit is {gap:.1f} below the importance-sampled SBI draws' in "
+                "ln L: dynesty missed the mode they found (or stopped short of its peak), so "
+                "where the posteriors differ dynesty is off; rerun it with more live points "
+                "(nested_nlive_init, --nlive) and no iteration limit"
+            )
+        if self.missed == "refined":
+            return (
+                f"the importance-sampled SBI draws' best fit is {gap:.1f} below dynesty's in "
+                "ln L: the refinement missed the mode dynesty found"
+            )
+        return ""
 
 
 def compare(
@@ -209,6 +246,13 @@ def compare(
     Returns
     -------
     Comparison
+
+    Warns
+    -----
+    UserWarning
+        With ``refine``, when one sampler's best fit is below the other's by more than
+        :data:`MISSED_LNL` in ln L (:attr:`Comparison.missed`): it missed the mode the other
+        found, and the table's differences are its error.
     """
     from prospect.fitting import fit_model as prospect_fit_model
 
@@ -303,6 +347,8 @@ def compare(
         samples["refined"] = np.stack([theirs[k] for k in names], -1)
         samples["refined_weights"] = w_is
     out.title = _title(title, zred, out)
+    if out.missed:
+        warnings.warn(out.missed_message(), UserWarning, stacklevel=2)
     if plot is not None:
         from ..plotting.corner import overlay_corner
 
@@ -341,7 +387,8 @@ def _title(start: str | None, zred: float | None, res: Comparison) -> str:
     times = f"dynesty {res.t_dynesty:.1f} s, SBI {1e3 * res.t_sbi:.0f} ms (x{res.speedup:.3g})"
     if res.refined is not None:
         times += f", SBI + importance sampling {res.t_refine:.2f} s"
-    return "; ".join(x for x in (start, z, times) if x)
+    missed = {"dynesty": "dynesty missed the mode", "refined": "the refinement missed the mode"}
+    return "; ".join(x for x in (start, z, times, missed.get(res.missed)) if x)
 
 
 def _columns(output: dict, model: Any) -> dict[str, np.ndarray]:

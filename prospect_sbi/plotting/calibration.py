@@ -1,4 +1,4 @@
-"""Calibration figures: coverage curves, TARP, SBC rank histograms, predicted vs true.
+"""Calibration figures: coverage curves, TARP, SBC ranks, predicted vs true, photo-z vs true z.
 
 Every function takes :class:`~prospect_sbi.validate.CalibrationReport` objects (anything with
 their attributes) and returns a ``matplotlib.figure.Figure`` built without pyplot, so it works
@@ -7,7 +7,7 @@ on headless machines and leaves pyplot's global state alone; save it with ``fig.
 
 from __future__ import annotations
 
-__all__ = ["plot_coverage", "plot_predicted", "plot_sbc", "plot_tarp"]
+__all__ = ["plot_coverage", "plot_photoz", "plot_predicted", "plot_sbc", "plot_tarp"]
 
 from collections.abc import Sequence
 from typing import Any
@@ -117,4 +117,61 @@ def plot_predicted(report: Any, max_points: int = 1000) -> Any:
         ax.set_ylabel("posterior median", fontsize=7)
         ax.tick_params(labelsize=6)
     fig.suptitle(f"predicted vs true: {report.name}", fontsize=9)
+    return fig
+
+
+def plot_photoz(
+    z_true: np.ndarray,
+    z_phot: np.ndarray,
+    lo: np.ndarray | None = None,
+    hi: np.ndarray | None = None,
+    title: str = "",
+    outlier: float = 0.15,
+) -> Any:
+    """Photometric against true redshift, with the ``|dz| = outlier`` lines and the statistics.
+
+    Parameters
+    ----------
+    z_true, z_phot : numpy.ndarray, (B,)
+        True (or spectroscopic) redshifts and point estimates.
+    lo, hi : numpy.ndarray, (B,), optional
+        Interval of each estimate (e.g. the 16th and 84th percentiles), drawn as bars for up
+        to 300 objects.
+    title : str
+    outlier : float
+        ``|z_phot - z_true| / (1 + z_true)`` of the dotted lines (an outlier beyond them).
+    """
+    from ..validate.photoz import photoz_stats
+
+    z_true, z_phot = np.asarray(z_true, float), np.asarray(z_phot, float)
+    fig, (ax,) = _figure(1, size=4.4)
+    top = max(float(np.max(z_true)), float(np.max(z_phot if hi is None else hi))) * 1.05 + 0.1
+    grid = np.linspace(0, top, 50)
+    ax.plot(grid, grid, "k-", lw=0.8)
+    for s in (-outlier, outlier):
+        ax.plot(grid, grid + s * (1 + grid), "k:", lw=0.8)
+    many = len(z_true) > 300
+    bars = None if many or lo is None or hi is None else [z_phot - lo, hi - z_phot]
+    ax.errorbar(
+        z_true,
+        z_phot,
+        yerr=bars,
+        fmt=".",
+        ms=2 if many else 4,
+        alpha=0.3 if many else 0.8,
+        elinewidth=0.6,
+    )
+    s = photoz_stats(z_phot, z_true)
+    ax.text(
+        0.04,
+        0.96,
+        f"N={s['n']}\nsigma_NMAD={s['sigma_nmad']:.3f}\n"
+        f"outliers={100 * s['outlier_frac']:.1f}%\nbias={s['bias']:+.3f}",
+        transform=ax.transAxes,
+        va="top",
+        fontsize=7,
+    )
+    ax.set(
+        xlim=(0, top), ylim=(0, top), xlabel="true / spectroscopic z", ylabel="z_phot", title=title
+    )
     return fig

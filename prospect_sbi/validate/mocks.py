@@ -86,7 +86,7 @@ def estimator_model_kwargs(estimator: AmortizedPosterior) -> dict:
 def misspecified_model(
     estimator: AmortizedPosterior, model: object, kind: str
 ) -> tuple[str, object]:
-    """Make a misspecified mock model of ``kind`` from from the estimator's own model.
+    """Make a misspecified mock model of ``kind`` from the estimator's own model.
 
     An estimator of a :func:`~prospect_sbi.build_model` model gets the template's other
     SFH, dust law or nebular setting (:func:`~prospect_sbi.validate.misspecified_kwargs`).
@@ -94,7 +94,8 @@ def misspecified_model(
     ``dust_type`` 0 or 4 <-> 2 (Calzetti), nebular emission switched off (its
     ``add_neb_emission`` and ``add_neb_continuum``) or on (Prospector's ``"nebular"``
     template); for ``"sfh"`` the other SFH family is :func:`~prospect_sbi.build_model`'s
-    template with the model's redshift, dust law, nebular setting and mass range.
+    template with the model's redshift (its prior itself), dust law, nebular setting and mass
+    range.
 
     Parameters
     ----------
@@ -144,12 +145,9 @@ def misspecified_model(
         raise ValueError(f"unknown misspecification {kind!r}; use sfh, dust, nebular")
     sfh = int(np.ravel(config.get("sfh", {}).get("init", 0))[0])
     template = "parametric_sfh" if sfh == 3 else "continuity_sfh"
-    zspec = estimator.model_spec["params"].get("zred", {})
-    zred = (
-        tuple(zspec["prior"]["params"][k] for k in ("mini", "maxi"))
-        if zspec.get("isfree")
-        else float(np.ravel(zspec.get("init", 0.0))[0])
-    )
+    # the model's own redshift prior (a Beta, say), not a TopHat over its range
+    zspec = config.get("zred", {})
+    zred = zspec["prior"] if zspec.get("isfree") else float(np.ravel(zspec.get("init", 0.0))[0])
     other = build_model(
         template,
         zred=zred,
@@ -206,7 +204,16 @@ def mock_observations(
     from ..simulation import simulate
 
     s = mock_seed(estimator, seed)
-    with simulate(model, sps, estimator.filters, int(n), Path(path), seed=s, progress=False) as ts:
+    path = Path(path)
+    try:
+        ts = simulate(model, sps, estimator.filters, int(n), path, seed=s, progress=False)
+    except ValueError as err:  # kept mocks of another model (an edited one, an older version)
+        if not path.exists():
+            raise
+        raise ValueError(
+            f"{err}; {path.parent} keeps earlier mocks: delete {path.name} to simulate them again"
+        ) from None
+    with ts:
         data = ts[slice(0, int(n))]
         labels = list(ts.labels)
     maggies = np.maximum(data["photometry"], 0.0)

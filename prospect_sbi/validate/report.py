@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 #: Labels summarised side by side in the misspecification table (those the mocks have).
 KEY_LABELS = ("log_mstar", "log_sfr100", "mwa", "logzsol", "dust2")
+#: Photo-z statistics of the summary table (:attr:`CalibrationReport.photoz`, all objects).
+PHOTOZ_COLUMNS = ("sigma_nmad", "outlier_frac", "bias", "coverage_68")
 
 
 @dataclass
@@ -58,9 +60,12 @@ class ValidationReport:
         Returns
         -------
         astropy.table.Table
-            ``test_set``, ``n``, ``tarp_err``, ``ood_share`` (NaN when not computed), and
+            ``test_set``, ``n``, ``tarp_err``, ``ood_share`` (NaN when not computed),
             ``<label>_bias``, ``<label>_scatter``, ``<label>_coverage_err`` for each of
-            ``labels`` (NaN where the set lacks it).
+            ``labels`` (NaN where the set lacks it), and for an estimator that infers the
+            redshift ``zphot_sigma_nmad``, ``zphot_outlier_frac``, ``zphot_bias`` and
+            ``zphot_coverage_68`` over all objects (:attr:`CalibrationReport.photoz`; NaN
+            without ``zred``).
         """
         from astropy.table import Table
 
@@ -78,18 +83,30 @@ class ValidationReport:
                 i = names.index(label) if label in names else None
                 for col in ("bias", "scatter", "coverage_err"):
                     row[f"{label}_{col}"] = np.nan if i is None else float(table[col][i])
+            photoz = rep.photoz
+            for col in PHOTOZ_COLUMNS:
+                row[f"zphot_{col}"] = np.nan if photoz is None else float(photoz[col][0])
             rows.append(row)
         return Table(rows=rows)
 
     def write(self, folder: str | os.PathLike) -> Path:
         """Write the PNGs, one ECSV table per test set and ``report.md`` into ``folder``.
 
+        For an estimator that infers the redshift, also ``photoz_<set>.png`` (z_phot against
+        the true z) and ``photoz_<set>.ecsv`` (:attr:`CalibrationReport.photoz`) per set.
+
         Returns
         -------
         pathlib.Path
             The Markdown file.
         """
-        from ..plotting.calibration import plot_coverage, plot_predicted, plot_sbc, plot_tarp
+        from ..plotting.calibration import (
+            plot_coverage,
+            plot_photoz,
+            plot_predicted,
+            plot_sbc,
+            plot_tarp,
+        )
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -105,8 +122,17 @@ class ValidationReport:
                 name = f"{kind}_{slug}.png"
                 plot(rep).savefig(folder / name, dpi=110)
                 names.append(name)
-            figures[rep.name] = names
             rep.table.write(folder / f"metrics_{slug}.ecsv", overwrite=True)
+            if "zred" in rep.labels:
+                i = rep.labels.index("zred")
+                name = f"photoz_{slug}.png"
+                fig = plot_photoz(
+                    rep.truth[:, i], rep.p50[:, i], rep.p16[:, i], rep.p84[:, i], rep.name
+                )
+                fig.savefig(folder / name, dpi=110)
+                names.append(name)
+                rep.photoz.write(folder / f"photoz_{slug}.ecsv", overwrite=True)
+            figures[rep.name] = names
         plot_tarp(self.reports).savefig(folder / "tarp.png", dpi=110)
         path = folder / "report.md"
         path.write_text(self.to_markdown(figures))
@@ -157,6 +183,8 @@ class ValidationReport:
                 f"up to {rep.summary['coverage_err_noise']:.3f} on as many (95%).",
                 "",
             ]
+            if rep.photoz is not None:
+                lines += [_photoz_markdown(rep.photoz), ""]
             for name in (figures or {}).get(rep.name, []):
                 lines.append(f"![{name}]({name})")
             lines.append("")
@@ -182,10 +210,33 @@ def _markdown_table(rep: CalibrationReport) -> str:
     return "\n".join(lines)
 
 
+def _photoz_markdown(table: Any) -> str:
+    lines = [
+        "Photometric redshift: z_phot is the posterior median of zred, dz = (z_phot - z) / "
+        "(1 + z); sigma_NMAD = 1.48 median(|dz - bias|), outliers |dz| > 0.15, bias "
+        "median(dz); cov68, cov95: coverage of the z posterior's central intervals.",
+        "",
+        "| subset | true z | N | sigma_NMAD | outliers | bias | cov68 | cov95 |",
+        "|" + "---|" * 8,
+    ]
+    for r in table:
+        if r["n"] == 0:
+            continue
+        lines.append(
+            f"| {r['subset']} | {r['z_bin']} | {r['n']} | {r['sigma_nmad']:.3f} | "
+            f"{100 * r['outlier_frac']:.1f}% | {r['bias']:+.3f} | {r['coverage_68']:.2f} | "
+            f"{r['coverage_95']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def _summary_markdown(report: ValidationReport) -> str:
     table = report.summary_table()
     labels = [x for x in KEY_LABELS if np.isfinite(table[f"{x}_bias"]).any()]
     head = ["test set", "N", "OOD", "TARP err"] + [f"{x} bias / scatter / cov err" for x in labels]
+    photoz = bool(np.isfinite(table["zphot_sigma_nmad"]).any())
+    if photoz:
+        head.append("z_phot sigma_NMAD / outliers / cov68")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
         cells = [
@@ -197,6 +248,9 @@ def _summary_markdown(report: ValidationReport) -> str:
         for x in labels:
             b, s, c = (r[f"{x}_{k}"] for k in ("bias", "scatter", "coverage_err"))
             cells.append("-" if not np.isfinite(b) else f"{b:+.3f} / {s:.3f} / {c:.3f}")
+        if photoz:
+            s, o, c = (r[f"zphot_{k}"] for k in ("sigma_nmad", "outlier_frac", "coverage_68"))
+            cells.append("-" if not np.isfinite(s) else f"{s:.3f} / {100 * o:.1f}% / {c:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 __all__ = ["CalibrationReport", "calibrate"]
 
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.table import Table
 
+from .._steps import step_warnings
 from ..posterior.metrics import LEVELS, coverage_from_ranks, coverage_noise, regression_metrics
+from ..posterior.observations import total_snr
+from ..posterior.plausibility import (
+    PriorEdgeWarning,
+    count_flags,
+    prior_edge_flags,
+    warn_prior_edge,
+)
 from .calibration import (
     TARP_LEVELS,
     outlier_fraction,
@@ -21,12 +30,16 @@ from .calibration import (
     tarp_fractions,
     tarp_references,
 )
+from .photoz import photoz_table
 
 if TYPE_CHECKING:
     from ..posterior.estimator import AmortizedPosterior
 
 #: Posterior draws per object kept for the predictive check's spread term.
 SPREAD_DRAWS = 8
+#: Total S/N (:func:`~prospect_sbi.posterior.total_snr`) from which a test object counts as
+#: detected in :attr:`CalibrationReport.photoz`.
+DETECTED_SNR = 10.0
 
 
 @dataclass
@@ -56,6 +69,8 @@ class CalibrationReport:
         Posterior-predictive out-of-distribution flags, when they were computed.
     chi2_red : numpy.ndarray, (B,), optional
         Reduced chi-square of the posterior-predictive check.
+    snr : numpy.ndarray, (B,), optional
+        Total S/N of each object's bands (:func:`~prospect_sbi.posterior.total_snr`).
     meta : dict
         Provenance: estimator, test set, seeds.
     """
@@ -73,6 +88,7 @@ class CalibrationReport:
     spread_draws: np.ndarray | None = None
     ood: np.ndarray | None = None
     chi2_red: np.ndarray | None = None
+    snr: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -136,6 +152,24 @@ class CalibrationReport:
         )
         table.meta.update(self.summary)
         return table
+
+    @property
+    def photoz(self) -> Table | None:
+        """Photometric-redshift statistics of ``zred``'s posterior median; None without it.
+
+        :func:`~prospect_sbi.validate.photoz.photoz_table` over all objects and by true
+        redshift, with the coverage of the z posterior's 68% and 95% intervals, for all
+        objects and (with :attr:`snr`) for those of total S/N >= :data:`DETECTED_SNR`: faint
+        mocks have little more than the prior for their redshift posterior.
+        """
+        if "zred" not in self.labels:
+            return None
+        i = self.labels.index("zred")
+        subsets = {"all": np.ones(len(self), bool)}
+        if self.snr is not None:
+            subsets[f"S/N>={DETECTED_SNR:g}"] = np.asarray(self.snr) >= DETECTED_SNR
+        rank = self.ranks[:, i] / self.n_draws
+        return photoz_table(self.p50[:, i], self.truth[:, i], rank, subsets=subsets)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -211,6 +245,13 @@ def calibrate(
     Returns
     -------
     CalibrationReport
+
+    Warns
+    -----
+    UserWarning
+        An estimator's input checks (:meth:`~prospect_sbi.posterior.AmortizedPosterior.prepare`)
+        and prior-edge warnings, each once for the whole set with its counts over all objects,
+        prefixed ``"<name>: "``.
     """
     labels = list(estimator.labels if labels is None else labels)
     missing = [x for x in labels if x not in estimator.labels]
@@ -228,19 +269,30 @@ def calibrate(
     spread = np.empty((len(truth), min(SPREAD_DRAWS, n), len(estimator.labels)), np.float32)
     ranks = np.empty(truth.shape, dtype=np.int64)
     tarp_f = np.empty(len(truth))
-    for start in range(0, len(flux), int(chunk_size)):
-        rows = slice(start, start + int(chunk_size))
-        draws = estimator.sample(
-            flux[rows], err[rows], n, seed=seed + start, zred=None if zred is None else zred[rows]
-        )
-        medians[rows] = np.median(draws, 1)
-        spread[rows] = draws[:, : spread.shape[1]]  # independent draws: any subset will do
-        draws = draws[..., cols]
-        out["p16"][rows], out["p50"][rows], out["p84"][rows] = np.percentile(
-            draws, [16, 50, 84], axis=1
-        )
-        ranks[rows] = sbc_ranks(draws, truth[rows], rng)
-        tarp_f[rows] = tarp_fractions(draws, truth[rows], refs[rows], low, high)
+    prepare = getattr(estimator, "prepare", None)  # an AmortizedPosterior's checks
+    edges = np.full(len(truth), "", dtype=object)
+    with step_warnings(name):  # each said once for the whole set: "<name>: ..."
+        obs = None if prepare is None else prepare(flux, err, zred)
+        for start in range(0, len(flux), int(chunk_size)):
+            rows = slice(start, start + int(chunk_size))
+            if obs is None:
+                z = None if zred is None else zred[rows]
+                draws = estimator.sample(flux[rows], err[rows], n, seed=seed + start, zred=z)
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", PriorEdgeWarning)  # counted over all below
+                    draws = estimator.sample(obs.take(rows), None, n, seed=seed + start)
+                edges[rows] = prior_edge_flags(draws, estimator.labels, estimator.space)
+            medians[rows] = np.median(draws, 1)
+            spread[rows] = draws[:, : spread.shape[1]]  # independent draws: any will do
+            draws = draws[..., cols]
+            out["p16"][rows], out["p50"][rows], out["p84"][rows] = np.percentile(
+                draws, [16, 50, 84], axis=1
+            )
+            ranks[rows] = sbc_ranks(draws, truth[rows], rng)
+            tarp_f[rows] = tarp_fractions(draws, truth[rows], refs[rows], low, high)
+        if obs is not None:
+            warn_prior_edge(count_flags(edges), len(edges))
     flags = None if ood is None else np.asarray(ood, dtype=bool)
     return CalibrationReport(
         name,
@@ -252,6 +304,7 @@ def calibrate(
         medians=medians,
         spread_draws=spread,
         ood=flags,
+        snr=total_snr(np.asarray(flux, float), np.asarray(err, float)),
         meta={"seed": int(seed)},
         **out,
     )
