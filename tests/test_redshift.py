@@ -452,3 +452,45 @@ def test_catalog_fit_refuses_workers_for_a_source_that_does_not_pickle(
         fit_catalog(
             small_estimator, cat, model=False, refine="never", client="tcp://127.0.0.1:8786"
         )
+
+
+def test_fit_command_compares_inferred_redshifts_with_the_catalogue_column(
+    small_estimator_file, small_photoz, mocks, capsys, tmp_path
+):
+    """A photo-z fit, or ``--zred infer``, leaves the catalogue's redshift column unused: the
+    command says so and measures the photo-z against it (the zero points' spec-z sample is
+    such a catalogue). Before, the column was ignored without a word."""
+    from prospect_sbi import cli
+    from prospect_sbi.validate import photoz_stats
+
+    flux, err, _ = mocks
+    table = Table({"id": np.arange(6), "redshift": [1.0, 1.0, -99.0, 4.5, 4.5, 4.5]})
+    for i, band in enumerate(small_photoz.filters):
+        short = band.rsplit("_", 1)[-1].upper()
+        table[short], table[f"unc_{short}"] = flux[:, i], err[:, i]
+    table.write(tmp_path / "cat.ecsv")
+    pz = small_photoz.save(tmp_path / "pz.sbi")
+    quick = ["--unit", "maggies", "--draws", "100", "--no-ppc", "--refine", "never"]
+    runs = {
+        "zred": [pz],
+        "zphot": [small_estimator_file, "--zred", "infer", "--photoz", pz, "--n-zred", "10"],
+    }
+    for key, (est, *more) in runs.items():
+        out = tmp_path / f"{key}.ecsv"
+        argv = ["fit", tmp_path / "cat.ecsv", est, "-o", out, *quick, *more]
+        assert cli.main([str(a) for a in argv]) == 0
+        said = capsys.readouterr().out.strip().splitlines()[-1]
+        fit = Table.read(out)
+        keep = [0, 1, 3, 4, 5]  # -99 is no redshift
+        s = photoz_stats(np.asarray(fit[f"{key}_p50"])[keep], np.asarray(table["redshift"])[keep])
+        assert said == (
+            f"{out}: {key}_p50 against the catalogue's 'redshift' column (not used by the "
+            f"fit): sigma_NMAD {s['sigma_nmad']:.3f}, outliers {100 * s['outlier_frac']:.1f}% "
+            f"(|dz| > 0.15), bias {s['bias']:+.3f} over 5 rows; {tmp_path / key}_photoz.png"
+        )
+        assert (tmp_path / f"{key}_photoz.png").stat().st_size > 5_000
+    # a redshift given: nothing to compare
+    argv = ["fit", tmp_path / "cat.ecsv", small_estimator_file, "-o", tmp_path / "g.ecsv"]
+    assert cli.main([str(a) for a in [*argv, *quick, "--zred", "2"]]) == 0
+    assert "column (not used" not in capsys.readouterr().out
+    assert not (tmp_path / "g_photoz.png").exists()

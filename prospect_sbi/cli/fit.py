@@ -5,6 +5,8 @@ from __future__ import annotations
 __all__ = ["add_fit_args", "run_fit"]
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 from .common import (
     add_err_floor_arg,
@@ -35,7 +37,9 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
         "--zred-column",
         default="redshift",
         help="redshift column, for estimators conditioned on it; without such "
-        "a column, the redshift the estimator's model fixes",
+        "a column, the redshift the estimator's model fixes. When the redshift is inferred "
+        "(a photo-z estimator, --zred infer), the photo-z is measured against it (sigma_NMAD, "
+        "outliers, bias; OUT_photoz.png)",
     )
     parser.add_argument(
         "--zred",
@@ -94,6 +98,8 @@ def run_fit(args: argparse.Namespace) -> int:
     pf = param_file(args)
     model = None if pf is None else estimator_model(post, pf)
     zred = args.zred
+    # a redshift column the fit does not use when the redshift is inferred: compared with it
+    zspec = args.zred_column if zred == "infer" or post.redshift != "known" else None
     if zred is not None:
         if zred != "infer":
             try:
@@ -161,4 +167,43 @@ def run_fit(args: argparse.Namespace) -> int:
         f"{args.out}: {rows} objects ({', '.join(f'{v} {k}' for k, v in counts.items())})"
         f"{also}{kept}"
     )
+    if zspec is not None and zspec in catalog.table.colnames:
+        _photoz_against(args.out, catalog.table[zspec], zspec)
     return 0
+
+
+def _photoz_against(out: str, column: Any, name: str) -> None:
+    """Print the fit's photo-z statistics against a catalogue's redshift column; plot them.
+
+    For a fit that infers the redshift (a photo-z estimator, or ``--zred infer``), the
+    column ``--zred-column`` names is not used, and a catalogue with known redshifts (the
+    zero points' spec-z sample, say) is then a test: ``<out>_photoz.png`` beside the table.
+    Rows without a redshift > 0 in the column are left out; nothing is said without any.
+    """
+    import numpy as np
+    from astropy.table import Table
+
+    from .._io import atomic_path
+    from ..plotting.calibration import plot_photoz
+    from ..validate import OUTLIER_DZ, photoz_stats
+
+    try:
+        z = np.asarray(np.ma.filled(np.ma.asarray(column, dtype=float), np.nan))
+    except (TypeError, ValueError):
+        return  # not numbers: not a redshift column
+    table = Table.read(out)
+    key = "zphot" if "zphot_p50" in table.colnames else "zred"
+    lo, mid, hi = (np.asarray(table[f"{key}_{q}"], float) for q in ("p16", "p50", "p84"))
+    keep = np.isfinite(z) & (z > 0) & np.isfinite(mid)
+    if not keep.any():
+        return
+    s = photoz_stats(mid[keep], z[keep])
+    png = Path(out).with_name(f"{Path(out).stem}_photoz.png")
+    fig = plot_photoz(z[keep], mid[keep], lo[keep], hi[keep], f"{Path(out).name} vs {name}")
+    with atomic_path(png, overwrite=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    print(
+        f"{out}: {key}_p50 against the catalogue's {name!r} column (not used by the fit): "
+        f"sigma_NMAD {s['sigma_nmad']:.3f}, outliers {100 * s['outlier_frac']:.1f}% "
+        f"(|dz| > {OUTLIER_DZ:g}), bias {s['bias']:+.3f} over {s['n']} rows; {png}"
+    )
