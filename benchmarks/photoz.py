@@ -71,7 +71,7 @@ from pathlib import Path
 import numpy as np
 
 from prospect_sbi.validate.photoz import OUTLIER_DZ as OUTLIER
-from prospect_sbi.validate.photoz import Z_BINS, photoz_stats
+from prospect_sbi.validate.photoz import photoz_stats
 
 #: Credibility levels of the z-posterior calibration.
 LEVELS = (0.68, 0.95)
@@ -360,17 +360,19 @@ def mocks(post, n_mocks: int, draws: int, folder: Path, out: Path) -> dict[str, 
 
     cols = [post.filters.index(b) for b in resolve_band_names(SNR_BANDS)]
     detected = detection_snr(obs["flux"][:, cols], obs["err"][:, cols]) >= 5
-    rows = {}
-    for prefix, subset in (("mocks", np.ones(n_mocks, bool)), ("S/N>=5", detected)):
-        for lo, hi in Z_BINS:
-            top = z_true < hi if hi < Z_BINS[-1][1] else z_true <= hi
-            keep = subset & (z_true >= lo) & top
-            rows[f"{prefix} z {lo}-{hi}"] = photoz_stats(z_phot[keep], z_true[keep]) | {
-                "coverage": z_coverage(z[keep], z_true[keep]) if keep.any() else np.full(2, np.nan)
-            }
-        rows[f"{prefix} z all"] = photoz_stats(z_phot[subset], z_true[subset]) | {
-            "coverage": z_coverage(z[subset], z_true[subset])
-        }
+    from prospect_sbi.posterior import sbc_ranks
+    from prospect_sbi.validate import photoz_table
+
+    rank = sbc_ranks(z[:, :, None], z_true[:, None])[:, 0] / draws  # what z_coverage uses
+    table = photoz_table(
+        z_phot, z_true, rank, subsets={"mocks": np.ones(n_mocks, bool), "S/N>=5": detected}
+    )
+    stats = ("n", "sigma_nmad", "outlier_frac", "bias")
+    rows = {
+        f"{r['subset']} z {r['z_bin']}": {k: r[k] for k in stats}
+        | {"coverage": np.array([r["coverage_68"], r["coverage_95"]])}
+        for r in table
+    }
     levels = np.array(LEVELS)
     noise = coverage_noise(n_mocks, draws, levels=levels)
     lo16, hi84 = np.percentile(z, [16, 84], axis=1)

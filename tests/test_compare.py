@@ -99,6 +99,27 @@ def test_compare_short_dynesty_run(sps, small_estimator, tmp_path):
     assert out.title.endswith("dynesty missed the mode") == (gap > 2)
 
 
+def test_slice_samplers_get_no_random_walk_steps(sps, small_estimator, z2_mock):
+    """compare's default nested_walks (16) is rwalk's: passed to a slice sampler, dynesty
+    warned "Specifying walks option while using slice sampler does not make sense"."""
+    obs, _ = z2_mock
+    model = build_model("parametric_sfh", zred=(0.5, 5.0), logmass=(5.0, 12.0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = compare(
+            obs,
+            model,
+            sps,
+            small_estimator,
+            n_draws=200,
+            nested_sample="rslice",
+            nested_nlive_init=20,
+            nested_maxiter_init=40,
+        )
+    assert not [str(w.message) for w in caught if "walks" in str(w.message)]
+    assert len(out.dynesty["sampling"][0]["logl"]) >= 40
+
+
 def test_comparison_names_the_sampler_that_missed_the_mode():
     """The verdict on real JADES galaxy 167571 (jades-parametric-photoz, 5% floor): dynesty
     with 200 live points settled at z ~ 2.8 with a best ln L of 303.9, the importance-sampled

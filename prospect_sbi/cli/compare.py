@@ -95,7 +95,7 @@ def add_compare_args(parser: argparse.ArgumentParser) -> None:
         "--walks",
         type=int,
         default=DYNESTY["nested_walks"],
-        help="random-walk steps per new point (nested_walks)",
+        help="random-walk steps per new point (nested_walks; rwalk, not the slice samplers)",
     )
     dyn.add_argument(
         "--no-progress", action="store_true", help="do not show dynesty's progress line on stderr"
@@ -149,9 +149,10 @@ def run_compare(args: argparse.Namespace) -> int:
         "nested_maxcall_init": args.maxcall,
         "nested_bound": args.bound,
         "nested_sample": args.sample,
-        "nested_walks": args.walks,
         "print_progress": not args.no_progress,
     }
+    if args.walks != DYNESTY["nested_walks"]:  # else compare's own: none for slice samplers
+        dynesty["nested_walks"] = args.walks
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sps = param_file_sps(args, pf)

@@ -272,6 +272,10 @@ def compare(
         "spectrum": None,
     }
     kwargs = DYNESTY_DEFAULTS | dynesty_kwargs
+    if "slice" in str(kwargs["nested_sample"]) and "nested_walks" not in dynesty_kwargs:
+        # walks are rwalk's: given to a slice sampler (Prospector's own default is 25),
+        # dynesty warns that they make no sense; None leaves them out
+        kwargs["nested_walks"] = None
     t0 = time.perf_counter()
     dyn = prospect_fit_model(
         dobs, dmodel, sps, lnprobfn=lnp, optimize=False, emcee=False, dynesty=True, **kwargs

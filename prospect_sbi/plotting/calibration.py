@@ -126,9 +126,12 @@ def plot_photoz(
     lo: np.ndarray | None = None,
     hi: np.ndarray | None = None,
     title: str = "",
-    outlier: float = 0.15,
 ) -> Any:
-    """Photometric against true redshift, with the ``|dz| = outlier`` lines and the statistics.
+    """Photometric against true redshift, with the outlier lines and the statistics.
+
+    The dotted lines are ``|z_phot - z_true| / (1 + z_true)`` =
+    :data:`~prospect_sbi.validate.photoz.OUTLIER_DZ`; the statistics those of
+    :func:`~prospect_sbi.validate.photoz.photoz_stats`.
 
     Parameters
     ----------
@@ -138,17 +141,15 @@ def plot_photoz(
         Interval of each estimate (e.g. the 16th and 84th percentiles), drawn as bars for up
         to 300 objects.
     title : str
-    outlier : float
-        ``|z_phot - z_true| / (1 + z_true)`` of the dotted lines (an outlier beyond them).
     """
-    from ..validate.photoz import photoz_stats
+    from ..validate.photoz import OUTLIER_DZ, photoz_stats
 
     z_true, z_phot = np.asarray(z_true, float), np.asarray(z_phot, float)
     fig, (ax,) = _figure(1, size=4.4)
     top = max(float(np.max(z_true)), float(np.max(z_phot if hi is None else hi))) * 1.05 + 0.1
     grid = np.linspace(0, top, 50)
     ax.plot(grid, grid, "k-", lw=0.8)
-    for s in (-outlier, outlier):
+    for s in (-OUTLIER_DZ, OUTLIER_DZ):
         ax.plot(grid, grid + s * (1 + grid), "k:", lw=0.8)
     many = len(z_true) > 300
     bars = None if many or lo is None or hi is None else [z_phot - lo, hi - z_phot]

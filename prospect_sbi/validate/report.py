@@ -17,6 +17,7 @@ import numpy as np
 
 from .misspecification import MISSPECIFICATIONS, shared_labels
 from .mocks import misspecified_model, mock_observations, test_set_observations
+from .photoz import OUTLIER_DZ
 from .results import CalibrationReport, calibrate
 
 if TYPE_CHECKING:
@@ -213,8 +214,8 @@ def _markdown_table(rep: CalibrationReport) -> str:
 def _photoz_markdown(table: Any) -> str:
     lines = [
         "Photometric redshift: z_phot is the posterior median of zred, dz = (z_phot - z) / "
-        "(1 + z); sigma_NMAD = 1.48 median(|dz - bias|), outliers |dz| > 0.15, bias "
-        "median(dz); cov68, cov95: coverage of the z posterior's central intervals.",
+        f"(1 + z); sigma_NMAD = 1.48 median(|dz - bias|), outliers |dz| > {OUTLIER_DZ:g}, "
+        "bias median(dz); cov68, cov95: coverage of the z posterior's central intervals.",
         "",
         "| subset | true z | N | sigma_NMAD | outliers | bias | cov68 | cov95 |",
         "|" + "---|" * 8,
