@@ -10,7 +10,14 @@ other ``depends_on`` function is called row by row, so every model still works.
 
 from __future__ import annotations
 
-__all__ = ["draw_theta", "clip_to_prior", "batch_params", "zred_to_agebins", "BATCHED_TRANSFORMS"]
+__all__ = [
+    "draw_theta",
+    "clip_to_prior",
+    "batch_params",
+    "tage_prior_cut",
+    "zred_to_agebins",
+    "BATCHED_TRANSFORMS",
+]
 
 from collections.abc import Callable, Mapping
 
@@ -20,6 +27,33 @@ from prospect.models import transforms as pt
 from .cosmology import age_of_universe
 
 Params = dict[str, np.ndarray]
+
+
+def tage_prior_cut(prior: object, tage: np.ndarray, zred: np.ndarray) -> np.ndarray:
+    """Log of the factor the age of the universe puts on a ``tage`` prior, as training does.
+
+    The training sets draw ``zred`` from its prior, then ``tage`` from its prior truncated at
+    the age of the universe there (:func:`prospect_sbi.simulate`): the density of ``tage``
+    given ``zred`` is its prior over the mass the cut keeps, zero beyond it. Added to the
+    untruncated log prior, this gives the prior the estimators learned, with ``zred`` free
+    (the mass kept depends on it). Batched.
+
+    Parameters
+    ----------
+    prior : prospect.models.priors.Prior
+        The model's ``tage`` prior.
+    tage, zred : numpy.ndarray, (N,)
+        Ages (Gyr) and redshifts; finite redshifts.
+
+    Returns
+    -------
+    numpy.ndarray, (N,)
+        ``-inf`` where ``tage`` is older than the universe at ``zred``, else
+        ``-log CDF(age of the universe)`` (0 where the cut keeps the whole prior).
+    """
+    tuniv = age_of_universe(np.asarray(zred, dtype=float))
+    kept = np.clip(np.asarray(prior.inverse_unit_transform(tuniv), float), 1e-300, 1.0)
+    return np.where(np.asarray(tage, dtype=float) > tuniv, -np.inf, -np.log(kept))
 
 
 def draw_theta(model: object, unit: np.ndarray) -> np.ndarray:

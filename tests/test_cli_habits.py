@@ -544,6 +544,10 @@ def test_compare_command_dynesty_options_ids_and_title(
     assert res.meta["logz_dynesty"] < res.meta["best_lnlike_dynesty"] < 1e4
     assert np.isnan(res.meta["best_lnlike_refined"]) and np.isnan(res.meta["logz_refined"])
     assert res.meta["missed"] == ""  # no verdict without --refine
+    # ... but a hint to refine where the medians are far apart
+    worst = np.max(np.abs(res["dmed_over_sigma"]))
+    hint = f"medians up to {worst:.1f} dynesty sigmas apart: rerun with --refine"
+    assert (hint in out) == (worst > 3), (worst, out[-300:])
     assert re.search(r"dynesty \d+\.\d s, SBI \d+ ms \(x[\d.e+]+\)$", res.meta["title"])
     assert (tmp_path / "cmp" / "compare_b2.png").stat().st_size > 10_000
 

@@ -10,6 +10,10 @@ from pathlib import Path
 from .common import add_err_floor_arg, add_param_file_args
 from .train import add_catalog_args
 
+#: Without ``--refine``, medians this many dynesty sigmas apart get a hint to refine: the best
+#: fits of the refined draws and of dynesty tell which sampler missed a mode.
+HINT_SIGMA = 3.0
+
 #: :data:`prospect_sbi.fitting.comparison.DYNESTY_DEFAULTS` (not imported: ``--help`` stays fast).
 DYNESTY = {
     "nested_nlive_init": 200,
@@ -133,6 +137,8 @@ def run_compare(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi compare``."""
     import sys
 
+    import numpy as np
+
     from ..fitting import compare
     from ..posterior import AmortizedPosterior
     from .common import estimator_model, param_file, param_file_sps, read_catalog_zred
@@ -218,4 +224,10 @@ def run_compare(args: argparse.Namespace) -> int:
                     f"{r['is_width_ratio']:5.2f} {r['is_wasserstein']:.3f}"
                 )
             print(line)
+        worst = float(np.max(np.abs(res.table["dmed_over_sigma"])))
+        if not args.refine and worst > HINT_SIGMA:
+            print(
+                f"  medians up to {worst:.1f} dynesty sigmas apart: rerun with --refine (seconds "
+                "an object) to tell whether dynesty or the estimator is off"
+            )
     return 0

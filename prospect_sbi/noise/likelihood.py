@@ -11,6 +11,7 @@ from scipy.special import log_ndtr
 
 from ..constants import DMAG
 from ..cosmology import age_of_universe
+from ..transforms import tage_prior_cut
 from .base import NoiseModel
 
 #: ``"flux"``: Gaussian in flux given the reported errors (Prospector's photometric chi^2);
@@ -53,7 +54,9 @@ class NoiseLikelihood:
     a floor of 0 and no upper bound.
 
     A ``tage`` older than the universe has zero prior, as in training
-    (:func:`prospect_sbi.simulate`).
+    (:func:`prospect_sbi.simulate`), at the redshift of ``theta`` when it is free, with the
+    rest of the ``tage`` prior renormalised as training draws it
+    (:func:`~prospect_sbi.transforms.tage_prior_cut`: the prior of the refinement too).
 
     Parameters
     ----------
@@ -158,9 +161,7 @@ class NoiseLikelihood:
             photometry and noise are this object's).
         """
         model = self.phot.model if model is None else model
-        lnp = model.prior_product(theta, nested=nested)
-        if np.isfinite(lnp) and _too_old(model, theta):
-            lnp = -np.inf
+        lnp = model.prior_product(theta, nested=nested) + _tage_cut(model, theta)
         if np.isfinite(lnp):
             flux, err = _phot_arrays(obs)
             lnp = lnp + float(self.lnlike(self.phot(theta)[0], flux, err))
@@ -179,11 +180,24 @@ def _phot_arrays(obs: dict | None) -> tuple[np.ndarray, np.ndarray]:
     return flux, err
 
 
-def _too_old(model: Any, theta: np.ndarray) -> bool:
+def _tage_cut(model: Any, theta: np.ndarray) -> float:
+    """Return the training sets' cut of ``tage`` at the age of the universe at ``theta``'s z.
+
+    With ``zred`` free, :func:`~prospect_sbi.transforms.tage_prior_cut` of ``theta``'s own
+    ``zred`` (the model's parameters hold the previous call's); with ``zred`` fixed, zero
+    prior beyond the age of the universe there (the renormalisation is a constant).
+    """
     if "tage" not in model.theta_index:
-        return False
-    zred = float(np.ravel(model.params["zred"])[0])
-    return float(np.ravel(theta[model.theta_index["tage"]])[0]) > float(age_of_universe(zred))
+        return 0.0
+    tage = float(np.ravel(theta[model.theta_index["tage"]])[0])
+    if "zred" not in model.theta_index:
+        zred = float(np.ravel(model.params["zred"])[0])
+        return -np.inf if tage > float(age_of_universe(zred)) else 0.0
+    zred = float(np.ravel(theta[model.theta_index["zred"]])[0])
+    if not np.isfinite(zred):
+        return -np.inf
+    prior = model.config_dict["tage"]["prior"]
+    return float(tage_prior_cut(prior, np.array([tage]), np.array([zred]))[0])
 
 
 def check_likelihood(noise: NoiseModel | None, kind: str) -> None:

@@ -62,11 +62,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from ..cosmology import age_of_universe
 from ..forward import ModelPhotometry
 from ..noise.likelihood import NoiseLikelihood, check_likelihood
 from ..numeric import is_number
-from ..transforms import clip_to_prior
+from ..transforms import clip_to_prior, tage_prior_cut
 from .importance import ImportanceBatch, adaptive_importance
 from .observations import Observations
 from .plausibility import MODEL_ERROR_FLOOR
@@ -317,9 +316,8 @@ class Refiner:
                 return lp
             it, prior = self._tage
             # the age of the universe only where the rest of the prior is not zero
-            tuniv = age_of_universe(np.where(np.isfinite(lp), theta[:, self.izred], 1.0))
-            kept = np.clip(np.asarray(prior.inverse_unit_transform(tuniv), float), 1e-300, 1.0)
-            return np.where(theta[:, it] > tuniv, -np.inf, lp - np.log(kept))
+            zred = np.where(np.isfinite(lp), theta[:, self.izred], 1.0)
+            return lp + tage_prior_cut(prior, theta[:, it], zred)
 
     def target(self, obs: Observations) -> ExactTarget:
         """Return the batched target of :func:`adaptive_importance` for observations ``obs``."""
