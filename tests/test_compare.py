@@ -36,6 +36,14 @@ def test_metrics_of_known_gaussians():
     assert mw["wasserstein"] == pytest.approx(0.5, abs=0.02)
 
 
+def _compare_saying(*args, **kwargs) -> tuple:
+    """:func:`compare` and the messages of every warning it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = compare(*args, **kwargs)
+    return out, [str(w.message) for w in caught]
+
+
 def test_compare_short_dynesty_run(sps, small_estimator, tmp_path):
     model = build_model("parametric_sfh", zred=(0.5, 5.0), logmass=(5.0, 12.0))
     fixed = fixed_redshift_model(model, 1.5)
@@ -44,23 +52,21 @@ def test_compare_short_dynesty_run(sps, small_estimator, tmp_path):
     maggies, _ = ModelPhotometry(fixed, sps, jades_filters())(theta)
     flux, err = small_estimator.noise.apply(maggies, np.random.default_rng(2))
     obs = {"maggies": flux, "maggies_unc": err, "filters": jades_filters(), "zred": 1.5}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = compare(
-            obs,
-            model,
-            sps,
-            small_estimator,
-            n_draws=1000,
-            seed=0,
-            plot=tmp_path / "corner.png",
-            refine=True,
-            refine_ndraws=500,
-            nested_nlive_init=30,
-            nested_maxiter_init=300,
-            nested_sample="rwalk",
-            nested_walks=5,
-        )
+    out, said = _compare_saying(
+        obs,
+        model,
+        sps,
+        small_estimator,
+        n_draws=1000,
+        seed=0,
+        plot=tmp_path / "corner.png",
+        refine=True,
+        refine_ndraws=500,
+        nested_nlive_init=30,
+        nested_maxiter_init=300,
+        nested_sample="rwalk",
+        nested_walks=5,
+    )
     names = list(out.table["param"])
     assert names[: fixed.ndim] == fixed.theta_labels()  # zred is known: not compared
     assert {"log_mstar", "log_sfr100", "mwa"} <= set(names)
@@ -94,7 +100,7 @@ def test_compare_short_dynesty_run(sps, small_estimator, tmp_path):
     gap = out.best_lnlike_refined - out.best_lnlike_dynesty
     assert -2 < gap < 50
     # a run cut short of the peak by more than 2 is named as the side that is off, once
-    said = [str(w.message) for w in caught if "best fit is" in str(w.message)]
+    said = [m for m in said if "best fit is" in m]
     assert out.missed == ("dynesty" if gap > 2 else "")
     assert said == ([out.missed_message()] if gap > 2 else []), said
     assert out.title.endswith("dynesty missed the mode") == (gap > 2)
@@ -105,19 +111,17 @@ def test_slice_samplers_get_no_random_walk_steps(sps, small_estimator, z2_mock):
     warned "Specifying walks option while using slice sampler does not make sense"."""
     obs, _ = z2_mock
     model = build_model("parametric_sfh", zred=(0.5, 5.0), logmass=(5.0, 12.0))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = compare(
-            obs,
-            model,
-            sps,
-            small_estimator,
-            n_draws=200,
-            nested_sample="rslice",
-            nested_nlive_init=20,
-            nested_maxiter_init=40,
-        )
-    assert not [str(w.message) for w in caught if "walks" in str(w.message)]
+    out, said = _compare_saying(
+        obs,
+        model,
+        sps,
+        small_estimator,
+        n_draws=200,
+        nested_sample="rslice",
+        nested_nlive_init=20,
+        nested_maxiter_init=40,
+    )
+    assert not [m for m in said if "walks" in m]
     assert len(out.dynesty["sampling"][0]["logl"]) >= 40
 
 
