@@ -208,7 +208,7 @@ def mock_observations(
     try:
         ts = simulate(model, sps, estimator.filters, int(n), path, seed=s, progress=False)
     except ValueError as err:  # kept mocks of another model (an edited one, an older version)
-        if not path.exists():
+        if not path.exists() or str(path) not in str(err):  # not about the kept file
             raise
         raise ValueError(
             f"{err}; {path.parent} keeps earlier mocks: delete {path.name} to simulate them again"
