@@ -33,7 +33,10 @@ that single JWST pixels as well as whole galaxies are inside the prior; the 14 J
   cosine schedule (``--finetune --n 900000 --epochs 15 --lr 5e-4 --schedule cosine
   --augment-mass``: the real galaxies' flow photo-z 0.136 / 36% -> 0.089 / 27%), and
   ``jades-parametric-photoz`` 10 more on 900,000 the same way (``--epochs 10``: 0.081 / 22%
-  -> 0.068 / 17%).
+  -> 0.068 / 17%). Session 22 gave ``jades-continuity-photoz`` the bursty SFH prior
+  (``logsfr_ratio_scale`` 1.0, :data:`prospect_sbi.PRETRAINED`): started from the file
+  before it (``--transfer``) and trained 12 epochs on 900,000 draws of the new prior
+  (``--transfer OLD.sbi --n 900000 --epochs 12 --lr 5e-4 --schedule cosine --augment-mass``).
 
 Each gets recalibration maps (:func:`prospect_sbi.posterior.recalibrate`) fitted on
 ``--n-recal`` mocks of another seed (20,000 for the known-redshift 0.2 files, 12,000 for

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["build_model", "MODEL_TEMPLATES"]
+__all__ = ["build_model", "LOGSFR_RATIO_SCALE", "MODEL_TEMPLATES"]
 
 import numpy as np
 
 #: Star-formation-history templates :func:`build_model` knows.
 MODEL_TEMPLATES = ("parametric_sfh", "continuity_sfh")
+#: Scale (dex) of the Student-t prior of ``continuity_sfh``'s ``logsfr_ratios`` in Prospector's
+#: template, and so in :func:`build_model` unless ``logsfr_ratio_scale`` says otherwise.
+LOGSFR_RATIO_SCALE = 0.3
 
 
 def build_model(
@@ -19,6 +22,7 @@ def build_model(
     logmass: tuple[float, float] | None = None,
     dust_emission: bool = True,
     igm: bool = True,
+    logsfr_ratio_scale: float | None = None,
 ) -> object:
     """Build a Prospector ``SpecModel`` from one of its templates, set up for BC03MilesBasis.
 
@@ -56,6 +60,11 @@ def build_model(
         Range of log10 stellar mass formed (Msun) instead of the template's (log-uniform
         ``mass`` 1e8-1e12 for ``parametric_sfh``, uniform ``logmass`` 7-12 for
         ``continuity_sfh``). Pixels of deep imaging need lower masses, e.g. ``(4, 12)``.
+    logsfr_ratio_scale : float, optional
+        Scale of the Student-t prior (2 degrees of freedom) on ``continuity_sfh``'s
+        ``logsfr_ratios`` (dex) instead of Prospector's 0.3 (:data:`LOGSFR_RATIO_SCALE`);
+        1.0 is the "bursty" prior of Tacchella et al. (2022), which lets the SFR jump by 10x
+        between neighbouring bins.
 
     Returns
     -------
@@ -69,6 +78,11 @@ def build_model(
 
     if template not in MODEL_TEMPLATES:
         raise ValueError(f"unknown template {template!r}; use one of {MODEL_TEMPLATES}")
+    if logsfr_ratio_scale is not None:
+        if template != "continuity_sfh":
+            raise ValueError(f"logsfr_ratio_scale is for continuity_sfh, not {template}")
+        if not (np.isfinite(logsfr_ratio_scale) and logsfr_ratio_scale > 0):
+            raise ValueError(f"logsfr_ratio_scale={logsfr_ratio_scale}: needs a positive number")
     spec = TemplateLibrary[template]
     if nebular:
         spec.update(TemplateLibrary["nebular"])
@@ -118,11 +132,14 @@ def build_model(
         agebins = zred_to_agebins(np.atleast_1d(spec["zred"]["init"]), base)
         spec["agebins"].update(N=nbins, init=agebins, depends_on=zred_to_agebins)
         spec["mass"].update(N=nbins, init=np.full(nbins, 1e6))
+        scale = LOGSFR_RATIO_SCALE if logsfr_ratio_scale is None else float(logsfr_ratio_scale)
         spec["logsfr_ratios"].update(
             N=nbins - 1,
             init=np.zeros(nbins - 1),
             prior=priors.StudentT(
-                mean=np.zeros(nbins - 1), scale=np.full(nbins - 1, 0.3), df=np.full(nbins - 1, 2)
+                mean=np.zeros(nbins - 1),
+                scale=np.full(nbins - 1, scale),
+                df=np.full(nbins - 1, 2),
             ),
         )
         # Prospector evaluates dependent parameters in order: bins before the masses.

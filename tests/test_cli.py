@@ -70,6 +70,24 @@ def test_simulate_command_writes_and_resumes(tmp_path, capsys):
     assert "was made with seed=0, not 1" in capsys.readouterr().err
 
 
+def test_simulate_command_bursty_prior(tmp_path, capsys):
+    """--logsfr-ratio-scale sets the continuity prior of the draws; other SFHs refuse it."""
+    from prospect_sbi import TrainingSet
+
+    out = tmp_path / "b.h5"
+    argv = ["simulate", str(out), "-n", "2000", "--zred", "2", "--bands", "F200W"]
+    assert cli.main([*argv, "--logsfr-ratio-scale", "1.0"]) == 0
+    capsys.readouterr()  # the progress bar
+    with TrainingSet.open(out) as ts:
+        ratios = ts.theta[:][:, [i for i, n in enumerate(ts.labels) if n.startswith("logsfr")]]
+    quartiles = np.percentile(ratios, [25, 75])
+    np.testing.assert_allclose(quartiles, [-0.8165, 0.8165], rtol=0.08)  # Student-t, 2 dof
+    argv = [*argv[:3], "10", "--template", "parametric_sfh", "--logsfr-ratio-scale", "1"]
+    assert cli.main([*argv[:1], str(tmp_path / "p.h5"), *argv[2:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "logsfr_ratio_scale is for continuity_sfh, not" in err
+
+
 def _mock_catalog(post, n, seed):
     """A catalogue (nJy) of noisy mocks of the estimator's own model, with their truth."""
     from prospect_sbi import BC03MilesBasis, build_model

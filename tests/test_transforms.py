@@ -47,6 +47,25 @@ def test_batched_draws_equal_prospector_row_by_row(template, rng):
                 )
 
 
+def test_bursty_continuity_prior(rng):
+    """logsfr_ratio_scale widens the Student-t (2 dof) prior: quartiles at +-0.8165 scale."""
+    for scale, kwargs in ((0.3, {}), (1.0, {"logsfr_ratio_scale": 1.0})):
+        model = build_model("continuity_sfh", zred=(0.1, 10.0), **kwargs)
+        theta = draw_theta(model, rng.uniform(size=(20_000, model.ndim)))
+        ratios = theta[:, model.theta_index["logsfr_ratios"]]
+        np.testing.assert_allclose(
+            np.percentile(ratios, [25, 75], axis=0),
+            np.outer([-1, 1], [0.8165 * scale] * 5),
+            rtol=0.05,
+        )
+    with pytest.raises(
+        ValueError, match="logsfr_ratio_scale is for continuity_sfh, not parametric"
+    ):
+        build_model("parametric_sfh", logsfr_ratio_scale=1.0)
+    with pytest.raises(ValueError, match=r"logsfr_ratio_scale=-1: needs a positive number"):
+        build_model("continuity_sfh", logsfr_ratio_scale=-1)
+
+
 def test_batched_transforms_equal_prospector(rng):
     ab = np.array([[0, 7.5], [7.5, 8.5], [8.5, 9], [9, 9.5], [9.5, 10]])
     ratios = rng.normal(0, 0.5, (30, 4))

@@ -242,6 +242,26 @@ def test_misspecified_kwargs():
     assert misspecified_kwargs(base, "nebular") == ("no-nebular mocks", dict(base, nebular=False))
     with pytest.raises(ValueError, match="unknown misspecification 'agn'"):
         misspecified_kwargs(base, "agn")
+    bursty = {"template": "continuity_sfh", "zred": (0.5, 5.0), "logsfr_ratio_scale": 1.0}
+    name, kw = misspecified_kwargs(bursty, "sfh")
+    assert name == "parametric_sfh mocks" and "logsfr_ratio_scale" not in kw
+    assert misspecified_kwargs(bursty, "dust")[1]["logsfr_ratio_scale"] == 1.0
+
+
+def test_bursty_continuity_model_is_rebuilt():
+    """A build_model model with the bursty SFH prior is found again from its specification."""
+    from types import SimpleNamespace
+
+    from prospect_sbi import build_model
+    from prospect_sbi.provenance import model_hash, model_spec
+
+    kwargs = {"template": "continuity_sfh", "zred": (0.5, 5.0), "logmass": (5.0, 12.0)}
+    for extra in ({}, {"logsfr_ratio_scale": 1.0}):
+        spec = model_spec(build_model(**kwargs, **extra))
+        found = SimpleNamespace(model_spec=spec, model_hash=model_hash(spec))
+        assert estimator_model_kwargs(found) == dict(
+            kwargs, nbins=6, nebular=True, dust_type=0, **extra
+        )
 
 
 # ---------------------------------------------------------------- a real estimator

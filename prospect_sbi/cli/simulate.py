@@ -36,6 +36,13 @@ def add_simulate_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--nbins", type=int, default=6, help="step-SFH bins (continuity_sfh)")
     parser.add_argument(
+        "--logsfr-ratio-scale",
+        type=float,
+        default=None,
+        help="Student-t scale of continuity_sfh's logsfr_ratios prior: Prospector's 0.3 when "
+        "not given; 1.0 the bursty prior of Tacchella et al. 2022",
+    )
+    parser.add_argument(
         "--dust-type",
         type=int,
         default=0,
@@ -81,7 +88,11 @@ def run_simulate(args: argparse.Namespace) -> int:
     if pf is not None:
         given = [
             flag
-            for flag, value in (("--template", args.template), ("--zred", args.zred))
+            for flag, value in (
+                ("--template", args.template),
+                ("--zred", args.zred),
+                ("--logsfr-ratio-scale", args.logsfr_ratio_scale),
+            )
             if value is not None
         ]
         if given:
@@ -98,6 +109,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             zred=zred,
             nbins=args.nbins,
             dust_type=args.dust_type,
+            logsfr_ratio_scale=args.logsfr_ratio_scale,
         )
         filters = jades_filters(bands=args.bands)
     sps = param_file_sps(args, pf)

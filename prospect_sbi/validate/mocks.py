@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..models import MODEL_TEMPLATES, build_model
+from ..models import LOGSFR_RATIO_SCALE, MODEL_TEMPLATES, build_model
 from ..posterior.checks import outside_zred_range
 from ..provenance import model_hash, model_spec
 
@@ -37,7 +37,8 @@ def estimator_model_kwargs(estimator: AmortizedPosterior) -> dict:
     Returns
     -------
     dict
-        ``template``, ``zred``, ``nbins``, ``nebular``, ``dust_type``, ``logmass``.
+        ``template``, ``zred``, ``nbins``, ``nebular``, ``dust_type``, ``logmass`` and, for a
+        continuity SFH prior other than Prospector's, ``logsfr_ratio_scale``.
 
     Raises
     ------
@@ -61,6 +62,9 @@ def estimator_model_kwargs(estimator: AmortizedPosterior) -> dict:
     }
     if template == "continuity_sfh":
         kwargs["nbins"] = int(params["agebins"]["N"])
+        scale = params["logsfr_ratios"].get("prior", {}).get("params", {}).get("scale")
+        if scale is not None and not np.allclose(scale, LOGSFR_RATIO_SCALE):
+            kwargs["logsfr_ratio_scale"] = float(np.ravel(scale)[0])
         prior = params["logmass"].get("prior", {}).get("params", {})
         logmass = (prior.get("mini"), prior.get("maxi"))
     else:
