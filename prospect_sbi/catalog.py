@@ -105,6 +105,8 @@ class Catalog:
         Unit each flux and error column was read in (a key of :data:`FLUX_UNITS` or ``AB``).
     unit_source : {"option", "header"}
         Whether the units were given (``unit=``) or read from the columns' own units.
+    id_column : str or None
+        The column ``ids`` were read from (None: row numbers).
     """
 
     flux: np.ndarray
@@ -114,6 +116,7 @@ class Catalog:
     table: Table
     units: dict[str, str] = field(default_factory=dict)
     unit_source: str = "option"
+    id_column: str | None = None
 
 
 def read_catalog(
@@ -143,7 +146,10 @@ def read_catalog(
         Column names, ``{band}`` standing for the short name (``F444W``); the sedpy name
         (``jwst_f444w``) and other cases are tried too, and two columns that both match
         (``F444W`` and ``f444w``) are refused.
-    zred_column, id_column : str, optional
+    zred_column : str, optional
+    id_column : str, optional
+        Default: the table's ``id`` column (any case) when it has one, else row numbers, so
+        that an output's ``id`` is never a row number beside the catalogue's own ids.
     err_floor : float
         Fractional error floor added in quadrature, ``err = hypot(err, err_floor * |flux|)``,
         as SED fits of integrated photometry do (e.g. 0.05): catalogue errors can be far below
@@ -160,6 +166,7 @@ def read_catalog(
         No file at ``source``.
     ValueError
         Not a table, no rows, a band's flux or error column missing or matched twice, no unit,
+        two id columns that differ only in case (without ``id_column``),
         an unknown unit, flux columns that hold AB magnitudes (5 rows or more, every value
         within 5-45 with errors below 1) read in a flux unit.
     """
@@ -208,10 +215,16 @@ def read_catalog(
         if zred_column not in table.colnames:
             raise ValueError(f"no redshift column {zred_column!r} in the catalogue")
         zred = np.asarray(np.ma.filled(table[zred_column], np.nan), dtype=float)
-    if id_column is not None and id_column not in table.colnames:
+    if id_column is None:
+        named = [c for c in table.colnames if c.lower() == "id"]
+        if len(named) > 1:
+            raise ValueError(f"id columns {named} differ only in case: give id_column")
+        id_column = named[0] if named else None
+    elif id_column not in table.colnames:
         raise ValueError(f"no id column {id_column!r} in the catalogue")
     ids = np.asarray(table[id_column]) if id_column else np.arange(len(table))
-    return Catalog(flux, err, zred, ids, table, units, "option" if unit else "header")
+    source = "option" if unit else "header"
+    return Catalog(flux, err, zred, ids, table, units, source, id_column)
 
 
 def _read_table(path: str | os.PathLike) -> Table:

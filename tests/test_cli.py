@@ -521,6 +521,25 @@ def test_catalogue_columns_matched_twice_or_in_other_units(tmp_path):
     assert np.all(read_catalog(mags, bands, unit="AB").flux < 1e-8)
 
 
+def test_catalogue_ids_default_to_its_id_column(tmp_path):
+    """An output's id is the catalogue's own id when it has an id column, never a row number
+    beside it: a join on id would pair the wrong objects."""
+    from prospect_sbi.catalog import read_catalog
+
+    bands = ["jwst_f200w"]
+    table = Table({"F200W": [10.0, 20.0], "unc_F200W": [1.0, 2.0], "ID": [2125, 3591]})
+    cat = read_catalog(table, bands, unit="nJy")
+    assert list(cat.ids) == [2125, 3591] and cat.id_column == "ID"
+    table["name"] = ["a", "b"]
+    assert list(read_catalog(table, bands, unit="nJy", id_column="name").ids) == ["a", "b"]
+    table["id"] = [1, 2]
+    with pytest.raises(ValueError, match=r"id columns \['ID', 'id'\] differ only in case"):
+        read_catalog(table, bands, unit="nJy")
+    del table["ID"], table["id"]
+    cat = read_catalog(table, bands, unit="nJy")
+    assert list(cat.ids) == [0, 1] and cat.id_column is None
+
+
 def test_train_command_with_a_run_file(tmp_path, capsys):
     from prospect_sbi import AmortizedPosterior
 

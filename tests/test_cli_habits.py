@@ -503,10 +503,13 @@ def test_compare_command_dynesty_options_ids_and_title(
         "--draws",
         "200",
     ]
+    _one_line(capsys, [*base, "--ids", "b2", "zz"], "id(s) zz not in column 'id'")  # its default
+    del table["id"]
+    table.write(tmp_path / "noid.ecsv")
     _one_line(
         capsys,
-        [*base, "--ids", "b2", "zz"],
-        "--ids selects by the values of --id-column: give --id-column",
+        [base[0], tmp_path / "noid.ecsv", *base[2:], "--ids", "b2"],
+        "--ids selects by an id column; the catalogue has no 'id': give --id-column",
     )
     _one_line(
         capsys,

@@ -51,7 +51,10 @@ def add_compare_args(parser: argparse.ArgumentParser) -> None:
         help="redshift column, for estimators conditioned on it",
     )
     parser.add_argument(
-        "--id-column", default=None, help="id column, naming the outputs (default: row number)"
+        "--id-column",
+        default=None,
+        help="id column, naming the outputs (default: the catalogue's 'id' column, any case; "
+        "else the row number)",
     )
     add_err_floor_arg(parser)
     parser.add_argument(
@@ -113,8 +116,8 @@ def add_compare_args(parser: argparse.ArgumentParser) -> None:
     add_param_file_args(parser)
 
 
-def _rows(args: argparse.Namespace, ids: list) -> list[int]:
-    """Catalogue rows of ``--rows`` or ``--ids`` (checked), row 0 without either."""
+def _rows(args: argparse.Namespace, ids: list, id_column: str | None) -> list[int]:
+    """Catalogue rows of ``--rows``, or of ``--ids`` in ``id_column`` (checked); row 0."""
     if args.rows is not None and args.ids is not None:
         raise ValueError("give --rows or --ids, not both")
     if args.ids is None:
@@ -124,12 +127,14 @@ def _rows(args: argparse.Namespace, ids: list) -> list[int]:
             what = f"row {bad[0]} is" if len(bad) == 1 else f"rows {', '.join(map(str, bad))} are"
             raise ValueError(f"{what} outside the catalogue (0..{len(ids) - 1})")
         return rows
-    if args.id_column is None:
-        raise ValueError("--ids selects by the values of --id-column: give --id-column")
+    if id_column is None:
+        raise ValueError(
+            "--ids selects by an id column; the catalogue has no 'id': give --id-column"
+        )
     where = {str(v): i for i, v in enumerate(ids)}
     missing = [i for i in args.ids if str(i) not in where]
     if missing:
-        raise ValueError(f"id(s) {', '.join(missing)} not in column {args.id_column!r}")
+        raise ValueError(f"id(s) {', '.join(missing)} not in column {id_column!r}")
     return [where[str(i)] for i in args.ids]
 
 
@@ -147,7 +152,7 @@ def run_compare(args: argparse.Namespace) -> int:
     pf = param_file(args)
     model = estimator_model(post, pf)
     cat, _ = read_catalog_zred(args, post)
-    rows = _rows(args, list(cat.ids))
+    rows = _rows(args, list(cat.ids), cat.id_column)
     dynesty = {
         "nested_nlive_init": args.nlive,
         "nested_dlogz_init": args.dlogz,

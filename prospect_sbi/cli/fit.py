@@ -56,7 +56,11 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
         "--n-zred", type=int, default=20, help="redshifts per object with --zred infer"
     )
     add_photoz_refine_arg(parser)
-    parser.add_argument("--id-column", default=None, help="id column (default: row number)")
+    parser.add_argument(
+        "--id-column",
+        default=None,
+        help="id column (default: the catalogue's 'id' column, any case; else the row number)",
+    )
     add_err_floor_arg(parser)
     add_zeropoints_arg(parser, "of the catalogue")
     parser.add_argument("--draws", type=int, default=1000, help="posterior draws per object")
@@ -120,7 +124,7 @@ def run_fit(args: argparse.Namespace) -> int:
         "--flux-format": args.flux_format,
         "--err-format": args.err_format,
         "--zred-column": zcol,
-        "--id-column": args.id_column,
+        "--id-column": catalog.id_column,
         "--err-floor": args.err_floor,
         "--zeropoints": None if args.zeropoints is None else file_id(args.zeropoints),
         "--draws": args.draws,
