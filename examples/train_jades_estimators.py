@@ -37,6 +37,11 @@ that single JWST pixels as well as whole galaxies are inside the prior; the 14 J
   (``logsfr_ratio_scale`` 1.0, :data:`prospect_sbi.PRETRAINED`): started from the file
   before it (``--transfer``) and trained 12 epochs on 900,000 draws of the new prior
   (``--transfer OLD.sbi --n 900000 --epochs 12 --lr 5e-4 --schedule cosine --augment-mass``).
+  Session 23 trained both once more on the same 900,000 draws (``--finetune --n 900000
+  --schedule cosine --augment-mass``, ``--epochs 12 --lr 3e-4`` for
+  ``jades-continuity-photoz``, ``--epochs 10 --lr 3e-4`` for ``jades-parametric-photoz``;
+  19 minutes on two threads and 16 on one): validation loss 12.28 -> 11.81 and -11.79 ->
+  -12.02.
 
 Each gets recalibration maps (:func:`prospect_sbi.posterior.recalibrate`) fitted on
 ``--n-recal`` mocks of another seed (20,000 for the known-redshift 0.2 files, 12,000 for

@@ -417,6 +417,69 @@ def test_fit_resume_refuses_another_option_set(tmp_path, small_estimator, small_
 
 
 @pytest.mark.data
+def test_fit_resume_names_the_default_photoz_file(tmp_path, shared_data):
+    """``fit --zred infer`` without --photoz: the pretrained photo-z file it uses is in the
+    resume fingerprint, so a run resumed after that file changed (a new release of the
+    estimators) is refused instead of mixing two photo-z estimators' rows."""
+    import hashlib
+    import json
+    import os
+    import signal
+    import time
+
+    from prospect_sbi.pretrained import pretrained_path
+
+    out = tmp_path / "fit.ecsv"
+    argv = [
+        sys.executable,
+        "-m",
+        "prospect_sbi.cli",
+        "fit",
+        str(shared_data / "jades_specz_catalogue_subset.fits"),
+        "jades-parametric",
+        "-o",
+        str(out),
+        "--unit",
+        "Jy",
+        "--zred",
+        "infer",
+        "--photoz-refine",
+        "never",
+        "--refine",
+        "never",
+        "--no-ppc",
+        "--draws",
+        "20",
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint,
+    )  # fmt: skip
+    manifest = tmp_path / "fit.ecsv.parts" / "manifest.json"
+    deadline = time.time() + 120
+    while not manifest.exists() and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    found = json.loads(manifest.read_text())
+    used = found["inputs"]["--photoz"]
+    assert used["path"] == str(pretrained_path("jades-parametric-photoz").resolve()), used
+    # the same command after the photo-z file changed (as a new release would change it)
+    used["mtime"] -= 1.0
+    text = json.dumps(found["inputs"], sort_keys=True, default=str)
+    found["key"] = hashlib.sha256(text.encode()).hexdigest()
+    manifest.write_text(json.dumps(found))
+    again = subprocess.run(argv, env=env, capture_output=True, text=True)
+    assert again.returncode == 2, again.stderr
+    assert "holds an unfinished run with other inputs or options (--photoz mtime:" in (
+        again.stderr
+    ), again.stderr
+
+
+@pytest.mark.data
 def test_fit_refuses_a_header_unit_the_values_contradict(tmp_path, shared_data, capsys):
     """The spec-z catalogue's TUNIT says nJy over values in Jy: refused, then fitted in Jy."""
     cat, out = shared_data / "jades_specz_catalogue_subset.fits", tmp_path / "fit.ecsv"

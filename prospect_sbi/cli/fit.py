@@ -134,7 +134,10 @@ def run_fit(args: argparse.Namespace) -> int:
         "--likelihood": args.likelihood,
         "--sps": args.sps,
         "--zred": args.zred,
-        "--photoz": None if args.photoz is None else file_id(estimator_file(args.photoz)),
+        # the file used, the default <name>-photoz too: a new release's is not mixed in
+        "--photoz": None
+        if photoz is None
+        else file_id(estimator_file(args.photoz or f"{args.estimator}-photoz")),
         "--n-zred": args.n_zred,
         "--photoz-refine": args.photoz_refine if photoz is not None else None,
     }

@@ -754,7 +754,7 @@ def fit_catalog(
         (:func:`~prospect_sbi.fitting.redshift_posterior`): by default the exact posterior
         where the flow's draws need it (integrated photometry: nearly every row, ~0.25 s
         each; on the 99 JADES spec-z galaxies with zero points, sigma_NMAD 0.035 and 8%
-        outliers, against 0.059 and 18% for the flow alone, ``"never"``); column
+        outliers, against 0.062 and 17% for the flow alone, ``"never"``); column
         ``zphot_exact``, ``meta["photoz_refine"]``; rows whose exact photo-z draws are not
         vouched for (ESS or k-hat) are flagged ``zphot_unconverged``.
     client : dask.distributed.Client, concurrent.futures.Executor or int, optional
