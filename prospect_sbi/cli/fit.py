@@ -111,10 +111,10 @@ def run_fit(args: argparse.Namespace) -> int:
             except ValueError:
                 raise ValueError(f"--zred takes a redshift or 'infer'; got {zred!r}") from None
         args.zred_column = None  # the catalogue's redshifts are not read
-    photoz = args.photoz
+    photoz, photoz_source = args.photoz, None
     check_refine(args.photoz_refine, "photoz_refine")  # before the catalogue is read
     if zred == "infer" or photoz is not None:  # the default <name>-photoz, by the name given
-        photoz = photoz_estimator(args.estimator, photoz)[0]
+        photoz, photoz_source = photoz_estimator(args.estimator, photoz)
     catalog, zcol = read_catalog_zred(args, post)
     # everything that changes a row: a resumed run must not mix two option sets
     fingerprint = {
@@ -135,9 +135,7 @@ def run_fit(args: argparse.Namespace) -> int:
         "--sps": args.sps,
         "--zred": args.zred,
         # the file used, the default <name>-photoz too: a new release's is not mixed in
-        "--photoz": None
-        if photoz is None
-        else file_id(estimator_file(args.photoz or f"{args.estimator}-photoz")),
+        "--photoz": None if photoz is None else file_id(estimator_file(photoz_source)),
         "--n-zred": args.n_zred,
         "--photoz-refine": args.photoz_refine if photoz is not None else None,
     }
