@@ -331,12 +331,30 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _interrupt(argv: list, env: dict, ready) -> tuple[int, str]:
+    """Run ``argv``; SIGINT it once ``ready()`` (or once it ended): (exit code, stderr)."""
+    import signal
+    import time
+
+    # SIGINT at its default in the child: a job started in the background of a shell inherits
+    # it ignored, and Python then never raises KeyboardInterrupt (the run would finish)
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while not ready() and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
 @pytest.mark.slow
 def test_fit_resume_refuses_another_option_set(tmp_path, small_estimator, small_estimator_file):
     """A real interrupted run (SIGINT after two chunks), rerun with another --zred-column."""
     import os
-    import signal
-    import time
 
     table, _ = _mock_catalog(small_estimator, 150, seed=9)
     table["z2"] = np.clip(table["z"] * 1.1, 0.5, 5.0)
@@ -374,24 +392,9 @@ def test_fit_resume_refuses_another_option_set(tmp_path, small_estimator, small_
 
     argv = command(out)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    # SIGINT at its default in the child: a job started in the background of a shell inherits
-    # it ignored, and Python then never raises KeyboardInterrupt (the run would finish)
-    proc = subprocess.Popen(
-        argv,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_default_sigint,
-    )
     parts = tmp_path / "fit.fits.parts"
-    deadline = time.time() + 120
-    while len(list(parts.glob("part*.npy"))) < 2 and proc.poll() is None:
-        assert time.time() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    code, err = _interrupt(argv, env, lambda: len(list(parts.glob("part*.npy"))) >= 2)
+    assert code == 130, err
     assert "interrupted; rerun the same command to resume" in err
     done = len(list(parts.glob("part*.npy")))
     assert 2 <= done < 50 and not out.exists()
@@ -424,8 +427,6 @@ def test_fit_resume_names_the_default_photoz_file(tmp_path, shared_data):
     import hashlib
     import json
     import os
-    import signal
-    import time
 
     from prospect_sbi.pretrained import pretrained_path
 
@@ -452,18 +453,9 @@ def test_fit_resume_names_the_default_photoz_file(tmp_path, shared_data):
         "20",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=_default_sigint,
-    )  # fmt: skip
     manifest = tmp_path / "fit.ecsv.parts" / "manifest.json"
-    deadline = time.time() + 120
-    while not manifest.exists() and proc.poll() is None:
-        assert time.time() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    code, err = _interrupt(argv, env, manifest.exists)
+    assert code == 130, err
     found = json.loads(manifest.read_text())
     used = found["inputs"]["--photoz"]
     assert used["path"] == str(pretrained_path("jades-parametric-photoz").resolve()), used
