@@ -166,6 +166,44 @@ def test_catalog_infer_and_wrong_redshift_flag(small_estimator, small_photoz, mo
         fit_catalog(small_estimator, cat, zred="infer", photoz=small_photoz, n_zred=7, **kw)
 
 
+@pytest.mark.data
+@pytest.mark.slow
+def test_catalog_infer_flags_ood_as_its_predictive_check(shared_data):
+    """With zred="infer" a row's flag took "ood" from the check at any of its n_zred
+    redshifts, while its chi2_red and ood columns (and the docs) were those of the median
+    redshift: 10 chances at a 0.1% false alarm, and a flag that contradicted its own column.
+    On the JADES spec-z galaxies, 15 of 99 parametric rows (47 continuity) were flagged
+    "ood" with ood False; five of them are here. Ids 108167 and 141253 fail the check at
+    their median redshift (a wrong z_spec or a blend: session 16)."""
+    import dataclasses
+
+    from prospect_sbi.fitting import fit_catalog
+    from prospect_sbi.jades_data import read_specz_catalogue
+    from prospect_sbi.posterior import AmortizedPosterior
+
+    post = AmortizedPosterior.resolve("jades-parametric")
+    cat = read_specz_catalogue(shared_data, post.filters, err_floor=0.05)
+    ids = [5877, 30402, 33566, 120361, 130921, 140150, 108167, 141253]
+    rows = np.flatnonzero(np.isin(cat.ids, ids))
+    cat = dataclasses.replace(
+        cat,
+        flux=cat.flux[rows],
+        err=cat.err[rows],
+        zred=None,
+        ids=cat.ids[rows],
+        table=cat.table[rows],
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = fit_catalog(
+            "jades-parametric", cat, zred="infer", draws=200, n_zred=10, progress=False
+        )
+    flagged = {int(i): "ood" in f.split(";") for i, f in zip(out["id"], out["flag"], strict=True)}
+    assert flagged == {int(i): bool(o) for i, o in zip(out["id"], out["ood"], strict=True)}
+    assert flagged[108167] and flagged[141253]
+    assert sum(flagged.values()) <= 3, flagged  # 5877 and 33566 were flagged too
+
+
 def _two_segments(mocks, filters):
     """A 2 x 3 "galaxy" of the z = 4.5 mocks (segment 1) and the z = 1 ones (segment 2)."""
     from astropy.wcs import WCS

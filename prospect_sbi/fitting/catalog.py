@@ -40,6 +40,7 @@ from ..posterior.plausibility import (
     UnitError,
     check_errors,
     count_flags,
+    join_flags,
     warn_prior_edge,
 )
 from ..posterior.refine import (
@@ -526,7 +527,6 @@ class _CatalogFit:
                 wide,
                 n=m,
                 seed=seed,
-                predictive_check=self.check,
                 refine=self.refine,
                 sps=self.sps,
                 likelihood=self.likelihood,
@@ -542,16 +542,17 @@ class _CatalogFit:
             for i, s in enumerate(STATISTICS)
         }
         reasons = np.asarray(summ["flag"], dtype=object).reshape(b, k)
-        out["flag"] = np.array(
-            [
-                ";".join(dict.fromkeys(r for f in row if f != "ok" for r in f.split(";"))) or "ok"
-                for row in reasons
-            ],
-            dtype=object,
-        )
-        if self.check is not None:
-            out["chi2_red"] = np.asarray(summ["chi2_red"]).reshape(b, k)[:, k // 2]
-            out["ood"] = np.asarray(summ["ood"]).reshape(b, k)[:, k // 2]
+        flag = [
+            ";".join(dict.fromkeys(r for f in row if f != "ok" for r in f.split(";")))
+            for row in reasons
+        ]
+        ood = np.zeros(b, bool)
+        if self.check is not None:  # once, at the median redshift: the row's ood is its flag's
+            block = draws[:, (k // 2) * m : (k // 2 + 1) * m]
+            out["chi2_red"], ood = self.check(obs.flux, obs.err, grid[:, k // 2], block)
+            out["ood"] = ood
+        flag = join_flags(b, [], np.array(flag, dtype=object), np.where(ood, "ood", ""))
+        out["flag"] = np.where(flag == "", "ok", flag).astype(object)
         if self.refine != "never":
             out |= combine_diagnostics({c: np.asarray(summ[c]) for c in DIAGNOSTICS}, b, k)
         return out
