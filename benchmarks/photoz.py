@@ -397,12 +397,10 @@ def ms_per_object(post, flux: np.ndarray, err: np.ndarray, n_objects: int) -> fl
 
 def plot_zz(z_true, z_phot, lo, hi, title: str, path: Path) -> None:
     """z_phot (median, 16-84% bars) against the true redshift, written to ``path``."""
-    from prospect_sbi._io import atomic_path
+    from prospect_sbi._io import save_figure
     from prospect_sbi.plotting.calibration import plot_photoz
 
-    fig = plot_photoz(z_true, z_phot, lo, hi, title)
-    with atomic_path(path, overwrite=True) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+    save_figure(plot_photoz(z_true, z_phot, lo, hi, title), path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,26 +29,15 @@ to ``refined/<id>.h5`` and adds them to the PNG.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from prospect_sbi._io import save_figure, write_table  # atomic, with the user's umask
+
 QUANTITIES = ("log_mstar", "log_sfr100", "mwa", "dust2")
-
-
-def write_table_atomic(table, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=".ecsv", dir=path.parent, prefix=f".{path.stem}.")
-    os.close(fd)
-    try:
-        table.write(tmp, format="ascii.ecsv", overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def main() -> None:
@@ -144,7 +133,7 @@ def main() -> None:
         estimator=repr(post),
         units="log_mstar: log10 Msun; log_sfr100: log10 Msun/yr; mwa: Gyr; dust2: optical depth",
     )
-    write_table_atomic(summary, args.out / "summary.ecsv")
+    write_table(args.out / "summary.ecsv", summary, overwrite=True)
     print(
         f"SBI: {len(fitted)} of {len(cat)} galaxies in {t_sbi:.1f} s "
         f"({len(cat) - len(fitted)} flagged)"
@@ -220,10 +209,7 @@ def main() -> None:
         ax.set(xlabel="log M* dynesty", ylabel="log M* SBI", xlim=lims, ylim=lims)
         ax.legend(loc="upper left", fontsize=8)
         fig.tight_layout()
-        fd, tmp = tempfile.mkstemp(suffix=".png", dir=args.out, prefix=".mass.")
-        os.close(fd)
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, args.out / "mass_sbi_vs_dynesty.png")
+        save_figure(fig, args.out / "mass_sbi_vs_dynesty.png")
     print(f"wrote {args.out}")
 
 

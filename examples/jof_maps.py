@@ -63,6 +63,7 @@ def main(argv=None) -> int:
     import torch
 
     from prospect_sbi import AmortizedPosterior, BC03MilesBasis
+    from prospect_sbi._io import save_figure
     from prospect_sbi.pixels import map_galaxy
     from prospect_sbi.plotting.maps import plot_outshining
 
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
     if args.zred == "infer":
         compare_inferred(args, post, model, sps, cutouts)
     fig = plot_outshining(tables, names=[f"JOF {g}" for g in cutouts])
-    fig.savefig(args.out / "jof_outshining.png", dpi=120)
+    save_figure(fig, args.out / "jof_outshining.png", dpi=120)
     print(
         f"wrote {args.out}/jof_<id>_maps.fits, _maps.png, _pixels.fits, _outshining.ecsv, "
         "jof_outshining.png"

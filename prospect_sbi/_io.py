@@ -3,7 +3,8 @@
 Every long job of the package (:func:`~prospect_sbi.simulate`, catalogue fits, pixel fits,
 field maps) is built from these pieces:
 
-- :func:`atomic_path`: a file appears whole under its name or not at all;
+- :func:`atomic_path`: a file appears whole under its name or not at all (and so
+  :func:`write_table` and :func:`save_figure`, what people look at);
 - :func:`chunk_slices`, :func:`chunk_sequence`, :func:`chunk_seed`, :func:`row_seed`: the
   rows of each chunk and the random seed of each, a pure function of the chunk;
 - :class:`ChunkStore`: finished chunks kept in a folder under a fingerprint, so that a killed
@@ -29,7 +30,9 @@ __all__ = [
     "parts_folder",
     "row_seed",
     "run_ordered",
+    "save_figure",
     "set_torch_threads",
+    "write_table",
 ]
 
 import contextlib
@@ -98,6 +101,45 @@ def atomic_path(
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+#: Astropy table formats of :func:`write_table`, by file suffix.
+TABLE_FORMATS = {".fits": "fits", ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}
+
+
+def write_table(path: str | os.PathLike, table: Any, overwrite: bool = False) -> Path:
+    """Write an astropy table atomically; the format follows the suffix (.fits, .ecsv, .csv).
+
+    Raises
+    ------
+    ValueError
+        Another suffix.
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in TABLE_FORMATS:
+        raise ValueError(f"table suffix {path.suffix!r}; use one of {sorted(TABLE_FORMATS)}")
+    with atomic_path(path, overwrite) as tmp:
+        table.write(tmp, format=TABLE_FORMATS[path.suffix.lower()])
+    return path
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100, overwrite: bool = True) -> Path:
+    """Write a matplotlib figure to ``path`` as PNG, atomically (:func:`atomic_path`).
+
+    A job killed while drawing leaves the previous figure, never half a PNG; the file gets
+    the permissions of any new file (the umask), as every other output.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    """
+    path = Path(path)
+    with atomic_path(path, overwrite) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    return path
 
 
 def parts_folder(path: str | os.PathLike) -> Path:

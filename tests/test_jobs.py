@@ -1,10 +1,12 @@
-"""The job engine of ``prospect_sbi._io``: chunks, seeds, parts folders, the ordered runner."""
+"""The job engine of ``prospect_sbi._io``: chunks, seeds, parts folders, the ordered runner,
+atomic figures and tables."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
 import os
+import stat
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -22,7 +24,41 @@ from prospect_sbi._io import (
     parts_folder,
     row_seed,
     run_ordered,
+    save_figure,
+    write_table,
 )
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_figures_and_tables_are_written_whole_with_the_umask(tmp_path, mask):
+    """Figures and tables that people open (validate's report, compare's table) were written
+    in place: a killed run left half a file under the final name."""
+    from astropy.table import Table
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 2))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    before = os.umask(mask)
+    try:
+        png = save_figure(fig, tmp_path / "a.png", dpi=50)
+        ecsv = write_table(tmp_path / "a.ecsv", Table({"x": [1.5, 2.5]}))
+    finally:
+        os.umask(before)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(Table.read(ecsv)["x"]) == [1.5, 2.5]
+    for path in (png, ecsv):
+        assert oct(stat.S_IMODE(path.stat().st_mode)) == oct(0o666 & ~mask), path
+    old = png.read_bytes()
+    broken = Figure()
+    broken.text(0.5, 0.5, r"$\frac{$")  # raises while the PNG is being drawn
+    with pytest.raises(ValueError, match="frac"):
+        save_figure(broken, png)
+    assert png.read_bytes() == old  # the previous figure, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ecsv", "a.png"]  # no temporary
+    with pytest.raises(FileExistsError, match="a.ecsv exists; pass overwrite=True"):
+        write_table(ecsv, Table({"x": [1.0]}))
+    with pytest.raises(ValueError, match=r"table suffix '.txt'; use one of"):
+        write_table(tmp_path / "a.txt", Table({"x": [1.0]}))
 
 
 @pytest.mark.parametrize(("n", "size"), [(1, 1), (10, 3), (9, 3), (5, 1024), (1025, 1024)])

@@ -144,6 +144,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from .._io import write_table
     from ..fitting import compare
     from ..posterior import AmortizedPosterior
     from .common import estimator_model, param_file, param_file_sps, read_catalog_zred
@@ -207,7 +208,7 @@ def run_compare(args: argparse.Namespace) -> int:
             title=res.title,
             err_floor=args.err_floor,
         )
-        res.table.write(table_path, overwrite=True)
+        write_table(table_path, res.table, overwrite=True)
         print(
             f"object {name}: dynesty {res.t_dynesty:.1f} s, SBI {1e3 * res.t_sbi:.1f} ms "
             f"(x{res.speedup:.3g})"

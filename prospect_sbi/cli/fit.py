@@ -188,7 +188,7 @@ def _photoz_against(out: str, column: Any, name: str) -> None:
     import numpy as np
     from astropy.table import Table
 
-    from .._io import atomic_path
+    from .._io import save_figure
     from ..plotting.calibration import plot_photoz
     from ..validate import OUTLIER_DZ, photoz_stats
 
@@ -205,8 +205,7 @@ def _photoz_against(out: str, column: Any, name: str) -> None:
     s = photoz_stats(mid[keep], z[keep])
     png = Path(out).with_name(f"{Path(out).stem}_photoz.png")
     fig = plot_photoz(z[keep], mid[keep], lo[keep], hi[keep], f"{Path(out).name} vs {name}")
-    with atomic_path(png, overwrite=True) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+    save_figure(fig, png, dpi=120)
     print(
         f"{out}: {key}_p50 against the catalogue's {name!r} column (not used by the fit): "
         f"sigma_NMAD {s['sigma_nmad']:.3f}, outliers {100 * s['outlier_frac']:.1f}% "

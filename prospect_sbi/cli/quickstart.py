@@ -105,7 +105,7 @@ def _catalogue(post: AmortizedPosterior, data: Path, out: Path, args: argparse.N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .._io import atomic_path
+    from .._io import save_figure, write_table
     from ..fitting import fit_catalog
     from ..jades_data import read_specz_catalogue
     from ..posterior.plausibility import count_flags
@@ -136,15 +136,14 @@ def _catalogue(post: AmortizedPosterior, data: Path, out: Path, args: argparse.N
         title="JADES spec-z galaxies",
     )
     fig.tight_layout()
-    fig.savefig(out / "jades_specz_mass.png", dpi=120)
+    save_figure(fig, out / "jades_specz_mass.png", dpi=120)
     plt.close(fig)
-    with atomic_path(path, overwrite=True) as tmp:  # last: its presence means done
-        table.write(tmp, format="ascii.ecsv")
-    return path
+    return write_table(path, table, overwrite=True)  # last: its presence means done
 
 
 def _maps(post: AmortizedPosterior, data: Path, out: Path, args: argparse.Namespace) -> list[Path]:
     """Pixel maps of the JOF cutouts and the resolved-vs-integrated plot."""
+    from .._io import save_figure
     from ..jades_data import read_jof_cutouts
     from ..pixels import map_galaxy
     from ..plotting.maps import plot_outshining
@@ -177,5 +176,4 @@ def _maps(post: AmortizedPosterior, data: Path, out: Path, args: argparse.Namesp
             f"{ood} flagged out of distribution"
         )
     fig = plot_outshining(tables, names=[f"JOF {g}" for g in cutouts])
-    fig.savefig(folder / "jof_outshining.png", dpi=120)
-    return [*written, folder / "jof_outshining.png"]
+    return [*written, save_figure(fig, folder / "jof_outshining.png", dpi=120)]

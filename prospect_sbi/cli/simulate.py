@@ -168,6 +168,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from prospect.models.templates import TemplateLibrary, adjust_continuity_agebins
     from prospect.sources.constants import cosmo
 
+    from .._io import atomic_path
     from ..filters import jades_filters
     from ..sources import BC03MilesBasis
 
@@ -204,6 +205,7 @@ def run_predict(args: argparse.Namespace) -> int:
     table["mag_ab"].format = ".3f"
     table.pprint_all()
     if args.out:
-        table.write(args.out, format="ascii.ecsv", overwrite=True)
+        with atomic_path(args.out, overwrite=True) as tmp:
+            table.write(tmp, format="ascii.ecsv")
         print(f"wrote {args.out}")
     return 0

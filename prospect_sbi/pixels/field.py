@@ -36,7 +36,7 @@ import numpy as np
 from astropy.table import Table
 from tqdm.auto import tqdm
 
-from .._io import atomic_path, check_sendable, run_ordered
+from .._io import atomic_path, check_sendable, run_ordered, save_figure
 from ..filters import resolve_band_names
 from ..fitting.redshift import ZRED_RULED_OUT, read_zred_table, zred_given
 from ..fitting.zeropoints import ZeroPoints
@@ -627,8 +627,7 @@ def _plot(table: Table, path: Path) -> None:
         xlabel=r"integrated $\log M_*/M_\odot$",
         ylabel=r"pixel-summed $-$ integrated $\log M_*$ (dex)",
     )
-    with atomic_path(path, overwrite=True) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    save_figure(fig, path, dpi=110)
 
 
 def _inputs(

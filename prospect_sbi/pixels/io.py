@@ -1,4 +1,7 @@
-"""Atomic writes of map FITS files and per-pixel tables, and reading the maps back."""
+"""Atomic writes of map FITS files and per-pixel tables, and reading the maps back.
+
+``write_table`` and ``atomic_path`` are the package's own (``prospect_sbi._io``), public here.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_path
+from .._io import atomic_path, write_table
 
 
 def write_maps(path: str | os.PathLike, maps: Any, overwrite: bool = False) -> Path:
@@ -71,14 +74,3 @@ def read_maps(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Any, dict
                     warnings.simplefilter("ignore")
                     wcs = WCS(hdu.header)
     return maps, wcs, header
-
-
-def write_table(path: str | os.PathLike, table: Any, overwrite: bool = False) -> Path:
-    """Write an astropy table atomically; the format follows the suffix (.fits, .ecsv, .csv)."""
-    path = Path(path)
-    formats = {".fits": "fits", ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}
-    if path.suffix.lower() not in formats:
-        raise ValueError(f"table suffix {path.suffix!r}; use one of {sorted(formats)}")
-    with atomic_path(path, overwrite) as tmp:
-        table.write(tmp, format=formats[path.suffix.lower()])
-    return path

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._io import atomic_path
+from .._io import save_figure
 from ..constants import ARCSEC_PER_RAD
 from ..cosmology import luminosity_distance
 from .fit import PixelFit
@@ -133,9 +133,7 @@ class PixelMaps:
         if png_path is not None:
             from ..plotting.maps import plot_maps
 
-            fig = plot_maps(self)
-            with atomic_path(png_path, overwrite) as tmp:
-                fig.savefig(tmp, dpi=110, format="png")
+            save_figure(plot_maps(self), png_path, dpi=110, overwrite=overwrite)
 
 
 def _provenance(post: AmortizedPosterior, fit: PixelFit, images: PixelImages) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_path
+from .._io import save_figure
 
 
 def overlay_corner(
@@ -92,13 +92,10 @@ def overlay_corner(
     fig.legend(handles=handles, loc="upper right", fontsize=12)
     if title:
         fig.suptitle(title, fontsize=14)
-    path = Path(path)
     try:
-        with atomic_path(path, overwrite=True) as tmp:
-            fig.savefig(tmp, dpi=90, format="png")
+        return save_figure(fig, path, dpi=90)
     finally:
         plt.close(fig)
-    return path
 
 
 def _weighted_percentiles(x: np.ndarray, w: np.ndarray | None, q: tuple) -> np.ndarray:

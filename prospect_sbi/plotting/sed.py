@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_path
+from .._io import save_figure
 from ..constants import UJY_PER_MAGGIE
 
 
@@ -362,8 +362,4 @@ def save_sed(
     >>> save_sed("fit_sed.png", model, sps, obs, out)  # doctest: +SKIP
     """
     data = sed_data(model, sps, obs, draws, weights, **kwargs)
-    path = Path(path)
-    fig = plot_sed(data, title)
-    with atomic_path(path, overwrite=True) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    return path, data
+    return save_figure(plot_sed(data, title), path), data

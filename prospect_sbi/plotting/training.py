@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_path
+from .._io import save_figure
 
 
 def _history(source: Any) -> Sequence[Mapping[str, float]]:
@@ -83,8 +83,4 @@ def save_loss_curve(path: str | os.PathLike, source: Any, title: str | None = No
     -------
     pathlib.Path
     """
-    path = Path(path)
-    fig = plot_loss(source, title)
-    with atomic_path(path, overwrite=True) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    return path
+    return save_figure(plot_loss(source, title), path)

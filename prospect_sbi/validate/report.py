@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._io import atomic_path, save_figure, write_table
 from .misspecification import MISSPECIFICATIONS, shared_labels
 from .mocks import misspecified_model, mock_observations, test_set_observations
 from .photoz import OUTLIER_DZ
@@ -93,6 +94,9 @@ class ValidationReport:
     def write(self, folder: str | os.PathLike) -> Path:
         """Write the PNGs, one ECSV table per test set and ``report.md`` into ``folder``.
 
+        Each file atomically (a killed run leaves the previous file, never half of one);
+        ``report.md`` last, so that its links name files already written.
+
         For an estimator that infers the redshift, also ``photoz_<set>.png`` (z_phot against
         the true z) and ``photoz_<set>.ecsv`` (:attr:`CalibrationReport.photoz`) per set.
 
@@ -121,22 +125,23 @@ class ValidationReport:
                 ("sbc", plot_sbc),
             ):
                 name = f"{kind}_{slug}.png"
-                plot(rep).savefig(folder / name, dpi=110)
+                save_figure(plot(rep), folder / name, dpi=110)
                 names.append(name)
-            rep.table.write(folder / f"metrics_{slug}.ecsv", overwrite=True)
+            write_table(folder / f"metrics_{slug}.ecsv", rep.table, overwrite=True)
             if "zred" in rep.labels:
                 i = rep.labels.index("zred")
                 name = f"photoz_{slug}.png"
                 fig = plot_photoz(
                     rep.truth[:, i], rep.p50[:, i], rep.p16[:, i], rep.p84[:, i], rep.name
                 )
-                fig.savefig(folder / name, dpi=110)
+                save_figure(fig, folder / name, dpi=110)
                 names.append(name)
-                rep.photoz.write(folder / f"photoz_{slug}.ecsv", overwrite=True)
+                write_table(folder / f"photoz_{slug}.ecsv", rep.photoz, overwrite=True)
             figures[rep.name] = names
-        plot_tarp(self.reports).savefig(folder / "tarp.png", dpi=110)
+        save_figure(plot_tarp(self.reports), folder / "tarp.png", dpi=110)
         path = folder / "report.md"
-        path.write_text(self.to_markdown(figures))
+        with atomic_path(path, overwrite=True) as tmp:
+            tmp.write_text(self.to_markdown(figures))
         return path
 
     def to_markdown(self, figures: dict[str, list[str]] | None = None) -> str:
