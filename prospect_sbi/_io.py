@@ -24,6 +24,7 @@ __all__ = [
     "chunk_sequence",
     "chunk_slices",
     "dask_client",
+    "file_digest",
     "in_order",
     "is_dask",
     "n_workers",
@@ -101,6 +102,19 @@ def atomic_path(
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes, read a MiB at a time.
+
+    What a resumable job records of a small input file (zero points, a parameter file): its
+    content, so that a copy, a move or a ``touch`` changes nothing and an edit is noticed.
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 #: Astropy table formats of :func:`write_table`, by file suffix.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["AB_SENTINEL", "Catalog", "FLUX_UNITS", "read_catalog", "short_band_name", "to_maggies"]
 
+import hashlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -117,6 +118,23 @@ class Catalog:
     units: dict[str, str] = field(default_factory=dict)
     unit_source: str = "option"
     id_column: str | None = None
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of what a fit reads: ``ids``, ``flux``, ``err`` and ``zred``.
+
+        The same digest gives the same rows (with the same estimator, options and seed)
+        whatever the file's name, format or modification time; resumable fits
+        (``prospect-sbi fit``) record it.
+        """
+        h = hashlib.sha256("\x00".join(map(str, np.asarray(self.ids).tolist())).encode())
+        for values in (self.flux, self.err, self.zred):
+            if values is None:
+                h.update(b"none")
+                continue
+            values = np.ascontiguousarray(values, dtype="<f8")
+            h.update(repr(values.shape).encode())
+            h.update(values.tobytes())
+        return h.hexdigest()
 
 
 def read_catalog(

@@ -1,6 +1,7 @@
 """The prospect-sbi console script."""
 
 import importlib.util
+import re
 import subprocess
 import sys
 
@@ -353,7 +354,10 @@ def _interrupt(argv: list, env: dict, ready) -> tuple[int, str]:
 
 @pytest.mark.slow
 def test_fit_resume_refuses_another_option_set(tmp_path, small_estimator, small_estimator_file):
-    """A real interrupted run (SIGINT after two chunks), rerun with another --zred-column."""
+    """A real interrupted run (SIGINT after two chunks), rerun with another --zred-column;
+    then with the catalogue edited (one flux, same size and modification time: resumed
+    without a word while the fingerprint held files by path, size and mtime), and touched
+    (refused then, the same content: resumed now)."""
     import os
 
     table, _ = _mock_catalog(small_estimator, 150, seed=9)
@@ -402,8 +406,23 @@ def test_fit_resume_refuses_another_option_set(tmp_path, small_estimator, small_
     assert other.returncode == 2
     assert (
         "holds an unfinished run with other inputs or options (--zred-column: 'z' then, "
-        "'z2' now)" in other.stderr
+        "'z2' now; catalog: '" in other.stderr  # and so the redshifts read
     ), other.stderr
+    cat = tmp_path / "cat.ecsv"
+    original, st = cat.read_bytes(), cat.stat()
+    lines = original.decode().splitlines(keepends=True)
+    tokens = lines[-1].split(" ")
+    tokens[2] = tokens[2][:-1] + str((int(tokens[2][-1]) + 1) % 10)  # flux_F435W of row 150
+    cat.write_text("".join([*lines[:-1], " ".join(tokens)]))
+    os.utime(cat, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert cat.stat().st_size == st.st_size and cat.stat().st_mtime_ns == st.st_mtime_ns
+    edited = subprocess.run(argv, env=env, capture_output=True, text=True)
+    assert edited.returncode == 2
+    assert re.search(
+        r"other inputs or options \(catalog: '[0-9a-f]{64}' then, '[0-9a-f]{64}' now\)",
+        edited.stderr,
+    ), edited.stderr
+    cat.write_bytes(original)  # the same content, a new modification time
     again = subprocess.run(argv, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert f"{out}: 150 objects (" in again.stdout, again.stdout
@@ -428,7 +447,7 @@ def test_fit_resume_names_the_default_photoz_file(tmp_path, shared_data):
     import json
     import os
 
-    from prospect_sbi.pretrained import pretrained_path
+    from prospect_sbi.posterior import AmortizedPosterior
 
     out = tmp_path / "fit.ecsv"
     argv = [
@@ -458,16 +477,17 @@ def test_fit_resume_names_the_default_photoz_file(tmp_path, shared_data):
     assert code == 130, err
     found = json.loads(manifest.read_text())
     used = found["inputs"]["--photoz"]
-    assert used["path"] == str(pretrained_path("jades-parametric-photoz").resolve()), used
+    assert used == AmortizedPosterior.resolve("jades-parametric-photoz").digest()
     # the same command after the photo-z file changed (as a new release would change it)
-    used["mtime"] -= 1.0
+    found["inputs"]["--photoz"] = AmortizedPosterior.resolve("jades-continuity-photoz").digest()
     text = json.dumps(found["inputs"], sort_keys=True, default=str)
     found["key"] = hashlib.sha256(text.encode()).hexdigest()
     manifest.write_text(json.dumps(found))
     again = subprocess.run(argv, env=env, capture_output=True, text=True)
     assert again.returncode == 2, again.stderr
-    assert "holds an unfinished run with other inputs or options (--photoz mtime:" in (
-        again.stderr
+    assert (
+        f"holds an unfinished run with other inputs or options (--photoz: "
+        f"{found['inputs']['--photoz']!r} then, {used!r} now)" in again.stderr
     ), again.stderr
 
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the subcommands: estimator lookup, input identity, run files."""
+"""Helpers shared by the subcommands: options, the estimator's model, catalogues, run files."""
 
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ __all__ = [
     "add_zeropoints_arg",
     "check_run_options",
     "dask_client",
-    "estimator_file",
     "estimator_model",
-    "file_id",
     "param_file",
     "param_file_sps",
     "read_catalog_zred",
@@ -182,19 +180,6 @@ def read_catalog_zred(args: argparse.Namespace, post: Any) -> tuple[Any, str | N
     catalog = read_catalog(path, post.filters, zred_column=None, **options)
     catalog.zred = np.full(len(catalog.flux), post.fixed_zred)
     return catalog, None
-
-
-def file_id(path: str | os.PathLike) -> dict[str, Any]:
-    """Identify an input file for a resumable job: resolved path, size, modification time."""
-    stat = os.stat(path)
-    return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime": stat.st_mtime}
-
-
-def estimator_file(name: str) -> Path:
-    """Return the file of an estimator given by path or pretrained name."""
-    from ..pretrained import PRETRAINED, pretrained_path
-
-    return pretrained_path(name) if name in PRETRAINED else Path(name)
 
 
 def read_run_file(path: str | os.PathLike, command: str) -> dict[str, Any]:

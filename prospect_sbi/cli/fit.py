@@ -85,14 +85,13 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi fit``."""
+    from .._io import file_digest
     from ..fitting import photoz_estimator, write_catalog_fit
     from ..posterior import AmortizedPosterior
     from ..posterior.refine import check_refine
     from .common import (
         dask_client,
-        estimator_file,
         estimator_model,
-        file_id,
         param_file,
         param_file_sps,
         read_catalog_zred,
@@ -111,22 +110,24 @@ def run_fit(args: argparse.Namespace) -> int:
             except ValueError:
                 raise ValueError(f"--zred takes a redshift or 'infer'; got {zred!r}") from None
         args.zred_column = None  # the catalogue's redshifts are not read
-    photoz, photoz_source = args.photoz, None
+    photoz = args.photoz
     check_refine(args.photoz_refine, "photoz_refine")  # before the catalogue is read
     if zred == "infer" or photoz is not None:  # the default <name>-photoz, by the name given
-        photoz, photoz_source = photoz_estimator(args.estimator, photoz)
+        photoz, _ = photoz_estimator(args.estimator, photoz)
     catalog, zcol = read_catalog_zred(args, post)
     # everything that changes a row: a resumed run must not mix two option sets
     fingerprint = {
-        "catalog": file_id(args.catalog),
-        "estimator": file_id(estimator_file(args.estimator)),
+        # by content: a moved or touched file resumes, an edited one (same size and time) not
+        "catalog": catalog.digest(),
+        "estimator": post.digest(),
+        "--param-file": None if pf is None else file_digest(args.param_file),
         "--unit": args.unit,
         "--flux-format": args.flux_format,
         "--err-format": args.err_format,
         "--zred-column": zcol,
         "--id-column": catalog.id_column,
         "--err-floor": args.err_floor,
-        "--zeropoints": None if args.zeropoints is None else file_id(args.zeropoints),
+        "--zeropoints": None if args.zeropoints is None else file_digest(args.zeropoints),
         "--draws": args.draws,
         "--seed": args.seed,
         "--no-ppc": args.no_ppc,
@@ -135,7 +136,7 @@ def run_fit(args: argparse.Namespace) -> int:
         "--sps": args.sps,
         "--zred": args.zred,
         # the file used, the default <name>-photoz too: a new release's is not mixed in
-        "--photoz": None if photoz is None else file_id(estimator_file(photoz_source)),
+        "--photoz": None if photoz is None else photoz.digest(),
         "--n-zred": args.n_zred,
         "--photoz-refine": args.photoz_refine if photoz is not None else None,
     }
