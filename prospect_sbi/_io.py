@@ -118,7 +118,7 @@ def file_digest(path: str | os.PathLike) -> str:
 
 
 #: Astropy table formats of :func:`write_table`, by file suffix.
-TABLE_FORMATS = {".fits": "fits", ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}
+_TABLE_FORMATS = {".fits": "fits", ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}
 
 
 def write_table(path: str | os.PathLike, table: Any, overwrite: bool = False) -> Path:
@@ -132,10 +132,10 @@ def write_table(path: str | os.PathLike, table: Any, overwrite: bool = False) ->
         ``path`` exists and ``overwrite`` is False.
     """
     path = Path(path)
-    if path.suffix.lower() not in TABLE_FORMATS:
-        raise ValueError(f"table suffix {path.suffix!r}; use one of {sorted(TABLE_FORMATS)}")
+    if path.suffix.lower() not in _TABLE_FORMATS:
+        raise ValueError(f"table suffix {path.suffix!r}; use one of {sorted(_TABLE_FORMATS)}")
     with atomic_path(path, overwrite) as tmp:
-        table.write(tmp, format=TABLE_FORMATS[path.suffix.lower()])
+        table.write(tmp, format=_TABLE_FORMATS[path.suffix.lower()])
     return path
 
 

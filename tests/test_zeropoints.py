@@ -141,6 +141,17 @@ def test_zeropoints_and_fit_commands(tmp_path, small_estimator, small_estimator_
     out = capsys.readouterr().out
     assert "zero points of 14 bands from 40 of 40 rows" in out, out
     zp = ZeroPoints.load(zp_file)
+    # the figure beside the file: each band's correction at its effective wavelength
+    assert (
+        out.rstrip().endswith(f"{tmp_path / 'zp.png'}")
+        and (tmp_path / "zp.png").stat().st_size > 20_000
+    )
+    from prospect_sbi.plotting.calibration import plot_zeropoints
+
+    (ax,) = plot_zeropoints(zp).axes
+    x, y = ax.lines[3].get_data()  # after the zero line and the two warning lines
+    np.testing.assert_allclose(y, zp.offsets_mag[zp.n_galaxies > 0])
+    assert x[0] == pytest.approx(0.43, abs=0.01) and x[-1] == pytest.approx(4.4, abs=0.05)
     # the 6-7% offsets at least halved (the small estimator, 40 mocks and 3 iterations leave
     # ~2% anywhere, F814W and F444W; the calibration's accuracy is tested above)
     ln = np.log(zp.factors * d)

@@ -26,7 +26,13 @@ def add_zeropoints_args(parser: argparse.ArgumentParser) -> None:
         help="estimator file (.sbi) or pretrained name, conditioned on the redshift "
         "(jades-parametric for jades-parametric-photoz)",
     )
-    parser.add_argument("-o", "--out", required=True, help="zero-point file to write (.json)")
+    parser.add_argument(
+        "-o",
+        "--out",
+        required=True,
+        help="zero-point file to write (.json); its figure (corrections by band) goes beside "
+        "it, as .png",
+    )
     add_catalog_args(parser)
     parser.add_argument("--zred-column", default="redshift", help="spectroscopic redshift column")
     parser.add_argument("--id-column", default=None, help="id column (not used but checked)")
@@ -49,10 +55,13 @@ def run_zeropoints(args: argparse.Namespace) -> int:
     """Run ``prospect-sbi zeropoints``."""
     from pathlib import Path
 
+    from .._io import save_figure
     from ..fitting import calibrate_zeropoints, known_redshift_estimator
+    from ..plotting.calibration import plot_zeropoints
     from .common import read_catalog_zred
 
-    if Path(args.out).exists() and not args.overwrite:  # before minutes of fitting
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:  # before minutes of fitting
         raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
     post = known_redshift_estimator(args.estimator)
     catalog, zcol = read_catalog_zred(args, post)
@@ -69,6 +78,7 @@ def run_zeropoints(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     zp.save(args.out, overwrite=args.overwrite)
+    png = save_figure(plot_zeropoints(zp, out.name), out.with_suffix(".png"))
     print(f"{'band':16s} {'factor':>7s} {'mag':>7s} {'galaxies':>8s} {'scatter':>7s}")
     for band, f, m, n, s in zip(
         zp.bands, zp.factors, zp.offsets_mag, zp.n_galaxies, zp.scatter, strict=True
@@ -78,6 +88,6 @@ def run_zeropoints(args: argparse.Namespace) -> int:
     print(
         f"{args.out}: zero points of {len(zp.bands)} bands from {zp.meta['n_objects']} of "
         f"{len(catalog.zred)} rows; largest change at the last of "
-        f"{len(steps)} iterations {steps[-1]:.3f} mag"
+        f"{len(steps)} iterations {steps[-1]:.3f} mag; {png}"
     )
     return 0

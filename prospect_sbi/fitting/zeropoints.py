@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .._io import atomic_path
 from ..numeric import check_count
@@ -214,6 +215,7 @@ def calibrate_zeropoints(
     min_galaxies: int = 10,
     seed: int = 0,
     sps: Any = None,
+    progress: bool = True,
 ) -> ZeroPoints:
     """Zero-point corrections of a catalogue from its galaxies of known (spectroscopic) redshift.
 
@@ -249,6 +251,8 @@ def calibrate_zeropoints(
         Seed of the refinement.
     sps : Prospector source, optional
         Default the estimator's (:func:`~prospect_sbi.posterior.refine.default_sps`).
+    progress : bool
+        Show a progress bar over the galaxies of every iteration (a few seconds a galaxy).
 
     Returns
     -------
@@ -299,6 +303,7 @@ def calibrate_zeropoints(
     root = np.random.SeedSequence(seed)
     factors = np.ones(f)
     steps, used, scatter = [], np.zeros(f, int), np.full(f, np.nan)
+    bar = tqdm(total=int(iterations) * b, desc="zero points", unit="fit", disable=not progress)
     for it in range(int(iterations)):
         with warnings.catch_warnings():
             if it:  # the inputs' warnings once, not once per iteration
@@ -308,6 +313,7 @@ def calibrate_zeropoints(
         for start, sub in zip(range(0, b, _CHUNK), root.spawn(-(-b // _CHUNK)), strict=True):
             best, _ = refiner.run(obs.take(slice(start, start + _CHUNK)), 1, seed=sub).best_fit()
             model[start : start + len(best)] = refiner.phot(best)[0]
+            bar.update(len(best))
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.log(flux * factors / model)
             chi2 = np.nanmean(((flux - model / factors) / err) ** 2, axis=1)
@@ -320,6 +326,8 @@ def calibrate_zeropoints(
             scatter[j] = 1.4826 * np.median(np.abs(ratio[good[:, j], j] - step[j]))
         factors = _normalised(factors * np.exp(-step), used >= min_galaxies)
         steps.append(float(np.max(np.abs(step))))
+        bar.set_postfix_str(f"step {1.0857 * steps[-1]:.3f} mag")
+    bar.close()
     names = tuple(post.filters)
     used = np.where(used >= min_galaxies, used, 0)
     scatter[used == 0] = np.nan

@@ -1,13 +1,21 @@
-"""Calibration figures: coverage curves, TARP, SBC ranks, predicted vs true, photo-z vs true z.
+"""Calibration figures: coverage, TARP, SBC ranks, predicted and photo-z vs true, zero points.
 
-Every function takes :class:`~prospect_sbi.validate.CalibrationReport` objects (anything with
-their attributes) and returns a ``matplotlib.figure.Figure`` built without pyplot, so it works
+Every function but :func:`plot_zeropoints` (a :class:`~prospect_sbi.fitting.ZeroPoints`)
+takes :class:`~prospect_sbi.validate.CalibrationReport` objects (anything with their
+attributes); each returns a ``matplotlib.figure.Figure`` built without pyplot, so it works
 on headless machines and leaves pyplot's global state alone; save it with ``fig.savefig``.
 """
 
 from __future__ import annotations
 
-__all__ = ["plot_coverage", "plot_photoz", "plot_predicted", "plot_sbc", "plot_tarp"]
+__all__ = [
+    "plot_coverage",
+    "plot_photoz",
+    "plot_predicted",
+    "plot_sbc",
+    "plot_tarp",
+    "plot_zeropoints",
+]
 
 from collections.abc import Sequence
 from typing import Any
@@ -174,5 +182,65 @@ def plot_photoz(
     )
     ax.set(
         xlim=(0, top), ylim=(0, top), xlabel="true / spectroscopic z", ylabel="z_phot", title=title
+    )
+    return fig
+
+
+def plot_zeropoints(zp: Any, title: str = "") -> Any:
+    """Zero-point corrections (magnitudes added) against each band's effective wavelength.
+
+    Each band's bar is the standard error of its median, ``1.25 scatter / sqrt(n)``
+    (magnitudes); the labels give the galaxies it is the median of. The dotted lines are
+    :data:`~prospect_sbi.fitting.zeropoints.ZEROPOINT_WARN_MAG`, beyond which a correction is
+    warned about (units, band order, apertures). Bands left uncalibrated (no galaxy) are open
+    circles at 0.
+
+    Parameters
+    ----------
+    zp : ZeroPoints
+        From :func:`~prospect_sbi.fitting.calibrate_zeropoints` or ``ZeroPoints.load``.
+    title : str
+    """
+    from ..filters import jades_filters
+    from ..fitting.zeropoints import ZEROPOINT_WARN_MAG
+
+    wave = np.array([f.wave_effective for f in jades_filters(bands=zp.bands)]) / 1e4
+    mag, n = np.asarray(zp.offsets_mag, float), np.asarray(zp.n_galaxies, int)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sem = 1.0857 * 1.2533 * np.asarray(zp.scatter, float) / np.sqrt(n)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 3.6))
+    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.14, top=0.9)
+    ax = fig.add_subplot()
+    ax.axhline(0, color="k", lw=0.8)
+    for s in (-ZEROPOINT_WARN_MAG, ZEROPOINT_WARN_MAG):
+        ax.axhline(s, color="k", ls=":", lw=0.8)
+    used = n > 0
+    ax.errorbar(wave[used], mag[used], yerr=np.nan_to_num(sem[used]), fmt="o", ms=4, capsize=2)
+    ax.plot(wave[~used], mag[~used], "o", mfc="none", color="C0")
+    for rank, i in enumerate(np.argsort(wave)):  # neighbours' labels: above, below, above...
+        above = rank % 2 == 0
+        short = zp.bands[i].rsplit("_", 1)[-1].upper()
+        ax.annotate(
+            f"{short}\n{n[i]}" if above else f"{n[i]}\n{short}",
+            (wave[i], mag[i]),
+            (0, 8 if above else -8),
+            textcoords="offset points",
+            fontsize=6,
+            ha="center",
+            va="bottom" if above else "top",
+        )
+    ax.set_xscale("log")
+    ax.set_xticks(
+        [0.4, 0.6, 0.8, 1, 1.5, 2, 3, 4], ["0.4", "0.6", "0.8", "1", "1.5", "2", "3", "4"]
+    )
+    ax.minorticks_off()
+    top = max(ZEROPOINT_WARN_MAG, float(np.nanmax(np.abs(mag) + np.nan_to_num(sem)))) * 1.3
+    ax.set(
+        ylim=(-top, top),
+        xlabel="effective wavelength (um)",
+        ylabel="correction (mag added)",
+        title=title or f"zero points from {zp.meta.get('n_objects', '?')} galaxies",
     )
     return fig
