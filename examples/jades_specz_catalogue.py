@@ -35,8 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-from prospect_sbi._io import save_figure, write_table  # atomic, with the user's umask
-
 QUANTITIES = ("log_mstar", "log_sfr100", "mwa", "dust2")
 
 
@@ -79,6 +77,7 @@ def main() -> None:
     from astropy.table import Table
 
     from prospect_sbi import AmortizedPosterior, BC03MilesBasis
+    from prospect_sbi._io import save_figure, write_table  # atomic, with the user's umask
     from prospect_sbi.fitting import compare, derived_chain, fit_model, write_results
     from prospect_sbi.fitting.comparison import weighted_quantile
     from prospect_sbi.fitting.likelihood import fixed_redshift_model

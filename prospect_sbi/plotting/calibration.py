@@ -189,8 +189,9 @@ def plot_photoz(
 def plot_zeropoints(zp: Any, title: str = "") -> Any:
     """Zero-point corrections (magnitudes added) against each band's effective wavelength.
 
-    Each band's bar is the standard error of its median, ``1.25 scatter / sqrt(n)``
-    (magnitudes); the labels give the galaxies it is the median of. The dotted lines are
+    Each band's bar is the standard error of its median, ``1.25 scatter / sqrt(n)`` (the
+    scatter of ln flux, x 1.0857 in magnitudes); the labels give the galaxies it is the
+    median of. The dotted lines are
     :data:`~prospect_sbi.fitting.zeropoints.ZEROPOINT_WARN_MAG`, beyond which a correction is
     warned about (units, band order, apertures). Bands left uncalibrated (no galaxy) are open
     circles at 0.
@@ -201,6 +202,8 @@ def plot_zeropoints(zp: Any, title: str = "") -> Any:
         From :func:`~prospect_sbi.fitting.calibrate_zeropoints` or ``ZeroPoints.load``.
     title : str
     """
+    from matplotlib.figure import Figure
+
     from ..filters import jades_filters
     from ..fitting.zeropoints import ZEROPOINT_WARN_MAG
 
@@ -208,8 +211,6 @@ def plot_zeropoints(zp: Any, title: str = "") -> Any:
     mag, n = np.asarray(zp.offsets_mag, float), np.asarray(zp.n_galaxies, int)
     with np.errstate(invalid="ignore", divide="ignore"):
         sem = 1.0857 * 1.2533 * np.asarray(zp.scatter, float) / np.sqrt(n)
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(6.4, 3.6))
     fig.subplots_adjust(left=0.12, right=0.98, bottom=0.14, top=0.9)
     ax = fig.add_subplot()
