@@ -600,3 +600,38 @@ def test_estimator_checkpoint_and_maps_follow_the_umask(tmp_path, tiny, mask):
         p.name: oct(plain) for p in paths
     }
     assert len(paths) == 7
+
+
+# -- warnings beside progress bars -------------------------------------------------------------
+
+
+@pytest.mark.data
+def test_a_warning_takes_its_own_line_while_a_bar_runs(shared_data, tmp_path):
+    """A warning raised while a progress bar ran was appended to the bar's line
+    (``... 0/99 [00:00<?, ?fit/s]prospect-sbi zeropoints: warning: 27 non-detections ...``)."""
+    import subprocess
+
+    argv = [
+        sys.executable,
+        "-m",
+        "prospect_sbi.cli",
+        "zeropoints",
+        str(shared_data / "jades_specz_catalogue_subset.fits"),
+        "jades-parametric",
+        "-o",
+        str(tmp_path / "zp.json"),
+        "--unit",
+        "Jy",
+        "--err-floor",
+        "0.05",
+        "--iterations",
+        "1",
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    err = done.stderr
+    assert "zero points: 100%" in err  # the bar ran
+    said = [part for part in re.split(r"[\r\n]", err) if "warning:" in part]
+    assert said, err
+    assert all(p.startswith("prospect-sbi zeropoints: warning: ") for p in said), said

@@ -6,7 +6,7 @@ input (and a missing optional dependency) are one line on stderr and exit code 2
 interrupted command exits with 130 and resumes when rerun. An output path of the wrong kind
 (a file where a folder goes, a suffix the command cannot write) is refused before any work.
 Warnings are one line each, ``prospect-sbi <command>: warning: <step>: ...``, without the
-Python source line.
+Python source line, and on a line of their own while a progress bar runs.
 """
 
 from __future__ import annotations
@@ -175,6 +175,24 @@ def _warning_line(command: str) -> Any:
     return format_warning
 
 
+def _show_warning(
+    message: Any,
+    category: type,
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Show a warning through ``tqdm.write``: any progress bar leaves its line first.
+
+    Without it a warning raised while a bar ran was appended to the bar's line.
+    """
+    from tqdm.auto import tqdm
+
+    text = warnings.formatwarning(message, category, filename, lineno, line)
+    tqdm.write(text, file=sys.stderr if file is None else file, end="")
+
+
 def _apply_run_file(sub: argparse.ArgumentParser, path: str, command: str) -> None:
     from .common import check_run_options, read_run_file
 
@@ -188,8 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, subparsers = _build_parser()
     args = parser.parse_args(argv)
-    formatwarning = warnings.formatwarning
-    warnings.formatwarning = _warning_line(args.command)
+    formatwarning, showwarning = warnings.formatwarning, warnings.showwarning
+    warnings.formatwarning, warnings.showwarning = _warning_line(args.command), _show_warning
     try:
         if args.config:
             _apply_run_file(subparsers[args.command], args.config, args.command)
@@ -207,4 +225,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 130
     finally:
-        warnings.formatwarning = formatwarning
+        warnings.formatwarning, warnings.showwarning = formatwarning, showwarning
