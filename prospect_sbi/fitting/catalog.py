@@ -55,6 +55,7 @@ from ..tables import TableParts
 from .redshift import (
     ZRED_RULED_OUT,
     combine_diagnostics,
+    median_redshift_draws,
     photoz_estimator,
     redshift_posterior,
     zred_given,
@@ -548,8 +549,8 @@ class _CatalogFit:
         ]
         ood = np.zeros(b, bool)
         if self.check is not None:  # once, at the median redshift: the row's ood is its flag's
-            block = draws[:, (k // 2) * m : (k // 2 + 1) * m]
-            out["chi2_red"], ood = self.check(obs.flux, obs.err, grid[:, k // 2], block)
+            zmid, block = median_redshift_draws(draws, grid)
+            out["chi2_red"], ood = self.check(obs.flux, obs.err, zmid, block)
             out["ood"] = ood
         flag = join_flags(b, [], np.array(flag, dtype=object), np.where(ood, "ood", ""))
         out["flag"] = np.where(flag == "", "ok", flag).astype(object)

@@ -22,6 +22,7 @@ __all__ = [
     "combine_diagnostics",
     "count_modes",
     "marginal_draws",
+    "median_redshift_draws",
     "photoz_estimator",
     "read_zred_table",
     "redshift_posterior",
@@ -634,6 +635,29 @@ def combine_diagnostics(diag: dict[str, np.ndarray], b: int, k: int) -> dict[str
                 warnings.simplefilter("ignore", RuntimeWarning)
                 out[key] = np.nanmax(v, 1)
     return out
+
+
+def median_redshift_draws(draws: np.ndarray, zgrid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return each object's median redshift of its K and its draws there (what a check judges).
+
+    Parameters
+    ----------
+    draws : numpy.ndarray, (B, n, D)
+        Marginalised draws laid out as :func:`marginal_draws` lays them out (draw
+        ``j * n/K + i`` at the j-th redshift).
+    zgrid : numpy.ndarray, (B, K)
+        Each object's redshifts, in increasing order (:meth:`RedshiftPosterior.grid`).
+
+    Returns
+    -------
+    zred : numpy.ndarray, (B,)
+        ``zgrid[:, K // 2]``.
+    draws : numpy.ndarray, (B, n/K, D)
+        The draws at that redshift.
+    """
+    k = zgrid.shape[1]
+    m = draws.shape[1] // k
+    return zgrid[:, k // 2], draws[:, (k // 2) * m : (k // 2 + 1) * m]
 
 
 def marginal_draws(

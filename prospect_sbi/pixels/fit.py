@@ -39,6 +39,7 @@ from ..fitting.redshift import (
     ZRED_RULED_OUT,
     RedshiftPosterior,
     marginal_draws,
+    median_redshift_draws,
     summed_photometry,
     zred_given,
 )
@@ -254,10 +255,7 @@ def _chunk_summaries(
     check = _checker(job)
     if check is not None:
         if marginal:  # at the galaxy's median redshift draw: the block of the middle quantile
-            k = zred.shape[1]
-            m = job.n_draws // k
-            block = draws[:, (k // 2) * m : (k // 2 + 1) * m]
-            out["chi2_red"], out["ood"] = check(flux, err, zred[:, k // 2], block)
+            out["chi2_red"], out["ood"] = check(flux, err, *median_redshift_draws(draws, zred))
         else:
             out["chi2_red"], out["ood"] = check(flux, err, zred, draws)
     if job.refine != "never":
