@@ -25,6 +25,7 @@ __all__ = [
     "chunk_slices",
     "dask_client",
     "file_digest",
+    "hash_arrays",
     "in_order",
     "is_dask",
     "n_workers",
@@ -115,6 +116,18 @@ def file_digest(path: str | os.PathLike) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def hash_arrays(h: Any, arrays: Iterable[Any]) -> None:
+    """Feed each array's bytes (C order) to the hash ``h``; ``b"-"`` stands for a None.
+
+    What resumable jobs record of the data they read (pixels, a catalogue's columns): the
+    same values in the same dtypes give the same digest.
+    """
+    import numpy as np
+
+    for a in arrays:
+        h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
 
 
 #: Astropy table formats of :func:`write_table`, by file suffix.

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.table import Table
 
+from ._io import hash_arrays
 from .constants import DMAG, JY_PER_MAGGIE
 
 #: Flux units a catalogue may use -> factor to maggies ("AB" magnitudes are handled apart).
@@ -127,13 +128,7 @@ class Catalog:
         (``prospect-sbi fit``) record it.
         """
         h = hashlib.sha256("\x00".join(map(str, np.asarray(self.ids).tolist())).encode())
-        for values in (self.flux, self.err, self.zred):
-            if values is None:
-                h.update(b"none")
-                continue
-            values = np.ascontiguousarray(values, dtype="<f8")
-            h.update(repr(values.shape).encode())
-            h.update(values.tobytes())
+        hash_arrays(h, (self.flux, self.err, self.zred))
         return h.hexdigest()
 
 

@@ -31,6 +31,7 @@ from .._io import (
     check_sendable,
     chunk_seed,
     chunk_slices,
+    hash_arrays,
     run_ordered,
     set_torch_threads,
 )
@@ -294,8 +295,7 @@ def _fingerprint(job: _Job, pieces: list, sps: Any, size: int) -> dict:
     """Describe what a chunk's result depends on: estimator, pixels, options."""
     h = hashlib.sha256()
     for _, arrays in pieces:
-        for a in arrays:
-            h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
+        hash_arrays(h, arrays)
     return {
         "estimator": job.post.digest(),
         "pixels": h.hexdigest(),

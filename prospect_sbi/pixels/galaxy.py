@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from astropy.table import Table
 
-from .._io import atomic_path
+from .._io import atomic_path, hash_arrays
 from .._steps import step_warnings
 from ..fitting.redshift import zred_given
 from .fit import PixelFit, fit_pixels
@@ -342,8 +342,7 @@ def _request(
     """Describe what a galaxy's outputs depend on: estimator, images, pixels, fit options."""
     defaults = {k: p.default for k, p in inspect.signature(fit_pixels).parameters.items()}
     h = hashlib.sha256()
-    for a in (images.flux, images.err, mask):
-        h.update(b"-" if a is None else np.ascontiguousarray(a).tobytes())
+    hash_arrays(h, (images.flux, images.err, mask))
     h.update(
         json.dumps(
             np.asarray(images.zred, float).tolist() if images.zred is not None else None
