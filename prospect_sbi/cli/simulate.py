@@ -168,7 +168,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from prospect.models.templates import TemplateLibrary, adjust_continuity_agebins
     from prospect.sources.constants import cosmo
 
-    from .._io import atomic_path
+    from .._io import write_table
     from ..filters import jades_filters
     from ..sources import BC03MilesBasis
 
@@ -205,7 +205,6 @@ def run_predict(args: argparse.Namespace) -> int:
     table["mag_ab"].format = ".3f"
     table.pprint_all()
     if args.out:
-        with atomic_path(args.out, overwrite=True) as tmp:
-            table.write(tmp, format="ascii.ecsv")
+        write_table(args.out, table, overwrite=True)  # --out is .ecsv (check_output)
         print(f"wrote {args.out}")
     return 0
