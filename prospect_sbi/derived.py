@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.special import gammainc, gammaincinv
 
-from .sources.sfh import cumulative_mass
+from .sources.sfh import burst_fraction, cumulative_mass, sfh_inputs
 
 #: Derived quantities stored for every SFH, with their units.
 DERIVED = {
@@ -28,6 +28,8 @@ DERIVED = {
 STEP_DERIVED = {
     f"t{q}": f"lookback time when {q}% of the mass had formed, Gyr" for q in (25, 50, 75)
 }
+#: Halvings of [0, tage] that place a mass quantile of a tau SFH with a burst (2^-40 of tage).
+_BISECTIONS = 40
 #: Specific SFRs below this (log10, 1/yr) are set to it, so quiescent galaxies have finite logs.
 LOG_SSFR_FLOOR = -14.0
 
@@ -39,7 +41,8 @@ def derived_quantities(params: Mapping[str, np.ndarray], mfrac: np.ndarray) -> d
     ----------
     params : mapping
         Batched FSPS parameters (batch on axis 0): ``sfh``; ``mass`` (B,) or, for ``sfh=3``,
-        (B, nbin) Msun formed; ``tage``, ``tau`` (B,) Gyr for ``sfh`` 0, 1, 4; ``agebins``
+        (B, nbin) Msun formed; ``tage``, ``tau`` (B,) Gyr for ``sfh`` 0, 1, 4, and FSPS's
+        burst ``fburst``, ``tburst`` (Gyr) for ``sfh`` 1, 4 when given; ``agebins``
         (B, nbin, 2) log10 yr for ``sfh=3``.
     mfrac : ndarray, (B,)
         Surviving / formed mass, from the SPS.
@@ -54,12 +57,7 @@ def derived_quantities(params: Mapping[str, np.ndarray], mfrac: np.ndarray) -> d
     mass = np.asarray(params["mass"], dtype=float)
     formed = mass.sum(-1) if mass.ndim > 1 else mass
     n = len(formed)
-    sfh_params = {
-        "mass": mass,
-        "agebins": params.get("agebins"),
-        "tage": _vector(params.get("tage"), n),
-        "tau": _vector(params.get("tau"), n),
-    }
+    sfh_params = sfh_inputs(params, n)
     out = {"log_mstar": np.log10(formed * np.asarray(mfrac, dtype=float))}
     floor = out["log_mstar"] + LOG_SSFR_FLOOR
     for label, window in (("log_sfr10", 1e7), ("log_sfr100", 1e8)):
@@ -70,16 +68,12 @@ def derived_quantities(params: Mapping[str, np.ndarray], mfrac: np.ndarray) -> d
     if sfh == 3:
         out["mwa"], quantile = _step_ages(sfh_params)
     elif sfh in (1, 4):
-        out["mwa"], quantile = _tau_ages(sfh_params, shape=2.0 if sfh == 4 else 1.0)
+        out["mwa"], quantile = _tau_ages(sfh_params, sfh)
     else:
         out["mwa"], quantile = sfh_params["tage"].copy(), None
     if quantile is not None:
         out.update({f"t{q}": quantile(q / 100) for q in (25, 50, 75)})
     return out
-
-
-def _vector(value: object, n: int) -> np.ndarray | None:
-    return None if value is None else np.broadcast_to(np.asarray(value, dtype=float), (n,))
 
 
 def _step_ages(p: Mapping) -> tuple:
@@ -103,15 +97,34 @@ def _step_ages(p: Mapping) -> tuple:
     return mwa, quantile
 
 
-def _tau_ages(p: Mapping, shape: float) -> tuple:
+def _tau_ages(p: Mapping, sfh: int) -> tuple:
     tage, tau = p["tage"], p["tau"]
+    shape = 2.0 if sfh == 4 else 1.0
     x = tage / tau
     # SFR ~ t^(shape-1) exp(-t/tau) since t = 0: the mean formation time is
     # tau * shape * P(shape + 1, x) / P(shape, x), with P the regularised gamma function.
     total = gammainc(shape, x)
     mwa = tage - tau * shape * gammainc(shape + 1, x) / total
+    fburst = burst_fraction(p)
+    if fburst is None:
+
+        def quantile(q: float) -> np.ndarray:
+            return tage - tau * gammaincinv(shape, q * total)
+
+        return mwa, quantile
+
+    # FSPS's burst: fburst of the mass, all of age tage - tburst
+    mwa = (1.0 - fburst) * mwa + fburst * (tage - p["tburst"])
 
     def quantile(q: float) -> np.ndarray:
-        return tage - tau * gammaincinv(shape, q * total)
+        # the lookback age (Gyr) with a fraction 1 - q of the mass younger, by bisection:
+        # the cumulative mass is monotonic and jumps by fburst at the burst
+        lo, hi = np.zeros_like(tage), tage.copy()
+        for _ in range(_BISECTIONS):
+            mid = 0.5 * (lo + hi)
+            younger = cumulative_mass(mid[:, None] * 1e9, sfh, p)[:, 0]
+            below = younger < 1.0 - q
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        return 0.5 * (lo + hi)
 
     return mwa, quantile

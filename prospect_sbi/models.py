@@ -23,6 +23,7 @@ def build_model(
     dust_emission: bool = True,
     igm: bool = True,
     logsfr_ratio_scale: float | None = None,
+    burst: bool = False,
 ) -> object:
     """Build a Prospector ``SpecModel`` from one of its templates, set up for BC03MilesBasis.
 
@@ -65,6 +66,11 @@ def build_model(
         ``logsfr_ratios`` (dex) instead of Prospector's 0.3 (:data:`LOGSFR_RATIO_SCALE`);
         1.0 is the "bursty" prior of Tacchella et al. (2022), which lets the SFR jump by 10x
         between neighbouring bins.
+    burst : bool
+        Add Prospector's ``"burst_sfh"`` template to ``parametric_sfh``, with its ``fburst``
+        (fraction of the mass formed in a burst, uniform 0-0.5) and ``fage_burst`` (when it
+        went off, as a fraction of ``tage``, uniform 0.5-1) free: FSPS's delayed-tau SFH
+        plus an instantaneous burst at ``tburst = fage_burst * tage``.
 
     Returns
     -------
@@ -83,7 +89,13 @@ def build_model(
             raise ValueError(f"logsfr_ratio_scale is for continuity_sfh, not {template}")
         if not (np.isfinite(logsfr_ratio_scale) and logsfr_ratio_scale > 0):
             raise ValueError(f"logsfr_ratio_scale={logsfr_ratio_scale}: needs a positive number")
+    if burst and template != "parametric_sfh":
+        raise ValueError(f"burst=True is for parametric_sfh, not {template}")
     spec = TemplateLibrary[template]
+    if burst:
+        spec.update(TemplateLibrary["burst_sfh"])
+        spec["fburst"].update(isfree=True, init=0.1)
+        spec["fage_burst"].update(isfree=True, init=0.9)
     if nebular:
         spec.update(TemplateLibrary["nebular"])
         spec["gas_logz"]["depends_on"] = pt.stellar_logzsol

@@ -89,6 +89,24 @@ def test_simulate_command_bursty_prior(tmp_path, capsys):
     assert err.count("\n") == 0 and "logsfr_ratio_scale is for continuity_sfh, not" in err
 
 
+def test_simulate_command_burst(tmp_path, capsys):
+    """--burst frees Prospector's burst_sfh parameters of parametric_sfh; others refuse it."""
+    from prospect_sbi import TrainingSet
+
+    out = tmp_path / "b.h5"
+    argv = ["simulate", str(out), "-n", "1000", "--zred", "2", "--bands", "F200W", "F444W"]
+    assert cli.main([*argv, "--template", "parametric_sfh", "--burst"]) == 0
+    capsys.readouterr()  # the progress bar
+    with TrainingSet.open(out) as ts:
+        theta = {name: ts.theta[:][:, i] for i, name in enumerate(ts.labels)}
+    assert 0 <= theta["fburst"].min() and theta["fburst"].max() <= 0.5
+    assert 0.5 <= theta["fage_burst"].min() and theta["fage_burst"].max() <= 1.0
+    assert np.percentile(theta["fburst"], 50) == pytest.approx(0.25, abs=0.05)
+    assert cli.main([*argv[:1], str(tmp_path / "c.h5"), *argv[2:], "--burst"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "burst=True is for parametric_sfh, not continuity_sfh" in err
+
+
 def _mock_catalog(post, n, seed):
     """A catalogue (nJy) of noisy mocks of the estimator's own model, with their truth."""
     from prospect_sbi import BC03MilesBasis, build_model

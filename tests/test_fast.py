@@ -233,6 +233,24 @@ def test_fast_young_stars_from_the_series(fast, sps, jades, rng, monkeypatch, sf
     assert not np.array_equal(series, products)
 
 
+def test_fast_burst_matches_exact(fast, sps, jades, rng, monkeypatch):
+    # FSPS's burst of delayed-tau rows: a burst older than tesc leaves the young stars to
+    # the series (the smooth part's 1 - fburst); a younger one sends its row to the products
+    params = _workload(rng, 40, "delayed_tau", 0, True)
+    params["fburst"] = rng.uniform(0.0, 0.5, 40)
+    params["tburst"] = params["tage"] * np.where(
+        np.arange(40) % 4 == 0, 0.99999, rng.uniform(0.5, 0.99, 40)
+    )
+    rel, dropout, mfrac = _compare(fast, sps, jades, params)
+    assert rel.max() < WORST and np.median(rel) < MEDIAN and dropout.max() < DROPOUT
+    assert np.abs(mfrac).max() < 1e-6
+    series, _ = fast(params)
+    monkeypatch.setattr("prospect_sbi.sources.fast.SERIES_TOL", -1.0)  # no row uses it
+    products, _ = fast(params)
+    assert np.all(np.abs(series - products) <= 1e-6 * products.max(1, keepdims=True))
+    assert not np.array_equal(series, products)
+
+
 def test_fast_distance_and_broadcasting(fast, rng):
     # Scalars and length-1 arrays are shared; the default distance is Prospector's cosmology.
     z = np.array([0.0, 0.01, 1.0, 6.0, 11.9])

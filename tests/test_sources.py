@@ -12,6 +12,7 @@ from prospect.sources.constants import cosmo
 
 import prospect_sbi
 from prospect_sbi import JADES_BANDS, BC03MilesBasis
+from prospect_sbi.derived import derived_quantities
 from prospect_sbi.sources.grids import load_line_list
 
 BAND = {name: i for i, name in enumerate(JADES_BANDS)}
@@ -142,6 +143,29 @@ def test_delayed_tau_equals_fine_step_sfh(sps, jades, make_model, predict, nebul
         jades,
     )
     np.testing.assert_allclose(step, smooth, rtol=0.01, atol=0)
+
+
+@pytest.mark.parametrize("fage_burst", [0.97, 0.9995], ids=["older-than-tesc", "ionising"])
+def test_burst_is_the_tau_model_plus_an_ssp(sps, jades, make_model, predict, fage_burst):
+    # FSPS's burst through Prospector's burst_sfh template (tburst = fage_burst * tage):
+    # fburst of the mass formed at once, tage - tburst ago, the rest by the delayed-tau SFH.
+    # Every step after the SSP weights is linear in them (young/old split, nebula, dust and
+    # its emission), so the photometry and mfrac are that mix of the two models' exactly.
+    tage, fburst = 1.5, 0.3
+    common = dict(zred=2.0, dust2=0.4, logzsol=-0.5, mass=1e10, tau=0.8)
+    parts = ("parametric_sfh", "nebular", "dust_emission")
+    ssp, mfrac_ssp = predict(
+        make_model(*parts, sfh=0, tage=tage * (1 - fage_burst), **common), sps, jades
+    )
+    smooth, mfrac_smooth = predict(make_model(*parts, tage=tage, **common), sps, jades)
+    burst, mfrac = predict(
+        make_model(*parts, "burst_sfh", tage=tage, fburst=fburst, fage_burst=fage_burst, **common),
+        sps,
+        jades,
+    )
+    np.testing.assert_allclose(burst, (1 - fburst) * smooth + fburst * ssp, rtol=1e-10)
+    assert mfrac == pytest.approx((1 - fburst) * mfrac_smooth + fburst * mfrac_ssp, rel=1e-12)
+    assert np.abs(burst / smooth - 1).max() > 0.2  # the burst shows
 
 
 def test_mfrac_range_and_monotonic_in_age(sps, jades, make_model, predict):
@@ -389,6 +413,15 @@ def test_bad_filter_name():
             r"mass has shape \(3,\) but agebins has 4 bins",
         ),
         ({"sfh": 3, "mass": [1e9, 1e9]}, r"sfh=3 needs 'agebins'"),
+        ({"fburst": 0.2}, r"fburst is used only with sfh 1 and 4 \(as in FSPS\), not sfh=0"),
+        (
+            {"sfh": 4, "tage": 1.0, "fburst": 0.2, "tburst": 2.0},
+            r"tburst=2 Gyr is after tage=1 Gyr with fburst=0\.2: FSPS would form no burst",
+        ),
+        (
+            {"sfh": 1, "tage": 1.0, "fburst": 1.5, "tburst": 0.5},
+            r"fburst=1\.5 is outside the allowed mass fractions \[0, 1\]",
+        ),
     ],
 )
 def test_bad_parameters_raise_one_line(params, pattern):
@@ -533,3 +566,28 @@ def test_fast_dust_emission_per_object_parameters(sps, jades):
     without, _ = sps.photometry(params | dict(add_dust_emission=False), jades)
     assert np.max(exact[:, -1] / without[:, -1]) > 1.05  # the emission matters in F444W
     assert np.max(np.abs(approx / exact - 1)) < 2e-3
+
+
+def test_derived_quantities_count_the_burst():
+    # A delayed-tau SFH (tage 2, tau 0.5 Gyr) with 30% of its mass in a burst 0.2 Gyr ago,
+    # against the SFH summed on a fine grid of formation times: the burst moves the mean
+    # age and the quartiles, and 75% of the mass had formed exactly when the burst went off
+    tage, tau, fburst, tburst = 2.0, 0.5, 0.3, 1.8
+    t = np.linspace(0.0, tage, 400_001)  # Gyr since the start
+    rate = t * np.exp(-t / tau)
+    dm = (1 - fburst) * rate / rate.sum()
+    age = np.append(tage - t, tage - tburst)  # lookback, Gyr
+    dm = np.append(dm, fburst)
+    order = np.argsort(-age)  # oldest first: the fraction formed by each lookback age
+    formed = np.cumsum(dm[order])
+    params = dict(sfh=4, mass=np.array([1e10]), tage=tage, tau=tau, fburst=fburst, tburst=tburst)
+    got = derived_quantities(params, np.array([0.6]))
+    assert got["mwa"][0] == pytest.approx((dm * age).sum(), abs=1e-5)
+    for q in (25, 50, 75):
+        want = age[order][np.searchsorted(formed, q / 100)]
+        assert got[f"t{q}"][0] == pytest.approx(want, abs=1e-5), q
+    assert got["t75"][0] == pytest.approx(tage - tburst, abs=1e-9)
+    smooth = derived_quantities(params | {"fburst": 0.0}, np.array([0.6]))
+    assert got["mwa"][0] < smooth["mwa"][0] - 0.2
+    sfr100 = (1 - fburst) * 10 ** smooth["log_sfr100"][0]
+    assert 10 ** got["log_sfr100"][0] == pytest.approx(sfr100, rel=1e-12)

@@ -30,9 +30,13 @@ def test_cosmology_tables_match_astropy(rng):
         age_of_universe([1.0, 31.0])
 
 
-@pytest.mark.parametrize("template", ["continuity_sfh", "parametric_sfh"])
+@pytest.mark.parametrize("template", ["continuity_sfh", "parametric_sfh", "burst"])
 def test_batched_draws_equal_prospector_row_by_row(template, rng):
-    model = build_model(template, zred=(0.1, 10.0))
+    if template == "burst":  # tburst = fage_burst * tage, Prospector's burst_sfh
+        model = build_model("parametric_sfh", zred=(0.1, 10.0), burst=True)
+        assert {"fburst", "fage_burst"} <= set(model.free_params)
+    else:
+        model = build_model(template, zred=(0.1, 10.0))
     unit = rng.uniform(size=(40, model.ndim))
     theta = draw_theta(model, unit)
     np.testing.assert_array_equal(theta, [model.prior_transform(u) for u in unit])
@@ -64,6 +68,8 @@ def test_bursty_continuity_prior(rng):
         build_model("parametric_sfh", logsfr_ratio_scale=1.0)
     with pytest.raises(ValueError, match=r"logsfr_ratio_scale=-1: needs a positive number"):
         build_model("continuity_sfh", logsfr_ratio_scale=-1)
+    with pytest.raises(ValueError, match="burst=True is for parametric_sfh, not continuity_sfh"):
+        build_model("continuity_sfh", burst=True)
 
 
 def test_batched_transforms_equal_prospector(rng):

@@ -264,6 +264,20 @@ def test_bursty_continuity_model_is_rebuilt():
         )
 
 
+def test_burst_model_is_rebuilt():
+    """A build_model parametric model with a free burst is found again from its specification."""
+    from types import SimpleNamespace
+
+    from prospect_sbi import build_model
+    from prospect_sbi.provenance import model_hash, model_spec
+
+    kwargs = {"template": "parametric_sfh", "zred": (0.5, 5.0), "logmass": (5.0, 12.0)}
+    for extra in ({}, {"burst": True}):
+        spec = model_spec(build_model(**kwargs, **extra))
+        found = SimpleNamespace(model_spec=spec, model_hash=model_hash(spec))
+        assert estimator_model_kwargs(found) == dict(kwargs, nebular=True, dust_type=0, **extra)
+
+
 # ---------------------------------------------------------------- a real estimator
 def test_sfh_misspecification_keeps_the_redshift_prior_of_a_photoz_estimator():
     """jades-parametric-photoz draws z from Beta(1, 3) on 0-20; its continuity_sfh mocks were
@@ -272,6 +286,9 @@ def test_sfh_misspecification_keeps_the_redshift_prior_of_a_photoz_estimator():
 
     post = AmortizedPosterior.pretrained("jades-parametric-photoz")
     model = post.model()
+    # rebuilt by build_model, its Beta redshift prior included
+    kwargs = estimator_model_kwargs(post)
+    assert kwargs["zred"].params == model.config_dict["zred"]["prior"].params
     name, other = pv.misspecified_model(post, model, "sfh")
     prior, ours = other.config_dict["zred"]["prior"], model.config_dict["zred"]["prior"]
     assert name == "continuity_sfh mocks" and "logsfr_ratios" in other.free_params

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from prospect_sbi.posterior import AmortizedPosterior
 from prospect_sbi.posterior.zguide import RedshiftGuide
@@ -129,3 +130,40 @@ def test_guide_finds_the_redshift_mode_the_flow_misses(photoz, shared_data):
         photoz.redshift_guide = "jades-parametric"
     assert all(a[0] < 0.05 for a in alone), alone
     assert np.all(np.array(guided) > 0.5), guided
+
+
+def test_guide_draws_what_its_twin_lacks_from_the_prior(known, mocks, _sps_instance, tmp_path):
+    """A photo-z model with a burst, guided by a known-z twin without one: the guide draws
+    fburst and fage_burst from their priors, and its density counts them."""
+    from prospect_sbi import JadesPixelNoise, build_model, jades_filters, simulate, train
+
+    model = build_model("parametric_sfh", zred=(0.5, 5.0), logmass=(4.0, 12.0), burst=True)
+    with simulate(
+        model, _sps_instance, jades_filters(), 600, tmp_path / "t.h5", seed=3, progress=False
+    ) as ts:
+        quick = dict(max_epochs=2, progress=False, recalibrate=False)
+        post = train(ts, JadesPixelNoise(), redshift="infer", **quick)
+    with pytest.raises(ValueError, match=r"nor without scalar free parameters .*no model"):
+        RedshiftGuide(post, known)
+    guide = RedshiftGuide(post, known, model)
+    assert guide.extra == ["fburst", "fage_burst"] and (guide.lo, guide.hi) == (0.5, 5.0)
+    obs = post.prepare(mocks["flux"][:1], mocks["err"][:1])
+    x = guide.draw(obs, np.array([0]), 400, np.random.default_rng(0))[0].numpy()  # (400, D)
+    names = list(post.space.names)
+    fburst, fage = x[:, names.index("fburst")], x[:, names.index("fage_burst")]
+    assert 0 <= fburst.min() and fburst.max() <= 0.5 and 0.5 <= fage.min() and fage.max() <= 1
+    assert np.mean(fburst < 0.25) == pytest.approx(0.5, abs=0.08)  # uniform on 0-0.5
+    z = x[:, guide.iz]
+    theta = x[:, [names.index(n) for n in known.space.names]]
+    flux, err = (np.repeat(a[:1], 400, axis=0) for a in (mocks["flux"], mocks["err"]))
+    expected = (
+        -np.log1p(z)
+        - np.log(guide.span)
+        + known.log_prob(theta, flux, err, zred=z)
+        + 2 * np.log(2.0)  # the two uniform priors, each of width 0.5
+        - post.space.log_abs_det(torch.from_numpy(x)).numpy()
+    )
+    got = guide.log_density(obs, np.array([0]), torch.from_numpy(x)[None])[0]
+    ok = np.isfinite(got)
+    assert ok.mean() >= 0.9
+    np.testing.assert_allclose(got[ok], expected[ok], atol=2e-3)

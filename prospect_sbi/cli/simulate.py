@@ -43,6 +43,12 @@ def add_simulate_args(parser: argparse.ArgumentParser) -> None:
         "not given; 1.0 the bursty prior of Tacchella et al. 2022",
     )
     parser.add_argument(
+        "--burst",
+        action="store_true",
+        default=None,
+        help="parametric_sfh plus Prospector's burst_sfh: fburst and fage_burst free",
+    )
+    parser.add_argument(
         "--dust-type",
         type=int,
         default=0,
@@ -92,6 +98,7 @@ def run_simulate(args: argparse.Namespace) -> int:
                 ("--template", args.template),
                 ("--zred", args.zred),
                 ("--logsfr-ratio-scale", args.logsfr_ratio_scale),
+                ("--burst", args.burst),
             )
             if value is not None
         ]
@@ -110,6 +117,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             nbins=args.nbins,
             dust_type=args.dust_type,
             logsfr_ratio_scale=args.logsfr_ratio_scale,
+            burst=bool(args.burst),
         )
         filters = jades_filters(bands=args.bands)
     sps = param_file_sps(args, pf)

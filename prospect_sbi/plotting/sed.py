@@ -96,27 +96,18 @@ def sfr_history(params: Mapping[str, np.ndarray], edges: np.ndarray) -> np.ndarr
     params : mapping
         Batched parameters after the model's transforms
         (:meth:`~prospect_sbi.forward.ModelPhotometry.params`): ``sfh``, ``mass`` (Msun
-        formed, (B,) or (B, nbin)), ``tage``, ``tau`` or ``agebins``.
+        formed, (B,) or (B, nbin)), ``tage``, ``tau`` (and FSPS's burst, ``fburst`` and
+        ``tburst``) or ``agebins``.
     edges : numpy.ndarray, (T + 1,)
         Lookback-time bin edges, yr, increasing.
     """
-    from ..sources.sfh import cumulative_mass
+    from ..sources.sfh import cumulative_mass, sfh_inputs
 
     sfh = int(np.asarray(params["sfh"]).flat[0])
     mass = np.asarray(params["mass"], dtype=float)
     formed = mass.sum(-1) if mass.ndim > 1 else mass
     n = len(formed)
-
-    def vector(key: str) -> np.ndarray | None:
-        value = params.get(key)
-        return None if value is None else np.broadcast_to(np.asarray(value, float), (n,))
-
-    sfh_params = {
-        "mass": mass,
-        "agebins": params.get("agebins"),
-        "tage": vector("tage"),
-        "tau": vector("tau"),
-    }
+    sfh_params = sfh_inputs(params, n)
     frac = np.diff(
         cumulative_mass(np.broadcast_to(edges, (n, len(edges))), sfh, sfh_params), axis=-1
     )

@@ -256,9 +256,9 @@ class Refiner:
         guide: Any = None,
     ) -> None:
         check_likelihood(estimator.noise, likelihood)
-        self.guide = None if guide is None else RedshiftGuide(estimator, guide)
         self.post, self.known = estimator, estimator.redshift == "known"
         self.model = _with_free_zred(model, estimator) if self.known else model
+        self.guide = None if guide is None else RedshiftGuide(estimator, guide, self.model)
         self.phot = ModelPhotometry(
             self.model, default_sps() if sps is None else sps, estimator.filters
         )

@@ -18,7 +18,9 @@ Its density in the photo-z estimator's flow space, for physical targets ``x`` wi
 
     log g(z) + log q_K(to_flow_K(x_K) | obs, z) + log|d to_flow_K / dx_K| - log|d to_flow / dx|
 
-with ``g`` uniform in ``log(1 + z)``.
+with ``g`` uniform in ``log(1 + z)``. Free parameters of the photo-z estimator's model that
+the known-redshift one lacks (a burst's ``fburst`` and ``fage_burst`` on top of a model
+without it) are drawn from their priors, whose log densities join the sum.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..transforms import draw_theta
 from .observations import Observations
 
 #: Share of the first proposal's draws (and of its mixture weight) that the guide makes.
@@ -46,17 +49,21 @@ class RedshiftGuide:
     post : AmortizedPosterior
         Trained with ``redshift="infer"``.
     known : AmortizedPosterior
-        Trained with ``redshift="known"`` on the same bands, with the same targets as ``post``
-        but ``zred``.
+        Trained with ``redshift="known"`` on the same bands, with the targets of ``post``
+        but ``zred`` and, possibly, some free parameters of ``model``.
+    model : prospect.models.SpecModel, optional
+        ``post``'s model, whose priors draw the free parameters ``known`` has no target for
+        (:attr:`extra`); needed only when there are some.
 
     Raises
     ------
     ValueError
-        ``post`` does not infer the redshift, ``known`` does not take it, other bands, other
-        targets, or no redshift range in common.
+        ``post`` does not infer the redshift, ``known`` does not take it, other bands,
+        targets of ``known`` that ``post`` lacks, targets of ``post`` it lacks that are not
+        scalar free parameters of ``model``, or no redshift range in common.
     """
 
-    def __init__(self, post: Any, known: Any) -> None:
+    def __init__(self, post: Any, known: Any, model: Any = None) -> None:
         if post.redshift != "infer" or known.redshift != "known":
             raise ValueError(
                 "a redshift guide pairs a photo-z estimator (redshift='infer') with one that "
@@ -69,14 +76,25 @@ class RedshiftGuide:
             )
         names = list(post.space.names)
         others = [n for n in names if n != "zred"]
-        if sorted(others) != sorted(known.space.names):
+        #: Targets of ``post`` that ``known`` lacks, drawn from ``model``'s priors.
+        self.extra = [n for n in others if n not in known.space.names]
+        index = getattr(model, "theta_index", {})
+        sizes = {n: index[n].stop - index[n].start for n in self.extra if n in index}
+        if set(known.space.names) - set(others) or any(sizes.get(n) != 1 for n in self.extra):
+            why = "no model to draw them from" if model is None else "not its model's"
             raise ValueError(
                 f"the guide's targets {list(known.space.names)} are not the estimator's "
                 f"{others} without zred"
+                + (
+                    f", nor without scalar free parameters {self.extra} ({why})"
+                    if self.extra
+                    else ""
+                )
             )
-        self.post, self.known = post, known
+        self.post, self.known, self.model = post, known, model
         self.iz = names.index("zred")
         self.cols = [names.index(n) for n in known.space.names]  # post column per known one
+        self.extra_cols = [names.index(n) for n in self.extra]
         k_lo, k_hi = known.header.get("zred_range") or (np.nan, np.nan)
         lo, hi = post.space.lo[self.iz], post.space.hi[self.iz]
         self.lo, self.hi = max(k_lo, lo), min(k_hi, hi)
@@ -120,7 +138,19 @@ class RedshiftGuide:
         out = torch.empty(b * n, len(self.post.space), dtype=torch.float64)
         out[:, self.iz] = torch.from_numpy(zred.ravel())
         out[:, self.cols] = known
+        if self.extra:
+            theta = draw_theta(self.model, rng.random((b * n, self.model.ndim)))
+            cols = [self.model.theta_index[name].start for name in self.extra]
+            out[:, self.extra_cols] = torch.from_numpy(theta[:, cols])
         return out.reshape(b, n, -1)
+
+    def log_prior_extra(self, x: np.ndarray) -> np.ndarray:
+        """Log prior density (N,) of the :attr:`extra` targets of physical targets ``x`` (N, D)."""
+        out = np.zeros(len(x))
+        for name, col in zip(self.extra, self.extra_cols, strict=True):
+            prior = self.model.config_dict[name]["prior"]
+            out = out + np.asarray(prior(x[:, col : col + 1]), dtype=float).ravel()
+        return out
 
     def log_density(self, obs: Observations, rows: np.ndarray, x: torch.Tensor) -> np.ndarray:
         """Log density (b, m) in the estimator's flow space at physical targets ``x`` (b, m, D).
@@ -144,6 +174,8 @@ class RedshiftGuide:
             lq = lq + self.known.space.log_abs_det(xk).numpy().reshape(b, m)
             lq = lq - self.post.space.log_abs_det(safe.reshape(b * m, -1)).numpy().reshape(b, m)
             out = lq + self.log_g(zsafe)
+            if self.extra:
+                out = out + self.log_prior_extra(safe.reshape(b * m, -1).numpy()).reshape(b, m)
         return np.where(ok & np.isfinite(out), out, -np.inf)
 
     def _inside(self) -> torch.Tensor:

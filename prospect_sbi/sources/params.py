@@ -5,7 +5,7 @@ from __future__ import annotations
 __all__ = ["FSPS_DEFAULTS", "IMPLEMENTED", "Resolved", "batch_size", "resolve_params"]
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,6 +104,8 @@ IMPLEMENTED = frozenset(
         "sfh",
         "tage",
         "tau",
+        "fburst",
+        "tburst",
         "dust_type",
         "dust1",
         "dust2",
@@ -135,7 +137,6 @@ _INERT = frozenset(
         "max_wave_smooth",
         "redshift_colors",
         "compute_light_ages",
-        "tburst",
         "agn_tau",
         "mwr",
         "uvb",
@@ -279,6 +280,10 @@ def resolve_params(
 
     if sw["sfh"] not in SUPPORTED_SFH:
         raise ValueError(f"sfh={sw['sfh']} is not supported by BC03MilesBasis: {SUPPORTED_SFH}")
+    if sw["sfh"] not in (1, 4) and np.any(np.asarray(params.get("fburst", 0.0)) != 0):
+        raise ValueError(
+            f"fburst is used only with sfh 1 and 4 (as in FSPS), not sfh={sw['sfh']}; set it to 0"
+        )
     if sw["dust_type"] not in SUPPORTED_DUST_TYPES:
         raise ValueError(
             f"dust_type={sw['dust_type']} is not supported by BC03MilesBasis; "
@@ -352,7 +357,26 @@ def resolve_params(
         _range("tage", v["tage"], 1e-5, 20.0, "the SSP ages (Gyr)")
         if sw["sfh"] in (1, 4):
             _range("tau", v["tau"], 1e-5, np.inf, "the allowed e-folding times (Gyr)")
+            _resolve_burst(params, v, get)
     return out
+
+
+def _resolve_burst(params: Mapping[str, object], v: dict, get: Callable) -> None:
+    """Check FSPS's burst of sfh 1 and 4 into ``v``: ``fburst`` and ``tburst`` (B,).
+
+    A fraction ``fburst`` of the mass forms at once, ``tburst`` Gyr after the SFH began
+    (lookback ``tage - tburst``).
+    """
+    v["fburst"], v["tburst"] = get("fburst"), get("tburst")
+    _range("fburst", v["fburst"], 0.0, 1.0, "the allowed mass fractions")
+    late = (v["fburst"] > 0) & ~(v["tburst"] <= v["tage"])
+    if late.any():
+        i = int(np.flatnonzero(late)[0])
+        raise ValueError(
+            f"tburst={v['tburst'][i]:.4g} Gyr is after tage={v['tage'][i]:.4g} Gyr with "
+            f"fburst={v['fburst'][i]:.3g}: FSPS would form no burst and less than `mass`; "
+            "set tburst <= tage (Prospector's fage_burst <= 1)"
+        )
 
 
 def _resolve_step(params: Mapping[str, object], out: Resolved, single: bool) -> None:

@@ -1,13 +1,18 @@
-"""Star-formation histories as exact mass fractions in SSP age bins (FSPS sfh=0, 1, 3, 4)."""
+"""Star-formation histories as exact mass fractions in SSP age bins (FSPS sfh=0, 1, 3, 4).
+
+Tau and delayed-tau SFHs take FSPS's burst (``fburst``, ``tburst``) as FSPS does.
+"""
 
 from __future__ import annotations
 
 __all__ = [
     "SUPPORTED_SFH",
     "bin_masses",
+    "burst_fraction",
     "cumulative_mass",
     "gamma_cdf",
     "power_moments",
+    "sfh_inputs",
     "split_young_old",
     "step_bin_masses",
     "young_series",
@@ -39,8 +44,10 @@ def cumulative_mass(
         FSPS SFH code: 0 (SSP at ``tage``), 1 (tau: exp(-t/tau)), 4 (delayed-tau:
         t exp(-t/tau)), 3 (step SFH given by ``agebins`` and per-bin ``mass``).
     params : mapping
-        Batched parameters: ``tage`` and ``tau`` (B,), Gyr, for sfh 0, 1, 4; ``agebins``
-        (B, nbin, 2), log10 yr, and ``mass`` (B, nbin), Msun formed per bin, for sfh 3.
+        Batched parameters: ``tage`` and ``tau`` (B,), Gyr, for sfh 0, 1, 4; optionally
+        ``fburst`` (B,), the fraction of the mass formed in a burst, and ``tburst`` (B,), Gyr
+        after the start (<= ``tage``), for sfh 1, 4; ``agebins`` (B, nbin, 2), log10 yr,
+        and ``mass`` (B, nbin), Msun formed per bin, for sfh 3.
     closed_form : bool
         For sfh 1 and 4, take the incomplete gamma function from :func:`gamma_cdf` (closed
         forms, a fraction of the cost, ~1e-13 from scipy's ``gammainc``) instead of scipy.
@@ -61,7 +68,13 @@ def cumulative_mass(
         # Mass formed from t=0 (start) to t is P(shape, t/tau); an age a was formed at tage - a.
         total = cdf(tage / tau)
         before = cdf(np.clip(tage - age, 0.0, None) / tau)
-        return np.clip((total - before) / total, 0.0, 1.0)
+        smooth = np.clip((total - before) / total, 0.0, 1.0)
+        fburst = burst_fraction(params)
+        if fburst is None:
+            return smooth
+        # FSPS's burst: fburst of the mass formed at once, at lookback age tage - tburst
+        lookback = tage - np.asarray(params["tburst"], dtype=float)[:, None] * 1e9
+        return (1.0 - fburst[:, None]) * smooth + fburst[:, None] * (age > lookback)
     if sfh == 3:
         bins = 10 ** np.asarray(params["agebins"], dtype=float)  # (B, nbin, 2)
         mass = np.asarray(params["mass"], dtype=float)  # (B, nbin)
@@ -70,6 +83,48 @@ def cumulative_mass(
         frac = np.clip((age[..., None] - lo) / (hi - lo), 0.0, 1.0)
         return (frac * mass[:, None, :]).sum(-1) / mass.sum(-1)[:, None]
     raise ValueError(f"sfh={sfh} is not supported by BC03MilesBasis; use one of {SUPPORTED_SFH}")
+
+
+def burst_fraction(params: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """FSPS's ``fburst`` (B,) of sfh 1 and 4, or None where no object of the batch has one."""
+    fburst = params.get("fburst")
+    if fburst is None:
+        return None
+    fburst = np.asarray(fburst, dtype=float)
+    return fburst if np.any(fburst > 0) else None
+
+
+def sfh_inputs(params: Mapping[str, object], n: int) -> dict[str, np.ndarray | None]:
+    """Gather the SFH inputs of :func:`cumulative_mass` from a batch of Prospector parameters.
+
+    Parameters
+    ----------
+    params : mapping
+        Batched parameters after the model's transforms: ``mass`` (B,) or (B, nbin), and
+        those of the SFH (scalars and length-1 arrays are shared).
+    n : int
+        Batch size B.
+
+    Returns
+    -------
+    dict
+        ``mass`` and ``agebins`` as given; ``tage``, ``tau``, ``fburst`` and ``tburst``
+        (B,), or None where absent (``tburst`` FSPS's 11 Gyr when only ``fburst`` is given).
+    """
+
+    def vector(key: str, default: object = None) -> np.ndarray | None:
+        value = params.get(key, default)
+        return None if value is None else np.broadcast_to(np.asarray(value, float), (n,))
+
+    fburst = vector("fburst")
+    return {
+        "mass": np.asarray(params["mass"], dtype=float),
+        "agebins": params.get("agebins"),
+        "tage": vector("tage"),
+        "tau": vector("tau"),
+        "fburst": fburst,
+        "tburst": vector("tburst", None if fburst is None else 11.0),
+    }
 
 
 def bin_masses(edges: np.ndarray, sfh: int, params: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -171,7 +226,8 @@ def young_series(
     """Star-formation rate at lookback times t < ``upto`` as a power series in t / upto.
 
     Per unit mass formed, at lookback time t < tage, the rate is ``A e^(t/tau)`` (sfh 1) or
-    ``A (tage - t) e^(t/tau)`` (sfh 4), ``A = e^(-tage/tau) / (tau^a P(a, tage/tau))``:
+    ``A (tage - t) e^(t/tau)`` (sfh 4), ``A = (1 - fburst) e^(-tage/tau) / (tau^a P(a,
+    tage/tau))``:
     the exponential's series, cut after ``terms`` powers, leaves out at most about
     ``2 r^(terms - 1) / (terms - 1)!`` of the rate's leading term, ``r = upto / tau``. Young
     stars' mass in any age range below ``upto`` is then ``coef @`` the range's
@@ -181,7 +237,8 @@ def young_series(
     ----------
     sfh : {1, 4}
     params : mapping
-        ``tage`` and ``tau`` (B,), Gyr.
+        ``tage`` and ``tau`` (B,), Gyr; optionally ``fburst`` and ``tburst`` (B,), as in
+        :func:`cumulative_mass`.
     upto : ndarray, (B,)
         Lookback time, yr, up to which the series is used (the birth-cloud escape age).
     terms : int
@@ -193,7 +250,8 @@ def young_series(
     coef : ndarray, (B, terms)
         Mass fraction per yr: ``sfr(t) = sum_k coef[k] (t / upto)^k`` for t < upto.
     exact : ndarray, bool, (B,)
-        Rows whose series leaves out at most ``tol`` and whose SFH started before ``upto``.
+        Rows whose series leaves out at most ``tol``, whose SFH started before ``upto`` and
+        whose burst (``fburst`` > 0), if any, is older than ``upto``.
     """
     tage = np.asarray(params["tage"], dtype=float) * 1e9
     tau = np.asarray(params["tau"], dtype=float) * 1e9
@@ -210,6 +268,10 @@ def young_series(
             coef = amp[:, None] * (tage[:, None] * power - upto[:, None] * earlier)
     left = 2 * r ** (terms - 1) / math.factorial(terms - 1)
     exact = (tage >= upto) & (left <= tol) & np.all(np.isfinite(coef), axis=1)
+    fburst = burst_fraction(params)
+    if fburst is not None:  # the smooth part's share; a burst younger than upto is no series
+        coef = coef * (1.0 - fburst)[:, None]
+        exact &= (fburst == 0) | (tage - np.asarray(params["tburst"], dtype=float) * 1e9 >= upto)
     return np.where(exact[:, None], coef, 0.0), exact
 
 

@@ -72,6 +72,7 @@ def misspecified_kwargs(kwargs: dict, kind: str, logmass: tuple | None = None) -
         other = [t for t in MODEL_TEMPLATES if t != kwargs["template"]][0]
         out["template"] = other
         out.pop("logsfr_ratio_scale", None)  # the other template's own prior
+        out.pop("burst", None)
         if logmass is not None:
             out["logmass"] = logmass
         return f"{other} mocks", out

@@ -37,8 +37,10 @@ def estimator_model_kwargs(estimator: AmortizedPosterior) -> dict:
     Returns
     -------
     dict
-        ``template``, ``zred``, ``nbins``, ``nebular``, ``dust_type``, ``logmass`` and, for a
-        continuity SFH prior other than Prospector's, ``logsfr_ratio_scale``.
+        ``template``, ``zred`` (a number, a range, or the redshift prior itself when it is
+        not uniform), ``nbins``, ``nebular``, ``dust_type``, ``logmass`` and, for a
+        continuity SFH prior other than Prospector's, ``logsfr_ratio_scale``; ``burst`` for
+        a parametric SFH with a free burst.
 
     Raises
     ------
@@ -46,14 +48,17 @@ def estimator_model_kwargs(estimator: AmortizedPosterior) -> dict:
         The estimator's model was not made by :func:`prospect_sbi.build_model` (pass the
         model, or a held-out training set, instead).
     """
+    from prospect.models import priors
+
     params = estimator.model_spec["params"]
     template = "continuity_sfh" if "logsfr_ratios" in params else "parametric_sfh"
     zspec = params["zred"]
-    zred = (
-        tuple(zspec["prior"]["params"][k] for k in ("mini", "maxi"))
-        if zspec["isfree"]
-        else zspec["init"]
-    )
+    zred = zspec["init"]
+    if zspec["isfree"]:  # a uniform range, or the prior itself (a photo-z estimator's Beta)
+        prior = zspec["prior"]
+        zred = tuple(prior["params"][k] for k in ("mini", "maxi"))
+        if prior.get("name") != "TopHat":
+            zred = getattr(priors, prior["name"])(**prior["params"])
     kwargs = {
         "template": template,
         "zred": zred,
@@ -68,6 +73,8 @@ def estimator_model_kwargs(estimator: AmortizedPosterior) -> dict:
         prior = params["logmass"].get("prior", {}).get("params", {})
         logmass = (prior.get("mini"), prior.get("maxi"))
     else:
+        if params.get("fburst", {}).get("isfree"):
+            kwargs["burst"] = True
         prior = params["mass"].get("prior", {}).get("params", {})
         logmass = tuple(np.log10(prior[k]) if k in prior else None for k in ("mini", "maxi"))
     candidates = [kwargs]
