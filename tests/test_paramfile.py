@@ -352,3 +352,37 @@ def test_a_model_the_spec_cannot_rebuild_asks_for_the_param_file(chain):
         post.model()
     model = load_param_file(EXAMPLE).model()
     assert post.resolve_model(model) is model  # checked against the stored hash instead
+
+
+def test_fit_resume_follows_the_param_file_content(chain, tmp_path):
+    """A fit with --param-file killed after two chunks; rerun with the file edited (a comment
+    only, the same model: still another file) it is refused, naming --param-file; with the
+    file as it was but touched, it resumes."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from conftest import kill_when
+
+    cat, param = _catalog(chain, 60), tmp_path / "params.py"
+    param.write_text(EXAMPLE.read_text())
+    out = tmp_path / "fit.ecsv"
+    argv = [sys.executable, "-m", "prospect_sbi.cli", "fit", str(cat), str(chain["est"])]
+    argv += ["-o", str(out), "--unit", "nJy", "--id-column", "id", "--param-file", str(param)]
+    argv += ["--draws", "30", "--chunk-size", "3", "--no-ppc", "--refine", "never"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert kill_when(proc, tmp_path / "fit.ecsv.parts", "part*.npy", 2) < 20
+    original = param.read_text()
+    param.write_text(original + "\n# a comment\n")
+    edited = subprocess.run(argv, env=env, capture_output=True, text=True)
+    assert edited.returncode == 2
+    assert re.search(
+        r"other inputs or options \(--param-file: '[0-9a-f]{64}' then, '[0-9a-f]{64}' now\)",
+        edited.stderr,
+    ), edited.stderr
+    param.write_text(original)  # the same content, a new modification time
+    again = subprocess.run(argv, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert Table.read(out)["id"].tolist() == list(range(123364, 123364 + 60))
