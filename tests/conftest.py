@@ -241,6 +241,24 @@ def kill_when(proc: object, folder: Path, pattern: str, count: int, timeout: flo
     return len(list(folder.glob(pattern)))
 
 
+def rerun_refused(argv: list, env: dict, entry: str) -> None:
+    """Rerun a killed resumable command after its input ``entry`` changed (its content).
+
+    Asserts the refusal: exit code 2 and one line naming ``entry`` with the old and new
+    SHA-256 digests the run's fingerprint holds.
+    """
+    import re
+    import subprocess
+
+    rerun = subprocess.run(argv, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 2
+    assert re.search(
+        rf"other inputs or options \({re.escape(entry)}: '[0-9a-f]{{64}}' then, "
+        r"'[0-9a-f]{64}' now\)",
+        rerun.stderr,
+    ), rerun.stderr
+
+
 #: Redshift of :func:`z2_mock`.
 MOCK_ZRED = 2.0
 

@@ -359,11 +359,10 @@ def test_fit_resume_follows_the_param_file_content(chain, tmp_path):
     only, the same model: still another file) it is refused, naming --param-file; with the
     file as it was but touched, it resumes."""
     import os
-    import re
     import subprocess
     import sys
 
-    from conftest import kill_when
+    from conftest import kill_when, rerun_refused
 
     cat, param = _catalog(chain, 60), tmp_path / "params.py"
     param.write_text(EXAMPLE.read_text())
@@ -376,12 +375,7 @@ def test_fit_resume_follows_the_param_file_content(chain, tmp_path):
     assert kill_when(proc, tmp_path / "fit.ecsv.parts", "part*.npy", 2) < 20
     original = param.read_text()
     param.write_text(original + "\n# a comment\n")
-    edited = subprocess.run(argv, env=env, capture_output=True, text=True)
-    assert edited.returncode == 2
-    assert re.search(
-        r"other inputs or options \(--param-file: '[0-9a-f]{64}' then, '[0-9a-f]{64}' now\)",
-        edited.stderr,
-    ), edited.stderr
+    rerun_refused(argv, env, "--param-file")
     param.write_text(original)  # the same content, a new modification time
     again = subprocess.run(argv, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
