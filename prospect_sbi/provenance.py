@@ -27,7 +27,7 @@ def _jsonable(value: object) -> object:
     if callable(value):
         return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', value)}"
     arr = np.asarray(value) if not isinstance(value, (str, dict)) else None
-    if arr is not None and arr.dtype.kind in "biuf":
+    if arr is not None and arr.dtype.kind in "biufU":  # numbers; names (elines_to_ignore)
         return arr.tolist()
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -95,7 +95,10 @@ def model_from_spec(spec: dict) -> object:
     for name, entry in spec["params"].items():
         info = {"N": entry["N"], "isfree": entry["isfree"], "units": entry.get("units", "")}
         init = entry.get("init")
-        info["init"] = np.asarray(init, dtype=float) if isinstance(init, list) else init
+        if isinstance(init, list):
+            names = all(isinstance(v, str) for v in np.ravel(np.asarray(init, dtype=object)))
+            init = list(init) if init and names else np.asarray(init, dtype=float)
+        info["init"] = init
         if "prior" in entry:
             cls = getattr(priors, entry["prior"]["name"], None)
             if cls is None:

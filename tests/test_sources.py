@@ -223,6 +223,51 @@ def test_nebemlineinspec_false_matches_true(sps, jades, make_model, predict):
         np.testing.assert_allclose(analytic, inspec, rtol=0.01, atol=0)
 
 
+def test_elines_to_ignore_is_left_out_by_every_path(sps, jades, make_model, predict):
+    """Prospector's ``elines_to_ignore`` (lines added by SpecModel, ``nebemlineinspec`` False):
+    SpecModel, the batch source, FastPhotometry and a stored-and-rebuilt model all leave
+    Lyman-alpha out; with the lines in the spectrum it has no effect, as in Prospector, and
+    a warning says so."""
+    from prospect_sbi.forward import ModelPhotometry
+    from prospect_sbi.provenance import model_from_spec, model_spec
+
+    def model(inspec=False, ignore=("H  1  1215.67A",)):
+        kw = dict(zred={"isfree": True, "prior": TopHat(mini=2.0, maxi=5.0)}, tage=0.3)
+        if ignore:
+            kw["elines_to_ignore"] = list(ignore)
+        return make_model("parametric_sfh", "nebular", "igm", nebemlineinspec=inspec, **kw)
+
+    ignored, full = model(), model(ignore=())
+    theta = np.repeat(ignored.theta[None], 3, axis=0)
+    theta[:, ignored.theta_labels().index("zred")] = [2.5, 3.5, 4.5]
+    pro = np.array([predict(ignored, sps, jades, t)[0] for t in theta])
+    with_lya = np.array([predict(full, sps, jades, t)[0] for t in theta])
+    # Lyman-alpha's band loses its line and no other band changes
+    lya_band = np.array(
+        [
+            [lo < 1215.67 * (1 + z) < hi for lo, hi in map(band_edges, jades)]
+            for z in (2.5, 3.5, 4.5)
+        ]
+    )
+    changed = ~np.isclose(pro, with_lya, rtol=1e-10, atol=0)
+    np.testing.assert_array_equal(changed, lya_band)
+    assert np.all((pro / with_lya).min(axis=1) < 0.9)  # 30-40% of that band, this young
+
+    batch = ModelPhotometry(ignored, sps, jades)
+    exact, _ = sps.photometry(batch.params(theta), jades)
+    np.testing.assert_allclose(exact, pro, rtol=1e-8)
+    for m in (ignored, model_from_spec(model_spec(ignored))):
+        fast, _ = ModelPhotometry(m, sps, jades)(theta)
+        assert np.max(np.abs(fast - pro) / pro.max(1, keepdims=True)) < 2e-3
+
+    with pytest.raises(ValueError, match=r"\['Ly alpha'\] are not lines of .* 'H  1  1215.67A'"):
+        ModelPhotometry(model(ignore=("Ly alpha",)), sps, jades)(theta)
+    with pytest.warns(UserWarning, match="has no effect with nebemlineinspec=True"):
+        inspec, _ = ModelPhotometry(model(inspec=True), sps, jades)(theta)
+    in_full, _ = ModelPhotometry(model(inspec=True, ignore=()), sps, jades)(theta)
+    np.testing.assert_array_equal(inspec, in_full)
+
+
 def test_emline_info_without_sps_home(sps, jades, make_model, predict):
     import os
 

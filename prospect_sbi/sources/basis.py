@@ -11,7 +11,7 @@ import numpy as np
 from ..constants import LIGHTSPEED, LYMAN_LIMIT, MAGGIE_CGS
 from .dust import birth_cloud_tau, diffuse_tau
 from .dust_emission import DustEmission
-from .emlines import emission_line_info, line_mapping
+from .emlines import emission_line_info, kept_lines, line_mapping
 from .grids import SSPGrids, interp_index, load_grids
 from .igm import IGM_MODELS, igm_transmission
 from .params import Resolved, batch_size, resolve_params
@@ -36,7 +36,8 @@ class BC03MilesBasis:
       younger than ``10**dust_tesc`` yr and on their nebular emission;
     - ``add_neb_emission``, ``add_neb_continuum``, ``nebemlineinspec``, ``gas_logz``,
       ``gas_logu`` from the Cloudy grids, ionised by stars younger than ``10**dust_tesc`` yr
-      (their ionising photons are absorbed, f_esc = 0);
+      (their ionising photons are absorbed, f_esc = 0); with ``nebemlineinspec`` False the
+      batch photometry leaves out Prospector's ``elines_to_ignore``, as ``SpecModel`` does;
     - ``add_igm_absorption``, ``igm_factor``;
     - ``add_dust_emission`` (on unless set False, as in FSPS), ``duste_umin``, ``duste_qpah``,
       ``duste_gamma``: Draine & Li (2007) emission of the luminosity the dust absorbs
@@ -333,7 +334,8 @@ class BC03MilesBasis:
             phot = proj.counts(spec, zred[idx], start=lo)
             if sub.switches["add_neb_emission"] and not sub.switches["nebemlineinspec"]:
                 table, mapping = self.table_lines()
-                line_flux = proj.line_counts(lines @ mapping, table["wave"], zred[idx])
+                kept = kept_lines(table, sub.switches["elines_to_ignore"])
+                line_flux = proj.line_counts((lines @ mapping) * kept, table["wave"], zred[idx])
                 phot = phot + line_flux / (1 + zred[idx])[:, None]
             maggies[idx] = phot * norm[idx, None]
             mfrac[idx] = mf

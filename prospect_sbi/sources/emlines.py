@@ -12,7 +12,7 @@ never writes to SPS_HOME or sets environment variables.
 
 from __future__ import annotations
 
-__all__ = ["emission_line_info", "line_mapping", "patch_specmodel"]
+__all__ = ["emission_line_info", "kept_lines", "line_mapping", "patch_specmodel"]
 
 import functools
 import os
@@ -59,6 +59,28 @@ def emission_line_info(eline_file: str = "emlines_info.dat") -> np.ndarray:
         ``$SPS_HOME/data/<eline_file>`` exists, else the Cloudy lines of the BC03-MILES grids.
     """
     return _read_table(_fsps_table_path(eline_file)).copy()
+
+
+def kept_lines(table: np.ndarray, ignore: tuple[str, ...]) -> np.ndarray:
+    """(E',) mask of the ``table`` lines kept when Prospector's ``elines_to_ignore`` is ``ignore``.
+
+    ``SpecModel`` adds the table's lines to the photometry itself when ``nebemlineinspec`` is
+    False, all but the ignored ones (its ``_use_eline``); the batch paths do the same with
+    this mask.
+
+    Raises
+    ------
+    ValueError
+        A name that is not a line of the table (Prospector's own check is an assert).
+    """
+    unknown = [name for name in ignore if name not in set(table["name"])]
+    if unknown:
+        lya = str(table["name"][np.argmin(np.abs(table["wave"] - 1215.67))])
+        raise ValueError(
+            f"elines_to_ignore names {unknown} are not lines of the emission-line table "
+            f"(emission_line_info()['name'], e.g. Lyman-alpha is {lya!r})"
+        )
+    return ~np.isin(table["name"], list(ignore))
 
 
 def line_mapping(source_wave: np.ndarray, table_wave: np.ndarray) -> np.ndarray:

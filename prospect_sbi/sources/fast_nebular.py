@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..constants import MAGGIE_CGS
+from .emlines import kept_lines
 from .fast_attenuation import FastAttenuation
 from .fast_grid import LogGrid, runs, support
 from .grids import SSPGrids, interp_index
@@ -105,7 +106,7 @@ class FastNebular:
             np.concatenate([e, e]),
             np.concatenate([(1 - t) * g.wave[j], t * g.wave[j + 1]]),
         )
-        self._points_table: tuple | None = None
+        self._points_table: dict[tuple[str, ...], tuple] = {}
         self._table_key: np.ndarray | None = None
 
     # ------------------------------------------------------------------ continuum and lines
@@ -189,7 +190,8 @@ class FastNebular:
 
         ``dust`` attenuates them (and applies the IGM to those in the spectrum).
         """
-        pos, line, weight = self._line_points(res.switches["nebemlineinspec"])
+        sw = res.switches
+        pos, line, weight = self._line_points(sw["nebemlineinspec"], sw["elines_to_ignore"])
         ln1z = np.log1p(res.values["zred"])
         zs, at = np.unique(ln1z, return_inverse=True)
         if len(zs) * _ROWS_PER_REDSHIFT <= res.n:
@@ -270,20 +272,25 @@ class FastNebular:
         point = np.concatenate([np.arange(a, a + c) for a, c in zip(first, count, strict=True)])
         return np.repeat(np.arange(self._nbands), count), point, count
 
-    def _line_points(self, in_spectrum: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _line_points(
+        self, in_spectrum: bool, ignore: tuple[str, ...] = ()
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sorted ln(lambda) (P,), source line (P,) and weight in AA (P,) of the line points.
 
         In the spectrum, a line is split between its two native pixels; otherwise it sits at
-        the wavelength of the table line it maps to (``SpecModel``'s line photometry).
+        the wavelength of the table line it maps to (``SpecModel``'s line photometry), less
+        the table lines named in ``ignore`` (Prospector's ``elines_to_ignore``).
         """
         if in_spectrum:
             return self._points_spec
         table, mapping = self._table_lines()
         if self._table_key is None or not np.array_equal(table, self._table_key):
-            e, t = np.nonzero(mapping)
-            self._points_table = _sorted_points(table["wave"][t], e, table["wave"][t])
+            self._points_table = {}
             self._table_key = table
-        return self._points_table
+        if ignore not in self._points_table:
+            e, t = np.nonzero(mapping * kept_lines(table, ignore))
+            self._points_table[ignore] = _sorted_points(table["wave"][t], e, table["wave"][t])
+        return self._points_table[ignore]
 
 
 def _sorted_points(wave: np.ndarray, line: np.ndarray, weight: np.ndarray) -> tuple:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .dust import SUPPORTED_DUST_TYPES
+from .emlines import emission_line_info, kept_lines
 from .grids import DL07_QPAH, DL07_UMIN, GRID_LOGU, GRID_LOGZSOL
 from .sfh import SUPPORTED_SFH
 
@@ -163,13 +164,14 @@ _IMF = {0: "Salpeter", 1: "Chabrier", 2: "Kroupa", 3: "van Dokkum", 4: "Dave", 5
 class Resolved:
     """Parameters of a batch of B objects, checked and broadcast.
 
-    ``switches`` holds integer and boolean settings shared by the whole batch; ``values``
+    ``switches`` holds integer and boolean settings shared by the whole batch, and
+    ``elines_to_ignore`` (a tuple of line names, Prospector's ``SpecModel`` parameter); ``values``
     holds float arrays with the batch on axis 0: ``mass`` (B, nbin) (nbin = 1 unless the SFH
     is stepped), ``agebins`` (B, nbin, 2) for step SFHs, all others (B,).
     """
 
     n: int
-    switches: dict[str, int | bool] = field(default_factory=dict)
+    switches: dict[str, int | bool | tuple[str, ...]] = field(default_factory=dict)
     values: dict[str, np.ndarray] = field(default_factory=dict)
 
     def take(self, idx: np.ndarray) -> Resolved:
@@ -277,6 +279,7 @@ def resolve_params(
         "add_dust_emission",
     ):
         sw[name] = bool(_scalar_switch(name, params.get(name, FSPS_DEFAULTS[name])))
+    sw["elines_to_ignore"] = _ignored_lines(params, sw)
 
     if sw["sfh"] not in SUPPORTED_SFH:
         raise ValueError(f"sfh={sw['sfh']} is not supported by BC03MilesBasis: {SUPPORTED_SFH}")
@@ -359,6 +362,27 @@ def resolve_params(
             _range("tau", v["tau"], 1e-5, np.inf, "the allowed e-folding times (Gyr)")
             _resolve_burst(params, v, get)
     return out
+
+
+def _ignored_lines(params: Mapping[str, object], sw: dict) -> tuple[str, ...]:
+    """Prospector's ``elines_to_ignore``, checked: the lines its photometry leaves out.
+
+    ``SpecModel`` honours it only for the lines it adds itself (``nebemlineinspec`` False);
+    with the lines in the spectrum it has no effect there, and a warning says so here.
+    """
+    raw = params.get("elines_to_ignore", ())
+    names = (raw,) if isinstance(raw, str) else tuple(str(n) for n in np.ravel(raw))
+    if not names or not sw["add_neb_emission"]:
+        return ()
+    if sw["nebemlineinspec"]:
+        warnings.warn(
+            f"elines_to_ignore={list(names)} has no effect with nebemlineinspec=True (the lines "
+            "are in the spectrum, as in Prospector); set nebemlineinspec=False to leave them out",
+            stacklevel=4,
+        )
+        return ()
+    kept_lines(emission_line_info(), names)  # one-line error for a name not in the table
+    return names
 
 
 def _resolve_burst(params: Mapping[str, object], v: dict, get: Callable) -> None:
