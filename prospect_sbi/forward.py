@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["ModelPhotometry", "predict_each"]
+__all__ = ["ModelPhotometry", "fast_refusal", "predict_each"]
 
+import warnings
 import weakref
 from collections.abc import Sequence
 
@@ -15,6 +16,27 @@ from .transforms import batch_params
 #: FastPhotometry by source and band names, dropped with the source.
 _FAST: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+#: The ``SpecModel`` methods whose photometry the batched path reproduces.
+_PHOTOMETRY_METHODS = ("predict", "predict_phot", "nebline_photometry", "flux_norm")
+
+
+def fast_refusal(model: object) -> str | None:
+    """Why the batched path cannot reproduce ``model.predict``'s photometry, or None.
+
+    It computes ``SpecModel``'s. A subclass that changes one of its photometry methods
+    (Prospector's ``AGNSpecModel`` adds AGN lines in ``predict_phot``; a user's subclass may
+    add any component) needs ``model.predict`` itself. Prospector's older ``SedModel`` takes
+    its photometry from ``sps.get_spectrum``, which for a ``BC03MilesBasis`` is the batched
+    path's.
+    """
+    from prospect.models import SpecModel
+
+    if not isinstance(model, SpecModel):
+        return None
+    cls = type(model)
+    changed = [m for m in _PHOTOMETRY_METHODS if getattr(cls, m) is not getattr(SpecModel, m)]
+    return f"{cls.__name__} overrides SpecModel.{', '.join(changed)}" if changed else None
+
 
 class ModelPhotometry:
     """Noiseless photometry (maggies) and derived quantities of theta vectors, batched.
@@ -23,8 +45,9 @@ class ModelPhotometry:
     ``depends_on`` transforms (:func:`~prospect_sbi.transforms.batch_params`), then
     :class:`~prospect_sbi.sources.FastPhotometry` for a ``BC03MilesBasis`` (``method="fast"``)
     or ``model.predict`` one vector at a time for any other ``sps`` (``"generic"``, e.g.
-    FSPS). Used for posterior-predictive checks and for likelihoods (dynesty) that must
-    match the simulator. B objects, D = ``model.ndim`` free parameters, F bands.
+    FSPS) or a model class whose photometry is not ``SpecModel``'s (:func:`fast_refusal`;
+    with a warning). Used for posterior-predictive checks and for likelihoods (dynesty)
+    that must match the simulator. B objects, D = ``model.ndim`` free parameters, F bands.
 
     Parameters
     ----------
@@ -51,10 +74,20 @@ class ModelPhotometry:
 
         from .sources import BC03MilesBasis
 
+        if method not in ("auto", "fast", "generic"):
+            raise ValueError(f"method={method!r}: use 'auto', 'fast' or 'generic'")
+        why = None if method == "generic" else fast_refusal(model)
+        if method == "fast" and why is not None:
+            raise ValueError(f"method='fast' computes SpecModel's photometry, but {why}")
         if method == "auto":
             method = "fast" if isinstance(sps, BC03MilesBasis) else "generic"
-        if method not in ("fast", "generic"):
-            raise ValueError(f"method={method!r}: use 'auto', 'fast' or 'generic'")
+            if method == "fast" and why is not None:
+                warnings.warn(
+                    f"{why}: its photometry comes from model.predict, one object at a time "
+                    "(about 1000 times slower than the batched path)",
+                    stacklevel=2,
+                )
+                method = "generic"
         if method == "fast" and not isinstance(sps, BC03MilesBasis):
             raise ValueError(f"method='fast' needs a BC03MilesBasis, not {type(sps).__name__}")
         names = tuple(f if isinstance(f, str) else f.name for f in filters)

@@ -28,7 +28,7 @@ from ._io import ChunkStore, atomic_path, chunk_sequence, parts_folder, run_orde
 from .cosmology import age_of_universe
 from .derived import DERIVED, STEP_DERIVED, derived_quantities
 from .filters import resolve_band_names
-from .forward import predict_each
+from .forward import fast_refusal, predict_each
 from .numeric import check_count
 from .provenance import model_difference, model_hash, model_spec, versions
 from .sources import BC03MilesBasis
@@ -100,7 +100,9 @@ def simulate(
     method : {"auto", "fast", "generic"}
         "fast": batched photometry on a log-wavelength grid (``BC03MilesBasis`` only, within
         0.5% of the exact projection); "generic": ``model.predict`` per draw, exactly what
-        Prospector would compute, for any ``sps``; "auto": fast when possible.
+        Prospector would compute, for any ``sps``; "auto": fast when possible. A model class
+        whose photometry is not ``SpecModel``'s (:func:`~prospect_sbi.forward.fast_refusal`)
+        is refused by "fast" and "auto" with a ``BC03MilesBasis``: pass "generic".
     progress : bool
         Show a progress bar with SEDs/s.
     fast_options : dict, optional
@@ -129,7 +131,14 @@ def simulate(
     fast_ok = isinstance(sps, BC03MilesBasis)
     if method == "fast" and not fast_ok:
         raise ValueError("method='fast' needs a BC03MilesBasis sps; use method='generic'")
+    why = fast_refusal(model) if fast_ok and method != "generic" else None
+    if why is not None:  # the fast path would silently compute another model's photometry
+        raise ValueError(
+            f"the batched simulator computes SpecModel's photometry, but {why}; "
+            "use method='generic' (model.predict, one draw at a time)"
+        )
     method = "fast" if method == "auto" and fast_ok else method.replace("auto", "generic")
+    _check_outlier_model(model)
     _check_writable(path)
 
     spec = model_spec(model)
@@ -194,6 +203,18 @@ def _describe_sps(sps: object) -> str:
     if callable(sps) and not hasattr(sps, "get_galaxy_spectrum"):
         return f"factory {getattr(sps, '__module__', '?')}.{getattr(sps, '__qualname__', sps)}"
     return getattr(sps, "description", type(sps).__name__)
+
+
+def _check_outlier_model(model: object) -> None:
+    """Refuse Prospector's photometric outlier mixture: its likelihood has it, no noise model."""
+    free = "f_outlier_phot" in model.free_params
+    value = np.ravel(model.params.get("f_outlier_phot", 0.0))
+    if free or np.any(value != 0):
+        raise ValueError(
+            f"f_outlier_phot is {'free' if free else f'fixed at {value[0]:g}'}: Prospector's "
+            "likelihood mixes in outliers, but no noise model here draws them, so the "
+            "estimator would not see them; fix it at 0 (the outlier_model template's default)"
+        )
 
 
 def _check_support(job: _Job) -> None:

@@ -282,6 +282,14 @@ def test_bad_input_errors(model, jades, tmp_path, make_model):
     wide = make_model("parametric_sfh", logzsol={"prior": priors.TopHat(mini=-2, maxi=1.0)})
     with pytest.raises(ValueError, match="priors reach outside BC03MilesBasis: .*logzsol"):
         simulate(wide, sps, jades, 10, tmp_path / "a.h5")
+    outliers = make_model("parametric_sfh", "outlier_model", f_outlier_phot={"isfree": True})
+    with pytest.raises(ValueError, match="f_outlier_phot is free: Prospector's likelihood"):
+        simulate(outliers, sps, jades, 10, tmp_path / "a.h5")
+    outliers = make_model("parametric_sfh", "outlier_model", f_outlier_phot=0.05)
+    with pytest.raises(ValueError, match="f_outlier_phot is fixed at 0.05: .* fix it at 0"):
+        simulate(outliers, sps, jades, 10, tmp_path / "a.h5")
+    plain = make_model("parametric_sfh", "outlier_model")  # the template's f_outlier_phot=0
+    assert len(simulate(plain, sps, jades, 4, tmp_path / "ok.h5", progress=False).theta) == 4
     with pytest.raises(PermissionError, match="folder .*nowhere does not exist"):
         simulate(model, sps, jades, 10, tmp_path / "nowhere" / "a.h5")
     locked = tmp_path / "locked"
@@ -406,3 +414,35 @@ def test_incomplete_training_set_is_one_line(fast_set, tmp_path, edit, match):
         text=True,
     )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_a_model_class_with_its_own_photometry_is_not_batched(jades, tmp_path, make_model):
+    """The batched path computes SpecModel's photometry. A subclass that adds to it (as
+    Prospector's AGNSpecModel does) is refused by the fast simulator, and ModelPhotometry
+    computes it with model.predict, warning that it does."""
+    from prospect.models import SpecModel
+    from prospect.models.priors import TopHat
+
+    from prospect_sbi.forward import ModelPhotometry, fast_refusal
+
+    class PowerLawSpecModel(SpecModel):  # a user's extra component: 1 nJy in every band
+        def predict_phot(self, filters):
+            return super().predict_phot(filters) + 1e-9 / 3631
+
+    base = make_model("parametric_sfh", zred={"isfree": True, "prior": TopHat(mini=1, maxi=3)})
+    user = PowerLawSpecModel(base.config_dict)
+    assert fast_refusal(base) is None
+    assert fast_refusal(user) == "PowerLawSpecModel overrides SpecModel.predict_phot"
+    sps = BC03MilesBasis()
+    with pytest.raises(ValueError, match="overrides SpecModel.predict_phot; use method='generic'"):
+        simulate(user, sps, jades, 10, tmp_path / "a.h5")
+    with pytest.raises(ValueError, match="method='fast' computes SpecModel's photometry, but"):
+        ModelPhotometry(user, sps, jades, method="fast")
+    with pytest.warns(UserWarning, match="comes from model.predict, one object at a time"):
+        phot = ModelPhotometry(user, sps, jades)
+    theta = np.repeat(user.theta[None], 2, axis=0)
+    theta[:, 0] = [1.5, 2.5]
+    got, _ = phot(theta)
+    plain, _ = ModelPhotometry(base, sps, jades, method="generic")(theta)
+    np.testing.assert_allclose(got - plain, 1e-9 / 3631, rtol=1e-6)
+    assert not list(tmp_path.glob("a.h5*"))

@@ -165,9 +165,9 @@ class Resolved:
     """Parameters of a batch of B objects, checked and broadcast.
 
     ``switches`` holds integer and boolean settings shared by the whole batch, and
-    ``elines_to_ignore`` (a tuple of line names, Prospector's ``SpecModel`` parameter); ``values``
-    holds float arrays with the batch on axis 0: ``mass`` (B, nbin) (nbin = 1 unless the SFH
-    is stepped), ``agebins`` (B, nbin, 2) for step SFHs, all others (B,).
+    ``elines_to_ignore`` (a tuple of line names, Prospector's ``SpecModel`` parameter);
+    ``values`` holds float arrays with the batch on axis 0: ``mass`` (B, nbin) (nbin = 1
+    unless the SFH is stepped), ``agebins`` (B, nbin, 2) for step SFHs, all others (B,).
     """
 
     n: int
