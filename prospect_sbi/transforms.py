@@ -25,6 +25,7 @@ import numpy as np
 from prospect.models import transforms as pt
 
 from .cosmology import age_of_universe
+from .sources.sfh import check_agebins
 
 Params = dict[str, np.ndarray]
 
@@ -178,6 +179,7 @@ def _apply(func: Callable, params: Params, n: int, name: str) -> np.ndarray:
 def _zred_to_agebins(zred: np.ndarray, agebins: np.ndarray, **extras: object) -> np.ndarray:
     zred = np.asarray(zred, dtype=float).reshape(-1)
     agebins = np.asarray(agebins, dtype=float)
+    check_agebins(agebins)
     agebins = np.broadcast_to(agebins, (len(zred), *agebins.shape[-2:]))
     nbin = agebins.shape[1]
     tuniv = np.log10(age_of_universe(zred) * 1e9)

@@ -171,3 +171,28 @@ def test_quiescent_sfr_is_floored():
     )
     np.testing.assert_allclose(got["log_ssfr100"], -14.0)
     assert np.isfinite(got["log_sfr10"]).all()
+
+
+def test_agebins_in_years_are_refused(jades):
+    """Prospector's agebins are log10(yr); edges in years fail in one line on every path (the
+    zred transform, the batched source, SpecModel.predict), not as an overflow later on."""
+    from prospect_sbi import BC03MilesBasis
+    from prospect_sbi.forward import ModelPhotometry
+
+    msg = (
+        r"agebins are log10\(age / yr\) edges .* run from 1 to 3.3\d*e\+09; years\? pass np.log10"
+    )
+    follows = build_model("continuity_sfh", zred=2.0)  # agebins follow zred
+    fixed = build_model("continuity_sfh", zred=2.0).config_dict
+    fixed["agebins"].pop("depends_on")
+    for spec in (follows.config_dict, fixed):
+        spec["agebins"]["init"] = 10 ** np.asarray(spec["agebins"]["init"])
+        model = SpecModel(spec)
+        with pytest.raises(ValueError, match=msg):
+            ModelPhotometry(model, BC03MilesBasis(), jades)(model.theta)
+    with pytest.raises(ValueError, match=msg):
+        model.predict(
+            model.theta, obs={"filters": jades, "wavelength": None}, sps=BC03MilesBasis()
+        )
+    ok = build_model("continuity_sfh", zred=2.0)  # log10(yr), up to the age of the universe
+    assert np.all(ModelPhotometry(ok, BC03MilesBasis(), jades)(ok.theta)[0] > 0)

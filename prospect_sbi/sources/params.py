@@ -13,7 +13,7 @@ import numpy as np
 from .dust import SUPPORTED_DUST_TYPES
 from .emlines import emission_line_info, kept_lines
 from .grids import DL07_QPAH, DL07_UMIN, GRID_LOGU, GRID_LOGZSOL
-from .sfh import SUPPORTED_SFH
+from .sfh import SUPPORTED_SFH, check_agebins
 
 #: python-fsps ``StellarPopulation`` parameters and their defaults (python-fsps 0.5).
 FSPS_DEFAULTS: dict[str, object] = dict(
@@ -414,6 +414,7 @@ def _resolve_step(params: Mapping[str, object], out: Resolved, single: bool) -> 
         agebins = np.broadcast_to(agebins, (out.n,) + agebins.shape)
     if agebins.shape[0] != out.n or agebins.ndim != 3 or agebins.shape[-1] != 2:
         raise ValueError(f"agebins must be (nbin, 2) or (B, nbin, 2), got {agebins.shape}")
+    check_agebins(agebins)
     if mass.shape != agebins.shape[:2]:
         raise ValueError(
             f"mass has shape {mass.shape[1:]} but agebins has {agebins.shape[1]} bins"

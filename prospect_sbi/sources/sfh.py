@@ -6,9 +6,11 @@ Tau and delayed-tau SFHs take FSPS's burst (``fburst``, ``tburst``) as FSPS does
 from __future__ import annotations
 
 __all__ = [
+    "MAX_LOG_AGE",
     "SUPPORTED_SFH",
     "bin_masses",
     "burst_fraction",
+    "check_agebins",
     "cumulative_mass",
     "gamma_cdf",
     "power_moments",
@@ -26,6 +28,27 @@ from scipy.special import gammainc
 
 #: FSPS ``sfh`` codes implemented here.
 SUPPORTED_SFH = {0: "SSP", 1: "tau", 3: "step (agebins)", 4: "delayed-tau"}
+
+#: Largest step-SFH age edge, log10(yr): 20 Gyr, the oldest ``tage`` accepted too.
+MAX_LOG_AGE = math.log10(20e9)
+
+
+def check_agebins(agebins: object) -> None:
+    """Refuse step-SFH age edges that are not Prospector's log10(age / yr) (``agebins``).
+
+    Raises
+    ------
+    ValueError
+        Edges that are not finite or lie outside [0, :data:`MAX_LOG_AGE`] (edges in years,
+        say, instead of their logarithm).
+    """
+    a = np.asarray(agebins, dtype=float)
+    if a.size and not (np.all(np.isfinite(a)) and a.min() >= 0 and a.max() <= MAX_LOG_AGE):
+        hint = "; years? pass np.log10 of them" if np.nanmax(np.abs(a)) > 100 else ""
+        raise ValueError(
+            f"agebins are log10(age / yr) edges within [0, {MAX_LOG_AGE:.2f}], as in "
+            f"Prospector; these run from {np.nanmin(a):.4g} to {np.nanmax(a):.4g}{hint}"
+        )
 
 
 def cumulative_mass(
