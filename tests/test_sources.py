@@ -251,7 +251,7 @@ def test_elines_to_ignore_is_left_out_by_every_path(sps, jades, make_model, pred
     )
     changed = ~np.isclose(pro, with_lya, rtol=1e-10, atol=0)
     np.testing.assert_array_equal(changed, lya_band)
-    assert np.all((pro / with_lya).min(axis=1) < 0.9)  # 30-40% of that band, this young
+    assert np.all((pro / with_lya).min(axis=1) < 0.9)  # 19-43% of that band, this young
 
     batch = ModelPhotometry(ignored, sps, jades)
     exact, _ = sps.photometry(batch.params(theta), jades)
