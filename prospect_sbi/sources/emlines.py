@@ -73,7 +73,8 @@ def kept_lines(table: np.ndarray, ignore: tuple[str, ...]) -> np.ndarray:
     ValueError
         A name that is not a line of the table (Prospector's own check is an assert).
     """
-    unknown = [name for name in ignore if name not in set(table["name"])]
+    known = set(table["name"])
+    unknown = [name for name in ignore if name not in known]
     if unknown:
         lya = str(table["name"][np.argmin(np.abs(table["wave"] - 1215.67))])
         raise ValueError(
