@@ -16,6 +16,7 @@ __all__ = ["simulate", "SIMULATION_METHODS"]
 import json
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._io import ChunkStore, atomic_path, chunk_sequence, parts_folder, run_ordered
+from .constants import LYMAN_ALPHA
 from .cosmology import age_of_universe
 from .derived import DERIVED, STEP_DERIVED, derived_quantities
 from .filters import resolve_band_names
@@ -217,6 +219,34 @@ def _check_outlier_model(model: object) -> None:
         )
 
 
+def _check_igm(params: dict, filters: list[str]) -> None:
+    """Warn when no IGM absorbs what a band sees blueward of Lyman-alpha at the prior's redshifts.
+
+    FSPS (and so Prospector's templates, unless the model adds ``"igm"``) leaves the IGM off:
+    such a model has no Lyman break, and an estimator trained on it places real z > 3
+    galaxies at low redshift.
+    """
+    from sedpy.observate import load_filters
+
+    if np.all(np.ravel(params.get("add_igm_absorption", False))):
+        return
+    zmax = float(np.max(params["zred"]))
+    blue = [
+        f.name
+        for f in load_filters(filters)
+        if f.wavelength[f.transmission > 0.01 * f.transmission.max()].min()
+        < LYMAN_ALPHA * (1 + zmax)
+    ]
+    if blue:
+        warnings.warn(
+            f"the model has no IGM absorption (add_igm_absorption off or absent, FSPS's "
+            f"default) but its redshifts reach {zmax:.3g}, where {', '.join(blue)} see "
+            "blueward of Lyman-alpha: no Lyman break is simulated; add "
+            "TemplateLibrary['igm'] (build_model does)",
+            stacklevel=4,
+        )
+
+
 def _check_support(job: _Job) -> None:
     """Fail before any work if the priors reach outside what the SPS can compute."""
     model = job.model
@@ -229,6 +259,7 @@ def _check_support(job: _Job) -> None:
             u[0, i] = edge
             unit.append(u)
     params = _draw(model, np.concatenate(unit), np.random.default_rng(0), strict=False)[1]
+    _check_igm(params, job.filters)
     if job.method == "fast":
         try:
             resolve_params(params, len(params["zred"]))

@@ -446,3 +446,25 @@ def test_a_model_class_with_its_own_photometry_is_not_batched(jades, tmp_path, m
     plain, _ = ModelPhotometry(base, sps, jades, method="generic")(theta)
     np.testing.assert_allclose(got - plain, 1e-9 / 3631, rtol=1e-6)
     assert not list(tmp_path.glob("a.h5*"))
+
+
+def test_a_model_without_igm_is_warned(jades, tmp_path, make_model):
+    """FSPS leaves the IGM off unless the model says: a free redshift that puts bands blueward
+    of Lyman-alpha gets a warning naming them; build_model's models (with "igm") and bands
+    that stay redward do not."""
+    import warnings
+
+    from prospect.models.priors import TopHat
+
+    def igm_warnings(model, bands, name):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            simulate(model, BC03MilesBasis(), bands, 4, tmp_path / name, progress=False)
+        return [str(w.message) for w in seen if "no IGM absorption" in str(w.message)]
+
+    bare = make_model("parametric_sfh", zred={"isfree": True, "prior": TopHat(mini=0.5, maxi=5)})
+    (msg,) = igm_warnings(bare, jades, "a.h5")
+    # Lyman-alpha at 7290 AA: F814W reaches below it, F850LP does not
+    assert "reach 5, where acs_wfc_f435w, acs_wfc_f606w, acs_wfc_f775w, acs_wfc_f814w see " in msg
+    assert igm_warnings(build_model("parametric_sfh", zred=(0.5, 5.0)), jades, "b.h5") == []
+    assert igm_warnings(bare, ["jwst_f277w", "jwst_f444w"], "c.h5") == []  # 7300 AA at z=5
