@@ -34,7 +34,7 @@ from .forward import fast_refusal, predict_each
 from .numeric import check_count
 from .provenance import model_difference, model_hash, model_spec, versions
 from .sources import BC03MilesBasis
-from .sources.params import resolve_params
+from .sources.params import FSPS_DEFAULTS, resolve_params
 from .trainingset import TrainingSet
 
 #: ``method`` values: "fast" (batched :class:`FastPhotometry`, BC03MilesBasis only),
@@ -228,7 +228,7 @@ def _check_igm(params: dict, filters: list[str]) -> None:
     """
     from sedpy.observate import load_filters
 
-    if np.all(np.ravel(params.get("add_igm_absorption", False))):
+    if np.all(np.ravel(params.get("add_igm_absorption", FSPS_DEFAULTS["add_igm_absorption"]))):
         return
     zmax = float(np.max(params["zred"]))
     blue = [

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import LYMAN_ALPHA
+
 _DTYPE = [("wave", "f8"), ("name", "<U20")]
 
 
@@ -76,7 +78,7 @@ def kept_lines(table: np.ndarray, ignore: tuple[str, ...]) -> np.ndarray:
     known = set(table["name"])
     unknown = [name for name in ignore if name not in known]
     if unknown:
-        lya = str(table["name"][np.argmin(np.abs(table["wave"] - 1215.67))])
+        lya = str(table["name"][np.argmin(np.abs(table["wave"] - LYMAN_ALPHA))])
         raise ValueError(
             f"elines_to_ignore names {unknown} are not lines of the emission-line table "
             f"(emission_line_info()['name'], e.g. Lyman-alpha is {lya!r})"
